@@ -1,0 +1,566 @@
+//! The `Engine` trait: approximate real arithmetic, batched over slices.
+//!
+//! Model and approximation code is written once against this trait and runs on
+//! [`Float`](crate::Float) (the reference), [`Plain`](crate::Plain) (fixed point in Z_2^64)
+//! and, in `ringnn-host`, on each party's additive shares. Every method works on whole
+//! slices so that one round of a two-party protocol serves a whole batch.
+//!
+//! # Scales
+//! Elements of a fixed-point engine carry `f` fractional bits ([`Engine::frac_bits`]).
+//! The product of two such elements ([`Engine::mul`], [`Engine::mul_public`] with a
+//! [`Engine::public`] constant) carries `2f` bits and must be brought back with an explicit
+//! [`Engine::rescale`]: every truncation is a named call. Integer-scaled values (comparison
+//! bits, [`Engine::public_int`] constants) multiply without a rescale. A float engine reports
+//! `frac_bits() == 0`, so the same code is exact arithmetic there.
+//!
+//! # Primitives and composites
+//! Required methods are the primitives a two-party engine must implement (local linear
+//! operations, multiplication, truncation, sign bit, select). Provided methods (relu, max,
+//! clamp, max-of-lines, polynomials, reciprocal) are built from them; an engine may override
+//! one with something faster, but must return exactly what the provided method would
+//! (the generic versions stay callable as free functions in [`generic`] so tests can check).
+//!
+//! # Panics
+//! Slices passed together must have the lengths each method states; a mismatch is a bug in
+//! the caller and panics. No element value can make a method panic.
+
+use crate::approx::Lines;
+use core::fmt;
+
+/// A function that a plaintext engine can evaluate exactly (by decoding, applying the
+/// float function and encoding); a two-party engine cannot and returns an error.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Exact {
+    /// e^x
+    Exp,
+    /// tanh(x)
+    Tanh,
+    /// 1 / (1 + e^-x)
+    Sigmoid,
+}
+
+impl Exact {
+    /// The function in `f64`.
+    pub fn eval(self, x: f64) -> f64 {
+        match self {
+            Exact::Exp => libm::exp(x),
+            Exact::Tanh => libm::tanh(x),
+            Exact::Sigmoid => 1.0 / (1.0 + libm::exp(-x)),
+        }
+    }
+}
+
+/// Shape of a matrix product `out[m x n] = a[m x k] * b[k x n]`, all row-major.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MatDims {
+    /// Rows of `a` and `out`.
+    pub m: usize,
+    /// Columns of `a`, rows of `b`.
+    pub k: usize,
+    /// Columns of `b` and `out`.
+    pub n: usize,
+}
+
+/// Approximate real arithmetic over slices. See the [module documentation](self).
+pub trait Engine {
+    /// One element: a float, a fixed-point ring element, or one party's share of one.
+    type Elem: Copy + Default + fmt::Debug;
+    /// A public constant, encoded for this engine.
+    type Public: Copy + fmt::Debug;
+    /// Failure of an operation (`Infallible` for the plaintext engines).
+    type Error: fmt::Debug;
+
+    /// Fractional bits of the elements; 0 for float engines.
+    fn frac_bits(&self) -> u32;
+    /// Encodes the public real `c` at the element scale.
+    ///
+    /// Constants are the kernel's own coefficients (|c| well below 2^20); a fixed-point
+    /// engine rounds to nearest and saturates at the safe range.
+    fn public(&self, c: f64) -> Self::Public;
+    /// Encodes the public integer `k` at integer scale (no fractional bits): multiplying by
+    /// it needs no rescale.
+    fn public_int(&self, k: i64) -> Self::Public;
+    /// Number of products that wrapped or constants that saturated so far (0 when the
+    /// engine cannot tell).
+    fn overflow_count(&self) -> u64 {
+        0
+    }
+    /// How many elements a composite should hand to one call when it may split its work
+    /// (softmax splits by rows). Plaintext engines prefer cache-sized pieces; a two-party
+    /// engine keeps the default, so a whole batch costs one set of rounds.
+    fn batch_hint(&self) -> usize {
+        usize::MAX
+    }
+
+    /// `x[i] += y[i]`. Lengths equal.
+    fn add_assign(&mut self, x: &mut [Self::Elem], y: &[Self::Elem]) -> Result<(), Self::Error>;
+    /// `x[i] -= y[i]`. Lengths equal.
+    fn sub_assign(&mut self, x: &mut [Self::Elem], y: &[Self::Elem]) -> Result<(), Self::Error>;
+    /// `x[i] += c`.
+    fn add_public(&mut self, x: &mut [Self::Elem], c: Self::Public) -> Result<(), Self::Error>;
+    /// `x[i] *= c`, without rescale.
+    fn mul_public(&mut self, x: &mut [Self::Elem], c: Self::Public) -> Result<(), Self::Error>;
+    /// `out[i] = a[i] * b[i]`, without rescale. Lengths equal.
+    fn mul(
+        &mut self,
+        a: &[Self::Elem],
+        b: &[Self::Elem],
+        out: &mut [Self::Elem],
+    ) -> Result<(), Self::Error>;
+    /// `out = a * b` (row-major, shapes in `dims`), without rescale.
+    fn matmul(
+        &mut self,
+        a: &[Self::Elem],
+        b: &[Self::Elem],
+        dims: MatDims,
+        out: &mut [Self::Elem],
+    ) -> Result<(), Self::Error>;
+    /// Divides by `2^bits` (fixed point: arithmetic shift, flooring; float: exact).
+    fn shift_right(&mut self, x: &mut [Self::Elem], bits: u32) -> Result<(), Self::Error>;
+    /// `out[i] = 1` (integer scale) if `x[i] < 0`, else `0`. Lengths equal.
+    fn is_negative(&mut self, x: &[Self::Elem], out: &mut [Self::Elem]) -> Result<(), Self::Error>;
+    /// `out[i] = if bits[i] == 1 { a[i] } else { b[i] }`, for bits produced by
+    /// [`Engine::is_negative`] or derived from them (0 or 1 at integer scale). Lengths equal.
+    fn select(
+        &mut self,
+        bits: &[Self::Elem],
+        a: &[Self::Elem],
+        b: &[Self::Elem],
+        out: &mut [Self::Elem],
+    ) -> Result<(), Self::Error>;
+    /// `x[i] = func(x[i])` computed exactly (plaintext engines only).
+    fn apply_exact(&mut self, func: Exact, x: &mut [Self::Elem]) -> Result<(), Self::Error>;
+
+    /// Brings a product back to `f` fractional bits (truncation by `f` bits).
+    fn rescale(&mut self, x: &mut [Self::Elem]) -> Result<(), Self::Error> {
+        let f = self.frac_bits();
+        if f == 0 {
+            return Ok(());
+        }
+        self.shift_right(x, f)
+    }
+
+    /// `x[i] *= c` for a public real `c`: integer constants multiply locally without a
+    /// truncation (so `x * 1` is exact); others multiply and rescale.
+    fn scale(&mut self, x: &mut [Self::Elem], c: f64) -> Result<(), Self::Error> {
+        if libm::trunc(c) == c && libm::fabs(c) < 9.0e15 {
+            let k = self.public_int(c as i64);
+            self.mul_public(x, k)
+        } else {
+            let p = self.public(c);
+            self.mul_public(x, p)?;
+            self.rescale(x)
+        }
+    }
+
+    /// `x[i] = c` for a public real `c`.
+    fn fill(&mut self, x: &mut [Self::Elem], c: f64) -> Result<(), Self::Error> {
+        x.fill(Self::Elem::default());
+        let p = self.public(c);
+        self.add_public(x, p)
+    }
+
+    /// `x[i] = max(x[i], 0)`. Scratch: `2 * x.len()`.
+    fn relu(
+        &mut self,
+        x: &mut [Self::Elem],
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::relu(self, x, scratch)
+    }
+
+    /// `a[i] = max(a[i], b[i])`. Scratch: `2 * a.len()`.
+    fn max_assign(
+        &mut self,
+        a: &mut [Self::Elem],
+        b: &[Self::Elem],
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::max_assign(self, a, b, scratch)
+    }
+
+    /// `x[i] = min(max(x[i], lo), hi)`, and `grad[i] = 1` where `lo < x[i] < hi`, else 0
+    /// (the derivative), when asked. Scratch: `3 * x.len()`.
+    fn clamp(
+        &mut self,
+        x: &mut [Self::Elem],
+        lo: f64,
+        hi: f64,
+        grad: Option<&mut [Self::Elem]>,
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::clamp(self, x, lo, hi, grad, scratch)
+    }
+
+    /// `out[i] = max over lines l of (slope_l * x[i] + intercept_l)`, and `grad[i]` = the
+    /// slope of the maximal line, when asked. Scratch: [`generic::max_of_lines_scratch`].
+    fn max_of_lines(
+        &mut self,
+        lines: &Lines,
+        x: &[Self::Elem],
+        out: &mut [Self::Elem],
+        grad: Option<&mut [Self::Elem]>,
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::max_of_lines(self, lines, x, out, grad, scratch)
+    }
+
+    /// `out[i] = sum_j coeffs[j] * x[i]^j` by Horner's rule (one multiplication and one
+    /// rescale per degree). Scratch: `x.len()`.
+    fn polynomial(
+        &mut self,
+        coeffs: &[f64],
+        x: &[Self::Elem],
+        out: &mut [Self::Elem],
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::polynomial(self, coeffs, x, out, scratch)
+    }
+
+    /// `out[i] = 2^extra_bits / x[i]` for `x[i] > 0` in the safe range, at the element scale:
+    /// range normalisation to `[1/2, 1)` by comparisons against powers of two, a linear
+    /// initial guess and Newton-Raphson. See [`generic::reciprocal`] for the method, the
+    /// precision and what happens for `x[i] <= 0`. Scratch: [`generic::reciprocal_scratch`].
+    fn reciprocal(
+        &mut self,
+        x: &[Self::Elem],
+        out: &mut [Self::Elem],
+        extra_bits: u32,
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::reciprocal(self, x, out, extra_bits, scratch)
+    }
+}
+
+/// The provided composites as free functions, built only from primitives. Engines that
+/// override a composite are tested against these.
+pub mod generic {
+    use super::*;
+
+    /// Scratch elements [`max_of_lines`] needs for `n` inputs.
+    pub const fn max_of_lines_scratch(lines: &Lines, n: usize) -> usize {
+        4 * lines.parts() * n
+    }
+
+    /// Number of candidate bit lengths `k = 0..=62` the reciprocal normalises over.
+    pub const RECIP_CANDIDATES: usize = 63;
+
+    /// Scratch elements [`reciprocal`] needs for `n` inputs.
+    pub const fn reciprocal_scratch(n: usize) -> usize {
+        (4 * RECIP_CANDIDATES + 3) * n
+    }
+
+    /// Newton-Raphson iterations after the linear initial guess on `[1/2, 1)`, whose relative
+    /// error is at most 1/17; each iteration squares it, so `i` iterations leave
+    /// `17^-(2^i)`, chosen below `2^-(f+2)`.
+    pub const fn newton_iterations(f: u32) -> u32 {
+        if f <= 14 {
+            2
+        } else if f <= 30 {
+            3
+        } else {
+            4
+        }
+    }
+
+    /// See [`Engine::relu`]. Scratch: `3 * x.len()`.
+    pub fn relu<E: Engine + ?Sized>(
+        e: &mut E,
+        x: &mut [E::Elem],
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        let n = x.len();
+        let (bits, rest) = scratch.split_at_mut(n);
+        let (zeros, rest) = rest.split_at_mut(n);
+        let out = &mut rest[..n];
+        e.is_negative(x, bits)?;
+        zeros.fill(E::Elem::default());
+        e.select(bits, zeros, x, out)?;
+        x.copy_from_slice(out);
+        Ok(())
+    }
+
+    /// See [`Engine::max_assign`]. Scratch: `2 * a.len()`.
+    pub fn max_assign<E: Engine + ?Sized>(
+        e: &mut E,
+        a: &mut [E::Elem],
+        b: &[E::Elem],
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        let n = a.len();
+        assert_eq!(b.len(), n, "max_assign: length mismatch");
+        let (d, rest) = scratch.split_at_mut(n);
+        let bits = &mut rest[..n];
+        d.copy_from_slice(a);
+        e.sub_assign(d, b)?;
+        e.is_negative(d, bits)?;
+        e.select(bits, b, a, d)?;
+        a.copy_from_slice(d);
+        Ok(())
+    }
+
+    /// See [`Engine::clamp`]; the derivative is 1 on `[lo, hi]` (boundaries included).
+    /// Scratch: `4 * x.len()`.
+    pub fn clamp<E: Engine + ?Sized>(
+        e: &mut E,
+        x: &mut [E::Elem],
+        lo: f64,
+        hi: f64,
+        grad: Option<&mut [E::Elem]>,
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        let n = x.len();
+        let (d, rest) = scratch.split_at_mut(2 * n);
+        let bits = &mut rest[..2 * n];
+        // d[..n] = hi - x (negative where x > hi); d[n..] = x - lo (negative where x < lo):
+        // one batched comparison.
+        d[..n].copy_from_slice(x);
+        e.scale(&mut d[..n], -1.0)?;
+        let h = e.public(hi);
+        e.add_public(&mut d[..n], h)?;
+        d[n..].copy_from_slice(x);
+        let l = e.public(-lo);
+        e.add_public(&mut d[n..], l)?;
+        e.is_negative(d, bits)?;
+        let (above, below) = bits.split_at(n);
+        let (c, t) = d.split_at_mut(n);
+        e.fill(c, hi)?;
+        e.select(above, c, x, t)?;
+        e.fill(c, lo)?;
+        e.select(below, c, t, x)?;
+        if let Some(g) = grad {
+            assert_eq!(g.len(), n, "clamp: gradient length mismatch");
+            // 1 - above - below, at integer scale, then to the element scale.
+            g.copy_from_slice(above);
+            e.add_assign(g, below)?;
+            let m1 = e.public_int(-1);
+            e.mul_public(g, m1)?;
+            let one = e.public_int(1);
+            e.add_public(g, one)?;
+            let unit = e.public(1.0);
+            e.mul_public(g, unit)?;
+        }
+        Ok(())
+    }
+
+    /// See [`Engine::max_of_lines`].
+    ///
+    /// The lines are evaluated side by side, then reduced by a tree of comparisons in which
+    /// each level is one batched [`Engine::is_negative`] call: `ceil(log2(parts))` rounds.
+    pub fn max_of_lines<E: Engine + ?Sized>(
+        e: &mut E,
+        lines: &Lines,
+        x: &[E::Elem],
+        out: &mut [E::Elem],
+        grad: Option<&mut [E::Elem]>,
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        let n = x.len();
+        let m = lines.parts();
+        assert_eq!(out.len(), n, "max_of_lines: length mismatch");
+        let (l, rest) = scratch.split_at_mut(m * n);
+        let (s, rest) = rest.split_at_mut(m * n);
+        let h = m / 2;
+        let (d, rest) = rest.split_at_mut(h * n);
+        let (bits, rest) = rest.split_at_mut(h * n);
+        let t = &mut rest[..h * n];
+        for j in 0..m {
+            let (a, b) = lines.line(j);
+            let lj = &mut l[j * n..(j + 1) * n];
+            lj.copy_from_slice(x);
+            e.scale(lj, a)?;
+            let p = e.public(b);
+            e.add_public(lj, p)?;
+            if grad.is_some() {
+                e.fill(&mut s[j * n..(j + 1) * n], a)?;
+            }
+        }
+        let mut cnt = m;
+        while cnt > 1 {
+            let h = cnt / 2;
+            let w = h * n;
+            let (left, right) = l.split_at_mut(w);
+            d[..w].copy_from_slice(left);
+            e.sub_assign(&mut d[..w], &right[..w])?;
+            e.is_negative(&d[..w], &mut bits[..w])?;
+            e.select(&bits[..w], &right[..w], left, &mut t[..w])?;
+            left.copy_from_slice(&t[..w]);
+            if grad.is_some() {
+                let (sl, sr) = s.split_at_mut(w);
+                e.select(&bits[..w], &sr[..w], sl, &mut t[..w])?;
+                sl.copy_from_slice(&t[..w]);
+            }
+            if cnt % 2 == 1 {
+                l.copy_within(2 * w..2 * w + n, w);
+                s.copy_within(2 * w..2 * w + n, w);
+            }
+            cnt = h + cnt % 2;
+        }
+        out.copy_from_slice(&l[..n]);
+        if let Some(g) = grad {
+            assert_eq!(g.len(), n, "max_of_lines: gradient length mismatch");
+            g.copy_from_slice(&s[..n]);
+        }
+        Ok(())
+    }
+
+    /// See [`Engine::polynomial`]: Horner's rule, one product and one rescale per degree.
+    pub fn polynomial<E: Engine + ?Sized>(
+        e: &mut E,
+        coeffs: &[f64],
+        x: &[E::Elem],
+        out: &mut [E::Elem],
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        let n = x.len();
+        assert_eq!(out.len(), n, "polynomial: length mismatch");
+        let Some((&top, rest)) = coeffs.split_last() else {
+            return e.fill(out, 0.0);
+        };
+        let t = &mut scratch[..n];
+        e.fill(out, top)?;
+        for &c in rest.iter().rev() {
+            e.mul(out, x, t)?;
+            e.rescale(t)?;
+            out.copy_from_slice(t);
+            let p = e.public(c);
+            e.add_public(out, p)?;
+        }
+        Ok(())
+    }
+
+    /// See [`Engine::reciprocal`].
+    ///
+    /// # Method
+    /// With `r` the raw value of `x` and `k` its bit length (`r` in `[2^(k-1), 2^k)`, found
+    /// by 62 comparisons `r >= 2^j`, batched in one call), `s = r / 2^k` lies in `[1/2, 1)`.
+    /// `y0 = 48/17 - 32/17 s` has relative error at most 1/17 there, and
+    /// [`newton_iterations`] steps of `y <- y (2 - s y)` bring it below `2^-(f+2)`. Then
+    /// `2^g / x = y * 2^(f + g - k)`, a shift by a secret amount, done as the sum over all
+    /// candidate `k` of the one-hot bit of `k` times the publicly shifted `y`. Every shift
+    /// is by a public amount, so the method runs unchanged on a two-party engine.
+    ///
+    /// # Precision
+    /// Relative error about `2^-f` plus the truncations of the shifts (at most one ulp of the
+    /// result). Results need `f + g <= 62` and can only be as large as the safe range: for
+    /// `x < 2^(g - 62 + f)` the product wraps (counted by [`Engine::overflow_count`] on
+    /// [`Plain`](crate::Plain)).
+    ///
+    /// # Values outside the domain
+    /// For `x <= 0` the bit length is 0 and the result is `2^(f+g) * y(x * 2^f)`: finite and
+    /// deterministic, never a panic, but meaningless; callers (softmax) ensure `x > 0`.
+    ///
+    /// # Panics
+    /// If `f + g > 62` or the lengths differ.
+    pub fn reciprocal<E: Engine + ?Sized>(
+        e: &mut E,
+        x: &[E::Elem],
+        out: &mut [E::Elem],
+        g: u32,
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        const K: usize = RECIP_CANDIDATES;
+        let n = x.len();
+        let f = e.frac_bits();
+        assert!(f + g <= 62, "reciprocal: f + extra_bits must be at most 62");
+        assert_eq!(out.len(), n, "reciprocal: length mismatch");
+        let (c, rest) = scratch.split_at_mut(K * n);
+        let (bits, rest) = rest.split_at_mut(K * n);
+        let (onehot, rest) = rest.split_at_mut(K * n);
+        let (prod, rest) = rest.split_at_mut(K * n);
+        let (s, rest) = rest.split_at_mut(n);
+        let (y, rest) = rest.split_at_mut(n);
+        let t = &mut rest[..n];
+
+        // b_j = [r >= 2^j] = 1 - [r - 2^j < 0], j = 0..62, in one comparison call.
+        let cmp = (K - 1) * n;
+        for j in 0..K - 1 {
+            let cj = &mut c[j * n..(j + 1) * n];
+            cj.copy_from_slice(x);
+            let p = e.public_int(-(1i64 << j));
+            e.add_public(cj, p)?;
+        }
+        e.is_negative(&c[..cmp], &mut bits[..cmp])?;
+        let m1 = e.public_int(-1);
+        let one = e.public_int(1);
+        e.mul_public(&mut bits[..cmp], m1)?;
+        e.add_public(&mut bits[..cmp], one)?;
+
+        // One-hot of the bit length k: o_0 = 1 - b_0, o_k = b_(k-1) - b_k, o_62 = b_61.
+        onehot[..n].copy_from_slice(&bits[..n]);
+        e.mul_public(&mut onehot[..n], m1)?;
+        e.add_public(&mut onehot[..n], one)?;
+        for k in 1..K - 1 {
+            let (prev, cur) = bits.split_at(k * n);
+            let ok = &mut onehot[k * n..(k + 1) * n];
+            ok.copy_from_slice(&prev[(k - 1) * n..]);
+            e.sub_assign(ok, &cur[..n])?;
+        }
+        onehot[(K - 1) * n..].copy_from_slice(&bits[(K - 2) * n..(K - 1) * n]);
+
+        // s = sum_k o_k * (r shifted from bit length k to [1/2, 1)).
+        shift_candidates(e, x, c, n, f as i64)?;
+        select_sum(e, onehot, c, prod, s, n)?;
+
+        // y0 = 48/17 - 32/17 s, then Newton-Raphson.
+        y.copy_from_slice(s);
+        e.scale(y, -32.0 / 17.0)?;
+        let p = e.public(48.0 / 17.0);
+        e.add_public(y, p)?;
+        let two = e.public(2.0);
+        for _ in 0..newton_iterations(f) {
+            e.mul(s, y, t)?;
+            e.rescale(t)?;
+            e.mul_public(t, m1)?;
+            e.add_public(t, two)?;
+            let yt = &mut prod[..n];
+            e.mul(y, t, yt)?;
+            e.rescale(yt)?;
+            y.copy_from_slice(yt);
+        }
+
+        // out = sum_k o_k * (y shifted by f + g - k).
+        shift_candidates(e, y, c, n, (f + g) as i64)?;
+        select_sum(e, onehot, c, prod, out, n)
+    }
+
+    /// `c[k] = v * 2^(base - k)` for `k = 0..63`: integer multiplication for non-negative
+    /// exponents, truncation otherwise.
+    fn shift_candidates<E: Engine + ?Sized>(
+        e: &mut E,
+        v: &[E::Elem],
+        c: &mut [E::Elem],
+        n: usize,
+        base: i64,
+    ) -> Result<(), E::Error> {
+        for k in 0..RECIP_CANDIDATES {
+            let ck = &mut c[k * n..(k + 1) * n];
+            ck.copy_from_slice(v);
+            let sh = base - k as i64;
+            if sh >= 0 {
+                let p = e.public_int(1i64 << sh);
+                e.mul_public(ck, p)?;
+            } else {
+                e.shift_right(ck, (-sh) as u32)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `out = sum_k onehot[k] * c[k]` (bits are integer-scaled: no rescale).
+    fn select_sum<E: Engine + ?Sized>(
+        e: &mut E,
+        onehot: &[E::Elem],
+        c: &[E::Elem],
+        prod: &mut [E::Elem],
+        out: &mut [E::Elem],
+        n: usize,
+    ) -> Result<(), E::Error> {
+        e.mul(onehot, c, prod)?;
+        out.copy_from_slice(&prod[..n]);
+        for k in 1..RECIP_CANDIDATES {
+            e.add_assign(out, &prod[k * n..(k + 1) * n])?;
+        }
+        Ok(())
+    }
+}

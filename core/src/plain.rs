@@ -1,0 +1,384 @@
+//! The plaintext fixed-point engine: Z_2^64 with `f` fractional bits, chosen at run time.
+//!
+//! `Plain` computes exactly what the two-party engine computes, without the secret sharing:
+//! the same encodings, the same products, the same truncations (here an exact arithmetic
+//! shift; two-party truncation adds at most one ulp). It overrides the hot composites with
+//! fused per-element loops that return bit for bit what the generic versions in
+//! [`crate::engine::generic`] return; tests check this on random and edge inputs.
+//!
+//! # Overflow
+//! [`Engine::overflow_count`] counts products whose integer value left
+//! `[-2^63, 2^63)` (the ring result then differs from the real one) and public constants or
+//! exact-function results that saturated at the safe range. Matrix products are not
+//! counted.
+
+use crate::approx::Lines;
+use crate::engine::{generic, Engine, Exact, MatDims};
+use crate::fixed::{Fixed, FixedError, FracBits};
+use crate::ring::Z64;
+use core::cell::Cell;
+use core::convert::Infallible;
+
+/// Fixed point in Z_2^64. See the [module documentation](self).
+#[derive(Clone, Debug)]
+pub struct Plain {
+    fx: Fixed,
+    overflows: Cell<u64>,
+}
+
+impl Plain {
+    /// The engine for `f` fractional bits.
+    pub fn new(f: FracBits) -> Self {
+        Plain {
+            fx: Fixed::with(f),
+            overflows: Cell::new(0),
+        }
+    }
+
+    /// The engine for `f` fractional bits, validated.
+    ///
+    /// # Errors
+    /// [`FixedError::FracBits`] unless `1 <= f <= 40`.
+    pub fn with_frac_bits(f: u32) -> Result<Self, FixedError> {
+        Ok(Self::new(FracBits::new(f)?))
+    }
+
+    /// The number format.
+    pub fn format(&self) -> Fixed {
+        self.fx
+    }
+
+    /// Encodes every value of `x` into `out`.
+    ///
+    /// # Errors
+    /// The first value that cannot be encoded, with its index.
+    pub fn encode_slice(&self, x: &[f64], out: &mut [Z64]) -> Result<(), (usize, FixedError)> {
+        assert_eq!(x.len(), out.len(), "encode_slice: length mismatch");
+        for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+            *o = self.fx.encode(v).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+
+    /// Decodes every value of `x` into `out`.
+    pub fn decode_slice(&self, x: &[Z64], out: &mut [f64]) {
+        assert_eq!(x.len(), out.len(), "decode_slice: length mismatch");
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = self.fx.decode(v);
+        }
+    }
+
+    /// Sets the overflow counter back to zero.
+    pub fn reset_overflow_count(&mut self) {
+        self.overflows.set(0);
+    }
+
+    #[inline]
+    fn count(&self, n: u64) {
+        if n != 0 {
+            self.overflows.set(self.overflows.get() + n);
+        }
+    }
+
+    #[inline]
+    fn f(&self) -> u32 {
+        self.fx.frac_bits()
+    }
+
+    /// `v * c`, counting a wrap.
+    #[inline]
+    fn mul_counted(&self, v: Z64, c: Z64, overflows: &mut u64) -> Z64 {
+        let (p, o) = v.overflowing_mul_signed(c);
+        *overflows += o as u64;
+        p
+    }
+
+    /// [`Engine::scale`] for one element, as the generic code does it.
+    #[inline]
+    fn scale_one(&self, v: Z64, c: ScaleConst, overflows: &mut u64) -> Z64 {
+        match c {
+            ScaleConst::Int(k) => self.mul_counted(v, k, overflows),
+            ScaleConst::Frac(p) => self.mul_counted(v, p, overflows).shr_arith(self.f()),
+        }
+    }
+
+    fn scale_const(&self, c: f64) -> ScaleConst {
+        if libm::trunc(c) == c && libm::fabs(c) < 9.0e15 {
+            ScaleConst::Int(self.public_int(c as i64))
+        } else {
+            ScaleConst::Frac(self.public(c))
+        }
+    }
+
+    /// `v * 2^sh` for `sh >= 0`, else `v >> -sh`: the candidate shifts of the reciprocal.
+    #[inline]
+    fn shift_by(&self, v: Z64, sh: i64, overflows: &mut u64) -> Z64 {
+        if sh >= 0 {
+            self.mul_counted(v, Z64::from_signed(1i64 << sh), overflows)
+        } else {
+            v.shr_arith((-sh) as u32)
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ScaleConst {
+    Int(Z64),
+    Frac(Z64),
+}
+
+impl Engine for Plain {
+    type Elem = Z64;
+    type Public = Z64;
+    type Error = Infallible;
+
+    fn frac_bits(&self) -> u32 {
+        self.f()
+    }
+    fn public(&self, c: f64) -> Z64 {
+        let (v, saturated) = self.fx.encode_saturating(c);
+        self.count(saturated as u64);
+        v
+    }
+    fn public_int(&self, k: i64) -> Z64 {
+        Z64::from_signed(k)
+    }
+    fn overflow_count(&self) -> u64 {
+        self.overflows.get()
+    }
+    fn batch_hint(&self) -> usize {
+        2048
+    }
+
+    fn add_assign(&mut self, x: &mut [Z64], y: &[Z64]) -> Result<(), Infallible> {
+        assert_eq!(x.len(), y.len(), "add_assign: length mismatch");
+        x.iter_mut().zip(y).for_each(|(a, &b)| *a += b);
+        Ok(())
+    }
+    fn sub_assign(&mut self, x: &mut [Z64], y: &[Z64]) -> Result<(), Infallible> {
+        assert_eq!(x.len(), y.len(), "sub_assign: length mismatch");
+        x.iter_mut().zip(y).for_each(|(a, &b)| *a -= b);
+        Ok(())
+    }
+    fn add_public(&mut self, x: &mut [Z64], c: Z64) -> Result<(), Infallible> {
+        x.iter_mut().for_each(|a| *a += c);
+        Ok(())
+    }
+    fn mul_public(&mut self, x: &mut [Z64], c: Z64) -> Result<(), Infallible> {
+        let mut o = 0;
+        x.iter_mut()
+            .for_each(|a| *a = self.mul_counted(*a, c, &mut o));
+        self.count(o);
+        Ok(())
+    }
+    fn mul(&mut self, a: &[Z64], b: &[Z64], out: &mut [Z64]) -> Result<(), Infallible> {
+        assert!(
+            a.len() == b.len() && a.len() == out.len(),
+            "mul: length mismatch"
+        );
+        let mut o = 0;
+        for ((r, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            *r = self.mul_counted(x, y, &mut o);
+        }
+        self.count(o);
+        Ok(())
+    }
+    fn matmul(
+        &mut self,
+        a: &[Z64],
+        b: &[Z64],
+        d: MatDims,
+        out: &mut [Z64],
+    ) -> Result<(), Infallible> {
+        assert!(a.len() == d.m * d.k && b.len() == d.k * d.n && out.len() == d.m * d.n);
+        for i in 0..d.m {
+            let row = &mut out[i * d.n..(i + 1) * d.n];
+            row.fill(Z64::ZERO);
+            for p in 0..d.k {
+                let av = a[i * d.k + p];
+                for (o, &bv) in row.iter_mut().zip(&b[p * d.n..(p + 1) * d.n]) {
+                    *o += av * bv;
+                }
+            }
+        }
+        Ok(())
+    }
+    fn shift_right(&mut self, x: &mut [Z64], bits: u32) -> Result<(), Infallible> {
+        x.iter_mut().for_each(|a| *a = a.shr_arith(bits));
+        Ok(())
+    }
+    fn is_negative(&mut self, x: &[Z64], out: &mut [Z64]) -> Result<(), Infallible> {
+        assert_eq!(x.len(), out.len(), "is_negative: length mismatch");
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = Z64(v.is_negative() as u64);
+        }
+        Ok(())
+    }
+    fn select(
+        &mut self,
+        bits: &[Z64],
+        a: &[Z64],
+        b: &[Z64],
+        out: &mut [Z64],
+    ) -> Result<(), Infallible> {
+        let n = out.len();
+        assert!(
+            bits.len() == n && a.len() == n && b.len() == n,
+            "select: length mismatch"
+        );
+        // b + bit * (a - b): the two-party formula, so that a non-bit selector behaves the
+        // same on every engine.
+        for i in 0..n {
+            out[i] = b[i] + bits[i] * (a[i] - b[i]);
+        }
+        Ok(())
+    }
+    fn apply_exact(&mut self, func: Exact, x: &mut [Z64]) -> Result<(), Infallible> {
+        let mut o = 0u64;
+        for v in x.iter_mut() {
+            let (r, sat) = self.fx.encode_saturating(func.eval(self.fx.decode(*v)));
+            *v = r;
+            o += sat as u64;
+        }
+        self.count(o);
+        Ok(())
+    }
+
+    fn relu(&mut self, x: &mut [Z64], _scratch: &mut [Z64]) -> Result<(), Infallible> {
+        x.iter_mut().for_each(|v| {
+            if v.is_negative() {
+                *v = Z64::ZERO
+            }
+        });
+        Ok(())
+    }
+
+    fn max_of_lines(
+        &mut self,
+        lines: &Lines,
+        x: &[Z64],
+        out: &mut [Z64],
+        grad: Option<&mut [Z64]>,
+        _scratch: &mut [Z64],
+    ) -> Result<(), Infallible> {
+        const CAP: usize = crate::approx::lines::MAX_LINES + 1;
+        let n = x.len();
+        assert_eq!(out.len(), n, "max_of_lines: length mismatch");
+        let m = lines.parts();
+        let mut slope = [ScaleConst::Int(Z64::ZERO); CAP];
+        let mut icpt = [Z64::ZERO; CAP];
+        let mut slope_val = [Z64::ZERO; CAP];
+        for j in 0..m {
+            let (a, b) = lines.line(j);
+            slope[j] = self.scale_const(a);
+            icpt[j] = self.public(b);
+            slope_val[j] = self.public(a);
+        }
+        let mut o = 0u64;
+        let mut grad = grad;
+        if let Some(g) = grad.as_deref() {
+            assert_eq!(g.len(), n, "max_of_lines: gradient length mismatch");
+        }
+        for i in 0..n {
+            let mut v = [Z64::ZERO; CAP];
+            let mut s = [0u8; CAP];
+            for j in 0..m {
+                v[j] = self.scale_one(x[i], slope[j], &mut o) + icpt[j];
+                s[j] = j as u8;
+            }
+            // The same halving tree as the generic code, ties kept on the left.
+            let mut cnt = m;
+            while cnt > 1 {
+                let h = cnt / 2;
+                for j in 0..h {
+                    if (v[j] - v[j + h]).is_negative() {
+                        v[j] = v[j + h];
+                        s[j] = s[j + h];
+                    }
+                }
+                if cnt % 2 == 1 {
+                    v[h] = v[2 * h];
+                    s[h] = s[2 * h];
+                }
+                cnt = h + cnt % 2;
+            }
+            out[i] = v[0];
+            if let Some(g) = grad.as_deref_mut() {
+                g[i] = slope_val[s[0] as usize];
+            }
+        }
+        self.count(o);
+        Ok(())
+    }
+
+    fn polynomial(
+        &mut self,
+        coeffs: &[f64],
+        x: &[Z64],
+        out: &mut [Z64],
+        _scratch: &mut [Z64],
+    ) -> Result<(), Infallible> {
+        const CAP: usize = 16;
+        assert_eq!(out.len(), x.len(), "polynomial: length mismatch");
+        if coeffs.len() > CAP {
+            return generic::polynomial(self, coeffs, x, out, _scratch);
+        }
+        let Some((&top, rest)) = coeffs.split_last() else {
+            out.fill(Z64::ZERO);
+            return Ok(());
+        };
+        let mut c = [Z64::ZERO; CAP];
+        for (e, &v) in c.iter_mut().zip(rest) {
+            *e = self.public(v);
+        }
+        let top = self.public(top);
+        let f = self.f();
+        let mut o = 0u64;
+        for (r, &v) in out.iter_mut().zip(x) {
+            let mut y = top;
+            for k in (0..rest.len()).rev() {
+                y = self.mul_counted(y, v, &mut o).shr_arith(f) + c[k];
+            }
+            *r = y;
+        }
+        self.count(o);
+        Ok(())
+    }
+
+    fn reciprocal(
+        &mut self,
+        x: &[Z64],
+        out: &mut [Z64],
+        extra_bits: u32,
+        _scratch: &mut [Z64],
+    ) -> Result<(), Infallible> {
+        let f = self.f();
+        assert!(
+            f + extra_bits <= 62,
+            "reciprocal: f + extra_bits must be at most 62"
+        );
+        assert_eq!(out.len(), x.len(), "reciprocal: length mismatch");
+        let slope = self.public(-32.0 / 17.0);
+        let icpt = self.public(48.0 / 17.0);
+        let two = self.public(2.0);
+        let iters = generic::newton_iterations(f);
+        let mut o = 0u64;
+        for (r, &v) in out.iter_mut().zip(x) {
+            let raw = v.to_signed();
+            let k = if raw <= 0 {
+                0
+            } else {
+                (64 - raw.leading_zeros()).min(62) as i64
+            };
+            let s = self.shift_by(v, f as i64 - k, &mut o);
+            let mut y = self.mul_counted(s, slope, &mut o).shr_arith(f) + icpt;
+            for _ in 0..iters {
+                let t = -self.mul_counted(s, y, &mut o).shr_arith(f) + two;
+                y = self.mul_counted(y, t, &mut o).shr_arith(f);
+            }
+            *r = self.shift_by(y, (f + extra_bits) as i64 - k, &mut o);
+        }
+        self.count(o);
+        Ok(())
+    }
+}

@@ -1,0 +1,407 @@
+//! Softmax over rows with an approximated e^x, and the gradient of softmax cross-entropy.
+//!
+//! `p_ij = E(x_ij)^+ / sum_j E(x_ij)^+`, where `E` is the chosen [`ExpApprox`] and `^+`
+//! clips at 0 (needed only for approximations that can go negative: Taylor). The division
+//! is one fixed-point [`Engine::reciprocal`] per row, computed with `g` guard bits
+//! ([`guard_bits`]) so that large row sums keep their precision, followed by one product
+//! and one truncation by `f + g` bits per element.
+//!
+//! An all-zero row (every `E` clipped to 0, as happens with `secureml` on negative logits)
+//! is defined as uniform: a comparison per row yields `z = [sum == 0]`, and every element
+//! gets `z` added (the sum `z * cols`), so the division never sees 0. No value can make
+//! softmax panic.
+//!
+//! Subtracting the row maximum first is optional and off by default, as in the paper.
+//!
+//! # Precision
+//! On `Plain`, `|p - p_float| <= 2^-f * (4 + 4 max_ij p_ij)` for rows whose sum is below
+//! `2^(g - 1)`; tests check this bound.
+//!
+//! # Gradient
+//! For the loss `-sum_j y_j log p_j` with one-hot `y`:
+//! - [`GradMode::Exact`] (the paper): the derivative of the approximated softmax,
+//!   `dL/dx_j = E'(x_j)/S - y_j E'(x_l)/E(x_l)` with `l` the label and `E'` the
+//!   approximation's derivative (0 where `E` was clipped). For `E = e^x` this is `p - y`.
+//! - [`GradMode::Surrogate`] (SecureML): `p - y`.
+
+use crate::approx::ExpApprox;
+use crate::engine::{generic, Engine};
+
+/// How the gradient of softmax cross-entropy is computed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum GradMode {
+    /// The derivative of the approximated softmax (the paper's choice).
+    Exact,
+    /// `p - y`, SecureML's surrogate.
+    Surrogate,
+}
+
+impl GradMode {
+    /// The valid names.
+    pub const NAMES: &'static [&'static str] = &["exact", "surrogate"];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            GradMode::Exact => "exact",
+            GradMode::Surrogate => "surrogate",
+        }
+    }
+
+    /// The mode called `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "exact" => Some(GradMode::Exact),
+            "surrogate" => Some(GradMode::Surrogate),
+            _ => None,
+        }
+    }
+}
+
+/// Softmax settings.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Softmax {
+    /// The e^x approximation.
+    pub exp: ExpApprox,
+    /// Subtract each row's maximum first (off in the paper).
+    pub subtract_max: bool,
+}
+
+impl Softmax {
+    /// Softmax with `exp`, without max subtraction.
+    pub const fn new(exp: ExpApprox) -> Self {
+        Softmax {
+            exp,
+            subtract_max: false,
+        }
+    }
+}
+
+/// Guard bits of the row reciprocal for `f` fractional bits: `min(f, 58 - 2f)`, at least 0.
+/// With them `E * (2^g / S)` stays below `2^(2f + g) <= 2^58`.
+pub const fn guard_bits(f: u32) -> u32 {
+    let room = 58i64 - 2 * f as i64;
+    if room <= 0 {
+        0
+    } else if room < f as i64 {
+        room as u32
+    } else {
+        f
+    }
+}
+
+fn chunk_rows(hint: usize, rows: usize, cols: usize) -> usize {
+    (hint / cols.max(1)).clamp(1, rows.max(1))
+}
+
+/// Scratch elements [`softmax`] needs for `rows x cols` inputs.
+pub fn softmax_scratch(cfg: Softmax, rows: usize, cols: usize) -> usize {
+    let n = rows * cols;
+    2 * n
+        + 4 * rows
+        + cfg
+            .exp
+            .scratch_len(n)
+            .max(generic::reciprocal_scratch(rows))
+            .max(4 * n)
+}
+
+/// Scratch elements [`softmax_xent_backward`] needs for `rows x cols` inputs.
+pub fn backward_scratch(cfg: Softmax, rows: usize, cols: usize) -> usize {
+    let n = rows * cols;
+    4 * n + 4 * rows + softmax_scratch(cfg, rows, cols)
+}
+
+/// `out = softmax(x)` over `rows` rows of `cols` (row-major). See the [module
+/// documentation](self). Scratch: [`softmax_scratch`] for the rows handed to one call;
+/// a plaintext engine splits the work into pieces of [`Engine::batch_hint`] elements.
+///
+/// # Errors
+/// What the engine reports.
+///
+/// # Panics
+/// If `x` or `out` is not `rows * cols` long, or `scratch` is too short.
+pub fn softmax<E: Engine + ?Sized>(
+    e: &mut E,
+    cfg: Softmax,
+    x: &[E::Elem],
+    rows: usize,
+    cols: usize,
+    out: &mut [E::Elem],
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    assert!(
+        x.len() == rows * cols && out.len() == rows * cols,
+        "softmax: shape mismatch"
+    );
+    let step = chunk_rows(e.batch_hint(), rows, cols);
+    let mut r0 = 0;
+    while r0 < rows {
+        let r = step.min(rows - r0);
+        let span = r0 * cols..(r0 + r) * cols;
+        softmax_rows(
+            e,
+            cfg,
+            &x[span.clone()],
+            r,
+            cols,
+            &mut out[span],
+            None,
+            scratch,
+        )?;
+        r0 += r;
+    }
+    Ok(())
+}
+
+/// Softmax of one piece; when `deriv` is given, also `E'(x)/S` into it (for the gradient),
+/// with `E'` masked where `E` was clipped.
+#[allow(clippy::too_many_arguments)]
+fn softmax_rows<E: Engine + ?Sized>(
+    e: &mut E,
+    cfg: Softmax,
+    x: &[E::Elem],
+    rows: usize,
+    cols: usize,
+    out: &mut [E::Elem],
+    mut deriv: Option<&mut [E::Elem]>,
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let n = rows * cols;
+    let f = e.frac_bits();
+    let g = guard_bits(f);
+    let (xs, rest) = scratch.split_at_mut(n);
+    let (wide, rest) = rest.split_at_mut(n);
+    let (sum, rest) = rest.split_at_mut(rows);
+    let (z, rest) = rest.split_at_mut(rows);
+    let (recip, rest) = rest.split_at_mut(rows);
+    let (tmp, rest) = rest.split_at_mut(rows);
+
+    xs.copy_from_slice(x);
+    if cfg.subtract_max {
+        row_max(e, xs, rows, cols, sum, wide, rest)?;
+        broadcast(sum, cols, wide);
+        e.sub_assign(xs, wide)?;
+    }
+    cfg.exp.eval(e, xs, out, rest)?;
+    let clipped = !cfg.exp.nonnegative();
+    if clipped {
+        // mask = [E < 0] in `wide`; E -= mask * E.
+        e.is_negative(out, wide)?;
+        let (prod, _) = rest.split_at_mut(n);
+        e.mul(wide, out, prod)?;
+        e.sub_assign(out, prod)?;
+    }
+    if let Some(d) = deriv.as_deref_mut() {
+        cfg.exp.derivative(e, xs, d, rest)?;
+        if clipped {
+            let (prod, _) = rest.split_at_mut(n);
+            e.mul(wide, d, prod)?;
+            e.sub_assign(d, prod)?;
+        }
+    }
+    row_sums(e, out, cols, sum, tmp)?;
+    // z = 1 - [-sum < 0] = [sum <= 0]; E += z, sum += z * cols.
+    tmp.copy_from_slice(sum);
+    e.scale(tmp, -1.0)?;
+    e.is_negative(tmp, z)?;
+    let m1 = e.public_int(-1);
+    let one = e.public_int(1);
+    e.mul_public(z, m1)?;
+    e.add_public(z, one)?;
+    let unit = e.public(1.0);
+    e.mul_public(z, unit)?;
+    broadcast(z, cols, wide);
+    e.add_assign(out, wide)?;
+    let c = e.public_int(cols as i64);
+    e.mul_public(z, c)?;
+    e.add_assign(sum, z)?;
+    // p = (E * 2^g / S) >> (f + g).
+    e.reciprocal(sum, recip, g, rest)?;
+    broadcast(recip, cols, wide);
+    let (prod, _) = rest.split_at_mut(n);
+    e.mul(out, wide, prod)?;
+    e.shift_right(prod, f + g)?;
+    out.copy_from_slice(prod);
+    if let Some(d) = deriv {
+        e.mul(d, wide, prod)?;
+        e.shift_right(prod, f + g)?;
+        d.copy_from_slice(prod);
+    }
+    Ok(())
+}
+
+fn broadcast<T: Copy>(per_row: &[T], cols: usize, out: &mut [T]) {
+    for (i, &v) in per_row.iter().enumerate() {
+        out[i * cols..(i + 1) * cols].fill(v);
+    }
+}
+
+/// Row maxima by a halving tree over columns: `ceil(log2 cols)` batched comparisons.
+fn row_max<E: Engine + ?Sized>(
+    e: &mut E,
+    x: &[E::Elem],
+    rows: usize,
+    cols: usize,
+    out: &mut [E::Elem],
+    cols_major: &mut [E::Elem],
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    for i in 0..rows {
+        for j in 0..cols {
+            cols_major[j * rows + i] = x[i * cols + j];
+        }
+    }
+    let mut cnt = cols;
+    while cnt > 1 {
+        let h = cnt / 2;
+        let w = h * rows;
+        let (left, right) = cols_major.split_at_mut(w);
+        e.max_assign(left, &right[..w], scratch)?;
+        if cnt % 2 == 1 {
+            cols_major.copy_within(2 * w..2 * w + rows, w);
+        }
+        cnt = h + cnt % 2;
+    }
+    out.copy_from_slice(&cols_major[..rows]);
+    Ok(())
+}
+
+/// Gradient of mean-free softmax cross-entropy with respect to the logits `x`, for one-hot
+/// labels `y` (element scale: 1.0 encoded), written to `grad`; the softmax itself goes to
+/// `p`. Dividing by the batch size is left to the caller. See the [module
+/// documentation](self) for the two modes. Scratch: [`backward_scratch`].
+///
+/// # Errors
+/// What the engine reports.
+///
+/// # Panics
+/// If a slice is not `rows * cols` long or `scratch` is too short.
+#[allow(clippy::too_many_arguments)]
+pub fn softmax_xent_backward<E: Engine + ?Sized>(
+    e: &mut E,
+    cfg: Softmax,
+    mode: GradMode,
+    x: &[E::Elem],
+    y: &[E::Elem],
+    rows: usize,
+    cols: usize,
+    p: &mut [E::Elem],
+    grad: &mut [E::Elem],
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let n = rows * cols;
+    assert!(
+        x.len() == n && y.len() == n && p.len() == n && grad.len() == n,
+        "softmax_xent_backward: shape mismatch"
+    );
+    match mode {
+        GradMode::Surrogate => {
+            softmax(e, cfg, x, rows, cols, p, scratch)?;
+            grad.copy_from_slice(p);
+            e.sub_assign(grad, y)
+        }
+        GradMode::Exact => {
+            let step = chunk_rows(e.batch_hint(), rows, cols);
+            let mut r0 = 0;
+            while r0 < rows {
+                let r = step.min(rows - r0);
+                let span = r0 * cols..(r0 + r) * cols;
+                exact_grad_rows(
+                    e,
+                    cfg,
+                    &x[span.clone()],
+                    &y[span.clone()],
+                    r,
+                    cols,
+                    &mut p[span.clone()],
+                    &mut grad[span],
+                    scratch,
+                )?;
+                r0 += r;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn exact_grad_rows<E: Engine + ?Sized>(
+    e: &mut E,
+    cfg: Softmax,
+    x: &[E::Elem],
+    y: &[E::Elem],
+    rows: usize,
+    cols: usize,
+    p: &mut [E::Elem],
+    grad: &mut [E::Elem],
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let n = rows * cols;
+    let (ev, rest) = scratch.split_at_mut(n);
+    let (dv, rest) = rest.split_at_mut(n);
+    let (t, rest) = rest.split_at_mut(n);
+    let (wide, rest) = rest.split_at_mut(n);
+    let (el, rest) = rest.split_at_mut(rows);
+    let (dl, rest) = rest.split_at_mut(rows);
+    let (ratio, rest) = rest.split_at_mut(rows);
+    let (_, rest) = rest.split_at_mut(rows);
+    // grad = E'/S (the first term) and p.
+    softmax_rows(e, cfg, x, rows, cols, p, Some(grad), rest)?;
+    // E and E' at the label: recompute E (clipped) and E' (masked) for the label entries.
+    let xs = &mut wide[..];
+    xs.copy_from_slice(x);
+    if cfg.subtract_max {
+        let (mx, rest2) = rest.split_at_mut(rows);
+        let (cm, rest3) = rest2.split_at_mut(n);
+        row_max(e, x, rows, cols, mx, cm, rest3)?;
+        broadcast(mx, cols, t);
+        e.sub_assign(xs, t)?;
+    }
+    cfg.exp.eval(e, xs, ev, rest)?;
+    cfg.exp.derivative(e, xs, dv, rest)?;
+    if !cfg.exp.nonnegative() {
+        e.is_negative(ev, t)?;
+        let (prod, _) = rest.split_at_mut(n);
+        e.mul(t, ev, prod)?;
+        e.sub_assign(ev, prod)?;
+        e.mul(t, dv, prod)?;
+        e.sub_assign(dv, prod)?;
+    }
+    // el = sum_j y_j E_j, dl = sum_j y_j E'_j.
+    e.mul(y, ev, t)?;
+    e.rescale(t)?;
+    row_sums(e, t, cols, el, ratio)?;
+    e.mul(y, dv, t)?;
+    e.rescale(t)?;
+    row_sums(e, t, cols, dl, ratio)?;
+    // ratio = E'_l / E_l (0 when E_l = 0, since then E'_l = 0 too).
+    e.reciprocal(el, ratio, 0, rest)?;
+    let (prod, _) = rest.split_at_mut(rows);
+    e.mul(dl, ratio, prod)?;
+    e.rescale(prod)?;
+    ratio.copy_from_slice(prod);
+    // grad -= y * ratio.
+    broadcast(ratio, cols, wide);
+    e.mul(y, wide, t)?;
+    e.rescale(t)?;
+    e.sub_assign(grad, t)
+}
+
+/// `out[i] = sum_j v[i][j]`, one column at a time (local additions). `col` holds a column.
+fn row_sums<E: Engine + ?Sized>(
+    e: &mut E,
+    v: &[E::Elem],
+    cols: usize,
+    out: &mut [E::Elem],
+    col: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    out.fill(E::Elem::default());
+    for j in 0..cols {
+        for (i, c) in col.iter_mut().enumerate() {
+            *c = v[i * cols + j];
+        }
+        e.add_assign(out, col)?;
+    }
+    Ok(())
+}

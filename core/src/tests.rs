@@ -1,0 +1,613 @@
+//! Cross-module tests: fused `Plain` overrides against the generic composites, every
+//! approximation on `Float` against its reference and on `Plain` against `Float` within
+//! derived tolerances, softmax properties, and no panic for any bit pattern.
+extern crate std;
+use crate::approx::{ExpApprox, SigmoidApprox, TanhApprox, EXP_DOMAIN};
+use crate::engine::generic;
+use crate::softmax::{self, GradMode, Softmax};
+use crate::{Engine, Float, Plain, Z64};
+use proptest::prelude::*;
+use std::vec;
+use std::vec::Vec;
+
+const FRACS: [u32; 6] = [8, 10, 13, 16, 20, 24];
+
+fn plain(f: u32) -> Plain {
+    Plain::with_frac_bits(f).unwrap()
+}
+
+fn enc(p: &Plain, xs: &[f64]) -> Vec<Z64> {
+    let mut v = vec![Z64::ZERO; xs.len()];
+    p.encode_slice(xs, &mut v).unwrap();
+    v
+}
+
+fn dec(p: &Plain, v: &[Z64]) -> Vec<f64> {
+    let mut out = vec![0.0; v.len()];
+    p.decode_slice(v, &mut out);
+    out
+}
+
+fn grid(lo: f64, hi: f64, step: f64) -> Vec<f64> {
+    let n = ((hi - lo) / step).round() as usize;
+    (0..=n).map(|i| lo + i as f64 * step).collect()
+}
+
+fn eval_float(a: ExpApprox, xs: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let mut e = Float::<f64>::new();
+    let mut out = vec![0.0; xs.len()];
+    let mut d = vec![0.0; xs.len()];
+    let mut s = vec![0.0; a.scratch_len(xs.len())];
+    a.eval(&mut e, xs, &mut out, &mut s).unwrap();
+    a.derivative(&mut e, xs, &mut d, &mut s).unwrap();
+    (out, d)
+}
+
+fn eval_plain(a: ExpApprox, p: &mut Plain, xs: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let x = enc(p, xs);
+    let mut out = vec![Z64::ZERO; xs.len()];
+    let mut d = vec![Z64::ZERO; xs.len()];
+    let mut s = vec![Z64::ZERO; a.scratch_len(xs.len())];
+    a.eval(p, &x, &mut out, &mut s).unwrap();
+    a.derivative(p, &x, &mut d, &mut s).unwrap();
+    (dec(p, &out), dec(p, &d))
+}
+
+/// Error bound of Horner's rule in fixed point at `x` (ulp = 1): coefficients and input
+/// rounded by 1/2, each truncation by 1.
+fn horner_tol(coeffs: &[f64], x: f64) -> f64 {
+    let k = coeffs.len() - 1;
+    let (mut y, mut err) = (coeffs[k], 0.5);
+    for i in (0..k).rev() {
+        err = err * (x.abs() + 0.5) + y.abs() * 0.5 + 1.5;
+        y = y * x + coeffs[i];
+    }
+    err
+}
+
+/// Error bound of `(1 + x/256)^256` by squaring (ulp = 1) and of its derivative.
+fn limit_tol(x: f64) -> (f64, f64) {
+    let (mut v, mut err) = (1.0 + x / 256.0, 1.5 + 0.5 / 256.0);
+    let (mut g, mut gerr) = (v, err);
+    for i in 0..8 {
+        err = 2.0 * v.abs() * err + err * err + 1.0;
+        v *= v;
+        if i < 7 {
+            gerr = gerr * v.abs() + g.abs() * err + gerr * err + 1.0;
+            g *= v;
+        }
+    }
+    (err, gerr)
+}
+
+/// Plain-versus-Float tolerance of an e^x approximation at `x`, in ulps: value, derivative.
+fn exp_tol(a: ExpApprox, x: f64) -> (f64, f64) {
+    if let Some(l) = a.lines() {
+        let amax = l.slopes().iter().fold(0.0f64, |m, s| m.max(s.abs()));
+        return (1.5 + x.abs() / 2.0 + amax / 2.0, 0.5);
+    }
+    if let Some(c) = a.coefficients() {
+        return (horner_tol(c, x), horner_tol(&c[..c.len() - 1], x));
+    }
+    match a {
+        ExpApprox::Limit8 => limit_tol(x),
+        _ => {
+            let v = (0.5 * libm::exp(x) + 0.5) * (1.0 + 1e-9);
+            (v + 1e-9, v + 1e-9)
+        }
+    }
+}
+
+#[test]
+fn float_engine_matches_each_reference() {
+    let xs = grid(EXP_DOMAIN.0, EXP_DOMAIN.1, 1.0 / 64.0);
+    for a in ExpApprox::ALL {
+        let (v, d) = eval_float(a, &xs);
+        for (i, &x) in xs.iter().enumerate() {
+            let (rv, rd) = (a.reference(x), a.reference_derivative(x));
+            assert!(
+                (v[i] - rv).abs() <= 1e-12 * (1.0 + rv.abs()),
+                "{} at {x}",
+                a.name()
+            );
+            // At a kink the engine may pick the other line; skip exact ties.
+            let tie = a.lines().is_some_and(|_| {
+                a.reference_derivative(x - 1e-9) != a.reference_derivative(x + 1e-9)
+            });
+            if !tie {
+                assert!(
+                    (d[i] - rd).abs() <= 1e-12 * (1.0 + rd.abs()),
+                    "{}' at {x}: {} vs {rd}",
+                    a.name(),
+                    d[i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn plain_matches_float_within_derived_tolerance() {
+    let xs = grid(EXP_DOMAIN.0, EXP_DOMAIN.1, 1.0 / 64.0 + 1.0 / 4096.0);
+    for f in FRACS {
+        let mut p = plain(f);
+        let ulp = crate::fixed::pow2(-(f as i32));
+        for a in ExpApprox::ALL {
+            let (fv, fd) = eval_float(a, &xs);
+            let (pv, pd) = eval_plain(a, &mut p, &xs);
+            for (i, &x) in xs.iter().enumerate() {
+                let (tv, td) = exp_tol(a, x);
+                assert!(
+                    (pv[i] - fv[i]).abs() <= tv * ulp,
+                    "{} f={f} x={x}: plain {} float {} tol {}",
+                    a.name(),
+                    pv[i],
+                    fv[i],
+                    tv * ulp
+                );
+                // Away from kinks (where rounding may pick the other line): the derivative is
+                // a slope or a polynomial.
+                let kink = a.lines().is_some_and(|l| {
+                    let best = l.eval(x);
+                    (0..l.parts()).any(|j| {
+                        let (s, b) = l.line(j);
+                        s != l.eval_with_slope(x).1 && best - (s * x + b) <= 2.0 * tv * ulp
+                    })
+                });
+                if !kink {
+                    assert!(
+                        (pd[i] - fd[i]).abs() <= td * ulp,
+                        "{}' f={f} x={x}: plain {} float {} tol {}",
+                        a.name(),
+                        pd[i],
+                        fd[i],
+                        td * ulp
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn tanh_and_sigmoid_plain_match_float() {
+    let xs = grid(-8.0, 8.0, 1.0 / 32.0 + 1.0 / 4096.0);
+    let n = xs.len();
+    for f in FRACS {
+        let mut p = plain(f);
+        let ulp = crate::fixed::pow2(-(f as i32));
+        let x = enc(&p, &xs);
+        for t in TanhApprox::ALL {
+            let mut fl = Float::<f64>::new();
+            let (mut fo, mut po) = (vec![0.0; n], vec![Z64::ZERO; n]);
+            let (mut fs, mut ps) = (
+                vec![0.0; t.scratch_len(n)],
+                vec![Z64::ZERO; t.scratch_len(n)],
+            );
+            t.eval(&mut fl, &xs, &mut fo, &mut fs).unwrap();
+            t.eval(&mut p, &x, &mut po, &mut ps).unwrap();
+            for (i, v) in dec(&p, &po).iter().enumerate() {
+                assert!((v - fo[i]).abs() <= ulp, "{} f={f}", t.name());
+                assert!((fo[i] - t.reference(xs[i])).abs() < 1e-12);
+            }
+            t.derivative(&mut fl, &xs, &mut fo, &mut fs).unwrap();
+            t.derivative(&mut p, &x, &mut po, &mut ps).unwrap();
+            for (i, v) in dec(&p, &po).iter().enumerate() {
+                assert!(
+                    (v - fo[i]).abs() <= 4.0 * ulp,
+                    "{}' f={f} x={}",
+                    t.name(),
+                    xs[i]
+                );
+            }
+        }
+        let sigs = [
+            SigmoidApprox::SecureMl,
+            SigmoidApprox::Exact,
+            SigmoidApprox::Exp(ExpApprox::Pwl(4)),
+            SigmoidApprox::Exp(ExpApprox::Taylor(3)),
+            SigmoidApprox::Exp(ExpApprox::Limit8),
+            SigmoidApprox::Exp(ExpApprox::Exact),
+        ];
+        for s in sigs {
+            let mut fl = Float::<f64>::new();
+            let (mut fo, mut po) = (vec![0.0; n], vec![Z64::ZERO; n]);
+            let (mut fs, mut ps) = (
+                vec![0.0; s.scratch_len(n)],
+                vec![Z64::ZERO; s.scratch_len(n)],
+            );
+            s.eval(&mut fl, &xs, &mut fo, &mut fs).unwrap();
+            s.eval(&mut p, &x, &mut po, &mut ps).unwrap();
+            for (i, v) in dec(&p, &po).iter().enumerate() {
+                let xi = xs[i];
+                assert!(
+                    (fo[i] - s.reference(xi)).abs() < 1e-9,
+                    "{s:?} float at {xi}"
+                );
+                let etol = match s {
+                    SigmoidApprox::Exp(a) => {
+                        let sg = fo[i];
+                        exp_tol(a, -xi).0 * sg * sg + 8.0
+                    }
+                    _ => 1.0,
+                };
+                assert!(
+                    (v - fo[i]).abs() <= etol * ulp,
+                    "{s:?} f={f} x={xi}: {v} vs {}",
+                    fo[i]
+                );
+            }
+        }
+    }
+}
+
+fn random_safe(f: u32, seed: u64, n: usize, scale: f64) -> Vec<f64> {
+    // A small deterministic generator (splitmix64) keeps core's tests free of std RNGs.
+    let mut s = seed ^ (f as u64) << 32;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            ((z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+#[test]
+fn fused_plain_composites_equal_generic() {
+    for f in FRACS {
+        let mut p = plain(f);
+        let mut xs = random_safe(f, 7, 4000, 12.0);
+        xs.extend(grid(-8.0, 8.0, 1.0 / 16.0));
+        let x = enc(&p, &xs);
+        let n = x.len();
+        for a in ExpApprox::ALL {
+            if let Some(l) = a.lines() {
+                let mut s = vec![Z64::ZERO; generic::max_of_lines_scratch(&l, n)];
+                let (mut o1, mut g1, mut o2, mut g2) = (
+                    vec![Z64::ZERO; n],
+                    vec![Z64::ZERO; n],
+                    vec![Z64::ZERO; n],
+                    vec![Z64::ZERO; n],
+                );
+                p.max_of_lines(&l, &x, &mut o1, Some(&mut g1), &mut s)
+                    .unwrap();
+                generic::max_of_lines(&mut p, &l, &x, &mut o2, Some(&mut g2), &mut s).unwrap();
+                assert_eq!(o1, o2, "{} f={f}", a.name());
+                assert_eq!(g1, g2, "{}' f={f}", a.name());
+            }
+            if let Some(c) = a.coefficients() {
+                let mut s = vec![Z64::ZERO; n];
+                let (mut o1, mut o2) = (vec![Z64::ZERO; n], vec![Z64::ZERO; n]);
+                p.polynomial(c, &x, &mut o1, &mut s).unwrap();
+                generic::polynomial(&mut p, c, &x, &mut o2, &mut s).unwrap();
+                assert_eq!(o1, o2, "{} f={f}", a.name());
+            }
+        }
+        let (mut r1, mut r2) = (x.clone(), x.clone());
+        let mut s = vec![Z64::ZERO; 3 * n];
+        p.relu(&mut r1, &mut s).unwrap();
+        generic::relu(&mut p, &mut r2, &mut s).unwrap();
+        assert_eq!(r1, r2);
+    }
+}
+
+#[test]
+fn fused_reciprocal_equals_generic_and_is_accurate() {
+    for f in FRACS {
+        let mut p = plain(f);
+        let g = softmax::guard_bits(f);
+        let fx = p.format();
+        // Positive values across the whole range, negative ones and zero.
+        let mut raw: Vec<i64> = (0..62)
+            .flat_map(|k| [1i64 << k, (1i64 << k) + 1, (1i64 << k) - 1])
+            .collect();
+        raw.extend(
+            random_safe(f, 3, 600, 1.0)
+                .iter()
+                .map(|u| (u.abs() * (1u64 << 61) as f64) as i64),
+        );
+        raw.extend([0, -1, -5, -(1 << 40), -(1 << 61)]);
+        let x: Vec<Z64> = raw.iter().map(|&r| Z64::from_signed(r)).collect();
+        let n = x.len();
+        for extra in [0, g] {
+            let (mut o1, mut o2) = (vec![Z64::ZERO; n], vec![Z64::ZERO; n]);
+            let mut s = vec![Z64::ZERO; generic::reciprocal_scratch(n)];
+            p.reciprocal(&x, &mut o1, extra, &mut s).unwrap();
+            generic::reciprocal(&mut p, &x, &mut o2, extra, &mut s).unwrap();
+            assert_eq!(o1, o2, "f={f} g={extra}");
+            for (i, &r) in raw.iter().enumerate() {
+                if r <= 0 {
+                    continue;
+                }
+                let v = fx.decode(Z64::from_signed(r));
+                let want = crate::fixed::pow2(extra as i32) / v;
+                // Representable results only.
+                if want * crate::fixed::pow2(f as i32) >= (1u64 << 61) as f64 {
+                    continue;
+                }
+                let got = fx.decode(o1[i]);
+                let ulp = fx.ulp();
+                assert!(
+                    (got - want).abs() <= want * 8.0 * ulp + 2.0 * ulp,
+                    "f={f} g={extra} x={v}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}
+
+fn softmax_plain(p: &mut Plain, cfg: Softmax, xs: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    let x = enc(p, xs);
+    let mut out = vec![Z64::ZERO; xs.len()];
+    let step = (p.batch_hint() / cols).clamp(1, rows);
+    let mut s = vec![Z64::ZERO; softmax::softmax_scratch(cfg, step, cols)];
+    softmax::softmax(p, cfg, &x, rows, cols, &mut out, &mut s).unwrap();
+    dec(p, &out)
+}
+
+fn softmax_float(cfg: Softmax, xs: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    let mut e = Float::<f64>::new();
+    let mut out = vec![0.0; xs.len()];
+    let mut s = vec![0.0; softmax::softmax_scratch(cfg, rows, cols)];
+    softmax::softmax(&mut e, cfg, xs, rows, cols, &mut out, &mut s).unwrap();
+    out
+}
+
+#[test]
+fn softmax_rows_sum_to_one_and_match_float() {
+    let (rows, cols) = (300, 10);
+    for f in FRACS {
+        let mut p = plain(f);
+        let ulp = crate::fixed::pow2(-(f as i32));
+        let xs = random_safe(f, 11, rows * cols, 4.0);
+        for a in ExpApprox::ALL {
+            for subtract_max in [false, true] {
+                let cfg = Softmax {
+                    exp: a,
+                    subtract_max,
+                };
+                let pp = softmax_plain(&mut p, cfg, &xs, rows, cols);
+                let fp = softmax_float(cfg, &xs, rows, cols);
+                for r in 0..rows {
+                    let row = &pp[r * cols..(r + 1) * cols];
+                    let sum: f64 = row.iter().sum();
+                    assert!(
+                        (sum - 1.0).abs() <= (cols as f64 + 8.0) * ulp * 2.0,
+                        "{} f={f} row {r}: sum {sum}",
+                        a.name()
+                    );
+                    // Plain vs Float: E errors relative to the row sum, plus the division.
+                    let xr = &xs[r * cols..(r + 1) * cols];
+                    let shift = if subtract_max {
+                        xr.iter().cloned().fold(f64::MIN, f64::max)
+                    } else {
+                        0.0
+                    };
+                    let s: f64 = xr.iter().map(|&x| a.reference(x - shift).max(0.0)).sum();
+                    let etol: f64 = xr.iter().map(|&x| exp_tol(a, x - shift).0).sum::<f64>() * ulp;
+                    for c in 0..cols {
+                        let i = r * cols + c;
+                        let tol =
+                            if s > 0.0 { 2.0 * etol / s } else { 0.0 } + 16.0 * ulp * (1.0 + fp[i]);
+                        assert!(
+                            (pp[i] - fp[i]).abs() <= tol,
+                            "{} f={f} max={subtract_max} [{r},{c}]: {} vs {} tol {tol}",
+                            a.name(),
+                            pp[i],
+                            fp[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn all_zero_rows_are_uniform() {
+    // secureml gives 0 for every negative logit.
+    let cfg = Softmax::new(ExpApprox::SecureMl);
+    let xs = [-1.0, -2.0, -3.0, -4.0, 1.0, 2.0, -1.0, -1.0];
+    let mut p = plain(13);
+    let got = softmax_plain(&mut p, cfg, &xs, 2, 4);
+    assert_eq!(&got[..4], &[0.25; 4]);
+    assert!((got[4] - 1.0 / 3.0).abs() < 1e-3 && (got[5] - 2.0 / 3.0).abs() < 1e-3);
+    assert_eq!(&got[6..], &[0.0, 0.0]);
+    let fl = softmax_float(cfg, &xs, 2, 4);
+    assert_eq!(&fl[..4], &[0.25; 4]);
+    // Odd Taylor far below its root: clipped to 0 everywhere, also uniform.
+    let cfg = Softmax::new(ExpApprox::Taylor(3));
+    let got = softmax_plain(&mut p, cfg, &[-5.0, -6.0, -7.0], 1, 3);
+    for v in got {
+        assert!((v - 1.0 / 3.0).abs() < 1e-3);
+    }
+}
+
+fn xent_loss(cfg: Softmax, x: &[f64], label: usize) -> f64 {
+    let p = softmax_float(cfg, x, 1, x.len());
+    -libm::log(p[label])
+}
+
+#[test]
+fn exact_gradient_matches_finite_differences_and_surrogate_is_p_minus_y() {
+    let cols = 6;
+    let xs = [0.3, -1.2, 1.7, 0.05, -0.4, 2.2];
+    let h = 1e-6;
+    for a in [
+        ExpApprox::Exact,
+        ExpApprox::Pwl(4),
+        ExpApprox::Pwl(7),
+        ExpApprox::Taylor(4),
+        ExpApprox::Taylor(2),
+        ExpApprox::Limit8,
+        ExpApprox::Piranha,
+    ] {
+        let cfg = Softmax::new(a);
+        for label in 0..cols {
+            let mut y = vec![0.0; cols];
+            y[label] = 1.0;
+            let mut e = Float::<f64>::new();
+            let (mut p, mut g) = (vec![0.0; cols], vec![0.0; cols]);
+            let mut s = vec![0.0; softmax::backward_scratch(cfg, 1, cols)];
+            softmax::softmax_xent_backward(
+                &mut e,
+                cfg,
+                GradMode::Exact,
+                &xs,
+                &y,
+                1,
+                cols,
+                &mut p,
+                &mut g,
+                &mut s,
+            )
+            .unwrap();
+            for j in 0..cols {
+                let (mut xp, mut xm) = (xs, xs);
+                xp[j] += h;
+                xm[j] -= h;
+                let fd = (xent_loss(cfg, &xp, label) - xent_loss(cfg, &xm, label)) / (2.0 * h);
+                assert!(
+                    (fd - g[j]).abs() <= 1e-5 * (1.0 + fd.abs()),
+                    "{} label {label} j {j}: fd {fd} vs {}",
+                    a.name(),
+                    g[j]
+                );
+            }
+            softmax::softmax_xent_backward(
+                &mut e,
+                cfg,
+                GradMode::Surrogate,
+                &xs,
+                &y,
+                1,
+                cols,
+                &mut p,
+                &mut g,
+                &mut s,
+            )
+            .unwrap();
+            for j in 0..cols {
+                assert!((g[j] - (p[j] - y[j])).abs() < 1e-15);
+            }
+        }
+    }
+}
+
+#[test]
+fn exact_gradient_on_plain_matches_float() {
+    let (rows, cols) = (64, 10);
+    for f in [13u32, 16, 20] {
+        let mut p = plain(f);
+        let ulp = crate::fixed::pow2(-(f as i32));
+        let xs = random_safe(f, 5, rows * cols, 3.0);
+        let mut ys = vec![0.0; rows * cols];
+        for r in 0..rows {
+            ys[r * cols + (r * 7) % cols] = 1.0;
+        }
+        for a in [
+            ExpApprox::Pwl(4),
+            ExpApprox::Taylor(4),
+            ExpApprox::Exact,
+            ExpApprox::Pwl(6),
+        ] {
+            let cfg = Softmax::new(a);
+            let mut fl = Float::<f64>::new();
+            let (mut fp, mut fg) = (vec![0.0; rows * cols], vec![0.0; rows * cols]);
+            let mut s = vec![0.0; softmax::backward_scratch(cfg, rows, cols)];
+            softmax::softmax_xent_backward(
+                &mut fl,
+                cfg,
+                GradMode::Exact,
+                &xs,
+                &ys,
+                rows,
+                cols,
+                &mut fp,
+                &mut fg,
+                &mut s,
+            )
+            .unwrap();
+            let (x, y) = (enc(&p, &xs), enc(&p, &ys));
+            let (mut pp, mut pg) = (vec![Z64::ZERO; rows * cols], vec![Z64::ZERO; rows * cols]);
+            let mut s = vec![Z64::ZERO; softmax::backward_scratch(cfg, rows, cols)];
+            softmax::softmax_xent_backward(
+                &mut p,
+                cfg,
+                GradMode::Exact,
+                &x,
+                &y,
+                rows,
+                cols,
+                &mut pp,
+                &mut pg,
+                &mut s,
+            )
+            .unwrap();
+            let pg = dec(&p, &pg);
+            for i in 0..rows * cols {
+                // The label term E'/E amplifies errors where E is small: relative tolerance.
+                let tol = 64.0 * ulp * (1.0 + fg[i].abs()) * (1.0 + fg[i].abs());
+                assert!(
+                    (pg[i] - fg[i]).abs() <= tol.max(1e-3 * fg[i].abs()),
+                    "{} f={f} i={i}: {} vs {}",
+                    a.name(),
+                    pg[i],
+                    fg[i]
+                );
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn no_panic_for_any_bit_pattern(bits in proptest::collection::vec(any::<u64>(), 1..40), f in 1u32..=40) {
+        let mut p = plain(f);
+        let x: Vec<Z64> = bits.iter().map(|&b| Z64(b)).collect();
+        let n = x.len();
+        let mut out = vec![Z64::ZERO; n];
+        let mut d = vec![Z64::ZERO; n];
+        for a in ExpApprox::ALL {
+            let mut s = vec![Z64::ZERO; a.scratch_len(n)];
+            a.eval(&mut p, &x, &mut out, &mut s).unwrap();
+            a.derivative(&mut p, &x, &mut d, &mut s).unwrap();
+            let sg = SigmoidApprox::Exp(a);
+            let mut s = vec![Z64::ZERO; sg.scratch_len(n)];
+            sg.eval(&mut p, &x, &mut out, &mut s).unwrap();
+            sg.derivative(&mut p, &x, &mut d, &mut s).unwrap();
+            let cfg = Softmax { exp: a, subtract_max: bits[0] & 1 == 1 };
+            let mut s = vec![Z64::ZERO; softmax::backward_scratch(cfg, 1, n)];
+            softmax::softmax(&mut p, cfg, &x, 1, n, &mut out, &mut s).unwrap();
+            softmax::softmax_xent_backward(&mut p, cfg, GradMode::Exact, &x, &x, 1, n, &mut out, &mut d, &mut s).unwrap();
+        }
+        for t in TanhApprox::ALL {
+            let mut s = vec![Z64::ZERO; t.scratch_len(n)];
+            t.eval(&mut p, &x, &mut out, &mut s).unwrap();
+            t.derivative(&mut p, &x, &mut d, &mut s).unwrap();
+        }
+        let g = softmax::guard_bits(f);
+        let mut s = vec![Z64::ZERO; generic::reciprocal_scratch(n)];
+        p.reciprocal(&x, &mut out, g, &mut s).unwrap();
+        generic::reciprocal(&mut p, &x, &mut out, g, &mut s).unwrap();
+    }
+
+    #[test]
+    fn plain_linear_ops_are_ring_ops(a in any::<u64>(), b in any::<u64>(), f in 1u32..=40) {
+        let mut p = plain(f);
+        let mut x = [Z64(a)];
+        p.add_assign(&mut x, &[Z64(b)]).unwrap();
+        prop_assert_eq!(x[0], Z64(a) + Z64(b));
+        p.sub_assign(&mut x, &[Z64(b)]).unwrap();
+        prop_assert_eq!(x[0], Z64(a));
+        let mut out = [Z64::ZERO];
+        p.mul(&[Z64(a)], &[Z64(b)], &mut out).unwrap();
+        prop_assert_eq!(out[0], Z64(a) * Z64(b));
+    }
+}
