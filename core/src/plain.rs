@@ -93,20 +93,17 @@ impl Plain {
         p
     }
 
-    /// [`Engine::scale`] for one element, as the generic code does it.
-    #[inline]
-    fn scale_one(&self, v: Z64, c: ScaleConst, overflows: &mut u64) -> Z64 {
-        match c {
-            ScaleConst::Int(k) => self.mul_counted(v, k, overflows),
-            ScaleConst::Frac(p) => self.mul_counted(v, p, overflows).shr_arith(self.f()),
-        }
-    }
-
     fn scale_const(&self, c: f64) -> ScaleConst {
         if libm::trunc(c) == c && libm::fabs(c) < 9.0e15 {
-            ScaleConst::Int(self.public_int(c as i64))
+            ScaleConst {
+                mult: self.public_int(c as i64),
+                shift: 0,
+            }
         } else {
-            ScaleConst::Frac(self.public(c))
+            ScaleConst {
+                mult: self.public(c),
+                shift: self.f(),
+            }
         }
     }
 
@@ -121,10 +118,62 @@ impl Plain {
     }
 }
 
+/// Max of `M` lines per element, values only, with the generic code's halving tree
+/// (the tree shape matters only for wrapped values, where comparisons stop being
+/// transitive; it is kept so results stay bit for bit the same).
+#[inline(always)]
+fn max_lines_values<const M: usize>(
+    slope: &[ScaleConst],
+    icpt: &[Z64],
+    x: &[Z64],
+    out: &mut [Z64],
+    overflows: &mut u64,
+) {
+    // Every line as `((x * mult) >> shift) + icpt`: integer slopes shift by 0, so one
+    // branch-free formula serves all lines (and multiplying by 0 or 1 cannot overflow, so
+    // the count is unchanged).
+    let mut mult = [Z64::ZERO; M];
+    let mut shift = [0u32; M];
+    let mut ic = [Z64::ZERO; M];
+    for j in 0..M {
+        (mult[j], shift[j]) = (slope[j].mult, slope[j].shift);
+        ic[j] = icpt[j];
+    }
+    let mut o = 0u64;
+    for (r, &xv) in out.iter_mut().zip(x) {
+        let mut v = [Z64::ZERO; M];
+        for j in 0..M {
+            let (p, ov) = xv.overflowing_mul_signed(mult[j]);
+            o += ov as u64;
+            v[j] = p.shr_arith(shift[j]) + ic[j];
+        }
+        let mut cnt = M;
+        while cnt > 1 {
+            let h = cnt / 2;
+            for j in 0..h {
+                if (v[j] - v[j + h]).is_negative() {
+                    v[j] = v[j + h];
+                }
+            }
+            if cnt % 2 == 1 {
+                v[h] = v[2 * h];
+            }
+            cnt = h + cnt % 2;
+        }
+        *r = v[0];
+    }
+    *overflows += o;
+}
+
+/// Elements per block of the fused loops (stack arrays of this size per line).
+const BLOCK: usize = 256;
+
+/// A public real as the generic [`Engine::scale`] applies it: integers multiply without a
+/// rescale (`shift == 0`), others multiply and rescale by `f`.
 #[derive(Clone, Copy)]
-enum ScaleConst {
-    Int(Z64),
-    Frac(Z64),
+struct ScaleConst {
+    mult: Z64,
+    shift: u32,
 }
 
 impl Engine for Plain {
@@ -265,7 +314,10 @@ impl Engine for Plain {
         let n = x.len();
         assert_eq!(out.len(), n, "max_of_lines: length mismatch");
         let m = lines.parts();
-        let mut slope = [ScaleConst::Int(Z64::ZERO); CAP];
+        let mut slope = [ScaleConst {
+            mult: Z64::ZERO,
+            shift: 0,
+        }; CAP];
         let mut icpt = [Z64::ZERO; CAP];
         let mut slope_val = [Z64::ZERO; CAP];
         for j in 0..m {
@@ -275,37 +327,80 @@ impl Engine for Plain {
             slope_val[j] = self.public(a);
         }
         let mut o = 0u64;
+        if grad.is_none() {
+            let (sl, ic) = (&slope[..m], &icpt[..m]);
+            match m {
+                1 => max_lines_values::<1>(sl, ic, x, out, &mut o),
+                2 => max_lines_values::<2>(sl, ic, x, out, &mut o),
+                3 => max_lines_values::<3>(sl, ic, x, out, &mut o),
+                4 => max_lines_values::<4>(sl, ic, x, out, &mut o),
+                5 => max_lines_values::<5>(sl, ic, x, out, &mut o),
+                6 => max_lines_values::<6>(sl, ic, x, out, &mut o),
+                7 => max_lines_values::<7>(sl, ic, x, out, &mut o),
+                8 => max_lines_values::<8>(sl, ic, x, out, &mut o),
+                _ => max_lines_values::<9>(sl, ic, x, out, &mut o),
+            }
+            self.count(o);
+            return Ok(());
+        }
         let mut grad = grad;
         if let Some(g) = grad.as_deref() {
             assert_eq!(g.len(), n, "max_of_lines: gradient length mismatch");
         }
-        for i in 0..n {
-            let mut v = [Z64::ZERO; CAP];
-            let mut s = [0u8; CAP];
+        // Block by block, line by line: each inner loop is branch-free over the block.
+        let mut v = [[Z64::ZERO; BLOCK]; CAP];
+        let mut idx = [[0u8; BLOCK]; CAP];
+        let mut start = 0;
+        while start < n {
+            let len = BLOCK.min(n - start);
+            let xb = &x[start..start + len];
             for j in 0..m {
-                v[j] = self.scale_one(x[i], slope[j], &mut o) + icpt[j];
-                s[j] = j as u8;
+                let vj = &mut v[j][..len];
+                let b = icpt[j];
+                let (mult, shift) = (slope[j].mult, slope[j].shift);
+                for (d, &xv) in vj.iter_mut().zip(xb) {
+                    let (p, ov) = xv.overflowing_mul_signed(mult);
+                    o += ov as u64;
+                    *d = p.shr_arith(shift) + b;
+                }
+                if grad.is_some() {
+                    idx[j][..len].fill(j as u8);
+                }
             }
             // The same halving tree as the generic code, ties kept on the left.
             let mut cnt = m;
             while cnt > 1 {
                 let h = cnt / 2;
                 for j in 0..h {
-                    if (v[j] - v[j + h]).is_negative() {
-                        v[j] = v[j + h];
-                        s[j] = s[j + h];
+                    let (lo, hi) = v.split_at_mut(j + h);
+                    let (l, r) = (&mut lo[j][..len], &hi[0][..len]);
+                    if grad.is_some() {
+                        let (ilo, ihi) = idx.split_at_mut(j + h);
+                        let (il, ir) = (&mut ilo[j][..len], &ihi[0][..len]);
+                        for i in 0..len {
+                            let take = (l[i] - r[i]).is_negative();
+                            l[i] = if take { r[i] } else { l[i] };
+                            il[i] = if take { ir[i] } else { il[i] };
+                        }
+                    } else {
+                        for (a, &b) in l.iter_mut().zip(r) {
+                            *a = if (*a - b).is_negative() { b } else { *a };
+                        }
                     }
                 }
                 if cnt % 2 == 1 {
                     v[h] = v[2 * h];
-                    s[h] = s[2 * h];
+                    idx[h] = idx[2 * h];
                 }
                 cnt = h + cnt % 2;
             }
-            out[i] = v[0];
+            out[start..start + len].copy_from_slice(&v[0][..len]);
             if let Some(g) = grad.as_deref_mut() {
-                g[i] = slope_val[s[0] as usize];
+                for (d, &i) in g[start..start + len].iter_mut().zip(&idx[0][..len]) {
+                    *d = slope_val[i as usize];
+                }
             }
+            start += len;
         }
         self.count(o);
         Ok(())
@@ -318,28 +413,34 @@ impl Engine for Plain {
         out: &mut [Z64],
         _scratch: &mut [Z64],
     ) -> Result<(), Infallible> {
-        const CAP: usize = 16;
         assert_eq!(out.len(), x.len(), "polynomial: length mismatch");
-        if coeffs.len() > CAP {
-            return generic::polynomial(self, coeffs, x, out, _scratch);
-        }
         let Some((&top, rest)) = coeffs.split_last() else {
             out.fill(Z64::ZERO);
             return Ok(());
         };
-        let mut c = [Z64::ZERO; CAP];
-        for (e, &v) in c.iter_mut().zip(rest) {
-            *e = self.public(v);
-        }
         let top = self.public(top);
         let f = self.f();
         let mut o = 0u64;
-        for (r, &v) in out.iter_mut().zip(x) {
-            let mut y = top;
-            for k in (0..rest.len()).rev() {
-                y = self.mul_counted(y, v, &mut o).shr_arith(f) + c[k];
+        let mut c = [Z64::ZERO; 16];
+        let deg = rest.len();
+        if deg > c.len() {
+            return generic::polynomial(self, coeffs, x, out, _scratch);
+        }
+        for (d, &v) in c.iter_mut().zip(rest) {
+            *d = self.public(v);
+        }
+        // Block by block, degree by degree: independent elements in the inner loop and the
+        // block in L1.
+        for (yb, xb) in out.chunks_mut(BLOCK).zip(x.chunks(BLOCK)) {
+            yb.fill(top);
+            for k in (0..deg).rev() {
+                let ck = c[k];
+                for (y, &v) in yb.iter_mut().zip(xb) {
+                    let (p, ov) = y.overflowing_mul_signed(v);
+                    o += ov as u64;
+                    *y = p.shr_arith(f) + ck;
+                }
             }
-            *r = y;
         }
         self.count(o);
         Ok(())
