@@ -25,6 +25,7 @@
 //! the caller and panics. No element value can make a method panic.
 
 use crate::approx::Lines;
+use crate::softmax::Softmax;
 use core::fmt;
 
 /// A function that a plaintext engine can evaluate exactly (by decoding, applying the
@@ -215,6 +216,22 @@ pub trait Engine {
         scratch: &mut [Self::Elem],
     ) -> Result<(), Self::Error> {
         generic::polynomial(self, coeffs, x, out, scratch)
+    }
+
+    /// Softmax of `rows` rows of `cols` (one piece of [`crate::softmax::softmax`], which
+    /// splits the work by [`Engine::batch_hint`]). Scratch:
+    /// [`crate::softmax::softmax_scratch`].
+    #[allow(clippy::too_many_arguments)]
+    fn softmax_rows(
+        &mut self,
+        cfg: Softmax,
+        x: &[Self::Elem],
+        rows: usize,
+        cols: usize,
+        out: &mut [Self::Elem],
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        crate::softmax::generic_rows(self, cfg, x, rows, cols, out, scratch)
     }
 
     /// `out[i] = 2^extra_bits / x[i]` for `x[i] > 0` in the safe range, at the element scale:

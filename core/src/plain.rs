@@ -16,6 +16,7 @@ use crate::approx::Lines;
 use crate::engine::{generic, Engine, Exact, MatDims};
 use crate::fixed::{Fixed, FixedError, FracBits};
 use crate::ring::Z64;
+use crate::softmax::{self, Softmax};
 use core::cell::Cell;
 use core::convert::Infallible;
 
@@ -91,6 +92,25 @@ impl Plain {
         let (p, o) = v.overflowing_mul_signed(c);
         *overflows += o as u64;
         p
+    }
+
+    /// [`generic::reciprocal`] for one element, with the bit length found directly.
+    #[inline]
+    fn recip_one(&self, v: Z64, extra_bits: u32, k: &RecipConsts, o: &mut u64) -> Z64 {
+        let f = self.f();
+        let raw = v.to_signed();
+        let len = if raw <= 0 {
+            0
+        } else {
+            (64 - raw.leading_zeros()).min(62) as i64
+        };
+        let s = self.shift_by(v, f as i64 - len, o);
+        let mut y = self.mul_counted(s, k.slope, o).shr_arith(f) + k.icpt;
+        for _ in 0..k.iters {
+            let t = -self.mul_counted(s, y, o).shr_arith(f) + k.two;
+            y = self.mul_counted(y, t, o).shr_arith(f);
+        }
+        self.shift_by(y, (f + extra_bits) as i64 - len, o)
     }
 
     fn scale_const(&self, c: f64) -> ScaleConst {
@@ -170,6 +190,25 @@ const BLOCK: usize = 256;
 
 /// A public real as the generic [`Engine::scale`] applies it: integers multiply without a
 /// rescale (`shift == 0`), others multiply and rescale by `f`.
+/// The public constants of the reciprocal, encoded once per call.
+struct RecipConsts {
+    slope: Z64,
+    icpt: Z64,
+    two: Z64,
+    iters: u32,
+}
+
+impl RecipConsts {
+    fn new(p: &Plain) -> Self {
+        RecipConsts {
+            slope: p.public(-32.0 / 17.0),
+            icpt: p.public(48.0 / 17.0),
+            two: p.public(2.0),
+            iters: generic::newton_iterations(p.f()),
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct ScaleConst {
     mult: Z64,
@@ -446,6 +485,71 @@ impl Engine for Plain {
         Ok(())
     }
 
+    /// Row by row with the division fused in; bit for bit [`crate::softmax::generic_rows`].
+    fn softmax_rows(
+        &mut self,
+        cfg: Softmax,
+        x: &[Z64],
+        rows: usize,
+        cols: usize,
+        out: &mut [Z64],
+        scratch: &mut [Z64],
+    ) -> Result<(), Infallible> {
+        let n = rows * cols;
+        assert!(x.len() == n && out.len() == n, "softmax: shape mismatch");
+        let f = self.f();
+        let g = softmax::guard_bits(f);
+        let (xs, rest) = scratch.split_at_mut(n);
+        xs.copy_from_slice(x);
+        if cfg.subtract_max {
+            let (buf, _) = rest.split_at_mut(cols);
+            for row in xs.chunks_mut(cols) {
+                // The generic code's halving tree over columns.
+                buf.copy_from_slice(row);
+                let mut cnt = cols;
+                while cnt > 1 {
+                    let h = cnt / 2;
+                    for j in 0..h {
+                        if (buf[j] - buf[j + h]).is_negative() {
+                            buf[j] = buf[j + h];
+                        }
+                    }
+                    if cnt % 2 == 1 {
+                        buf[h] = buf[2 * h];
+                    }
+                    cnt = h + cnt % 2;
+                }
+                let m = buf[0];
+                row.iter_mut().for_each(|v| *v -= m);
+            }
+        }
+        cfg.exp.eval(self, xs, out, rest)?;
+        let clip = !cfg.exp.nonnegative();
+        let unit = self.public(1.0);
+        let k = RecipConsts::new(self);
+        let mut o = 0u64;
+        for row in out.chunks_mut(cols) {
+            if clip {
+                row.iter_mut().for_each(|v| {
+                    if v.is_negative() {
+                        *v = Z64::ZERO
+                    }
+                });
+            }
+            let mut sum = row.iter().fold(Z64::ZERO, |a, &v| a + v);
+            if !sum.wrapping_neg_is_negative() {
+                row.iter_mut().for_each(|v| *v += unit);
+                sum += self.mul_counted(unit, Z64::from_signed(cols as i64), &mut o);
+            }
+            let r = self.recip_one(sum, g, &k, &mut o);
+            for v in row.iter_mut() {
+                *v = self.mul_counted(*v, r, &mut o).shr_arith(f + g);
+            }
+        }
+        self.count(o);
+        Ok(())
+    }
+
     fn reciprocal(
         &mut self,
         x: &[Z64],
@@ -459,25 +563,10 @@ impl Engine for Plain {
             "reciprocal: f + extra_bits must be at most 62"
         );
         assert_eq!(out.len(), x.len(), "reciprocal: length mismatch");
-        let slope = self.public(-32.0 / 17.0);
-        let icpt = self.public(48.0 / 17.0);
-        let two = self.public(2.0);
-        let iters = generic::newton_iterations(f);
+        let k = RecipConsts::new(self);
         let mut o = 0u64;
         for (r, &v) in out.iter_mut().zip(x) {
-            let raw = v.to_signed();
-            let k = if raw <= 0 {
-                0
-            } else {
-                (64 - raw.leading_zeros()).min(62) as i64
-            };
-            let s = self.shift_by(v, f as i64 - k, &mut o);
-            let mut y = self.mul_counted(s, slope, &mut o).shr_arith(f) + icpt;
-            for _ in 0..iters {
-                let t = -self.mul_counted(s, y, &mut o).shr_arith(f) + two;
-                y = self.mul_counted(y, t, &mut o).shr_arith(f);
-            }
-            *r = self.shift_by(y, (f + extra_bits) as i64 - k, &mut o);
+            *r = self.recip_one(v, extra_bits, &k, &mut o);
         }
         self.count(o);
         Ok(())

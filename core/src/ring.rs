@@ -48,6 +48,13 @@ impl Z64 {
         (self.0 as i64) < 0
     }
 
+    /// Whether `-self` (wrapping) is negative, that is whether `self` is positive in the
+    /// signed reading (`i64::MIN` negates to itself, so it counts as not positive).
+    #[inline]
+    pub const fn wrapping_neg_is_negative(self) -> bool {
+        (self.0.wrapping_neg() as i64) < 0
+    }
+
     /// Arithmetic shift right by `d` bits of the signed reading (floor division by 2^d).
     /// `d >= 64` gives 0 or -1 (the sign), never a panic.
     #[inline]

@@ -154,6 +154,23 @@ pub fn softmax<E: Engine + ?Sized>(
     Ok(())
 }
 
+/// The generic softmax of one piece, built from primitives; [`Engine::softmax_rows`] calls
+/// it unless the engine overrides it.
+///
+/// # Errors
+/// What the engine reports.
+pub fn generic_rows<E: Engine + ?Sized>(
+    e: &mut E,
+    cfg: Softmax,
+    x: &[E::Elem],
+    rows: usize,
+    cols: usize,
+    out: &mut [E::Elem],
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    softmax_rows(e, cfg, x, rows, cols, out, None, scratch)
+}
+
 /// Softmax of one piece; when `deriv` is given, also `E'(x)/S` into it (for the gradient),
 /// with `E'` masked where `E` was clipped.
 #[allow(clippy::too_many_arguments)]

@@ -611,3 +611,31 @@ proptest! {
         prop_assert_eq!(out[0], Z64(a) * Z64(b));
     }
 }
+
+#[test]
+fn fused_plain_softmax_equals_generic() {
+    let cols = 10;
+    for f in FRACS {
+        let mut p = plain(f);
+        let mut xs = random_safe(f, 13, 500 * cols, 6.0);
+        // All-negative rows (secureml gives all-zero rows there) and wide rows.
+        xs.extend([-1.0; 10]);
+        xs.extend((0..10).map(|i| i as f64 * 3.0 - 12.0));
+        let rows = xs.len() / cols;
+        let x = enc(&p, &xs);
+        for a in ExpApprox::ALL {
+            for subtract_max in [false, true] {
+                let cfg = Softmax {
+                    exp: a,
+                    subtract_max,
+                };
+                let mut s = vec![Z64::ZERO; softmax::softmax_scratch(cfg, rows, cols)];
+                let (mut o1, mut o2) = (vec![Z64::ZERO; x.len()], vec![Z64::ZERO; x.len()]);
+                p.softmax_rows(cfg, &x, rows, cols, &mut o1, &mut s)
+                    .unwrap();
+                softmax::generic_rows(&mut p, cfg, &x, rows, cols, &mut o2, &mut s).unwrap();
+                assert_eq!(o1, o2, "{} f={f} max={subtract_max}", a.name());
+            }
+        }
+    }
+}
