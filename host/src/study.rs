@@ -483,7 +483,9 @@ mod tests {
     fn precision_error_shrinks_with_more_bits() {
         let rows = run(&cfg()).unwrap();
         // Hard tanh is exact on a grid of multiples of 1/64 at 8 bits and more.
-        let hard = rows.iter().filter(|r| r.approx == "hard" && r.frac_bits.is_some());
+        let hard = rows
+            .iter()
+            .filter(|r| r.approx == "hard" && r.frac_bits.is_some());
         assert!(hard.into_iter().all(|r| r.max_abs_vs_float == 0.0));
         for name in ["pwl4", "taylor3", "exp:limit8"] {
             let at = |f| {

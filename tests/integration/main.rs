@@ -1,1 +1,3 @@
-
+//! Integration tests across the crates, through the `ringnn` facade (one test binary).
+mod approx_study;
+mod engines;

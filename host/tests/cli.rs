@@ -1,0 +1,184 @@
+//! The `ringnn` binary as a user runs it: output formats, plots and clear errors.
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn ringnn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringnn"))
+        .args(args)
+        .output()
+        .expect("the ringnn binary runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringnn-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn default_approx_prints_an_aligned_table_of_every_function() {
+    let out = ringnn(&["approx"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let header = text.lines().next().unwrap();
+    for col in [
+        "function",
+        "approx",
+        "precision",
+        "max_abs_err",
+        "max_rel_err",
+        "vs_float",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    for needle in [
+        "exp       pwl4",
+        "tanh      hard",
+        "sigmoid   secureml",
+        "softmax   pwl4-fit",
+        "f=24",
+    ] {
+        assert!(text.contains(needle), "missing {needle}");
+    }
+}
+
+#[test]
+fn json_lines_have_the_documented_fields() {
+    let out = ringnn(&[
+        "approx",
+        "--exp",
+        "pwl4,taylor3",
+        "--tanh",
+        "hard",
+        "--sigmoid",
+        "exp",
+        "--frac-bits",
+        "8,16",
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // (2 exp + 1 tanh + 2 sigmoid) x 3 precisions + 2 softmax x 3 precisions.
+    assert_eq!(lines.len(), 5 * 3 + 2 * 3);
+    for v in &lines {
+        for k in [
+            "function",
+            "approx",
+            "frac_bits",
+            "max_abs_err",
+            "max_rel_err",
+        ] {
+            assert!(v.get(k).is_some(), "{k} missing in {v}");
+        }
+    }
+    let sig: Vec<_> = lines
+        .iter()
+        .filter(|v| v["function"] == "sigmoid")
+        .collect();
+    assert!(sig.iter().any(|v| v["approx"] == "exp:pwl4"));
+    let sm = lines
+        .iter()
+        .find(|v| v["function"] == "softmax" && v["frac_bits"] == 16)
+        .unwrap();
+    assert!(sm["mean_tv"].as_f64().unwrap() > 0.0);
+    assert!(lines.iter().any(|v| v["frac_bits"].is_null()));
+}
+
+#[test]
+fn unknown_names_and_bad_numbers_are_clear_errors() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["approx", "--exp", "pwl9"],
+            &["--exp", "pwl9", "pwl4-fit", "limit8"],
+        ),
+        (&["approx", "--tanh", "soft"], &["--tanh", "soft", "hard"]),
+        (
+            &["approx", "--sigmoid", "x"],
+            &["--sigmoid", "secureml", "exp"],
+        ),
+        (&["approx", "--frac-bits", "0"], &["--frac-bits", "1..=40"]),
+        (&["approx", "--frac-bits", "8,x"], &["--frac-bits", "'x'"]),
+        (&["approx", "--range", "4:-4"], &["--range", "LO < HI"]),
+        (&["approx", "--range", "nope"], &["--range", "LO:HI"]),
+        (&["approx", "--exp", ","], &["--exp", "empty"]),
+        (&["approx", "--step", "0"], &["--step"]),
+        (
+            &["approx", "--exp", "none", "--sigmoid", "exp"],
+            &["--sigmoid", "--exp"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let out = ringnn(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for n in *needles {
+            assert!(err.contains(n), "{args:?}: '{n}' not in: {err}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn plots_are_written_as_svg_and_png() {
+    let svg = tmp("a.svg");
+    let out = ringnn(&[
+        "approx",
+        "--exp",
+        "pwl4,taylor2",
+        "--frac-bits",
+        "13",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("<svg") && text.contains("polyline"));
+    let png = tmp("a.png");
+    let out = ringnn(&[
+        "approx",
+        "--tanh",
+        "none",
+        "--sigmoid",
+        "none",
+        "--frac-bits",
+        "13",
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+#[test]
+fn bad_plot_paths_are_errors_naming_the_file() {
+    let out = ringnn(&["approx", "--frac-bits", "13", "--plot", "out.pdf"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out.pdf"));
+    let out = ringnn(&[
+        "approx",
+        "--frac-bits",
+        "13",
+        "--plot",
+        "/nonexistent-dir/x/a.svg",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent-dir/x/a.svg"), "{err}");
+}
