@@ -62,6 +62,11 @@ pub struct MatDims {
     pub n: usize,
 }
 
+/// A matrix-product routine an engine can be given in place of its portable loop (the host
+/// supplies blocked, multi-threaded ones). It must compute exactly `out = a * b` in the
+/// element arithmetic (wrapping for Z_2^64).
+pub type MatmulFn<T> = fn(a: &[T], b: &[T], dims: MatDims, out: &mut [T]);
+
 /// Approximate real arithmetic over slices. See the [module documentation](self).
 pub trait Engine {
     /// One element: a float, a fixed-point ring element, or one party's share of one.

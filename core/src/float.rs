@@ -1,6 +1,6 @@
 //! The float engine: the reference ("without approximation" in the paper).
 
-use crate::engine::{Engine, Exact, MatDims};
+use crate::engine::{Engine, Exact, MatDims, MatmulFn};
 use core::convert::Infallible;
 use core::fmt::Debug;
 use core::ops::{Add, Mul, Sub};
@@ -41,15 +41,19 @@ impl Real for f32 {
 /// (`frac_bits() == 0`); [`Engine::shift_right`] divides by a power of two exactly.
 #[derive(Clone, Copy, Default, Debug)]
 pub struct Float<T: Real = f64> {
-    _t: core::marker::PhantomData<T>,
+    matmul: Option<MatmulFn<T>>,
 }
 
 impl<T: Real> Float<T> {
     /// The engine.
     pub const fn new() -> Self {
-        Float {
-            _t: core::marker::PhantomData,
-        }
+        Float { matmul: None }
+    }
+
+    /// Uses `matmul` for [`Engine::matmul`] instead of the portable loop.
+    pub fn with_matmul(mut self, matmul: MatmulFn<T>) -> Self {
+        self.matmul = Some(matmul);
+        self
     }
 }
 
@@ -97,6 +101,10 @@ impl<T: Real> Engine for Float<T> {
     }
     fn matmul(&mut self, a: &[T], b: &[T], d: MatDims, out: &mut [T]) -> Result<(), Infallible> {
         assert!(a.len() == d.m * d.k && b.len() == d.k * d.n && out.len() == d.m * d.n);
+        if let Some(mm) = self.matmul {
+            mm(a, b, d, out);
+            return Ok(());
+        }
         for i in 0..d.m {
             let row = &mut out[i * d.n..(i + 1) * d.n];
             row.fill(T::default());

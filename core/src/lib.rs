@@ -20,6 +20,8 @@ pub mod approx;
 pub mod engine;
 pub mod fixed;
 pub mod float;
+pub mod layers;
+pub mod optim;
 pub mod plain;
 pub mod ring;
 pub mod softmax;

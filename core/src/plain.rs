@@ -13,7 +13,7 @@
 //! counted.
 
 use crate::approx::Lines;
-use crate::engine::{generic, Engine, Exact, MatDims};
+use crate::engine::{generic, Engine, Exact, MatDims, MatmulFn};
 use crate::fixed::{Fixed, FixedError, FracBits};
 use crate::ring::Z64;
 use crate::softmax::{self, Softmax};
@@ -25,6 +25,7 @@ use core::convert::Infallible;
 pub struct Plain {
     fx: Fixed,
     overflows: Cell<u64>,
+    matmul: Option<MatmulFn<Z64>>,
 }
 
 impl Plain {
@@ -33,6 +34,7 @@ impl Plain {
         Plain {
             fx: Fixed::with(f),
             overflows: Cell::new(0),
+            matmul: None,
         }
     }
 
@@ -42,6 +44,12 @@ impl Plain {
     /// [`FixedError::FracBits`] unless `1 <= f <= 40`.
     pub fn with_frac_bits(f: u32) -> Result<Self, FixedError> {
         Ok(Self::new(FracBits::new(f)?))
+    }
+
+    /// Uses `matmul` for [`Engine::matmul`] instead of the portable loop.
+    pub fn with_matmul(mut self, matmul: MatmulFn<Z64>) -> Self {
+        self.matmul = Some(matmul);
+        self
     }
 
     /// The number format.
@@ -159,30 +167,63 @@ fn max_lines_values<const M: usize>(
         (mult[j], shift[j]) = (slope[j].mult, slope[j].shift);
         ic[j] = icpt[j];
     }
+    // |x * c| < 2^63 for every line when |x| <= i64::MAX / max|c|: blocks whose inputs
+    // all satisfy this skip the overflow check (same values, nothing to count).
+    let cmax = mult
+        .iter()
+        .map(|m| m.to_signed().unsigned_abs())
+        .max()
+        .unwrap_or(0);
+    let safe = if cmax <= 1 {
+        u64::MAX
+    } else {
+        i64::MAX as u64 / cmax
+    };
     let mut o = 0u64;
-    for (r, &xv) in out.iter_mut().zip(x) {
-        let mut v = [Z64::ZERO; M];
-        for j in 0..M {
-            let (p, ov) = xv.overflowing_mul_signed(mult[j]);
-            o += ov as u64;
-            v[j] = p.shr_arith(shift[j]) + ic[j];
-        }
-        let mut cnt = M;
-        while cnt > 1 {
-            let h = cnt / 2;
-            for j in 0..h {
-                if (v[j] - v[j + h]).is_negative() {
-                    v[j] = v[j + h];
+    for (ob, xb) in out.chunks_mut(BLOCK).zip(x.chunks(BLOCK)) {
+        let big = xb
+            .iter()
+            .fold(0u64, |m, v| m.max(v.to_signed().unsigned_abs()));
+        if big <= safe {
+            for (r, &xv) in ob.iter_mut().zip(xb) {
+                let mut v = [Z64::ZERO; M];
+                for j in 0..M {
+                    v[j] = (xv * mult[j]).shr_arith(shift[j]) + ic[j];
                 }
+                *r = halving_max(v);
             }
-            if cnt % 2 == 1 {
-                v[h] = v[2 * h];
+        } else {
+            for (r, &xv) in ob.iter_mut().zip(xb) {
+                let mut v = [Z64::ZERO; M];
+                for j in 0..M {
+                    let (p, ov) = xv.overflowing_mul_signed(mult[j]);
+                    o += ov as u64;
+                    v[j] = p.shr_arith(shift[j]) + ic[j];
+                }
+                *r = halving_max(v);
             }
-            cnt = h + cnt % 2;
         }
-        *r = v[0];
     }
     *overflows += o;
+}
+
+/// The generic code's halving tree, ties kept on the left.
+#[inline(always)]
+fn halving_max<const M: usize>(mut v: [Z64; M]) -> Z64 {
+    let mut cnt = M;
+    while cnt > 1 {
+        let h = cnt / 2;
+        for j in 0..h {
+            if (v[j] - v[j + h]).is_negative() {
+                v[j] = v[j + h];
+            }
+        }
+        if cnt % 2 == 1 {
+            v[h] = v[2 * h];
+        }
+        cnt = h + cnt % 2;
+    }
+    v[0]
 }
 
 /// Elements per block of the fused loops (stack arrays of this size per line).
@@ -279,6 +320,10 @@ impl Engine for Plain {
         out: &mut [Z64],
     ) -> Result<(), Infallible> {
         assert!(a.len() == d.m * d.k && b.len() == d.k * d.n && out.len() == d.m * d.n);
+        if let Some(mm) = self.matmul {
+            mm(a, b, d, out);
+            return Ok(());
+        }
         for i in 0..d.m {
             let row = &mut out[i * d.n..(i + 1) * d.n];
             row.fill(Z64::ZERO);

@@ -1,0 +1,206 @@
+//! Stochastic gradient descent with momentum and weight decay, and learning-rate schedules.
+//!
+//! The update, from the batch-summed gradient `g` of a batch of `B` samples:
+//! `v <- momentum * v + g / B + weight_decay * w`, then `w <- w - lr * v`.
+//! In fixed point the division by `B` is an exact shift when `B` is a power of two (one
+//! truncation otherwise), and each product with a public constant is one rescale, so an
+//! update costs at most four truncations per weight; a two-party engine pays no
+//! communication beyond them.
+
+use crate::Engine;
+
+/// SGD settings.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub struct Sgd {
+    /// Momentum (0 for plain SGD).
+    pub momentum: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+}
+
+impl Sgd {
+    /// Scratch for [`Sgd::step`] on `n` weights.
+    pub const fn scratch(n: usize) -> usize {
+        n
+    }
+
+    /// One update of `w` (with velocity `v`, same length) from the batch-summed gradient
+    /// `g` at learning rate `lr`.
+    ///
+    /// # Errors
+    /// What the engine reports.
+    ///
+    /// # Panics
+    /// If the lengths differ or `batch` is 0.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        w: &mut [E::Elem],
+        g: &[E::Elem],
+        v: &mut [E::Elem],
+        lr: f64,
+        batch: usize,
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        let n = w.len();
+        assert!(
+            g.len() == n && v.len() == n && batch > 0,
+            "sgd: shape mismatch"
+        );
+        let t = &mut scratch[..n];
+        // t = g / B
+        t.copy_from_slice(g);
+        if batch.is_power_of_two() {
+            e.shift_right(t, batch.trailing_zeros())?;
+        } else {
+            e.scale(t, 1.0 / batch as f64)?;
+        }
+        // v = momentum v + t + wd w
+        if self.momentum != 0.0 {
+            e.scale(v, self.momentum)?;
+            e.add_assign(v, t)?;
+        } else {
+            v.copy_from_slice(t);
+        }
+        if self.weight_decay != 0.0 {
+            t.copy_from_slice(w);
+            e.scale(t, self.weight_decay)?;
+            e.add_assign(v, t)?;
+        }
+        // w -= lr v
+        t.copy_from_slice(v);
+        e.scale(t, lr)?;
+        e.sub_assign(w, t)
+    }
+}
+
+/// A learning-rate schedule over training steps.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Schedule {
+    /// The same rate throughout.
+    Constant,
+    /// Divided by 10 at each of the given steps (the paper: 0.1, then /10 every 20k steps
+    /// after 40k). At most 8 milestones.
+    Step {
+        /// Steps at which the rate is divided by 10, ascending.
+        milestones: [u64; 8],
+        /// How many of `milestones` are used.
+        len: usize,
+    },
+    /// `lr0 * (1 + cos(pi * step / total)) / 2`.
+    Cosine {
+        /// Total steps.
+        total: u64,
+    },
+}
+
+impl Schedule {
+    /// Step decay at `milestones` (at most 8 are kept).
+    pub fn step(milestones: &[u64]) -> Self {
+        let mut m = [0u64; 8];
+        let len = milestones.len().min(8);
+        m[..len].copy_from_slice(&milestones[..len]);
+        Schedule::Step { milestones: m, len }
+    }
+
+    /// The rate at `step` from the base rate `lr0`.
+    pub fn rate(&self, lr0: f64, step: u64) -> f64 {
+        match *self {
+            Schedule::Constant => lr0,
+            Schedule::Step { milestones, len } => {
+                let passed = milestones[..len].iter().filter(|&&m| step >= m).count();
+                lr0 / libm::pow(10.0, passed as f64)
+            }
+            Schedule::Cosine { total } => {
+                let t = (step.min(total)) as f64 / total.max(1) as f64;
+                lr0 * 0.5 * (1.0 + libm::cos(core::f64::consts::PI * t))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Float, Plain, Z64};
+    extern crate std;
+    use std::vec;
+
+    #[test]
+    fn float_step_is_the_textbook_update() {
+        let sgd = Sgd {
+            momentum: 0.9,
+            weight_decay: 1e-4,
+        };
+        let mut e = Float::<f64>::new();
+        let (mut w, mut v) = (vec![1.0, -2.0], vec![0.5, 0.0]);
+        let g = vec![4.0, 8.0];
+        let mut s = vec![0.0; 2];
+        sgd.step(&mut e, &mut w, &g, &mut v, 0.1, 4, &mut s)
+            .unwrap();
+        let v0 = 0.9 * 0.5 + 1.0 + 1e-4;
+        assert!((v[0] - v0).abs() < 1e-12 && (w[0] - (1.0 - 0.1 * v0)).abs() < 1e-12);
+        let v1 = 2.0 - 2e-4;
+        assert!((v[1] - v1).abs() < 1e-12 && (w[1] - (-2.0 - 0.1 * v1)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn plain_step_matches_float_within_a_few_ulps() {
+        let sgd = Sgd {
+            momentum: 0.9,
+            weight_decay: 5e-4,
+        };
+        for batch in [128usize, 100] {
+            let mut p = Plain::with_frac_bits(16).unwrap();
+            let mut fl = Float::<f64>::new();
+            let w0 = [0.3, -0.7, 1.25, 0.0];
+            let g = [12.5, -3.0, 0.25, 40.0];
+            let v0 = [0.1, 0.2, -0.3, 0.0];
+            let (mut wf, mut vf) = (w0.to_vec(), v0.to_vec());
+            let mut s = vec![0.0; 4];
+            sgd.step(&mut fl, &mut wf, &g, &mut vf, 0.05, batch, &mut s)
+                .unwrap();
+            let enc = |xs: &[f64]| {
+                let mut out = vec![Z64::ZERO; xs.len()];
+                p.encode_slice(xs, &mut out).unwrap();
+                out
+            };
+            let (mut wp, mut vp, gp) = (enc(&w0), enc(&v0), enc(&g));
+            let mut s = vec![Z64::ZERO; 4];
+            sgd.step(&mut p, &mut wp, &gp, &mut vp, 0.05, batch, &mut s)
+                .unwrap();
+            let ulp = p.format().ulp();
+            for i in 0..4 {
+                // Each public constant (1/B, momentum, decay, lr) is rounded by half an ulp,
+                // an error multiplied by what it scales; each product adds one truncation.
+                let tol_v = ulp * (4.0 + 0.5 * (g[i].abs() + v0[i].abs() + w0[i].abs()));
+                let tol_w = tol_v * 0.05 + ulp * (2.0 + 0.5 * vf[i].abs());
+                let (dv, dw) = (p.format().decode(vp[i]), p.format().decode(wp[i]));
+                assert!(
+                    (dv - vf[i]).abs() <= tol_v,
+                    "B={batch} v[{i}]: {dv} vs {}",
+                    vf[i]
+                );
+                assert!(
+                    (dw - wf[i]).abs() <= tol_w,
+                    "B={batch} w[{i}]: {dw} vs {}",
+                    wf[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn schedules() {
+        let s = Schedule::step(&[40_000, 60_000, 80_000]);
+        assert_eq!(s.rate(0.1, 0), 0.1);
+        assert!((s.rate(0.1, 40_000) - 0.01).abs() < 1e-15);
+        assert!((s.rate(0.1, 70_000) - 0.001).abs() < 1e-15);
+        let c = Schedule::Cosine { total: 100 };
+        assert_eq!(c.rate(0.2, 0), 0.2);
+        assert!((c.rate(0.2, 50) - 0.1).abs() < 1e-12);
+        assert!(c.rate(0.2, 100).abs() < 1e-12);
+        assert_eq!(Schedule::Constant.rate(0.3, 9), 0.3);
+    }
+}
