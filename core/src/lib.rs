@@ -20,6 +20,7 @@ pub mod approx;
 pub mod engine;
 pub mod fixed;
 pub mod float;
+pub mod invsqrt;
 pub mod layers;
 pub mod optim;
 pub mod plain;

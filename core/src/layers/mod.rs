@@ -11,6 +11,13 @@
 //!   cheaper) and the output gradient, and *overwrites* the input gradient and the
 //!   parameter gradients. Gradients are sums over the batch; dividing by the batch size is
 //!   the optimiser's job (in fixed point, one division at the end loses less precision).
+//!   Two documented exceptions accumulate instead: the recurrent cells' parameter
+//!   gradients (one set of parameters serves every time step) and the skip branch of
+//!   [`Residual::backward`].
+//! - What a backward pass needs beyond the input is kept in engine elements in a
+//!   caller-provided cache or selection buffer (batch-norm statistics, max-pool one-hot
+//!   selections, recurrent gates), never as plaintext decisions, so a two-party engine
+//!   runs the same code.
 //! - Every product is followed by one explicit rescale, so a layer costs one truncation per
 //!   output element and a two-party engine pays one round per matrix product.
 //! - Each layer states the scratch it needs (`*_scratch` methods).
@@ -18,12 +25,141 @@
 //! [`Engine`]: crate::Engine
 
 pub mod activation;
+pub mod batchnorm;
+pub mod conv;
 pub mod dense;
+pub mod embedding;
+pub mod pool;
+pub mod residual;
+pub mod rnn;
+pub mod seqloss;
 
 pub use activation::{Activation, Relu};
+pub use batchnorm::BatchNorm;
+pub use conv::Conv2d;
 pub use dense::Dense;
+pub use embedding::Embedding;
+pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
+pub use residual::{Flatten, Residual};
+pub use rnn::{GruCell, LstmCell};
+pub use seqloss::{sequence_loss, SeqXent};
 
 use crate::Engine;
+
+/// Shape of a batch of images in NCHW layout: `[batch x channels x height x width]`,
+/// row-major. A `[batch x features]` activation is the image `(batch, features, 1, 1)`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Image {
+    /// Images in the batch.
+    pub batch: usize,
+    /// Channels per image.
+    pub channels: usize,
+    /// Rows per channel.
+    pub height: usize,
+    /// Columns per channel.
+    pub width: usize,
+}
+
+impl Image {
+    /// The shape `(batch, channels, height, width)`.
+    pub const fn new(batch: usize, channels: usize, height: usize, width: usize) -> Self {
+        Image {
+            batch,
+            channels,
+            height,
+            width,
+        }
+    }
+
+    /// Elements of one channel plane: `height * width`.
+    pub const fn plane(&self) -> usize {
+        self.height * self.width
+    }
+
+    /// Channel planes in the batch: `batch * channels`.
+    pub const fn planes(&self) -> usize {
+        self.batch * self.channels
+    }
+
+    /// Elements in the batch.
+    pub const fn len(&self) -> usize {
+        self.batch * self.channels * self.height * self.width
+    }
+
+    /// Whether the batch has no elements.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `x[i] /= m` for a public count `m >= 1` (a mean's divisor): an arithmetic shift by
+/// `a = ceil(log2 m)` bits, then a product with the public `2^a / m`, which lies in
+/// `(1/2, 1]` and so keeps `f` significant bits however large `m` is (multiplying by an
+/// encoded `1/m` would keep only `f - log2 m`, and none at all once `m > 2^f`). A power of
+/// two costs one shift and no product.
+///
+/// # Precision
+/// At most two ulps plus a relative `2^-f` on a fixed-point engine; exact up to rounding on
+/// a float engine.
+///
+/// # Errors
+/// What the engine reports.
+///
+/// # Panics
+/// If `m == 0`.
+pub fn divide_by<E: Engine + ?Sized>(
+    e: &mut E,
+    x: &mut [E::Elem],
+    m: usize,
+) -> Result<(), E::Error> {
+    assert!(m > 0, "divide_by: the count must be positive");
+    let a = usize::BITS - (m - 1).leading_zeros();
+    if a > 0 {
+        e.shift_right(x, a)?;
+    }
+    e.scale(x, crate::fixed::pow2(a as i32) / m as f64)
+}
+
+/// `out[c] = sum over rows of x[r * cols + c]` by a halving tree: `ceil(log2 rows)` engine
+/// additions of long slices instead of `rows` short ones. `x` is used as scratch and left
+/// holding partial sums.
+pub fn column_sums_in_place<E: Engine + ?Sized>(
+    e: &mut E,
+    x: &mut [E::Elem],
+    rows: usize,
+    cols: usize,
+    out: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    assert!(
+        x.len() == rows * cols && out.len() == cols,
+        "column_sums_in_place: shape mismatch"
+    );
+    if rows == 0 {
+        out.fill(E::Elem::default());
+        return Ok(());
+    }
+    let mut cnt = rows;
+    while cnt > 1 {
+        let h = cnt / 2;
+        let w = h * cols;
+        let (a, b) = x.split_at_mut(w);
+        e.add_assign(a, &b[..w])?;
+        if cnt % 2 == 1 {
+            x.copy_within(2 * w..2 * w + cols, w);
+        }
+        cnt = h + cnt % 2;
+    }
+    out.copy_from_slice(&x[..cols]);
+    Ok(())
+}
+
+/// `out[r * cols + c] = v[c]` for `rows` rows (a local copy).
+pub fn broadcast_rows<T: Copy>(v: &[T], rows: usize, out: &mut [T]) {
+    assert_eq!(out.len(), rows * v.len(), "broadcast_rows: shape mismatch");
+    for row in out.chunks_mut(v.len().max(1)) {
+        row.copy_from_slice(v);
+    }
+}
 
 /// `out[j * rows + i] = x[i * cols + j]`: the transpose of a `rows x cols` matrix (a local
 /// copy, free on every engine).
@@ -77,3 +213,62 @@ pub fn add_rows<E: Engine + ?Sized>(
 
 #[cfg(test)]
 pub(crate) mod gradcheck;
+
+/// Engine-equivalence checks shared by the layers' tests: one generic body run on
+/// `Float<f64>` and on `Plain`, outputs compared within stated tolerances.
+#[cfg(test)]
+pub(crate) mod testutil {
+    extern crate std;
+    use crate::{Engine, Float, Plain, Z64};
+    use std::vec;
+    use std::vec::Vec;
+
+    /// A test body generic over the engine: inputs in, outputs out.
+    pub trait Harness {
+        /// Runs the body.
+        fn run<E: Engine>(&self, e: &mut E, inputs: &[Vec<E::Elem>]) -> Vec<Vec<E::Elem>>;
+    }
+
+    /// Encodes on `p`.
+    pub fn enc(p: &Plain, xs: &[f64]) -> Vec<Z64> {
+        let mut v = vec![Z64::ZERO; xs.len()];
+        p.encode_slice(xs, &mut v).unwrap();
+        v
+    }
+
+    /// Decodes from `p`.
+    pub fn dec(p: &Plain, v: &[Z64]) -> Vec<f64> {
+        let mut out = vec![0.0; v.len()];
+        p.decode_slice(v, &mut out);
+        out
+    }
+
+    /// Runs `h` on `Float<f64>` and on `Plain` with `f` fractional bits and asserts that
+    /// output `i` agrees elementwise within `tol[i]` (absolute). Returns the float outputs.
+    pub fn compare_engines(
+        h: &impl Harness,
+        f: u32,
+        inputs: &[Vec<f64>],
+        tol: &[f64],
+    ) -> Vec<Vec<f64>> {
+        let want = h.run(&mut Float::<f64>::new(), inputs);
+        let mut p = Plain::with_frac_bits(f).unwrap();
+        let ins: Vec<Vec<Z64>> = inputs.iter().map(|x| enc(&p, x)).collect();
+        let got = h.run(&mut p, &ins);
+        assert_eq!(got.len(), want.len());
+        assert_eq!(tol.len(), want.len(), "one tolerance per output");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let g = dec(&p, g);
+            assert_eq!(g.len(), w.len());
+            for (j, (a, b)) in g.iter().zip(w).enumerate() {
+                assert!(
+                    (a - b).abs() <= tol[i],
+                    "f = {f}, output {i}[{j}]: plain {a} vs float {b} (tol {})",
+                    tol[i]
+                );
+            }
+        }
+        assert_eq!(p.overflow_count(), 0, "f = {f}: overflow");
+        want
+    }
+}

@@ -1,0 +1,606 @@
+//! Pooling over NCHW images: max pooling, average pooling and global average pooling.
+//!
+//! Windows are square, without padding; the output is `(h - k) / s + 1` by
+//! `(w - k) / s + 1`. Each pooling gathers the `k^2` window offsets side by side (a local
+//! copy) so that one engine call serves every window of the batch.
+//!
+//! # Max pooling and the secret argmax
+//! The maximum is a halving tree over the `k^2` offsets, each level one batched
+//! comparison and select (`ceil(log2 k^2)` rounds), as
+//! [`max_of_lines`](crate::engine::generic::max_of_lines) does. Nothing about which element
+//! won is ever held in plaintext form: forward can write **one-hot selection bits** (engine
+//! elements at integer scale, shares on a two-party engine) into a caller-provided buffer,
+//! built along the tree as products of the comparison bits (one extra multiplication per
+//! level); backward multiplies them by the output gradient (no rescale: bits are
+//! integer-scaled) and folds the result back. Backward does not recompute the tree.
+//! Ties go to the lower offset, so exactly one bit per window is 1.
+
+use super::conv::Windows;
+use super::{column_sums_in_place, divide_by, transpose, Image};
+use crate::Engine;
+
+fn windows(input: Image, k: usize, s: usize) -> Windows {
+    Windows::new(input.height, input.width, k, s, 0)
+}
+
+fn pooled(input: Image, g: &Windows) -> Image {
+    Image::new(input.batch, input.channels, g.oh, g.ow)
+}
+
+/// `v[j * N + q * P + p] = x[plane q, window p, offset j]`, `N = planes * P`.
+fn gather_offsets<T: Copy + Default>(g: &Windows, x: &[T], planes: usize, v: &mut [T]) {
+    let (pl, nn) = (g.positions(), planes * g.positions());
+    g.gather(x, planes, v, |q, p, j| j * nn + q * pl + p);
+}
+
+/// Max pooling with a square `kernel` and `stride`, no padding.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MaxPool2d {
+    /// Window side.
+    pub kernel: usize,
+    /// Step between windows.
+    pub stride: usize,
+}
+
+impl MaxPool2d {
+    /// The layer.
+    pub const fn new(kernel: usize, stride: usize) -> Self {
+        MaxPool2d { kernel, stride }
+    }
+
+    /// The output shape for `input`.
+    ///
+    /// # Panics
+    /// If the kernel or stride is 0 or larger than the input.
+    pub fn output(&self, input: Image) -> Image {
+        pooled(input, &windows(input, self.kernel, self.stride))
+    }
+
+    /// Length of the selection bits: `kernel^2` times the output length.
+    pub fn selection_len(&self, input: Image) -> usize {
+        self.kernel * self.kernel * self.output(input).len()
+    }
+
+    /// Scratch for [`MaxPool2d::forward`]: with `N` output elements and `K = kernel^2`,
+    /// `K N` candidates, `3 (K/2) N` for the comparison level and `2 K N` for the selection.
+    pub fn forward_scratch(&self, input: Image) -> usize {
+        let (kk, nn) = (self.kernel * self.kernel, self.output(input).len());
+        kk * nn + 3 * (kk / 2) * nn + 2 * kk * nn
+    }
+
+    /// `y = max over each window`, and the one-hot selection bits into `sel` when given
+    /// (layout `[offset][output element]`, [`MaxPool2d::selection_len`] elements), which
+    /// [`MaxPool2d::backward`] needs.
+    ///
+    /// # Errors
+    /// What the engine reports.
+    ///
+    /// # Panics
+    /// If a slice has the wrong length or the scratch is too short.
+    pub fn forward<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        x: &[E::Elem],
+        input: Image,
+        y: &mut [E::Elem],
+        mut sel: Option<&mut [E::Elem]>,
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        let g = windows(input, self.kernel, self.stride);
+        let (kk, nn) = (g.offsets(), pooled(input, &g).len());
+        assert!(
+            x.len() == input.len() && y.len() == nn,
+            "max pool forward: shape mismatch"
+        );
+        let (v, rest) = scratch.split_at_mut(kk * nn);
+        let (d, rest) = rest.split_at_mut((kk / 2) * nn);
+        let (bits, rest) = rest.split_at_mut((kk / 2) * nn);
+        let (t, rest) = rest.split_at_mut((kk / 2) * nn);
+        let (fac, rest) = rest.split_at_mut(kk * nn);
+        let prod = &mut rest[..kk * nn];
+        gather_offsets(&g, x, input.planes(), v);
+        let m1 = e.public_int(-1);
+        let one = e.public_int(1);
+        if let Some(s) = sel.as_deref_mut() {
+            assert_eq!(s.len(), kk * nn, "max pool forward: selection length");
+            s.fill(E::Elem::default());
+            e.add_public(s, one)?;
+        }
+        let mut cnt = kk;
+        let mut level = 0;
+        while cnt > 1 {
+            let h = cnt / 2;
+            let w = h * nn;
+            let (left, right) = v.split_at_mut(w);
+            // bits = [left < right]: the right half wins.
+            d[..w].copy_from_slice(left);
+            e.sub_assign(&mut d[..w], &right[..w])?;
+            e.is_negative(&d[..w], &mut bits[..w])?;
+            e.select(&bits[..w], &right[..w], left, &mut t[..w])?;
+            left.copy_from_slice(&t[..w]);
+            if let Some(s) = sel.as_deref_mut() {
+                // Each leaf's bit is multiplied by the bit of the side it is on.
+                for leaf in 0..kk {
+                    let slot = slot_of(leaf, kk, level);
+                    let fl = &mut fac[leaf * nn..(leaf + 1) * nn];
+                    if slot < h {
+                        fl.copy_from_slice(&bits[slot * nn..(slot + 1) * nn]);
+                        e.mul_public(fl, m1)?;
+                        e.add_public(fl, one)?;
+                    } else if slot < 2 * h {
+                        fl.copy_from_slice(&bits[(slot - h) * nn..(slot - h + 1) * nn]);
+                    } else {
+                        fl.fill(E::Elem::default());
+                        e.add_public(fl, one)?;
+                    }
+                }
+                e.mul(s, fac, prod)?;
+                s.copy_from_slice(prod);
+            }
+            if cnt % 2 == 1 {
+                v.copy_within(2 * w..2 * w + nn, w);
+            }
+            cnt = h + cnt % 2;
+            level += 1;
+        }
+        y.copy_from_slice(&v[..nn]);
+        Ok(())
+    }
+
+    /// Scratch for [`MaxPool2d::backward`].
+    pub fn backward_scratch(&self, input: Image) -> usize {
+        2 * self.selection_len(input) + input.len()
+    }
+
+    /// `dx` (overwritten) from the output gradient `dy` and the selection bits of the
+    /// forward pass: one multiplication without rescale, then local additions.
+    ///
+    /// # Errors
+    /// What the engine reports.
+    ///
+    /// # Panics
+    /// If a slice has the wrong length or the scratch is too short.
+    pub fn backward<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        sel: &[E::Elem],
+        dy: &[E::Elem],
+        input: Image,
+        dx: &mut [E::Elem],
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        let g = windows(input, self.kernel, self.stride);
+        let (kk, nn, pl) = (g.offsets(), pooled(input, &g).len(), g.positions());
+        assert!(
+            sel.len() == kk * nn && dy.len() == nn && dx.len() == input.len(),
+            "max pool backward: shape mismatch"
+        );
+        let (rep, rest) = scratch.split_at_mut(kk * nn);
+        let (prod, rest) = rest.split_at_mut(kk * nn);
+        for r in rep.chunks_mut(nn) {
+            r.copy_from_slice(dy);
+        }
+        e.mul(sel, rep, prod)?;
+        g.scatter_add(
+            e,
+            prod,
+            input.planes(),
+            |q, p, j| j * nn + q * pl + p,
+            dx,
+            rest,
+        )
+    }
+}
+
+/// The slot that leaf `leaf` of `kk` occupies after `level` levels of the halving tree
+/// (slot `i < h` keeps its place, slot `h + i` moves to `i`, the odd last slot to `h`).
+fn slot_of(leaf: usize, kk: usize, level: usize) -> usize {
+    let (mut slot, mut cnt) = (leaf, kk);
+    for _ in 0..level {
+        let h = cnt / 2;
+        if slot >= h {
+            slot -= h;
+        }
+        cnt = h + cnt % 2;
+    }
+    slot
+}
+
+/// Average pooling with a square `kernel` and `stride`, no padding.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct AvgPool2d {
+    /// Window side.
+    pub kernel: usize,
+    /// Step between windows.
+    pub stride: usize,
+}
+
+impl AvgPool2d {
+    /// The layer.
+    pub const fn new(kernel: usize, stride: usize) -> Self {
+        AvgPool2d { kernel, stride }
+    }
+
+    /// The output shape for `input`.
+    ///
+    /// # Panics
+    /// If the kernel or stride is 0 or larger than the input.
+    pub fn output(&self, input: Image) -> Image {
+        pooled(input, &windows(input, self.kernel, self.stride))
+    }
+
+    /// Scratch for [`AvgPool2d::forward`]: the gathered windows.
+    pub fn forward_scratch(&self, input: Image) -> usize {
+        self.kernel * self.kernel * self.output(input).len()
+    }
+
+    /// `y = (sum over each window) * (1 / kernel^2)`: local additions, then one product
+    /// with the public constant and one rescale.
+    ///
+    /// # Errors
+    /// What the engine reports.
+    ///
+    /// # Panics
+    /// If a slice has the wrong length or the scratch is too short.
+    pub fn forward<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        x: &[E::Elem],
+        input: Image,
+        y: &mut [E::Elem],
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        let g = windows(input, self.kernel, self.stride);
+        let (kk, nn) = (g.offsets(), pooled(input, &g).len());
+        assert!(
+            x.len() == input.len() && y.len() == nn,
+            "avg pool forward: shape mismatch"
+        );
+        let v = &mut scratch[..kk * nn];
+        gather_offsets(&g, x, input.planes(), v);
+        y.copy_from_slice(&v[..nn]);
+        for j in 1..kk {
+            e.add_assign(y, &v[j * nn..(j + 1) * nn])?;
+        }
+        e.scale(y, 1.0 / kk as f64)
+    }
+
+    /// Scratch for [`AvgPool2d::backward`].
+    pub fn backward_scratch(&self, input: Image) -> usize {
+        self.output(input).len() + input.len()
+    }
+
+    /// `dx` (overwritten): every element of a window receives `dy / kernel^2` (one product
+    /// and rescale per output element, then local additions).
+    ///
+    /// # Errors
+    /// What the engine reports.
+    ///
+    /// # Panics
+    /// If a slice has the wrong length or the scratch is too short.
+    pub fn backward<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        dy: &[E::Elem],
+        input: Image,
+        dx: &mut [E::Elem],
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        let g = windows(input, self.kernel, self.stride);
+        let (kk, nn, pl) = (g.offsets(), pooled(input, &g).len(), g.positions());
+        assert!(
+            dy.len() == nn && dx.len() == input.len(),
+            "avg pool backward: shape mismatch"
+        );
+        let (t, rest) = scratch.split_at_mut(nn);
+        t.copy_from_slice(dy);
+        e.scale(t, 1.0 / kk as f64)?;
+        g.scatter_add(e, t, input.planes(), |q, p, _| q * pl + p, dx, rest)
+    }
+}
+
+/// Global average pooling: NCHW to `[batch x channels]`, the mean of each plane.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct GlobalAvgPool;
+
+impl GlobalAvgPool {
+    /// Scratch for [`GlobalAvgPool::forward`].
+    pub const fn forward_scratch(input: Image) -> usize {
+        input.len()
+    }
+
+    /// `y[n * C + c] = mean of plane (n, c)`: local additions (a halving tree) and
+    /// [`divide_by`] the plane size (one shift for a power of two, else a shift and one
+    /// rescale).
+    ///
+    /// # Errors
+    /// What the engine reports.
+    ///
+    /// # Panics
+    /// If a slice has the wrong length or the scratch is too short.
+    pub fn forward<E: Engine + ?Sized>(
+        e: &mut E,
+        x: &[E::Elem],
+        input: Image,
+        y: &mut [E::Elem],
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        let (planes, hw) = (input.planes(), input.plane());
+        assert!(
+            x.len() == input.len() && y.len() == planes && hw > 0,
+            "global avg pool forward: shape mismatch"
+        );
+        let xt = &mut scratch[..input.len()];
+        transpose(x, planes, hw, xt);
+        column_sums_in_place(e, xt, hw, planes, y)?;
+        divide_by(e, y, hw)
+    }
+
+    /// Scratch for [`GlobalAvgPool::backward`].
+    pub const fn backward_scratch(input: Image) -> usize {
+        input.batch * input.channels
+    }
+
+    /// `dx` (overwritten): every element of plane `(n, c)` receives `dy[n * C + c] / (h w)`.
+    ///
+    /// # Errors
+    /// What the engine reports.
+    ///
+    /// # Panics
+    /// If a slice has the wrong length or the scratch is too short.
+    pub fn backward<E: Engine + ?Sized>(
+        e: &mut E,
+        dy: &[E::Elem],
+        input: Image,
+        dx: &mut [E::Elem],
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        let (planes, hw) = (input.planes(), input.plane());
+        assert!(
+            dy.len() == planes && dx.len() == input.len() && hw > 0,
+            "global avg pool backward: shape mismatch"
+        );
+        let t = &mut scratch[..planes];
+        t.copy_from_slice(dy);
+        divide_by(e, t, hw)?;
+        for (plane, &v) in dx.chunks_mut(hw).zip(t.iter()) {
+            plane.fill(v);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::gradcheck::{check, values, Case};
+    use crate::layers::testutil::{compare_engines, Harness};
+    use crate::Float;
+    extern crate std;
+    use std::vec;
+    use std::vec::Vec;
+
+    const SHAPES: [(usize, usize, Image); 4] = [
+        (2, 2, Image::new(2, 3, 4, 6)),
+        (3, 2, Image::new(1, 2, 7, 5)),
+        (3, 1, Image::new(2, 1, 4, 4)),
+        (2, 1, Image::new(1, 2, 3, 3)),
+    ];
+
+    /// Distinct values, spread at least `1/len` apart (so max pooling is differentiable
+    /// for steps far below that), in (-1, 1).
+    fn distinct(seed: u64, n: usize) -> Vec<f64> {
+        let r = values(seed, n);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| r[a].partial_cmp(&r[b]).unwrap());
+        let mut x = vec![0.0; n];
+        for (rank, &i) in order.iter().enumerate() {
+            x[i] = (rank as f64 + 0.5) / n as f64 * 1.8 - 0.9;
+        }
+        x
+    }
+
+    fn max_ref(k: usize, s: usize, x: &[f64], input: Image) -> Vec<f64> {
+        let g = windows(input, k, s);
+        let mut y = vec![f64::NEG_INFINITY; input.planes() * g.positions()];
+        for q in 0..input.planes() {
+            for p in 0..g.positions() {
+                for j in 0..k * k {
+                    let v = x[q * input.plane() + g.source(p, j).unwrap()];
+                    let o = &mut y[q * g.positions() + p];
+                    *o = o.max(v);
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn max_pool_forward_and_selection() {
+        for (k, s, input) in SHAPES {
+            let l = MaxPool2d::new(k, s);
+            let x = distinct(5, input.len());
+            let n = l.output(input).len();
+            let (mut y, mut sel) = (vec![0.0; n], vec![0.0; l.selection_len(input)]);
+            let mut sc = vec![0.0; l.forward_scratch(input)];
+            l.forward(
+                &mut Float::<f64>::new(),
+                &x,
+                input,
+                &mut y,
+                Some(&mut sel),
+                &mut sc,
+            )
+            .unwrap();
+            assert_eq!(y, max_ref(k, s, &x, input));
+            for i in 0..n {
+                let col: Vec<f64> = (0..k * k).map(|j| sel[j * n + i]).collect();
+                assert_eq!(col.iter().sum::<f64>(), 1.0);
+                assert!(col.iter().all(|&b| b == 0.0 || b == 1.0));
+            }
+        }
+        // Ties: one bit per window, on the lowest offset.
+        let l = MaxPool2d::new(2, 2);
+        let input = Image::new(1, 1, 2, 2);
+        let mut sel = vec![0.0; 4];
+        let mut y = vec![0.0; 1];
+        let mut sc = vec![0.0; l.forward_scratch(input)];
+        l.forward(
+            &mut Float::<f64>::new(),
+            &[0.5; 4],
+            input,
+            &mut y,
+            Some(&mut sel),
+            &mut sc,
+        )
+        .unwrap();
+        assert_eq!(sel, [1.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn max_pool_gradient_matches_finite_differences() {
+        for (i, (k, s, input)) in SHAPES.into_iter().enumerate() {
+            let l = MaxPool2d::new(k, s);
+            let n = l.output(input).len();
+            // The checker draws x in (-1, 1); the layer sees `base + spread * x`, where
+            // `base` is distinct values 1.8/len apart and `spread * |x|` < 0.1/len, so no
+            // window has a tie within any finite-difference step (away from the kinks).
+            let base = distinct(30 + i as u64, input.len());
+            let spread = 0.1 / input.len() as f64;
+            let shift = |x: &[f64]| -> Vec<f64> {
+                x.iter().zip(&base).map(|(a, b)| b + spread * a).collect()
+            };
+            check(
+                &Case::new(input.len(), 0, n, 40 + i as u64),
+                |x, _, y| {
+                    let mut sc = vec![0.0; l.forward_scratch(input)];
+                    l.forward(&mut Float::<f64>::new(), &shift(x), input, y, None, &mut sc)
+                        .unwrap();
+                },
+                |x, _, dy, dx, _| {
+                    let mut e = Float::<f64>::new();
+                    let mut sel = vec![0.0; l.selection_len(input)];
+                    let mut y = vec![0.0; n];
+                    let mut sc = vec![0.0; l.forward_scratch(input).max(l.backward_scratch(input))];
+                    l.forward(&mut e, &shift(x), input, &mut y, Some(&mut sel), &mut sc)
+                        .unwrap();
+                    l.backward(&mut e, &sel, dy, input, dx, &mut sc).unwrap();
+                    // Chain rule through the shift.
+                    dx.iter_mut().for_each(|d| *d *= spread);
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn avg_pool_gradient_matches_finite_differences() {
+        for (i, (k, s, input)) in SHAPES.into_iter().enumerate() {
+            let l = AvgPool2d::new(k, s);
+            check(
+                &Case::new(input.len(), 0, l.output(input).len(), 50 + i as u64),
+                |x, _, y| {
+                    let mut sc = vec![0.0; l.forward_scratch(input)];
+                    l.forward(&mut Float::<f64>::new(), x, input, y, &mut sc)
+                        .unwrap();
+                },
+                |_, _, dy, dx, _| {
+                    let mut sc = vec![0.0; l.backward_scratch(input)];
+                    l.backward(&mut Float::<f64>::new(), dy, input, dx, &mut sc)
+                        .unwrap();
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn global_avg_pool_gradient_matches_finite_differences() {
+        for (i, (_, _, input)) in SHAPES.into_iter().enumerate() {
+            check(
+                &Case::new(input.len(), 0, input.planes(), 60 + i as u64),
+                |x, _, y| {
+                    let mut sc = vec![0.0; GlobalAvgPool::forward_scratch(input)];
+                    GlobalAvgPool::forward(&mut Float::<f64>::new(), x, input, y, &mut sc).unwrap();
+                    // The mean, directly.
+                    for (q, v) in y.iter().enumerate() {
+                        let m: f64 = x[q * input.plane()..(q + 1) * input.plane()]
+                            .iter()
+                            .sum::<f64>()
+                            / input.plane() as f64;
+                        assert!((v - m).abs() < 1e-12);
+                    }
+                },
+                |_, _, dy, dx, _| {
+                    let mut sc = vec![0.0; GlobalAvgPool::backward_scratch(input)];
+                    GlobalAvgPool::backward(&mut Float::<f64>::new(), dy, input, dx, &mut sc)
+                        .unwrap();
+                },
+            );
+        }
+    }
+
+    struct Pools(usize, usize, Image);
+
+    impl Harness for Pools {
+        fn run<E: Engine>(&self, e: &mut E, ins: &[Vec<E::Elem>]) -> Vec<Vec<E::Elem>> {
+            let (k, s, input) = (self.0, self.1, self.2);
+            let (x, dy, dyg) = (&ins[0], &ins[1], &ins[2]);
+            let z = E::Elem::default();
+            let (mp, ap) = (MaxPool2d::new(k, s), AvgPool2d::new(k, s));
+            let n = mp.output(input).len();
+            let big = mp.forward_scratch(input).max(mp.backward_scratch(input)) + input.len();
+            let mut sc = vec![z; big];
+            let (mut ym, mut sel, mut dxm) = (
+                vec![z; n],
+                vec![z; mp.selection_len(input)],
+                vec![z; x.len()],
+            );
+            mp.forward(e, x, input, &mut ym, Some(&mut sel), &mut sc)
+                .unwrap();
+            mp.backward(e, &sel, dy, input, &mut dxm, &mut sc).unwrap();
+            let (mut ya, mut dxa) = (vec![z; n], vec![z; x.len()]);
+            ap.forward(e, x, input, &mut ya, &mut sc).unwrap();
+            ap.backward(e, dy, input, &mut dxa, &mut sc).unwrap();
+            let (mut yg, mut dxg) = (vec![z; input.planes()], vec![z; x.len()]);
+            GlobalAvgPool::forward(e, x, input, &mut yg, &mut sc).unwrap();
+            GlobalAvgPool::backward(e, dyg, input, &mut dxg, &mut sc).unwrap();
+            vec![ym, dxm, ya, dxa, yg, dxg]
+        }
+    }
+
+    /// Max pooling on Plain is exact on the encoded inputs (comparisons and selects only):
+    /// within the encoding error, half an ulp. Average pooling: the encoding error plus
+    /// the encoded `1/k^2` (relative `k^2 2^-(f+1)`) plus one truncation, and `k^2` window
+    /// contributions in `dx`: `(k^2 + 2)` ulps. Global: [`divide_by`]'s two ulps plus the
+    /// relative `2^-f`, and the encoding error: 4 ulps.
+    #[test]
+    fn plain_matches_float() {
+        for (i, (k, s, input)) in SHAPES.into_iter().enumerate() {
+            let n = MaxPool2d::new(k, s).output(input).len();
+            let ins = vec![
+                distinct(70 + i as u64, input.len()),
+                values(80 + i as u64, n),
+                values(90 + i as u64, input.planes()),
+            ];
+            for f in [16u32, 20] {
+                let ulp = crate::fixed::pow2(-(f as i32));
+                let kk = (k * k) as f64;
+                let half = 0.5 * ulp;
+                let avg = (kk + 2.0) * ulp;
+                let overlap = (k as f64 / s as f64).ceil().powi(2);
+                compare_engines(
+                    &Pools(k, s, input),
+                    f,
+                    &ins,
+                    &[
+                        half,
+                        overlap * half,
+                        avg,
+                        overlap * avg,
+                        4.0 * ulp,
+                        4.0 * ulp,
+                    ],
+                );
+            }
+        }
+    }
+}
