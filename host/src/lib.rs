@@ -3,11 +3,16 @@
 //! - [`study`]: how far each approximation of e^x, tanh, sigmoid and softmax strays from
 //!   the true function, evaluated through the `Plain` engine at each number of fractional
 //!   bits and through the `Float` engine (`ringnn approx`).
+//! - [`data`]: loaders for MNIST, CIFAR-10/100 and Tatoeba (raw or gzip), and the
+//!   synthetic digits used when no data directory is given.
 //! - [`plot`]: pictures of the approximations and their errors (plotters).
+//! - [`gemm`]: fast matrix products (Z_2^64 with AVX2 dispatch, f32/f64) for the engines.
 //! - [`cli`]: argument parsing into validated configurations, and the commands.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod data;
+pub mod gemm;
 pub mod plot;
 pub mod study;

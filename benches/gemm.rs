@@ -1,0 +1,47 @@
+//! Matrix products at 512 x 512 x 512 on all cores: Z_2^64 (ringnn's blocked kernel and the
+//! kernel crate's portable loop) against f32 and f64 `matrixmultiply`, side by side.
+//!
+//! `cargo bench --bench gemm`; figures in docs/performance.md.
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ringnn::host::gemm::{matmul_f32, matmul_f64, matmul_z64};
+use ringnn::kernel::engine::MatDims;
+use ringnn::kernel::{Engine, Plain, Z64};
+use std::hint::black_box;
+
+fn gemm(c: &mut Criterion) {
+    let s = 512;
+    let d = MatDims { m: s, k: s, n: s };
+    let a: Vec<Z64> = (0..s * s)
+        .map(|i| Z64((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        .collect();
+    let b: Vec<Z64> = (0..s * s)
+        .map(|i| Z64((i as u64 ^ 77).wrapping_mul(0xD1B5_4A32_D192_ED03)))
+        .collect();
+    let mut out = vec![Z64::ZERO; s * s];
+    let af: Vec<f32> = (0..s * s).map(|i| (i % 17) as f32 * 0.1).collect();
+    let bf: Vec<f32> = (0..s * s).map(|i| (i % 13) as f32 * 0.1).collect();
+    let mut of = vec![0f32; s * s];
+    let ad: Vec<f64> = af.iter().map(|&v| v as f64).collect();
+    let bd: Vec<f64> = bf.iter().map(|&v| v as f64).collect();
+    let mut od = vec![0f64; s * s];
+    let mut g = c.benchmark_group("gemm512");
+    g.throughput(Throughput::Elements((s * s * s) as u64));
+    g.sample_size(10);
+    g.bench_function("z64_ringnn", |bn| {
+        bn.iter(|| matmul_z64(black_box(&a), &b, d, &mut out))
+    });
+    g.bench_function("f32_matrixmultiply", |bn| {
+        bn.iter(|| matmul_f32(black_box(&af), &bf, d, &mut of))
+    });
+    g.bench_function("f64_matrixmultiply", |bn| {
+        bn.iter(|| matmul_f64(black_box(&ad), &bd, d, &mut od))
+    });
+    let mut p = Plain::with_frac_bits(13).unwrap();
+    g.bench_function("z64_portable_loop", |bn| {
+        bn.iter(|| p.matmul(black_box(&a), &b, d, &mut out).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, gemm);
+criterion_main!(benches);
