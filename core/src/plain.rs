@@ -1,10 +1,17 @@
 //! The plaintext fixed-point engine: Z_2^64 with `f` fractional bits, chosen at run time.
 //!
 //! `Plain` computes exactly what the two-party engine computes, without the secret sharing:
-//! the same encodings, the same products, the same truncations (here an exact arithmetic
-//! shift; two-party truncation adds at most one ulp). It overrides the hot composites with
+//! the same encodings, the same products, the same truncations (here exact; two-party
+//! truncation adds at most one ulp). It overrides the hot composites with
 //! fused per-element loops that return bit for bit what the generic versions in
 //! [`crate::engine::generic`] return; tests check this on random and edge inputs.
+//!
+//! # Rounding
+//! Truncation ([`Engine::shift_right`], hence every rescale) rounds to the nearest value,
+//! `(x + 2^(d-1)) >> d`. Flooring (a bare arithmetic shift) would bias every product by
+//! half an ulp downward, a drift that accumulates in the weights over thousands of
+//! updates; a two-party engine gets the same rounding for free (one party adds the public
+//! `2^(d-1)` before truncating).
 //!
 //! # Overflow
 //! [`Engine::overflow_count`] counts products whose integer value left
@@ -113,10 +120,10 @@ impl Plain {
             (64 - raw.leading_zeros()).min(62) as i64
         };
         let s = self.shift_by(v, f as i64 - len, o);
-        let mut y = self.mul_counted(s, k.slope, o).shr_arith(f) + k.icpt;
+        let mut y = self.mul_counted(s, k.slope, o).shr_round(f) + k.icpt;
         for _ in 0..k.iters {
-            let t = -self.mul_counted(s, y, o).shr_arith(f) + k.two;
-            y = self.mul_counted(y, t, o).shr_arith(f);
+            let t = -self.mul_counted(s, y, o).shr_round(f) + k.two;
+            y = self.mul_counted(y, t, o).shr_round(f);
         }
         self.shift_by(y, (f + extra_bits) as i64 - len, o)
     }
@@ -141,7 +148,7 @@ impl Plain {
         if sh >= 0 {
             self.mul_counted(v, Z64::from_signed(1i64 << sh), overflows)
         } else {
-            v.shr_arith((-sh) as u32)
+            v.shr_round((-sh) as u32)
         }
     }
 }
@@ -188,7 +195,7 @@ fn max_lines_values<const M: usize>(
             for (r, &xv) in ob.iter_mut().zip(xb) {
                 let mut v = [Z64::ZERO; M];
                 for j in 0..M {
-                    v[j] = (xv * mult[j]).shr_arith(shift[j]) + ic[j];
+                    v[j] = (xv * mult[j]).shr_round(shift[j]) + ic[j];
                 }
                 *r = halving_max(v);
             }
@@ -198,7 +205,7 @@ fn max_lines_values<const M: usize>(
                 for j in 0..M {
                     let (p, ov) = xv.overflowing_mul_signed(mult[j]);
                     o += ov as u64;
-                    v[j] = p.shr_arith(shift[j]) + ic[j];
+                    v[j] = p.shr_round(shift[j]) + ic[j];
                 }
                 *r = halving_max(v);
             }
@@ -337,7 +344,7 @@ impl Engine for Plain {
         Ok(())
     }
     fn shift_right(&mut self, x: &mut [Z64], bits: u32) -> Result<(), Infallible> {
-        x.iter_mut().for_each(|a| *a = a.shr_arith(bits));
+        x.iter_mut().for_each(|a| *a = a.shr_round(bits));
         Ok(())
     }
     fn is_negative(&mut self, x: &[Z64], out: &mut [Z64]) -> Result<(), Infallible> {
@@ -445,7 +452,7 @@ impl Engine for Plain {
                 for (d, &xv) in vj.iter_mut().zip(xb) {
                     let (p, ov) = xv.overflowing_mul_signed(mult);
                     o += ov as u64;
-                    *d = p.shr_arith(shift) + b;
+                    *d = p.shr_round(shift) + b;
                 }
                 if grad.is_some() {
                     idx[j][..len].fill(j as u8);
@@ -522,7 +529,7 @@ impl Engine for Plain {
                 for (y, &v) in yb.iter_mut().zip(xb) {
                     let (p, ov) = y.overflowing_mul_signed(v);
                     o += ov as u64;
-                    *y = p.shr_arith(f) + ck;
+                    *y = p.shr_round(f) + ck;
                 }
             }
         }
@@ -588,7 +595,7 @@ impl Engine for Plain {
             }
             let r = self.recip_one(sum, g, &k, &mut o);
             for v in row.iter_mut() {
-                *v = self.mul_counted(*v, r, &mut o).shr_arith(f + g);
+                *v = self.mul_counted(*v, r, &mut o).shr_round(f + g);
             }
         }
         self.count(o);

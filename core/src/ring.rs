@@ -63,6 +63,19 @@ impl Z64 {
         Z64(((self.0 as i64) >> d) as u64)
     }
 
+    /// Division by `2^d` rounded to the nearest integer (ties toward plus infinity):
+    /// `(self + 2^(d-1)) >> d` with an arithmetic shift; `d = 0` is the identity and
+    /// `d >= 64` gives 0 or -1. The addition wraps, so values within `2^(d-1)` of `i64::MAX`
+    /// come out negative (they are far outside the fixed-point safe range).
+    #[inline]
+    pub const fn shr_round(self, d: u32) -> Self {
+        if d == 0 {
+            return self;
+        }
+        let d = if d > 63 { 63 } else { d };
+        Z64(self.0.wrapping_add(1u64 << (d - 1))).shr_arith(d)
+    }
+
     /// Multiplication that also reports whether the signed product left `[-2^63, 2^63)`,
     /// that is whether the ring result differs from the integer product.
     #[inline]
@@ -173,6 +186,17 @@ mod tests {
             let got = Z64::from_signed(v).shr_arith(d).to_signed();
             let want = if d >= 63 { if v < 0 { -1 } else { 0 } } else { v.div_euclid(1i64 << d) };
             prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn rounding_shift_is_nearest(v in -(1i64 << 61)..(1i64 << 61), d in 0u32..40) {
+            let got = Z64::from_signed(v).shr_round(d).to_signed() as i128;
+            let exact = v as i128;
+            // |got * 2^d - v| <= 2^(d-1), ties upward.
+            let err = got * (1i128 << d) - exact;
+            let half = if d == 0 { 0 } else { 1i128 << (d - 1) };
+            prop_assert!(-half < err || (d == 0 && err == 0), "{v} >> {d} = {got}");
+            prop_assert!(err <= half);
         }
 
         #[test]

@@ -2,11 +2,12 @@
 //! `FixedI32<F>`, Q(31-F).F), operation for operation as the 64-bit kernel computes them.
 //!
 //! Each approximation follows the order of operations of [`ringnn_core::Plain`]: max of
-//! lines as `floor(x * slope) + intercept` (integer slopes multiply without truncation)
+//! lines as `round(x * slope) + intercept` (integer slopes multiply without truncation)
 //! reduced by the same halving tree of wrapped differences; Taylor by Horner with one
 //! truncation per degree; `limit8` as `x >> 8` plus one, squared eight times; hard tanh as
 //! the kernel's clamp; `exact` by decoding, the `f64` function, and encoding. Products are
-//! truncated by flooring, as `fixed` does and as the kernel's arithmetic shift does, so
+//! formed in 64 bits and rounded to nearest (`(p + 2^(F-1)) >> F`), as the kernel's
+//! truncation does (`fixed`'s own multiplication floors, so it is not used for them), so
 //! wherever nothing wraps the 32-bit result equals the 64-bit one bit for bit (a host test
 //! checks this), and the study sees only what 32 bits change.
 //!
@@ -154,11 +155,18 @@ impl<Fr: LeEqU32> Q32<Fr> {
 
     #[inline(always)]
     fn mul(a: FixedI32<Fr>, b: FixedI32<Fr>, w: &mut Wraps) -> FixedI32<Fr> {
+        // The kernel's truncation rounds to nearest: (p + 2^(F-1)) >> F on the wide product.
         let wide = a.to_bits() as i64 * b.to_bits() as i64;
-        let (r, o) = a.overflowing_mul(b);
+        let f = FixedI32::<Fr>::FRAC_NBITS;
+        let r = if f == 0 {
+            wide
+        } else {
+            (wide + (1i64 << (f - 1))) >> f
+        };
+        let o = r != r as i32 as i64;
         w.q |= o;
         w.ring |= o | (wide != wide as i32 as i64);
-        r
+        FixedI32::<Fr>::from_bits(r as i32)
     }
 
     #[inline(always)]
@@ -253,7 +261,9 @@ impl<Fr: LeEqU32> Q32<Fr> {
         let one = self.constant(1.0);
         for ((o, &xr), w) in out.iter_mut().zip(x).zip(wraps.iter_mut()) {
             *w = self.start();
-            let mut y = Self::add(FixedI32::<Fr>::from_bits(xr >> 8), one, w);
+            // x / 256 rounded to nearest, as the kernel's shift_right.
+            let x256 = ((xr as i64 + 128) >> 8) as i32;
+            let mut y = Self::add(FixedI32::<Fr>::from_bits(x256), one, w);
             for _ in 0..8 {
                 y = Self::mul(y, y, w);
             }

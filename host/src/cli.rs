@@ -25,6 +25,217 @@ pub enum Command {
     /// function at each number of fractional bits, through the Plain (Z_2^64 fixed point)
     /// and Float engines.
     Approx(ApproxArgs),
+    /// Train a network in Z_2^64 fixed point (plain) or floating point (float) and report
+    /// test accuracy per epoch.
+    Train(TrainArgs),
+}
+
+/// Arguments of `ringnn train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Model: mlp, lenet, resnet20, resnet32, resnet18.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
+    /// Data: synthetic (built in), mnist, cifar10, cifar100.
+    #[arg(long, default_value = "synthetic")]
+    pub data: String,
+    /// Folder with the datasets (else RINGNN_DATA).
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Engine: plain (Z_2^64 fixed point) or float (f32).
+    #[arg(long, default_value = "plain")]
+    pub engine: String,
+    /// Fractional bits of the plain engine (1..=40).
+    #[arg(long = "frac-bits", default_value_t = 13)]
+    pub frac_bits: u32,
+    /// e^x approximation inside softmax.
+    #[arg(long, default_value = "pwl4")]
+    pub exp: String,
+    /// tanh approximation (recurrent models).
+    #[arg(long, default_value = "hard")]
+    pub tanh: String,
+    /// sigmoid approximation (recurrent models): secureml, exp, exact.
+    #[arg(long, default_value = "secureml")]
+    pub sigmoid: String,
+    /// Softmax cross-entropy gradient: exact (derivative of the approximation) or
+    /// surrogate (p - y).
+    #[arg(long, default_value = "exact")]
+    pub grad: String,
+    /// Subtract each row's maximum before e^x.
+    #[arg(long = "subtract-max")]
+    pub subtract_max: bool,
+    /// Epochs.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    /// Momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// L2 weight decay.
+    #[arg(long = "weight-decay", default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Learning-rate schedule: constant, cosine, or step:S1,S2,... (divide by 10 at
+    /// those steps).
+    #[arg(long, default_value = "constant")]
+    pub schedule: String,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Use at most N training samples.
+    #[arg(long = "train-limit", value_name = "N")]
+    pub train_limit: Option<usize>,
+    /// Use at most N test samples.
+    #[arg(long = "test-limit", value_name = "N")]
+    pub test_limit: Option<usize>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Write a checkpoint into DIR after every epoch.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from the checkpoint in --checkpoint DIR.
+    #[arg(long)]
+    pub resume: bool,
+    /// Print the result as one JSON object on the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TrainArgs {
+    /// Validates the arguments.
+    ///
+    /// # Errors
+    /// The first bad argument, naming the flag and what is valid.
+    pub fn config(&self) -> Result<crate::train::TrainConfig, ConfigError> {
+        use crate::train::{DataKind, EngineKind};
+        let name = |flag: &'static str, message: String| ConfigError::Name { flag, message };
+        if !crate::train::model::MODELS.contains(&self.model.as_str()) {
+            return Err(name(
+                "model",
+                format!(
+                    "unknown model '{}'; valid: {}",
+                    self.model,
+                    crate::train::model::MODELS.join(", ")
+                ),
+            ));
+        }
+        let data = match self.data.as_str() {
+            "synthetic" => DataKind::Synthetic,
+            "mnist" => DataKind::Mnist,
+            "cifar10" => DataKind::Cifar10,
+            "cifar100" => DataKind::Cifar100,
+            other => {
+                return Err(name(
+                    "data",
+                    format!("unknown data '{other}'; valid: synthetic, mnist, cifar10, cifar100"),
+                ))
+            }
+        };
+        let engine = match self.engine.as_str() {
+            "plain" => EngineKind::Plain,
+            "float" => EngineKind::Float,
+            other => {
+                return Err(name(
+                    "engine",
+                    format!("unknown engine '{other}'; valid: plain, float"),
+                ))
+            }
+        };
+        let frac_bits = FracBits::new(self.frac_bits).map_err(|e| ConfigError::Value {
+            flag: "frac-bits",
+            message: e.to_string(),
+        })?;
+        let exp = ExpApprox::parse(&self.exp).map_err(|e| name("exp", e.to_string()))?;
+        let tanh = TanhApprox::parse(&self.tanh).map_err(|e| name("tanh", e.to_string()))?;
+        SigmoidApprox::parse(&self.sigmoid, exp).map_err(|e| name("sigmoid", e.to_string()))?;
+        let grad = ringnn_core::softmax::GradMode::parse(&self.grad).ok_or_else(|| {
+            name(
+                "grad",
+                format!(
+                    "unknown gradient mode '{}'; valid: exact, surrogate",
+                    self.grad
+                ),
+            )
+        })?;
+        if self.threads == Some(0) {
+            return Err(ConfigError::Value {
+                flag: "threads",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.resume && self.checkpoint.is_none() {
+            return Err(ConfigError::Value {
+                flag: "resume",
+                message: "needs --checkpoint DIR".into(),
+            });
+        }
+        Ok(crate::train::TrainConfig {
+            model: self.model.clone(),
+            data,
+            data_dir: self.data_dir.clone(),
+            engine,
+            frac_bits,
+            exp,
+            tanh,
+            grad,
+            subtract_max: self.subtract_max,
+            epochs: self.epochs,
+            batch: self.batch,
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule.clone(),
+            seed: self.seed,
+            train_limit: self.train_limit,
+            test_limit: self.test_limit,
+            checkpoint: self.checkpoint.clone(),
+            resume: self.resume,
+            progress: true,
+        })
+    }
+}
+
+/// Runs `ringnn train`, writing the summary (or the JSON line) to `out`.
+///
+/// # Errors
+/// A bad argument or a failed run.
+pub fn train(args: &TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let cfg = args.config()?;
+    if let Some(t) = args.threads {
+        // rayon's global pool serves the Z_2^64 GEMM; matrixmultiply reads its own variable.
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .ok();
+        std::env::set_var("MATMUL_NUM_THREADS", t.to_string());
+    }
+    let r = crate::train::train(&cfg)?;
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&r)?)?;
+    } else {
+        writeln!(
+            out,
+            "{} on {} ({} train / {} test), {} engine{}, exp {}, grad {}: test accuracy {:.2}% after {} epochs; {:.0} samples/s; overflows {}",
+            r.model,
+            r.data,
+            r.train_samples,
+            r.test_samples,
+            r.engine,
+            r.frac_bits.map_or(String::new(), |f| format!(" f={f}")),
+            r.exp,
+            r.grad,
+            100.0 * r.test_accuracy,
+            r.epochs,
+            r.samples_per_sec,
+            r.overflow_count
+        )?;
+    }
+    Ok(())
 }
 
 /// Arguments of `ringnn approx`.
@@ -334,5 +545,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut lock = stdout.lock();
     match cli.command {
         Command::Approx(args) => approx(&args, &mut lock),
+        Command::Train(args) => train(&args, &mut lock),
     }
 }

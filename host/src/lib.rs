@@ -7,6 +7,7 @@
 //!   synthetic digits used when no data directory is given.
 //! - [`plot`]: pictures of the approximations and their errors (plotters).
 //! - [`gemm`]: fast matrix products (Z_2^64 with AVX2 dispatch, f32/f64) for the engines.
+//! - [`train`]: training in fixed point or floating point (`ringnn train`).
 //! - [`cli`]: argument parsing into validated configurations, and the commands.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -16,3 +17,4 @@ pub mod data;
 pub mod gemm;
 pub mod plot;
 pub mod study;
+pub mod train;

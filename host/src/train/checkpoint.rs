@@ -1,0 +1,338 @@
+//! Checkpoints: written atomically each epoch, verified on load.
+//!
+//! Layout: the magic `RINGNNCK`, a format version (u32 LE), the length of a JSON header
+//! (u32 LE), the header (model, engine, precision, approximation, shapes, progress), then
+//! parameters, velocities and buffers as raw element bits (u64 LE each), then an FNV-1a
+//! 64-bit checksum of everything before it. The checksum detects corruption (a torn or
+//! edited file), not tampering.
+//!
+//! Writing goes to `checkpoint.bin.tmp`, is flushed to disk, then renamed over
+//! `checkpoint.bin`: a crash leaves either the old or the new checkpoint, never a mix.
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"RINGNNCK";
+const VERSION: u32 = 1;
+
+/// What a checkpoint records besides the tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// Model name.
+    pub model: String,
+    /// Dataset name.
+    pub data: String,
+    /// Engine kind.
+    pub engine: String,
+    /// Fractional bits (0 for float).
+    pub frac_bits: u32,
+    /// e^x approximation.
+    pub exp: String,
+    /// Gradient mode.
+    pub grad: String,
+    /// Number of parameters.
+    pub n_params: usize,
+    /// Number of buffer elements.
+    pub n_buffers: usize,
+    /// Epochs completed.
+    pub epochs_done: usize,
+    /// Optimiser steps done.
+    pub steps_done: u64,
+    /// The run's seed.
+    pub seed: u64,
+    /// Training samples used per epoch.
+    pub train_samples: usize,
+}
+
+/// The tensors of a checkpoint, as raw element bits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct State {
+    /// Parameters.
+    pub params: Vec<u64>,
+    /// Momentum velocities.
+    pub velocity: Vec<u64>,
+    /// Buffers (batch-norm running statistics).
+    pub buffers: Vec<u64>,
+}
+
+/// Checkpoint errors; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Reading or writing failed.
+    #[error("checkpoint {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The file is not a valid checkpoint.
+    #[error("checkpoint {path}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The checkpoint belongs to a different run.
+    #[error(
+        "checkpoint {path} does not match this run: {field} is {found} there but {expected} here"
+    )]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// The field that differs.
+        field: &'static str,
+        /// In the checkpoint.
+        found: String,
+        /// In this run.
+        expected: String,
+    },
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The checkpoint file in `dir`.
+pub fn path_in(dir: &Path) -> PathBuf {
+    dir.join("checkpoint.bin")
+}
+
+/// Encodes a checkpoint.
+pub fn encode(header: &Header, state: &State) -> Vec<u8> {
+    let json = serde_json::to_vec(header).expect("a header always serialises");
+    let mut out =
+        Vec::with_capacity(24 + json.len() + 8 * (state.params.len() * 2 + state.buffers.len()));
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    for v in state
+        .params
+        .iter()
+        .chain(&state.velocity)
+        .chain(&state.buffers)
+    {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let sum = fnv1a(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
+}
+
+/// Decodes and verifies a checkpoint read from `path`.
+///
+/// # Errors
+/// [`CheckpointError::Corrupt`] for a bad magic, version, length or checksum.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<(Header, State), CheckpointError> {
+    let bad = |reason: String| CheckpointError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if bytes.len() < 24 || &bytes[..8] != MAGIC {
+        return Err(bad("not a ringnn checkpoint (bad magic)".into()));
+    }
+    let (body, tail) = bytes.split_at(bytes.len() - 8);
+    let stored = u64::from_le_bytes(tail.try_into().expect("8 bytes"));
+    if fnv1a(body) != stored {
+        return Err(bad(
+            "checksum mismatch: the file is torn or was modified".into()
+        ));
+    }
+    let version = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Err(bad(format!(
+            "format version {version}, this ringnn reads {VERSION}"
+        )));
+    }
+    let hlen = u32::from_le_bytes(body[12..16].try_into().expect("4 bytes")) as usize;
+    let hend = 16usize
+        .checked_add(hlen)
+        .filter(|&e| e <= body.len())
+        .ok_or_else(|| bad(format!("header length {hlen} runs past the end")))?;
+    let header: Header = serde_json::from_slice(&body[16..hend])
+        .map_err(|e| bad(format!("header at byte 16: {e}")))?;
+    let words = &body[hend..];
+    let want = header
+        .n_params
+        .checked_mul(2)
+        .and_then(|v| v.checked_add(header.n_buffers))
+        .and_then(|v| v.checked_mul(8))
+        .ok_or_else(|| bad("tensor sizes overflow".into()))?;
+    if words.len() != want {
+        return Err(bad(format!(
+            "byte {hend}: expected {want} bytes of tensors, found {}",
+            words.len()
+        )));
+    }
+    let mut it = words
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")));
+    let params = it.by_ref().take(header.n_params).collect();
+    let velocity = it.by_ref().take(header.n_params).collect();
+    let buffers = it.collect();
+    Ok((
+        header,
+        State {
+            params,
+            velocity,
+            buffers,
+        },
+    ))
+}
+
+/// Writes the checkpoint into `dir` atomically (temporary file, sync, rename).
+///
+/// # Errors
+/// [`CheckpointError::Io`] naming the file.
+pub fn save(dir: &Path, header: &Header, state: &State) -> Result<PathBuf, CheckpointError> {
+    let path = path_in(dir);
+    let tmp = dir.join("checkpoint.bin.tmp");
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| CheckpointError::Io { path: p, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let bytes = encode(header, state);
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(&bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(path)
+}
+
+/// Reads and verifies the checkpoint in `dir`.
+///
+/// # Errors
+/// [`CheckpointError`] naming the file.
+pub fn load(dir: &Path) -> Result<(Header, State), CheckpointError> {
+    let path = path_in(dir);
+    let bytes = std::fs::read(&path).map_err(|source| CheckpointError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    decode(&bytes, &path)
+}
+
+/// Checks that `found` (from the checkpoint) belongs to the run described by `expected`
+/// (everything but the progress fields).
+///
+/// # Errors
+/// [`CheckpointError::Mismatch`] naming the first field that differs.
+pub fn check_matches(
+    found: &Header,
+    expected: &Header,
+    path: &Path,
+) -> Result<(), CheckpointError> {
+    let fields: [(&'static str, String, String); 8] = [
+        ("model", found.model.clone(), expected.model.clone()),
+        ("data", found.data.clone(), expected.data.clone()),
+        ("engine", found.engine.clone(), expected.engine.clone()),
+        (
+            "frac_bits",
+            found.frac_bits.to_string(),
+            expected.frac_bits.to_string(),
+        ),
+        ("exp", found.exp.clone(), expected.exp.clone()),
+        ("grad", found.grad.clone(), expected.grad.clone()),
+        (
+            "n_params",
+            found.n_params.to_string(),
+            expected.n_params.to_string(),
+        ),
+        (
+            "train_samples",
+            found.train_samples.to_string(),
+            expected.train_samples.to_string(),
+        ),
+    ];
+    for (field, f, e) in fields {
+        if f != e {
+            return Err(CheckpointError::Mismatch {
+                path: path.to_path_buf(),
+                field,
+                found: f,
+                expected: e,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (Header, State) {
+        (
+            Header {
+                model: "mlp".into(),
+                data: "synthetic".into(),
+                engine: "plain".into(),
+                frac_bits: 13,
+                exp: "pwl4".into(),
+                grad: "exact".into(),
+                n_params: 3,
+                n_buffers: 2,
+                epochs_done: 1,
+                steps_done: 10,
+                seed: 7,
+                train_samples: 100,
+            },
+            State {
+                params: vec![1, 2, u64::MAX],
+                velocity: vec![4, 5, 6],
+                buffers: vec![7, 8],
+            },
+        )
+    }
+
+    #[test]
+    fn round_trip_and_atomic_save() {
+        let (h, s) = sample();
+        let dir = std::env::temp_dir().join(format!("ringnn-ckpt-{}", std::process::id()));
+        save(&dir, &h, &s).unwrap();
+        let (h2, s2) = load(&dir).unwrap();
+        assert_eq!((h2, s2), (h.clone(), s.clone()));
+        assert!(!dir.join("checkpoint.bin.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn any_flipped_byte_or_truncation_is_an_error_naming_the_file() {
+        let (h, s) = sample();
+        let bytes = encode(&h, &s);
+        let p = Path::new("/some/dir/checkpoint.bin");
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            let err = decode(&b, p).unwrap_err().to_string();
+            assert!(err.contains("/some/dir/checkpoint.bin"), "{err}");
+        }
+        for cut in [0, 7, 20, bytes.len() - 1] {
+            assert!(decode(&bytes[..cut], p).is_err());
+        }
+    }
+
+    #[test]
+    fn mismatch_names_the_field() {
+        let (h, _) = sample();
+        let mut other = h.clone();
+        other.frac_bits = 16;
+        let err = check_matches(&h, &other, Path::new("c.bin"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("frac_bits") && err.contains("13") && err.contains("16"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,614 @@
+//! The training loop.
+//!
+//! Each step: the batch's images and one-hot labels enter the engine; the network runs
+//! forward (training mode); softmax cross-entropy with the chosen e^x approximation gives
+//! the gradient of the logits in the chosen mode; the network runs backward; one SGD step
+//! updates every parameter. The loss and training accuracy are computed from the revealed
+//! probabilities on plaintext engines only. Every epoch ends with a test pass in
+//! evaluation mode and, when asked, a checkpoint.
+
+use super::checkpoint::{self, CheckpointError, Header, State};
+use super::engine::{BoundaryError, HostEngine};
+use super::model::{self, Net, Trace};
+use crate::data::{self, DataError, Dataset, Split};
+use crate::gemm;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use ringnn_core::approx::{ExpApprox, TanhApprox};
+use ringnn_core::layers::Image;
+use ringnn_core::optim::{Schedule, Sgd};
+use ringnn_core::softmax::{self, GradMode, Softmax};
+use ringnn_core::{Float, FracBits, Plain};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Which engine trains.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EngineKind {
+    /// `Float<f32>` with `matrixmultiply`.
+    Float,
+    /// `Plain` (Z_2^64 fixed point) with ringnn's GEMM.
+    Plain,
+}
+
+/// Which data.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DataKind {
+    /// ringnn's synthetic digits (the default without a data directory).
+    Synthetic,
+    /// MNIST (IDX files).
+    Mnist,
+    /// CIFAR-10 (binary batches).
+    Cifar10,
+    /// CIFAR-100 (binary, fine labels).
+    Cifar100,
+}
+
+impl DataKind {
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DataKind::Synthetic => "synthetic",
+            DataKind::Mnist => "mnist",
+            DataKind::Cifar10 => "cifar10",
+            DataKind::Cifar100 => "cifar100",
+        }
+    }
+}
+
+/// A validated training configuration.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    /// Model name (see [`model::MODELS`]).
+    pub model: String,
+    /// Dataset.
+    pub data: DataKind,
+    /// Data directory (`--data-dir` or `RINGNN_DATA`).
+    pub data_dir: Option<PathBuf>,
+    /// Engine.
+    pub engine: EngineKind,
+    /// Fractional bits (Plain).
+    pub frac_bits: FracBits,
+    /// e^x approximation in softmax.
+    pub exp: ExpApprox,
+    /// tanh approximation (recurrent models).
+    pub tanh: TanhApprox,
+    /// Gradient mode of softmax cross-entropy.
+    pub grad: GradMode,
+    /// Subtract the row maximum in softmax.
+    pub subtract_max: bool,
+    /// Epochs.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Base learning rate.
+    pub lr: f64,
+    /// Momentum.
+    pub momentum: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// `constant`, `step:S1,S2,...` or `cosine`.
+    pub schedule: String,
+    /// Seed of initialisation, shuffling, augmentation and synthetic data.
+    pub seed: u64,
+    /// Use at most this many training samples.
+    pub train_limit: Option<usize>,
+    /// Use at most this many test samples.
+    pub test_limit: Option<usize>,
+    /// Checkpoint directory.
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from the checkpoint.
+    pub resume: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochStats {
+    /// Epoch number (1-based).
+    pub epoch: usize,
+    /// Mean training loss (plaintext engines).
+    pub train_loss: f64,
+    /// Training accuracy (plaintext engines).
+    pub train_accuracy: f64,
+    /// Test accuracy after the epoch.
+    pub test_accuracy: f64,
+    /// Seconds spent training in this epoch.
+    pub seconds: f64,
+}
+
+/// The result of a run (the JSON line of `ringnn train --json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainResult {
+    /// Model.
+    pub model: String,
+    /// Dataset.
+    pub data: String,
+    /// Engine.
+    pub engine: String,
+    /// Fractional bits (`null` for float).
+    pub frac_bits: Option<u32>,
+    /// e^x approximation.
+    pub exp: String,
+    /// tanh approximation.
+    pub tanh: String,
+    /// Gradient mode.
+    pub grad: String,
+    /// Epochs trained (in total, including resumed ones).
+    pub epochs: usize,
+    /// Training samples per epoch.
+    pub train_samples: usize,
+    /// Test samples.
+    pub test_samples: usize,
+    /// Final test accuracy.
+    pub test_accuracy: f64,
+    /// Final mean training loss.
+    pub train_loss: f64,
+    /// Seconds of training (this invocation, evaluation excluded).
+    pub train_seconds: f64,
+    /// Training samples per second (this invocation).
+    pub samples_per_sec: f64,
+    /// Products that wrapped in Z_2^64 (Plain), over the whole run.
+    pub overflow_count: u64,
+    /// Trained parameters.
+    pub parameters: usize,
+    /// Per-epoch figures.
+    pub history: Vec<EpochStats>,
+    /// The checkpoint written last, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// Training errors.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Data could not be loaded.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// A value could not enter the engine.
+    #[error(transparent)]
+    Boundary(#[from] BoundaryError),
+    /// A checkpoint problem.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// A bad configuration.
+    #[error("{0}")]
+    Config(String),
+}
+
+fn schedule(cfg: &TrainConfig, total_steps: u64) -> Result<Schedule, TrainError> {
+    let s = cfg.schedule.trim();
+    match s {
+        "constant" => Ok(Schedule::Constant),
+        "cosine" => Ok(Schedule::Cosine { total: total_steps }),
+        _ => {
+            let Some(list) = s.strip_prefix("step:") else {
+                return Err(TrainError::Config(format!(
+                    "--schedule: unknown schedule '{s}'; valid: constant, cosine, step:S1,S2,... (steps at which the rate is divided by 10)"
+                )));
+            };
+            let steps = list
+                .split(',')
+                .map(|v| v.trim().parse::<u64>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    TrainError::Config(format!(
+                        "--schedule: '{list}' is not a list of step numbers"
+                    ))
+                })?;
+            if steps.is_empty() || steps.len() > 8 || steps.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(TrainError::Config(
+                    "--schedule: step: needs 1 to 8 ascending step numbers".into(),
+                ));
+            }
+            Ok(Schedule::step(&steps))
+        }
+    }
+}
+
+fn load_data(cfg: &TrainConfig) -> Result<Split, TrainError> {
+    let dir = data::data_dir(cfg.data_dir.as_deref());
+    let need_dir = |what: &str| {
+        dir.clone().ok_or_else(|| {
+            TrainError::Config(format!(
+                "--data {what} needs a data directory: pass --data-dir DIR or set RINGNN_DATA"
+            ))
+        })
+    };
+    let mut split = match cfg.data {
+        DataKind::Synthetic => {
+            let train = cfg.train_limit.unwrap_or(60_000);
+            let test = cfg.test_limit.unwrap_or(10_000);
+            data::synth::synthetic_digits(train, test, cfg.seed)
+        }
+        DataKind::Mnist => data::idx::load_mnist(&need_dir("mnist")?)?,
+        DataKind::Cifar10 => data::cifar::load_cifar10(&need_dir("cifar10")?)?,
+        DataKind::Cifar100 => {
+            data::cifar::load_cifar100(&need_dir("cifar100")?, data::cifar::Cifar100Labels::Fine)?
+        }
+    };
+    if let Some(n) = cfg.train_limit {
+        truncate(&mut split.train, n);
+    }
+    if let Some(n) = cfg.test_limit {
+        truncate(&mut split.test, n);
+    }
+    if split.train.is_empty() || split.test.is_empty() {
+        return Err(TrainError::Config(
+            "the training or test set is empty".into(),
+        ));
+    }
+    data::normalise(&mut split);
+    Ok(split)
+}
+
+fn truncate(d: &mut Dataset, n: usize) {
+    if n < d.len() {
+        d.images.truncate(n * d.shape.len());
+        d.labels.truncate(n);
+    }
+}
+
+/// Trains as configured and returns the result. Progress goes to stderr.
+///
+/// # Errors
+/// Bad data, an unencodable value, a checkpoint problem or a bad configuration.
+pub fn train(cfg: &TrainConfig) -> Result<TrainResult, TrainError> {
+    if cfg.batch == 0 || cfg.epochs == 0 {
+        return Err(TrainError::Config(
+            "--batch and --epochs must be at least 1".into(),
+        ));
+    }
+    let rates_ok = cfg.lr.is_finite()
+        && cfg.lr > 0.0
+        && (0.0..1.0).contains(&cfg.momentum)
+        && cfg.weight_decay.is_finite()
+        && cfg.weight_decay >= 0.0;
+    if !rates_ok {
+        return Err(TrainError::Config(
+            "--lr must be positive, --momentum in [0, 1), --weight-decay non-negative".into(),
+        ));
+    }
+    let split = load_data(cfg)?;
+    let s = split.train.shape;
+    let input = Image {
+        batch: 1,
+        channels: s.channels,
+        height: s.height,
+        width: s.width,
+    };
+    let net = model::build(&cfg.model, input, split.train.classes).map_err(TrainError::Config)?;
+    match cfg.engine {
+        EngineKind::Plain => {
+            let e = Plain::new(cfg.frac_bits).with_matmul(gemm::matmul_z64);
+            run_engine(e, cfg, &net, &split)
+        }
+        EngineKind::Float => {
+            let e = Float::<f32>::new().with_matmul(gemm::matmul_f32);
+            run_engine(e, cfg, &net, &split)
+        }
+    }
+}
+
+fn header(cfg: &TrainConfig, net: &Net, kind: &str, train_samples: usize) -> Header {
+    Header {
+        model: net.name.clone(),
+        data: cfg.data.name().into(),
+        engine: kind.into(),
+        frac_bits: if cfg.engine == EngineKind::Plain {
+            cfg.frac_bits.get()
+        } else {
+            0
+        },
+        exp: cfg.exp.name().into(),
+        grad: cfg.grad.name().into(),
+        n_params: net.n_params,
+        n_buffers: net.n_buffers,
+        epochs_done: 0,
+        steps_done: 0,
+        seed: cfg.seed,
+        train_samples,
+    }
+}
+
+/// A batch inside the engine: images and one-hot labels.
+type Batch<T> = (Vec<T>, Vec<T>);
+
+fn batch_inputs<E: HostEngine>(
+    e: &mut E,
+    d: &Dataset,
+    idx: &[usize],
+    augment: Option<&mut ChaCha8Rng>,
+) -> Result<Batch<E::Elem>, BoundaryError> {
+    let len = d.shape.len();
+    let mut img: Vec<f32> = Vec::with_capacity(idx.len() * len);
+    for &i in idx {
+        img.extend_from_slice(d.image(i));
+    }
+    if let Some(rng) = augment {
+        data::cifar::random_crop_flip(&mut img, d.shape, rng, 4);
+    }
+    let xs: Vec<f64> = img.iter().map(|&v| v as f64).collect();
+    let mut onehot = vec![0.0; idx.len() * d.classes];
+    for (r, &i) in idx.iter().enumerate() {
+        onehot[r * d.classes + d.labels[i] as usize] = 1.0;
+    }
+    Ok((e.input("images", &xs)?, e.input("labels", &onehot)?))
+}
+
+fn argmax(row: &[f64]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv {
+                (i, v)
+            } else {
+                (bi, bv)
+            }
+        })
+        .0
+}
+
+fn engine_err<E: std::fmt::Debug>(e: E) -> TrainError {
+    TrainError::Boundary(BoundaryError::Engine(format!("{e:?}")))
+}
+
+/// Test accuracy in evaluation mode.
+fn evaluate<E: HostEngine>(
+    e: &mut E,
+    net: &Net,
+    d: &Dataset,
+    params: &[E::Elem],
+    buffers: &mut [E::Elem],
+    batch: usize,
+    scratch: &mut Vec<E::Elem>,
+) -> Result<f64, TrainError> {
+    let mut correct = 0usize;
+    let idx: Vec<usize> = (0..d.len()).collect();
+    for chunk in idx.chunks(batch) {
+        let (x, _) = batch_inputs(e, d, chunk, None)?;
+        let mut bufs = buffers.to_vec();
+        let logits = model::forward(
+            e,
+            &net.nodes,
+            x,
+            chunk.len(),
+            params,
+            &mut bufs,
+            None,
+            scratch,
+        )
+        .map_err(engine_err)?;
+        let out = e.reveal(&logits)?;
+        for (r, &i) in chunk.iter().enumerate() {
+            if argmax(&out[r * net.classes..(r + 1) * net.classes]) == d.labels[i] as usize {
+                correct += 1;
+            }
+        }
+    }
+    Ok(correct as f64 / d.len() as f64)
+}
+
+fn run_engine<E: HostEngine>(
+    mut e: E,
+    cfg: &TrainConfig,
+    net: &Net,
+    split: &Split,
+) -> Result<TrainResult, TrainError> {
+    let n_train = split.train.len();
+    let steps_per_epoch = n_train.div_ceil(cfg.batch) as u64;
+    let sched = schedule(cfg, steps_per_epoch * cfg.epochs as u64)?;
+    let expected = header(cfg, net, e.kind(), n_train);
+    let (p0, b0) = net.init(cfg.seed);
+    let mut params = e.input("initial parameters", &p0)?;
+    let mut buffers = e.input("initial buffers", &b0)?;
+    let mut velocity = vec![E::Elem::default(); net.n_params];
+    let (mut epoch0, mut step) = (0usize, 0u64);
+    if cfg.resume {
+        let dir = cfg
+            .checkpoint
+            .as_deref()
+            .ok_or_else(|| TrainError::Config("--resume needs --checkpoint DIR".into()))?;
+        let (h, st) = checkpoint::load(dir)?;
+        checkpoint::check_matches(&h, &expected, &checkpoint::path_in(dir))?;
+        params = st.params.iter().map(|&b| E::from_bits(b)).collect();
+        velocity = st.velocity.iter().map(|&b| E::from_bits(b)).collect();
+        buffers = st.buffers.iter().map(|&b| E::from_bits(b)).collect();
+        epoch0 = h.epochs_done;
+        step = h.steps_done;
+    }
+    let sm = Softmax {
+        exp: cfg.exp,
+        subtract_max: cfg.subtract_max,
+    };
+    let sgd = Sgd {
+        momentum: cfg.momentum,
+        weight_decay: cfg.weight_decay,
+    };
+    let classes = net.classes;
+    let mut scratch: Vec<E::Elem> = Vec::new();
+    let mut traces: Vec<Trace<E::Elem>> = Vec::new();
+    let mut grads = vec![E::Elem::default(); net.n_params];
+    let mut history = Vec::new();
+    let mut train_seconds = 0.0;
+    let mut trained = 0usize;
+    let mut last_ckpt = None;
+    let augment = matches!(cfg.data, DataKind::Cifar10 | DataKind::Cifar100);
+    let mut test_accuracy = f64::NAN;
+    let mut last_loss = f64::NAN;
+    for epoch in epoch0..cfg.epochs {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ (0x5EED_0000 + epoch as u64));
+        let mut order: Vec<usize> = (0..n_train).collect();
+        order.shuffle(&mut rng);
+        let bar = if cfg.progress {
+            let b = ProgressBar::new(n_train as u64);
+            b.set_style(
+                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        let start = Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        for chunk in order.chunks(cfg.batch) {
+            let b = chunk.len();
+            let (x, y) = batch_inputs(&mut e, &split.train, chunk, augment.then_some(&mut rng))?;
+            let logits = model::forward(
+                &mut e,
+                &net.nodes,
+                x,
+                b,
+                &params,
+                &mut buffers,
+                Some(&mut traces),
+                &mut scratch,
+            )
+            .map_err(engine_err)?;
+            let mut p = vec![E::Elem::default(); b * classes];
+            let mut g = vec![E::Elem::default(); b * classes];
+            let need = softmax::backward_scratch(sm, b, classes);
+            if scratch.len() < need {
+                scratch.resize(need, E::Elem::default());
+            }
+            softmax::softmax_xent_backward(
+                &mut e,
+                sm,
+                cfg.grad,
+                &logits,
+                &y,
+                b,
+                classes,
+                &mut p,
+                &mut g,
+                &mut scratch[..need],
+            )
+            .map_err(engine_err)?;
+            let probs = e.reveal(&p)?;
+            for (r, &i) in chunk.iter().enumerate() {
+                let row = &probs[r * classes..(r + 1) * classes];
+                let label = split.train.labels[i] as usize;
+                loss_sum -= row[label].max(1e-12).ln();
+                correct += (argmax(row) == label) as usize;
+            }
+            model::backward(
+                &mut e,
+                &net.nodes,
+                &traces,
+                g,
+                b,
+                &params,
+                &mut grads,
+                false,
+                &mut scratch,
+            )
+            .map_err(engine_err)?;
+            let lr = sched.rate(cfg.lr, step);
+            if scratch.len() < net.n_params {
+                scratch.resize(net.n_params, E::Elem::default());
+            }
+            sgd.step(
+                &mut e,
+                &mut params,
+                &grads,
+                &mut velocity,
+                lr,
+                b,
+                &mut scratch[..net.n_params],
+            )
+            .map_err(engine_err)?;
+            step += 1;
+            seen += b;
+            let secs = start.elapsed().as_secs_f64();
+            bar.set_position(seen as u64);
+            bar.set_message(format!(
+                "loss {:.4} acc {:.2}% {:.0} samples/s",
+                loss_sum / seen as f64,
+                100.0 * correct as f64 / seen as f64,
+                seen as f64 / secs.max(1e-9)
+            ));
+        }
+        let secs = start.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        train_seconds += secs;
+        trained += seen;
+        test_accuracy = evaluate(
+            &mut e,
+            net,
+            &split.test,
+            &params,
+            &mut buffers,
+            cfg.batch.max(256),
+            &mut scratch,
+        )?;
+        last_loss = loss_sum / seen as f64;
+        let stats = EpochStats {
+            epoch: epoch + 1,
+            train_loss: last_loss,
+            train_accuracy: correct as f64 / seen as f64,
+            test_accuracy,
+            seconds: secs,
+        };
+        if cfg.progress {
+            eprintln!(
+                "epoch {}/{}: loss {:.4}, train accuracy {:.2}%, test accuracy {:.2}%, {:.0} samples/s",
+                stats.epoch,
+                cfg.epochs,
+                stats.train_loss,
+                100.0 * stats.train_accuracy,
+                100.0 * stats.test_accuracy,
+                seen as f64 / secs.max(1e-9)
+            );
+        }
+        history.push(stats);
+        if let Some(dir) = &cfg.checkpoint {
+            let mut h = expected.clone();
+            h.epochs_done = epoch + 1;
+            h.steps_done = step;
+            let st = State {
+                params: params.iter().map(|&v| E::to_bits(v)).collect(),
+                velocity: velocity.iter().map(|&v| E::to_bits(v)).collect(),
+                buffers: buffers.iter().map(|&v| E::to_bits(v)).collect(),
+            };
+            last_ckpt = Some(checkpoint::save(dir, &h, &st)?);
+        }
+    }
+    if epoch0 >= cfg.epochs {
+        test_accuracy = evaluate(
+            &mut e,
+            net,
+            &split.test,
+            &params,
+            &mut buffers,
+            cfg.batch.max(256),
+            &mut scratch,
+        )?;
+    }
+    Ok(TrainResult {
+        model: net.name.clone(),
+        data: cfg.data.name().into(),
+        engine: e.kind().into(),
+        frac_bits: (cfg.engine == EngineKind::Plain).then(|| cfg.frac_bits.get()),
+        exp: cfg.exp.name().into(),
+        tanh: cfg.tanh.name().into(),
+        grad: cfg.grad.name().into(),
+        epochs: cfg.epochs,
+        train_samples: n_train,
+        test_samples: split.test.len(),
+        test_accuracy,
+        train_loss: last_loss,
+        train_seconds,
+        samples_per_sec: trained as f64 / train_seconds.max(1e-9),
+        overflow_count: e.overflow_count(),
+        parameters: net.n_params,
+        history,
+        checkpoint: last_ckpt,
+    })
+}
