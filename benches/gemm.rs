@@ -1,9 +1,10 @@
-//! Matrix products at 512 x 512 x 512 on all cores: Z_2^64 (ringnn's blocked kernel and the
-//! kernel crate's portable loop) against f32 and f64 `matrixmultiply`, side by side.
+//! Matrix products at 512 x 512 x 512 on all cores: Z_2^64 (ringnn's packed kernel, AVX2 where
+//! available, the same with its portable register tile forced, and the kernel crate's portable
+//! loop) against f32 and f64 `matrixmultiply`, side by side.
 //!
 //! `cargo bench --bench gemm`; figures in docs/performance.md.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ringnn::host::gemm::{matmul_f32, matmul_f64, matmul_z64};
+use ringnn::host::gemm::{matmul_f32, matmul_f64, matmul_z64, matmul_z64_portable};
 use ringnn::kernel::engine::MatDims;
 use ringnn::kernel::{Engine, Plain, Z64};
 use std::hint::black_box;
@@ -29,6 +30,9 @@ fn gemm(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("z64_ringnn", |bn| {
         bn.iter(|| matmul_z64(black_box(&a), &b, d, &mut out))
+    });
+    g.bench_function("z64_ringnn_portable_kernel", |bn| {
+        bn.iter(|| matmul_z64_portable(black_box(&a), &b, d, &mut out))
     });
     g.bench_function("f32_matrixmultiply", |bn| {
         bn.iter(|| matmul_f32(black_box(&af), &bf, d, &mut of))

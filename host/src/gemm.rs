@@ -3,18 +3,30 @@
 //! [`Float::with_matmul`](ringnn_core::Float::with_matmul).
 //!
 //! # Z_2^64
-//! A 64-bit product modulo 2^64 splits into 32-bit halves:
-//! `a * b = a_lo b_lo + 2^32 (a_lo b_hi + a_hi b_lo)  (mod 2^64)`, and each half product is
-//! a 32x32->64 multiplication (`vpmuludq`, four lanes per instruction with AVX2). The kernel
-//! keeps two accumulators per output, `lo = sum a_lo b_lo` and `cross = sum (a_lo b_hi +
-//! a_hi b_lo)` (only its low 32 bits matter), and adds `cross << 32` once at the end: three
-//! vector multiplications per four multiply-accumulates, where x86-64 without AVX-512 has no
-//! 64-bit vector multiplication at all.
+//! x86-64 without AVX-512 has no 64-bit vector multiplication, so each 64-bit product modulo
+//! 2^64 is split into 32-bit halves:
+//! `a * b = a_lo b_lo + 2^32 (a_lo b_hi + a_hi b_lo)  (mod 2^64)`.
+//! Only the low 32 bits of the cross term `a_lo b_hi + a_hi b_lo` matter, so it can be formed
+//! with 32-bit lanes. The AVX2 micro-kernel keeps, for each output, a 64-bit `lo` accumulator
+//! (`vpmuludq`: `a_lo b_lo`, 32x32->64, four lanes) and a 64-bit lane of two independent 32-bit
+//! `cross` accumulators: broadcasting `a` with its halves swapped (`[a_hi, a_lo]`) against `b`
+//! as stored (`[b_lo, b_hi]`), one `vpmulld` (32x32->low 32, eight lanes) yields both
+//! `a_hi b_lo` and `a_lo b_hi` for four outputs, summed with 32-bit adds (`vpaddd`). At the end
+//! of a panel, a lane `c = [c0, c1]` contributes `(c0 + c1) << 32 = (c << 32) + (c & !0xFFFF_FFFF)`.
+//! That is four vector multiplications (and four additions) per eight multiply-accumulates.
 //!
-//! Work is split by rows of the output over the rayon pool; each task runs a blocked kernel
-//! (tiles of 128 output columns, panels of 128 rows of `B`, two rows of `A` at a time). The kernel is
-//! one portable function compiled twice, once with AVX2 enabled, chosen at run time
-//! (`is_x86_feature_detected!`); other machines get the portable build.
+//! The layout is the BLIS/`matrixmultiply` one: `B` is packed once into 64-byte-aligned
+//! slivers of `NR = 8` columns (row `p` of a sliver is one cache line), `A` is packed per task
+//! into slivers of `MR = 3` rows (`a` and its half-swapped copy, side by side, for each `p`),
+//! both zero-padded at the edges, and a 3 x 8 register tile (12 of the 16 `ymm` registers)
+//! accumulates over `KC` values of `p`: the `B` sliver stays in L1 while the packed `A` block
+//! (`MC` rows) streams from L2. Tiles are added into `out`, the first `KC` panel overwriting.
+//!
+//! Work is split over the rayon pool into rectangles of `out` (blocks of rows, and also blocks
+//! of columns when there are too few row blocks for the threads); small products stay on the
+//! calling thread. The kernel is chosen at run time (`is_x86_feature_detected!("avx2")`);
+//! elsewhere a portable register tile with scalar wrapping 64-bit multiplications runs on the
+//! same packed layout ([`matmul_z64_portable`] forces it).
 //!
 //! # f32 / f64
 //! `matrixmultiply` (with its threading feature), a well-kept packed GEMM.
@@ -23,18 +35,80 @@ use rayon::prelude::*;
 use ringnn_core::engine::MatDims;
 use ringnn_core::Z64;
 
-/// Output columns per tile.
-const JT: usize = 128;
-/// Rows of `B` per panel.
-const KP: usize = 128;
-/// Rows of the output per parallel task.
-const ROWS_PER_TASK: usize = 32;
+/// Rows of the register tile.
+const MR: usize = 3;
+/// Columns of the register tile (one packed `B` row: 64 bytes).
+const NR: usize = 8;
+/// Depth of a packed panel (values of `p` per kernel call).
+const KC: usize = 256;
+/// Rows of `A` per packed block (a multiple of `MR`).
+const MC: usize = 96;
+/// Row blocks per rayon thread that a parallel product aims for.
+const TASKS_PER_THREAD: usize = 4;
+/// Below this many multiply-accumulates the product runs on the calling thread.
+const PARALLEL_MIN: usize = 1 << 18;
 
-/// `out = a * b` in Z_2^64 (wrapping), blocked, multi-threaded, AVX2 where available.
+/// One row of a packed `B` sliver: `NR` values, aligned to a cache line.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Row8([u64; NR]);
+
+/// Which register-tile kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Portable
+    }
+
+    /// `tile = A sliver * B sliver` over `b.len()` values of `p`.
+    #[inline]
+    fn run(self, a: &[u64], b: &[Row8], tile: &mut [u64; MR * NR]) {
+        match self {
+            Kernel::Portable => kernel_portable(a, b, tile),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                // SAFETY: `Kernel::Avx2` is only constructed after `is_x86_feature_detected!`
+                // reported AVX2 (in `detect`, and in tests under the same check).
+                #[allow(unsafe_code)]
+                unsafe {
+                    kernel_avx2(a, b, tile)
+                }
+            }
+        }
+    }
+}
+
+/// `out = a * b` in Z_2^64 (wrapping): packed, register-blocked, multi-threaded, AVX2 where
+/// available.
 ///
 /// # Panics
 /// If the slice lengths do not match `dims`.
 pub fn matmul_z64(a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z64]) {
+    matmul_with(Kernel::detect(), a, b, dims, out);
+}
+
+/// [`matmul_z64`] with the portable kernel, whatever the CPU: the fallback of machines
+/// without AVX2, exposed for tests and benchmarks.
+///
+/// # Panics
+/// If the slice lengths do not match `dims`.
+pub fn matmul_z64_portable(a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z64]) {
+    matmul_with(Kernel::Portable, a, b, dims, out);
+}
+
+fn matmul_with(kernel: Kernel, a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z64]) {
     let MatDims { m, k, n } = dims;
     assert!(
         a.len() == m * k && b.len() == k * n && out.len() == m * n,
@@ -43,24 +117,244 @@ pub fn matmul_z64(a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z64]) {
     if m == 0 || n == 0 {
         return;
     }
-    // Z64 is repr(transparent) over u64; reinterpret through bytemuck-free safe copies is
-    // costly, so work on the raw values through a safe view.
-    let a = as_u64(a);
-    let b = as_u64(b);
-    let bhi: Vec<u64> = b.iter().map(|v| v >> 32).collect();
     let out = as_u64_mut(out);
-    let small = m * k * n < 1 << 15;
-    let run = |(t, chunk): (usize, &mut [u64])| {
-        let r0 = t * ROWS_PER_TASK;
-        let rows = chunk.len() / n;
-        block(&a[r0 * k..(r0 + rows) * k], b, &bhi, rows, k, n, chunk);
+    if k == 0 {
+        out.fill(0);
+        return;
+    }
+    let (a, b) = (as_u64(a), as_u64(b));
+    let slivers = n.div_ceil(NR);
+    let parallel = m * k * n >= PARALLEL_MIN && rayon::current_num_threads() > 1;
+
+    // Pack B: sliver `s` holds columns `s*NR..` for every `p`, zero-padded past `n`.
+    let mut bp = vec![Row8::default(); slivers * k];
+    let pack_b = |(s, dst): (usize, &mut [Row8])| {
+        let (c0, w) = (s * NR, NR.min(n - s * NR));
+        for (p, row) in dst.iter_mut().enumerate() {
+            row.0[..w].copy_from_slice(&b[p * n + c0..p * n + c0 + w]);
+        }
     };
-    if small {
-        out.chunks_mut(ROWS_PER_TASK * n).enumerate().for_each(run);
+    if parallel {
+        bp.par_chunks_mut(k).enumerate().for_each(pack_b);
     } else {
-        out.par_chunks_mut(ROWS_PER_TASK * n)
-            .enumerate()
-            .for_each(run);
+        bp.chunks_mut(k).enumerate().for_each(pack_b);
+    }
+
+    // Rectangles of `out`: `row_blocks` blocks of rows (at most `MC`, a multiple of `MR`,
+    // as even as possible), times `col_blocks` blocks of whole slivers.
+    let threads = if parallel {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    // At least `TASKS_PER_THREAD` row blocks per thread when there are enough rows: row
+    // blocks share the packed `B` and pack disjoint parts of `A`, so smaller ones cost
+    // almost nothing and let work stealing even out threads slowed by other processes.
+    let mut row_blocks = m.div_ceil(MC);
+    if parallel {
+        row_blocks = row_blocks
+            .max(TASKS_PER_THREAD * threads)
+            .min(m.div_ceil(4 * MR));
+    }
+    let rows = m.div_ceil(row_blocks).next_multiple_of(MR);
+    let row_blocks = m.div_ceil(rows);
+    let col_blocks = if row_blocks < threads {
+        threads.div_ceil(row_blocks).min(slivers)
+    } else {
+        1
+    };
+    let sl_per_block = slivers.div_ceil(col_blocks);
+    let col_blocks = slivers.div_ceil(sl_per_block);
+
+    let dst = OutPtr(out.as_mut_ptr());
+    let task = |t: usize| {
+        let (rb, cb) = (t / col_blocks, t % col_blocks);
+        let (r0, r1) = (rb * rows, ((rb + 1) * rows).min(m));
+        let (s0, s1) = (cb * sl_per_block, ((cb + 1) * sl_per_block).min(slivers));
+        let rect = Rect {
+            r0,
+            r1,
+            c0: s0 * NR,
+            c1: (s1 * NR).min(n),
+        };
+        let mut out_rect = Vec::new();
+        compute_rect(kernel, a, &bp, m, k, n, rect, &mut out_rect);
+        // SAFETY: the tasks' rectangles partition `out` (rows split by `rb`, columns by `cb`,
+        // both disjoint), `out` is exclusively borrowed for the whole call, and rayon joins
+        // every task before `matmul_with` returns.
+        #[allow(unsafe_code)]
+        unsafe {
+            dst.write_rect(n, rect, &out_rect)
+        };
+    };
+    let tasks = row_blocks * col_blocks;
+    if parallel {
+        (0..tasks).into_par_iter().for_each(task);
+    } else {
+        (0..tasks).for_each(task);
+    }
+}
+
+/// A rectangle of the output: rows `r0..r1`, columns `c0..c1`.
+#[derive(Clone, Copy)]
+struct Rect {
+    r0: usize,
+    r1: usize,
+    c0: usize,
+    c1: usize,
+}
+
+/// The output's base pointer, shared by tasks that write disjoint rectangles.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut u64);
+
+// SAFETY: `OutPtr` is only dereferenced in `write_rect`, whose callers guarantee that
+// concurrent writers touch disjoint elements.
+#[allow(unsafe_code)]
+unsafe impl Send for OutPtr {}
+// SAFETY: as for `Send`.
+#[allow(unsafe_code)]
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// Copies `src` (the rectangle, row-major, `c1 - c0` wide) into the `n`-wide output.
+    ///
+    /// # Safety
+    /// The pointer must address a live `m x n` output with `rect` inside it, and no other
+    /// thread may access this rectangle's elements meanwhile.
+    #[allow(unsafe_code)]
+    unsafe fn write_rect(self, n: usize, rect: Rect, src: &[u64]) {
+        let w = rect.c1 - rect.c0;
+        for (i, row) in src.chunks_exact(w).enumerate() {
+            // SAFETY: row `r0 + i` and columns `c0..c1` lie inside the output (caller), and
+            // the elements are not accessed by anyone else (caller).
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(self.0.add((rect.r0 + i) * n + rect.c0), w)
+            };
+            dst.copy_from_slice(row);
+        }
+    }
+}
+
+/// Computes one rectangle of `a * b` into `res` (row-major, `c1 - c0` wide), packing `A` per
+/// `KC` panel and running the register tile over every (sliver of `B`, sliver of `A`) pair.
+#[allow(clippy::too_many_arguments)]
+fn compute_rect(
+    kernel: Kernel,
+    a: &[u64],
+    bp: &[Row8],
+    m: usize,
+    k: usize,
+    n: usize,
+    rect: Rect,
+    res: &mut Vec<u64>,
+) {
+    debug_assert!(rect.r1 <= m && rect.c1 <= n && rect.c0.is_multiple_of(NR));
+    let (h, w) = (rect.r1 - rect.r0, rect.c1 - rect.c0);
+    res.clear();
+    res.resize(h * w, 0);
+    let a_slivers = h.div_ceil(MR);
+    let mut ap = vec![0u64; a_slivers * KC.min(k) * 2 * MR];
+    let mut tile = [0u64; MR * NR];
+    let mut p0 = 0;
+    while p0 < k {
+        let kc = KC.min(k - p0);
+        // Pack A: for each sliver of MR rows and each p, [a_0..a_MR, swap(a_0)..swap(a_MR)],
+        // zero past the last row.
+        for (t, dst) in ap.chunks_mut(kc * 2 * MR).take(a_slivers).enumerate() {
+            let i0 = rect.r0 + t * MR;
+            for (p, d) in dst.chunks_exact_mut(2 * MR).enumerate() {
+                for i in 0..MR {
+                    let v = if i0 + i < rect.r1 {
+                        a[(i0 + i) * k + p0 + p]
+                    } else {
+                        0
+                    };
+                    d[i] = v;
+                    d[MR + i] = v.rotate_left(32);
+                }
+            }
+        }
+        for s in 0..w.div_ceil(NR) {
+            let col = s * NR;
+            let cw = NR.min(w - col);
+            let sliver = (rect.c0 + col) / NR;
+            let bs = &bp[sliver * k + p0..sliver * k + p0 + kc];
+            for t in 0..a_slivers {
+                let at = &ap[t * kc * 2 * MR..(t + 1) * kc * 2 * MR];
+                kernel.run(at, bs, &mut tile);
+                let rh = MR.min(h - t * MR);
+                for i in 0..rh {
+                    let r = &mut res[(t * MR + i) * w + col..][..cw];
+                    for (o, v) in r.iter_mut().zip(&tile[i * NR..]) {
+                        *o = o.wrapping_add(*v);
+                    }
+                }
+            }
+        }
+        p0 += kc;
+    }
+}
+
+/// The AVX2 register tile: `MR x NR` outputs in 12 `ymm` accumulators (`lo` and `cross` for
+/// two groups of four columns per row), see the module documentation.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn kernel_avx2(a: &[u64], b: &[Row8], tile: &mut [u64; MR * NR]) {
+    use std::arch::x86_64::*;
+    let mut lo = [[_mm256_setzero_si256(); 2]; MR];
+    let mut cr = [[_mm256_setzero_si256(); 2]; MR];
+    for (ap, bp) in a.chunks_exact(2 * MR).zip(b) {
+        // SAFETY: `bp.0` is 8 contiguous u64, so both 32-byte unaligned loads are in bounds.
+        #[allow(unsafe_code)]
+        let (b0, b1) = unsafe {
+            (
+                _mm256_loadu_si256(bp.0.as_ptr().cast()),
+                _mm256_loadu_si256(bp.0.as_ptr().add(4).cast()),
+            )
+        };
+        for i in 0..MR {
+            // [a_lo, a_hi] per 64-bit lane: vpmuludq takes a_lo * b_lo.
+            let x = _mm256_set1_epi64x(ap[i] as i64);
+            lo[i][0] = _mm256_add_epi64(lo[i][0], _mm256_mul_epu32(x, b0));
+            lo[i][1] = _mm256_add_epi64(lo[i][1], _mm256_mul_epu32(x, b1));
+            // [a_hi, a_lo] per lane against [b_lo, b_hi]: a_hi b_lo and a_lo b_hi, mod 2^32.
+            let y = _mm256_set1_epi64x(ap[MR + i] as i64);
+            cr[i][0] = _mm256_add_epi32(cr[i][0], _mm256_mullo_epi32(y, b0));
+            cr[i][1] = _mm256_add_epi32(cr[i][1], _mm256_mullo_epi32(y, b1));
+        }
+    }
+    let hi = _mm256_set1_epi64x(!0xFFFF_FFFFu64 as i64);
+    for i in 0..MR {
+        for h in 0..2 {
+            let c = cr[i][h];
+            let v = _mm256_add_epi64(
+                lo[i][h],
+                _mm256_add_epi64(_mm256_slli_epi64::<32>(c), _mm256_and_si256(c, hi)),
+            );
+            let dst = &mut tile[i * NR + 4 * h..i * NR + 4 * h + 4];
+            // SAFETY: `dst` is 4 contiguous u64, exactly one 32-byte unaligned store.
+            #[allow(unsafe_code)]
+            unsafe {
+                _mm256_storeu_si256(dst.as_mut_ptr().cast(), v)
+            };
+        }
+    }
+}
+
+/// The portable register tile: scalar wrapping 64-bit multiply-accumulates on the same
+/// packed layout (the swapped copies of `A` are not needed).
+fn kernel_portable(a: &[u64], b: &[Row8], tile: &mut [u64; MR * NR]) {
+    let mut acc = [[0u64; NR]; MR];
+    for (ap, bp) in a.chunks_exact(2 * MR).zip(b) {
+        for (row, &x) in acc.iter_mut().zip(&ap[..MR]) {
+            for (c, &y) in row.iter_mut().zip(&bp.0) {
+                *c = c.wrapping_add(x.wrapping_mul(y));
+            }
+        }
+    }
+    for (dst, row) in tile.chunks_exact_mut(NR).zip(&acc) {
+        dst.copy_from_slice(row);
     }
 }
 
@@ -77,99 +371,6 @@ fn as_u64_mut(x: &mut [Z64]) -> &mut [u64] {
     #[allow(unsafe_code)]
     unsafe {
         std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<u64>(), x.len())
-    }
-}
-
-fn block(a: &[u64], b: &[u64], bhi: &[u64], m: usize, k: usize, n: usize, out: &mut [u64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            #[allow(unsafe_code)]
-            unsafe {
-                return block_avx2(a, b, bhi, m, k, n, out);
-            }
-        }
-    }
-    block_portable(a, b, bhi, m, k, n, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn block_avx2(a: &[u64], b: &[u64], bhi: &[u64], m: usize, k: usize, n: usize, out: &mut [u64]) {
-    block_body(a, b, bhi, m, k, n, out)
-}
-
-fn block_portable(
-    a: &[u64],
-    b: &[u64],
-    bhi: &[u64],
-    m: usize,
-    k: usize,
-    n: usize,
-    out: &mut [u64],
-) {
-    block_body(a, b, bhi, m, k, n, out)
-}
-
-/// The blocked kernel, inlined into each feature-specific copy: for a tile of `JT` output
-/// columns and a panel of `KP` rows of `B` (which stay in L2), two rows of `A` at a time
-/// update their `lo` and `cross` accumulators (in L1) with one pass over the tile per `k`:
-/// each loaded `B` value serves two rows.
-#[inline(always)]
-fn block_body(a: &[u64], b: &[u64], bhi: &[u64], m: usize, k: usize, n: usize, out: &mut [u64]) {
-    const LO: u64 = 0xFFFF_FFFF;
-    let mut lo = vec![0u64; m * JT];
-    let mut cr = vec![0u64; m * JT];
-    let mut j0 = 0;
-    while j0 < n {
-        let jt = JT.min(n - j0);
-        lo.fill(0);
-        cr.fill(0);
-        let mut p0 = 0;
-        while p0 < k {
-            let kp = KP.min(k - p0);
-            let mut i = 0;
-            while i < m {
-                let two = i + 1 < m;
-                let (l0, l1) = lo[i * JT..].split_at_mut(JT);
-                let (c0, c1) = cr[i * JT..].split_at_mut(JT);
-                let (l0, c0) = (&mut l0[..jt], &mut c0[..jt]);
-                for p in p0..p0 + kp {
-                    let br = &b[p * n + j0..p * n + j0 + jt];
-                    let bh = &bhi[p * n + j0..p * n + j0 + jt];
-                    let x0 = a[i * k + p];
-                    let (x0l, x0h) = (x0 & LO, x0 >> 32);
-                    if two {
-                        let x1 = a[(i + 1) * k + p];
-                        let (x1l, x1h) = (x1 & LO, x1 >> 32);
-                        let (l1, c1) = (&mut l1[..jt], &mut c1[..jt]);
-                        for j in 0..jt {
-                            let (bl, bhh) = (br[j] & LO, bh[j] & LO);
-                            l0[j] = l0[j].wrapping_add(bl * x0l);
-                            c0[j] = c0[j].wrapping_add(bhh * x0l).wrapping_add(bl * x0h);
-                            l1[j] = l1[j].wrapping_add(bl * x1l);
-                            c1[j] = c1[j].wrapping_add(bhh * x1l).wrapping_add(bl * x1h);
-                        }
-                    } else {
-                        for j in 0..jt {
-                            let (bl, bhh) = (br[j] & LO, bh[j] & LO);
-                            l0[j] = l0[j].wrapping_add(bl * x0l);
-                            c0[j] = c0[j].wrapping_add(bhh * x0l).wrapping_add(bl * x0h);
-                        }
-                    }
-                }
-                i += if two { 2 } else { 1 };
-            }
-            p0 += kp;
-        }
-        for i in 0..m {
-            let row = &mut out[i * n + j0..i * n + j0 + jt];
-            for (j, o) in row.iter_mut().enumerate() {
-                *o = lo[i * JT + j].wrapping_add(cr[i * JT + j] << 32);
-            }
-        }
-        j0 += jt;
     }
 }
 
@@ -302,8 +503,117 @@ mod tests {
         let b: Vec<Z64> = (0..d.k * d.n)
             .map(|i| Z64((i as u64 ^ 0xABCDEF).wrapping_mul(0xD1B5_4A32_D192_ED03)))
             .collect();
+        let want = naive(&a, &b, d);
         let mut out = vec![Z64::ZERO; d.m * d.n];
         matmul_z64(&a, &b, d, &mut out);
+        assert_eq!(out, want);
+        for kern in kernels() {
+            let mut out = vec![Z64::ZERO; d.m * d.n];
+            matmul_with(kern, &a, &b, d, &mut out);
+            assert_eq!(out, want, "{kern:?}");
+        }
+    }
+
+    #[test]
+    fn few_rows_many_columns_split_by_columns() {
+        // One row block, so the parallel split goes over column blocks.
+        let d = MatDims {
+            m: 2,
+            k: 700,
+            n: 1030,
+        };
+        let (a, b) = data(d, 5);
+        let want = naive(&a, &b, d);
+        for kern in kernels() {
+            let mut out = vec![Z64(1); d.m * d.n];
+            matmul_with(kern, &a, &b, d, &mut out);
+            assert_eq!(out, want, "{kern:?}");
+        }
+    }
+
+    fn data(d: MatDims, seed: u64) -> (Vec<Z64>, Vec<Z64>) {
+        let mut s = seed;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            Z64(s ^ (s >> 29))
+        };
+        let a = (0..d.m * d.k).map(|_| next()).collect();
+        let b = (0..d.k * d.n).map(|_| next()).collect();
+        (a, b)
+    }
+
+    /// Every kernel this machine can run: the portable one, and AVX2 where detected.
+    fn kernels() -> Vec<Kernel> {
+        #[allow(unused_mut)]
+        let mut ks = vec![Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            ks.push(Kernel::Avx2);
+        }
+        ks
+    }
+
+    #[test]
+    fn each_kernel_equals_naive_on_edge_shapes() {
+        let shapes = [
+            (1, 1, 1),
+            (1, 0, 1),
+            (3, 0, 9),
+            (3, 1000, 5),
+            (5, 1000, 3),
+            (2, 7, 1),
+            (1, 300, 513),
+            (4, 9, 8),
+            (MR, KC, NR),
+            (MR + 1, KC + 1, NR + 1),
+            (257, 129, 65),
+            (65, 513, 33),
+            (1, 2000, 1),
+        ];
+        for (idx, &(m, k, n)) in shapes.iter().enumerate() {
+            let d = MatDims { m, k, n };
+            let (a, b) = data(d, idx as u64 + 1);
+            let want = naive(&a, &b, d);
+            for kern in kernels() {
+                let mut out = vec![Z64(7); m * n];
+                matmul_with(kern, &a, &b, d, &mut out);
+                assert_eq!(out, want, "{kern:?} {m}x{k}x{n}");
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_values_wrap_exactly() {
+        // All-ones bits maximise every partial sum and carry.
+        let d = MatDims {
+            m: 7,
+            k: 600,
+            n: 11,
+        };
+        for fill in [u64::MAX, 0xFFFF_FFFF, 0xFFFF_FFFF_0000_0000, 1 << 63] {
+            let a = vec![Z64(fill); d.m * d.k];
+            let b = vec![Z64(fill.rotate_left(7) | fill); d.k * d.n];
+            let want = naive(&a, &b, d);
+            for kern in kernels() {
+                let mut out = vec![Z64::ZERO; d.m * d.n];
+                matmul_with(kern, &a, &b, d, &mut out);
+                assert_eq!(out, want, "{kern:?} fill {fill:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn public_portable_entry_equals_naive() {
+        let d = MatDims {
+            m: 37,
+            k: 270,
+            n: 29,
+        };
+        let (a, b) = data(d, 99);
+        let mut out = vec![Z64(3); d.m * d.n];
+        matmul_z64_portable(&a, &b, d, &mut out);
         assert_eq!(out, naive(&a, &b, d));
     }
 
