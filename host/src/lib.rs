@@ -8,6 +8,7 @@
 //! - [`plot`]: pictures of the approximations and their errors (plotters).
 //! - [`gemm`]: fast matrix products (Z_2^64 with AVX2 dispatch, f32/f64) for the engines.
 //! - [`train`]: training in fixed point or floating point (`ringnn train`).
+//! - [`mpc`]: the two-party engine on additive shares in Z_2^64, with its dealer and protocols.
 //! - [`cli`]: argument parsing into validated configurations, and the commands.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -15,6 +16,7 @@
 pub mod cli;
 pub mod data;
 pub mod gemm;
+pub mod mpc;
 pub mod plot;
 pub mod study;
 pub mod train;

@@ -1,0 +1,468 @@
+//! The dealer: correlated randomness for the online protocols, compressed by PRG seeds.
+//!
+//! Every online protocol consumes material prepared ahead of time by a third party, the
+//! dealer (the "trusted initializer" / "client-aided" model of SecureML, CrypTen and
+//! Orca):
+//! - Beaver triples `c = a b` (multiplication, select),
+//! - matrix triples `C = A B` for each matrix-product shape (SecureML),
+//! - truncation pairs: `r`, its top bit and `(r mod 2^63) >> d` (dealer-assisted
+//!   truncation),
+//! - binary AND triples `w = u & v` on packed 64-bit words (the sign-bit circuit),
+//! - random bits shared both ways, XOR and arithmetic (bit injection).
+//!
+//! # PRG seeds
+//! The dealer gives party 0 a 32-byte seed once; party 0 expands all its material from it
+//! (a ChaCha20 stream per request) and receives nothing else. Party 1 gets its own seed,
+//! expands the uniformly random parts (`a`, `b`, `r`, `u`, `v`, ...) from it, and receives
+//! only the *correction*: the one share that must make the correlation hold (`c1 = (a0 +
+//! a1)(b0 + b1) - c0`, etc.). This cuts the offline traffic to a third of a Beaver triple
+//! and to one of three words of an AND triple. [`OfflineStats`] counts it.
+//!
+//! # Staying in step without the dealer talking back
+//! Request number `k` of a party uses ChaCha20 stream `k` of its seed. Both parties run
+//! the same program and so issue the same sequence of requests (shapes are public
+//! program structure), so they consume matching material. The dealer computes party 1's
+//! corrections in the same order: in one process it is called through
+//! [`CorrectionFeed`]; as its own process it runs the same request sequence (or reads it
+//! from party 1, which reveals only public shapes) and streams the corrections.
+//!
+//! # Security
+//! Trust assumption: the dealer is semi-honest and colludes with neither server. It
+//! sees no data and no shares of data (nothing flows from the servers to it except,
+//! optionally, public request shapes), so it learns nothing. It is *trusted for
+//! correctness* (wrong correlations give wrong results) and *for privacy against
+//! collusion*: the dealer together with one server could unmask every message the other
+//! server sends. Each party's material alone is uniform (its seed is independent of the
+//! other party's), so one server learns nothing from it. Seeds are never logged.
+
+use super::{MpcError, PartyId};
+use crate::gemm::matmul_z64;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use ringnn_core::engine::MatDims;
+use ringnn_core::Z64;
+use std::sync::Arc;
+
+/// A PRG seed.
+pub type Seed = [u8; 32];
+
+/// Low 63 bits of a word.
+pub(crate) const LOW63: u64 = (1 << 63) - 1;
+
+/// One request for correlated randomness: which kind and how much. Shapes only, never
+/// data.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Request {
+    /// `n` Beaver triples.
+    Beaver {
+        /// Number of triples.
+        n: usize,
+    },
+    /// One matrix triple `C = A B` of shape `dims`.
+    Matrix {
+        /// The product's shape.
+        dims: MatDims,
+    },
+    /// `n` truncation pairs for a shift by `bits` (1..=62).
+    Trunc {
+        /// Number of pairs.
+        n: usize,
+        /// The shift.
+        bits: u32,
+    },
+    /// `words * 64` AND triples on packed words.
+    And {
+        /// Number of 64-bit words.
+        words: usize,
+    },
+    /// `words * 64` random bits shared both as XOR and as arithmetic shares.
+    Bits {
+        /// Number of 64-bit words.
+        words: usize,
+    },
+}
+
+impl Request {
+    /// What the request is for, in error messages.
+    pub fn what(&self) -> &'static str {
+        match self {
+            Request::Beaver { .. } => "Beaver triples",
+            Request::Matrix { .. } => "a matrix triple",
+            Request::Trunc { .. } => "truncation pairs",
+            Request::And { .. } => "AND triples",
+            Request::Bits { .. } => "random bits",
+        }
+    }
+
+    /// Words of party 1's correction.
+    pub fn correction_words(&self) -> usize {
+        match *self {
+            Request::Beaver { n } => n,
+            Request::Matrix { dims } => dims.m * dims.n,
+            Request::Trunc { n, .. } => 2 * n,
+            Request::And { words } => words,
+            Request::Bits { words } => 64 * words,
+        }
+    }
+
+    /// Words of one party's material written out in full (what the dealer would send
+    /// without seeds).
+    pub fn full_words(&self) -> usize {
+        match *self {
+            Request::Beaver { n } => 3 * n,
+            Request::Matrix { dims } => dims.m * dims.k + dims.k * dims.n + dims.m * dims.n,
+            Request::Trunc { n, .. } => 3 * n,
+            Request::And { words } => 3 * words,
+            Request::Bits { words } => 65 * words,
+        }
+    }
+}
+
+/// Three matrices (or vectors) of shares with `c = a b` once reconstructed.
+#[derive(Clone, Debug)]
+pub struct Triples {
+    /// Shares of `a`.
+    pub a: Vec<Z64>,
+    /// Shares of `b`.
+    pub b: Vec<Z64>,
+    /// Shares of `c = a b` (element-wise or matrix product).
+    pub c: Vec<Z64>,
+}
+
+/// Truncation pairs: shares of a uniform `r`, of its top bit, and of
+/// `(r mod 2^63) >> d`.
+#[derive(Clone, Debug)]
+pub struct TruncPairs {
+    /// Shares of `r`, uniform in Z_2^64.
+    pub r: Vec<Z64>,
+    /// Shares of `r >> 63` (0 or 1).
+    pub msb: Vec<Z64>,
+    /// Shares of `(r mod 2^63) >> d`.
+    pub low: Vec<Z64>,
+}
+
+/// XOR shares of packed AND triples: `w = u & v` bit by bit.
+#[derive(Clone, Debug)]
+pub struct AndTriples {
+    /// Shares of `u`.
+    pub u: Vec<u64>,
+    /// Shares of `v`.
+    pub v: Vec<u64>,
+    /// Shares of `w = u & v`.
+    pub w: Vec<u64>,
+}
+
+/// Random bits `rho`, XOR-shared (packed, 64 per word) and arithmetically shared (one
+/// element per bit, bit `i` of word `j` at `64 j + i`).
+#[derive(Clone, Debug)]
+pub struct RandomBits {
+    /// XOR shares, packed.
+    pub xor: Vec<u64>,
+    /// Arithmetic shares of the same bits.
+    pub arith: Vec<Z64>,
+}
+
+/// Offline traffic from the dealer to one party.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct OfflineStats {
+    /// Requests served.
+    pub requests: u64,
+    /// Bytes actually received: the seed plus corrections.
+    pub bytes: u64,
+    /// Bytes the same material would take written out in full (no seeds).
+    pub full_bytes: u64,
+}
+
+/// A source of this party's half of the correlated randomness. Both parties' sources
+/// must be fed the same sequence of requests; see the [module documentation](self).
+pub trait Correlations: Send {
+    /// `n` Beaver triples.
+    ///
+    /// # Errors
+    /// The dealer could not provide them.
+    fn beaver(&mut self, n: usize) -> Result<Triples, MpcError>;
+    /// A matrix triple of shape `dims`: `a` is `m x k`, `b` is `k x n`, `c` is `m x n`.
+    ///
+    /// # Errors
+    /// The dealer could not provide it.
+    fn matrix(&mut self, dims: MatDims) -> Result<Triples, MpcError>;
+    /// `n` truncation pairs for a shift by `bits` (1..=62).
+    ///
+    /// # Errors
+    /// The dealer could not provide them.
+    fn trunc(&mut self, n: usize, bits: u32) -> Result<TruncPairs, MpcError>;
+    /// `64 * words` AND triples.
+    ///
+    /// # Errors
+    /// The dealer could not provide them.
+    fn and_triples(&mut self, words: usize) -> Result<AndTriples, MpcError>;
+    /// `64 * words` random bits.
+    ///
+    /// # Errors
+    /// The dealer could not provide them.
+    fn random_bits(&mut self, words: usize) -> Result<RandomBits, MpcError>;
+    /// Offline traffic so far.
+    fn offline(&self) -> OfflineStats;
+}
+
+/// Where party 1's corrections come from: the dealer in this process, or (later) a
+/// stream from the dealer's process.
+pub trait CorrectionFeed: Send {
+    /// The correction for request number `counter`.
+    ///
+    /// # Errors
+    /// The dealer could not be reached or refused.
+    fn correction(&mut self, req: Request, counter: u64) -> Result<Vec<u64>, MpcError>;
+}
+
+/// The dealer. See the [module documentation](self).
+pub struct Dealer {
+    seeds: [Seed; 2],
+}
+
+impl std::fmt::Debug for Dealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print seeds.
+        f.write_str("Dealer { .. }")
+    }
+}
+
+impl Dealer {
+    /// A dealer whose two party seeds are derived from `master` (reproducible runs and
+    /// tests).
+    pub fn from_seed(master: Seed) -> Self {
+        let mut rng = ChaCha20Rng::from_seed(master);
+        let mut seeds = [[0u8; 32]; 2];
+        rng.fill_bytes(&mut seeds[0]);
+        rng.fill_bytes(&mut seeds[1]);
+        Dealer { seeds }
+    }
+
+    /// A dealer seeded by the operating system.
+    pub fn from_entropy() -> Self {
+        let mut master = [0u8; 32];
+        rand::rng().fill_bytes(&mut master);
+        Self::from_seed(master)
+    }
+
+    /// Both parties' sources, connected to this dealer in this process.
+    pub fn correlations(self: &Arc<Self>) -> [SeededCorrelations; 2] {
+        [
+            SeededCorrelations::new(PartyId::P0, self.seeds[0], None),
+            SeededCorrelations::new(PartyId::P1, self.seeds[1], Some(Box::new(self.clone()))),
+        ]
+    }
+
+    /// Party 1's correction for request number `counter`: the dealer regenerates party
+    /// 0's material and party 1's masks from their seeds and fixes the last share.
+    pub fn correction(&self, req: Request, counter: u64) -> Vec<u64> {
+        let mut r0 = stream(&self.seeds[0], counter);
+        let mut r1 = stream(&self.seeds[1], counter);
+        match req {
+            Request::Beaver { n } => {
+                let (a0, b0, c0) = (zs(&mut r0, n), zs(&mut r0, n), zs(&mut r0, n));
+                let (a1, b1) = (zs(&mut r1, n), zs(&mut r1, n));
+                (0..n)
+                    .map(|i| ((a0[i] + a1[i]) * (b0[i] + b1[i]) - c0[i]).0)
+                    .collect()
+            }
+            Request::Matrix { dims } => {
+                let MatDims { m, k, n } = dims;
+                let (a0, b0, c0) = (zs(&mut r0, m * k), zs(&mut r0, k * n), zs(&mut r0, m * n));
+                let (a1, b1) = (zs(&mut r1, m * k), zs(&mut r1, k * n));
+                let a = add(&a0, &a1);
+                let b = add(&b0, &b1);
+                let mut c = vec![Z64::ZERO; m * n];
+                matmul_z64(&a, &b, dims, &mut c);
+                c.iter().zip(&c0).map(|(&x, &y)| (x - y).0).collect()
+            }
+            Request::Trunc { n, bits } => {
+                let (rr0, m0, l0) = (zs(&mut r0, n), zs(&mut r0, n), zs(&mut r0, n));
+                let rr1 = zs(&mut r1, n);
+                let mut out = vec![0u64; 2 * n];
+                for i in 0..n {
+                    let r = (rr0[i] + rr1[i]).0;
+                    out[i] = (Z64(r >> 63) - m0[i]).0;
+                    out[n + i] = (Z64((r & LOW63) >> bits) - l0[i]).0;
+                }
+                out
+            }
+            Request::And { words } => {
+                let (u0, v0, w0) = (ws(&mut r0, words), ws(&mut r0, words), ws(&mut r0, words));
+                let (u1, v1) = (ws(&mut r1, words), ws(&mut r1, words));
+                (0..words)
+                    .map(|i| ((u0[i] ^ u1[i]) & (v0[i] ^ v1[i])) ^ w0[i])
+                    .collect()
+            }
+            Request::Bits { words } => {
+                let (x0, a0) = (ws(&mut r0, words), zs(&mut r0, 64 * words));
+                let x1 = ws(&mut r1, words);
+                (0..64 * words)
+                    .map(|i| {
+                        let bit = ((x0[i / 64] ^ x1[i / 64]) >> (i % 64)) & 1;
+                        (Z64(bit) - a0[i]).0
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+impl CorrectionFeed for Arc<Dealer> {
+    fn correction(&mut self, req: Request, counter: u64) -> Result<Vec<u64>, MpcError> {
+        Ok(Dealer::correction(self, req, counter))
+    }
+}
+
+/// One party's seeded source of correlations: material expanded from its seed, plus
+/// (party 1) corrections from a [`CorrectionFeed`].
+pub struct SeededCorrelations {
+    party: PartyId,
+    seed: Seed,
+    counter: u64,
+    feed: Option<Box<dyn CorrectionFeed>>,
+    stats: OfflineStats,
+}
+
+impl std::fmt::Debug for SeededCorrelations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the seed.
+        f.debug_struct("SeededCorrelations")
+            .field("party", &self.party)
+            .field("counter", &self.counter)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SeededCorrelations {
+    /// The source of `party` from its `seed`; party 1 needs a `feed` of corrections.
+    ///
+    /// # Panics
+    /// If party 1 has no feed or party 0 has one (a wiring bug).
+    pub fn new(party: PartyId, seed: Seed, feed: Option<Box<dyn CorrectionFeed>>) -> Self {
+        assert_eq!(
+            feed.is_some(),
+            party == PartyId::P1,
+            "exactly party 1 receives corrections"
+        );
+        SeededCorrelations {
+            party,
+            seed,
+            counter: 0,
+            feed,
+            stats: OfflineStats {
+                requests: 0,
+                bytes: 32,
+                full_bytes: 0,
+            },
+        }
+    }
+
+    /// The stream for the next request, and party 1's correction for it.
+    fn next(&mut self, req: Request) -> Result<(ChaCha20Rng, Vec<u64>), MpcError> {
+        let k = self.counter;
+        self.counter += 1;
+        let corr = match self.feed.as_mut() {
+            Some(feed) => {
+                let c = feed.correction(req, k)?;
+                if c.len() != req.correction_words() {
+                    return Err(MpcError::Dealer {
+                        what: req.what(),
+                        reason: format!(
+                            "correction of {} words, expected {}",
+                            c.len(),
+                            req.correction_words()
+                        ),
+                    });
+                }
+                self.stats.bytes += 8 * c.len() as u64;
+                c
+            }
+            None => Vec::new(),
+        };
+        self.stats.requests += 1;
+        self.stats.full_bytes += 8 * req.full_words() as u64;
+        Ok((stream(&self.seed, k), corr))
+    }
+
+    fn triples(&mut self, req: Request, sizes: [usize; 3]) -> Result<Triples, MpcError> {
+        let (mut rng, corr) = self.next(req)?;
+        let a = zs(&mut rng, sizes[0]);
+        let b = zs(&mut rng, sizes[1]);
+        let c = match self.party {
+            PartyId::P0 => zs(&mut rng, sizes[2]),
+            PartyId::P1 => corr.into_iter().map(Z64).collect(),
+        };
+        Ok(Triples { a, b, c })
+    }
+}
+
+impl Correlations for SeededCorrelations {
+    fn beaver(&mut self, n: usize) -> Result<Triples, MpcError> {
+        self.triples(Request::Beaver { n }, [n; 3])
+    }
+
+    fn matrix(&mut self, dims: MatDims) -> Result<Triples, MpcError> {
+        let MatDims { m, k, n } = dims;
+        self.triples(Request::Matrix { dims }, [m * k, k * n, m * n])
+    }
+
+    fn trunc(&mut self, n: usize, bits: u32) -> Result<TruncPairs, MpcError> {
+        assert!((1..=62).contains(&bits), "truncation pairs: bits in 1..=62");
+        let (mut rng, corr) = self.next(Request::Trunc { n, bits })?;
+        let r = zs(&mut rng, n);
+        let (msb, low) = match self.party {
+            PartyId::P0 => (zs(&mut rng, n), zs(&mut rng, n)),
+            PartyId::P1 => (
+                corr[..n].iter().map(|&w| Z64(w)).collect(),
+                corr[n..].iter().map(|&w| Z64(w)).collect(),
+            ),
+        };
+        Ok(TruncPairs { r, msb, low })
+    }
+
+    fn and_triples(&mut self, words: usize) -> Result<AndTriples, MpcError> {
+        let (mut rng, corr) = self.next(Request::And { words })?;
+        let u = ws(&mut rng, words);
+        let v = ws(&mut rng, words);
+        let w = match self.party {
+            PartyId::P0 => ws(&mut rng, words),
+            PartyId::P1 => corr,
+        };
+        Ok(AndTriples { u, v, w })
+    }
+
+    fn random_bits(&mut self, words: usize) -> Result<RandomBits, MpcError> {
+        let (mut rng, corr) = self.next(Request::Bits { words })?;
+        let xor = ws(&mut rng, words);
+        let arith = match self.party {
+            PartyId::P0 => zs(&mut rng, 64 * words),
+            PartyId::P1 => corr.into_iter().map(Z64).collect(),
+        };
+        Ok(RandomBits { xor, arith })
+    }
+
+    fn offline(&self) -> OfflineStats {
+        self.stats
+    }
+}
+
+/// ChaCha20 stream `k` of `seed`: the material of request number `k`.
+fn stream(seed: &Seed, k: u64) -> ChaCha20Rng {
+    let mut rng = ChaCha20Rng::from_seed(*seed);
+    rng.set_stream(k);
+    rng
+}
+
+fn ws(rng: &mut ChaCha20Rng, n: usize) -> Vec<u64> {
+    (0..n).map(|_| rng.next_u64()).collect()
+}
+
+fn zs(rng: &mut ChaCha20Rng, n: usize) -> Vec<Z64> {
+    (0..n).map(|_| Z64(rng.next_u64())).collect()
+}
+
+fn add(a: &[Z64], b: &[Z64]) -> Vec<Z64> {
+    a.iter().zip(b).map(|(&x, &y)| x + y).collect()
+}

@@ -1,0 +1,256 @@
+//! [`Mpc`]: the kernel's [`Engine`] on one party's additive shares.
+//!
+//! Each party runs its own `Mpc` with the same program; elements are this party's shares
+//! (`Z64`), public constants are encoded exactly as [`Plain`](ringnn_core::Plain) encodes
+//! them. Local operations (addition, multiplication by a public constant, adding a public
+//! constant, which party 0 alone does) cost nothing; the other primitives are the
+//! protocols of [`super::protocols`]. The composites (ReLU, max, clamp, max-of-lines,
+//! polynomials, reciprocal, softmax) are the kernel's provided methods, built from these
+//! primitives, so they match `Plain` up to the truncation error below.
+//!
+//! # Truncation
+//! [`Truncation::Dealer`] is the default: it never fails in the safe range and costs one
+//! round and 8 bytes per element. [`Truncation::Local`] (SecureML) is free but fails (a
+//! result off by about `2^(64-d)`) with probability `|x| / 2^64` per element: once in 64
+//! elements for the softmax's products up to 2^58, and over millions of products per
+//! training step even `|x| ~ 2^40` fails regularly. Both return `floor(x / 2^d)` or one
+//! more, one more with probability equal to the dropped fraction: stochastic rounding,
+//! unbiased, within one ulp of `Plain`'s round-to-nearest per truncation. No public
+//! `2^(d-1)` is added first: that would turn the unbiased rounding into a +1/2 ulp bias.
+//!
+//! # Security
+//! Semi-honest, two non-colluding servers and a non-colluding dealer
+//! ([`super::dealer`]). Each primitive opens only values masked by fresh dealer
+//! randomness, so every composite is secure by sequential composition: the parties'
+//! views are simulated message by message by uniform values. Nothing derived from data
+//! is ever opened: comparison results, softmax outputs, logits and accuracy stay shared.
+//!
+//! # Communication
+//! Per element, per party, payload bytes sent (the receiver gets the same), with the
+//! default truncation; every message adds an 8-byte header.
+//!
+//! | operation | rounds | bytes |
+//! |---|---|---|
+//! | add, sub, add/mul public | 0 | 0 |
+//! | `mul` (Beaver) | 1 | 16 |
+//! | `matmul` `m x k` by `k x n` | 1 | `8 (mk + kn)` per product |
+//! | `shift_right` / `rescale` | 1 | 8 |
+//! | `is_negative` | 8 | 45.375 |
+//! | `select` | 1 | 16 |
+//! | ReLU, ReLU backward, max of two | 9 | 61.375 |
+//! | hard tanh (`clamp`) | 10 | 122.75 |
+//! | max pooling `k x k` | `9 ceil(log2 k^2)` (+1 per level with selection bits) | `61.375 (k^2 - 1)` per output (+16 per selection bit per level) |
+//! | max pooling backward | 1 | `16 k^2` per output |
+//! | max-of-lines, `m` lines | one per non-integer slope + `9 ceil(log2 m)` (pwl4: 20) | at most `8 m + 61.375 (m - 1)` |
+//! | Taylor `e^x`, degree `d` | `2 d` | `24 d` |
+//! | reciprocal | 8 + about 60 truncation calls + 2 per Newton step + 2 | about `62 * 45.375 + 2 * 63 * 16` |
+//! | SGD update | at most 4 | at most 32 per weight |
+//!
+//! Softmax is the exp approximation, (for Taylor) one comparison and one product to clip
+//! at 0, one comparison per row, one reciprocal per row, one product and one truncation
+//! per element; the exact-mode gradient adds a second exp evaluation, its derivative,
+//! three products and truncations per element and one reciprocal per row. The
+//! reciprocal's candidate shifts are one truncation call each (one round per candidate
+//! shift amount), the largest round count here: softmax with pwl4 measures 129 rounds
+//! and, for 10 columns, about 790 bytes per element per party (the tests print it).
+
+use super::channel::{Channel, Traffic};
+use super::dealer::{Correlations, OfflineStats};
+use super::protocols::{self, Link};
+use super::{MpcError, PartyId};
+use crate::gemm::matmul_z64;
+use ringnn_core::engine::{Engine, Exact, MatDims, MatmulFn};
+use ringnn_core::fixed::{Fixed, FracBits};
+use ringnn_core::Z64;
+use std::cell::Cell;
+
+/// Which truncation protocol [`Engine::shift_right`] uses. See the [module
+/// documentation](self).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Truncation {
+    /// Dealer-assisted ([`protocols::truncate_dealer`]): one round, never fails in the
+    /// safe range. The default.
+    #[default]
+    Dealer,
+    /// SecureML's local truncation ([`protocols::truncate_local`]): free, fails with
+    /// probability `|x| / 2^64`.
+    Local,
+}
+
+/// The two-party engine: one party's side. See the [module documentation](self).
+#[derive(Debug)]
+pub struct Mpc<C, R> {
+    link: Link<C>,
+    corr: R,
+    fx: Fixed,
+    trunc: Truncation,
+    gemm: MatmulFn<Z64>,
+    saturated: Cell<u64>,
+}
+
+impl<C: Channel, R: Correlations> Mpc<C, R> {
+    /// `party`'s engine with `f` fractional bits, talking to the peer over `chan` and
+    /// drawing correlated randomness from `corr`. Dealer-assisted truncation and the
+    /// host's blocked GEMM for local products.
+    pub fn new(party: PartyId, f: FracBits, chan: C, corr: R) -> Self {
+        Mpc {
+            link: Link::new(party, chan),
+            corr,
+            fx: Fixed::with(f),
+            trunc: Truncation::default(),
+            gemm: matmul_z64,
+            saturated: Cell::new(0),
+        }
+    }
+
+    /// Uses `trunc` for every truncation (both parties must agree).
+    pub fn with_truncation(mut self, trunc: Truncation) -> Self {
+        self.trunc = trunc;
+        self
+    }
+
+    /// Uses `gemm` for the local matrix products.
+    pub fn with_matmul(mut self, gemm: MatmulFn<Z64>) -> Self {
+        self.gemm = gemm;
+        self
+    }
+
+    /// This party.
+    pub fn party(&self) -> PartyId {
+        self.link.party
+    }
+
+    /// The number format.
+    pub fn format(&self) -> Fixed {
+        self.fx
+    }
+
+    /// The truncation protocol in use.
+    pub fn truncation(&self) -> Truncation {
+        self.trunc
+    }
+
+    /// Online traffic so far (this party's side).
+    pub fn traffic(&self) -> Traffic {
+        self.link.chan.traffic()
+    }
+
+    /// Offline traffic from the dealer so far.
+    pub fn offline(&self) -> OfflineStats {
+        self.corr.offline()
+    }
+
+    /// Starts keeping a copy of every byte received from the peer (this party's view).
+    pub fn record_view(&mut self) {
+        self.link.chan.record();
+    }
+
+    /// The bytes received since [`Mpc::record_view`]; stops recording.
+    pub fn take_view(&mut self) -> Vec<u8> {
+        self.link.chan.take_transcript()
+    }
+}
+
+impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
+    type Elem = Z64;
+    type Public = Z64;
+    type Error = MpcError;
+
+    fn frac_bits(&self) -> u32 {
+        self.fx.frac_bits()
+    }
+
+    fn public(&self, c: f64) -> Z64 {
+        let (v, sat) = self.fx.encode_saturating(c);
+        self.saturated.set(self.saturated.get() + sat as u64);
+        v
+    }
+
+    fn public_int(&self, k: i64) -> Z64 {
+        Z64::from_signed(k)
+    }
+
+    /// Public constants that saturated; products are shared, so their wrap-arounds
+    /// cannot be seen.
+    fn overflow_count(&self) -> u64 {
+        self.saturated.get()
+    }
+
+    fn add_assign(&mut self, x: &mut [Z64], y: &[Z64]) -> Result<(), MpcError> {
+        assert_eq!(x.len(), y.len(), "add_assign: length mismatch");
+        x.iter_mut().zip(y).for_each(|(a, &b)| *a += b);
+        Ok(())
+    }
+
+    fn sub_assign(&mut self, x: &mut [Z64], y: &[Z64]) -> Result<(), MpcError> {
+        assert_eq!(x.len(), y.len(), "sub_assign: length mismatch");
+        x.iter_mut().zip(y).for_each(|(a, &b)| *a -= b);
+        Ok(())
+    }
+
+    /// Party 0 adds `c` to its shares; party 1 leaves its shares as they are.
+    fn add_public(&mut self, x: &mut [Z64], c: Z64) -> Result<(), MpcError> {
+        if self.link.party == PartyId::P0 {
+            x.iter_mut().for_each(|a| *a += c);
+        }
+        Ok(())
+    }
+
+    fn mul_public(&mut self, x: &mut [Z64], c: Z64) -> Result<(), MpcError> {
+        x.iter_mut().for_each(|a| *a *= c);
+        Ok(())
+    }
+
+    fn mul(&mut self, a: &[Z64], b: &[Z64], out: &mut [Z64]) -> Result<(), MpcError> {
+        protocols::mul(&mut self.link, &mut self.corr, a, b, out)
+    }
+
+    fn matmul(
+        &mut self,
+        a: &[Z64],
+        b: &[Z64],
+        dims: MatDims,
+        out: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        protocols::matmul(&mut self.link, &mut self.corr, a, b, dims, out, self.gemm)
+    }
+
+    fn shift_right(&mut self, x: &mut [Z64], bits: u32) -> Result<(), MpcError> {
+        if bits == 0 || x.is_empty() {
+            return Ok(());
+        }
+        if bits >= 63 {
+            // |x / 2^63| < 1/2 for every x of the safe range: the nearest integer is 0,
+            // as Plain's rounding shift gives, and no communication is needed.
+            x.fill(Z64::ZERO);
+            return Ok(());
+        }
+        match self.trunc {
+            Truncation::Dealer => {
+                protocols::truncate_dealer(&mut self.link, &mut self.corr, x, bits)
+            }
+            Truncation::Local => {
+                protocols::truncate_local(self.link.party, x, bits);
+                Ok(())
+            }
+        }
+    }
+
+    fn is_negative(&mut self, x: &[Z64], out: &mut [Z64]) -> Result<(), MpcError> {
+        protocols::is_negative(&mut self.link, &mut self.corr, x, out)
+    }
+
+    fn select(
+        &mut self,
+        bits: &[Z64],
+        a: &[Z64],
+        b: &[Z64],
+        out: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        protocols::select(&mut self.link, &mut self.corr, bits, a, b, out)
+    }
+
+    fn apply_exact(&mut self, func: Exact, _x: &mut [Z64]) -> Result<(), MpcError> {
+        Err(MpcError::NotComputable(func))
+    }
+}

@@ -1,0 +1,109 @@
+//! The two-party engine: every model and approximation of the kernel, run on additive
+//! secret shares in Z_2^64 by two non-colluding servers with a dealer's help.
+//!
+//! The kernel's [`Engine`](ringnn_core::Engine) trait lists the primitives a two-party
+//! engine must provide (local linear operations, multiplication, matrix product,
+//! truncation, sign bit, select); everything else (ReLU, max-of-lines, softmax, the
+//! reciprocal, the layers, SGD) is written once on top of them. [`Mpc`] implements those
+//! primitives as protocols between two parties, so model code runs unchanged and never
+//! branches on which party it is.
+//!
+//! # Pieces
+//! - [`share`](mod@share): additive sharing with a cryptographic RNG, [`PartyId`].
+//! - [`channel`]: the byte transport between the parties ([`Channel`]: write, flush,
+//!   read, as a TCP/TLS stream provides), an in-memory pair for one process, and a
+//!   [`Tracked`] wrapper that counts bytes and rounds.
+//! - [`wire`]: the framing of protocol messages (parse/emit, tested on byte vectors).
+//! - [`dealer`]: the dealer of correlated randomness and its PRG-seed compression, with
+//!   its trust assumption.
+//! - [`protocols`]: the protocols themselves, each with `# Security` and
+//!   `# Communication`.
+//! - [`engine`]: [`Mpc`], the [`Engine`](ringnn_core::Engine) implementation.
+//! - [`local`]: both parties and the dealer in one process (two threads), for tests and
+//!   single-machine runs.
+//!
+//! # Security model
+//! Semi-honest (honest-but-curious) servers that do not collude with each other or with
+//! the dealer; see [`dealer`] for the dealer's trust assumption. Every value a party
+//! receives online is a share masked by fresh dealer randomness that is uniform in its
+//! domain, so one party's view is independent of the secret inputs (tested
+//! statistically in the test module). Nothing is ever opened that depends on data:
+//! no revealed logits, no revealed comparison results.
+//!
+//! # Not yet here
+//! Separate processes, TLS transport and the command line come later; [`Channel`] and
+//! [`dealer::CorrectionFeed`] are the seams where they plug in.
+
+pub mod channel;
+pub mod dealer;
+pub mod engine;
+pub mod local;
+pub mod protocols;
+pub mod share;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use channel::{Channel, MemChannel, Tracked, Traffic};
+pub use dealer::{Correlations, Dealer, OfflineStats, SeededCorrelations};
+pub use engine::{Mpc, Truncation};
+pub use local::{run_in_process, LocalConfig};
+pub use share::{reconstruct, share, PartyId};
+
+use ringnn_core::Exact;
+use std::io;
+
+/// What went wrong in a two-party computation.
+#[derive(Debug, thiserror::Error)]
+pub enum MpcError {
+    /// The transport to the peer failed (closed, reset, timed out).
+    #[error("channel to {peer} failed during {during}: {source}")]
+    Channel {
+        /// The party at the other end.
+        peer: PartyId,
+        /// The protocol step that was running.
+        during: &'static str,
+        /// The transport's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The peer sent a message other than the one this step expects: the two parties are
+    /// out of step (different programs or different shapes).
+    #[error(
+        "{peer} is out of step during {during}: expected message {expected_tag} of \
+         {expected_words} words, got {got_tag} of {got_words}"
+    )]
+    Desync {
+        /// The party at the other end.
+        peer: PartyId,
+        /// The protocol step that was running.
+        during: &'static str,
+        /// The tag this party expected.
+        expected_tag: u32,
+        /// The length (64-bit words) this party expected.
+        expected_words: u64,
+        /// The tag received.
+        got_tag: u32,
+        /// The length received.
+        got_words: u64,
+    },
+    /// A message longer than the wire format allows (`u32::MAX` words).
+    #[error("message of {words} words is too long for one frame")]
+    TooLong {
+        /// The length asked for.
+        words: usize,
+    },
+    /// The dealer could not provide correlated randomness.
+    #[error("dealer failed to provide {what}: {reason}")]
+    Dealer {
+        /// The correlation asked for.
+        what: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+    /// An exact function (e^x, tanh, sigmoid) was asked for; two parties can only
+    /// evaluate approximations.
+    #[error("{0:?} cannot be computed exactly on secret shares; choose an approximation")]
+    NotComputable(Exact),
+}

@@ -1,0 +1,966 @@
+//! Tests of the two-party engine: every protocol and composite, reconstructed, against
+//! `Plain` on the same inputs within its documented tolerance; the dealer's correlations;
+//! a statistical test that party 1's view does not depend on the inputs; measured
+//! communication.
+//!
+//! One test body ([`Case`]) runs on `Plain` and, in two threads, on both parties' `Mpc`.
+//!
+//! # Tolerances
+//! Linear operations, products, comparisons and selects are exact (ring arithmetic).
+//! Each truncation returns `floor(x / 2^d)` or one more where `Plain` rounds to nearest
+//! (also `floor` or one more), so one truncation differs from `Plain` by at most one ulp,
+//! and a chain of them by the propagated bound stated at each test.
+
+use super::dealer::{Correlations, Dealer};
+use super::local::LocalMpc;
+use super::protocols::transpose64;
+use super::wire::{Header, HEADER_LEN};
+use super::*;
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use ringnn_core::approx::ExpApprox;
+use ringnn_core::engine::MatDims;
+use ringnn_core::fixed::FracBits;
+use ringnn_core::layers::{Conv2d, Dense, Image, MaxPool2d, Relu};
+use ringnn_core::optim::Sgd;
+use ringnn_core::softmax::{
+    backward_scratch, guard_bits, softmax, softmax_scratch, softmax_xent_backward, GradMode,
+    Softmax,
+};
+use ringnn_core::{Engine, Fixed, Plain, Z64};
+use std::sync::Arc;
+
+const F: u32 = 16;
+
+fn fx() -> Fixed {
+    Fixed::new(F).unwrap()
+}
+
+fn config(seed: u8) -> LocalConfig {
+    LocalConfig {
+        frac_bits: FracBits::new(F).unwrap(),
+        dealer_seed: Some([seed; 32]),
+        truncation: Truncation::Dealer,
+    }
+}
+
+fn enc(xs: &[f64]) -> Vec<Z64> {
+    xs.iter().map(|&v| fx().encode(v).unwrap()).collect()
+}
+
+fn uniform(rng: &mut ChaCha20Rng, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+type Outputs = Vec<Vec<Z64>>;
+
+/// One test body, run on any engine over `Z64`.
+trait Case: Sync {
+    fn run<E: Engine<Elem = Z64, Public = Z64>>(
+        &self,
+        e: &mut E,
+        x: &[Vec<Z64>],
+    ) -> Result<Outputs, E::Error>;
+}
+
+/// Shares the inputs (each party gets its shares), runs `case` on both parties and
+/// reconstructs every output.
+fn on_mpc<C: Case>(cfg: &LocalConfig, case: &C, inputs: &[Vec<Z64>]) -> Outputs {
+    let mut rng = ChaCha20Rng::seed_from_u64(0x5ead);
+    let shares: Vec<[Vec<Z64>; 2]> = inputs.iter().map(|v| share(v, &mut rng)).collect();
+    let [o0, o1] = run_in_process(cfg, |e: &mut LocalMpc| {
+        let p = e.party().index();
+        let mine: Vec<Vec<Z64>> = shares.iter().map(|s| s[p].clone()).collect();
+        case.run(e, &mine).expect("two-party run failed")
+    });
+    o0.iter().zip(&o1).map(|(a, b)| reconstruct(a, b)).collect()
+}
+
+fn on_plain<C: Case>(case: &C, inputs: &[Vec<Z64>]) -> Outputs {
+    let mut p = Plain::with_frac_bits(F).unwrap();
+    match case.run(&mut p, inputs) {
+        Ok(o) => o,
+        Err(e) => match e {},
+    }
+}
+
+/// Both results: `(plain, mpc)`.
+fn both<C: Case>(case: &C, inputs: &[Vec<Z64>]) -> (Outputs, Outputs) {
+    (on_plain(case, inputs), on_mpc(&config(7), case, inputs))
+}
+
+fn diff(a: Z64, b: Z64) -> i64 {
+    (a - b).to_signed()
+}
+
+fn assert_within(plain: &[Z64], mpc: &[Z64], tol: impl Fn(usize) -> i64, what: &str) {
+    assert_eq!(plain.len(), mpc.len());
+    for (i, (&p, &m)) in plain.iter().zip(mpc).enumerate() {
+        let d = diff(m, p).abs();
+        assert!(
+            d <= tol(i),
+            "{what}[{i}]: mpc {} plain {} differ by {d} > {}",
+            m.to_signed(),
+            p.to_signed(),
+            tol(i)
+        );
+    }
+}
+
+macro_rules! case {
+    ($name:ident, |$e:ident, $x:ident| $body:block) => {
+        struct $name;
+        impl Case for $name {
+            fn run<E: Engine<Elem = Z64, Public = Z64>>(
+                &self,
+                $e: &mut E,
+                $x: &[Vec<Z64>],
+            ) -> Result<Outputs, E::Error> {
+                $body
+            }
+        }
+    };
+}
+
+// ---------------------------------------------------------------- sharing, wire, dealer
+
+#[test]
+fn sharing_reconstructs() {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let x: Vec<Z64> = (0..1000).map(|_| Z64(rng.next_u64())).collect();
+    let [a, b] = share(&x, &mut rng);
+    assert_eq!(reconstruct(&a, &b), x);
+    assert_ne!(a, x);
+}
+
+#[test]
+fn transpose_matches_naive() {
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    let mut a = [0u64; 64];
+    a.iter_mut().for_each(|w| *w = rng.next_u64());
+    let orig = a;
+    transpose64(&mut a);
+    for (j, &word) in a.iter().enumerate() {
+        for (e, &row) in orig.iter().enumerate() {
+            assert_eq!((word >> e) & 1, (row >> j) & 1, "bit {e} of word {j}");
+        }
+    }
+}
+
+#[test]
+fn dealer_material_is_correlated_and_compressed() {
+    let dealer = Arc::new(Dealer::from_seed([3; 32]));
+    let [mut c0, mut c1] = dealer.correlations();
+    let n = 200;
+    let (t0, t1) = (c0.beaver(n).unwrap(), c1.beaver(n).unwrap());
+    for i in 0..n {
+        assert_eq!((t0.a[i] + t1.a[i]) * (t0.b[i] + t1.b[i]), t0.c[i] + t1.c[i]);
+    }
+    let dims = MatDims { m: 3, k: 5, n: 4 };
+    let (m0, m1) = (c0.matrix(dims).unwrap(), c1.matrix(dims).unwrap());
+    let a = reconstruct(&m0.a, &m1.a);
+    let b = reconstruct(&m0.b, &m1.b);
+    let c = reconstruct(&m0.c, &m1.c);
+    for i in 0..3 {
+        for j in 0..4 {
+            let s = (0..5).fold(Z64::ZERO, |s, p| s + a[i * 5 + p] * b[p * 4 + j]);
+            assert_eq!(s, c[i * 4 + j]);
+        }
+    }
+    let (p0, p1) = (c0.trunc(n, 13).unwrap(), c1.trunc(n, 13).unwrap());
+    for i in 0..n {
+        let r = (p0.r[i] + p1.r[i]).0;
+        assert_eq!((p0.msb[i] + p1.msb[i]).0, r >> 63);
+        assert_eq!((p0.low[i] + p1.low[i]).0, (r & ((1 << 63) - 1)) >> 13);
+    }
+    let (a0, a1) = (c0.and_triples(9).unwrap(), c1.and_triples(9).unwrap());
+    for i in 0..9 {
+        assert_eq!((a0.u[i] ^ a1.u[i]) & (a0.v[i] ^ a1.v[i]), a0.w[i] ^ a1.w[i]);
+    }
+    let (b0, b1) = (c0.random_bits(2).unwrap(), c1.random_bits(2).unwrap());
+    for i in 0..128 {
+        let bit = ((b0.xor[i / 64] ^ b1.xor[i / 64]) >> (i % 64)) & 1;
+        assert_eq!((b0.arith[i] + b1.arith[i]).0, bit);
+    }
+    // Party 0 gets only its seed; party 1 its seed and one word per triple, two per
+    // truncation pair, one per 64 AND gates, one per random bit.
+    assert_eq!(c0.offline().bytes, 32);
+    let corr_words = n + 12 + 2 * n + 9 + 128;
+    assert_eq!(c1.offline().bytes, 32 + 8 * corr_words as u64);
+    assert_eq!(c0.offline().full_bytes, c1.offline().full_bytes);
+    assert_eq!(c1.offline().requests, 5);
+}
+
+// ---------------------------------------------------------------- primitives
+
+case!(Linear, |e, x| {
+    let (a, b) = (&x[0], &x[1]);
+    let mut s = a.clone();
+    e.add_assign(&mut s, b)?;
+    let mut d = a.clone();
+    e.sub_assign(&mut d, b)?;
+    let mut ap = a.clone();
+    let c = e.public(-3.25);
+    e.add_public(&mut ap, c)?;
+    let mut mp = a.clone();
+    let k = e.public_int(-77);
+    e.mul_public(&mut mp, k)?;
+    let mut m = vec![Z64::ZERO; a.len()];
+    e.mul(a, b, &mut m)?;
+    Ok(vec![s, d, ap, mp, m])
+});
+
+#[test]
+fn linear_ops_and_products_are_exact() {
+    // Full-ring values: products wrap identically.
+    let mut rng = ChaCha20Rng::seed_from_u64(4);
+    let a: Vec<Z64> = (0..300).map(|_| Z64(rng.next_u64())).collect();
+    let b: Vec<Z64> = (0..300).map(|_| Z64(rng.next_u64())).collect();
+    let (p, m) = both(&Linear, &[a, b]);
+    assert_eq!(p, m);
+}
+
+struct Matmul(MatDims);
+impl Case for Matmul {
+    fn run<E: Engine<Elem = Z64, Public = Z64>>(
+        &self,
+        e: &mut E,
+        x: &[Vec<Z64>],
+    ) -> Result<Outputs, E::Error> {
+        let d = self.0;
+        let mut out = vec![Z64::ZERO; d.m * d.n];
+        e.matmul(&x[0], &x[1], d, &mut out)?;
+        Ok(vec![out])
+    }
+}
+
+#[test]
+fn matmul_is_exact() {
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    for d in [
+        MatDims { m: 7, k: 13, n: 5 },
+        MatDims { m: 1, k: 1, n: 1 },
+        MatDims {
+            m: 40,
+            k: 70,
+            n: 33,
+        },
+    ] {
+        let a: Vec<Z64> = (0..d.m * d.k).map(|_| Z64(rng.next_u64())).collect();
+        let b: Vec<Z64> = (0..d.k * d.n).map(|_| Z64(rng.next_u64())).collect();
+        let (p, m) = both(&Matmul(d), &[a, b]);
+        assert_eq!(p, m, "{d:?}");
+    }
+}
+
+struct Shift(u32);
+impl Case for Shift {
+    fn run<E: Engine<Elem = Z64, Public = Z64>>(
+        &self,
+        e: &mut E,
+        x: &[Vec<Z64>],
+    ) -> Result<Outputs, E::Error> {
+        let mut v = x[0].clone();
+        e.shift_right(&mut v, self.0)?;
+        Ok(vec![v])
+    }
+}
+
+/// Values spread over every magnitude of the safe range `[-2^62, 2^62)`, with the ends.
+fn safe_range_values(rng: &mut ChaCha20Rng, n: usize) -> Vec<Z64> {
+    let mut v: Vec<Z64> = (0..n)
+        .map(|_| {
+            let bits = rng.random_range(0..=62u32);
+            let mag = if bits == 0 {
+                0
+            } else {
+                rng.next_u64() >> (64 - bits)
+            };
+            let s = mag as i64;
+            Z64::from_signed(if rng.random::<bool>() { -s } else { s })
+        })
+        .collect();
+    v.extend([
+        Z64::from_signed(-(1 << 62)),
+        Z64::from_signed((1 << 62) - 1),
+        Z64::ZERO,
+        Z64::from_signed(-1),
+        Z64::from_signed(1),
+    ]);
+    v
+}
+
+#[test]
+fn dealer_truncation_is_floor_or_one_more() {
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let x = safe_range_values(&mut rng, 4000);
+    for bits in [1, 2, 8, 16, 31, 40, 58, 61, 62] {
+        let (p, m) = both(&Shift(bits), std::slice::from_ref(&x));
+        for i in 0..x.len() {
+            let d = diff(m[0][i], x[i].shr_arith(bits));
+            assert!(
+                d == 0 || d == 1,
+                "x = {} >> {bits}: off by {d}",
+                x[i].to_signed()
+            );
+        }
+        assert_within(&p[0], &m[0], |_| 1, "shift_right");
+    }
+    // Shifts by 63 or more round every safe-range value to 0, as Plain does.
+    for bits in [63, 64, 100] {
+        let (p, m) = both(&Shift(bits), std::slice::from_ref(&x));
+        assert_eq!(p, m);
+    }
+}
+
+#[test]
+fn dealer_truncation_rounds_stochastically_without_bias() {
+    // x = 4k + 1 truncated by 2 bits: one more than floor with probability 1/4.
+    let n = 40_000;
+    let x = vec![Z64::from_signed(4 * 12345 + 1); n];
+    let m = on_mpc(&config(8), &Shift(2), &[x]);
+    let ups = m[0].iter().filter(|&&v| v.to_signed() == 12346).count();
+    assert_eq!(
+        ups + m[0].iter().filter(|&&v| v.to_signed() == 12345).count(),
+        n
+    );
+    let p = ups as f64 / n as f64;
+    let sigma = (0.25f64 * 0.75 / n as f64).sqrt();
+    assert!((p - 0.25).abs() < 6.0 * sigma, "rounded up {p}");
+}
+
+#[test]
+fn local_truncation_is_floor_or_one_more_for_small_values() {
+    // Fails with probability |x| / 2^64 per element: below 2^-24 here.
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let x: Vec<Z64> = (0..4000)
+        .map(|_| Z64::from_signed(rng.random_range(-(1i64 << 40)..(1i64 << 40))))
+        .collect();
+    let cfg = LocalConfig {
+        truncation: Truncation::Local,
+        ..config(9)
+    };
+    for bits in [1, 16, 32] {
+        let m = on_mpc(&cfg, &Shift(bits), std::slice::from_ref(&x));
+        for i in 0..x.len() {
+            let d = diff(m[0][i], x[i].shr_arith(bits));
+            assert!(d == 0 || d == 1, "local >> {bits}: off by {d}");
+        }
+    }
+}
+
+case!(Compare, |e, x| {
+    let n = x[0].len();
+    let mut bits = vec![Z64::ZERO; n];
+    e.is_negative(&x[0], &mut bits)?;
+    let mut sel = vec![Z64::ZERO; n];
+    e.select(&bits, &x[1], &x[2], &mut sel)?;
+    Ok(vec![bits, sel])
+});
+
+#[test]
+fn comparison_and_select_are_exact_on_the_whole_ring() {
+    let mut rng = ChaCha20Rng::seed_from_u64(10);
+    let mut a: Vec<Z64> = (0..1000).map(|_| Z64(rng.next_u64())).collect();
+    a.extend(
+        [
+            0,
+            1,
+            u64::MAX,
+            1 << 63,
+            (1 << 63) - 1,
+            (1 << 63) + 1,
+            1 << 62,
+            u64::MAX - (1 << 62),
+        ]
+        .map(Z64),
+    );
+    let n = a.len();
+    let b: Vec<Z64> = (0..n).map(|_| Z64(rng.next_u64())).collect();
+    let c: Vec<Z64> = (0..n).map(|_| Z64(rng.next_u64())).collect();
+    let (p, m) = both(&Compare, &[a, b, c]);
+    assert_eq!(p, m);
+}
+
+#[test]
+fn exact_functions_are_refused() {
+    let [r0, r1] = run_in_process(&config(11), |e: &mut LocalMpc| {
+        let mut v = vec![Z64::ZERO; 3];
+        e.apply_exact(ringnn_core::Exact::Exp, &mut v)
+    });
+    assert!(matches!(r0, Err(MpcError::NotComputable(_))));
+    assert!(matches!(r1, Err(MpcError::NotComputable(_))));
+}
+
+#[test]
+fn out_of_step_parties_fail_instead_of_hanging() {
+    let [r0, r1] = run_in_process(&config(12), |e: &mut LocalMpc| {
+        // Different lengths on the two sides: a program bug the frame header catches.
+        let n = 4 + e.party().index();
+        let v = vec![Z64::ZERO; n];
+        let mut out = vec![Z64::ZERO; n];
+        e.mul(&v, &v, &mut out)
+    });
+    assert!(matches!(r0, Err(MpcError::Desync { .. })), "{r0:?}");
+    assert!(matches!(r1, Err(MpcError::Desync { .. })), "{r1:?}");
+    let [r0, r1] = run_in_process(&config(13), |e: &mut LocalMpc| {
+        // Party 1 stops early: party 0 sees the channel close.
+        if e.party() == PartyId::P1 {
+            return Ok(());
+        }
+        let v = vec![Z64::ZERO; 4];
+        let mut out = vec![Z64::ZERO; 4];
+        e.mul(&v, &v, &mut out)
+    });
+    assert!(matches!(r0, Err(MpcError::Channel { .. })), "{r0:?}");
+    assert!(r1.is_ok());
+}
+
+// ---------------------------------------------------------------- composites
+
+case!(ReluMaxClamp, |e, x| {
+    let n = x[0].len();
+    let mut r = x[0].clone();
+    let mut s = vec![Z64::ZERO; 4 * n];
+    e.relu(&mut r, &mut s)?;
+    let mut dx = vec![Z64::ZERO; n];
+    Relu::backward(e, &x[0], &x[1], &mut dx, &mut s)?;
+    let mut mx = x[0].clone();
+    e.max_assign(&mut mx, &x[1], &mut s)?;
+    let mut c = x[0].clone();
+    let mut g = vec![Z64::ZERO; n];
+    e.clamp(&mut c, -1.0, 1.0, Some(&mut g), &mut s)?;
+    Ok(vec![r, dx, mx, c, g])
+});
+
+#[test]
+fn relu_backward_max_and_hard_tanh_are_exact() {
+    let mut rng = ChaCha20Rng::seed_from_u64(14);
+    let mut a = uniform(&mut rng, 500, -3.0, 3.0);
+    a.extend([0.0, -1.0, 1.0, 1e-5, -1e-5]);
+    let b = uniform(&mut rng, a.len(), -3.0, 3.0);
+    let (p, m) = both(&ReluMaxClamp, &[enc(&a), enc(&b)]);
+    assert_eq!(p, m);
+}
+
+case!(MaxPool, |e, x| {
+    let input = Image::new(2, 3, 6, 6);
+    let pool = MaxPool2d::new(3, 3);
+    let out = pool.output(input);
+    let mut y = vec![Z64::ZERO; out.len()];
+    let mut sel = vec![Z64::ZERO; pool.selection_len(input)];
+    let mut s = vec![Z64::ZERO; pool.forward_scratch(input)];
+    pool.forward(e, &x[0], input, &mut y, Some(&mut sel), &mut s)?;
+    let mut dx = vec![Z64::ZERO; input.len()];
+    let mut s = vec![Z64::ZERO; pool.backward_scratch(input)];
+    pool.backward(e, &sel, &x[1][..out.len()], input, &mut dx, &mut s)?;
+    Ok(vec![y, sel, dx])
+});
+
+#[test]
+fn max_pooling_and_its_backward_are_exact() {
+    let mut rng = ChaCha20Rng::seed_from_u64(15);
+    let mut a = uniform(&mut rng, 2 * 3 * 36, -2.0, 2.0);
+    a[5] = a[4]; // a tie inside a window
+    let b = uniform(&mut rng, a.len(), -1.0, 1.0);
+    let (p, m) = both(&MaxPool, &[enc(&a), enc(&b)]);
+    assert_eq!(p, m);
+}
+
+struct ExpEval(ExpApprox, bool);
+impl Case for ExpEval {
+    fn run<E: Engine<Elem = Z64, Public = Z64>>(
+        &self,
+        e: &mut E,
+        x: &[Vec<Z64>],
+    ) -> Result<Outputs, E::Error> {
+        let n = x[0].len();
+        let mut out = vec![Z64::ZERO; n];
+        let mut s = vec![Z64::ZERO; self.0.scratch_len(n) + n];
+        self.0.eval(e, &x[0], &mut out, &mut s)?;
+        if !self.1 {
+            return Ok(vec![out]);
+        }
+        let mut d = vec![Z64::ZERO; n];
+        self.0.derivative(e, &x[0], &mut d, &mut s)?;
+        Ok(vec![out, d])
+    }
+}
+
+#[test]
+fn max_of_lines_is_within_one_ulp() {
+    // Each line is one truncation (within 1 ulp of Plain's); the max of values each within
+    // 1 ulp is within 1 ulp. The gradient is the slope of a line whose Plain value is
+    // within 2 ulp of the Plain maximum (near a breakpoint either line may win).
+    let mut rng = ChaCha20Rng::seed_from_u64(16);
+    let x = uniform(&mut rng, 2000, -6.0, 4.0);
+    let approx = ExpApprox::Pwl(4);
+    let lines = approx.lines().unwrap();
+    let (p, m) = both(&ExpEval(approx, true), &[enc(&x)]);
+    assert_within(&p[0], &m[0], |_| 1, "pwl4");
+    let plain = Plain::with_frac_bits(F).unwrap();
+    let mut mismatched = 0;
+    for (i, xi) in enc(&x).into_iter().enumerate() {
+        if p[1][i] == m[1][i] {
+            continue;
+        }
+        mismatched += 1;
+        let near: Vec<Z64> = (0..lines.parts())
+            .filter(|&j| {
+                let (a, b) = lines.line(j);
+                let mut v = [xi];
+                let mut e = plain.clone();
+                e.scale(&mut v, a).unwrap();
+                let c = e.public(b);
+                diff(p[0][i], v[0] + c).abs() <= 2
+            })
+            .map(|j| plain.public(lines.line(j).0))
+            .collect();
+        assert!(
+            near.contains(&m[1][i]),
+            "gradient at {} is no near line's",
+            x[i]
+        );
+    }
+    assert!(mismatched < 20, "{mismatched} gradients differ");
+}
+
+#[test]
+fn taylor_exp_is_within_the_propagated_bound() {
+    // Horner: e_deg = 0, e_k <= ceil(|x| e_(k+1)) + 1 ulp (one truncation per degree).
+    let mut rng = ChaCha20Rng::seed_from_u64(17);
+    let x = uniform(&mut rng, 2000, -4.0, 2.0);
+    let (p, m) = both(&ExpEval(ExpApprox::Taylor(4), false), &[enc(&x)]);
+    let bound = |i: usize| {
+        let ax: f64 = x[i].abs();
+        (0..4).fold(0.0f64, |e, _| (ax * e).ceil() + 1.0) as i64
+    };
+    assert_within(&p[0], &m[0], bound, "taylor4");
+}
+
+struct Recip(u32);
+impl Case for Recip {
+    fn run<E: Engine<Elem = Z64, Public = Z64>>(
+        &self,
+        e: &mut E,
+        x: &[Vec<Z64>],
+    ) -> Result<Outputs, E::Error> {
+        let n = x[0].len();
+        let mut out = vec![Z64::ZERO; n];
+        let mut s = vec![Z64::ZERO; ringnn_core::engine::generic::reciprocal_scratch(n)];
+        e.reciprocal(&x[0], &mut out, self.0, &mut s)?;
+        Ok(vec![out])
+    }
+}
+
+#[test]
+fn reciprocal_is_within_a_few_ulp_relative() {
+    // The bit length is exact (comparisons of the input itself); the normalisation, the
+    // initial guess and each Newton step add truncations that Newton's iteration damps,
+    // so y = 1/s is within a few ulp, and the final shift by a public amount keeps the
+    // relative error: |mpc - plain| <= 8 * 2^-f * plain + 2.
+    let mut rng = ChaCha20Rng::seed_from_u64(18);
+    let mut x = uniform(&mut rng, 300, 0.01, 1000.0);
+    x.extend([1.0, 0.5, 2.0, 65535.0, 2f64.powi(-(F as i32))]);
+    for g in [0, guard_bits(F)] {
+        let (p, m) = both(&Recip(g), &[enc(&x)]);
+        let tol = |i: usize| (8.0 * p[0][i].to_signed() as f64 / (1u64 << F) as f64) as i64 + 2;
+        assert_within(&p[0], &m[0], tol, "reciprocal");
+    }
+}
+
+struct SoftmaxCase(Softmax, usize, usize);
+impl Case for SoftmaxCase {
+    fn run<E: Engine<Elem = Z64, Public = Z64>>(
+        &self,
+        e: &mut E,
+        x: &[Vec<Z64>],
+    ) -> Result<Outputs, E::Error> {
+        let SoftmaxCase(cfg, rows, cols) = *self;
+        let mut out = vec![Z64::ZERO; rows * cols];
+        let mut s = vec![Z64::ZERO; softmax_scratch(cfg, rows, cols)];
+        softmax(e, cfg, &x[0], rows, cols, &mut out, &mut s)?;
+        Ok(vec![out])
+    }
+}
+
+/// Error bound (ulp) of one exp-approximation value on the two-party engine against
+/// Plain: one truncation per line (max-of-lines: 1), or Horner's `e_k <= ceil(|x|
+/// e_(k+1)) + 1` over the degree (Taylor).
+fn exp_error(exp: ExpApprox, x: f64) -> f64 {
+    match exp {
+        ExpApprox::Taylor(d) => (0..d).fold(0.0f64, |e, _| (x.abs() * e).ceil() + 1.0),
+        _ => 1.0,
+    }
+}
+
+/// Softmax tolerance per element, in ulp: `p = (E R) >> (f + g)` with each `E` within
+/// `dE` of Plain's, the row sum `S` within `sum dE`, and the reciprocal `R` within its
+/// relative bound `8 * 2^-f`; so `|dp| <= (dE_max + p sum dE) / S + 8 p + 2` ulp with
+/// `p <= 1` and `S` the row sum of the float approximation (shifted by the row maximum
+/// when asked; the maximum itself is exact).
+fn softmax_tolerance(cfg: Softmax, x: &[f64], cols: usize) -> Vec<i64> {
+    x.chunks(cols)
+        .flat_map(|row| {
+            let mx = if cfg.subtract_max {
+                row.iter().cloned().fold(f64::MIN, f64::max)
+            } else {
+                0.0
+            };
+            let s: f64 = row
+                .iter()
+                .map(|&v| cfg.exp.reference(v - mx).max(0.0))
+                .sum();
+            let de: Vec<f64> = row.iter().map(|&v| exp_error(cfg.exp, v - mx)).collect();
+            let de_sum: f64 = de.iter().sum();
+            let de_max = de.iter().cloned().fold(0.0, f64::max);
+            let tol = ((de_max + de_sum) / s).ceil() as i64 + 10;
+            vec![tol; cols]
+        })
+        .collect()
+}
+
+#[test]
+fn softmax_matches_plain() {
+    let mut rng = ChaCha20Rng::seed_from_u64(19);
+    let (rows, cols) = (32, 10);
+    for (exp, range) in [(ExpApprox::Pwl(4), 4.0), (ExpApprox::Taylor(4), 2.0)] {
+        let x = uniform(&mut rng, rows * cols, -range, range);
+        for subtract_max in [false, true] {
+            let cfg = Softmax { exp, subtract_max };
+            let (p, m) = both(&SoftmaxCase(cfg, rows, cols), &[enc(&x)]);
+            let tol = softmax_tolerance(cfg, &x, cols);
+            assert_within(&p[0], &m[0], |i| tol[i], exp.name());
+            // Still a distribution.
+            for r in 0..rows {
+                let s: i64 = m[0][r * cols..(r + 1) * cols]
+                    .iter()
+                    .map(|v| v.to_signed())
+                    .sum();
+                assert!((s - (1 << F)).abs() <= 2 * cols as i64 + 2, "row sum {s}");
+            }
+        }
+    }
+}
+
+struct XentGrad(Softmax, GradMode, usize, usize);
+impl Case for XentGrad {
+    fn run<E: Engine<Elem = Z64, Public = Z64>>(
+        &self,
+        e: &mut E,
+        x: &[Vec<Z64>],
+    ) -> Result<Outputs, E::Error> {
+        let XentGrad(cfg, mode, rows, cols) = *self;
+        let n = rows * cols;
+        let mut p = vec![Z64::ZERO; n];
+        let mut g = vec![Z64::ZERO; n];
+        let mut s = vec![Z64::ZERO; backward_scratch(cfg, rows, cols)];
+        softmax_xent_backward(
+            e, cfg, mode, &x[0], &x[1], rows, cols, &mut p, &mut g, &mut s,
+        )?;
+        Ok(vec![p, g])
+    }
+}
+
+#[test]
+fn cross_entropy_gradients_match_plain_in_both_modes() {
+    // Exact mode adds `y E'_l / E_l` (a reciprocal and three truncations per element on
+    // top of softmax): the same tolerance plus 8 ulp relative to the ratio's size.
+    let mut rng = ChaCha20Rng::seed_from_u64(20);
+    let (rows, cols) = (16, 10);
+    let x = uniform(&mut rng, rows * cols, -3.0, 3.0);
+    let mut y = vec![0.0; rows * cols];
+    for r in 0..rows {
+        y[r * cols + rng.random_range(0..cols)] = 1.0;
+    }
+    for mode in [GradMode::Surrogate, GradMode::Exact] {
+        let cfg = Softmax::new(ExpApprox::Pwl(4));
+        let (p, m) = both(&XentGrad(cfg, mode, rows, cols), &[enc(&x), enc(&y)]);
+        let sm = softmax_tolerance(cfg, &x, cols);
+        assert_within(&p[0], &m[0], |i| sm[i], "softmax");
+        let tol = |i: usize| sm[i] + (8.0 * p[1][i].to_signed().abs() as f64 / 65536.0) as i64 + 8;
+        assert_within(&p[1], &m[1], tol, mode.name());
+    }
+}
+
+case!(DenseStep, |e, x| {
+    let (batch, l) = (8, Dense::new(6, 4));
+    let (xin, w, b, dy) = (&x[0], &x[1], &x[2], &x[3]);
+    let mut y = vec![Z64::ZERO; batch * 4];
+    l.forward(e, xin, w, b, batch, &mut y)?;
+    let mut dx = vec![Z64::ZERO; batch * 6];
+    let mut dw = vec![Z64::ZERO; l.weights()];
+    let mut db = vec![Z64::ZERO; 4];
+    let mut s = vec![Z64::ZERO; l.backward_scratch(batch)];
+    l.backward(
+        e,
+        xin,
+        w,
+        dy,
+        batch,
+        Some(&mut dx),
+        &mut dw,
+        &mut db,
+        &mut s,
+    )?;
+    let sgd = Sgd {
+        momentum: 0.9,
+        weight_decay: 1e-3,
+    };
+    let mut w2 = w.clone();
+    let mut v = x[4].clone();
+    let mut s = vec![Z64::ZERO; Sgd::scratch(w2.len())];
+    sgd.step(e, &mut w2, &dw, &mut v, 0.1, batch, &mut s)?;
+    Ok(vec![y, dx, dw, db, w2, v])
+});
+
+#[test]
+fn dense_layer_and_sgd_step_match_plain() {
+    // Forward, dx and dw: one truncation after an exact product: 1 ulp; db exact.
+    // SGD: t = g >> 3 (1), v = 0.9 v + t (2), + wd w (3); w -= lr v: ceil(0.1 * dv) + 1,
+    // where dv also carries dw's 1 ulp, scaled by 1/8: v within 4, w within 2.
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    let inputs = [
+        enc(&uniform(&mut rng, 48, -2.0, 2.0)),
+        enc(&uniform(&mut rng, 24, -1.0, 1.0)),
+        enc(&uniform(&mut rng, 4, -1.0, 1.0)),
+        enc(&uniform(&mut rng, 32, -1.0, 1.0)),
+        enc(&uniform(&mut rng, 24, -0.1, 0.1)),
+    ];
+    let (p, m) = both(&DenseStep, &inputs);
+    for (k, (tol, what)) in [
+        (1, "y"),
+        (1, "dx"),
+        (1, "dw"),
+        (0, "db"),
+        (2, "w"),
+        (4, "v"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_within(&p[k], &m[k], |_| tol, what);
+    }
+}
+
+case!(ConvForward, |e, x| {
+    let input = Image::new(2, 2, 5, 5);
+    let conv = Conv2d::new(2, 3, 3, 1, 1);
+    let out = conv.output(input);
+    let mut y = vec![Z64::ZERO; out.len()];
+    let mut s = vec![Z64::ZERO; conv.forward_scratch(input)];
+    conv.forward(e, &x[0], &x[1], &x[2], input, &mut y, &mut s)?;
+    Ok(vec![y])
+});
+
+#[test]
+fn convolution_is_within_one_ulp() {
+    let mut rng = ChaCha20Rng::seed_from_u64(22);
+    let conv = Conv2d::new(2, 3, 3, 1, 1);
+    let inputs = [
+        enc(&uniform(&mut rng, 2 * 2 * 25, -1.0, 1.0)),
+        enc(&uniform(&mut rng, conv.weights(), -0.5, 0.5)),
+        enc(&uniform(&mut rng, 3, -0.5, 0.5)),
+    ];
+    let (p, m) = both(&ConvForward, &inputs);
+    assert_within(&p[0], &m[0], |_| 1, "conv");
+}
+
+// ---------------------------------------------------------------- view and communication
+
+case!(Mixed, |e, x| {
+    // A bit of everything that sends: products, truncation, comparison, select.
+    let n = x[0].len();
+    let mut prod = vec![Z64::ZERO; n];
+    e.mul(&x[0], &x[0], &mut prod)?;
+    e.rescale(&mut prod)?;
+    let mut r = prod.clone();
+    let mut s = vec![Z64::ZERO; 3 * n];
+    e.relu(&mut r, &mut s)?;
+    let mut m = x[0].clone();
+    e.scale(&mut m, -1.0)?;
+    e.relu(&mut m, &mut s)?;
+    Ok(vec![r, m])
+});
+
+/// Party 1's received payload words (frame headers, which are public, dropped).
+fn payload_words(view: &[u8]) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < view.len() {
+        let mut h = [0u8; HEADER_LEN];
+        h.copy_from_slice(&view[pos..pos + HEADER_LEN]);
+        let words = Header::parse(&h).words as usize;
+        pos += HEADER_LEN;
+        for c in view[pos..pos + 8 * words].chunks_exact(8) {
+            out.push(u64::from_le_bytes(c.try_into().unwrap()));
+        }
+        pos += 8 * words;
+    }
+    out
+}
+
+/// Party 1's view of [`Mixed`] on `n` copies of `v`, over `runs` runs with fresh dealer
+/// seeds and fresh sharing randomness.
+fn view_of(v: f64, n: usize, runs: u8) -> Vec<u64> {
+    let x = enc(&vec![v; n]);
+    let mut all = Vec::new();
+    for run in 0..runs {
+        let mut rng = ChaCha20Rng::seed_from_u64(1000 + run as u64 + (v.to_bits() << 8));
+        let shares = share(&x, &mut rng);
+        let [_, view] = run_in_process(&config(100 + run), |e: &mut LocalMpc| {
+            e.record_view();
+            let mine = vec![shares[e.party().index()].clone()];
+            Mixed.run(e, &mine).expect("run failed");
+            e.take_view()
+        });
+        all.extend(payload_words(&view));
+    }
+    all
+}
+
+#[test]
+fn party_one_view_does_not_depend_on_the_inputs() {
+    // The received words for inputs 0 and -1000.75 (every comparison negative vs. every one
+    // zero; products zero vs. large) must both look uniform: every bit position is 1 half
+    // the time, and the two views' byte histograms agree (chi-square, 255 degrees of
+    // freedom, far below the 0.0001 tail near 347).
+    let (n, runs) = (1024, 4);
+    let a = view_of(0.0, n, runs);
+    let b = view_of(-1000.75, n, runs);
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "the view's shape depends only on public sizes"
+    );
+    for (name, w) in [("zero", &a), ("negative", &b)] {
+        let total = w.len() as f64;
+        for bit in 0..64 {
+            let ones = w.iter().filter(|&&x| (x >> bit) & 1 == 1).count() as f64;
+            let z = (ones - total / 2.0) / (total / 4.0).sqrt();
+            assert!(
+                z.abs() < 6.0,
+                "{name}: bit {bit} is 1 in {ones} of {total} (z = {z})"
+            );
+        }
+    }
+    let hist = |w: &[u64]| {
+        let mut h = [0f64; 256];
+        for x in w {
+            for byte in x.to_le_bytes() {
+                h[byte as usize] += 1.0;
+            }
+        }
+        h
+    };
+    let (ha, hb) = (hist(&a), hist(&b));
+    let chi2: f64 = (0..256)
+        .map(|i| {
+            let s = ha[i] + hb[i];
+            if s == 0.0 {
+                0.0
+            } else {
+                (ha[i] - hb[i]).powi(2) / s
+            }
+        })
+        .sum();
+    assert!(chi2 < 347.0, "byte histograms differ: chi2 = {chi2}");
+}
+
+struct ReluOnly;
+impl Case for ReluOnly {
+    fn run<E: Engine<Elem = Z64, Public = Z64>>(
+        &self,
+        e: &mut E,
+        x: &[Vec<Z64>],
+    ) -> Result<Outputs, E::Error> {
+        let mut r = x[0].clone();
+        let mut s = vec![Z64::ZERO; 3 * r.len()];
+        e.relu(&mut r, &mut s)?;
+        Ok(vec![r])
+    }
+}
+
+/// Online traffic and offline bytes of one party (party 1) for `case` on `n` elements.
+fn measure<C: Case>(case: &C, n: usize) -> (Traffic, OfflineStats) {
+    let mut rng = ChaCha20Rng::seed_from_u64(23);
+    let x: Vec<Z64> = (0..n).map(|_| Z64(rng.next_u64())).collect();
+    let shares = share(&x, &mut rng);
+    let [_, r1] = run_in_process(&config(24), |e: &mut LocalMpc| {
+        let mine = vec![
+            shares[e.party().index()].clone(),
+            shares[e.party().index()].clone(),
+        ];
+        case.run(e, &mine).expect("run failed");
+        (e.traffic(), e.offline())
+    });
+    r1
+}
+
+case!(MulOnly, |e, x| {
+    let mut out = vec![Z64::ZERO; x[0].len()];
+    e.mul(&x[0], &x[1], &mut out)?;
+    Ok(vec![out])
+});
+
+#[test]
+fn communication_per_relu_and_per_multiplication() {
+    let n = 64 * 1024;
+    let (mul, mul_off) = measure(&MulOnly, n);
+    assert_eq!(mul.rounds, 1);
+    assert_eq!(mul.sent, 16 * n as u64 + 8);
+    assert_eq!(mul_off.bytes, 32 + 8 * n as u64);
+    let (relu, relu_off) = measure(&ReluOnly, n);
+    assert_eq!(relu.rounds, 9);
+    assert_eq!(relu.sent, relu.received);
+    let per = relu.sent as f64 / n as f64;
+    // 181 AND gates (2 bits each), 1 bit of injection, 16 bytes of select, 9 headers.
+    assert_eq!(relu.sent, (181 * 2 * n / 8 + n / 8 + 16 * n + 9 * 8) as u64);
+    assert!(per <= 64.0, "{per} bytes per ReLU");
+    println!(
+        "per multiplication: 1 round, {:.3} bytes sent per party, {:.3} offline bytes to party 1",
+        mul.sent as f64 / n as f64,
+        mul_off.bytes as f64 / n as f64
+    );
+    println!(
+        "per ReLU: {} rounds, {per:.3} bytes sent per party, {:.3} offline bytes to party 1 \
+         ({:.3} without seeds)",
+        relu.rounds,
+        relu_off.bytes as f64 / n as f64,
+        relu_off.full_bytes as f64 / n as f64
+    );
+}
+
+#[test]
+fn rounds_do_not_grow_with_the_batch() {
+    // Every composite costs a constant number of rounds, whatever the batch size.
+    let cfg = Softmax::new(ExpApprox::Pwl(4));
+    let rounds = |rows: usize| {
+        let relu = measure(&ReluOnly, rows * 10).0.rounds;
+        let pwl = measure(&ExpEval(ExpApprox::Pwl(4), false), rows * 10)
+            .0
+            .rounds;
+        let taylor = measure(&ExpEval(ExpApprox::Taylor(4), false), rows * 10)
+            .0
+            .rounds;
+        let (sm, sm_off) = measure(&SoftmaxCase(cfg, rows, 10), rows * 10);
+        (relu, pwl, taylor, sm.rounds, sm, sm_off)
+    };
+    let small = rounds(4);
+    let large = rounds(256);
+    assert_eq!(
+        (small.0, small.1, small.2, small.3),
+        (large.0, large.1, large.2, large.3)
+    );
+    let (sm, off) = (large.4, large.5);
+    println!(
+        "rounds: relu {}, pwl4 {}, taylor4 {}, softmax (pwl4) {}; softmax of 256 x 10: \
+         {:.1} bytes sent per element per party, {:.1} offline",
+        large.0,
+        large.1,
+        large.2,
+        large.3,
+        sm.sent as f64 / 2560.0,
+        off.bytes as f64 / 2560.0
+    );
+}
