@@ -121,9 +121,9 @@ pub trait Engine {
         dims: MatDims,
         out: &mut [Self::Elem],
     ) -> Result<(), Self::Error>;
-    /// Divides by `2^bits`: fixed point rounds to the nearest value (ties toward plus
-    /// infinity, [`Z64::shr_round`](crate::Z64::shr_round)), within one ulp on a two-party
-    /// engine; float is exact.
+    /// Divides by `2^bits`: `Plain` rounds to the nearest value (ties toward plus
+    /// infinity, [`Z64::shr_round`](crate::Z64::shr_round)); a two-party engine rounds
+    /// without bias within one ulp of that; float is exact.
     fn shift_right(&mut self, x: &mut [Self::Elem], bits: u32) -> Result<(), Self::Error>;
     /// `out[i] = 1` (integer scale) if `x[i] < 0`, else `0`. Lengths equal.
     fn is_negative(&mut self, x: &[Self::Elem], out: &mut [Self::Elem]) -> Result<(), Self::Error>;

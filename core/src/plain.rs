@@ -10,8 +10,9 @@
 //! Truncation ([`Engine::shift_right`], hence every rescale) rounds to the nearest value,
 //! `(x + 2^(d-1)) >> d`. Flooring (a bare arithmetic shift) would bias every product by
 //! half an ulp downward, a drift that accumulates in the weights over thousands of
-//! updates; a two-party engine gets the same rounding for free (one party adds the public
-//! `2^(d-1)` before truncating).
+//! updates. The two-party engine's truncation is unbiased too, by different means: it
+//! returns `floor(x / 2^d)` or one more, one more with probability equal to the dropped
+//! fraction (stochastic rounding), so it stays within one ulp of `Plain`'s result.
 //!
 //! # Overflow
 //! [`Engine::overflow_count`] counts products whose integer value left
