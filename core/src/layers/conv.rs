@@ -59,8 +59,9 @@ impl Windows {
     }
 
     /// Index in the plane of offset `j = ki * k + kj` of window `p = oy * ow + ox`, or `None`
-    /// in the padding. For a fixed `j`, distinct windows give distinct indices.
-    #[inline]
+    /// in the padding. For a fixed `j`, distinct windows give distinct indices. (The
+    /// definition; the loops use [`Windows::for_each_source`], tested against it.)
+    #[cfg(test)]
     pub fn source(&self, p: usize, j: usize) -> Option<usize> {
         let (oy, ox) = (p / self.ow, p % self.ow);
         let (ki, kj) = (j / self.k, j % self.k);
@@ -69,40 +70,106 @@ impl Windows {
         (iy < self.h && ix < self.w).then_some(iy * self.w + ix)
     }
 
-    /// `out[dst(q, p, j)] = x[q * h * w + source(p, j)]` (zero in the padding) for every
-    /// plane `q < planes`, window `p` and offset `j`.
-    pub fn gather<T: Copy + Default>(
-        &self,
-        x: &[T],
-        planes: usize,
-        out: &mut [T],
-        dst: impl Fn(usize, usize, usize) -> usize,
-    ) {
-        let hw = self.h * self.w;
-        assert_eq!(x.len(), planes * hw, "windows: input shape mismatch");
-        for q in 0..planes {
-            let plane = &x[q * hw..(q + 1) * hw];
-            for p in 0..self.positions() {
-                for j in 0..self.offsets() {
-                    out[dst(q, p, j)] = match self.source(p, j) {
-                        Some(i) => plane[i],
-                        None => T::default(),
-                    };
+    /// Calls `visit(p, j, i)` for every window `p` and offset `j` in order, with `i` the
+    /// index in the plane or `None` in the padding: the same pairs as [`Windows::source`],
+    /// found by nested loops instead of divisions (this runs once per element of every
+    /// unfolded matrix).
+    #[inline(always)]
+    fn for_each_source(&self, mut visit: impl FnMut(usize, usize, Option<usize>)) {
+        let k = self.k;
+        for oy in 0..self.oh {
+            for ox in 0..self.ow {
+                let p = oy * self.ow + ox;
+                for ki in 0..k {
+                    let iy = (oy * self.s + ki)
+                        .checked_sub(self.pad)
+                        .filter(|&y| y < self.h);
+                    for kj in 0..k {
+                        let ix = (ox * self.s + kj)
+                            .checked_sub(self.pad)
+                            .filter(|&x| x < self.w);
+                        let i = match (iy, ix) {
+                            (Some(y), Some(x)) => Some(y * self.w + x),
+                            _ => None,
+                        };
+                        visit(p, ki * k + kj, i);
+                    }
                 }
             }
         }
     }
 
-    /// The adjoint of [`Windows::gather`]: `dx = sum over (q, p, j) of src[idx(q, p, j)]`
-    /// placed at `(q, source(p, j))`, padding dropped. One engine addition of the whole
-    /// image per offset `j` (within one offset no two windows share a position); `img`
-    /// holds `dx.len()` elements.
+    /// `out[base(q) + p * p_stride + j * j_stride] = x[q * h * w + source(p, j)]` (zero in
+    /// the padding) for every plane `q < planes`, window `p` and offset `j`.
+    pub fn gather<T: Copy + Default>(
+        &self,
+        x: &[T],
+        planes: usize,
+        out: &mut [T],
+        base: impl Fn(usize) -> usize,
+        p_stride: usize,
+        j_stride: usize,
+    ) {
+        let hw = self.h * self.w;
+        assert_eq!(x.len(), planes * hw, "windows: input shape mismatch");
+        let k = self.k;
+        for q in 0..planes {
+            let plane = &x[q * hw..(q + 1) * hw];
+            let b = base(q);
+            if j_stride == 1 {
+                // Unfolded rows: each kernel row is k consecutive outputs, a plain copy
+                // when the window lies inside the plane.
+                for oy in 0..self.oh {
+                    for ox in 0..self.ow {
+                        let dst = b + (oy * self.ow + ox) * p_stride;
+                        let x0 = (ox * self.s)
+                            .checked_sub(self.pad)
+                            .filter(|&x| x + k <= self.w);
+                        for ki in 0..k {
+                            let row = &mut out[dst + ki * k..dst + (ki + 1) * k];
+                            let iy = (oy * self.s + ki)
+                                .checked_sub(self.pad)
+                                .filter(|&y| y < self.h);
+                            match (iy, x0) {
+                                (Some(y), Some(x0)) => row
+                                    .copy_from_slice(&plane[y * self.w + x0..y * self.w + x0 + k]),
+                                (None, _) => row.fill(T::default()),
+                                (Some(y), None) => {
+                                    for (kj, r) in row.iter_mut().enumerate() {
+                                        *r = (ox * self.s + kj)
+                                            .checked_sub(self.pad)
+                                            .filter(|&x| x < self.w)
+                                            .map_or(T::default(), |x| plane[y * self.w + x]);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            } else {
+                self.for_each_source(|p, j, i| {
+                    out[b + p * p_stride + j * j_stride] = match i {
+                        Some(i) => plane[i],
+                        None => T::default(),
+                    };
+                });
+            }
+        }
+    }
+
+    /// The adjoint of [`Windows::gather`]: `dx = sum over (q, p, j) of
+    /// src[base(q) + p * p_stride + j * j_stride]` placed at `(q, source(p, j))`, padding
+    /// dropped. One engine addition of the whole image per offset `j` (within one offset no
+    /// two windows share a position); `img` holds `dx.len()` elements.
+    #[allow(clippy::too_many_arguments)]
     pub fn scatter_add<E: Engine + ?Sized>(
         &self,
         e: &mut E,
         src: &[E::Elem],
         planes: usize,
-        idx: impl Fn(usize, usize, usize) -> usize,
+        base: impl Fn(usize) -> usize,
+        p_stride: usize,
+        j_stride: usize,
         dx: &mut [E::Elem],
         img: &mut [E::Elem],
     ) -> Result<(), E::Error> {
@@ -112,10 +179,26 @@ impl Windows {
         dx.fill(E::Elem::default());
         for j in 0..self.offsets() {
             img.fill(E::Elem::default());
+            let (ki, kj) = (j / self.k, j % self.k);
             for q in 0..planes {
-                for p in 0..self.positions() {
-                    if let Some(i) = self.source(p, j) {
-                        img[q * hw + i] = src[idx(q, p, j)];
+                let b = base(q);
+                let dst = &mut img[q * hw..(q + 1) * hw];
+                for oy in 0..self.oh {
+                    let Some(iy) = (oy * self.s + ki)
+                        .checked_sub(self.pad)
+                        .filter(|&y| y < self.h)
+                    else {
+                        continue;
+                    };
+                    for ox in 0..self.ow {
+                        let Some(ix) = (ox * self.s + kj)
+                            .checked_sub(self.pad)
+                            .filter(|&x| x < self.w)
+                        else {
+                            continue;
+                        };
+                        let p = oy * self.ow + ox;
+                        dst[iy * self.w + ix] = src[b + p * p_stride + j * j_stride];
                     }
                 }
             }
@@ -256,13 +339,9 @@ impl Conv2d {
             prod,
         )?;
         e.rescale(prod)?;
-        // prod[(n * P + p) * O + oc] -> y[(n * O + oc) * P + p].
-        for n in 0..input.batch {
-            for p in 0..pl {
-                for oc in 0..o {
-                    y[(n * o + oc) * pl + p] = prod[(n * pl + p) * o + oc];
-                }
-            }
+        // prod[(n * P + p) * O + oc] -> y[(n * O + oc) * P + p]: one transpose per image.
+        for (pn, yn) in prod.chunks(pl * o).zip(y.chunks_mut(pl * o)) {
+            transpose(pn, pl, o, yn);
         }
         for (oc, &bv) in b.iter().enumerate() {
             bias[oc * pl..(oc + 1) * pl].fill(bv);
@@ -277,10 +356,14 @@ impl Conv2d {
     fn im2col<T: Copy + Default>(&self, x: &[T], input: Image, cols: &mut [T]) {
         let g = self.windows(input.height, input.width);
         let (c_in, kk, pl, patch) = (self.in_channels, g.offsets(), g.positions(), self.patch());
-        g.gather(x, input.planes(), cols, |q, p, j| {
-            let (n, c) = (q / c_in, q % c_in);
-            (n * pl + p) * patch + c * kk + j
-        });
+        g.gather(
+            x,
+            input.planes(),
+            cols,
+            |q| (q / c_in) * pl * patch + (q % c_in) * kk,
+            patch,
+            1,
+        );
     }
 
     /// Scratch for [`Conv2d::backward`]: the output gradient in two orders, the unfolded
@@ -332,13 +415,10 @@ impl Conv2d {
         let (dyr, rest) = rest.split_at_mut(rows * o);
         let (cols, rest) = rest.split_at_mut(rows * patch);
         let img = &mut rest[..input.len()];
-        // dyt: rows x O (the forward product's layout); dyr: its transpose.
-        for n in 0..input.batch {
-            for oc in 0..o {
-                for p in 0..pl {
-                    dyt[(n * pl + p) * o + oc] = dy[(n * o + oc) * pl + p];
-                }
-            }
+        // dyt: rows x O (the forward product's layout), one transpose per image; dyr: the
+        // transpose of all of it.
+        for (dn, tn) in dy.chunks(pl * o).zip(dyt.chunks_mut(pl * o)) {
+            transpose(dn, o, pl, tn);
         }
         transpose(dyt, rows, o, dyr);
         self.im2col(x, input, cols);
@@ -372,10 +452,9 @@ impl Conv2d {
                 e,
                 cols,
                 input.planes(),
-                |q, p, j| {
-                    let (n, c) = (q / c_in, q % c_in);
-                    (n * pl + p) * patch + c * kk + j
-                },
+                |q| (q / c_in) * pl * patch + (q % c_in) * kk,
+                patch,
+                1,
                 dx,
                 img,
             )?;
@@ -387,6 +466,25 @@ impl Conv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn window_loops_visit_exactly_the_defined_sources() {
+        for (h, w, k, st, pad) in [
+            (5, 7, 3, 1, 1),
+            (6, 6, 2, 2, 0),
+            (4, 5, 3, 2, 1),
+            (3, 3, 3, 1, 2),
+        ] {
+            let g = Windows::new(h, w, k, st, pad);
+            let mut seen = std::vec::Vec::new();
+            g.for_each_source(|p, j, i| seen.push((p, j, i)));
+            let want: std::vec::Vec<_> = (0..g.positions())
+                .flat_map(|p| (0..g.offsets()).map(move |j| (p, j)))
+                .map(|(p, j)| (p, j, g.source(p, j)))
+                .collect();
+            assert_eq!(seen, want, "{h}x{w} k{k} s{st} p{pad}");
+        }
+    }
     use crate::layers::gradcheck::{check, values, Case};
     use crate::layers::testutil::{compare_engines, Harness};
     use crate::Float;

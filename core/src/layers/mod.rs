@@ -168,9 +168,16 @@ pub fn transpose<T: Copy>(x: &[T], rows: usize, cols: usize, out: &mut [T]) {
         x.len() == rows * cols && out.len() == rows * cols,
         "transpose: shape mismatch"
     );
-    for i in 0..rows {
-        for j in 0..cols {
-            out[j * rows + i] = x[i * cols + j];
+    // Tiles of 32 x 32 keep both the reads and the strided writes within a few cache lines.
+    const B: usize = 32;
+    for i0 in (0..rows).step_by(B) {
+        for j0 in (0..cols).step_by(B) {
+            for i in i0..(i0 + B).min(rows) {
+                let row = &x[i * cols..(i + 1) * cols];
+                for j in j0..(j0 + B).min(cols) {
+                    out[j * rows + i] = row[j];
+                }
+            }
         }
     }
 }

@@ -30,7 +30,7 @@ fn pooled(input: Image, g: &Windows) -> Image {
 /// `v[j * N + q * P + p] = x[plane q, window p, offset j]`, `N = planes * P`.
 fn gather_offsets<T: Copy + Default>(g: &Windows, x: &[T], planes: usize, v: &mut [T]) {
     let (pl, nn) = (g.positions(), planes * g.positions());
-    g.gather(x, planes, v, |q, p, j| j * nn + q * pl + p);
+    g.gather(x, planes, v, |q| q * pl, 1, nn);
 }
 
 /// Max pooling with a square `kernel` and `stride`, no padding.
@@ -181,14 +181,7 @@ impl MaxPool2d {
             r.copy_from_slice(dy);
         }
         e.mul(sel, rep, prod)?;
-        g.scatter_add(
-            e,
-            prod,
-            input.planes(),
-            |q, p, j| j * nn + q * pl + p,
-            dx,
-            rest,
-        )
+        g.scatter_add(e, prod, input.planes(), |q| q * pl, 1, nn, dx, rest)
     }
 }
 
@@ -295,7 +288,7 @@ impl AvgPool2d {
         let (t, rest) = scratch.split_at_mut(nn);
         t.copy_from_slice(dy);
         e.scale(t, 1.0 / kk as f64)?;
-        g.scatter_add(e, t, input.planes(), |q, p, _| q * pl + p, dx, rest)
+        g.scatter_add(e, t, input.planes(), |q| q * pl, 1, 0, dx, rest)
     }
 }
 
