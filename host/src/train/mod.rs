@@ -10,5 +10,6 @@ pub mod checkpoint;
 pub mod engine;
 pub mod model;
 pub mod run;
+pub mod seq2seq;
 
 pub use run::{train, DataKind, EngineKind, TrainConfig, TrainResult};
