@@ -21,6 +21,12 @@
 //! - [`engine`]: [`Mpc`], the [`Engine`](ringnn_core::Engine) implementation.
 //! - [`local`]: both parties and the dealer in one process (two threads), for tests and
 //!   single-machine runs.
+//! - [`keys`]: the session CA and one certificate per role (`keygen`).
+//! - [`net`]: the [`Channel`] over TCP with mutual TLS 1.3, session id and version
+//!   checks, frame limits and timeouts.
+//! - [`dealer_server`]: the dealer as its own process, and the parties' client of it.
+//! - [`server`]: one computing server as its own process, the data owner's share files,
+//!   and a local orchestration of dealer and servers.
 //!
 //! # Security model
 //! Semi-honest (honest-but-curious) servers that do not collude with each other or with
@@ -31,14 +37,18 @@
 //! no revealed logits, no revealed comparison results.
 //!
 //! # Not yet here
-//! Separate processes, TLS transport and the command line come later; [`Channel`] and
-//! [`dealer::CorrectionFeed`] are the seams where they plug in.
+//! The command-line subcommands for the networked run, and training jobs over the
+//! network (the server runs a fixed dense + ReLU job).
 
 pub mod channel;
 pub mod dealer;
+pub mod dealer_server;
 pub mod engine;
+pub mod keys;
 pub mod local;
+pub mod net;
 pub mod protocols;
+pub mod server;
 pub mod share;
 pub mod wire;
 
@@ -48,7 +58,9 @@ mod tests;
 pub use channel::{Channel, MemChannel, Tracked, Traffic};
 pub use dealer::{Correlations, Dealer, OfflineStats, SeededCorrelations};
 pub use engine::{Mpc, Truncation};
+pub use keys::{keygen, Role};
 pub use local::{run_in_process, LocalConfig};
+pub use net::{NetConfig, SessionId, TlsChannel};
 pub use share::{reconstruct, share, PartyId};
 
 use ringnn_core::Exact;

@@ -1,0 +1,387 @@
+//! The networked two-party computation over real mutual TLS on loopback: protocols
+//! reconstruct equal to `Plain`; wrong CA, session, version or role are refused with a
+//! clear error; a peer that disconnects or hangs makes the other side fail in time; the
+//! dealer process and both servers run a job end to end (in threads).
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use ringnn_core::fixed::FracBits;
+use ringnn_core::layers::Dense;
+use ringnn_core::{Engine, Fixed, Plain, Z64};
+use ringnn_host::mpc::keys::{keygen, Identity, Role};
+use ringnn_host::mpc::net::{self, NetConfig, NetError, SessionId, TlsChannel};
+use ringnn_host::mpc::server::{
+    read_shares, run_local_mpc, write_shares, Job, Launch, LocalMpcJob,
+};
+use ringnn_host::mpc::{reconstruct, share, Dealer, Mpc, MpcError, PartyId, SeededCorrelations};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const F: u32 = 16;
+const P0: Role = Role::Party(PartyId::P0);
+const P1: Role = Role::Party(PartyId::P1);
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ringnn-net-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn keys(name: &str) -> PathBuf {
+    let d = tmp(name);
+    keygen(&d).unwrap();
+    d
+}
+
+fn cfg(session: SessionId) -> NetConfig {
+    let mut c = NetConfig::new(session);
+    c.timeout = Duration::from_secs(5);
+    c
+}
+
+/// Party 0 accepts with `(dir0, cfg0)`, party 1 connects as `role1` with `(dir1, cfg1)`;
+/// returns both outcomes.
+fn pair(
+    dir0: &Path,
+    cfg0: &NetConfig,
+    dir1: &Path,
+    role1: Role,
+    cfg1: &NetConfig,
+) -> (Result<TlsChannel, NetError>, Result<TlsChannel, NetError>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let id0 = Identity::load(dir0, P0).unwrap();
+    let id1 = Identity::load(dir1, role1).unwrap();
+    std::thread::scope(|s| {
+        let h0 = s.spawn(|| net::accept(&l, &id0, &[P1], cfg0));
+        let h1 = s.spawn(|| net::connect(&addr, &id1, P0, cfg1));
+        (h0.join().unwrap(), h1.join().unwrap())
+    })
+}
+
+fn enc(xs: &[f64]) -> Vec<Z64> {
+    let fx = Fixed::new(F).unwrap();
+    xs.iter().map(|&v| fx.encode(v).unwrap()).collect()
+}
+
+type NetMpc = Mpc<TlsChannel, SeededCorrelations>;
+
+/// Runs `body` on both parties over TLS with an in-process dealer.
+fn on_tls<T: Send>(name: &str, body: impl Fn(&mut NetMpc) -> T + Sync) -> [T; 2] {
+    let dir = keys(name);
+    let mut c = cfg(SessionId::random());
+    // Debug builds compute slowly between messages; the timeout must cover that.
+    c.timeout = Duration::from_secs(120);
+    let (a, b) = pair(&dir, &c, &dir, P1, &c);
+    let dealer = Arc::new(Dealer::from_seed([5; 32]));
+    let [r0, r1] = dealer.correlations();
+    let f = FracBits::new(F).unwrap();
+    let body = &body;
+    let out = std::thread::scope(|s| {
+        let h0 = s.spawn(move || body(&mut Mpc::new(PartyId::P0, f, a.unwrap(), r0)));
+        let h1 = s.spawn(move || body(&mut Mpc::new(PartyId::P1, f, b.unwrap(), r1)));
+        [h0.join().unwrap(), h1.join().unwrap()]
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+#[test]
+fn mul_relu_and_dense_over_tls_match_plain() {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let (batch, l) = (8, Dense::new(6, 4));
+    let mut u = |n, r: f64| enc(&(0..n).map(|_| rng.random_range(-r..r)).collect::<Vec<_>>());
+    let inputs = [
+        u(256, 100.0),
+        u(256, 100.0),
+        u(48, 2.0),
+        u(24, 0.5),
+        u(4, 0.5),
+    ];
+    let mut srng = ChaCha20Rng::seed_from_u64(2);
+    let shares: Vec<[Vec<Z64>; 2]> = inputs.iter().map(|v| share(v, &mut srng)).collect();
+    let run = |e: &mut NetMpc| {
+        let x: Vec<Vec<Z64>> = shares
+            .iter()
+            .map(|s| s[e.party().index()].clone())
+            .collect();
+        let mut prod = vec![Z64::ZERO; 256];
+        e.mul(&x[0], &x[1], &mut prod).unwrap();
+        let mut r = x[0].clone();
+        let mut s = vec![Z64::ZERO; 3 * 256];
+        e.relu(&mut r, &mut s).unwrap();
+        let mut y = vec![Z64::ZERO; batch * 4];
+        l.forward(e, &x[2], &x[3], &x[4], batch, &mut y).unwrap();
+        (vec![prod, r, y], e.traffic())
+    };
+    let [(o0, t0), (o1, t1)] = on_tls("ops", run);
+    let mut p = Plain::with_frac_bits(F).unwrap();
+    let mut prod = vec![Z64::ZERO; 256];
+    p.mul(&inputs[0], &inputs[1], &mut prod).unwrap();
+    let mut r = inputs[0].clone();
+    p.relu(&mut r, &mut vec![Z64::ZERO; 3 * 256]).unwrap();
+    let mut y = vec![Z64::ZERO; batch * 4];
+    l.forward(&mut p, &inputs[2], &inputs[3], &inputs[4], batch, &mut y)
+        .unwrap();
+    assert_eq!(reconstruct(&o0[0], &o1[0]), prod, "mul is exact");
+    assert_eq!(reconstruct(&o0[1], &o1[1]), r, "relu is exact");
+    let got = reconstruct(&o0[2], &o1[2]);
+    for (g, w) in got.iter().zip(&y) {
+        assert!((*g - *w).to_signed().abs() <= 1, "dense within 1 ulp");
+    }
+    assert_eq!(t0.sent, t1.received);
+    assert_eq!(t0.rounds, t1.rounds);
+}
+
+#[test]
+fn large_messages_both_ways_do_not_deadlock() {
+    // 2^20 products: 16 MiB each way in one step, far over any socket buffer.
+    let n = 1 << 20;
+    let x: Vec<Z64> = (0..n as u64).map(Z64).collect();
+    let [a, b] = on_tls("large", |e: &mut NetMpc| {
+        let mut out = vec![Z64::ZERO; n];
+        e.mul(&x, &x, &mut out).unwrap();
+        (out, e.traffic())
+    });
+    assert_eq!(a.1.sent, 16 * n as u64 + 8);
+    // Both parties fed x as their share: the secret is 2x, its square 4x^2.
+    let got = reconstruct(&a.0, &b.0);
+    assert!(got.iter().zip(&x).all(|(&g, &v)| g == Z64(4) * v * v));
+}
+
+fn err_text<T>(r: Result<T, NetError>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_refused() {
+    let (good, other) = (keys("ca-good"), keys("ca-other"));
+    let c = cfg(SessionId::random());
+    let (a, b) = pair(&good, &c, &other, P1, &c);
+    // Party 1 (the TLS client) refuses party 0's certificate first and alerts it.
+    let msg = err_text(a);
+    assert!(msg.contains("TLS handshake with party 1"), "{msg}");
+    let msg = err_text(b);
+    assert!(
+        msg.contains("TLS handshake with party 0") && msg.contains("invalid peer certificate"),
+        "{msg}"
+    );
+    // A client that trusts the right CA but holds a certificate of another CA: party 0
+    // (the TLS server) is the one to refuse it.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let id0 = Identity::load(&good, P0).unwrap();
+    let foreign = Identity::load(&other, P1).unwrap();
+    let id1 = Identity {
+        ca: Identity::load(&good, P1).unwrap().ca,
+        ..foreign
+    };
+    let (a, _) = std::thread::scope(|s| {
+        let h0 = s.spawn(|| net::accept(&l, &id0, &[P1], &c));
+        let h1 = s.spawn(|| net::connect(&addr, &id1, P0, &c));
+        (h0.join().unwrap(), h1.join().unwrap())
+    });
+    let msg = err_text(a);
+    assert!(
+        msg.contains("TLS handshake with party 1") && msg.contains("invalid peer certificate"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&good).unwrap();
+    std::fs::remove_dir_all(&other).unwrap();
+}
+
+#[test]
+fn a_certificate_of_another_role_is_refused() {
+    // The dealer's valid certificate cannot pass as party 1.
+    let dir = keys("role");
+    let c = cfg(SessionId::random());
+    let (a, _) = pair(&dir, &c, &dir, Role::Dealer, &c);
+    let msg = err_text(a);
+    assert!(
+        msg.contains("names none of the expected roles (party 1)"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_wrong_session_or_version_is_refused_with_the_field_named() {
+    let dir = keys("session");
+    let c0 = cfg(SessionId([1; 16]));
+    let c1 = cfg(SessionId([2; 16]));
+    let (a, b) = pair(&dir, &c0, &dir, P1, &c1);
+    let msg = err_text(a);
+    assert!(
+        msg.contains("handshake with party 1: session id mismatch"),
+        "{msg}"
+    );
+    assert!(msg.contains(&SessionId([2; 16]).to_string()), "{msg}");
+    assert!(err_text(b).contains("handshake with party 0: session id mismatch"));
+    let mut v2 = c0.clone();
+    v2.version = 2;
+    let (a, _) = pair(&dir, &c0, &dir, P1, &v2);
+    let msg = err_text(a);
+    assert!(
+        msg.contains("party 1: protocol version mismatch: expected 1, got 2"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_oversized_frame_is_an_error_naming_the_peer() {
+    let dir = keys("frame");
+    let c = cfg(SessionId::random());
+    let mut small = c.clone();
+    small.max_frame = 64;
+    let (a, b) = pair(&dir, &small, &dir, P1, &c);
+    let (mut a, mut b) = (a.unwrap(), b.unwrap());
+    use ringnn_host::mpc::Channel;
+    b.write_all(&[7u8; 1000]).unwrap();
+    b.flush().unwrap();
+    let err = a.read_exact(&mut [0u8; 8]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("party 1 sent a frame of 1000 bytes (allowed: 1 to 64)"),
+        "{err}"
+    );
+    // The sender refuses to send over its own limit too.
+    a.write_all(&[0u8; 65]).unwrap();
+    assert!(a.flush().is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn exchange_until_failure(
+    ch: TlsChannel,
+    corr: SeededCorrelations,
+) -> (Result<(), MpcError>, Duration) {
+    let mut e = Mpc::new(PartyId::P0, FracBits::new(F).unwrap(), ch, corr);
+    let x = vec![Z64(3); 16];
+    let mut out = vec![Z64::ZERO; 16];
+    e.mul(&x, &x, &mut out).unwrap();
+    let t = Instant::now();
+    let r = e.mul(&x, &x, &mut out);
+    (r, t.elapsed())
+}
+
+#[test]
+fn a_peer_that_disconnects_mid_protocol_fails_the_other_side() {
+    let dir = keys("drop");
+    let c = cfg(SessionId::random());
+    let (a, b) = pair(&dir, &c, &dir, P1, &c);
+    let dealer = Arc::new(Dealer::from_seed([6; 32]));
+    let [r0, r1] = dealer.correlations();
+    let (res, took) = std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut e = Mpc::new(PartyId::P1, FracBits::new(F).unwrap(), b.unwrap(), r1);
+            let x = vec![Z64(3); 16];
+            let mut out = vec![Z64::ZERO; 16];
+            e.mul(&x, &x, &mut out).unwrap();
+            // Party 1 quits here: its connection closes.
+        });
+        exchange_until_failure(a.unwrap(), r0)
+    });
+    let msg = res.unwrap_err().to_string();
+    assert!(msg.contains("channel to party 1 failed"), "{msg}");
+    assert!(msg.contains("party 1 closed the connection"), "{msg}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_hung_peer_fails_the_other_side_within_the_timeout() {
+    let dir = keys("hang");
+    let mut c = cfg(SessionId::random());
+    c.timeout = Duration::from_secs(1);
+    let (a, b) = pair(&dir, &c, &dir, P1, &c);
+    let dealer = Arc::new(Dealer::from_seed([6; 32]));
+    let [r0, r1] = dealer.correlations();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let (res, took) = std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut e = Mpc::new(PartyId::P1, FracBits::new(F).unwrap(), b.unwrap(), r1);
+            let x = vec![Z64(3); 16];
+            let mut out = vec![Z64::ZERO; 16];
+            e.mul(&x, &x, &mut out).unwrap();
+            // Party 1 stays connected but sends nothing more until told to stop.
+            let _ = stop_rx.recv();
+        });
+        let r = exchange_until_failure(a.unwrap(), r0);
+        stop_tx.send(()).unwrap();
+        r
+    });
+    let msg = res.unwrap_err().to_string();
+    assert!(
+        msg.contains("party 1 sent nothing for 1s (read timeout)"),
+        "{msg}"
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn share_files_round_trip_and_reject_garbage() {
+    let dir = tmp("shares");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("s.bin");
+    let t = vec![vec![Z64(1), Z64(u64::MAX)], vec![], vec![Z64(7)]];
+    write_shares(&p, &t).unwrap();
+    assert_eq!(read_shares(&p).unwrap(), t);
+    let mut b = std::fs::read(&p).unwrap();
+    b.truncate(b.len() - 3);
+    std::fs::write(&p, &b).unwrap();
+    assert!(read_shares(&p)
+        .unwrap_err()
+        .to_string()
+        .contains("past the end"));
+    std::fs::write(&p, b"nonsense").unwrap();
+    assert!(read_shares(&p).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn dealer_and_two_servers_run_a_dense_relu_job_end_to_end() {
+    let dir = tmp("e2e");
+    let job = Job::DenseRelu {
+        batch: 64,
+        inputs: 32,
+        outputs: 16,
+    };
+    let r = run_local_mpc(&LocalMpcJob {
+        job,
+        frac_bits: F,
+        data_seed: 11,
+        dir: dir.clone(),
+        launch: Launch::Threads,
+    })
+    .unwrap();
+    assert!(r.max_ulp <= 1, "{} ulp", r.max_ulp);
+    assert_eq!(r.result.len(), 64 * 16);
+    let [s0, s1] = r.servers;
+    assert_eq!(s0.online_sent, s1.online_received);
+    assert_eq!(s0.rounds, s1.rounds);
+    // Party 0 gets its seed only; party 1 its seed and the corrections.
+    assert_eq!(s0.offline_bytes, 32);
+    assert!(s1.offline_bytes > 32);
+    let d = r.dealer.unwrap();
+    assert_eq!(d.sent[0], 32);
+    assert_eq!(d.requests, s1.offline_requests);
+    println!(
+        "dense-relu 64x32 -> 16 over TLS: {} rounds, {} bytes sent per party, offline: \
+         party 0 {} bytes, party 1 {} bytes ({} without seeds), {} dealer requests, \
+         dealer wire to party 1 {} bytes",
+        s0.rounds,
+        s0.online_sent,
+        s0.offline_bytes,
+        s1.offline_bytes,
+        s1.offline_full_bytes,
+        s1.offline_requests,
+        d.wire[1].sent
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
