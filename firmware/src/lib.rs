@@ -20,6 +20,8 @@
 //! - [`ticks`]: the counter trait SysTick implements, and the calibration that turns ticks
 //!   into instructions under QEMU's `-icount`.
 //! - [`report`]: the text lines the firmware logs, written to any `embedded_io::Write`.
+//! - [`infer`]: on-device inference of an MLP exported by the host (`ringnn_host::export`),
+//!   with the kernel's `Dense` and `Relu`, checked bit for bit against the host's logits.
 #![no_std]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -28,6 +30,7 @@
 extern crate std;
 
 pub mod grid;
+pub mod infer;
 pub mod q32;
 pub mod report;
 pub mod study;

@@ -6,9 +6,12 @@
 //! buffers, stack measurement, and the panic and fault paths. A panic logs its location and
 //! exits with a failure status; a hard fault does the same with the faulting address.
 //!
-//! Later on-device inference of exported weights fits the same shape: the weights as
-//! `static` arrays brought in with `include!` of a generated file, activations in another
-//! [`ConstStaticCell`], the model code generic over the kernel's `Engine`.
+//! After the study, on-device inference: when built with `RINGNN_EXPORT` naming a model
+//! exported by the host (see `build.rs`), the generated file is brought in with `include!`
+//! (weights, test inputs and the host's expected logits as `static` arrays, in flash), each
+//! input runs through [`ringnn_firmware::infer::forward`] on `Plain` with activations in a
+//! `ConstStaticCell`, and each result is compared with the host's bit for bit. Without a
+//! model the log says so (`MODEL none`).
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 #![deny(missing_docs)]
@@ -26,11 +29,115 @@ mod device {
         write_calibration, write_cost, write_float, write_row, write_violation, LineSink,
     };
     use ringnn_firmware::study::{measure, measure_micromath, Buffers, Func, FRAC_BITS};
+    use ringnn_firmware::ticks::Calibration;
     use ringnn_firmware::ticks::{calibrate, TickCounter};
     use static_cell::ConstStaticCell;
 
     /// The study's buffers, in `.bss` (all-zero initial value), handed out once.
     static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers::new());
+
+    /// The exported model (`build.rs` copies it to `OUT_DIR` when `RINGNN_EXPORT` names
+    /// it): weights, inputs and the host's results as `static` arrays of raw ring bits.
+    #[cfg(ringnn_model)]
+    // The generated file describes the model fully; not every item is needed here.
+    #[allow(dead_code)]
+    mod model {
+        use ringnn_core::Z64;
+        include!(concat!(env!("OUT_DIR"), "/model.rs"));
+    }
+
+    /// Activations of one inference, in `.bss`, sized by the model's widest hidden layer.
+    #[cfg(ringnn_model)]
+    static ACTIVATIONS: ConstStaticCell<
+        ringnn_firmware::infer::Activations<
+            { ringnn_firmware::infer::widest_hidden(&model::LAYER_SIZES) },
+        >,
+    > = ConstStaticCell::new(ringnn_firmware::infer::Activations::new());
+
+    /// Runs the exported model on every exported input and compares each result with the
+    /// host's. Returns the number of failures (a model that does not fit counts as one).
+    #[cfg(ringnn_model)]
+    fn run_inference<F: FnMut(&str)>(
+        sink: &mut LineSink<F>,
+        ticks: &mut SysTickCounter,
+        cal: &Calibration,
+    ) -> u32 {
+        use ringnn_core::{FracBits, Plain};
+        use ringnn_firmware::infer::{compare, forward, Mlp};
+        use ringnn_firmware::report::{write_infer, write_infer_summary, write_model, InferCost};
+        use ringnn_firmware::ticks::timed;
+
+        let mlp = Mlp {
+            sizes: &model::LAYER_SIZES,
+            params: &model::PARAMS,
+        };
+        let n_params: usize = model::PARAMS.iter().map(|(w, b)| w.len() + b.len()).sum();
+        let _ = write_model(
+            sink,
+            model::DATA,
+            model::FRAC_BITS,
+            mlp.sizes,
+            n_params,
+            mlp.macs(),
+            model::N_INPUTS,
+        );
+        let Ok(f) = FracBits::new(model::FRAC_BITS) else {
+            defmt::error!(
+                "exported model: invalid fractional bits {=u32}",
+                model::FRAC_BITS
+            );
+            return 1;
+        };
+        let mut e = Plain::new(f);
+        let act = ACTIVATIONS.take();
+        let (mut passed, mut correct) = (0usize, 0usize);
+        let mut cost = InferCost {
+            min: f64::INFINITY,
+            mean: 0.0,
+            max: 0.0,
+        };
+        for (i, x) in model::INPUTS.iter().enumerate() {
+            let (eng, buf) = (&mut e, &mut *act);
+            let (logits, t) = match timed(ticks, move || forward(eng, &mlp, x, buf)) {
+                Ok((Ok(y), t)) => (y, t),
+                Ok((Err(err), _)) => {
+                    defmt::error!("inference {=usize}: {}", i, defmt::Debug2Format(&err));
+                    return 1;
+                }
+                Err(_) => {
+                    defmt::error!("inference {=usize}: longer than SysTick's range", i);
+                    return 1;
+                }
+            };
+            let instr = cal.instructions(t as u64, 1);
+            let o = compare(
+                i,
+                logits,
+                &model::EXPECTED_LOGITS[i],
+                model::EXPECTED_CLASSES[i] as usize,
+                model::LABELS[i] as usize,
+            );
+            let _ = write_infer(sink, &o, instr);
+            passed += o.pass() as usize;
+            correct += (o.predicted == o.label) as usize;
+            cost.min = cost.min.min(instr);
+            cost.max = cost.max.max(instr);
+            cost.mean += instr / model::N_INPUTS as f64;
+        }
+        let _ = write_infer_summary(sink, passed, model::N_INPUTS, correct, &cost);
+        (model::N_INPUTS - passed) as u32
+    }
+
+    /// Without an exported model there is nothing to infer: the log says so.
+    #[cfg(not(ringnn_model))]
+    fn run_inference<F: FnMut(&str)>(
+        _sink: &mut LineSink<F>,
+        _ticks: &mut SysTickCounter,
+        _cal: &Calibration,
+    ) -> u32 {
+        defmt::println!("MODEL none: built without RINGNN_EXPORT, no on-device inference");
+        0
+    }
 
     /// SysTick as a free-running 24-bit down-counter of the processor clock.
     struct SysTickCounter {
@@ -172,16 +279,21 @@ mod device {
                 }
             }
         }
+        let infer_failures = run_inference(&mut sink, &mut ticks, &cal);
         if sink.truncated() {
             defmt::error!("a report line was longer than the sink's buffer");
             failures += 1;
         }
         defmt::println!("STACK peak={=u32} bytes", stack_peak());
-        if failures == 0 {
+        if failures == 0 && infer_failures == 0 {
             defmt::println!("PASS {=usize} rows", Func::ALL.len() * FRAC_BITS.len());
             exit(true)
         }
-        defmt::println!("FAIL {=u32} rows failed their checks", failures);
+        defmt::println!(
+            "FAIL {=u32} rows failed their checks, {=u32} inferences differ from the host",
+            failures,
+            infer_failures
+        );
         exit(false)
     }
 

@@ -13,7 +13,16 @@
 //! - `COST <fn> <name> f=<f> | i64= q32= f32= instr/elem`: instructions per element.
 //! - `FLOAT micromath <fn> | abs= rel= instr/elem=`: an `f32` library for comparison.
 //! - `CHECK FAIL <fn> <name> f=<f> <violation>`: a row that failed its checks.
+//! - `MODEL data=<d> f=<f> layers=<784-128-128-10> params=<n> macs=<n> inputs=<n>`: the
+//!   exported model the firmware runs (see [`crate::infer`]), or `MODEL none ...` when it
+//!   was built without one.
+//! - `INFER i=<i> pred=<class> hash=<0x..> | want=<class> label=<l> bits=<equal|differ>
+//!   instr=<n> | <PASS|FAIL>`: one inference against the host's; the part before `|` is what
+//!   the host's export prints for the same input.
+//! - `INFER <PASS|FAIL> <k>/<n> ...`: the inferences that equal the host's, with the
+//!   instructions per inference.
 
+use crate::infer::Outcome;
 use crate::study::{FloatRow, Row, Violation};
 use crate::ticks::Calibration;
 use embedded_io::{ErrorType, Write, WriteFmtError};
@@ -109,6 +118,85 @@ pub fn write_violation<W: Write>(w: &mut W, r: &Row, v: &Violation) -> Result<()
     )
 }
 
+/// Writes the line describing the exported model.
+///
+/// # Errors
+/// What the sink reports.
+pub fn write_model<W: Write>(
+    w: &mut W,
+    data: &str,
+    frac_bits: u32,
+    sizes: &[usize],
+    params: usize,
+    macs: usize,
+    inputs: usize,
+) -> Result<(), ReportError<W>> {
+    write!(w, "MODEL data={data} f={frac_bits} layers=")?;
+    for (i, n) in sizes.iter().enumerate() {
+        if i > 0 {
+            w.write_all(b"-").map_err(WriteFmtError::Other)?;
+        }
+        write!(w, "{n}")?;
+    }
+    writeln!(w, " params={params} macs={macs} inputs={inputs}")
+}
+
+/// Writes one inference's outcome and its instruction count.
+///
+/// # Errors
+/// What the sink reports.
+pub fn write_infer<W: Write>(
+    w: &mut W,
+    o: &Outcome,
+    instructions: f64,
+) -> Result<(), ReportError<W>> {
+    writeln!(
+        w,
+        "INFER i={} pred={} hash={:#018x} | want={} label={} bits={} instr={:.0} | {}",
+        o.index,
+        o.predicted,
+        o.hash,
+        o.expected,
+        o.label,
+        if o.bits_equal { "equal" } else { "differ" },
+        instructions,
+        if o.pass() { "PASS" } else { "FAIL" }
+    )
+}
+
+/// Instructions per inference over a run: the least, the mean and the most.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub struct InferCost {
+    /// Fewest instructions of one inference.
+    pub min: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Most.
+    pub max: f64,
+}
+
+/// Writes the summary of the inferences: `passed` of `total` equal the host's; `correct`
+/// predictions match the true label.
+///
+/// # Errors
+/// What the sink reports.
+pub fn write_infer_summary<W: Write>(
+    w: &mut W,
+    passed: usize,
+    total: usize,
+    correct: usize,
+    cost: &InferCost,
+) -> Result<(), ReportError<W>> {
+    writeln!(
+        w,
+        "INFER {} {passed}/{total} equal the host's logits and classes; {correct}/{total} correct; instr/inference min={:.0} mean={:.0} max={:.0}",
+        if passed == total && total > 0 { "PASS" } else { "FAIL" },
+        cost.min,
+        cost.mean,
+        cost.max
+    )
+}
+
 /// Longest line [`LineSink`] holds; longer lines are cut there (and flagged).
 pub const LINE_CAP: usize = 192;
 
@@ -176,6 +264,7 @@ impl<F: FnMut(&str)> Write for LineSink<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::infer::Outcome;
     use crate::study::{Costs, Errors, Func};
     use ringnn_core::approx::ExpApprox;
     use std::string::{String, ToString};
@@ -240,6 +329,67 @@ mod tests {
             lines[2],
             "COST exp pwl4 f=16 | i64=10.0 q32=5.0 f32=2.5 instr/elem"
         );
+    }
+
+    #[test]
+    fn inference_lines_have_the_documented_shape() {
+        let o = Outcome {
+            index: 3,
+            predicted: 7,
+            expected: 7,
+            label: 2,
+            hash: 0xd064_0e06_99e8_377f,
+            bits_equal: true,
+        };
+        let lines = lines_of(|s| {
+            write_model(
+                s,
+                "synthetic",
+                13,
+                &[784, 128, 128, 10],
+                118_282,
+                118_016,
+                16,
+            )
+            .unwrap();
+            write_infer(s, &o, 1_834_567.4).unwrap();
+            write_infer(
+                s,
+                &Outcome {
+                    bits_equal: false,
+                    hash: 1,
+                    ..o
+                },
+                10.0,
+            )
+            .unwrap();
+            let cost = InferCost {
+                min: 1.0e6,
+                mean: 1.5e6,
+                max: 2.0e6,
+            };
+            write_infer_summary(s, 16, 16, 14, &cost).unwrap();
+            write_infer_summary(s, 15, 16, 14, &cost).unwrap();
+        });
+        assert_eq!(
+            lines[0],
+            "MODEL data=synthetic f=13 layers=784-128-128-10 params=118282 macs=118016 inputs=16"
+        );
+        // The part before the first `|` is what the host's export example prints.
+        assert_eq!(
+            lines[1],
+            "INFER i=3 pred=7 hash=0xd0640e0699e8377f | want=7 label=2 bits=equal instr=1834567 | PASS"
+        );
+        assert_eq!(
+            lines[2],
+            "INFER i=3 pred=7 hash=0x0000000000000001 | want=7 label=2 bits=differ instr=10 | FAIL"
+        );
+        assert_eq!(
+            lines[3],
+            "INFER PASS 16/16 equal the host's logits and classes; 14/16 correct; instr/inference min=1000000 mean=1500000 max=2000000"
+        );
+        assert!(lines[4].starts_with("INFER FAIL 15/16 "));
+        assert!(lines.iter().all(|l| l.len() <= LINE_CAP));
     }
 
     #[test]

@@ -9,14 +9,19 @@
 //! - [`gemm`]: fast matrix products (Z_2^64 with AVX2 dispatch, f32/f64) for the engines.
 //! - [`train`]: training in fixed point or floating point (`ringnn train`).
 //! - [`mpc`]: the two-party engine on additive shares in Z_2^64, with its dealer and protocols.
+//! - [`export`]: a trained fixed-point MLP and test inputs as Rust source for the firmware.
+//! - [`sweep`]: grids of training runs (`ringnn sweep`) and the paper's tables reproduced
+//!   (`ringnn reproduce`): a resumable run store, `table.md` and plots.
 //! - [`cli`]: argument parsing into validated configurations, and the commands.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod cli;
 pub mod data;
+pub mod export;
 pub mod gemm;
 pub mod mpc;
 pub mod plot;
 pub mod study;
+pub mod sweep;
 pub mod train;

@@ -1,0 +1,443 @@
+//! The sweep's pictures, each written as SVG (for documents) and PNG (for quick viewing):
+//!
+//! - `accuracy.*` (and `perplexity.*` when sequence models ran): the final metric per
+//!   approximation, one marker series per model and precision, bars for the spread over
+//!   seeds; in a reproduction the paper's columns for the same datasets as crosses (black,
+//!   grey).
+//! - `accuracy_vs_frac_bits.*`: accuracy against the number of fractional bits, one line
+//!   per approximation and one panel per model and dataset; the float result of the same
+//!   approximation is a dashed line. Written when at least one fixed-point precision ran.
+//! - `loss_curves.*`: training loss per epoch of every run, one panel per model and
+//!   precision, one colour per approximation.
+
+use super::grid::Precision;
+use super::paper::PaperTable;
+use super::report::{mean_std, Metric, Summary};
+use crate::plot::PlotError;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+trait Figure {
+    fn size(&self) -> (u32, u32);
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), String>;
+}
+
+fn write_both<F: Figure>(dir: &Path, stem: &str, fig: &F) -> Result<Vec<PathBuf>, PlotError> {
+    let mut out = Vec::new();
+    for ext in ["svg", "png"] {
+        let path = dir.join(format!("{stem}.{ext}"));
+        let err = |reason: String| PlotError::Draw {
+            path: path.display().to_string(),
+            reason,
+        };
+        if ext == "svg" {
+            fig.draw(SVGBackend::new(&path, fig.size()).into_drawing_area())
+                .map_err(err)?;
+        } else {
+            fig.draw(BitMapBackend::new(&path, fig.size()).into_drawing_area())
+                .map_err(err)?;
+        }
+        out.push(path);
+    }
+    Ok(out)
+}
+
+fn grid_shape(n: usize) -> (usize, usize) {
+    let cols = n.clamp(1, 3);
+    (n.div_ceil(cols).max(1), cols)
+}
+
+fn scale(metric: Metric) -> f64 {
+    match metric {
+        Metric::Accuracy => 100.0,
+        Metric::Perplexity => 1.0,
+    }
+}
+
+struct PerApprox<'a> {
+    sum: &'a Summary,
+    metric: Metric,
+    paper: Option<&'a PaperTable>,
+}
+
+impl Figure for PerApprox<'_> {
+    fn size(&self) -> (u32, u32) {
+        ((120 + 70 * self.sum.approx.len() as u32).max(700), 560)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), String> {
+        let s = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+        root.fill(&WHITE).map_err(s)?;
+        let sum = self.sum;
+        let k = scale(self.metric);
+        let cols = sum.columns_of(self.metric);
+        let n = sum.approx.len();
+        // The paper's columns for the datasets of this sweep (its models differ from the
+        // quick scale's, so they are matched on the dataset alone, as in the table).
+        let mut paper_series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
+        if let Some(p) = self.paper {
+            for (d, m) in p.columns() {
+                if !cols.iter().any(|&j| sum.columns[j].data == d) {
+                    continue;
+                }
+                let pts: Vec<(usize, f64)> = sum
+                    .approx
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, a)| p.get(d, m, &a.0).map(|v| (i, v * k)))
+                    .collect();
+                if !pts.is_empty() {
+                    paper_series.push((format!("paper: {m}, {d}"), pts));
+                }
+            }
+        }
+        let paper_pts: Vec<(usize, f64)> = paper_series
+            .iter()
+            .flat_map(|s| s.1.iter().copied())
+            .collect();
+        // Room above 100% for the legend, one line per series.
+        let series = cols.len() + paper_series.len();
+        let top = match self.metric {
+            Metric::Accuracy => 104.0 + 6.0 * series as f64,
+            Metric::Perplexity => {
+                let m = cols
+                    .iter()
+                    .flat_map(|&j| sum.cells.iter().flat_map(move |r| r[j].perplexity.clone()))
+                    .chain(paper_pts.iter().map(|p| p.1))
+                    .fold(1.0f64, f64::max);
+                1.15 * m
+            }
+        };
+        let labels: Vec<String> = (0..n).map(|i| sum.row_label(i)).collect();
+        let fmt = |x: &f64| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
+                labels[i as usize].clone()
+            } else {
+                String::new()
+            }
+        };
+        let caption = match self.metric {
+            Metric::Accuracy => "test accuracy (%) per approximation",
+            Metric::Perplexity => "test perplexity per approximation",
+        };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 22))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(-0.6..(n as f64 - 0.4), 0.0..top)
+            .map_err(s)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n + 1)
+            .x_label_formatter(&fmt)
+            .draw()
+            .map_err(s)?;
+        let width = 0.6 / cols.len().max(1) as f64;
+        for (ci, &j) in cols.iter().enumerate() {
+            let color = Palette99::pick(ci).to_rgba();
+            let dx = -0.3 + width * (ci as f64 + 0.5);
+            let pts: Vec<(f64, f64, f64)> = (0..n)
+                .filter_map(|i| {
+                    mean_std(sum.cells[i][j].values(self.metric))
+                        .map(|(m, sd)| (i as f64 + dx, m * k, sd * k))
+                })
+                .collect();
+            // The spread over seeds as a vertical bar with caps (plotters' ErrorBar needs
+            // a feature this crate does not enable).
+            let cap = 0.15 * width;
+            chart
+                .draw_series(pts.iter().filter(|p| p.2 > 0.0).flat_map(|&(x, m, sd)| {
+                    [
+                        PathElement::new(vec![(x, m - sd), (x, m + sd)], color.stroke_width(1)),
+                        PathElement::new(
+                            vec![(x - cap, m - sd), (x + cap, m - sd)],
+                            color.stroke_width(1),
+                        ),
+                        PathElement::new(
+                            vec![(x - cap, m + sd), (x + cap, m + sd)],
+                            color.stroke_width(1),
+                        ),
+                    ]
+                }))
+                .map_err(s)?;
+            chart
+                .draw_series(
+                    pts.iter()
+                        .map(|&(x, m, _)| Circle::new((x, m), 4, color.filled())),
+                )
+                .map_err(s)?
+                .label(sum.columns[j].label())
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
+        }
+        for (n, (label, pts)) in paper_series.iter().enumerate() {
+            let shade = if n % 2 == 0 {
+                BLACK
+            } else {
+                RGBColor(120, 120, 120)
+            };
+            chart
+                .draw_series(
+                    pts.iter()
+                        .map(move |&(i, v)| Cross::new((i as f64, v), 6, shade.stroke_width(2))),
+                )
+                .map_err(s)?
+                .label(label.as_str())
+                .legend(move |(x, y)| Cross::new((x + 8, y), 6, shade.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(s)?;
+        root.present().map_err(s)
+    }
+}
+
+/// Labels only at whole numbers (epochs, fractional bits).
+fn whole(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-6 {
+        format!("{:.0}", x)
+    } else {
+        String::new()
+    }
+}
+
+struct VsFracBits<'a> {
+    sum: &'a Summary,
+    /// (data, model) panels that have a fixed-point column.
+    panels: Vec<(String, String)>,
+}
+
+impl Figure for VsFracBits<'_> {
+    fn size(&self) -> (u32, u32) {
+        let (r, c) = grid_shape(self.panels.len());
+        (620 * c as u32, 480 * r as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), String> {
+        let s = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+        root.fill(&WHITE).map_err(s)?;
+        let sum = self.sum;
+        let areas = root.split_evenly(grid_shape(self.panels.len()));
+        for (p, (data, model)) in self.panels.iter().enumerate() {
+            let cols: Vec<usize> = sum
+                .columns_of(Metric::Accuracy)
+                .into_iter()
+                .filter(|&j| &sum.columns[j].data == data && &sum.columns[j].model == model)
+                .collect();
+            let fracs: Vec<u32> = cols
+                .iter()
+                .filter_map(|&j| match sum.columns[j].precision {
+                    Precision::Fixed(f) => Some(f),
+                    Precision::Float => None,
+                })
+                .collect();
+            let lo = *fracs.iter().min().unwrap_or(&8) as f64 - 1.0;
+            let hi = *fracs.iter().max().unwrap_or(&24) as f64 + 1.0;
+            let mut chart = ChartBuilder::on(&areas[p])
+                .caption(
+                    format!("{model} on {data}: accuracy vs fractional bits"),
+                    ("sans-serif", 20),
+                )
+                .margin(12)
+                .x_label_area_size(35)
+                .y_label_area_size(50)
+                .build_cartesian_2d(lo..hi, 0.0..100.0)
+                .map_err(s)?;
+            chart
+                .configure_mesh()
+                .x_desc("fractional bits f")
+                .x_labels((hi - lo) as usize + 1)
+                .x_label_formatter(&whole)
+                .y_desc("test accuracy (%)")
+                .draw()
+                .map_err(s)?;
+            for i in 0..sum.approx.len() {
+                let color = Palette99::pick(i).to_rgba();
+                let mut pts: Vec<(f64, f64)> = Vec::new();
+                let mut float = None;
+                for &j in &cols {
+                    let Some((m, _)) = mean_std(&sum.cells[i][j].accuracy) else {
+                        continue;
+                    };
+                    match sum.columns[j].precision {
+                        Precision::Fixed(f) => pts.push((f as f64, 100.0 * m)),
+                        Precision::Float => float = Some(100.0 * m),
+                    }
+                }
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                if let Some(fl) = float {
+                    chart
+                        .draw_series(DashedLineSeries::new(
+                            vec![(lo, fl), (hi, fl)],
+                            6,
+                            4,
+                            color.stroke_width(1),
+                        ))
+                        .map_err(s)?;
+                }
+                chart
+                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                    .map_err(s)?
+                    .label(sum.row_label(i))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    .map_err(s)?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(s)?;
+        }
+        root.present().map_err(s)
+    }
+}
+
+struct LossCurves<'a> {
+    sum: &'a Summary,
+}
+
+impl Figure for LossCurves<'_> {
+    fn size(&self) -> (u32, u32) {
+        let (r, c) = grid_shape(self.sum.columns.len());
+        (560 * c as u32, 420 * r as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), String> {
+        let s = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+        root.fill(&WHITE).map_err(s)?;
+        let sum = self.sum;
+        let areas = root.split_evenly(grid_shape(sum.columns.len()));
+        for (j, col) in sum.columns.iter().enumerate() {
+            let runs: Vec<_> = sum
+                .runs
+                .iter()
+                .filter(|r| {
+                    r.ok && r.data == col.data
+                        && r.model == col.model
+                        && Precision::of(r.frac_bits) == col.precision
+                })
+                .collect();
+            let epochs = runs
+                .iter()
+                .flat_map(|r| r.history.iter().map(|h| h.epoch))
+                .max()
+                .unwrap_or(1);
+            let ymax = runs
+                .iter()
+                .flat_map(|r| r.history.iter().filter_map(|h| h.train_loss))
+                .fold(0.1f64, f64::max)
+                .min(50.0);
+            let mut chart = ChartBuilder::on(&areas[j])
+                .caption(
+                    format!("training loss: {}", col.label()),
+                    ("sans-serif", 18),
+                )
+                .margin(12)
+                .x_label_area_size(35)
+                .y_label_area_size(50)
+                .build_cartesian_2d(0.5..(epochs as f64 + 0.5), 0.0..1.1 * ymax)
+                .map_err(s)?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .y_desc("mean training loss")
+                .x_labels(epochs.min(20) + 1)
+                .x_label_formatter(&whole)
+                .draw()
+                .map_err(s)?;
+            for (i, a) in sum.approx.iter().enumerate() {
+                let color = Palette99::pick(i).to_rgba();
+                let mine: Vec<_> = runs
+                    .iter()
+                    .filter(|r| r.exp == a.0 && r.tanh == a.1)
+                    .collect();
+                for (n, r) in mine.iter().enumerate() {
+                    let pts: Vec<(f64, f64)> = r
+                        .history
+                        .iter()
+                        .filter_map(|h| h.train_loss.map(|l| (h.epoch as f64, l.min(ymax))))
+                        .collect();
+                    let series = chart
+                        .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                        .map_err(s)?;
+                    if n == 0 {
+                        series.label(sum.row_label(i)).legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                        });
+                    }
+                    chart
+                        .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                        .map_err(s)?;
+                }
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(s)?;
+        }
+        root.present().map_err(s)
+    }
+}
+
+/// Writes every picture of `sum` into `dir`; returns the files written and a note for each
+/// picture left out (and why).
+///
+/// # Errors
+/// A drawing fails (an unwritable file, missing fonts).
+pub fn write_all(
+    dir: &Path,
+    sum: &Summary,
+    paper: Option<&PaperTable>,
+) -> Result<(Vec<PathBuf>, Vec<String>), PlotError> {
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    for (metric, stem) in [
+        (Metric::Accuracy, "accuracy"),
+        (Metric::Perplexity, "perplexity"),
+    ] {
+        if !sum.columns_of(metric).is_empty() {
+            files.extend(write_both(dir, stem, &PerApprox { sum, metric, paper })?);
+        }
+    }
+    let mut panels: Vec<(String, String)> = Vec::new();
+    for &j in &sum.columns_of(Metric::Accuracy) {
+        let c = &sum.columns[j];
+        let p = (c.data.clone(), c.model.clone());
+        if matches!(c.precision, Precision::Fixed(_)) && !panels.contains(&p) {
+            panels.push(p);
+        }
+    }
+    if panels.is_empty() {
+        skipped.push(
+            "accuracy_vs_frac_bits: no fixed-point (plain) accuracy results to draw".to_string(),
+        );
+    } else {
+        files.extend(write_both(
+            dir,
+            "accuracy_vs_frac_bits",
+            &VsFracBits { sum, panels },
+        )?);
+    }
+    if sum.columns.is_empty() {
+        skipped.push("loss_curves: no runs".to_string());
+    } else {
+        files.extend(write_both(dir, "loss_curves", &LossCurves { sum })?);
+    }
+    Ok((files, skipped))
+}

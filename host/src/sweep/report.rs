@@ -1,0 +1,458 @@
+//! `table.md`: the sweep's results laid out like the paper's Table 2 — one row per
+//! approximation, one column per model and precision — with the mean and spread over
+//! seeds, overflow counts where any value wrapped, failures listed, and (for `ringnn
+//! reproduce`) the paper's figures in columns of their own.
+//!
+//! A column whose runs report a `perplexity` (sequence models) goes into a perplexity
+//! table instead of the accuracy table, so both kinds of model can share one sweep.
+
+use super::grid::{Precision, RunSpec};
+use super::paper::{PaperMetric, PaperTable};
+use super::store::RunRow;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// A column of the table: one model on one dataset at one precision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// Dataset.
+    pub data: String,
+    /// Model.
+    pub model: String,
+    /// Precision.
+    pub precision: Precision,
+}
+
+impl Column {
+    /// `mlp, synthetic, f=13`.
+    pub fn label(&self) -> String {
+        format!("{}, {}, {}", self.model, self.data, self.precision.label())
+    }
+}
+
+/// What a column measures.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Metric {
+    /// Test accuracy (shown in %).
+    Accuracy,
+    /// Perplexity.
+    Perplexity,
+}
+
+/// The finished runs of one (approximation, column) cell.
+#[derive(Clone, Debug, Default)]
+pub struct Cell {
+    /// Final test accuracies (fractions) of the successful runs.
+    pub accuracy: Vec<f64>,
+    /// Final perplexities of the successful runs that report one.
+    pub perplexity: Vec<f64>,
+    /// Training throughput of the successful runs.
+    pub samples_per_sec: Vec<f64>,
+    /// Overflow counts summed over the successful runs.
+    pub overflow: u64,
+    /// Runs whose last record is an error.
+    pub errors: usize,
+}
+
+impl Cell {
+    /// The values of `metric` (accuracy as a fraction).
+    pub fn values(&self, metric: Metric) -> &[f64] {
+        match metric {
+            Metric::Accuracy => &self.accuracy,
+            Metric::Perplexity => &self.perplexity,
+        }
+    }
+}
+
+/// Mean and sample standard deviation (0 for one value); `None` for none.
+pub fn mean_std(v: &[f64]) -> Option<(f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    Some((mean, var.sqrt()))
+}
+
+/// The results of a sweep, arranged for the table and the plots.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// Row labels' (e^x, tanh) pairs, in grid order.
+    pub approx: Vec<(String, String)>,
+    /// Columns, in grid order.
+    pub columns: Vec<Column>,
+    /// What each column measures.
+    pub metrics: Vec<Metric>,
+    /// `cells[row][column]`.
+    pub cells: Vec<Vec<Cell>>,
+    /// The record of each run of the grid that has one (the last `ok` record of its key,
+    /// else its last error), in grid order.
+    pub runs: Vec<RunRow>,
+    /// Runs of the grid without any record.
+    pub missing: usize,
+    /// Seeds asked for.
+    pub seeds: usize,
+}
+
+impl Summary {
+    /// Arranges `records` (lines of `runs.jsonl`, oldest first) by the runs of `specs`;
+    /// records of other keys (an earlier sweep into the same folder) are left out.
+    pub fn new(specs: &[RunSpec], records: &[Value]) -> Summary {
+        let mut approx: Vec<(String, String)> = Vec::new();
+        let mut columns: Vec<Column> = Vec::new();
+        let mut seeds: Vec<u64> = Vec::new();
+        for s in specs {
+            let a = (s.exp.clone(), s.tanh.clone());
+            if !approx.contains(&a) {
+                approx.push(a);
+            }
+            let c = Column {
+                data: s.data.clone(),
+                model: s.model.clone(),
+                precision: s.precision,
+            };
+            if !columns.contains(&c) {
+                columns.push(c);
+            }
+            if !seeds.contains(&s.seed) {
+                seeds.push(s.seed);
+            }
+        }
+        let mut best: HashMap<&str, RunRow> = HashMap::new();
+        for v in records {
+            let Some(r) = RunRow::from_value(v) else {
+                continue;
+            };
+            let keep_old = best.get(r.key.as_str()).is_some_and(|old| old.ok && !r.ok);
+            if !keep_old {
+                if let Some(s) = specs.iter().find(|s| s.key == r.key) {
+                    best.insert(s.key.as_str(), r);
+                }
+            }
+        }
+        let mut cells = vec![vec![Cell::default(); columns.len()]; approx.len()];
+        let mut runs = Vec::new();
+        let mut missing = 0;
+        for s in specs {
+            let Some(r) = best.get(s.key.as_str()) else {
+                missing += 1;
+                continue;
+            };
+            let i = approx
+                .iter()
+                .position(|a| a.0 == s.exp && a.1 == s.tanh)
+                .expect("every row was collected");
+            let j = columns
+                .iter()
+                .position(|c| c.data == s.data && c.model == s.model && c.precision == s.precision)
+                .expect("every column was collected");
+            let cell = &mut cells[i][j];
+            if r.ok {
+                cell.accuracy.extend(r.test_accuracy);
+                cell.perplexity.extend(r.perplexity);
+                cell.samples_per_sec.extend(r.samples_per_sec);
+                cell.overflow += r.overflow_count;
+            } else {
+                cell.errors += 1;
+            }
+            runs.push(r.clone());
+        }
+        let metrics = (0..columns.len())
+            .map(|j| {
+                if cells.iter().any(|row| !row[j].perplexity.is_empty()) {
+                    Metric::Perplexity
+                } else {
+                    Metric::Accuracy
+                }
+            })
+            .collect();
+        Summary {
+            approx,
+            columns,
+            metrics,
+            cells,
+            runs,
+            missing,
+            seeds: seeds.len(),
+        }
+    }
+
+    /// The label of row `i`: the e^x approximation, with the tanh approximation when the
+    /// grid varies it.
+    pub fn row_label(&self, i: usize) -> String {
+        let (exp, tanh) = &self.approx[i];
+        let tanh_varies = self.approx.iter().any(|a| a.1 != self.approx[0].1);
+        if tanh_varies {
+            format!("{exp}, tanh {tanh}")
+        } else {
+            exp.clone()
+        }
+    }
+
+    /// Columns measuring `metric`.
+    pub fn columns_of(&self, metric: Metric) -> Vec<usize> {
+        (0..self.columns.len())
+            .filter(|&j| self.metrics[j] == metric)
+            .collect()
+    }
+
+    /// Successful and failed runs among those recorded.
+    pub fn counts(&self) -> (usize, usize) {
+        let ok = self.runs.iter().filter(|r| r.ok).count();
+        (ok, self.runs.len() - ok)
+    }
+}
+
+fn cell_text(cell: &Cell, metric: Metric, seeds: usize) -> String {
+    let (scale, digits) = match metric {
+        Metric::Accuracy => (100.0, 1),
+        Metric::Perplexity => (1.0, 2),
+    };
+    let vals = cell.values(metric);
+    let mut s = match mean_std(vals) {
+        None if cell.errors > 0 => "failed".to_string(),
+        None => "–".to_string(),
+        Some((m, _)) if vals.len() == 1 => format!("{:.digits$}", m * scale),
+        Some((m, sd)) => format!("{:.digits$} ± {:.digits$}", m * scale, sd * scale),
+    };
+    if !vals.is_empty() && vals.len() < seeds {
+        let _ = write!(s, " (n={})", vals.len());
+    }
+    if cell.overflow > 0 {
+        let _ = write!(s, " [overflow {}]", cell.overflow);
+    }
+    s
+}
+
+fn paper_text(v: f64, metric: PaperMetric) -> String {
+    match metric {
+        PaperMetric::Accuracy => format!("{:.1}", 100.0 * v),
+        PaperMetric::Perplexity => format!("{v:.2}"),
+    }
+}
+
+/// How a reproduction is set up, for the head of its table.
+#[derive(Clone, Debug, Default)]
+pub struct Notes {
+    /// A title (`# ...`).
+    pub title: String,
+    /// Lines stated under the title (setup, substitutions, sizes).
+    pub lines: Vec<String>,
+}
+
+/// The markdown of `table.md`.
+pub fn table_md(sum: &Summary, notes: &Notes, paper: Option<&PaperTable>) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# {}\n", notes.title);
+    for l in &notes.lines {
+        let _ = writeln!(md, "- {l}");
+    }
+    if !notes.lines.is_empty() {
+        md.push('\n');
+    }
+    let (ok, failed) = sum.counts();
+    let _ = writeln!(
+        md,
+        "{ok} runs finished, {failed} failed, {} not run yet; {} seed(s) per cell.\n",
+        sum.missing, sum.seeds
+    );
+    for metric in [Metric::Accuracy, Metric::Perplexity] {
+        let cols = sum.columns_of(metric);
+        if cols.is_empty() {
+            continue;
+        }
+        let paper_cols: Vec<(&str, &str)> = match paper {
+            Some(p) if (p.metric == PaperMetric::Accuracy) == (metric == Metric::Accuracy) => p
+                .columns()
+                .into_iter()
+                .filter(|(d, _)| cols.iter().any(|&j| sum.columns[j].data == *d))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let _ = match metric {
+            Metric::Accuracy => writeln!(
+                md,
+                "## Test accuracy (%): mean ± standard deviation over seeds\n"
+            ),
+            Metric::Perplexity => writeln!(
+                md,
+                "## Test perplexity (lower is better): mean ± standard deviation over seeds\n"
+            ),
+        };
+        let mut header = vec!["approximation".to_string()];
+        header.extend(cols.iter().map(|&j| sum.columns[j].label()));
+        header.extend(paper_cols.iter().map(|(d, m)| format!("paper: {m}, {d}")));
+        let _ = writeln!(md, "| {} |", header.join(" | "));
+        let _ = writeln!(md, "|---|{}", "---:|".repeat(header.len() - 1));
+        for i in 0..sum.approx.len() {
+            let mut row = vec![sum.row_label(i)];
+            row.extend(
+                cols.iter()
+                    .map(|&j| cell_text(&sum.cells[i][j], metric, sum.seeds)),
+            );
+            if let Some(p) = paper {
+                row.extend(paper_cols.iter().map(|(d, m)| {
+                    p.get(d, m, &sum.approx[i].0)
+                        .map_or("–".into(), |v| paper_text(v, p.metric))
+                }));
+            }
+            let _ = writeln!(md, "| {} |", row.join(" | "));
+        }
+        md.push('\n');
+    }
+    let _ = writeln!(
+        md,
+        "Cells: mean ± sample standard deviation over the seeds that finished (one value \
+         when one seed); `(n=k)`: only k of the seeds finished; `[overflow N]`: N values \
+         wrapped in Z_2^64, summed over seeds (shown only when non-zero); `failed`: every \
+         run of the cell failed (see below); `–`: not run.\n"
+    );
+    let _ = writeln!(md, "## Training throughput (samples/s, mean over seeds)\n");
+    let mut header = vec!["approximation".to_string()];
+    header.extend(sum.columns.iter().map(Column::label));
+    let _ = writeln!(md, "| {} |", header.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---:|".repeat(header.len() - 1));
+    for i in 0..sum.approx.len() {
+        let mut row = vec![sum.row_label(i)];
+        row.extend(sum.cells[i].iter().map(|c| {
+            mean_std(&c.samples_per_sec).map_or("–".into(), |(m, _)| format!("{m:.0}"))
+        }));
+        let _ = writeln!(md, "| {} |", row.join(" | "));
+    }
+    let errors: Vec<&RunRow> = sum.runs.iter().filter(|r| !r.ok).collect();
+    if !errors.is_empty() {
+        let _ = writeln!(md, "\n## Failed runs\n");
+        for r in errors {
+            let _ = writeln!(
+                md,
+                "- `{}`: {}",
+                r.key,
+                r.error
+                    .as_deref()
+                    .unwrap_or("(no message)")
+                    .replace('\n', " ")
+            );
+        }
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sweep::grid::{Common, Grid};
+    use serde_json::json;
+
+    fn grid(models: &[&str]) -> Vec<RunSpec> {
+        Grid {
+            models: models.iter().map(|m| m.to_string()).collect(),
+            data: vec!["synthetic".into()],
+            approx: vec![
+                ("exact".into(), "hard".into()),
+                ("pwl4".into(), "hard".into()),
+            ],
+            precisions: vec![Precision::Float, Precision::Fixed(13)],
+            seeds: vec![1, 2],
+            common: Common {
+                data_dir: None,
+                grad: "exact".into(),
+                sigmoid: "secureml".into(),
+                subtract_max: false,
+                epochs: 1,
+                batch: 8,
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: 0.0,
+                schedule: "constant".into(),
+                train_limit: Some(10),
+                test_limit: Some(10),
+            },
+        }
+        .expand()
+        .unwrap()
+    }
+
+    fn rec(s: &RunSpec, extra: Value) -> Value {
+        let mut v = json!({
+            "key": s.key, "status": "ok", "model": s.model, "data": s.data,
+            "frac_bits": match s.precision { Precision::Fixed(f) => json!(f), _ => Value::Null },
+            "exp": s.exp, "tanh": s.tanh, "seed": s.seed, "samples_per_sec": 100.0,
+        });
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v
+    }
+
+    #[test]
+    fn cells_hold_mean_and_spread_overflow_and_failures() {
+        let specs = grid(&["mlp"]);
+        assert_eq!(specs.len(), 8);
+        let mut records = Vec::new();
+        for s in &specs {
+            let acc = if s.seed == 1 { 0.8 } else { 0.9 };
+            let ovf = u64::from(s.exp == "pwl4" && s.precision == Precision::Fixed(13));
+            records.push(rec(s, json!({"test_accuracy": acc, "overflow_count": ovf})));
+        }
+        // The last run failed before; a later `ok` record of the same key wins.
+        records.push(json!({"key": specs[7].key, "status": "error", "error": "boom"}));
+        records.push(rec(
+            &specs[7],
+            json!({"test_accuracy": 0.9, "overflow_count": 1}),
+        ));
+        records.push(json!({"key": "another sweep", "status": "ok"}));
+        let sum = Summary::new(&specs, &records);
+        assert_eq!(sum.counts(), (8, 0));
+        let md = table_md(&sum, &Notes::default(), None);
+        assert!(md.contains("| exact | 85.0 ± 7.1 | 85.0 ± 7.1 |"), "{md}");
+        assert!(
+            md.contains("| pwl4 | 85.0 ± 7.1 | 85.0 ± 7.1 [overflow 2] |"),
+            "{md}"
+        );
+        let mut with_failure = records.clone();
+        with_failure.truncate(7);
+        with_failure.push(json!({"key": specs[7].key, "status": "error", "error": "boom"}));
+        let md = table_md(
+            &Summary::new(&specs, &with_failure),
+            &Notes::default(),
+            None,
+        );
+        assert!(
+            md.contains("85.0 ± 7.1 | 80.0 (n=1) [overflow 1] |"),
+            "{md}"
+        );
+        assert!(md.contains("## Failed runs") && md.contains("boom"), "{md}");
+    }
+
+    #[test]
+    fn results_with_perplexity_go_to_a_perplexity_table_beside_the_paper() {
+        let specs = grid(&["mlp", "lenet"]);
+        let records: Vec<Value> = specs
+            .iter()
+            .map(|s| {
+                if s.model == "mlp" {
+                    rec(s, json!({"test_accuracy": 0.5}))
+                } else {
+                    rec(s, json!({"test_accuracy": null, "perplexity": 12.0}))
+                }
+            })
+            .collect();
+        let sum = Summary::new(&specs, &records);
+        assert_eq!(sum.columns_of(Metric::Perplexity).len(), 2);
+        let md = table_md(&sum, &Notes::default(), Some(&crate::sweep::paper::TABLE3));
+        assert!(
+            md.contains("## Test accuracy") && md.contains("## Test perplexity"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| exact | 12.00 ± 0.00 | 12.00 ± 0.00 |"),
+            "{md}"
+        );
+    }
+}

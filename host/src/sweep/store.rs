@@ -1,0 +1,323 @@
+//! The run store: `runs.jsonl` (the record of truth) and `runs.csv` (flat columns for a
+//! spreadsheet), both in the sweep's folder.
+//!
+//! Each finished run, successful or not, is appended to both files and flushed before the
+//! next result is taken, so an interrupted sweep loses at most the runs that were in
+//! flight. A restart reads `runs.jsonl` and skips every key already recorded as `ok`; a
+//! failed run is tried again and its new record appended (the table uses the last `ok`
+//! record of each key). A line cut short by a crash is skipped with a warning, and the next
+//! record starts on a fresh line.
+//!
+//! A record is read back through `serde_json::Value`, looking fields up by name, so that
+//! results with fields this build does not know (a seq2seq run's `perplexity`) are read
+//! when present and ignored when absent.
+
+use serde_json::{Map, Value};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// The JSON-lines file of a sweep folder.
+pub const JSONL: &str = "runs.jsonl";
+/// The CSV file of a sweep folder.
+pub const CSV: &str = "runs.csv";
+
+/// The CSV columns, in order.
+pub const CSV_COLUMNS: &[&str] = &[
+    "key",
+    "status",
+    "model",
+    "data",
+    "engine",
+    "frac_bits",
+    "exp",
+    "tanh",
+    "grad",
+    "seed",
+    "epochs",
+    "train_samples",
+    "test_samples",
+    "test_accuracy",
+    "perplexity",
+    "train_loss",
+    "train_seconds",
+    "samples_per_sec",
+    "overflow_count",
+    "parameters",
+    "error",
+];
+
+/// One epoch of a run's history, as far as the plots need it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochPoint {
+    /// Epoch (1-based).
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: Option<f64>,
+}
+
+/// One run as the tables and plots see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRow {
+    /// The run key (see [`super::grid::RunSpec::key`]).
+    pub key: String,
+    /// `true` for status `ok`.
+    pub ok: bool,
+    /// The error message of a failed run.
+    pub error: Option<String>,
+    /// Model.
+    pub model: String,
+    /// Dataset.
+    pub data: String,
+    /// Engine (`plain`, `float`).
+    pub engine: String,
+    /// Fractional bits (`None` for float).
+    pub frac_bits: Option<u32>,
+    /// e^x approximation.
+    pub exp: String,
+    /// tanh approximation.
+    pub tanh: String,
+    /// Seed.
+    pub seed: u64,
+    /// Final test accuracy (fraction).
+    pub test_accuracy: Option<f64>,
+    /// Final test perplexity, for results that report one (sequence models).
+    pub perplexity: Option<f64>,
+    /// Final training loss.
+    pub train_loss: Option<f64>,
+    /// Training throughput.
+    pub samples_per_sec: Option<f64>,
+    /// Values that wrapped in Z_2^64.
+    pub overflow_count: u64,
+    /// Per-epoch history.
+    pub history: Vec<EpochPoint>,
+}
+
+impl RunRow {
+    /// Reads a record (one line of `runs.jsonl`). `None` when it lacks the key or status.
+    pub fn from_value(v: &Value) -> Option<RunRow> {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let f = |k: &str| v.get(k).and_then(Value::as_f64).filter(|x| x.is_finite());
+        let history = v
+            .get("history")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|h| {
+                        Some(EpochPoint {
+                            epoch: h.get("epoch")?.as_u64()? as usize,
+                            train_loss: h
+                                .get("train_loss")
+                                .and_then(Value::as_f64)
+                                .filter(|x| x.is_finite()),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(RunRow {
+            key: s("key")?,
+            ok: s("status")? == "ok",
+            error: s("error"),
+            model: s("model").unwrap_or_default(),
+            data: s("data").unwrap_or_default(),
+            engine: s("engine").unwrap_or_default(),
+            frac_bits: v.get("frac_bits").and_then(Value::as_u64).map(|x| x as u32),
+            exp: s("exp").unwrap_or_default(),
+            tanh: s("tanh").unwrap_or_default(),
+            seed: v.get("seed").and_then(Value::as_u64).unwrap_or(0),
+            test_accuracy: f("test_accuracy"),
+            perplexity: f("perplexity"),
+            train_loss: f("train_loss"),
+            samples_per_sec: f("samples_per_sec"),
+            overflow_count: v.get("overflow_count").and_then(Value::as_u64).unwrap_or(0),
+            history,
+        })
+    }
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads every well-formed record of `dir/runs.jsonl`, in file order (an absent file is
+/// empty). Returns the records and the number of lines that could not be read.
+///
+/// # Errors
+/// The file exists but cannot be read.
+pub fn read_records(dir: &Path) -> Result<(Vec<Value>, usize), StoreError> {
+    let path = dir.join(JSONL);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let (mut out, mut bad) = (Vec::new(), 0);
+    for line in BufReader::new(file).lines() {
+        let line = line.map_err(io(&path))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(&line) {
+            Ok(v) if v.get("key").is_some() => out.push(v),
+            _ => bad += 1,
+        }
+    }
+    Ok((out, bad))
+}
+
+/// The two files of a sweep folder, open for appending.
+pub struct Store {
+    jsonl: File,
+    csv: File,
+    jsonl_path: PathBuf,
+    csv_path: PathBuf,
+}
+
+fn open_append(path: &Path) -> Result<File, StoreError> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+        .map_err(io(path))?;
+    // A crash may leave a line without its newline; the next record starts afresh.
+    let len = f.metadata().map_err(io(path))?.len();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::End(-1)).map_err(io(path))?;
+        f.read_exact(&mut last).map_err(io(path))?;
+        if last[0] != b'\n' {
+            f.write_all(b"\n").map_err(io(path))?;
+        }
+    }
+    Ok(f)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn csv_value(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => csv_field(s),
+        Some(other) => csv_field(&other.to_string()),
+    }
+}
+
+impl Store {
+    /// Opens (creating when absent) `dir/runs.jsonl` and `dir/runs.csv`; writes the CSV
+    /// header into an empty CSV file.
+    ///
+    /// # Errors
+    /// A file cannot be opened or written.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let jsonl_path = dir.join(JSONL);
+        let csv_path = dir.join(CSV);
+        let jsonl = open_append(&jsonl_path)?;
+        let mut csv = open_append(&csv_path)?;
+        if csv.metadata().map_err(io(&csv_path))?.len() == 0 {
+            writeln!(csv, "{}", CSV_COLUMNS.join(",")).map_err(io(&csv_path))?;
+            csv.flush().map_err(io(&csv_path))?;
+        }
+        Ok(Store {
+            jsonl,
+            csv,
+            jsonl_path,
+            csv_path,
+        })
+    }
+
+    /// Appends one record to both files and flushes them.
+    ///
+    /// # Errors
+    /// A write fails.
+    pub fn append(&mut self, record: &Map<String, Value>) -> Result<(), StoreError> {
+        let line = serde_json::to_string(record).expect("a JSON map serialises");
+        writeln!(self.jsonl, "{line}").map_err(io(&self.jsonl_path))?;
+        self.jsonl.flush().map_err(io(&self.jsonl_path))?;
+        self.jsonl.sync_data().map_err(io(&self.jsonl_path))?;
+        let row: Vec<String> = CSV_COLUMNS
+            .iter()
+            .map(|c| csv_value(record.get(*c)))
+            .collect();
+        writeln!(self.csv, "{}", row.join(",")).map_err(io(&self.csv_path))?;
+        self.csv.flush().map_err(io(&self.csv_path))?;
+        self.csv.sync_data().map_err(io(&self.csv_path))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_with_commas_and_quotes_are_quoted() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a, \"b\""), "\"a, \"\"b\"\"\"");
+    }
+
+    #[test]
+    fn a_row_reads_unknown_and_missing_fields_gracefully() {
+        let v: Value = serde_json::from_str(
+            r#"{"key":"k","status":"ok","model":"seq2seq","data":"tatoeba","engine":"float",
+                "frac_bits":null,"exp":"pwl4","tanh":"hard","seed":2,"test_accuracy":null,
+                "perplexity":17.5,"future_field":[1,2],"history":[{"epoch":1,"train_loss":3.0}]}"#,
+        )
+        .unwrap();
+        let r = RunRow::from_value(&v).unwrap();
+        assert!(r.ok);
+        assert_eq!(r.perplexity, Some(17.5));
+        assert_eq!(r.test_accuracy, None);
+        assert_eq!(r.frac_bits, None);
+        assert_eq!(r.history.len(), 1);
+        assert!(RunRow::from_value(&serde_json::json!({"status":"ok"})).is_none());
+    }
+
+    #[test]
+    fn a_cut_line_is_skipped_and_the_next_record_starts_on_a_new_line() {
+        let dir = std::env::temp_dir().join(format!("ringnn-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(JSONL),
+            "{\"key\":\"a\",\"status\":\"ok\"}\n{\"key\":\"b\",",
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(dir.join(CSV));
+        let mut s = Store::open(&dir).unwrap();
+        let mut m = Map::new();
+        m.insert("key".into(), "c".into());
+        m.insert("status".into(), "error".into());
+        m.insert("error".into(), "it failed, badly".into());
+        s.append(&m).unwrap();
+        let (recs, bad) = read_records(&dir).unwrap();
+        assert_eq!(bad, 1);
+        assert_eq!(recs.len(), 2);
+        let csv = std::fs::read_to_string(dir.join(CSV)).unwrap();
+        assert!(csv.starts_with("key,status,"));
+        assert!(csv.contains("c,error,") && csv.ends_with("\"it failed, badly\"\n"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
