@@ -56,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         frac_bits: FracBits::new(13).map_err(|e| anyhow::anyhow!("{e}"))?,
         exp: ExpApprox::Pwl(4),
         tanh: TanhApprox::Hard,
+        sigmoid: ringnn_core::approx::SigmoidApprox::SecureMl,
         grad: GradMode::Surrogate,
         subtract_max: true,
         epochs: 2,

@@ -41,10 +41,10 @@ pub enum Command {
 /// Arguments of `ringnn train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Model: mlp, lenet, resnet20, resnet32, resnet18.
+    /// Model: mlp, lenet, resnet20, resnet32, resnet18, seq2seq (with --data tatoeba).
     #[arg(long, default_value = "mlp")]
     pub model: String,
-    /// Data: synthetic (built in), mnist, cifar10, cifar100.
+    /// Data: synthetic (built in), mnist, cifar10, cifar100, tatoeba.
     #[arg(long, default_value = "synthetic")]
     pub data: String,
     /// Folder with the datasets (else RINGNN_DATA).
@@ -137,13 +137,21 @@ impl TrainArgs {
             "mnist" => DataKind::Mnist,
             "cifar10" => DataKind::Cifar10,
             "cifar100" => DataKind::Cifar100,
-            other => {
-                return Err(name(
-                    "data",
-                    format!("unknown data '{other}'; valid: synthetic, mnist, cifar10, cifar100"),
-                ))
-            }
+            "tatoeba" => DataKind::Tatoeba,
+            other => return Err(name(
+                "data",
+                format!(
+                    "unknown data '{other}'; valid: synthetic, mnist, cifar10, cifar100, tatoeba"
+                ),
+            )),
         };
+        if (self.model == "seq2seq") != (data == DataKind::Tatoeba) {
+            return Err(name(
+                "model",
+                "seq2seq trains on --data tatoeba, and the image models on the image datasets"
+                    .into(),
+            ));
+        }
         let engine = match self.engine.as_str() {
             "plain" => EngineKind::Plain,
             "float" => EngineKind::Float,
@@ -160,7 +168,8 @@ impl TrainArgs {
         })?;
         let exp = ExpApprox::parse(&self.exp).map_err(|e| name("exp", e.to_string()))?;
         let tanh = TanhApprox::parse(&self.tanh).map_err(|e| name("tanh", e.to_string()))?;
-        SigmoidApprox::parse(&self.sigmoid, exp).map_err(|e| name("sigmoid", e.to_string()))?;
+        let sigmoid =
+            SigmoidApprox::parse(&self.sigmoid, exp).map_err(|e| name("sigmoid", e.to_string()))?;
         let grad = ringnn_core::softmax::GradMode::parse(&self.grad).ok_or_else(|| {
             name(
                 "grad",
@@ -190,6 +199,7 @@ impl TrainArgs {
             frac_bits,
             exp,
             tanh,
+            sigmoid,
             grad,
             subtract_max: self.subtract_max,
             epochs: self.epochs,
@@ -221,6 +231,37 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             .build_global()
             .ok();
         std::env::set_var("MATMUL_NUM_THREADS", t.to_string());
+    }
+    if cfg.model == "seq2seq" {
+        let r = crate::train::seq2seq::train_seq2seq(&cfg, cfg.sigmoid, Default::default())?;
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&r)?)?;
+        } else {
+            writeln!(
+                out,
+                "seq2seq on tatoeba ({} train / {} test pairs), {} engine{}, tanh {}, sigmoid {}, exp {}: test perplexity {:.2}, token accuracy {:.2}% after {} epochs; {:.0} pairs/s; overflows {}",
+                r.train_samples,
+                r.test_samples,
+                r.engine,
+                r.frac_bits.map_or(String::new(), |f| format!(" f={f}")),
+                r.tanh,
+                r.sigmoid,
+                r.exp,
+                r.perplexity,
+                100.0 * r.test_token_accuracy,
+                r.epochs,
+                r.samples_per_sec,
+                r.overflow_count
+            )?;
+            for t in r.translations.iter().take(5) {
+                writeln!(
+                    out,
+                    "  {} => {} (reference: {})",
+                    t.source, t.output, t.reference
+                )?;
+            }
+        }
+        return Ok(());
     }
     let r = crate::train::train(&cfg)?;
     if args.json {

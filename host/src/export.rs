@@ -593,6 +593,7 @@ mod tests {
             frac_bits: FracBits::new(13).unwrap(),
             exp: ExpApprox::Pwl(4),
             tanh: TanhApprox::Hard,
+            sigmoid: ringnn_core::approx::SigmoidApprox::SecureMl,
             grad: GradMode::Exact,
             subtract_max: true,
             epochs: 1,

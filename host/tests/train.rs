@@ -16,6 +16,7 @@ fn cfg(model: &str, engine: EngineKind) -> TrainConfig {
         frac_bits: FracBits::new(13).unwrap(),
         exp: ExpApprox::Pwl(4),
         tanh: TanhApprox::Hard,
+        sigmoid: ringnn_core::approx::SigmoidApprox::SecureMl,
         grad: GradMode::Exact,
         subtract_max: false,
         epochs: 2,
@@ -238,6 +239,23 @@ fn bad_training_arguments_are_clear_errors() {
         ),
         (&["train", "--resume"], &["--resume", "--checkpoint"]),
         (
+            &["train", "--model", "seq2seq"],
+            &["--model", "seq2seq", "tatoeba"],
+        ),
+        (&["train", "--data", "tatoeba"], &["--model", "tatoeba"]),
+        (
+            &[
+                "train",
+                "--model",
+                "seq2seq",
+                "--data",
+                "tatoeba",
+                "--sigmoid",
+                "x",
+            ],
+            &["--sigmoid", "secureml"],
+        ),
+        (
             &["train", "--schedule", "linear", "--train-limit", "10"],
             &["--schedule", "cosine"],
         ),
@@ -255,4 +273,50 @@ fn bad_training_arguments_are_clear_errors() {
         }
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+#[test]
+fn seq2seq_trains_from_the_command_line_when_tatoeba_is_present() {
+    let dir = std::env::var_os("RINGNN_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data"))
+        });
+    if !dir.join("tatoeba").exists() {
+        eprintln!("skipping: no tatoeba folder under RINGNN_DATA or ../shared/data");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_ringnn"))
+        .args([
+            "train",
+            "--model",
+            "seq2seq",
+            "--data",
+            "tatoeba",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "256",
+            "--test-limit",
+            "64",
+            "--tanh",
+            "hard",
+            "--exp",
+            "pwl4",
+            "--json",
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert!(v["perplexity"].as_f64().unwrap().is_finite());
+    assert_eq!(v["model"], "seq2seq");
+    assert_eq!(v["tanh"], "hard");
 }

@@ -71,7 +71,9 @@ pub struct Net {
 }
 
 /// The models `ringnn train` knows.
-pub const MODELS: &[&str] = &["mlp", "lenet", "resnet20", "resnet32", "resnet18"];
+pub const MODELS: &[&str] = &[
+    "mlp", "lenet", "resnet20", "resnet32", "resnet18", "seq2seq",
+];
 
 fn img(c: usize, h: usize, w: usize) -> Image {
     Image {
@@ -238,6 +240,7 @@ pub fn build(name: &str, input: Image, classes: usize) -> Result<Net, String> {
             v.push(b.dense(classes));
             v
         }
+        "seq2seq" => return Err("seq2seq is a sequence model: train it with --data tatoeba".into()),
         _ => {
             return Err(format!(
                 "unknown model '{name}'; valid: {}",

@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use ringnn_core::approx::{ExpApprox, TanhApprox};
+use ringnn_core::approx::{ExpApprox, SigmoidApprox, TanhApprox};
 use ringnn_core::layers::Image;
 use ringnn_core::optim::{Schedule, Sgd};
 use ringnn_core::softmax::{self, GradMode, Softmax};
@@ -45,6 +45,8 @@ pub enum DataKind {
     Cifar10,
     /// CIFAR-100 (binary, fine labels).
     Cifar100,
+    /// Tatoeba English-French pairs (for `seq2seq`).
+    Tatoeba,
 }
 
 impl DataKind {
@@ -55,6 +57,7 @@ impl DataKind {
             DataKind::Mnist => "mnist",
             DataKind::Cifar10 => "cifar10",
             DataKind::Cifar100 => "cifar100",
+            DataKind::Tatoeba => "tatoeba",
         }
     }
 }
@@ -76,6 +79,8 @@ pub struct TrainConfig {
     pub exp: ExpApprox,
     /// tanh approximation (recurrent models).
     pub tanh: TanhApprox,
+    /// sigmoid approximation (recurrent models).
+    pub sigmoid: SigmoidApprox,
     /// Gradient mode of softmax cross-entropy.
     pub grad: GradMode,
     /// Subtract the row maximum in softmax.
@@ -144,8 +149,11 @@ pub struct TrainResult {
     pub train_samples: usize,
     /// Test samples.
     pub test_samples: usize,
-    /// Final test accuracy.
+    /// Final test accuracy (seq2seq: token accuracy under teacher forcing).
     pub test_accuracy: f64,
+    /// Final test perplexity (seq2seq only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perplexity: Option<f64>,
     /// Final mean training loss.
     pub train_loss: f64,
     /// Seconds of training (this invocation, evaluation excluded).
@@ -225,6 +233,11 @@ fn load_data(cfg: &TrainConfig) -> Result<Split, TrainError> {
             let test = cfg.test_limit.unwrap_or(10_000);
             data::synth::synthetic_digits(train, test, cfg.seed)
         }
+        DataKind::Tatoeba => {
+            return Err(TrainError::Config(
+                "--data tatoeba is for --model seq2seq (image models need synthetic, mnist, cifar10 or cifar100)".into(),
+            ))
+        }
         DataKind::Mnist => data::idx::load_mnist(&need_dir("mnist")?)?,
         DataKind::Cifar10 => data::cifar::load_cifar10(&need_dir("cifar10")?)?,
         DataKind::Cifar100 => {
@@ -258,6 +271,15 @@ fn truncate(d: &mut Dataset, n: usize) {
 /// # Errors
 /// Bad data, an unencodable value, a checkpoint problem or a bad configuration.
 pub fn train(cfg: &TrainConfig) -> Result<TrainResult, TrainError> {
+    if cfg.model == "seq2seq" || cfg.data == DataKind::Tatoeba {
+        if cfg.model != "seq2seq" || cfg.data != DataKind::Tatoeba {
+            return Err(TrainError::Config(
+                "--model seq2seq trains on --data tatoeba, and only it does".into(),
+            ));
+        }
+        let r = super::seq2seq::train_seq2seq(cfg, cfg.sigmoid, Default::default())?;
+        return Ok(TrainResult::from(r));
+    }
     if cfg.batch == 0 || cfg.epochs == 0 {
         return Err(TrainError::Config(
             "--batch and --epochs must be at least 1".into(),
@@ -603,6 +625,7 @@ fn run_engine<E: HostEngine>(
         train_samples: n_train,
         test_samples: split.test.len(),
         test_accuracy,
+        perplexity: None,
         train_loss: last_loss,
         train_seconds,
         samples_per_sec: trained as f64 / train_seconds.max(1e-9),
@@ -611,4 +634,42 @@ fn run_engine<E: HostEngine>(
         history,
         checkpoint: last_ckpt,
     })
+}
+
+impl From<super::seq2seq::Seq2SeqResult> for TrainResult {
+    /// The common result of a seq2seq run (accuracy is token accuracy under teacher
+    /// forcing; translations stay in the seq2seq result).
+    fn from(r: super::seq2seq::Seq2SeqResult) -> Self {
+        TrainResult {
+            model: r.model,
+            data: r.data,
+            engine: r.engine,
+            frac_bits: r.frac_bits,
+            exp: r.exp,
+            tanh: r.tanh,
+            grad: r.grad,
+            epochs: r.epochs,
+            train_samples: r.train_samples,
+            test_samples: r.test_samples,
+            test_accuracy: r.test_token_accuracy,
+            perplexity: Some(r.perplexity),
+            train_loss: r.train_loss,
+            train_seconds: r.train_seconds,
+            samples_per_sec: r.samples_per_sec,
+            overflow_count: r.overflow_count,
+            parameters: r.parameters,
+            history: r
+                .history
+                .iter()
+                .map(|h| EpochStats {
+                    epoch: h.epoch,
+                    train_loss: h.train_loss,
+                    train_accuracy: f64::NAN,
+                    test_accuracy: h.test_token_accuracy,
+                    seconds: h.seconds,
+                })
+                .collect(),
+            checkpoint: r.checkpoint,
+        }
+    }
 }
