@@ -36,6 +36,21 @@ pub enum Command {
     /// quick scale (about 30 minutes on 2 cores) or the paper's full scale, with the
     /// paper's figures beside the measured ones.
     Reproduce(ReproduceArgs),
+    /// Make a session CA and one certificate and key per role (party 0, party 1, dealer)
+    /// for mutual TLS.
+    Keygen(KeygenArgs),
+    /// Run the dealer of correlated randomness for one two-party session (serves party 1's
+    /// corrections over TLS; party 0 gets only a seed).
+    #[command(name = "mpc-dealer")]
+    MpcDealer(MpcDealerArgs),
+    /// Run one of the two servers on its share file, over mutual TLS to the other server
+    /// and the dealer; writes its share of the result and a report of bytes and rounds.
+    #[command(name = "mpc-server")]
+    MpcServer(MpcServerArgs),
+    /// Run the data owner, the dealer and both servers as separate local processes over
+    /// TLS on loopback, reconstruct the result and compare it with Plain.
+    #[command(name = "mpc-demo")]
+    MpcDemo(MpcDemoArgs),
 }
 
 /// Arguments of `ringnn train`.
@@ -138,12 +153,14 @@ impl TrainArgs {
             "cifar10" => DataKind::Cifar10,
             "cifar100" => DataKind::Cifar100,
             "tatoeba" => DataKind::Tatoeba,
-            other => return Err(name(
-                "data",
-                format!(
+            other => {
+                return Err(name(
+                    "data",
+                    format!(
                     "unknown data '{other}'; valid: synthetic, mnist, cifar10, cifar100, tatoeba"
                 ),
-            )),
+                ))
+            }
         };
         if (self.model == "seq2seq") != (data == DataKind::Tatoeba) {
             return Err(name(
@@ -595,6 +612,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Approx(args) => approx(&args, &mut lock),
         Command::Train(args) => train(&args, &mut lock),
+        c @ (Command::Keygen(_)
+        | Command::MpcDealer(_)
+        | Command::MpcServer(_)
+        | Command::MpcDemo(_)) => mpc_command(c, &mut lock),
         Command::Sweep(args) => sweep(&args, &mut lock),
         Command::Reproduce(args) => reproduce(&args, &mut lock),
     }
@@ -973,4 +994,247 @@ impl ReproduceArgs {
 pub fn reproduce(args: &ReproduceArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let cfg = args.config()?;
     finish_sweep(&cfg, out)
+}
+
+/// Arguments of `ringnn keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Folder for ca.pem and the role certificates and keys (created).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// Arguments of `ringnn mpc-dealer`.
+#[derive(Debug, Args)]
+pub struct MpcDealerArgs {
+    /// Address to listen on (host:port).
+    #[arg(long)]
+    pub listen: String,
+    /// The keygen folder.
+    #[arg(long, value_name = "DIR")]
+    pub keys: PathBuf,
+    /// Session id (32 hex digits), the same for the dealer and both servers.
+    #[arg(long)]
+    pub session: String,
+    /// Connect and read timeout in seconds.
+    #[arg(long = "timeout-s", default_value_t = 30)]
+    pub timeout_s: u64,
+}
+
+/// Arguments of `ringnn mpc-server`.
+#[derive(Debug, Args)]
+pub struct MpcServerArgs {
+    /// 0 or 1.
+    #[arg(long)]
+    pub party: u8,
+    /// Listen for the other server here (party 0).
+    #[arg(long, conflicts_with = "connect")]
+    pub listen: Option<String>,
+    /// Connect to the other server here (party 1).
+    #[arg(long)]
+    pub connect: Option<String>,
+    /// The dealer's address.
+    #[arg(long)]
+    pub dealer: String,
+    /// The keygen folder.
+    #[arg(long, value_name = "DIR")]
+    pub keys: PathBuf,
+    /// Session id (32 hex digits).
+    #[arg(long)]
+    pub session: String,
+    /// Connect and read timeout in seconds.
+    #[arg(long = "timeout-s", default_value_t = 30)]
+    pub timeout_s: u64,
+    /// Fractional bits (both servers must agree).
+    #[arg(long = "frac-bits", default_value_t = 16)]
+    pub frac_bits: u32,
+    /// The job: dense-relu.
+    #[arg(long, default_value = "dense-relu")]
+    pub job: String,
+    /// Rows of the input.
+    #[arg(long)]
+    pub batch: usize,
+    /// Input features.
+    #[arg(long)]
+    pub inputs: usize,
+    /// Output features.
+    #[arg(long)]
+    pub outputs: usize,
+    /// This server's share file from the data owner.
+    #[arg(long, value_name = "FILE")]
+    pub shares: PathBuf,
+    /// Where to write this server's share of the result.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Where to write the report (JSON: bytes, rounds, offline bytes).
+    #[arg(long, value_name = "FILE")]
+    pub report: PathBuf,
+}
+
+/// Arguments of `ringnn mpc-demo`.
+#[derive(Debug, Args)]
+pub struct MpcDemoArgs {
+    /// Working folder for keys, share files and reports (created).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Rows of the input.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Input features.
+    #[arg(long, default_value_t = 32)]
+    pub inputs: usize,
+    /// Output features.
+    #[arg(long, default_value_t = 16)]
+    pub outputs: usize,
+    /// Fractional bits.
+    #[arg(long = "frac-bits", default_value_t = 16)]
+    pub frac_bits: u32,
+    /// Seed of the synthetic data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn session(s: &str) -> Result<crate::mpc::net::SessionId, ConfigError> {
+    s.parse().map_err(|e: String| ConfigError::Value {
+        flag: "session",
+        message: e,
+    })
+}
+
+fn net_config(sess: &str, timeout_s: u64) -> Result<crate::mpc::net::NetConfig, ConfigError> {
+    if timeout_s == 0 {
+        return Err(ConfigError::Value {
+            flag: "timeout-s",
+            message: "must be at least 1".into(),
+        });
+    }
+    let mut net = crate::mpc::net::NetConfig::new(session(sess)?);
+    net.timeout = std::time::Duration::from_secs(timeout_s);
+    Ok(net)
+}
+
+fn mpc_command(cmd: Command, out: &mut dyn Write) -> anyhow::Result<()> {
+    use crate::mpc::server::{Job, PeerLink, ServerConfig};
+    match cmd {
+        Command::Keygen(a) => {
+            let k = crate::mpc::keys::keygen(&a.out)?;
+            writeln!(
+                out,
+                "wrote {} and {} role certificates and keys in {}",
+                k.ca.display(),
+                k.roles.len(),
+                a.out.display()
+            )?;
+        }
+        Command::MpcDealer(a) => {
+            let cfg = crate::mpc::dealer_server::DealerConfig {
+                listen: a.listen,
+                keys: a.keys,
+                net: net_config(&a.session, a.timeout_s)?,
+                master_seed: None,
+            };
+            let r = crate::mpc::dealer_server::serve_dealer(&cfg)?;
+            eprintln!(
+                "dealer: served {} requests; sent {} / {} bytes to party 0 / 1",
+                r.requests, r.sent[0], r.sent[1]
+            );
+        }
+        Command::MpcServer(a) => {
+            let party = match a.party {
+                0 => crate::mpc::PartyId::P0,
+                1 => crate::mpc::PartyId::P1,
+                p => {
+                    return Err(ConfigError::Value {
+                        flag: "party",
+                        message: format!("must be 0 or 1, got {p}"),
+                    }
+                    .into())
+                }
+            };
+            let link = match (a.listen, a.connect) {
+                (Some(l), None) => PeerLink::Listen(l),
+                (None, Some(c)) => PeerLink::Connect(c),
+                _ => return Err(ConfigError::Value {
+                    flag: "listen",
+                    message:
+                        "give exactly one of --listen ADDR (party 0) and --connect ADDR (party 1)"
+                            .into(),
+                }
+                .into()),
+            };
+            if a.job != "dense-relu" {
+                return Err(ConfigError::Name {
+                    flag: "job",
+                    message: format!("unknown job '{}'; valid: dense-relu", a.job),
+                }
+                .into());
+            }
+            FracBits::new(a.frac_bits).map_err(|e| ConfigError::Value {
+                flag: "frac-bits",
+                message: e.to_string(),
+            })?;
+            let cfg = ServerConfig {
+                party,
+                link,
+                dealer: a.dealer,
+                keys: a.keys,
+                net: net_config(&a.session, a.timeout_s)?,
+                frac_bits: a.frac_bits,
+                job: Job::DenseRelu {
+                    batch: a.batch,
+                    inputs: a.inputs,
+                    outputs: a.outputs,
+                },
+                shares: a.shares,
+                out: a.out,
+            };
+            let r = crate::mpc::server::run_server(&cfg)?;
+            std::fs::write(&a.report, serde_json::to_vec(&r)?)
+                .map_err(|e| anyhow::anyhow!("report {}: {e}", a.report.display()))?;
+        }
+        Command::MpcDemo(a) => {
+            FracBits::new(a.frac_bits).map_err(|e| ConfigError::Value {
+                flag: "frac-bits",
+                message: e.to_string(),
+            })?;
+            let exe = std::env::current_exe()?;
+            let r = crate::mpc::server::run_local_mpc(&crate::mpc::server::LocalMpcJob {
+                job: crate::mpc::server::Job::DenseRelu {
+                    batch: a.batch,
+                    inputs: a.inputs,
+                    outputs: a.outputs,
+                },
+                frac_bits: a.frac_bits,
+                data_seed: a.seed,
+                dir: a.dir,
+                launch: crate::mpc::server::Launch::Processes(exe),
+            })?;
+            if a.json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"servers": r.servers, "max_ulp": r.max_ulp, "elements": r.result.len()})
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "dense-relu over TLS between three processes: {} outputs, max difference from Plain {} ulp",
+                    r.result.len(),
+                    r.max_ulp
+                )?;
+                for s in &r.servers {
+                    writeln!(
+                        out,
+                        "  party {}: {} bytes sent, {} rounds",
+                        s.party, s.online_sent, s.rounds
+                    )?;
+                }
+            }
+        }
+        _ => unreachable!("only MPC commands come here"),
+    }
+    Ok(())
 }

@@ -385,3 +385,39 @@ fn dealer_and_two_servers_run_a_dense_relu_job_end_to_end() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The dealer and both servers as separate `ringnn` processes over TLS on loopback.
+#[test]
+fn dealer_and_servers_as_separate_processes_match_plain() {
+    let dir = std::env::temp_dir().join(format!("ringnn-mpc-demo-{}", std::process::id()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringnn"))
+        .args([
+            "mpc-demo",
+            "--batch",
+            "16",
+            "--inputs",
+            "8",
+            "--outputs",
+            "4",
+            "--json",
+            "--dir",
+        ])
+        .arg(&dir)
+        .output()
+        .expect("ringnn runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert!(v["max_ulp"].as_i64().unwrap() <= 1, "{v}");
+    assert_eq!(v["elements"], 64);
+    for s in v["servers"].as_array().unwrap() {
+        assert!(s["online_sent"].as_u64().unwrap() > 0 && s["rounds"].as_u64().unwrap() > 0);
+    }
+    // No share file or key is printed.
+    assert!(!text.contains("BEGIN"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
