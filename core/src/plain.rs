@@ -537,6 +537,71 @@ impl Engine for Plain {
         Ok(())
     }
 
+    /// Row by row with the division fused in; bit for bit [`crate::softmax::generic_rows`].
+    fn softmax_rows(
+        &mut self,
+        cfg: Softmax,
+        x: &[Z64],
+        rows: usize,
+        cols: usize,
+        out: &mut [Z64],
+        scratch: &mut [Z64],
+    ) -> Result<(), Infallible> {
+        let n = rows * cols;
+        assert!(x.len() == n && out.len() == n, "softmax: shape mismatch");
+        let f = self.f();
+        let g = softmax::guard_bits(f);
+        let (xs, rest) = scratch.split_at_mut(n);
+        xs.copy_from_slice(x);
+        if cfg.subtract_max {
+            let (buf, _) = rest.split_at_mut(cols);
+            for row in xs.chunks_mut(cols) {
+                // The generic code's halving tree over columns.
+                buf.copy_from_slice(row);
+                let mut cnt = cols;
+                while cnt > 1 {
+                    let h = cnt / 2;
+                    for j in 0..h {
+                        if (buf[j] - buf[j + h]).is_negative() {
+                            buf[j] = buf[j + h];
+                        }
+                    }
+                    if cnt % 2 == 1 {
+                        buf[h] = buf[2 * h];
+                    }
+                    cnt = h + cnt % 2;
+                }
+                let m = buf[0];
+                row.iter_mut().for_each(|v| *v -= m);
+            }
+        }
+        cfg.exp.eval(self, xs, out, rest)?;
+        let clip = !cfg.exp.nonnegative();
+        let unit = self.public(1.0);
+        let k = RecipConsts::new(self);
+        let mut o = 0u64;
+        for row in out.chunks_mut(cols) {
+            if clip {
+                row.iter_mut().for_each(|v| {
+                    if v.is_negative() {
+                        *v = Z64::ZERO
+                    }
+                });
+            }
+            let mut sum = row.iter().fold(Z64::ZERO, |a, &v| a + v);
+            if !sum.wrapping_neg_is_negative() {
+                row.iter_mut().for_each(|v| *v += unit);
+                sum += self.mul_counted(unit, Z64::from_signed(cols as i64), &mut o);
+            }
+            let r = self.recip_one(sum, g, &k, &mut o);
+            for v in row.iter_mut() {
+                *v = self.mul_counted(*v, r, &mut o).shr_round(f + g);
+            }
+        }
+        self.count(o);
+        Ok(())
+    }
+
     fn reciprocal(
         &mut self,
         x: &[Z64],
