@@ -88,7 +88,8 @@ impl Figure for PerApprox<'_> {
                     .filter_map(|(i, a)| p.get(d, m, &a.0).map(|v| (i, v * k)))
                     .collect();
                 if !pts.is_empty() {
-                    paper_series.push((format!("paper: {m}, {d}"), pts));
+                    paper_series
+                        .push((format!("paper: {m}, {}", super::paper::source_data(d)), pts));
                 }
             }
         }

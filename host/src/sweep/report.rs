@@ -287,7 +287,11 @@ pub fn table_md(sum: &Summary, notes: &Notes, paper: Option<&PaperTable>) -> Str
         };
         let mut header = vec!["approximation".to_string()];
         header.extend(cols.iter().map(|&j| sum.columns[j].label()));
-        header.extend(paper_cols.iter().map(|(d, m)| format!("paper: {m}, {d}")));
+        header.extend(
+            paper_cols
+                .iter()
+                .map(|(d, m)| format!("paper: {m}, {}", super::paper::source_data(d))),
+        );
         let _ = writeln!(md, "| {} |", header.join(" | "));
         let _ = writeln!(md, "|---|{}", "---:|".repeat(header.len() - 1));
         for i in 0..sum.approx.len() {
