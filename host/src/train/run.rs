@@ -188,8 +188,9 @@ pub enum TrainError {
     Config(String),
 }
 
-fn schedule(cfg: &TrainConfig, total_steps: u64) -> Result<Schedule, TrainError> {
-    let s = cfg.schedule.trim();
+/// Parses `--schedule` (`constant`, `cosine`, `step:S1,S2,...`) for a run of `total_steps`.
+pub(crate) fn schedule(s: &str, total_steps: u64) -> Result<Schedule, TrainError> {
+    let s = s.trim();
     match s {
         "constant" => Ok(Schedule::Constant),
         "cosine" => Ok(Schedule::Cosine { total: total_steps }),
@@ -337,6 +338,30 @@ fn header(cfg: &TrainConfig, net: &Net, kind: &str, train_samples: usize) -> Hea
     }
 }
 
+/// The epoch's generator (seeded by the run's seed and the epoch, so a resumed run draws
+/// the same) and its shuffled sample order.
+pub(crate) fn epoch_order(seed: u64, epoch: usize, n: usize) -> (ChaCha8Rng, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (0x5EED_0000 + epoch as u64));
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng);
+    (rng, order)
+}
+
+/// The epoch's progress bar (hidden without `progress`, and by indicatif off a terminal).
+pub(crate) fn epoch_bar(cfg: &TrainConfig, epoch: usize, n: usize) -> ProgressBar {
+    if !cfg.progress {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(n as u64);
+    b.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    b.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+    b
+}
+
 /// A batch inside the engine: images and one-hot labels.
 type Batch<T> = (Vec<T>, Vec<T>);
 
@@ -362,7 +387,7 @@ fn batch_inputs<E: HostEngine>(
     Ok((e.input("images", &xs)?, e.input("labels", &onehot)?))
 }
 
-fn argmax(row: &[f64]) -> usize {
+pub(crate) fn argmax(row: &[f64]) -> usize {
     row.iter()
         .enumerate()
         .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &v)| {
@@ -375,7 +400,7 @@ fn argmax(row: &[f64]) -> usize {
         .0
 }
 
-fn engine_err<E: std::fmt::Debug>(e: E) -> TrainError {
+pub(crate) fn engine_err<E: std::fmt::Debug>(e: E) -> TrainError {
     TrainError::Boundary(BoundaryError::Engine(format!("{e:?}")))
 }
 
@@ -423,7 +448,7 @@ fn run_engine<E: HostEngine>(
 ) -> Result<TrainResult, TrainError> {
     let n_train = split.train.len();
     let steps_per_epoch = n_train.div_ceil(cfg.batch) as u64;
-    let sched = schedule(cfg, steps_per_epoch * cfg.epochs as u64)?;
+    let sched = schedule(&cfg.schedule, steps_per_epoch * cfg.epochs as u64)?;
     let expected = header(cfg, net, e.kind(), n_train);
     let (p0, b0) = net.init(cfg.seed);
     let mut params = e.input("initial parameters", &p0)?;
@@ -463,21 +488,8 @@ fn run_engine<E: HostEngine>(
     let mut test_accuracy = f64::NAN;
     let mut last_loss = f64::NAN;
     for epoch in epoch0..cfg.epochs {
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ (0x5EED_0000 + epoch as u64));
-        let mut order: Vec<usize> = (0..n_train).collect();
-        order.shuffle(&mut rng);
-        let bar = if cfg.progress {
-            let b = ProgressBar::new(n_train as u64);
-            b.set_style(
-                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
-                    .expect("a valid template")
-                    .progress_chars("=> "),
-            );
-            b.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
-            b
-        } else {
-            ProgressBar::hidden()
-        };
+        let (mut rng, order) = epoch_order(cfg.seed, epoch, n_train);
+        let bar = epoch_bar(cfg, epoch, n_train);
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
         for chunk in order.chunks(cfg.batch) {

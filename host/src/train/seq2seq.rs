@@ -41,17 +41,17 @@
 //! a few test sentences (argmax of the revealed logits, step by step, until EOS).
 
 use super::checkpoint::{self, Header, State};
-use super::engine::{BoundaryError, HostEngine};
-use super::run::{EngineKind, TrainConfig, TrainError};
+use super::engine::HostEngine;
+use super::run::{
+    argmax, engine_err, epoch_bar, epoch_order, schedule, EngineKind, TrainConfig, TrainError,
+};
 use crate::data::text::{self, Corpus, Pair, TextConfig};
 use crate::{data, gemm};
-use indicatif::{ProgressBar, ProgressStyle};
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use ringnn_core::approx::{SigmoidApprox, TanhApprox};
 use ringnn_core::layers::{sequence_loss, Dense, Embedding, GruCell, SeqXent};
-use ringnn_core::optim::{Schedule, Sgd};
+use ringnn_core::optim::Sgd;
 use ringnn_core::softmax::{self, Softmax};
 use ringnn_core::{Engine, Float, Plain};
 use serde::Serialize;
@@ -840,49 +840,6 @@ fn check_config(cfg: &TrainConfig, dims: Seq2SeqDims) -> Result<(), TrainError> 
     Ok(())
 }
 
-/// The learning-rate schedule named by `--schedule` (the same syntax as the image loop's).
-fn schedule(s: &str, total_steps: u64) -> Result<Schedule, TrainError> {
-    let s = s.trim();
-    match s {
-        "constant" => Ok(Schedule::Constant),
-        "cosine" => Ok(Schedule::Cosine { total: total_steps }),
-        _ => {
-            let steps = s
-                .strip_prefix("step:")
-                .and_then(|list| {
-                    list.split(',')
-                        .map(|v| v.trim().parse::<u64>().ok())
-                        .collect::<Option<Vec<_>>>()
-                })
-                .filter(|v| !v.is_empty() && v.len() <= 8 && v.windows(2).all(|w| w[0] < w[1]))
-                .ok_or_else(|| {
-                    TrainError::Config(format!(
-                        "--schedule: unknown schedule '{s}'; valid: constant, cosine, \
-                         step:S1,S2,... (1 to 8 ascending steps at which the rate is divided by 10)"
-                    ))
-                })?;
-            Ok(Schedule::step(&steps))
-        }
-    }
-}
-
-fn engine_err<E: std::fmt::Debug>(e: E) -> TrainError {
-    TrainError::Boundary(BoundaryError::Engine(format!("{e:?}")))
-}
-
-fn argmax(row: &[f64]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &v)| {
-            if v > bv {
-                (i, v)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
-}
-
 /// Test figures: `(mean cross-entropy per token, token accuracy)`.
 fn evaluate<E: HostEngine>(
     e: &mut E,
@@ -1126,21 +1083,8 @@ fn run_engine<E: HostEngine>(
     let mut last_loss = f64::NAN;
     let mut test = (f64::NAN, f64::NAN);
     for epoch in epoch0..cfg.epochs {
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ (0x5EED_0000 + epoch as u64));
-        let mut order: Vec<usize> = (0..n_train).collect();
-        order.shuffle(&mut rng);
-        let bar = if cfg.progress {
-            let b = ProgressBar::new(n_train as u64);
-            b.set_style(
-                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
-                    .expect("a valid template")
-                    .progress_chars("=> "),
-            );
-            b.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
-            b
-        } else {
-            ProgressBar::hidden()
-        };
+        let (_, order) = epoch_order(cfg.seed, epoch, n_train);
+        let bar = epoch_bar(cfg, epoch, n_train);
         let start = Instant::now();
         let (mut loss_sum, mut tokens, mut seen) = (0.0, 0usize, 0usize);
         for chunk in order.chunks(cfg.batch) {
@@ -1710,11 +1654,11 @@ mod tests {
         .is_err());
         assert!(matches!(
             schedule("step:10,20", 5),
-            Ok(Schedule::Step { len: 2, .. })
+            Ok(ringnn_core::optim::Schedule::Step { len: 2, .. })
         ));
         assert!(matches!(
             schedule("cosine", 5),
-            Ok(Schedule::Cosine { total: 5 })
+            Ok(ringnn_core::optim::Schedule::Cosine { total: 5 })
         ));
     }
 
