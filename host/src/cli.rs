@@ -51,6 +51,9 @@ pub enum Command {
     /// TLS on loopback, reconstruct the result and compare it with Plain.
     #[command(name = "mpc-demo")]
     MpcDemo(MpcDemoArgs),
+    /// Export a Plain MLP checkpoint and a few test inputs as Rust source for the firmware
+    /// (weights, inputs and the host's expected logits as raw Z_2^64 bits).
+    Export(ExportArgs),
 }
 
 /// Arguments of `ringnn train`.
@@ -612,6 +615,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Approx(args) => approx(&args, &mut lock),
         Command::Train(args) => train(&args, &mut lock),
+        Command::Export(args) => export_command(&args, &mut lock),
         c @ (Command::Keygen(_)
         | Command::MpcDealer(_)
         | Command::MpcServer(_)
@@ -1236,5 +1240,39 @@ fn mpc_command(cmd: Command, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         _ => unreachable!("only MPC commands come here"),
     }
+    Ok(())
+}
+
+/// Arguments of `ringnn export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The checkpoint folder of a `ringnn train --engine plain --model mlp` run.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: PathBuf,
+    /// The Rust source file to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// How many test inputs to include.
+    #[arg(long, default_value_t = 16)]
+    pub inputs: usize,
+    /// Folder with the datasets (else RINGNN_DATA), for checkpoints trained on MNIST.
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+fn export_command(a: &ExportArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let s = crate::export::export(&a.checkpoint, &a.out, a.inputs, a.data_dir.as_deref())?;
+    writeln!(
+        out,
+        "wrote {} ({} bytes): mlp {:?} on {}, f={}, {} parameters, {} inputs ({} predicted correctly on the host)",
+        s.out.display(),
+        s.bytes,
+        s.layer_sizes,
+        s.data,
+        s.frac_bits,
+        s.parameters,
+        s.predictions.len(),
+        s.correct()
+    )?;
     Ok(())
 }

@@ -320,3 +320,57 @@ fn seq2seq_trains_from_the_command_line_when_tatoeba_is_present() {
     assert_eq!(v["model"], "seq2seq");
     assert_eq!(v["tanh"], "hard");
 }
+
+#[test]
+fn export_command_writes_the_firmware_source_or_names_the_bad_checkpoint() {
+    let dir = tmp("export");
+    let ck = dir.join("ck");
+    let out = ringnn(&[
+        "train",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "50",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = dir.join("model.rs");
+    let out = ringnn(&[
+        "export",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+        "--inputs",
+        "3",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let src = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        src.contains("EXPECTED_LOGITS") && src.contains("N_INPUTS: usize = 3"),
+        "{}",
+        &src[..200.min(src.len())]
+    );
+    let out = ringnn(&[
+        "export",
+        "--checkpoint",
+        "/nonexistent/ck",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ck"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
