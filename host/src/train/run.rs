@@ -338,6 +338,29 @@ fn header(cfg: &TrainConfig, net: &Net, kind: &str, train_samples: usize) -> Hea
     }
 }
 
+/// With `--resume`, the checkpoint in `--checkpoint DIR`, loaded and checked against this
+/// run's header; `None` without `--resume`.
+pub(crate) fn resume_from(
+    cfg: &TrainConfig,
+    expected: &Header,
+) -> Result<Option<(Header, State)>, TrainError> {
+    if !cfg.resume {
+        return Ok(None);
+    }
+    let dir = cfg
+        .checkpoint
+        .as_deref()
+        .ok_or_else(|| TrainError::Config("--resume needs --checkpoint DIR".into()))?;
+    let (h, st) = checkpoint::load(dir)?;
+    checkpoint::check_matches(&h, expected, &checkpoint::path_in(dir))?;
+    Ok(Some((h, st)))
+}
+
+/// Engine elements from a checkpoint's raw bits.
+pub(crate) fn elems<E: HostEngine>(bits: &[u64]) -> Vec<E::Elem> {
+    bits.iter().map(|&b| E::from_bits(b)).collect()
+}
+
 /// The epoch's generator (seeded by the run's seed and the epoch, so a resumed run draws
 /// the same) and its shuffled sample order.
 pub(crate) fn epoch_order(seed: u64, epoch: usize, n: usize) -> (ChaCha8Rng, Vec<usize>) {
@@ -455,16 +478,10 @@ fn run_engine<E: HostEngine>(
     let mut buffers = e.input("initial buffers", &b0)?;
     let mut velocity = vec![E::Elem::default(); net.n_params];
     let (mut epoch0, mut step) = (0usize, 0u64);
-    if cfg.resume {
-        let dir = cfg
-            .checkpoint
-            .as_deref()
-            .ok_or_else(|| TrainError::Config("--resume needs --checkpoint DIR".into()))?;
-        let (h, st) = checkpoint::load(dir)?;
-        checkpoint::check_matches(&h, &expected, &checkpoint::path_in(dir))?;
-        params = st.params.iter().map(|&b| E::from_bits(b)).collect();
-        velocity = st.velocity.iter().map(|&b| E::from_bits(b)).collect();
-        buffers = st.buffers.iter().map(|&b| E::from_bits(b)).collect();
+    if let Some((h, st)) = resume_from(cfg, &expected)? {
+        params = elems::<E>(&st.params);
+        velocity = elems::<E>(&st.velocity);
+        buffers = elems::<E>(&st.buffers);
         epoch0 = h.epochs_done;
         step = h.steps_done;
     }

@@ -43,7 +43,8 @@
 use super::checkpoint::{self, Header, State};
 use super::engine::HostEngine;
 use super::run::{
-    argmax, engine_err, epoch_bar, epoch_order, schedule, EngineKind, TrainConfig, TrainError,
+    argmax, elems, engine_err, epoch_bar, epoch_order, resume_from, schedule, EngineKind,
+    TrainConfig, TrainError,
 };
 use crate::data::text::{self, Corpus, Pair, TextConfig};
 use crate::{data, gemm};
@@ -1046,15 +1047,9 @@ fn run_engine<E: HostEngine>(
     let mut params = e.input("initial parameters", &model.init(cfg.seed))?;
     let mut velocity = vec![E::Elem::default(); n_params];
     let (mut epoch0, mut step) = (0usize, 0u64);
-    if cfg.resume {
-        let dir = cfg
-            .checkpoint
-            .as_deref()
-            .ok_or_else(|| TrainError::Config("--resume needs --checkpoint DIR".into()))?;
-        let (h, st) = checkpoint::load(dir)?;
-        checkpoint::check_matches(&h, &expected, &checkpoint::path_in(dir))?;
-        params = st.params.iter().map(|&b| E::from_bits(b)).collect();
-        velocity = st.velocity.iter().map(|&b| E::from_bits(b)).collect();
+    if let Some((h, st)) = resume_from(cfg, &expected)? {
+        params = elems::<E>(&st.params);
+        velocity = elems::<E>(&st.velocity);
         epoch0 = h.epochs_done;
         step = h.steps_done;
     }
