@@ -41,8 +41,19 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Run the dealer of correlated randomness for one two-party session (serves party 1's
     /// corrections over TLS; party 0 gets only a seed).
-    #[command(name = "mpc-dealer")]
+    #[command(name = "dealer", alias = "mpc-dealer")]
     MpcDealer(MpcDealerArgs),
+    /// Run one of the two training servers: train on this server's share file with the
+    /// other server and the dealer over mutual TLS, checkpoint its shares every epoch, and
+    /// write its shares of the trained model and of the test predictions for the owner.
+    Server(ServerArgs),
+    /// As the data owner: split a dataset and an initial model into one share file per
+    /// server (each alone uniformly random), with the public job.json and the owner's
+    /// owner.json (takes the training flags of `ringnn train`).
+    Share(ShareArgs),
+    /// As the data owner: add the two servers' output shares; print the test accuracy of
+    /// the predictions and write the trained model as a Plain checkpoint.
+    Reveal(RevealArgs),
     /// Run one of the two servers on its share file, over mutual TLS to the other server
     /// and the dealer; writes its share of the result and a report of bytes and rounds.
     #[command(name = "mpc-server")]
@@ -68,7 +79,8 @@ pub struct TrainArgs {
     /// Folder with the datasets (else RINGNN_DATA).
     #[arg(long = "data-dir", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Engine: plain (Z_2^64 fixed point) or float (f32).
+    /// Engine: plain (Z_2^64 fixed point), float (f32), or mpc (two servers on secret
+    /// shares with a dealer, started as local processes over TLS; image models only).
     #[arg(long, default_value = "plain")]
     pub engine: String,
     /// Fractional bits of the plain engine (1..=40).
@@ -121,7 +133,8 @@ pub struct TrainArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Write a checkpoint into DIR after every epoch.
+    /// Write a checkpoint into DIR after every epoch (mpc: the working folder, with each
+    /// server's checkpoints of its shares and the revealed model in DIR/model).
     #[arg(long, value_name = "DIR")]
     pub checkpoint: Option<PathBuf>,
     /// Continue from the checkpoint in --checkpoint DIR.
@@ -150,21 +163,7 @@ impl TrainArgs {
                 ),
             ));
         }
-        let data = match self.data.as_str() {
-            "synthetic" => DataKind::Synthetic,
-            "mnist" => DataKind::Mnist,
-            "cifar10" => DataKind::Cifar10,
-            "cifar100" => DataKind::Cifar100,
-            "tatoeba" => DataKind::Tatoeba,
-            other => {
-                return Err(name(
-                    "data",
-                    format!(
-                    "unknown data '{other}'; valid: synthetic, mnist, cifar10, cifar100, tatoeba"
-                ),
-                ))
-            }
-        };
+        let data = DataKind::parse(&self.data).map_err(|m| name("data", m))?;
         if (self.model == "seq2seq") != (data == DataKind::Tatoeba) {
             return Err(name(
                 "model",
@@ -175,10 +174,11 @@ impl TrainArgs {
         let engine = match self.engine.as_str() {
             "plain" => EngineKind::Plain,
             "float" => EngineKind::Float,
+            "mpc" => EngineKind::Mpc,
             other => {
                 return Err(name(
                     "engine",
-                    format!("unknown engine '{other}'; valid: plain, float"),
+                    format!("unknown engine '{other}'; valid: plain, float, mpc"),
                 ))
             }
         };
@@ -280,6 +280,34 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     t.source, t.output, t.reference
                 )?;
             }
+        }
+        return Ok(());
+    }
+    if cfg.engine == crate::train::EngineKind::Mpc {
+        let exe = std::env::current_exe()?;
+        let m = crate::mpc::training::train_mpc(&cfg, &exe)?;
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&m)?)?;
+        } else {
+            let r = &m.result;
+            writeln!(
+                out,
+                "{} on {} ({} train / {} test), two servers over TLS f={}, exp {}, grad {}: test accuracy {:.2}% (revealed to the owner only at the end) after {} epochs; {:.1} samples/s; per step {:.0} / {:.0} bytes sent by server 0 / 1 and {:.0} rounds; model in {}",
+                r.model,
+                r.data,
+                r.train_samples,
+                r.test_samples,
+                r.frac_bits.unwrap_or_default(),
+                r.exp,
+                r.grad,
+                100.0 * r.test_accuracy,
+                r.epochs,
+                r.samples_per_sec,
+                m.bytes_per_step[0],
+                m.bytes_per_step[1],
+                m.rounds_per_step,
+                r.checkpoint.as_ref().map_or("(temporary folder, removed)".into(), |p| p.display().to_string())
+            )?;
         }
         return Ok(());
     }
@@ -616,6 +644,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Approx(args) => approx(&args, &mut lock),
         Command::Train(args) => train(&args, &mut lock),
         Command::Export(args) => export_command(&args, &mut lock),
+        Command::Server(args) => server_command(&args),
+        Command::Share(args) => share_command(&args, &mut lock),
+        Command::Reveal(args) => reveal_command(&args, &mut lock),
         c @ (Command::Keygen(_)
         | Command::MpcDealer(_)
         | Command::MpcServer(_)
@@ -1075,6 +1106,188 @@ pub struct MpcServerArgs {
     pub report: PathBuf,
 }
 
+/// Arguments of `ringnn server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// 0 or 1.
+    #[arg(long)]
+    pub party: u8,
+    /// Listen for the other server here (party 0).
+    #[arg(long, conflicts_with = "connect")]
+    pub listen: Option<String>,
+    /// Connect to the other server here (party 1).
+    #[arg(long)]
+    pub connect: Option<String>,
+    /// The dealer's address.
+    #[arg(long)]
+    pub dealer: String,
+    /// The keygen folder.
+    #[arg(long, value_name = "DIR")]
+    pub keys: PathBuf,
+    /// Session id (32 hex digits), the same for the dealer and both servers.
+    #[arg(long)]
+    pub session: String,
+    /// Connect and read timeout in seconds: a silent peer fails the run after this long.
+    #[arg(long = "timeout-s", default_value_t = 30)]
+    pub timeout_s: u64,
+    /// The job description from `ringnn share` (job.json, the same for both servers).
+    #[arg(long, value_name = "FILE")]
+    pub job: PathBuf,
+    /// This server's share file from `ringnn share`.
+    #[arg(long, value_name = "FILE")]
+    pub shares: PathBuf,
+    /// Output folder: this server's shares of the model and predictions, and its report.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Checkpoint this server's shares into DIR after every epoch (the last two are kept).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from the latest epoch that both servers have checkpointed.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// Arguments of `ringnn share`.
+#[derive(Debug, Args)]
+pub struct ShareArgs {
+    /// The training flags, as `ringnn train` (--engine, --checkpoint, --resume and --json
+    /// are ignored).
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Folder for job.json, owner.json, server0/shares.bin and server1/shares.bin.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// Arguments of `ringnn reveal`.
+#[derive(Debug, Args)]
+pub struct RevealArgs {
+    /// The owner's owner.json from `ringnn share`.
+    #[arg(long, value_name = "FILE")]
+    pub owner: PathBuf,
+    /// The two servers' output folders (give the flag twice: server 0's, then server 1's).
+    #[arg(long = "from", value_name = "DIR", num_args = 1)]
+    pub from: Vec<PathBuf>,
+    /// Folder for the revealed model (a Plain checkpoint).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn party_arg(p: u8) -> Result<crate::mpc::PartyId, ConfigError> {
+    match p {
+        0 => Ok(crate::mpc::PartyId::P0),
+        1 => Ok(crate::mpc::PartyId::P1),
+        p => Err(ConfigError::Value {
+            flag: "party",
+            message: format!("must be 0 or 1, got {p}"),
+        }),
+    }
+}
+
+fn peer_link(
+    listen: Option<String>,
+    connect: Option<String>,
+) -> Result<crate::mpc::server::PeerLink, ConfigError> {
+    use crate::mpc::server::PeerLink;
+    match (listen, connect) {
+        (Some(l), None) => Ok(PeerLink::Listen(l)),
+        (None, Some(c)) => Ok(PeerLink::Connect(c)),
+        _ => Err(ConfigError::Value {
+            flag: "listen",
+            message: "give exactly one of --listen ADDR (party 0) and --connect ADDR (party 1)"
+                .into(),
+        }),
+    }
+}
+
+fn server_command(a: &ServerArgs) -> anyhow::Result<()> {
+    if a.resume && a.checkpoint.is_none() {
+        return Err(ConfigError::Value {
+            flag: "resume",
+            message: "needs --checkpoint DIR".into(),
+        }
+        .into());
+    }
+    let cfg = crate::mpc::training::TrainServerConfig {
+        party: party_arg(a.party)?,
+        link: peer_link(a.listen.clone(), a.connect.clone())?,
+        dealer: a.dealer.clone(),
+        keys: a.keys.clone(),
+        net: net_config(&a.session, a.timeout_s)?,
+        job: a.job.clone(),
+        shares: a.shares.clone(),
+        out: a.out.clone(),
+        checkpoint: a.checkpoint.clone(),
+        resume: a.resume,
+        progress: true,
+    };
+    let who = format!("server {}", a.party);
+    let r =
+        crate::mpc::training::run_train_server(&cfg).map_err(|e| anyhow::anyhow!("{who}: {e}"))?;
+    eprintln!(
+        "{who}: trained {} steps ({} samples) in {:.1} s; sent {} bytes in {} rounds; wrote {}",
+        r.steps,
+        r.samples,
+        r.train_seconds,
+        r.online_sent,
+        r.rounds,
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn share_command(a: &ShareArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut cfg = a.train.config()?;
+    cfg.engine = crate::train::EngineKind::Mpc;
+    let s = crate::mpc::training::share_job(&cfg, &a.out)?;
+    writeln!(
+        out,
+        "shared {} training and {} test images of {} for {}: {} and {} (one per server), {} (both), {} (keep)",
+        s.job.train_samples,
+        s.job.test_samples,
+        s.job.data,
+        s.job.model,
+        s.shares[0].display(),
+        s.shares[1].display(),
+        s.job_file.display(),
+        s.owner_file.display()
+    )?;
+    Ok(())
+}
+
+fn reveal_command(a: &RevealArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let [d0, d1] = a.from.as_slice() else {
+        return Err(ConfigError::Value {
+            flag: "from",
+            message: format!(
+                "give --from twice (server 0's output folder, then server 1's), got {}",
+                a.from.len()
+            ),
+        }
+        .into());
+    };
+    let r = crate::mpc::training::reveal(&a.owner, [d0, d1], &a.model)?;
+    if a.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"test_accuracy": r.test_accuracy, "test_samples": r.predictions.len(), "checkpoint": r.checkpoint})
+        )?;
+    } else {
+        writeln!(
+            out,
+            "test accuracy {:.2}% on {} predictions; model written to {}",
+            100.0 * r.test_accuracy,
+            r.predictions.len(),
+            r.checkpoint.display()
+        )?;
+    }
+    Ok(())
+}
+
 /// Arguments of `ringnn mpc-demo`.
 #[derive(Debug, Args)]
 pub struct MpcDemoArgs {
@@ -1121,7 +1334,7 @@ fn net_config(sess: &str, timeout_s: u64) -> Result<crate::mpc::net::NetConfig, 
 }
 
 fn mpc_command(cmd: Command, out: &mut dyn Write) -> anyhow::Result<()> {
-    use crate::mpc::server::{Job, PeerLink, ServerConfig};
+    use crate::mpc::server::{Job, ServerConfig};
     match cmd {
         Command::Keygen(a) => {
             let k = crate::mpc::keys::keygen(&a.out)?;
@@ -1147,28 +1360,8 @@ fn mpc_command(cmd: Command, out: &mut dyn Write) -> anyhow::Result<()> {
             );
         }
         Command::MpcServer(a) => {
-            let party = match a.party {
-                0 => crate::mpc::PartyId::P0,
-                1 => crate::mpc::PartyId::P1,
-                p => {
-                    return Err(ConfigError::Value {
-                        flag: "party",
-                        message: format!("must be 0 or 1, got {p}"),
-                    }
-                    .into())
-                }
-            };
-            let link = match (a.listen, a.connect) {
-                (Some(l), None) => PeerLink::Listen(l),
-                (None, Some(c)) => PeerLink::Connect(c),
-                _ => return Err(ConfigError::Value {
-                    flag: "listen",
-                    message:
-                        "give exactly one of --listen ADDR (party 0) and --connect ADDR (party 1)"
-                            .into(),
-                }
-                .into()),
-            };
+            let party = party_arg(a.party)?;
+            let link = peer_link(a.listen, a.connect)?;
             if a.job != "dense-relu" {
                 return Err(ConfigError::Name {
                     flag: "job",

@@ -306,14 +306,14 @@ pub fn load_cifar100(dir: &Path, which: Cifar100Labels) -> Result<Split, DataErr
 ///
 /// # Panics
 /// If `image` or `out` is not `shape.len()` long, or `dy` or `dx` exceeds `2 * pad`.
-pub fn crop_flip(
-    image: &[f32],
+pub fn crop_flip<T: Copy + Default>(
+    image: &[T],
     shape: Shape,
     pad: usize,
     dy: usize,
     dx: usize,
     flip: bool,
-    out: &mut [f32],
+    out: &mut [T],
 ) {
     assert_eq!(image.len(), shape.len(), "image length");
     assert_eq!(out.len(), shape.len(), "output length");
@@ -333,7 +333,7 @@ pub fn crop_flip(
                 let sx = (wx + dx).checked_sub(pad).filter(|&sx| sx < w);
                 dst[y * w + x] = match (sy, sx) {
                     (Some(sy), Some(sx)) => src[sy * w + sx],
-                    _ => 0.0,
+                    _ => T::default(),
                 };
             }
         }
@@ -350,8 +350,8 @@ pub fn crop_flip(
 ///
 /// # Panics
 /// If `images.len()` is not a multiple of `shape.len()`.
-pub fn random_crop_flip<R: Rng + ?Sized>(
-    images: &mut [f32],
+pub fn random_crop_flip<T: Copy + Default, R: Rng + ?Sized>(
+    images: &mut [T],
     shape: Shape,
     rng: &mut R,
     pad: usize,
@@ -361,7 +361,7 @@ pub fn random_crop_flip<R: Rng + ?Sized>(
         return;
     }
     assert_eq!(images.len() % n, 0, "batch length is not whole images");
-    let mut scratch = vec![0.0f32; n];
+    let mut scratch = vec![T::default(); n];
     for image in images.chunks_exact_mut(n) {
         let dy = rng.random_range(0..=2 * pad);
         let dx = rng.random_range(0..=2 * pad);

@@ -57,6 +57,7 @@
 use super::channel::{Channel, Traffic};
 use super::dealer::{Correlations, OfflineStats};
 use super::protocols::{self, Link};
+use super::wire;
 use super::{MpcError, PartyId};
 use crate::gemm::matmul_z64;
 use ringnn_core::engine::{Engine, Exact, MatDims, MatmulFn};
@@ -148,6 +149,41 @@ impl<C: Channel, R: Correlations> Mpc<C, R> {
     /// The bytes received since [`Mpc::record_view`]; stops recording.
     pub fn take_view(&mut self) -> Vec<u8> {
         self.link.chan.take_transcript()
+    }
+
+    /// Opens `x` to both parties: each sends its shares and adds the peer's. One round,
+    /// 8 bytes per element.
+    ///
+    /// # Security
+    /// Reveals `x` to both servers. Only for values that are public by design (shapes,
+    /// test vectors); training never opens anything derived from data: results go to the
+    /// owner as shares.
+    ///
+    /// # Errors
+    /// A channel failure, or a peer out of step.
+    pub fn open(&mut self, x: &[Z64]) -> Result<Vec<Z64>, MpcError> {
+        let mine: Vec<u64> = x.iter().map(|v| v.0).collect();
+        let theirs = self.exchange_public("open", &mine, wire::Tag::Open)?;
+        Ok(mine
+            .iter()
+            .zip(theirs)
+            .map(|(&a, b)| Z64(a.wrapping_add(b)))
+            .collect())
+    }
+
+    /// Sends public words (a handshake) and returns the peer's words of the same length.
+    ///
+    /// # Errors
+    /// A channel failure, or a peer out of step (another tag or length).
+    pub fn exchange_public(
+        &mut self,
+        during: &'static str,
+        mine: &[u64],
+        tag: wire::Tag,
+    ) -> Result<Vec<u64>, MpcError> {
+        let mut theirs = vec![0u64; mine.len()];
+        self.link.exchange(tag, during, mine, &mut theirs)?;
+        Ok(theirs)
     }
 }
 

@@ -26,7 +26,10 @@
 //!   checks, frame limits and timeouts.
 //! - [`dealer_server`]: the dealer as its own process, and the parties' client of it.
 //! - [`server`]: one computing server as its own process, the data owner's share files,
-//!   and a local orchestration of dealer and servers.
+//!   and a local orchestration of dealer and servers (a fixed dense + ReLU job).
+//! - [`training`]: secure training: the owner's share files, the training servers with
+//!   per-epoch checkpoints, the reveal of model and predictions to the owner, and
+//!   `ringnn train --engine mpc`.
 //!
 //! # Security model
 //! Semi-honest (honest-but-curious) servers that do not collude with each other or with
@@ -35,10 +38,6 @@
 //! domain, so one party's view is independent of the secret inputs (tested
 //! statistically in the test module). Nothing is ever opened that depends on data:
 //! no revealed logits, no revealed comparison results.
-//!
-//! # Not yet here
-//! The command-line subcommands for the networked run, and training jobs over the
-//! network (the server runs a fixed dense + ReLU job).
 
 pub mod channel;
 pub mod dealer;
@@ -50,6 +49,7 @@ pub mod net;
 pub mod protocols;
 pub mod server;
 pub mod share;
+pub mod training;
 pub mod wire;
 
 #[cfg(test)]

@@ -163,6 +163,12 @@ pub enum ServerError {
     /// The computation failed.
     #[error(transparent)]
     Mpc(#[from] MpcError),
+    /// Data, model or training configuration.
+    #[error(transparent)]
+    Train(#[from] crate::train::run::TrainError),
+    /// A checkpoint could not be written, read, or does not belong to this job.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::train::checkpoint::CheckpointError),
     /// A share file is unreadable or malformed.
     #[error("{path}: {what}")]
     File {
@@ -182,7 +188,7 @@ pub enum ServerError {
 const SHARES_MAGIC: [u8; 4] = *b"RGSH";
 
 /// Writes tensors of shares: `RGSH`, version 1 (u32), count (u32), and per tensor its
-/// length (u64) and words, little-endian. Mode 0600 on Unix.
+/// length (u64) and words, little-endian. Mode 0600 on Unix; written atomically.
 ///
 /// # Errors
 /// The file cannot be written.
@@ -200,6 +206,11 @@ pub fn write_shares(path: &Path, tensors: &[Vec<Z64>]) -> Result<(), ServerError
         path: path.to_path_buf(),
         what: e.to_string(),
     };
+    // Written beside the target and renamed over it: a crash leaves the old file or the
+    // new one, never a torn one.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -207,8 +218,12 @@ pub fn write_shares(path: &Path, tensors: &[Vec<Z64>]) -> Result<(), ServerError
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    opts.open(path)
-        .and_then(|mut f| f.write_all(&b))
+    opts.open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(&b)?;
+            f.sync_all()
+        })
+        .and_then(|()| fs::rename(&tmp, path))
         .map_err(err)
 }
 

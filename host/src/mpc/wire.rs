@@ -23,6 +23,10 @@ pub enum Tag {
     And = 4,
     /// Bit injection (XOR to arithmetic): the masked bits.
     BitToArith = 5,
+    /// Opening a shared value to both parties (public results only).
+    Open = 6,
+    /// The servers' handshake before a job: protocol version, job digest, checkpoints.
+    Hello = 7,
 }
 
 /// A frame header.

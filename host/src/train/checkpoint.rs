@@ -91,7 +91,8 @@ pub enum CheckpointError {
     },
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// FNV-1a, 64 bits: a checksum against accidents, not an adversary.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     })
@@ -207,6 +208,51 @@ pub fn save(dir: &Path, header: &Header, state: &State) -> Result<PathBuf, Check
         let _ = d.sync_all();
     }
     Ok(path)
+}
+
+/// The checkpoint [`save_keeping_previous`] moved aside in `dir`.
+pub fn previous_in(dir: &Path) -> PathBuf {
+    dir.join("previous.bin")
+}
+
+/// Like [`save`], but first moves the current checkpoint to `previous.bin`, so that the
+/// last two epochs survive. Two servers that crash at different moments can then still
+/// agree on an epoch both of them finished. Each step is a rename: a crash leaves
+/// `checkpoint.bin` or `previous.bin` (or both) whole.
+///
+/// # Errors
+/// [`CheckpointError::Io`] naming the file.
+pub fn save_keeping_previous(
+    dir: &Path,
+    header: &Header,
+    state: &State,
+) -> Result<PathBuf, CheckpointError> {
+    let (cur, prev) = (path_in(dir), previous_in(dir));
+    if cur.exists() {
+        std::fs::rename(&cur, &prev)
+            .map_err(|source| CheckpointError::Io { path: prev, source })?;
+    }
+    save(dir, header, state)
+}
+
+/// The checkpoints in `dir` (`checkpoint.bin`, then `previous.bin`), each verified;
+/// missing files are skipped.
+///
+/// # Errors
+/// A file that exists but cannot be read or is not a valid checkpoint.
+pub fn load_all(dir: &Path) -> Result<Vec<(Header, State, PathBuf)>, CheckpointError> {
+    let mut out = Vec::new();
+    for path in [path_in(dir), previous_in(dir)] {
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let (h, s) = decode(&bytes, &path)?;
+                out.push((h, s, path));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(CheckpointError::Io { path, source }),
+        }
+    }
+    Ok(out)
 }
 
 /// Reads and verifies the checkpoint in `dir`.

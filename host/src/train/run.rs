@@ -20,7 +20,7 @@ use ringnn_core::approx::{ExpApprox, SigmoidApprox, TanhApprox};
 use ringnn_core::layers::Image;
 use ringnn_core::optim::{Schedule, Sgd};
 use ringnn_core::softmax::{self, GradMode, Softmax};
-use ringnn_core::{Float, FracBits, Plain};
+use ringnn_core::{Engine, Float, FracBits, Plain};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -32,6 +32,9 @@ pub enum EngineKind {
     Float,
     /// `Plain` (Z_2^64 fixed point) with ringnn's GEMM.
     Plain,
+    /// Two servers on secret shares (`Mpc`), with a dealer, as separate processes over
+    /// TLS: see [`crate::mpc::training`].
+    Mpc,
 }
 
 /// Which data.
@@ -50,6 +53,31 @@ pub enum DataKind {
 }
 
 impl DataKind {
+    /// All of them, by command-line name.
+    pub const ALL: [DataKind; 5] = [
+        DataKind::Synthetic,
+        DataKind::Mnist,
+        DataKind::Cifar10,
+        DataKind::Cifar100,
+        DataKind::Tatoeba,
+    ];
+
+    /// The dataset called `name`, or a message listing the valid names.
+    ///
+    /// # Errors
+    /// An unknown name.
+    pub fn parse(name: &str) -> Result<DataKind, String> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == name)
+            .ok_or_else(|| {
+                format!(
+                    "unknown data '{name}'; valid: {}",
+                    Self::ALL.map(DataKind::name).join(", ")
+                )
+            })
+    }
+
     /// The command-line name.
     pub fn name(self) -> &'static str {
         match self {
@@ -219,7 +247,7 @@ pub(crate) fn schedule(s: &str, total_steps: u64) -> Result<Schedule, TrainError
     }
 }
 
-fn load_data(cfg: &TrainConfig) -> Result<Split, TrainError> {
+pub(crate) fn load_data(cfg: &TrainConfig) -> Result<Split, TrainError> {
     let dir = data::data_dir(cfg.data_dir.as_deref());
     let need_dir = |what: &str| {
         dir.clone().ok_or_else(|| {
@@ -306,6 +334,9 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainResult, TrainError> {
     };
     let net = model::build(&cfg.model, input, split.train.classes).map_err(TrainError::Config)?;
     match cfg.engine {
+        EngineKind::Mpc => Err(TrainError::Config(
+            "the mpc engine trains in separate server processes: use `ringnn train --engine mpc` (crate::mpc::training::train_mpc)".into(),
+        )),
         EngineKind::Plain => {
             let e = Plain::new(cfg.frac_bits).with_matmul(gemm::matmul_z64);
             run_engine(e, cfg, &net, &split)
@@ -317,12 +348,12 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainResult, TrainError> {
     }
 }
 
-fn header(cfg: &TrainConfig, net: &Net, kind: &str, train_samples: usize) -> Header {
+pub(crate) fn header(cfg: &TrainConfig, net: &Net, kind: &str, train_samples: usize) -> Header {
     Header {
         model: net.name.clone(),
         data: cfg.data.name().into(),
         engine: kind.into(),
-        frac_bits: if cfg.engine == EngineKind::Plain {
+        frac_bits: if cfg.engine != EngineKind::Float {
             cfg.frac_bits.get()
         } else {
             0
@@ -427,35 +458,199 @@ pub(crate) fn engine_err<E: std::fmt::Debug>(e: E) -> TrainError {
     TrainError::Boundary(BoundaryError::Engine(format!("{e:?}")))
 }
 
-/// Test accuracy in evaluation mode.
-fn evaluate<E: HostEngine>(
-    e: &mut E,
-    net: &Net,
-    d: &Dataset,
-    params: &[E::Elem],
-    buffers: &mut [E::Elem],
-    batch: usize,
-    scratch: &mut Vec<E::Elem>,
-) -> Result<f64, TrainError> {
-    let mut correct = 0usize;
-    let idx: Vec<usize> = (0..d.len()).collect();
-    for chunk in idx.chunks(batch) {
-        let (x, _) = batch_inputs(e, d, chunk, None)?;
-        let mut bufs = buffers.to_vec();
+/// The model state and the working buffers of training, for any engine: one SGD step on a
+/// batch already inside the engine, and evaluation-mode logits. The plaintext loop
+/// ([`train`]) and the two-party servers ([`crate::mpc::training`]) both drive it, so the
+/// two run the same arithmetic.
+pub(crate) struct Trainer<'n, E: Engine> {
+    net: &'n Net,
+    sm: Softmax,
+    grad: GradMode,
+    sgd: Sgd,
+    sched: Schedule,
+    base_lr: f64,
+    /// Trained parameters.
+    pub params: Vec<E::Elem>,
+    /// Momentum velocities.
+    pub velocity: Vec<E::Elem>,
+    /// Batch-norm running statistics.
+    pub buffers: Vec<E::Elem>,
+    /// Optimiser steps done.
+    pub step: u64,
+    grads: Vec<E::Elem>,
+    traces: Vec<Trace<E::Elem>>,
+    scratch: Vec<E::Elem>,
+}
+
+impl<'n, E: Engine> Trainer<'n, E> {
+    /// A trainer for `net` as `cfg` sets it, starting from `params` and `buffers`, for
+    /// `steps` optimiser steps in all (the schedule's length).
+    pub fn new(
+        cfg: &TrainConfig,
+        net: &'n Net,
+        steps: u64,
+        params: Vec<E::Elem>,
+        buffers: Vec<E::Elem>,
+    ) -> Result<Self, TrainError> {
+        if params.len() != net.n_params || buffers.len() != net.n_buffers {
+            return Err(TrainError::Config(format!(
+                "{} needs {} parameters and {} buffer elements, got {} and {}",
+                net.name,
+                net.n_params,
+                net.n_buffers,
+                params.len(),
+                buffers.len()
+            )));
+        }
+        Ok(Trainer {
+            net,
+            sm: Softmax {
+                exp: cfg.exp,
+                subtract_max: cfg.subtract_max,
+            },
+            grad: cfg.grad,
+            sgd: Sgd {
+                momentum: cfg.momentum,
+                weight_decay: cfg.weight_decay,
+            },
+            sched: schedule(&cfg.schedule, steps)?,
+            base_lr: cfg.lr,
+            velocity: vec![E::Elem::default(); net.n_params],
+            grads: vec![E::Elem::default(); net.n_params],
+            params,
+            buffers,
+            step: 0,
+            traces: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Continues from a checkpoint's state at `step`.
+    pub fn restore(&mut self, st: &State, step: u64, from_bits: impl Fn(u64) -> E::Elem) {
+        self.params = st.params.iter().map(|&b| from_bits(b)).collect();
+        self.velocity = st.velocity.iter().map(|&b| from_bits(b)).collect();
+        self.buffers = st.buffers.iter().map(|&b| from_bits(b)).collect();
+        self.step = step;
+    }
+
+    /// The state as raw bits, for a checkpoint.
+    pub fn state(&self, to_bits: impl Fn(E::Elem) -> u64) -> State {
+        let bits = |v: &[E::Elem]| v.iter().map(|&x| to_bits(x)).collect();
+        State {
+            params: bits(&self.params),
+            velocity: bits(&self.velocity),
+            buffers: bits(&self.buffers),
+        }
+    }
+
+    fn grow_scratch(&mut self, n: usize) -> &mut [E::Elem] {
+        if self.scratch.len() < n {
+            self.scratch.resize(n, E::Elem::default());
+        }
+        &mut self.scratch[..n]
+    }
+
+    /// One training step on images `x` and one-hot labels `y` of `b` samples: forward in
+    /// training mode, softmax cross-entropy and its gradient, backward, SGD. Returns the
+    /// softmax probabilities (inside the engine: shares on a two-party engine).
+    ///
+    /// # Errors
+    /// What the engine reports.
+    pub fn step(
+        &mut self,
+        e: &mut E,
+        x: Vec<E::Elem>,
+        y: &[E::Elem],
+        b: usize,
+    ) -> Result<Vec<E::Elem>, E::Error> {
+        let net = self.net;
+        let classes = net.classes;
         let logits = model::forward(
             e,
             &net.nodes,
             x,
-            chunk.len(),
-            params,
+            b,
+            &self.params,
+            &mut self.buffers,
+            Some(&mut self.traces),
+            &mut self.scratch,
+        )?;
+        let mut p = vec![E::Elem::default(); b * classes];
+        let mut g = vec![E::Elem::default(); b * classes];
+        let (sm, grad) = (self.sm, self.grad);
+        let scratch = self.grow_scratch(softmax::backward_scratch(sm, b, classes));
+        softmax::softmax_xent_backward(
+            e, sm, grad, &logits, y, b, classes, &mut p, &mut g, scratch,
+        )?;
+        model::backward(
+            e,
+            &net.nodes,
+            &self.traces,
+            g,
+            b,
+            &self.params,
+            &mut self.grads,
+            false,
+            &mut self.scratch,
+        )?;
+        let lr = self.sched.rate(self.base_lr, self.step);
+        let n = net.n_params;
+        if self.scratch.len() < n {
+            self.scratch.resize(n, E::Elem::default());
+        }
+        self.sgd.step(
+            e,
+            &mut self.params,
+            &self.grads,
+            &mut self.velocity,
+            lr,
+            b,
+            &mut self.scratch[..n],
+        )?;
+        self.step += 1;
+        Ok(p)
+    }
+
+    /// Logits of `b` samples `x` in evaluation mode (running statistics, not updated).
+    ///
+    /// # Errors
+    /// What the engine reports.
+    pub fn logits(
+        &mut self,
+        e: &mut E,
+        x: Vec<E::Elem>,
+        b: usize,
+    ) -> Result<Vec<E::Elem>, E::Error> {
+        let mut bufs = self.buffers.clone();
+        model::forward(
+            e,
+            &self.net.nodes,
+            x,
+            b,
+            &self.params,
             &mut bufs,
             None,
-            scratch,
+            &mut self.scratch,
         )
-        .map_err(engine_err)?;
+    }
+}
+
+/// Test accuracy in evaluation mode (plaintext engines: the logits are revealed).
+fn evaluate<E: HostEngine>(
+    e: &mut E,
+    t: &mut Trainer<'_, E>,
+    d: &Dataset,
+    batch: usize,
+) -> Result<f64, TrainError> {
+    let classes = t.net.classes;
+    let mut correct = 0usize;
+    let idx: Vec<usize> = (0..d.len()).collect();
+    for chunk in idx.chunks(batch) {
+        let (x, _) = batch_inputs(e, d, chunk, None)?;
+        let logits = t.logits(e, x, chunk.len()).map_err(engine_err)?;
         let out = e.reveal(&logits)?;
         for (r, &i) in chunk.iter().enumerate() {
-            if argmax(&out[r * net.classes..(r + 1) * net.classes]) == d.labels[i] as usize {
+            if argmax(&out[r * classes..(r + 1) * classes]) == d.labels[i] as usize {
                 correct += 1;
             }
         }
@@ -471,32 +666,23 @@ fn run_engine<E: HostEngine>(
 ) -> Result<TrainResult, TrainError> {
     let n_train = split.train.len();
     let steps_per_epoch = n_train.div_ceil(cfg.batch) as u64;
-    let sched = schedule(&cfg.schedule, steps_per_epoch * cfg.epochs as u64)?;
     let expected = header(cfg, net, e.kind(), n_train);
     let (p0, b0) = net.init(cfg.seed);
-    let mut params = e.input("initial parameters", &p0)?;
-    let mut buffers = e.input("initial buffers", &b0)?;
-    let mut velocity = vec![E::Elem::default(); net.n_params];
-    let (mut epoch0, mut step) = (0usize, 0u64);
+    let params = e.input("initial parameters", &p0)?;
+    let buffers = e.input("initial buffers", &b0)?;
+    let mut t = Trainer::new(
+        cfg,
+        net,
+        steps_per_epoch * cfg.epochs as u64,
+        params,
+        buffers,
+    )?;
+    let mut epoch0 = 0usize;
     if let Some((h, st)) = resume_from(cfg, &expected)? {
-        params = elems::<E>(&st.params);
-        velocity = elems::<E>(&st.velocity);
-        buffers = elems::<E>(&st.buffers);
+        t.restore(&st, h.steps_done, E::from_bits);
         epoch0 = h.epochs_done;
-        step = h.steps_done;
     }
-    let sm = Softmax {
-        exp: cfg.exp,
-        subtract_max: cfg.subtract_max,
-    };
-    let sgd = Sgd {
-        momentum: cfg.momentum,
-        weight_decay: cfg.weight_decay,
-    };
     let classes = net.classes;
-    let mut scratch: Vec<E::Elem> = Vec::new();
-    let mut traces: Vec<Trace<E::Elem>> = Vec::new();
-    let mut grads = vec![E::Elem::default(); net.n_params];
     let mut history = Vec::new();
     let mut train_seconds = 0.0;
     let mut trained = 0usize;
@@ -504,6 +690,7 @@ fn run_engine<E: HostEngine>(
     let augment = matches!(cfg.data, DataKind::Cifar10 | DataKind::Cifar100);
     let mut test_accuracy = f64::NAN;
     let mut last_loss = f64::NAN;
+    let eval_batch = cfg.batch.max(256);
     for epoch in epoch0..cfg.epochs {
         let (mut rng, order) = epoch_order(cfg.seed, epoch, n_train);
         let bar = epoch_bar(cfg, epoch, n_train);
@@ -512,36 +699,7 @@ fn run_engine<E: HostEngine>(
         for chunk in order.chunks(cfg.batch) {
             let b = chunk.len();
             let (x, y) = batch_inputs(&mut e, &split.train, chunk, augment.then_some(&mut rng))?;
-            let logits = model::forward(
-                &mut e,
-                &net.nodes,
-                x,
-                b,
-                &params,
-                &mut buffers,
-                Some(&mut traces),
-                &mut scratch,
-            )
-            .map_err(engine_err)?;
-            let mut p = vec![E::Elem::default(); b * classes];
-            let mut g = vec![E::Elem::default(); b * classes];
-            let need = softmax::backward_scratch(sm, b, classes);
-            if scratch.len() < need {
-                scratch.resize(need, E::Elem::default());
-            }
-            softmax::softmax_xent_backward(
-                &mut e,
-                sm,
-                cfg.grad,
-                &logits,
-                &y,
-                b,
-                classes,
-                &mut p,
-                &mut g,
-                &mut scratch[..need],
-            )
-            .map_err(engine_err)?;
+            let p = t.step(&mut e, x, &y, b).map_err(engine_err)?;
             let probs = e.reveal(&p)?;
             for (r, &i) in chunk.iter().enumerate() {
                 let row = &probs[r * classes..(r + 1) * classes];
@@ -549,33 +707,6 @@ fn run_engine<E: HostEngine>(
                 loss_sum -= row[label].max(1e-12).ln();
                 correct += (argmax(row) == label) as usize;
             }
-            model::backward(
-                &mut e,
-                &net.nodes,
-                &traces,
-                g,
-                b,
-                &params,
-                &mut grads,
-                false,
-                &mut scratch,
-            )
-            .map_err(engine_err)?;
-            let lr = sched.rate(cfg.lr, step);
-            if scratch.len() < net.n_params {
-                scratch.resize(net.n_params, E::Elem::default());
-            }
-            sgd.step(
-                &mut e,
-                &mut params,
-                &grads,
-                &mut velocity,
-                lr,
-                b,
-                &mut scratch[..net.n_params],
-            )
-            .map_err(engine_err)?;
-            step += 1;
             seen += b;
             let secs = start.elapsed().as_secs_f64();
             bar.set_position(seen as u64);
@@ -590,15 +721,7 @@ fn run_engine<E: HostEngine>(
         bar.finish_and_clear();
         train_seconds += secs;
         trained += seen;
-        test_accuracy = evaluate(
-            &mut e,
-            net,
-            &split.test,
-            &params,
-            &mut buffers,
-            cfg.batch.max(256),
-            &mut scratch,
-        )?;
+        test_accuracy = evaluate(&mut e, &mut t, &split.test, eval_batch)?;
         last_loss = loss_sum / seen as f64;
         let stats = EpochStats {
             epoch: epoch + 1,
@@ -622,25 +745,12 @@ fn run_engine<E: HostEngine>(
         if let Some(dir) = &cfg.checkpoint {
             let mut h = expected.clone();
             h.epochs_done = epoch + 1;
-            h.steps_done = step;
-            let st = State {
-                params: params.iter().map(|&v| E::to_bits(v)).collect(),
-                velocity: velocity.iter().map(|&v| E::to_bits(v)).collect(),
-                buffers: buffers.iter().map(|&v| E::to_bits(v)).collect(),
-            };
-            last_ckpt = Some(checkpoint::save(dir, &h, &st)?);
+            h.steps_done = t.step;
+            last_ckpt = Some(checkpoint::save(dir, &h, &t.state(E::to_bits))?);
         }
     }
     if epoch0 >= cfg.epochs {
-        test_accuracy = evaluate(
-            &mut e,
-            net,
-            &split.test,
-            &params,
-            &mut buffers,
-            cfg.batch.max(256),
-            &mut scratch,
-        )?;
+        test_accuracy = evaluate(&mut e, &mut t, &split.test, eval_batch)?;
     }
     Ok(TrainResult {
         model: net.name.clone(),

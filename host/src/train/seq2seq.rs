@@ -806,6 +806,9 @@ pub fn train_on_corpus(
         tanh: cfg.tanh,
     };
     match cfg.engine {
+        EngineKind::Mpc => Err(TrainError::Config(
+            "seq2seq does not train on the mpc engine yet; use --engine plain or float".into(),
+        )),
         EngineKind::Plain => {
             let e = Plain::new(cfg.frac_bits).with_matmul(gemm::matmul_z64);
             run_engine(e, cfg, &model, &corpus, data)
