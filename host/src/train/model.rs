@@ -196,19 +196,24 @@ pub fn build(name: &str, input: Image, classes: usize) -> Result<Net, String> {
                     input.height, input.width
                 ));
             }
+            // Max pooling before ReLU: relu(max(x)) = max(relu(x)) exactly (both are
+            // monotone), so this is the network the issue draws (conv, ReLU, pool), with
+            // the ReLU's comparisons on a quarter of the elements: on two servers the
+            // most expensive protocol. Gradients agree up to the subgradient picked at an
+            // exact tie at 0.
             let mut v = vec![
                 b.conv(16, 5, 1, 0),
-                b.node(Op::Relu),
                 b.node(Op::MaxPool(MaxPool2d {
                     kernel: 2,
                     stride: 2,
                 })),
+                b.node(Op::Relu),
                 b.conv(16, 5, 1, 0),
-                b.node(Op::Relu),
                 b.node(Op::MaxPool(MaxPool2d {
                     kernel: 2,
                     stride: 2,
                 })),
+                b.node(Op::Relu),
             ];
             v.push(b.dense(100));
             v.push(b.node(Op::Relu));
@@ -573,4 +578,84 @@ pub fn backward<E: Engine>(
         dy = dx;
     }
     Ok(need_dx.then_some(dy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use ringnn_core::{Plain, Z64};
+
+    #[test]
+    fn lenet_pooling_before_relu_computes_the_drawn_network() {
+        let input = img(1, 28, 28);
+        let net = build("lenet", input, 10).unwrap();
+        // The order the issue draws: conv, ReLU, pool.
+        let mut b = Builder {
+            shape: input,
+            params: 0,
+            buffers: 0,
+        };
+        let pool = || {
+            Op::MaxPool(MaxPool2d {
+                kernel: 2,
+                stride: 2,
+            })
+        };
+        let mut drawn = vec![
+            b.conv(16, 5, 1, 0),
+            b.node(Op::Relu),
+            b.node(pool()),
+            b.conv(16, 5, 1, 0),
+            b.node(Op::Relu),
+            b.node(pool()),
+        ];
+        drawn.push(b.dense(100));
+        drawn.push(b.node(Op::Relu));
+        drawn.push(b.dense(10));
+        assert_eq!(b.params, net.n_params);
+        let mut e = Plain::with_frac_bits(13).unwrap();
+        let (p, _) = net.init(1);
+        let params: Vec<Z64> = p.iter().map(|&v| e.public(v)).collect();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let batch = 3;
+        let x: Vec<Z64> = (0..batch * 784)
+            .map(|_| e.public(rng.random_range(-1.0..1.0)))
+            .collect();
+        let g: Vec<Z64> = (0..batch * 10)
+            .map(|_| e.public(rng.random_range(-1.0..1.0)))
+            .collect();
+        let mut run = |nodes: &[Node]| {
+            let (mut traces, mut scratch) = (Vec::new(), Vec::new());
+            let y = forward(
+                &mut e,
+                nodes,
+                x.clone(),
+                batch,
+                &params,
+                &mut [],
+                Some(&mut traces),
+                &mut scratch,
+            )
+            .unwrap();
+            let mut grads = vec![Z64::ZERO; params.len()];
+            backward(
+                &mut e,
+                nodes,
+                &traces,
+                g.clone(),
+                batch,
+                &params,
+                &mut grads,
+                false,
+                &mut scratch,
+            )
+            .unwrap();
+            (y, grads)
+        };
+        let (y1, g1) = run(&net.nodes);
+        let (y2, g2) = run(&drawn);
+        assert_eq!(y1, y2, "outputs differ");
+        assert_eq!(g1, g2, "gradients differ");
+    }
 }
