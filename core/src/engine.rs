@@ -125,6 +125,27 @@ pub trait Engine {
     /// infinity, [`Z64::shr_round`](crate::Z64::shr_round)); a two-party engine rounds
     /// without bias within one ulp of that; float is exact.
     fn shift_right(&mut self, x: &mut [Self::Elem], bits: u32) -> Result<(), Self::Error>;
+    /// Divides chunk `i` of `x` (`shifts.len()` chunks of `n` elements) by
+    /// `2^shifts[i]`, as [`Engine::shift_right`] does. The provided version shifts chunk by
+    /// chunk; a two-party engine truncates every chunk in one round.
+    ///
+    /// # Panics
+    /// If `x.len() != n * shifts.len()`.
+    fn shift_right_chunks(
+        &mut self,
+        x: &mut [Self::Elem],
+        n: usize,
+        shifts: &[u32],
+    ) -> Result<(), Self::Error> {
+        assert_eq!(x.len(), n * shifts.len(), "shift_right_chunks: length");
+        if n == 0 {
+            return Ok(());
+        }
+        for (c, &s) in x.chunks_mut(n).zip(shifts) {
+            self.shift_right(c, s)?;
+        }
+        Ok(())
+    }
     /// `out[i] = 1` (integer scale) if `x[i] < 0`, else `0`. Lengths equal.
     fn is_negative(&mut self, x: &[Self::Elem], out: &mut [Self::Elem]) -> Result<(), Self::Error>;
     /// `out[i] = if bits[i] == 1 { a[i] } else { b[i] }`, for bits produced by
@@ -549,7 +570,8 @@ pub mod generic {
     }
 
     /// `c[k] = v * 2^(base - k)` for `k = 0..63`: integer multiplication for non-negative
-    /// exponents, truncation otherwise.
+    /// exponents, truncation otherwise (the truncated candidates, `k > base`, in one
+    /// [`Engine::shift_right_chunks`] call).
     fn shift_candidates<E: Engine + ?Sized>(
         e: &mut E,
         v: &[E::Elem],
@@ -557,6 +579,8 @@ pub mod generic {
         n: usize,
         base: i64,
     ) -> Result<(), E::Error> {
+        let mut shifts = [0u32; RECIP_CANDIDATES];
+        let first = (base + 1).clamp(0, RECIP_CANDIDATES as i64) as usize;
         for k in 0..RECIP_CANDIDATES {
             let ck = &mut c[k * n..(k + 1) * n];
             ck.copy_from_slice(v);
@@ -565,10 +589,14 @@ pub mod generic {
                 let p = e.public_int(1i64 << sh);
                 e.mul_public(ck, p)?;
             } else {
-                e.shift_right(ck, (-sh) as u32)?;
+                shifts[k - first] = (-sh) as u32;
             }
         }
-        Ok(())
+        e.shift_right_chunks(
+            &mut c[first * n..RECIP_CANDIDATES * n],
+            n,
+            &shifts[..RECIP_CANDIDATES - first],
+        )
     }
 
     /// `out = sum_k onehot[k] * c[k]` (bits are integer-scaled: no rescale).

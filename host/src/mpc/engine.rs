@@ -43,16 +43,17 @@
 //! | max pooling backward | 1 | `16 k^2` per output |
 //! | max-of-lines, `m` lines | one per non-integer slope + `9 ceil(log2 m)` (pwl4: 20) | at most `8 m + 61.375 (m - 1)` |
 //! | Taylor `e^x`, degree `d` | `2 d` | `24 d` |
-//! | reciprocal | 8 + about 60 truncation calls + 2 per Newton step + 2 | about `62 * 45.375 + 2 * 63 * 16` |
+//! | reciprocal | 8 (comparisons) + 2 (candidate shifts, each one batched truncation) + 4 per Newton step + 2 | about `62 * 45.375 + 2 * 63 * 16` |
 //! | SGD update | at most 4 | at most 32 per weight |
 //!
 //! Softmax is the exp approximation, (for Taylor) one comparison and one product to clip
 //! at 0, one comparison per row, one reciprocal per row, one product and one truncation
 //! per element; the exact-mode gradient adds a second exp evaluation, its derivative,
 //! three products and truncations per element and one reciprocal per row. The
-//! reciprocal's candidate shifts are one truncation call each (one round per candidate
-//! shift amount), the largest round count here: softmax with pwl4 measures 129 rounds
-//! and, for 10 columns, about 790 bytes per element per party (the tests print it).
+//! reciprocal's candidate shifts by up to 49 different amounts go out as one message
+//! ([`Engine::shift_right_chunks`]): softmax with pwl4 measures 55 rounds (129 when each
+//! amount was its own round) and, for 10 columns, about 790 bytes per element per party
+//! (the tests print it).
 
 use super::channel::{Channel, Traffic};
 use super::dealer::{Correlations, OfflineStats};
@@ -270,6 +271,33 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
                 Ok(())
             }
         }
+    }
+
+    /// Every chunk in one round (dealer truncation); see
+    /// [`protocols::truncate_dealer_many`].
+    fn shift_right_chunks(
+        &mut self,
+        x: &mut [Z64],
+        n: usize,
+        shifts: &[u32],
+    ) -> Result<(), MpcError> {
+        assert_eq!(x.len(), n * shifts.len(), "shift_right_chunks: length");
+        if n == 0 {
+            return Ok(());
+        }
+        let mut parts = Vec::with_capacity(shifts.len());
+        for (c, &bits) in x.chunks_mut(n).zip(shifts) {
+            match bits {
+                0 => {}
+                // As shift_right: the nearest integer of |x / 2^63| < 1/2 is 0.
+                63.. => c.fill(Z64::ZERO),
+                _ if self.trunc == Truncation::Local => {
+                    protocols::truncate_local(self.link.party, c, bits)
+                }
+                _ => parts.push((c, bits)),
+            }
+        }
+        protocols::truncate_dealer_many(&mut self.link, &mut self.corr, &mut parts)
     }
 
     fn is_negative(&mut self, x: &[Z64], out: &mut [Z64]) -> Result<(), MpcError> {

@@ -294,29 +294,60 @@ pub fn truncate_dealer<C: Channel, R: Correlations + ?Sized>(
     x: &mut [Z64],
     bits: u32,
 ) -> Result<(), MpcError> {
-    assert!((1..=62).contains(&bits), "truncate_dealer: bits in 1..=62");
-    let n = x.len();
-    if n == 0 {
+    truncate_dealer_many(link, corr, &mut [(x, bits)])
+}
+
+/// [`truncate_dealer`] of several slices, each by its own amount, in one round: the
+/// masked values of all of them travel in one message.
+///
+/// # Communication
+/// 1 round in all; 8 bytes sent per element per party. Offline: as
+/// [`truncate_dealer`], one dealer request per slice.
+///
+/// # Errors
+/// A channel or dealer failure.
+///
+/// # Panics
+/// If an amount is 0 or above 62.
+pub fn truncate_dealer_many<C: Channel, R: Correlations + ?Sized>(
+    link: &mut Link<C>,
+    corr: &mut R,
+    parts: &mut [(&mut [Z64], u32)],
+) -> Result<(), MpcError> {
+    let p0 = link.is_p0();
+    let offset = if p0 { Z64(1 << 62) } else { Z64::ZERO };
+    let mut pairs = Vec::with_capacity(parts.len());
+    let mut send = Vec::with_capacity(parts.iter().map(|(x, _)| x.len()).sum());
+    for (x, bits) in parts.iter() {
+        assert!((1..=62).contains(bits), "truncate_dealer: bits in 1..=62");
+        if x.is_empty() {
+            pairs.push(None);
+            continue;
+        }
+        let t = corr.trunc(x.len(), *bits)?;
+        send.extend(x.iter().zip(&t.r).map(|(&v, &r)| (v + offset + r).0));
+        pairs.push(Some(t));
+    }
+    if send.is_empty() {
         return Ok(());
     }
-    let p0 = link.is_p0();
-    let t = corr.trunc(n, bits)?;
-    let offset = if p0 { Z64(1 << 62) } else { Z64::ZERO };
-    let send: Vec<u64> = x
-        .iter()
-        .zip(&t.r)
-        .map(|(&v, &r)| (v + offset + r).0)
-        .collect();
-    let c = link.open_add(Tag::Trunc, "truncation", &send)?;
-    let unbias = Z64(1 << (62 - bits));
-    for i in 0..n {
-        let c_hi = c[i] >> 63;
-        let k = if c_hi == 1 { -t.msb[i] } else { t.msb[i] };
-        let mut v = k * Z64(1 << (63 - bits)) - t.low[i];
-        if p0 {
-            v += Z64(c_hi) * Z64(1 << (63 - bits)) + Z64((c[i] & LOW63) >> bits) - unbias;
+    let c_all = link.open_add(Tag::Trunc, "truncation", &send)?;
+    let mut at = 0;
+    for ((x, bits), t) in parts.iter_mut().zip(&pairs) {
+        let Some(t) = t else { continue };
+        let bits = *bits;
+        let c = &c_all[at..at + x.len()];
+        at += x.len();
+        let unbias = Z64(1 << (62 - bits));
+        for i in 0..x.len() {
+            let c_hi = c[i] >> 63;
+            let k = if c_hi == 1 { -t.msb[i] } else { t.msb[i] };
+            let mut v = k * Z64(1 << (63 - bits)) - t.low[i];
+            if p0 {
+                v += Z64(c_hi) * Z64(1 << (63 - bits)) + Z64((c[i] & LOW63) >> bits) - unbias;
+            }
+            x[i] = v;
         }
-        x[i] = v;
     }
     Ok(())
 }
