@@ -421,3 +421,51 @@ fn dealer_and_servers_as_separate_processes_match_plain() {
     assert!(!text.contains("BEGIN"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn dealer_material_sent_ahead_is_the_same_and_a_different_request_is_refused() {
+    use ringnn_host::mpc::dealer::Request;
+    use ringnn_host::mpc::dealer_server::{connect_dealer, serve_dealer_on, DealerConfig};
+    use ringnn_host::mpc::Correlations;
+    let dir = keys("prefetch");
+    let net = cfg(SessionId::random());
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let dcfg = DealerConfig {
+        listen: addr.clone(),
+        keys: dir.clone(),
+        net: net.clone(),
+        master_seed: Some([4; 32]),
+    };
+    let (id0, id1) = (
+        Identity::load(&dir, P0).unwrap(),
+        Identity::load(&dir, P1).unwrap(),
+    );
+    std::thread::scope(|s| {
+        let d = s.spawn(|| serve_dealer_on(l, &dcfg));
+        let h0 = s.spawn(|| connect_dealer(&addr, &id0, &net).unwrap().0);
+        let (mut c1, _) = connect_dealer(&addr, &id1, &net).unwrap();
+        let mut c0 = h0.join().unwrap();
+        // Announced, then asked for in the same order: valid triples and pairs.
+        c1.prefetch(&[Request::Beaver { n: 6 }, Request::Trunc { n: 3, bits: 9 }])
+            .unwrap();
+        let (t0, t1) = (c0.beaver(6).unwrap(), c1.beaver(6).unwrap());
+        for i in 0..6 {
+            assert_eq!((t0.a[i] + t1.a[i]) * (t0.b[i] + t1.b[i]), t0.c[i] + t1.c[i]);
+        }
+        let (p0, p1) = (c0.trunc(3, 9).unwrap(), c1.trunc(3, 9).unwrap());
+        for i in 0..3 {
+            let r = (p0.r[i] + p1.r[i]).0;
+            assert_eq!((p0.low[i] + p1.low[i]).0, (r & (u64::MAX >> 1)) >> 9);
+        }
+        // Without an announcement the feed asks one by one, as before.
+        let (b0, b1) = (c0.beaver(2).unwrap(), c1.beaver(2).unwrap());
+        assert_eq!((b0.a[0] + b1.a[0]) * (b0.b[0] + b1.b[0]), b0.c[0] + b1.c[0]);
+        // A request other than the announced one is an error, not wrong material.
+        c1.prefetch(&[Request::Beaver { n: 3 }]).unwrap();
+        let err = c1.and_triples(1).unwrap_err().to_string();
+        assert!(err.contains("announced"), "{err}");
+        drop(c1);
+        let _ = d.join().unwrap();
+    });
+}

@@ -203,6 +203,24 @@ pub trait Correlations: Send {
     fn random_bits(&mut self, words: usize) -> Result<RandomBits, MpcError>;
     /// Offline traffic so far.
     fn offline(&self) -> OfflineStats;
+    /// Starts (`true`) or stops keeping a list of the requests made.
+    fn record(&mut self, on: bool) {
+        let _ = on;
+    }
+    /// The requests kept since recording started; clears the list.
+    fn take_record(&mut self) -> Vec<Request> {
+        Vec::new()
+    }
+    /// Announces that the next requests will be `reqs`, in this order, so that a remote
+    /// dealer can compute and send them ahead instead of one round trip each. A request
+    /// that then differs from the announced one is an error.
+    ///
+    /// # Errors
+    /// The dealer could not be reached.
+    fn prefetch(&mut self, reqs: &[Request]) -> Result<(), MpcError> {
+        let _ = reqs;
+        Ok(())
+    }
 }
 
 /// Where party 1's corrections come from: the dealer in this process, or (later) a
@@ -213,6 +231,15 @@ pub trait CorrectionFeed: Send {
     /// # Errors
     /// The dealer could not be reached or refused.
     fn correction(&mut self, req: Request, counter: u64) -> Result<Vec<u64>, MpcError>;
+    /// Asks for the corrections of these requests ahead of [`CorrectionFeed::correction`]
+    /// (which must then come in the same order). The default does nothing.
+    ///
+    /// # Errors
+    /// The dealer could not be reached.
+    fn prefetch(&mut self, reqs: &[(Request, u64)]) -> Result<(), MpcError> {
+        let _ = reqs;
+        Ok(())
+    }
 }
 
 /// The dealer. See the [module documentation](self).
@@ -322,6 +349,9 @@ pub struct SeededCorrelations {
     counter: u64,
     feed: Option<Box<dyn CorrectionFeed>>,
     stats: OfflineStats,
+    recording: Option<Vec<Request>>,
+    /// The first counter not yet announced to the feed.
+    announced: u64,
 }
 
 impl std::fmt::Debug for SeededCorrelations {
@@ -356,6 +386,8 @@ impl SeededCorrelations {
                 bytes: 32,
                 full_bytes: 0,
             },
+            recording: None,
+            announced: 0,
         }
     }
 
@@ -363,6 +395,9 @@ impl SeededCorrelations {
     fn next(&mut self, req: Request) -> Result<(ChaCha20Rng, Vec<u64>), MpcError> {
         let k = self.counter;
         self.counter += 1;
+        if let Some(r) = self.recording.as_mut() {
+            r.push(req);
+        }
         let corr = match self.feed.as_mut() {
             Some(feed) => {
                 let c = feed.correction(req, k)?;
@@ -445,6 +480,30 @@ impl Correlations for SeededCorrelations {
 
     fn offline(&self) -> OfflineStats {
         self.stats
+    }
+
+    fn record(&mut self, on: bool) {
+        self.recording = on.then(Vec::new);
+    }
+
+    fn take_record(&mut self) -> Vec<Request> {
+        self.recording
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Party 1 passes the requests, numbered from the first counter not yet announced,
+    /// to its feed; party 0 expands everything from its seed and has nothing to ask.
+    fn prefetch(&mut self, reqs: &[Request]) -> Result<(), MpcError> {
+        let Some(feed) = self.feed.as_mut() else {
+            return Ok(());
+        };
+        let start = self.announced.max(self.counter);
+        let numbered: Vec<(Request, u64)> =
+            reqs.iter().zip(start..).map(|(&r, k)| (r, k)).collect();
+        self.announced = start + reqs.len() as u64;
+        feed.prefetch(&numbered)
     }
 }
 

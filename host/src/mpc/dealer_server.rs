@@ -285,6 +285,8 @@ fn encode(req: Request) -> (u8, [u64; 3]) {
 pub struct DealerFeed {
     ch: TlsChannel,
     failed: bool,
+    /// Requests sent ahead whose replies are still to be read, in order.
+    ahead: std::collections::VecDeque<(Request, u64)>,
 }
 
 impl DealerFeed {
@@ -293,15 +295,33 @@ impl DealerFeed {
         self.ch.wire_bytes()
     }
 
-    fn ask(&mut self, req: Request, counter: u64) -> io::Result<Result<Vec<u64>, String>> {
+    fn send_request(&mut self, req: Request, counter: u64) -> io::Result<()> {
         let (kind, p) = encode(req);
         let mut b = Vec::with_capacity(34);
         b.push(1);
         b.extend_from_slice(&counter.to_le_bytes());
         b.push(kind);
         p.iter().for_each(|w| b.extend_from_slice(&w.to_le_bytes()));
-        self.ch.write_all(&b)?;
-        self.ch.flush()?;
+        self.ch.write_all(&b)
+    }
+
+    fn ask(&mut self, req: Request, counter: u64) -> io::Result<Result<Vec<u64>, String>> {
+        match self.ahead.pop_front() {
+            Some((r, k)) if (r, k) == (req, counter) => {}
+            Some((r, k)) => {
+                return Ok(Err(format!(
+                    "request {counter} is {req:?}, but {r:?} was announced as request {k}: the program is not the one recorded"
+                )))
+            }
+            None => {
+                self.send_request(req, counter)?;
+                self.ch.flush()?;
+            }
+        }
+        self.read_reply(req)
+    }
+
+    fn read_reply(&mut self, req: Request) -> io::Result<Result<Vec<u64>, String>> {
         let mut status = [0u8; 1];
         self.ch.read_exact(&mut status)?;
         if status[0] != 0 {
@@ -330,6 +350,27 @@ impl DealerFeed {
 }
 
 impl CorrectionFeed for DealerFeed {
+    /// Sends every request at once; the dealer computes and streams the replies while
+    /// this party computes, and [`CorrectionFeed::correction`] reads them in order.
+    fn prefetch(&mut self, reqs: &[(Request, u64)]) -> Result<(), MpcError> {
+        if self.failed || reqs.is_empty() {
+            return Ok(());
+        }
+        let sent = reqs
+            .iter()
+            .try_for_each(|&(r, k)| self.send_request(r, k))
+            .and_then(|()| self.ch.flush());
+        if let Err(e) = sent {
+            self.failed = true;
+            return Err(MpcError::Dealer {
+                what: reqs[0].0.what(),
+                reason: e.to_string(),
+            });
+        }
+        self.ahead.extend(reqs.iter().copied());
+        Ok(())
+    }
+
     fn correction(&mut self, req: Request, counter: u64) -> Result<Vec<u64>, MpcError> {
         let fail = |reason: String| MpcError::Dealer {
             what: req.what(),
@@ -395,7 +436,11 @@ pub fn connect_dealer(
     };
     let feed: Option<Box<dyn CorrectionFeed>> = match party {
         PartyId::P0 => None,
-        PartyId::P1 => Some(Box::new(DealerFeed { ch, failed: false })),
+        PartyId::P1 => Some(Box::new(DealerFeed {
+            ch,
+            failed: false,
+            ahead: Default::default(),
+        })),
     };
     Ok((SeededCorrelations::new(party, seed, feed), link))
 }

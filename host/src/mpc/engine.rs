@@ -142,6 +142,26 @@ impl<C: Channel, R: Correlations> Mpc<C, R> {
         self.corr.offline()
     }
 
+    /// Starts (`true`) or stops recording the dealer requests made (see
+    /// [`Correlations::record`]).
+    pub fn record_requests(&mut self, on: bool) {
+        self.corr.record(on);
+    }
+
+    /// The dealer requests recorded so far; clears the record.
+    pub fn take_requests(&mut self) -> Vec<super::dealer::Request> {
+        self.corr.take_record()
+    }
+
+    /// Announces the next dealer requests so that the dealer sends them ahead (see
+    /// [`Correlations::prefetch`]).
+    ///
+    /// # Errors
+    /// The dealer could not be reached.
+    pub fn prefetch(&mut self, reqs: &[super::dealer::Request]) -> Result<(), MpcError> {
+        self.corr.prefetch(reqs)
+    }
+
     /// Starts keeping a copy of every byte received from the peer (this party's view).
     pub fn record_view(&mut self) {
         self.link.chan.record();

@@ -732,11 +732,21 @@ fn train_on_shares<C: Channel, R: Correlations>(
         epochs_done: epoch0,
         ..Default::default()
     };
+    // The dealer requests of a full-size step, recorded on the first one: every later
+    // full-size step makes the same requests, which are then announced to the dealer
+    // before the step so that it streams the material instead of one round trip each.
+    let mut step_requests: Option<Vec<super::dealer::Request>> = None;
     for epoch in epoch0..job.epochs {
         let (mut rng, order) = epoch_order(job.seed, epoch, n);
         let start = Instant::now();
         for chunk in order.chunks(job.batch) {
             let b = chunk.len();
+            let full = b == job.batch;
+            match &step_requests {
+                Some(reqs) if full => e.prefetch(reqs)?,
+                None if full => e.record_requests(true),
+                _ => {}
+            }
             let mut x = gather(&data.x, px, chunk);
             if job.augment {
                 data::cifar::random_crop_flip(&mut x, job.shape(), &mut rng, 4);
@@ -744,6 +754,10 @@ fn train_on_shares<C: Channel, R: Correlations>(
             let y = gather(&data.y, job.classes, chunk);
             // The probabilities stay shared: nothing is opened during training.
             t.step(e, x, &y, b)?;
+            if full && step_requests.is_none() {
+                step_requests = Some(e.take_requests());
+                e.record_requests(false);
+            }
             report.steps += 1;
             report.samples += b as u64;
         }
