@@ -265,6 +265,12 @@ impl Dealer {
         Dealer { seeds }
     }
 
+    /// The seed `party` receives. It is a secret of that party: send it only over that
+    /// party's authenticated channel, never log it.
+    pub fn party_seed(&self, party: PartyId) -> Seed {
+        self.seeds[party.index()]
+    }
+
     /// A dealer seeded by the operating system.
     pub fn from_entropy() -> Self {
         let mut master = [0u8; 32];

@@ -36,8 +36,7 @@ use super::dealer::{CorrectionFeed, Dealer, Request, Seed, SeededCorrelations};
 use super::keys::{Identity, Role};
 use super::net::{self, NetConfig, NetError, TlsChannel, WireBytes};
 use super::{Channel, MpcError, PartyId};
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+use rand::RngCore;
 use ringnn_core::engine::MatDims;
 use std::io;
 use std::net::TcpListener;
@@ -93,16 +92,6 @@ pub enum DealerError {
     Twice(Role),
 }
 
-/// The two party seeds of a master seed, derived as [`Dealer::from_seed`] derives them
-/// (a test checks that the two agree).
-fn party_seeds(master: Seed) -> [Seed; 2] {
-    let mut rng = ChaCha20Rng::from_seed(master);
-    let mut seeds = [[0u8; 32]; 2];
-    rng.fill_bytes(&mut seeds[0]);
-    rng.fill_bytes(&mut seeds[1]);
-    seeds
-}
-
 /// Binds `cfg.listen` and serves both parties; see [`serve_dealer_on`].
 ///
 /// # Errors
@@ -132,7 +121,6 @@ pub fn serve_dealer_on(
         rand::rng().fill_bytes(&mut m);
         m
     });
-    let seeds = party_seeds(master);
     let dealer = Arc::new(Dealer::from_seed(master));
     let allowed = [Role::Party(PartyId::P0), Role::Party(PartyId::P1)];
     let mut report = DealerReport::default();
@@ -148,7 +136,7 @@ pub fn serve_dealer_on(
             seen.push(peer);
             let dealer = dealer.clone();
             let seed = match peer {
-                Role::Party(p) => seeds[p.index()],
+                Role::Party(p) => dealer.party_seed(p),
                 Role::Dealer => unreachable!("accept admits parties only"),
             };
             handles.push(s.spawn(move || serve_one(ch, seed, &dealer, cfg.net.max_frame)));
@@ -452,11 +440,12 @@ mod tests {
     use ringnn_core::Z64;
 
     #[test]
-    fn party_seeds_match_the_in_process_dealer() {
-        // The same master seed must give the same material as Dealer::correlations.
+    fn sources_built_from_party_seeds_match_the_in_process_dealer() {
+        // What the dealer process sends each party must give the material of
+        // Dealer::correlations.
         let master = [9u8; 32];
-        let seeds = party_seeds(master);
         let dealer = Arc::new(Dealer::from_seed(master));
+        let seeds = [PartyId::P0, PartyId::P1].map(|p| dealer.party_seed(p));
         let [mut r0, mut r1] = dealer.correlations();
         let mut s0 = SeededCorrelations::new(PartyId::P0, seeds[0], None);
         let mut s1 = SeededCorrelations::new(PartyId::P1, seeds[1], Some(Box::new(dealer)));
