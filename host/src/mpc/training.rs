@@ -1224,13 +1224,39 @@ mod tests {
 
     #[test]
     fn a_lenet_training_step_on_shares_matches_plain() {
-        let b = 4;
-        let (_, tc, net) = job("lenet", b, b);
+        step_on_shares_matches_plain("lenet", 4);
+    }
+
+    #[test]
+    fn a_resnet20_training_step_on_shares_matches_plain() {
+        // Batch normalisation (statistics, the fixed-point inverse square root), residual
+        // blocks and global average pooling on shares.
+        step_on_shares_matches_plain("resnet20", 8);
+    }
+
+    fn step_on_shares_matches_plain(model: &str, b: usize) {
+        let (_, tc, net) = job(model, b, b);
         let [x, y, p0, b0] = plain_inputs(&net, b);
         // Plain: one step.
         let mut pe = Plain::with_frac_bits(13).unwrap();
         let mut tp = Trainer::new(&tc, &net, 1, p0.clone(), b0.clone()).unwrap();
         let probs_plain = tp.step(&mut pe, x.clone(), &y, b).unwrap();
+        // Sensitivity: Plain again with every input moved by one ulp at random.
+        let mut prng = ChaCha20Rng::seed_from_u64(11);
+        let xj: Vec<Z64> = x
+            .iter()
+            .map(|&v| v + Z64(rand::Rng::random_range(&mut prng, 0..3u64).wrapping_sub(1)))
+            .collect();
+        let mut tq = Trainer::new(&tc, &net, 1, p0.clone(), b0.clone()).unwrap();
+        tq.step(&mut pe, xj, &y, b).unwrap();
+        let sens = tq
+            .params
+            .iter()
+            .zip(&tp.params)
+            .map(|(&u, &v)| (u - v).to_signed().abs())
+            .max()
+            .unwrap();
+        eprintln!("{model}: inputs moved by 1 ulp move Plain's parameters by up to {sens} ulp");
         // Two parties: the same step on shares.
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         let sh = |v: &[Z64], rng: &mut ChaCha20Rng| share(v, rng);
@@ -1257,12 +1283,21 @@ mod tests {
                 .unwrap()
         };
         let (dp, dw) = (ulp(&probs, &probs_plain), ulp(&params, &tp.params));
-        eprintln!("lenet step: probabilities within {dp} ulp, parameters within {dw} ulp of Plain");
-        // Every truncation may differ by one ulp (stochastic vs nearest rounding); through
-        // two convolutions, pooling, two dense layers, softmax with its reciprocal and
-        // the backward pass, a few ulp accumulate. 2^-13 * 16 = 0.002 in real units.
-        assert!(dp <= 16, "probabilities differ by {dp} ulp");
-        assert!(dw <= 16, "parameters differ by {dw} ulp");
+        eprintln!(
+            "{model} step: probabilities within {dp} ulp, parameters within {dw} ulp of Plain"
+        );
+        // Every truncation may differ by one ulp (stochastic vs nearest rounding). How far
+        // that carries depends on the network's conditioning, measured above by moving
+        // Plain's inputs by one ulp: LeNet carries it to a few ulp, ResNet-20 at batch 8
+        // (batch statistics, the inverse square root) to about 175. The two-party step
+        // must stay within three times that (at least 16 ulp = 0.002); a wrong protocol
+        // is off by far more.
+        let tol = (3 * sens).max(16);
+        assert!(dp <= 16, "{model}: probabilities differ by {dp} ulp");
+        assert!(
+            dw <= tol,
+            "{model}: parameters differ by {dw} ulp (tolerance {tol})"
+        );
         assert!(params != p0, "the step changed nothing");
     }
 
