@@ -77,6 +77,9 @@ fn mpc_training_on_synthetic_digits_matches_plain() {
     assert_eq!(m["engine"], "mpc");
     assert!(m["train_loss"].is_null(), "the loss must not be revealed");
     assert_eq!(m["steps"], 8);
+    // Steps 2..8 ran in two phases: dealer material first, then the protocol.
+    assert!(m["online_samples_per_sec"].as_f64().unwrap() > 0.0, "{m}");
+    assert!(m["offline_seconds"].as_f64().unwrap() > 0.0, "{m}");
     let sent = m["bytes_sent"].as_array().unwrap();
     assert!(sent.iter().all(|b| b.as_u64().unwrap() > 0));
     assert!(m["rounds"].as_u64().unwrap() > 0);

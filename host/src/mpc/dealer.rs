@@ -221,6 +221,16 @@ pub trait Correlations: Send {
         let _ = reqs;
         Ok(())
     }
+    /// Produces the material of the next requests `reqs` now (expansion, and for party 1
+    /// the dealer's corrections) and keeps it for when they are asked for: the offline
+    /// phase of a step, separated from its online phase. The default does nothing.
+    ///
+    /// # Errors
+    /// The dealer could not provide it.
+    fn preload(&mut self, reqs: &[Request]) -> Result<(), MpcError> {
+        let _ = reqs;
+        Ok(())
+    }
 }
 
 /// Where party 1's corrections come from: the dealer in this process, or (later) a
@@ -358,6 +368,16 @@ pub struct SeededCorrelations {
     recording: Option<Vec<Request>>,
     /// The first counter not yet announced to the feed.
     announced: u64,
+    /// Material produced ahead by [`Correlations::preload`], in request order.
+    preloaded: std::collections::VecDeque<(Request, Material)>,
+}
+
+/// One request's material.
+enum Material {
+    Triples(Triples),
+    Trunc(TruncPairs),
+    And(AndTriples),
+    Bits(RandomBits),
 }
 
 impl std::fmt::Debug for SeededCorrelations {
@@ -394,6 +414,7 @@ impl SeededCorrelations {
             },
             recording: None,
             announced: 0,
+            preloaded: Default::default(),
         }
     }
 
@@ -427,61 +448,120 @@ impl SeededCorrelations {
         Ok((stream(&self.seed, k), corr))
     }
 
-    fn triples(&mut self, req: Request, sizes: [usize; 3]) -> Result<Triples, MpcError> {
+    /// The material of `req`: produced now, or taken from what was preloaded (which
+    /// must be this request).
+    fn material(&mut self, req: Request) -> Result<Material, MpcError> {
+        match self.preloaded.pop_front() {
+            Some((r, m)) if r == req => Ok(m),
+            Some((r, _)) => {
+                self.preloaded.clear();
+                Err(MpcError::Dealer {
+                    what: req.what(),
+                    reason: format!("{req:?} was asked for, but {r:?} was preloaded next"),
+                })
+            }
+            None => self.make(req),
+        }
+    }
+
+    fn make(&mut self, req: Request) -> Result<Material, MpcError> {
         let (mut rng, corr) = self.next(req)?;
-        let a = zs(&mut rng, sizes[0]);
-        let b = zs(&mut rng, sizes[1]);
-        let c = match self.party {
-            PartyId::P0 => zs(&mut rng, sizes[2]),
-            PartyId::P1 => corr.into_iter().map(Z64).collect(),
-        };
-        Ok(Triples { a, b, c })
+        let p0 = self.party == PartyId::P0;
+        Ok(match req {
+            Request::Beaver { n } => Material::Triples(triples(&mut rng, corr, p0, [n; 3])),
+            Request::Matrix { dims } => {
+                let MatDims { m, k, n } = dims;
+                Material::Triples(triples(&mut rng, corr, p0, [m * k, k * n, m * n]))
+            }
+            Request::Trunc { n, .. } => {
+                let r = zs(&mut rng, n);
+                let (msb, low) = if p0 {
+                    (zs(&mut rng, n), zs(&mut rng, n))
+                } else {
+                    (
+                        corr[..n].iter().map(|&w| Z64(w)).collect(),
+                        corr[n..].iter().map(|&w| Z64(w)).collect(),
+                    )
+                };
+                Material::Trunc(TruncPairs { r, msb, low })
+            }
+            Request::And { words } => {
+                let u = ws(&mut rng, words);
+                let v = ws(&mut rng, words);
+                let w = if p0 { ws(&mut rng, words) } else { corr };
+                Material::And(AndTriples { u, v, w })
+            }
+            Request::Bits { words } => {
+                let xor = ws(&mut rng, words);
+                let arith = if p0 {
+                    zs(&mut rng, 64 * words)
+                } else {
+                    corr.into_iter().map(Z64).collect()
+                };
+                Material::Bits(RandomBits { xor, arith })
+            }
+        })
+    }
+}
+
+fn triples(rng: &mut ChaCha20Rng, corr: Vec<u64>, p0: bool, sizes: [usize; 3]) -> Triples {
+    let a = zs(rng, sizes[0]);
+    let b = zs(rng, sizes[1]);
+    let c = if p0 {
+        zs(rng, sizes[2])
+    } else {
+        corr.into_iter().map(Z64).collect()
+    };
+    Triples { a, b, c }
+}
+
+fn wrong_material(req: Request) -> MpcError {
+    MpcError::Dealer {
+        what: req.what(),
+        reason: "material of another kind".into(),
     }
 }
 
 impl Correlations for SeededCorrelations {
     fn beaver(&mut self, n: usize) -> Result<Triples, MpcError> {
-        self.triples(Request::Beaver { n }, [n; 3])
+        let req = Request::Beaver { n };
+        match self.material(req)? {
+            Material::Triples(t) => Ok(t),
+            _ => Err(wrong_material(req)),
+        }
     }
 
     fn matrix(&mut self, dims: MatDims) -> Result<Triples, MpcError> {
-        let MatDims { m, k, n } = dims;
-        self.triples(Request::Matrix { dims }, [m * k, k * n, m * n])
+        let req = Request::Matrix { dims };
+        match self.material(req)? {
+            Material::Triples(t) => Ok(t),
+            _ => Err(wrong_material(req)),
+        }
     }
 
     fn trunc(&mut self, n: usize, bits: u32) -> Result<TruncPairs, MpcError> {
         assert!((1..=62).contains(&bits), "truncation pairs: bits in 1..=62");
-        let (mut rng, corr) = self.next(Request::Trunc { n, bits })?;
-        let r = zs(&mut rng, n);
-        let (msb, low) = match self.party {
-            PartyId::P0 => (zs(&mut rng, n), zs(&mut rng, n)),
-            PartyId::P1 => (
-                corr[..n].iter().map(|&w| Z64(w)).collect(),
-                corr[n..].iter().map(|&w| Z64(w)).collect(),
-            ),
-        };
-        Ok(TruncPairs { r, msb, low })
+        let req = Request::Trunc { n, bits };
+        match self.material(req)? {
+            Material::Trunc(t) => Ok(t),
+            _ => Err(wrong_material(req)),
+        }
     }
 
     fn and_triples(&mut self, words: usize) -> Result<AndTriples, MpcError> {
-        let (mut rng, corr) = self.next(Request::And { words })?;
-        let u = ws(&mut rng, words);
-        let v = ws(&mut rng, words);
-        let w = match self.party {
-            PartyId::P0 => ws(&mut rng, words),
-            PartyId::P1 => corr,
-        };
-        Ok(AndTriples { u, v, w })
+        let req = Request::And { words };
+        match self.material(req)? {
+            Material::And(t) => Ok(t),
+            _ => Err(wrong_material(req)),
+        }
     }
 
     fn random_bits(&mut self, words: usize) -> Result<RandomBits, MpcError> {
-        let (mut rng, corr) = self.next(Request::Bits { words })?;
-        let xor = ws(&mut rng, words);
-        let arith = match self.party {
-            PartyId::P0 => zs(&mut rng, 64 * words),
-            PartyId::P1 => corr.into_iter().map(Z64).collect(),
-        };
-        Ok(RandomBits { xor, arith })
+        let req = Request::Bits { words };
+        match self.material(req)? {
+            Material::Bits(t) => Ok(t),
+            _ => Err(wrong_material(req)),
+        }
     }
 
     fn offline(&self) -> OfflineStats {
@@ -510,6 +590,14 @@ impl Correlations for SeededCorrelations {
             reqs.iter().zip(start..).map(|(&r, k)| (r, k)).collect();
         self.announced = start + reqs.len() as u64;
         feed.prefetch(&numbered)
+    }
+
+    fn preload(&mut self, reqs: &[Request]) -> Result<(), MpcError> {
+        for &req in reqs {
+            let m = self.make(req)?;
+            self.preloaded.push_back((req, m));
+        }
+        Ok(())
     }
 }
 

@@ -162,6 +162,15 @@ impl<C: Channel, R: Correlations> Mpc<C, R> {
         self.corr.prefetch(reqs)
     }
 
+    /// Produces the material of the next dealer requests now (see
+    /// [`Correlations::preload`]): the offline phase of what follows.
+    ///
+    /// # Errors
+    /// The dealer could not provide it.
+    pub fn preload(&mut self, reqs: &[super::dealer::Request]) -> Result<(), MpcError> {
+        self.corr.preload(reqs)
+    }
+
     /// Starts keeping a copy of every byte received from the peer (this party's view).
     pub fn record_view(&mut self) {
         self.link.chan.record();

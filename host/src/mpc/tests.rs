@@ -191,6 +191,28 @@ fn dealer_material_is_correlated_and_compressed() {
     assert_eq!(c1.offline().requests, 5);
 }
 
+#[test]
+fn preloaded_material_is_the_material_asked_for_later() {
+    use crate::mpc::dealer::Request;
+    let dealer = Arc::new(Dealer::from_seed([5; 32]));
+    let [mut direct0, mut direct1] = dealer.correlations();
+    let [mut pre0, mut pre1] = dealer.correlations();
+    let reqs = [Request::Beaver { n: 4 }, Request::Trunc { n: 3, bits: 7 }];
+    pre0.preload(&reqs).unwrap();
+    pre1.preload(&reqs).unwrap();
+    assert_eq!(pre1.offline().requests, 2, "produced at preload time");
+    let (d0, d1) = (direct0.beaver(4).unwrap(), direct1.beaver(4).unwrap());
+    let (p0, p1) = (pre0.beaver(4).unwrap(), pre1.beaver(4).unwrap());
+    assert_eq!((d0.a, d0.c, d1.b, d1.c), (p0.a, p0.c, p1.b, p1.c));
+    let (d, p) = (direct1.trunc(3, 7).unwrap(), pre1.trunc(3, 7).unwrap());
+    assert_eq!((d.r, d.low), (p.r, p.low));
+    // Asking for something other than what was preloaded is an error, never other
+    // material.
+    pre0.preload(&[Request::And { words: 1 }]).unwrap();
+    let err = pre0.beaver(1).unwrap_err().to_string();
+    assert!(err.contains("preloaded"), "{err}");
+}
+
 // ---------------------------------------------------------------- primitives
 
 case!(Linear, |e, x| {

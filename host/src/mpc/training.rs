@@ -476,6 +476,14 @@ pub struct TrainServerReport {
     pub offline_full_bytes: u64,
     /// Seconds computing the test predictions.
     pub predict_seconds: f64,
+    /// Seconds producing the dealer material of the phased steps (every full-size step
+    /// but the first) before running them: PRG expansion and, for party 1, receiving the
+    /// dealer's corrections.
+    pub offline_seconds: f64,
+    /// Seconds running the phased steps with their material at hand: the online phase.
+    pub online_seconds: f64,
+    /// Samples trained on in the phased steps.
+    pub online_samples: u64,
 }
 
 /// The servers' handshake: protocol version, job digest, whether resuming, and the epochs
@@ -742,11 +750,20 @@ fn train_on_shares<C: Channel, R: Correlations>(
         for chunk in order.chunks(job.batch) {
             let b = chunk.len();
             let full = b == job.batch;
+            // A full-size step after the first one runs in two phases: the dealer material
+            // of the whole step first (offline), then the protocol itself (online).
+            let phased = full && step_requests.is_some();
             match &step_requests {
-                Some(reqs) if full => e.prefetch(reqs)?,
+                Some(reqs) if full => {
+                    let t0 = Instant::now();
+                    e.prefetch(reqs)?;
+                    e.preload(reqs)?;
+                    report.offline_seconds += t0.elapsed().as_secs_f64();
+                }
                 None if full => e.record_requests(true),
                 _ => {}
             }
+            let t1 = Instant::now();
             let mut x = gather(&data.x, px, chunk);
             if job.augment {
                 data::cifar::random_crop_flip(&mut x, job.shape(), &mut rng, 4);
@@ -754,6 +771,10 @@ fn train_on_shares<C: Channel, R: Correlations>(
             let y = gather(&data.y, job.classes, chunk);
             // The probabilities stay shared: nothing is opened during training.
             t.step(e, x, &y, b)?;
+            if phased {
+                report.online_seconds += t1.elapsed().as_secs_f64();
+                report.online_samples += b as u64;
+            }
             if full && step_requests.is_none() {
                 step_requests = Some(e.take_requests());
                 e.record_requests(false);
@@ -923,6 +944,11 @@ pub struct MpcTrainResult {
     pub bytes_per_step: [f64; 2],
     /// Rounds per training step.
     pub rounds_per_step: f64,
+    /// Samples per second of the online phase alone (steps whose dealer material was
+    /// produced beforehand; the slower server).
+    pub online_samples_per_sec: f64,
+    /// Seconds of the offline phase of those steps (the slower server).
+    pub offline_seconds: f64,
     /// The working folder (keys, shares, checkpoints, outputs).
     pub work_dir: PathBuf,
 }
@@ -1165,6 +1191,14 @@ fn train_mpc_in(cfg: &TrainConfig, exe: &Path, dir: &Path) -> Result<MpcTrainRes
         steps: r0.steps,
         bytes_per_step: [0, 1].map(|i| reports[i].train_sent as f64 / steps as f64),
         rounds_per_step: r0.train_rounds as f64 / steps as f64,
+        online_samples_per_sec: reports
+            .iter()
+            .map(|r| r.online_samples as f64 / r.online_seconds.max(1e-9))
+            .fold(f64::INFINITY, f64::min),
+        offline_seconds: reports
+            .iter()
+            .map(|r| r.offline_seconds)
+            .fold(0.0, f64::max),
         work_dir: dir.to_path_buf(),
     })
 }
