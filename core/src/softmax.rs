@@ -392,9 +392,27 @@ fn exact_grad_rows<E: Engine + ?Sized>(
     e.mul(y, dv, t)?;
     e.rescale(t)?;
     row_sums(e, t, cols, dl, ratio)?;
-    // ratio = E'_l / E_l (0 when E_l = 0, since then E'_l = 0 too).
+    // ratio = E'_l / E_l, and 0 where E_l = 0 (the label's E clipped, or a line rounded to
+    // exactly 0): the reciprocal's domain is E > 0, and 1/0 is infinite on Float (0 * inf
+    // is NaN) and meaningless on Plain, where E'_l need not be 0 either (a tie between the
+    // zero line and a line that rounds to 0 picks the sloped one). So with
+    // nz = [E_l > 0] = [-E_l < 0]: E_l += 1 - nz, E'_l *= nz.
+    let (nz, rest) = rest.split_at_mut(rows);
+    let (prod, rest) = rest.split_at_mut(rows);
+    prod.copy_from_slice(el);
+    e.scale(prod, -1.0)?;
+    e.is_negative(prod, nz)?;
+    prod.copy_from_slice(nz);
+    let m1 = e.public_int(-1);
+    let one = e.public_int(1);
+    e.mul_public(prod, m1)?;
+    e.add_public(prod, one)?;
+    let unit = e.public(1.0);
+    e.mul_public(prod, unit)?;
+    e.add_assign(el, prod)?;
+    e.mul(dl, nz, prod)?;
+    dl.copy_from_slice(prod);
     e.reciprocal(el, ratio, 0, rest)?;
-    let (prod, _) = rest.split_at_mut(rows);
     e.mul(dl, ratio, prod)?;
     e.rescale(prod)?;
     ratio.copy_from_slice(prod);

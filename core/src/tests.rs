@@ -564,6 +564,124 @@ fn exact_gradient_on_plain_matches_float() {
     }
 }
 
+/// The exact gradient where the label's E is 0 (pwl4's flat line 0.0077x + 0.155 is below
+/// 0 for x < -20.13): the label term E'_l / E_l is defined as 0 there. Float used to
+/// compute 0 * (1/0) = NaN, which spread through the whole network in one step; Plain,
+/// where the flat line can round to exactly 0 while the tie with the zero line picks the
+/// sloped line, used to multiply E'_l = 0.0077 by the reciprocal's meaningless value at 0
+/// (about 92,500 at f = 13), far beyond the 0.0077 * 2^f that a positive E_l can give.
+#[test]
+fn float_exact_gradient_is_finite_where_the_label_exp_is_zero() {
+    let cfg = Softmax::new(ExpApprox::Pwl(4));
+    let cols = 3;
+    // Label in column 0, at or below pwl4's zero crossing; the other logits are live.
+    let labels = [-20.2, -25.0, -300.0];
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for &xl in &labels {
+        xs.extend([xl, 0.5, -1.0]);
+        ys.extend([1.0, 0.0, 0.0]);
+    }
+    let rows = labels.len();
+    fn run<T: crate::float::Real>(cfg: Softmax, xs: &[f64], ys: &[f64], rows: usize) -> Vec<f64> {
+        let cols = xs.len() / rows;
+        let x: Vec<T> = xs.iter().map(|&v| T::from_f64(v)).collect();
+        let y: Vec<T> = ys.iter().map(|&v| T::from_f64(v)).collect();
+        let (mut p, mut g) = (vec![T::default(); x.len()], vec![T::default(); x.len()]);
+        let mut s = vec![T::default(); softmax::backward_scratch(cfg, rows, cols)];
+        softmax::softmax_xent_backward(
+            &mut Float::<T>::new(),
+            cfg,
+            GradMode::Exact,
+            &x,
+            &y,
+            rows,
+            cols,
+            &mut p,
+            &mut g,
+            &mut s,
+        )
+        .unwrap();
+        g.iter().map(|v| v.to_f64()).collect()
+    }
+    for g in [
+        run::<f64>(cfg, &xs, &ys, rows),
+        run::<f32>(cfg, &xs, &ys, rows),
+    ] {
+        for r in 0..rows {
+            let row = &xs[r * cols..(r + 1) * cols];
+            let el = ExpApprox::Pwl(4).reference(row[0]);
+            if el > 0.0 {
+                continue;
+            }
+            // Only the first term E'_j / S is left; E'_l = 0.
+            let lines = ExpApprox::Pwl(4).lines().unwrap();
+            let s: f64 = row.iter().map(|&v| lines.eval(v)).sum();
+            let want: Vec<f64> = row
+                .iter()
+                .map(|&v| lines.eval_with_slope(v).1 / s)
+                .collect();
+            for j in 0..cols {
+                let got = g[r * cols + j];
+                assert!(
+                    (got - want[j]).abs() <= 1e-6 * (1.0 + want[j].abs()),
+                    "row {r} ({}) j {j}: {got} vs {}",
+                    row[0],
+                    want[j]
+                );
+            }
+        }
+    }
+}
+
+/// Plain's side of [`float_exact_gradient_is_finite_where_the_label_exp_is_zero`]: the label
+/// gradient stays within what a positive E_l of at least one ulp allows, for every raw
+/// value of the label logit around pwl4's zero crossing.
+#[test]
+fn plain_exact_gradient_is_bounded_around_the_zero_crossing() {
+    let cfg = Softmax::new(ExpApprox::Pwl(4));
+    let cols = 3;
+    // Every raw value of the label logit from -20.5 to -19.5 at f = 13.
+    let f = 13;
+    let mut p = plain(f);
+    let ulp = crate::fixed::pow2(-(f as i32));
+    let steps = (1.0 / ulp) as usize;
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for i in 0..=steps {
+        xs.extend([-20.5 + i as f64 * ulp, 0.5, -1.0]);
+        ys.extend([1.0, 0.0, 0.0]);
+    }
+    let rows = steps + 1;
+    let (x, y) = (enc(&p, &xs), enc(&p, &ys));
+    let (mut pp, mut pg) = (vec![Z64::ZERO; x.len()], vec![Z64::ZERO; x.len()]);
+    let mut s = vec![Z64::ZERO; softmax::backward_scratch(cfg, rows, cols)];
+    softmax::softmax_xent_backward(
+        &mut p,
+        cfg,
+        GradMode::Exact,
+        &x,
+        &y,
+        rows,
+        cols,
+        &mut pp,
+        &mut pg,
+        &mut s,
+    )
+    .unwrap();
+    let pg = dec(&p, &pg);
+    // |E'_l / E_l| <= 0.0077 / ulp for E_l >= 1 ulp, plus rounding; the first term is below 1.
+    let bound = 0.0077 / ulp + 4.0;
+    for r in 0..rows {
+        assert!(
+            pg[r * cols].abs() <= bound,
+            "x_l = {}: label gradient {}",
+            xs[r * cols],
+            pg[r * cols]
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
