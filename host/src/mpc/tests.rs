@@ -739,8 +739,9 @@ case!(DenseStep, |e, x| {
 #[test]
 fn dense_layer_and_sgd_step_match_plain() {
     // Forward, dx and dw: one truncation after an exact product: 1 ulp; db exact.
-    // SGD: t = g >> 3 (1), v = 0.9 v + t (2), + wd w (3); w -= lr v: ceil(0.1 * dv) + 1,
-    // where dv also carries dw's 1 ulp, scaled by 1/8: v within 4, w within 2.
+    // SGD: t = (g + 8 wd w) >> 3, with one rescale inside (1) and the shift (2),
+    // v = 0.9 v + t (3); w -= lr v: ceil(0.1 * dv) + 1, where dv also carries dw's 1 ulp,
+    // scaled by 1/8: v within 4, w within 2.
     let mut rng = ChaCha20Rng::seed_from_u64(21);
     let inputs = [
         enc(&uniform(&mut rng, 48, -2.0, 2.0)),
