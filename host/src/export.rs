@@ -731,6 +731,7 @@ mod tests {
             steps_done: 1,
             seed: 1,
             train_samples: 10,
+            run: None,
         };
         let state = State {
             params: vec![0; 3],

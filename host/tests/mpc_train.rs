@@ -322,6 +322,30 @@ fn a_killed_server_fails_its_peer_in_time_and_both_resume_from_their_checkpoints
     assert!(v["test_accuracy"].as_f64().unwrap() > 0.5, "{v}");
     // The revealed model is a Plain checkpoint that plain training resumes from.
     assert!(s.dir.join("model/checkpoint.bin").exists());
+    // The outputs given the wrong way round are refused, not added into garbage.
+    let out = ringnn(&[
+        "reveal",
+        "--owner",
+        s.dir.join("owner.json").to_str().unwrap(),
+        "--from",
+        o1.to_str().unwrap(),
+        "--from",
+        o.to_str().unwrap(),
+        "--model",
+        s.dir.join("model2").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("party 1's shares"),
+        "{err}"
+    );
+    // A fresh start into a folder holding checkpoints is refused (nothing is lost).
+    let [d, s0, s1] = s.start(false, &s.dir.join("job.json"));
+    for c in [s0, s1] {
+        let (ok, err, _) = finish(c, Duration::from_secs(60));
+        assert!(!ok && err.contains("--resume"), "{err}");
+    }
+    let _ = finish(d, Duration::from_secs(60));
 }
 
 #[test]
@@ -355,6 +379,31 @@ fn bad_share_and_job_files_are_errors_naming_the_file() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--from"));
+    // The other server's share file is refused, naming whose it is.
+    let out = ringnn(&[
+        "server",
+        "--party",
+        "0",
+        "--listen",
+        "127.0.0.1:1",
+        "--dealer",
+        "127.0.0.1:1",
+        "--keys",
+        s.keys.to_str().unwrap(),
+        "--session",
+        "00112233445566778899aabbccddeeff",
+        "--job",
+        s.dir.join("job.json").to_str().unwrap(),
+        "--shares",
+        s.dir.join("server1/shares.bin").to_str().unwrap(),
+        "--out",
+        s.dir.join("o").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("holds party 1's shares"),
+        "{err}"
+    );
     // A truncated share file is refused before any connection is made.
     let shares = s.dir.join("server0/shares.bin");
     let bytes = std::fs::read(&shares).unwrap();

@@ -279,6 +279,62 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ServerError
     })
 }
 
+/// Words of the tag that opens every share file of a training job (the owner's shares
+/// and the servers' outputs): the party the file belongs to and the 128-bit id of the
+/// sharing (one per `ringnn share`), so that a file of the other party or of another
+/// sharing is refused instead of reconstructing garbage.
+const TAG_WORDS: usize = 3;
+
+fn random_id() -> [u64; 2] {
+    use rand::RngCore;
+    let mut r = ChaCha20Rng::from_os_rng();
+    [r.next_u64(), r.next_u64()]
+}
+
+fn tag(party: PartyId, set: [u64; 2]) -> Vec<Z64> {
+    vec![Z64(party.index() as u64), Z64(set[0]), Z64(set[1])]
+}
+
+fn show_id(id: [u64; 2]) -> String {
+    format!("{:016x}{:016x}", id[0], id[1])
+}
+
+fn parse_id(s: &str) -> Option<[u64; 2]> {
+    if s.len() != 32 || !s.is_ascii() {
+        return None;
+    }
+    let hi = u64::from_str_radix(&s[..16], 16).ok()?;
+    let lo = u64::from_str_radix(&s[16..], 16).ok()?;
+    Some([hi, lo])
+}
+
+/// Reads a tagged share file; checks that it belongs to `party`. Returns the sharing's id
+/// and the tensors after the tag.
+fn read_tagged(path: &Path, party: PartyId) -> Result<([u64; 2], Vec<Vec<Z64>>), ServerError> {
+    let mut t = read_shares(path)?;
+    let bad = |what: String| ServerError::File {
+        path: path.to_path_buf(),
+        what,
+    };
+    if t.first().map(Vec::len) != Some(TAG_WORDS) || t[0][0].0 > 1 {
+        return Err(bad(
+            "not a share file of a training job (no party tag): written by `ringnn share` or a training server?".into(),
+        ));
+    }
+    let tag = t.remove(0);
+    let owner = if tag[0].0 == 0 {
+        PartyId::P0
+    } else {
+        PartyId::P1
+    };
+    if owner != party {
+        return Err(bad(format!(
+            "holds {owner}'s shares, but {party}'s are needed here"
+        )));
+    }
+    Ok(([tag[1].0, tag[2].0], t))
+}
+
 /// The owner's side: loads the data `cfg` names, draws the initial model from its seed,
 /// and writes `job.json`, `owner.json` and one share file per server into `dir`.
 ///
@@ -323,7 +379,8 @@ pub fn share_job(cfg: &TrainConfig, dir: &Path) -> Result<SharedJob, ServerError
         enc("initial buffers", &b0)?,
     ];
     let mut rng = ChaCha20Rng::from_os_rng();
-    let mut parts: [Vec<Vec<Z64>>; 2] = [Vec::new(), Vec::new()];
+    let set = random_id();
+    let mut parts = [tag(PartyId::P0, set), tag(PartyId::P1, set)].map(|t| vec![t]);
     for t in &tensors {
         let [a, b] = share(t, &mut rng);
         parts[0].push(a);
@@ -498,16 +555,25 @@ pub struct Hello {
     pub resume: u64,
     /// Checkpointed epochs.
     pub epochs: [u64; 2],
+    /// The id of the sharing this server's files come from.
+    pub set: [u64; 2],
+    /// The training run: the checkpoints' when resuming, a fresh proposal otherwise
+    /// (party 0's is taken).
+    pub run: [u64; 2],
 }
 
 impl Hello {
-    fn words(&self) -> [u64; 5] {
+    fn words(&self) -> [u64; 9] {
         [
             self.version,
             self.digest,
             self.resume,
             self.epochs[0],
             self.epochs[1],
+            self.set[0],
+            self.set[1],
+            self.run[0],
+            self.run[1],
         ]
     }
 
@@ -517,14 +583,16 @@ impl Hello {
             digest: w[1],
             resume: w[2],
             epochs: [w[3], w[4]],
+            set: [w[5], w[6]],
+            run: [w[7], w[8]],
         }
     }
 
-    /// The epoch to continue from, given the peer's hello.
+    /// The epoch to continue from and the run id, given the peer's hello.
     ///
     /// # Errors
-    /// A different version, job or resume flag, or no checkpoint both hold.
-    pub fn agree(&self, peer: &Hello, peer_name: PartyId) -> Result<usize, String> {
+    /// A different version, job, sharing, resume flag or run, or no checkpoint both hold.
+    pub fn agree(&self, peer: &Hello, peer_name: PartyId) -> Result<(usize, [u64; 2]), String> {
         if peer.version != self.version {
             return Err(format!(
                 "{peer_name} speaks job protocol version {}, this server {}",
@@ -552,8 +620,23 @@ impl Hello {
                 }
             ));
         }
+        if peer.set != self.set {
+            return Err(format!(
+                "{peer_name} holds shares of another sharing ({} there, {} here): give both servers the files of one `ringnn share`",
+                show_id(peer.set),
+                show_id(self.set)
+            ));
+        }
         if self.resume == 0 {
-            return Ok(0);
+            let p0 = if peer_name == PartyId::P1 { self } else { peer };
+            return Ok((0, p0.run));
+        }
+        if peer.run != self.run {
+            return Err(format!(
+                "the checkpoints of {peer_name} belong to another training run ({} there, {} here)",
+                show_id(peer.run),
+                show_id(self.run)
+            ));
         }
         let common = self
             .epochs
@@ -572,7 +655,7 @@ impl Hello {
                 v.join(", ")
             }
         };
-        common.map(|&e| e as usize).ok_or_else(|| {
+        common.map(|&e| (e as usize, self.run)).ok_or_else(|| {
             format!(
                 "no checkpoint epoch in common with {peer_name}: here {}, there {}",
                 show(&self.epochs),
@@ -604,6 +687,7 @@ fn header_for(job: &JobSpec, net: &Net, party: PartyId) -> Header {
         steps_done: 0,
         seed: job.seed,
         train_samples: job.train_samples,
+        run: None,
     }
 }
 
@@ -626,7 +710,7 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
     let tc = job.config().map_err(ServerError::Config)?;
     let net = job.net().map_err(ServerError::Config)?;
     let me = Identity::load(&cfg.keys, Role::Party(cfg.party))?;
-    let mut shares = read_shares(&cfg.shares)?;
+    let (set, mut shares) = read_tagged(&cfg.shares, cfg.party)?;
     let lens: Vec<usize> = shares.iter().map(Vec::len).collect();
     if lens != job.share_lens(&net) {
         return Err(ServerError::File {
@@ -640,6 +724,16 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
     }
     let expected = header_for(&job, &net, cfg.party);
     let mut held = Vec::new();
+    if let (false, Some(dir)) = (cfg.resume, &cfg.checkpoint) {
+        // A fresh start never writes over another run's checkpoints.
+        if let Some((h, _, path)) = checkpoint::load_all(dir)?.into_iter().next() {
+            return Err(ServerError::Config(format!(
+                "{} holds a checkpoint of a run (epoch {}): pass --resume to continue it, or give another --checkpoint folder",
+                path.display(),
+                h.epochs_done
+            )));
+        }
+    }
     if cfg.resume {
         let dir = cfg
             .checkpoint
@@ -647,6 +741,13 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
             .ok_or_else(|| ServerError::Config("--resume needs --checkpoint DIR".into()))?;
         for (h, st, path) in checkpoint::load_all(dir)? {
             checkpoint::check_matches(&h, &expected, &path)?;
+            // previous.bin of another run (a folder reused) is not a candidate.
+            if held
+                .first()
+                .is_some_and(|(h0, _): &(Header, _)| h0.run != h.run)
+            {
+                continue;
+            }
             held.push((h, st));
         }
         if held.is_empty() {
@@ -675,7 +776,7 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
         test_x,
     };
     train_on_shares(
-        &mut e, cfg, &job, &tc, &net, data, params, buffers, held, &expected,
+        &mut e, cfg, &job, &tc, &net, data, params, buffers, held, &expected, set,
     )
 }
 
@@ -701,6 +802,7 @@ fn train_on_shares<C: Channel, R: Correlations>(
     buffers: Vec<Z64>,
     held: Vec<(Header, checkpoint::State)>,
     expected: &Header,
+    set: [u64; 2],
 ) -> Result<TrainServerReport, ServerError> {
     let n = job.train_samples;
     let steps_per_epoch = n.div_ceil(job.batch) as u64;
@@ -715,16 +817,27 @@ fn train_on_shares<C: Channel, R: Correlations>(
     for (slot, (h, _)) in epochs.iter_mut().zip(&held) {
         *slot = h.epochs_done as u64;
     }
+    let run = match held.first() {
+        Some((h, _)) => h.run.as_deref().and_then(parse_id).unwrap_or([0; 2]),
+        None => random_id(),
+    };
     let hello = Hello {
         version: JOB_VERSION as u64,
         digest: job.digest(),
         resume: cfg.resume as u64,
         epochs,
+        set,
+        run,
     };
     let theirs = e.exchange_public("handshake", &hello.words(), Tag::Hello)?;
-    let epoch0 = hello
+    let (epoch0, run) = hello
         .agree(&Hello::from_words(&theirs), cfg.party.peer())
         .map_err(ServerError::Config)?;
+    let expected = &Header {
+        run: Some(show_id(run)),
+        ..expected.clone()
+    };
+
     if let Some((h, st)) = held
         .iter()
         .find(|(h, _)| h.epochs_done == epoch0 && cfg.resume)
@@ -816,10 +929,11 @@ fn train_on_shares<C: Channel, R: Correlations>(
     }
     report.predict_seconds = start.elapsed().as_secs_f64();
     fs::create_dir_all(&cfg.out).map_err(io_err(&cfg.out))?;
-    write_shares(&cfg.out.join("predictions.bin"), &[preds])?;
+    let me = tag(cfg.party, set);
+    write_shares(&cfg.out.join("predictions.bin"), &[me.clone(), preds])?;
     write_shares(
         &cfg.out.join("model.bin"),
-        &[t.params.clone(), t.buffers.clone()],
+        &[me, t.params.clone(), t.buffers.clone()],
     )?;
     let (tr, off) = (e.traffic(), e.offline());
     report.online_sent = tr.sent;
@@ -859,9 +973,22 @@ pub fn reveal(
     let net = job.net().map_err(ServerError::Config)?;
     let read = |name: &str, lens: &[usize]| -> Result<[Vec<Vec<Z64>>; 2], ServerError> {
         let mut got = [Vec::new(), Vec::new()];
-        for (g, dir) in got.iter_mut().zip(out) {
+        let mut sets = Vec::new();
+        for ((g, dir), party) in got.iter_mut().zip(out).zip([PartyId::P0, PartyId::P1]) {
             let path = dir.join(name);
-            let t = read_shares(&path)?;
+            let (set, t) = read_tagged(&path, party)?;
+            if sets.first().is_some_and(|&s0| s0 != set) {
+                return Err(ServerError::File {
+                    path,
+                    what: format!(
+                        "comes from another sharing than {} ({} against {})",
+                        out[0].join(name).display(),
+                        show_id(set),
+                        show_id(sets[0])
+                    ),
+                });
+            }
+            sets.push(set);
             let l: Vec<usize> = t.iter().map(Vec::len).collect();
             if l != lens {
                 return Err(ServerError::File {
@@ -1346,6 +1473,7 @@ mod tests {
         let mut good = header_for(&job, &net, PartyId::P0);
         good.epochs_done = 1;
         good.steps_done = 2;
+        good.run = Some(show_id([3, 4]));
         let st = checkpoint::State {
             params: p0.iter().map(|v| v.to_bits()).collect(),
             velocity: vec![0; net.n_params],
@@ -1366,17 +1494,18 @@ mod tests {
             shares: PathBuf::new(),
             out: dir.join("out"),
             checkpoint: Some(ck.clone()),
-            resume: false,
+            resume: true,
             progress: false,
         };
         let digest = job.digest();
         let peer = std::thread::spawn(move || {
             // A peer that greets correctly, then sends a frame of another step.
             use crate::mpc::wire::{emit_words, Header};
-            let hello = [JOB_VERSION as u64, digest, 0, u64::MAX, u64::MAX];
+            // Resuming from epoch 1 of run [3, 4] on sharing [1, 2], like party 0.
+            let hello = [JOB_VERSION as u64, digest, 1, 1, u64::MAX, 1, 2, 3, 4];
             let mut buf = Header {
                 tag: Tag::Hello as u32,
-                words: 5,
+                words: 9,
             }
             .emit()
             .to_vec();
@@ -1394,6 +1523,7 @@ mod tests {
             y,
             test_x: vec![Z64::ZERO; n * 784],
         };
+        let held = vec![(good.clone(), st.clone())];
         let err = train_on_shares(
             &mut e,
             &cfg,
@@ -1403,8 +1533,9 @@ mod tests {
             data,
             p0,
             b0,
-            Vec::new(),
+            held,
             &good,
+            [1, 2],
         )
         .unwrap_err();
         drop(e);
@@ -1427,11 +1558,36 @@ mod tests {
             digest: 7,
             resume,
             epochs,
+            set: [1, 2],
+            run: [3, 4],
         };
         let p = PartyId::P1;
-        assert_eq!(h(0, [u64::MAX; 2]).agree(&h(0, [u64::MAX; 2]), p), Ok(0));
-        assert_eq!(h(1, [3, 2]).agree(&h(1, [2, 1]), p), Ok(2));
-        assert_eq!(h(1, [3, 2]).agree(&h(1, [3, 2]), p), Ok(3));
+        assert_eq!(
+            h(0, [u64::MAX; 2]).agree(&h(0, [u64::MAX; 2]), p),
+            Ok((0, [3, 4]))
+        );
+        assert_eq!(h(1, [3, 2]).agree(&h(1, [2, 1]), p), Ok((2, [3, 4])));
+        assert_eq!(h(1, [3, 2]).agree(&h(1, [3, 2]), p), Ok((3, [3, 4])));
+        // A fresh start takes party 0's run id, whichever side asks.
+        let mut other = h(0, [u64::MAX; 2]);
+        other.run = [5, 6];
+        assert_eq!(
+            h(0, [u64::MAX; 2]).agree(&other, PartyId::P0),
+            Ok((0, [5, 6]))
+        );
+        assert_eq!(
+            h(0, [u64::MAX; 2]).agree(&other, PartyId::P1),
+            Ok((0, [3, 4]))
+        );
+        // Resuming needs the same run; any start needs the same sharing.
+        let mut other = h(1, [3, 2]);
+        other.run = [5, 6];
+        let err = h(1, [3, 2]).agree(&other, p).unwrap_err();
+        assert!(err.contains("another training run"), "{err}");
+        let mut other = h(0, [u64::MAX; 2]);
+        other.set = [9, 9];
+        let err = h(0, [u64::MAX; 2]).agree(&other, p).unwrap_err();
+        assert!(err.contains("another sharing"), "{err}");
         let err = h(1, [3, u64::MAX])
             .agree(&h(1, [1, u64::MAX]), p)
             .unwrap_err();

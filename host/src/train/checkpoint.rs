@@ -43,6 +43,10 @@ pub struct Header {
     pub seed: u64,
     /// Training samples used per epoch.
     pub train_samples: usize,
+    /// The training run a two-party server's checkpoint belongs to (32 hex digits; both
+    /// servers' checkpoints of one run carry the same). Absent for plaintext runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 /// The tensors of a checkpoint, as raw element bits.
@@ -332,6 +336,7 @@ mod tests {
                 steps_done: 10,
                 seed: 7,
                 train_samples: 100,
+                run: None,
             },
             State {
                 params: vec![1, 2, u64::MAX],

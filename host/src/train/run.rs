@@ -366,6 +366,7 @@ pub(crate) fn header(cfg: &TrainConfig, net: &Net, kind: &str, train_samples: us
         steps_done: 0,
         seed: cfg.seed,
         train_samples,
+        run: None,
     }
 }
 

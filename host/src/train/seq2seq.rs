@@ -1032,6 +1032,7 @@ fn header(cfg: &TrainConfig, model: &Seq2Seq, kind: &str, data: &str, n_train: u
         steps_done: 0,
         seed: cfg.seed,
         train_samples: n_train,
+        run: None,
     }
 }
 
