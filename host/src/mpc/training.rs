@@ -8,7 +8,8 @@
 //!   `server1/shares.bin` (training images, one-hot training labels, test images, initial
 //!   parameters and buffers; each file alone is uniformly random). The public job
 //!   description (`job.json`: model, shapes, hyperparameters, the seed of the sample
-//!   order) goes to both servers; the test labels stay in the owner's `owner.json`.
+//!   order) goes to both servers; the test labels stay in the owner's `owner.json`. Every
+//!   share file opens with a tag: its party and the id of the sharing.
 //! - The **dealer** (`ringnn dealer`, [`super::dealer_server`]) serves correlated
 //!   randomness.
 //! - Each **server** ([`run_train_server`], `ringnn server`) reads its share file, greets
