@@ -1115,8 +1115,8 @@ pub struct ServerArgs {
     /// Listen for the other server here (party 0).
     #[arg(long, conflicts_with = "connect")]
     pub listen: Option<String>,
-    /// Connect to the other server here (party 1).
-    #[arg(long)]
+    /// Connect to the other server here (party 1; `--peer` is the same flag).
+    #[arg(long, alias = "peer")]
     pub connect: Option<String>,
     /// The dealer's address.
     #[arg(long)]
