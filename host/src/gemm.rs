@@ -47,6 +47,9 @@ const MC: usize = 96;
 const TASKS_PER_THREAD: usize = 4;
 /// Below this many multiply-accumulates the product runs on the calling thread.
 const PARALLEL_MIN: usize = 1 << 18;
+/// The largest output (`m * n`) whose product may be split along `k`: each task holds a
+/// partial output of its own.
+const K_SPLIT_MAX_OUT: usize = 1 << 16;
 
 /// One row of a packed `B` sliver: `NR` values, aligned to a cache line.
 #[derive(Clone, Copy, Default)]
@@ -125,47 +128,77 @@ fn matmul_with(kernel: Kernel, a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z
     let (a, b) = (as_u64(a), as_u64(b));
     let slivers = n.div_ceil(NR);
     let parallel = m * k * n >= PARALLEL_MIN && rayon::current_num_threads() > 1;
-
-    // Pack B: sliver `s` holds columns `s*NR..` for every `p`, zero-padded past `n`.
-    let mut bp = vec![Row8::default(); slivers * k];
-    let pack_b = |(s, dst): (usize, &mut [Row8])| {
-        let (c0, w) = (s * NR, NR.min(n - s * NR));
-        for (p, row) in dst.iter_mut().enumerate() {
-            row.0[..w].copy_from_slice(&b[p * n + c0..p * n + c0 + w]);
-        }
-    };
-    if parallel {
-        bp.par_chunks_mut(k).enumerate().for_each(pack_b);
-    } else {
-        bp.chunks_mut(k).enumerate().for_each(pack_b);
-    }
-
-    // Rectangles of `out`: `row_blocks` blocks of rows (at most `MC`, a multiple of `MR`,
-    // as even as possible), times `col_blocks` blocks of whole slivers.
     let threads = if parallel {
         rayon::current_num_threads()
     } else {
         1
     };
+
+    // A short, narrow product with a long inner dimension (a weight gradient: `m` and `n`
+    // are layer widths, `k` the batch times the positions): split `k` instead, each task
+    // computing a partial product of its own, summed at the end (wrapping sums, exact).
+    let goal = TASKS_PER_THREAD * threads;
+    if parallel && m <= MC && m * n <= K_SPLIT_MAX_OUT && k >= goal * KC {
+        let chunk = k.div_ceil(goal).next_multiple_of(KC);
+        let parts: Vec<Vec<u64>> = (0..k.div_ceil(chunk))
+            .into_par_iter()
+            .map(|t| {
+                let mut part = vec![0u64; m * n];
+                let rect = Rect {
+                    r0: 0,
+                    r1: m,
+                    c0: 0,
+                    c1: n,
+                };
+                let p = t * chunk..((t + 1) * chunk).min(k);
+                let dst = OutPtr(part.as_mut_ptr());
+                // SAFETY: `part` is this task's own `m x n` buffer, alive and exclusively
+                // borrowed here.
+                #[allow(unsafe_code)]
+                unsafe {
+                    compute_rect(kernel, a, BSource::Raw(b), k, n, rect, p, dst)
+                };
+                part
+            })
+            .collect();
+        out.copy_from_slice(&parts[0]);
+        for part in &parts[1..] {
+            for (o, v) in out.iter_mut().zip(part) {
+                *o = o.wrapping_add(*v);
+            }
+        }
+        return;
+    }
+
+    // Rectangles of `out`: `row_blocks` blocks of rows (at most `MC`, a multiple of `MR`,
+    // as even as possible), times `col_blocks` blocks of whole slivers.
     // At least `TASKS_PER_THREAD` row blocks per thread when there are enough rows: row
     // blocks share the packed `B` and pack disjoint parts of `A`, so smaller ones cost
     // almost nothing and let work stealing even out threads slowed by other processes.
     let mut row_blocks = m.div_ceil(MC);
     if parallel {
-        row_blocks = row_blocks
-            .max(TASKS_PER_THREAD * threads)
-            .min(m.div_ceil(4 * MR));
+        row_blocks = row_blocks.max(goal).min(m.div_ceil(4 * MR));
     }
     let rows = m.div_ceil(row_blocks).next_multiple_of(MR);
     let row_blocks = m.div_ceil(rows);
-    let col_blocks = if row_blocks < threads {
-        threads.div_ceil(row_blocks).min(slivers)
+    // Too few row blocks (a short, wide product): blocks of columns too, each packing its
+    // rows of `A` again (few rows, so little).
+    let col_blocks = if parallel && row_blocks < goal {
+        goal.div_ceil(row_blocks).min(slivers)
     } else {
         1
     };
     let sl_per_block = slivers.div_ceil(col_blocks);
     let col_blocks = slivers.div_ceil(sl_per_block);
 
+    // `B` is packed once for all when row blocks share it; otherwise every sliver is read by
+    // one task only, which packs each panel of it just before use (into L1, instead of a
+    // whole packed copy through memory).
+    let bp = (row_blocks > 1).then(|| pack_b(b, k, n, parallel));
+    let bsrc = match &bp {
+        Some(bp) => BSource::Packed(bp),
+        None => BSource::Raw(b),
+    };
     let dst = OutPtr(out.as_mut_ptr());
     let task = |t: usize| {
         let (rb, cb) = (t / col_blocks, t % col_blocks);
@@ -177,14 +210,12 @@ fn matmul_with(kernel: Kernel, a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z
             c0: s0 * NR,
             c1: (s1 * NR).min(n),
         };
-        let mut out_rect = Vec::new();
-        compute_rect(kernel, a, &bp, m, k, n, rect, &mut out_rect);
-        // SAFETY: the tasks' rectangles partition `out` (rows split by `rb`, columns by `cb`,
-        // both disjoint), `out` is exclusively borrowed for the whole call, and rayon joins
-        // every task before `matmul_with` returns.
+        // SAFETY: the tasks' rectangles partition `out` (rows split by `rb`, columns by
+        // `cb`, both disjoint), `out` is exclusively borrowed for the whole call, and rayon
+        // joins every task before `matmul_with` returns.
         #[allow(unsafe_code)]
         unsafe {
-            dst.write_rect(n, rect, &out_rect)
+            compute_rect(kernel, a, bsrc, k, n, rect, 0..k, dst)
         };
     };
     let tasks = row_blocks * col_blocks;
@@ -193,6 +224,74 @@ fn matmul_with(kernel: Kernel, a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z
     } else {
         (0..tasks).for_each(task);
     }
+}
+
+/// Packs `B` (`k x n`): sliver `s` holds columns `s*NR..` for every `p`, zero-padded past
+/// `n`. Row by row of `B` (reads in order; each write is one cache line).
+fn pack_b(b: &[u64], k: usize, n: usize, parallel: bool) -> Vec<Row8> {
+    let mut bp = vec![Row8::default(); n.div_ceil(NR) * k];
+    let ptr = RowPtr(bp.as_mut_ptr());
+    if parallel && k >= 64 {
+        let chunk = k.div_ceil(4 * rayon::current_num_threads());
+        (0..k.div_ceil(chunk)).into_par_iter().for_each(|t| {
+            // SAFETY: `bp` holds `slivers * k` rows and outlives the loop (joined before
+            // returning); each task writes rows `p` of its own range only, disjoint.
+            #[allow(unsafe_code)]
+            unsafe {
+                pack_b_rows(b, k, n, ptr, t * chunk..((t + 1) * chunk).min(k))
+            };
+        });
+    } else {
+        // SAFETY: as above, on this thread alone.
+        #[allow(unsafe_code)]
+        unsafe {
+            pack_b_rows(b, k, n, ptr, 0..k)
+        };
+    }
+    bp
+}
+
+/// Writes rows `p` in `p_range` of every sliver of the packed `B`.
+///
+/// # Safety
+/// `bp` must address `n.div_ceil(NR) * k` rows, and no other thread may access rows of
+/// `p_range` meanwhile.
+#[allow(unsafe_code)]
+unsafe fn pack_b_rows(b: &[u64], k: usize, n: usize, bp: RowPtr, p_range: std::ops::Range<usize>) {
+    let (full, slivers) = (n / NR, n.div_ceil(NR));
+    for p in p_range {
+        let row = &b[p * n..(p + 1) * n];
+        for s in 0..full {
+            let src: &[u64; NR] = row[s * NR..(s + 1) * NR].try_into().expect("NR values");
+            // SAFETY: `s * k + p` is below `slivers * k` (caller), and row `p` is ours.
+            unsafe { (*bp.0.add(s * k + p)).0 = *src };
+        }
+        if full < slivers {
+            let mut last = [0u64; NR];
+            last[..n - full * NR].copy_from_slice(&row[full * NR..]);
+            // SAFETY: as above.
+            unsafe { (*bp.0.add(full * k + p)).0 = last };
+        }
+    }
+}
+
+/// The packed `B`'s base pointer, shared by packing tasks that write disjoint rows.
+#[derive(Clone, Copy)]
+struct RowPtr(*mut Row8);
+
+// SAFETY: only dereferenced in `pack_b_rows`, whose callers write disjoint rows.
+#[allow(unsafe_code)]
+unsafe impl Send for RowPtr {}
+// SAFETY: as for `Send`.
+#[allow(unsafe_code)]
+unsafe impl Sync for RowPtr {}
+
+/// Where [`compute_rect`] finds `B`: packed once for all (slivers of `k` rows), or as given
+/// (`k x n` row-major), each panel of a sliver packed just before use.
+#[derive(Clone, Copy)]
+enum BSource<'a> {
+    Packed(&'a [Row8]),
+    Raw(&'a [u64]),
 }
 
 /// A rectangle of the output: rows `r0..r1`, columns `c0..c1`.
@@ -204,11 +303,12 @@ struct Rect {
     c1: usize,
 }
 
-/// The output's base pointer, shared by tasks that write disjoint rectangles.
+/// An output's base pointer (row-major, `n` wide), shared by tasks that write disjoint
+/// rectangles.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut u64);
 
-// SAFETY: `OutPtr` is only dereferenced in `write_rect`, whose callers guarantee that
+// SAFETY: `OutPtr` is only dereferenced in `compute_rect`, whose callers guarantee that
 // concurrent writers touch disjoint elements.
 #[allow(unsafe_code)]
 unsafe impl Send for OutPtr {}
@@ -216,62 +316,53 @@ unsafe impl Send for OutPtr {}
 #[allow(unsafe_code)]
 unsafe impl Sync for OutPtr {}
 
-impl OutPtr {
-    /// Copies `src` (the rectangle, row-major, `c1 - c0` wide) into the `n`-wide output.
-    ///
-    /// # Safety
-    /// The pointer must address a live `m x n` output with `rect` inside it, and no other
-    /// thread may access this rectangle's elements meanwhile.
-    #[allow(unsafe_code)]
-    unsafe fn write_rect(self, n: usize, rect: Rect, src: &[u64]) {
-        let w = rect.c1 - rect.c0;
-        for (i, row) in src.chunks_exact(w).enumerate() {
-            // SAFETY: row `r0 + i` and columns `c0..c1` lie inside the output (caller), and
-            // the elements are not accessed by anyone else (caller).
-            let dst = unsafe {
-                std::slice::from_raw_parts_mut(self.0.add((rect.r0 + i) * n + rect.c0), w)
-            };
-            dst.copy_from_slice(row);
-        }
-    }
-}
-
-/// Computes one rectangle of `a * b` into `res` (row-major, `c1 - c0` wide), packing `A` per
-/// `KC` panel and running the register tile over every (sliver of `B`, sliver of `A`) pair.
-#[allow(clippy::too_many_arguments)]
-fn compute_rect(
+/// Computes one rectangle of `a[.., p] * b[p, ..]` over `p` in `prange` straight into the
+/// output (overwriting it: the first `KC` panel stores, later ones add), packing `A` per
+/// panel and running the register tile over every (sliver of `B`, sliver of `A`) pair.
+///
+/// # Safety
+/// `dst` must address a live row-major output `n` wide with `rect` inside it, and no other
+/// thread may access this rectangle's elements meanwhile.
+#[allow(clippy::too_many_arguments, unsafe_code)]
+unsafe fn compute_rect(
     kernel: Kernel,
     a: &[u64],
-    bp: &[Row8],
-    m: usize,
+    b: BSource<'_>,
     k: usize,
     n: usize,
     rect: Rect,
-    res: &mut Vec<u64>,
+    prange: std::ops::Range<usize>,
+    dst: OutPtr,
 ) {
-    debug_assert!(rect.r1 <= m && rect.c1 <= n && rect.c0.is_multiple_of(NR));
+    debug_assert!(rect.c1 <= n && rect.c0.is_multiple_of(NR) && prange.end <= k);
     let (h, w) = (rect.r1 - rect.r0, rect.c1 - rect.c0);
-    res.clear();
-    res.resize(h * w, 0);
     let a_slivers = h.div_ceil(MR);
-    let mut ap = vec![0u64; a_slivers * KC.min(k) * 2 * MR];
+    let mut ap = vec![0u64; a_slivers * KC.min(prange.len()) * 2 * MR];
     let mut tile = [0u64; MR * NR];
-    let mut p0 = 0;
-    while p0 < k {
-        let kc = KC.min(k - p0);
+    let mut local = match b {
+        BSource::Packed(_) => Vec::new(),
+        BSource::Raw(_) => vec![Row8::default(); KC.min(prange.len())],
+    };
+    let mut p0 = prange.start;
+    while p0 < prange.end {
+        let kc = KC.min(prange.end - p0);
+        let first = p0 == prange.start;
         // Pack A: for each sliver of MR rows and each p, [a_0..a_MR, swap(a_0)..swap(a_MR)],
         // zero past the last row.
-        for (t, dst) in ap.chunks_mut(kc * 2 * MR).take(a_slivers).enumerate() {
+        for (t, d) in ap.chunks_mut(kc * 2 * MR).take(a_slivers).enumerate() {
             let i0 = rect.r0 + t * MR;
-            for (p, d) in dst.chunks_exact_mut(2 * MR).enumerate() {
-                for i in 0..MR {
-                    let v = if i0 + i < rect.r1 {
-                        a[(i0 + i) * k + p0 + p]
-                    } else {
-                        0
-                    };
-                    d[i] = v;
-                    d[MR + i] = v.rotate_left(32);
+            for i in 0..MR {
+                if i0 + i < rect.r1 {
+                    let src = &a[(i0 + i) * k + p0..(i0 + i) * k + p0 + kc];
+                    for (dp, &v) in d.chunks_exact_mut(2 * MR).zip(src) {
+                        dp[i] = v;
+                        dp[MR + i] = v.rotate_left(32);
+                    }
+                } else {
+                    for dp in d.chunks_exact_mut(2 * MR) {
+                        dp[i] = 0;
+                        dp[MR + i] = 0;
+                    }
                 }
             }
         }
@@ -279,15 +370,42 @@ fn compute_rect(
             let col = s * NR;
             let cw = NR.min(w - col);
             let sliver = (rect.c0 + col) / NR;
-            let bs = &bp[sliver * k + p0..sliver * k + p0 + kc];
+            let bs: &[Row8] = match b {
+                BSource::Packed(bp) => &bp[sliver * k + p0..sliver * k + p0 + kc],
+                BSource::Raw(b) => {
+                    let c0 = sliver * NR;
+                    for (p, row) in local[..kc].iter_mut().enumerate() {
+                        let src = &b[(p0 + p) * n + c0..];
+                        if cw == NR {
+                            row.0 = *<&[u64; NR]>::try_from(&src[..NR]).expect("NR values");
+                        } else {
+                            row.0 = [0; NR];
+                            row.0[..cw].copy_from_slice(&src[..cw]);
+                        }
+                    }
+                    &local[..kc]
+                }
+            };
             for t in 0..a_slivers {
                 let at = &ap[t * kc * 2 * MR..(t + 1) * kc * 2 * MR];
                 kernel.run(at, bs, &mut tile);
                 let rh = MR.min(h - t * MR);
                 for i in 0..rh {
-                    let r = &mut res[(t * MR + i) * w + col..][..cw];
-                    for (o, v) in r.iter_mut().zip(&tile[i * NR..]) {
-                        *o = o.wrapping_add(*v);
+                    // SAFETY: row `r0 + t*MR + i < r1` and columns `c0 + col .. + cw <= c1`
+                    // lie inside the rectangle, which only this call touches (caller).
+                    let r = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            dst.0.add((rect.r0 + t * MR + i) * n + rect.c0 + col),
+                            cw,
+                        )
+                    };
+                    let v = &tile[i * NR..i * NR + cw];
+                    if first {
+                        r.copy_from_slice(v);
+                    } else {
+                        for (o, v) in r.iter_mut().zip(v) {
+                            *o = o.wrapping_add(*v);
+                        }
                     }
                 }
             }
@@ -528,6 +646,35 @@ mod tests {
             let mut out = vec![Z64(1); d.m * d.n];
             matmul_with(kern, &a, &b, d, &mut out);
             assert_eq!(out, want, "{kern:?}");
+        }
+    }
+
+    #[test]
+    fn convolution_shaped_products_equal_naive() {
+        // Split along k (a weight gradient: short, narrow, long k), and by many column
+        // blocks (a transposed convolution: few rows, many columns); run in a pool of
+        // several threads so both parallel paths run whatever the machine.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for (idx, &(m, k, n)) in [
+            (16, 9000, 25),
+            (5, 7000, 17),
+            (16, 400, 1500),
+            (7, 25, 9001),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let d = MatDims { m, k, n };
+            let (a, b) = data(d, 40 + idx as u64);
+            let want = naive(&a, &b, d);
+            for kern in kernels() {
+                let mut out = vec![Z64(7); m * n];
+                pool.install(|| matmul_with(kern, &a, &b, d, &mut out));
+                assert_eq!(out, want, "{kern:?} {m}x{k}x{n}");
+            }
         }
     }
 

@@ -1,18 +1,21 @@
-//! 2-D convolution over NCHW images: im2col, then one matrix product for the whole batch.
+//! 2-D convolution over NCHW images: an unfolding, then one matrix product for the whole batch.
 //!
-//! The input batch is unfolded into the matrix `cols` of `(batch * oh * ow)` rows, one per
-//! output position, and `in_channels * kernel * kernel` columns (index
-//! `c * kernel^2 + ki * kernel + kj`), zero in the padding. Then
-//! `out = cols * W^T` is **one** engine matrix product for the whole batch (a host GEMM
+//! The input batch is unfolded into the matrix `cols^T` of `in_channels * kernel * kernel`
+//! rows (index `c * kernel^2 + ki * kernel + kj`) and `batch * oh * ow` columns, one per
+//! output position, zero in the padding; written offset-major, each window row of each
+//! offset is a run of consecutive elements (one copy at stride 1). Then
+//! `out^T = W cols^T` is **one** engine matrix product for the whole batch (a host GEMM
 //! plugged into the engine sees one large product, and a two-party engine pays one round),
-//! followed by one rescale; the result is reordered to NCHW and the bias added.
+//! followed by one rescale; each row of the result is one output channel, copied to NCHW
+//! plane by plane, and the bias added.
 //!
-//! Backward uses the same unfolding: `dW = dY^T * cols` and `dcols = dY * W`, one product
-//! each, where `dY` is the output gradient as a `(batch * oh * ow) x out_channels` matrix;
-//! `db` is a sum of `dY`'s rows and `dx` folds `dcols` back (col2im) with local additions.
-//! Unfolding, reordering and folding are local copies and additions, free on every engine.
+//! Backward: `dY^T` (`out_channels x batch*oh*ow`) is the output gradient by plane copies;
+//! `dW = dY^T cols` (with the row-major unfolding `cols`) and `dcols^T = W^T dY^T`, one
+//! product each; `db` is a sum of `dY^T`'s columns, and `dx` folds `dcols^T` back (col2im)
+//! with one engine addition per window row and offset. Unfolding, reordering and folding
+//! are local copies and additions, free on every engine.
 
-use super::{column_sums_in_place, transpose, Image};
+use super::{transpose, Image};
 use crate::engine::MatDims;
 use crate::Engine;
 
@@ -99,6 +102,28 @@ impl Windows {
         }
     }
 
+    /// The window columns `ox` whose offset-`kj` source column lies inside the plane, as a
+    /// range `lo..hi` (empty when none does), and that source column for `ox = lo`.
+    #[inline(always)]
+    fn valid_columns(&self, kj: usize) -> (usize, usize, usize) {
+        // ix = ox * s + kj - pad must lie in 0..w.
+        let lo = self.pad.saturating_sub(kj).div_ceil(self.s);
+        let hi = (self.w + self.pad)
+            .saturating_sub(kj)
+            .div_ceil(self.s)
+            .min(self.ow);
+        let lo = lo.min(hi);
+        (lo, hi, (lo * self.s + kj).saturating_sub(self.pad))
+    }
+
+    /// The source row of window row `oy` at kernel row `ki`, or `None` in the padding.
+    #[inline(always)]
+    fn source_row(&self, oy: usize, ki: usize) -> Option<usize> {
+        (oy * self.s + ki)
+            .checked_sub(self.pad)
+            .filter(|&y| y < self.h)
+    }
+
     /// `out[base(q) + p * p_stride + j * j_stride] = x[q * h * w + source(p, j)]` (zero in
     /// the padding) for every plane `q < planes`, window `p` and offset `j`.
     pub fn gather<T: Copy + Default>(
@@ -127,9 +152,7 @@ impl Windows {
                             .filter(|&x| x + k <= self.w);
                         for ki in 0..k {
                             let row = &mut out[dst + ki * k..dst + (ki + 1) * k];
-                            let iy = (oy * self.s + ki)
-                                .checked_sub(self.pad)
-                                .filter(|&y| y < self.h);
+                            let iy = self.source_row(oy, ki);
                             match (iy, x0) {
                                 (Some(y), Some(x0)) => row
                                     .copy_from_slice(&plane[y * self.w + x0..y * self.w + x0 + k]),
@@ -141,6 +164,36 @@ impl Windows {
                                             .filter(|&x| x < self.w)
                                             .map_or(T::default(), |x| plane[y * self.w + x]);
                                     }
+                                }
+                            }
+                        }
+                    }
+                }
+            } else if p_stride == 1 {
+                // Offset-major: for each offset, each window row is `ow` consecutive
+                // outputs, read from one source row (a plain copy at stride 1).
+                for ki in 0..k {
+                    for kj in 0..k {
+                        let (lo, hi, ix0) = self.valid_columns(kj);
+                        let jb = b + (ki * k + kj) * j_stride;
+                        for oy in 0..self.oh {
+                            let row = &mut out[jb + oy * self.ow..jb + (oy + 1) * self.ow];
+                            let Some(iy) = self.source_row(oy, ki) else {
+                                row.fill(T::default());
+                                continue;
+                            };
+                            row[..lo].fill(T::default());
+                            row[hi..].fill(T::default());
+                            if lo == hi {
+                                continue;
+                            }
+                            let src = &plane[iy * self.w + ix0..];
+                            let mid = &mut row[lo..hi];
+                            if self.s == 1 {
+                                mid.copy_from_slice(&src[..hi - lo]);
+                            } else {
+                                for (d, v) in mid.iter_mut().zip(src.iter().step_by(self.s)) {
+                                    *d = *v;
                                 }
                             }
                         }
@@ -159,8 +212,14 @@ impl Windows {
 
     /// The adjoint of [`Windows::gather`]: `dx = sum over (q, p, j) of
     /// src[base(q) + p * p_stride + j * j_stride]` placed at `(q, source(p, j))`, padding
-    /// dropped. One engine addition of the whole image per offset `j` (within one offset no
-    /// two windows share a position); `img` holds `dx.len()` elements.
+    /// dropped (`dx` is overwritten). Engine additions only: at stride 1 with
+    /// `p_stride == 1`, each window row of each offset is one addition of `ow` consecutive
+    /// elements into `dx`; otherwise the offsets are split into groups in which no two
+    /// windows share a position (offsets collide only when their rows and their columns
+    /// differ by multiples of the stride), and each group is placed into `img` and added
+    /// with one engine addition of the whole image: one pass for non-overlapping windows
+    /// (pooling with stride = kernel), `ceil(k/s)^2` in general. `img` holds `dx.len()`
+    /// elements.
     #[allow(clippy::too_many_arguments)]
     pub fn scatter_add<E: Engine + ?Sized>(
         &self,
@@ -175,34 +234,64 @@ impl Windows {
     ) -> Result<(), E::Error> {
         let hw = self.h * self.w;
         assert_eq!(dx.len(), planes * hw, "windows: gradient shape mismatch");
-        let img = &mut img[..dx.len()];
         dx.fill(E::Elem::default());
-        for j in 0..self.offsets() {
-            img.fill(E::Elem::default());
-            let (ki, kj) = (j / self.k, j % self.k);
+        let (k, s) = (self.k, self.s);
+        if s == 1 && p_stride == 1 {
             for q in 0..planes {
                 let b = base(q);
-                let dst = &mut img[q * hw..(q + 1) * hw];
-                for oy in 0..self.oh {
-                    let Some(iy) = (oy * self.s + ki)
-                        .checked_sub(self.pad)
-                        .filter(|&y| y < self.h)
-                    else {
-                        continue;
-                    };
-                    for ox in 0..self.ow {
-                        let Some(ix) = (ox * self.s + kj)
-                            .checked_sub(self.pad)
-                            .filter(|&x| x < self.w)
-                        else {
+                let dq = &mut dx[q * hw..(q + 1) * hw];
+                for ki in 0..k {
+                    for kj in 0..k {
+                        let (lo, hi, ix0) = self.valid_columns(kj);
+                        if lo == hi {
                             continue;
-                        };
-                        let p = oy * self.ow + ox;
-                        dst[iy * self.w + ix] = src[b + p * p_stride + j * j_stride];
+                        }
+                        let jb = b + (ki * k + kj) * j_stride;
+                        for oy in 0..self.oh {
+                            let Some(iy) = self.source_row(oy, ki) else {
+                                continue;
+                            };
+                            let at = iy * self.w + ix0;
+                            let from = jb + oy * self.ow;
+                            e.add_assign(&mut dq[at..at + hi - lo], &src[from + lo..from + hi])?;
+                        }
                     }
                 }
             }
-            e.add_assign(dx, img)?;
+            return Ok(());
+        }
+        let img = &mut img[..dx.len()];
+        // Group g holds the offsets whose (ki / s, kj / s) is g: one offset per residue
+        // class (ki % s, kj % s), so no two of them reach the same position.
+        let per = k.div_ceil(s);
+        for gi in 0..per {
+            for gj in 0..per {
+                img.fill(E::Elem::default());
+                for ki in gi * s..((gi + 1) * s).min(k) {
+                    for kj in gj * s..((gj + 1) * s).min(k) {
+                        let j = ki * k + kj;
+                        let (lo, hi, ix0) = self.valid_columns(kj);
+                        if lo == hi {
+                            continue;
+                        }
+                        for q in 0..planes {
+                            let b = base(q) + j * j_stride;
+                            let dst = &mut img[q * hw..(q + 1) * hw];
+                            for oy in 0..self.oh {
+                                let Some(iy) = self.source_row(oy, ki) else {
+                                    continue;
+                                };
+                                let row = &mut dst[iy * self.w + ix0..];
+                                let from = b + oy * self.ow * p_stride;
+                                for (t, ox) in (lo..hi).enumerate() {
+                                    row[t * s] = src[from + ox * p_stride];
+                                }
+                            }
+                        }
+                    }
+                }
+                e.add_assign(dx, img)?;
+            }
         }
         Ok(())
     }
@@ -280,15 +369,15 @@ impl Conv2d {
         self.output(input).plane() * input.batch
     }
 
-    /// Scratch for [`Conv2d::forward`]: the unfolded input, `W^T`, the product and one
-    /// output image's bias.
+    /// Scratch for [`Conv2d::forward`]: the unfolded input, the product and one output
+    /// image's bias.
     pub fn forward_scratch(&self, input: Image) -> usize {
         let (rows, o) = (self.rows(input), self.out_channels);
-        rows * self.patch() + self.patch() * o + rows * o + self.output(input).plane() * o
+        rows * self.patch() + rows * o + self.output(input).plane() * o
     }
 
     /// `y = conv(x, w) + b` (`y` in NCHW, shape [`Conv2d::output`]): one matrix product
-    /// `(batch*oh*ow) x patch` by `patch x out_channels`, one rescale.
+    /// `out_channels x patch` by `patch x (batch*oh*ow)`, one rescale.
     ///
     /// # Errors
     /// What the engine reports.
@@ -322,26 +411,28 @@ impl Conv2d {
                 && y.len() == out.len(),
             "conv2d forward: shape mismatch"
         );
-        let (cols, rest) = scratch.split_at_mut(rows * patch);
-        let (wt, rest) = rest.split_at_mut(patch * o);
-        let (prod, rest) = rest.split_at_mut(rows * o);
+        let (cols, rest) = scratch.split_at_mut(patch * rows);
+        let (prod, rest) = rest.split_at_mut(o * rows);
         let bias = &mut rest[..pl * o];
-        self.im2col(x, input, cols);
-        transpose(w, o, patch, wt);
+        self.unfold_t(x, input, cols);
         e.matmul(
+            w,
             cols,
-            wt,
             MatDims {
-                m: rows,
+                m: o,
                 k: patch,
-                n: o,
+                n: rows,
             },
             prod,
         )?;
         e.rescale(prod)?;
-        // prod[(n * P + p) * O + oc] -> y[(n * O + oc) * P + p]: one transpose per image.
-        for (pn, yn) in prod.chunks(pl * o).zip(y.chunks_mut(pl * o)) {
-            transpose(pn, pl, o, yn);
+        // prod[oc * rows + n * P + p] -> y[(n * O + oc) * P + p]: copies of whole planes.
+        if pl > 0 {
+            for (oc, row) in prod.chunks(rows).enumerate() {
+                for (n, plane) in row.chunks(pl).enumerate() {
+                    y[(n * o + oc) * pl..(n * o + oc + 1) * pl].copy_from_slice(plane);
+                }
+            }
         }
         for (oc, &bv) in b.iter().enumerate() {
             bias[oc * pl..(oc + 1) * pl].fill(bv);
@@ -366,16 +457,44 @@ impl Conv2d {
         );
     }
 
-    /// Scratch for [`Conv2d::backward`]: the output gradient in two orders, the unfolded
-    /// input (reused for its gradient) and one input-sized image for the fold.
+    /// Where plane `q` of the input starts in the transposed unfolding (see
+    /// [`Conv2d::unfold_t`]).
+    fn t_base(&self, input: Image) -> impl Fn(usize) -> usize {
+        let g = self.windows(input.height, input.width);
+        let (c_in, kk, pl, rows) = (
+            self.in_channels,
+            g.offsets(),
+            g.positions(),
+            self.rows(input),
+        );
+        move |q| (q % c_in) * kk * rows + (q / c_in) * pl
+    }
+
+    /// The transposed unfolding, `patch x rows`:
+    /// `cols[(c * k^2 + j) * rows + n * P + p] = x[n][c][window p, offset j]`. Each window
+    /// row of each offset is a run of consecutive outputs (one copy at stride 1).
+    fn unfold_t<T: Copy + Default>(&self, x: &[T], input: Image, cols: &mut [T]) {
+        let g = self.windows(input.height, input.width);
+        g.gather(
+            x,
+            input.planes(),
+            cols,
+            self.t_base(input),
+            1,
+            self.rows(input),
+        );
+    }
+
+    /// Scratch for [`Conv2d::backward`]: the output gradient as `out_channels x rows`, the
+    /// unfolded input (reused for its gradient), `W^T` and one input-sized image.
     pub fn backward_scratch(&self, input: Image) -> usize {
         let (rows, o) = (self.rows(input), self.out_channels);
-        2 * rows * o + rows * self.patch() + input.len()
+        rows * o + rows * self.patch() + self.weights() + input.len()
     }
 
     /// From `dy` (NCHW, the output's shape): `dw = dY^T cols`, `db = sum of dY's rows`
-    /// (both overwritten) and, when asked, `dx` (overwritten) by `dcols = dY w` and col2im.
-    /// Two matrix products (three with `dx`), one rescale each.
+    /// (both overwritten) and, when asked, `dx` (overwritten) by `dcols^T = W^T dY^T` and
+    /// col2im. Two matrix products (three with `dx`), one rescale each.
     ///
     /// # Errors
     /// What the engine reports.
@@ -411,19 +530,21 @@ impl Conv2d {
                 && db.len() == o,
             "conv2d backward: shape mismatch"
         );
-        let (dyt, rest) = scratch.split_at_mut(rows * o);
-        let (dyr, rest) = rest.split_at_mut(rows * o);
+        let (dyt, rest) = scratch.split_at_mut(o * rows);
         let (cols, rest) = rest.split_at_mut(rows * patch);
+        let (wt, rest) = rest.split_at_mut(patch * o);
         let img = &mut rest[..input.len()];
-        // dyt: rows x O (the forward product's layout), one transpose per image; dyr: the
-        // transpose of all of it.
-        for (dn, tn) in dy.chunks(pl * o).zip(dyt.chunks_mut(pl * o)) {
-            transpose(dn, o, pl, tn);
+        // dyt[oc * rows + n * P + p] = dy[(n * O + oc) * P + p]: copies of whole planes.
+        if pl > 0 {
+            for (oc, row) in dyt.chunks_mut(rows).enumerate() {
+                for (n, plane) in row.chunks_mut(pl).enumerate() {
+                    plane.copy_from_slice(&dy[(n * o + oc) * pl..(n * o + oc + 1) * pl]);
+                }
+            }
         }
-        transpose(dyt, rows, o, dyr);
         self.im2col(x, input, cols);
         e.matmul(
-            dyr,
+            dyt,
             cols,
             MatDims {
                 m: o,
@@ -435,32 +556,65 @@ impl Conv2d {
         e.rescale(dw)?;
         if let Some(dx) = dx {
             assert_eq!(dx.len(), input.len(), "conv2d backward: dx shape mismatch");
+            transpose(w, o, patch, wt);
             e.matmul(
+                wt,
                 dyt,
-                w,
                 MatDims {
-                    m: rows,
+                    m: patch,
                     k: o,
-                    n: patch,
+                    n: rows,
                 },
                 cols,
             )?;
             e.rescale(cols)?;
             let g = self.windows(input.height, input.width);
-            let (c_in, kk) = (self.in_channels, g.offsets());
             g.scatter_add(
                 e,
                 cols,
                 input.planes(),
-                |q| (q / c_in) * pl * patch + (q % c_in) * kk,
-                patch,
+                self.t_base(input),
                 1,
+                rows,
                 dx,
                 img,
             )?;
         }
-        column_sums_in_place(e, dyt, rows, o, db)
+        row_sums_in_place(e, dyt, o, rows, db)
     }
+}
+
+/// `out[r] = sum over columns of x[r * cols + c]` by a halving tree within each row
+/// (`ceil(log2 cols)` levels of engine additions). `x` is used as scratch.
+fn row_sums_in_place<E: Engine + ?Sized>(
+    e: &mut E,
+    x: &mut [E::Elem],
+    rows: usize,
+    cols: usize,
+    out: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    assert!(
+        x.len() == rows * cols && out.len() == rows,
+        "row_sums_in_place: shape mismatch"
+    );
+    if cols == 0 {
+        out.fill(E::Elem::default());
+        return Ok(());
+    }
+    for (row, o) in x.chunks_mut(cols).zip(out.iter_mut()) {
+        let mut cnt = cols;
+        while cnt > 1 {
+            let h = cnt / 2;
+            let (a, b) = row.split_at_mut(h);
+            e.add_assign(a, &b[..h])?;
+            if cnt % 2 == 1 {
+                row[h] = row[2 * h];
+            }
+            cnt = h + cnt % 2;
+        }
+        *o = row[0];
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -491,6 +645,264 @@ mod tests {
     extern crate std;
     use std::vec;
     use std::vec::Vec;
+
+    /// Random ring elements (all 64 bits), so wrapping and rounding are exercised too.
+    fn ring(seed: u64, n: usize) -> Vec<crate::Z64> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                crate::Z64(s)
+            })
+            .collect()
+    }
+
+    /// Shapes for the bit-for-bit checks: padding, strides, overlapping and
+    /// non-overlapping windows, kernels larger than the stride by more than one.
+    const WINDOW_SHAPES: [(usize, usize, usize, usize, usize); 9] = [
+        (5, 7, 3, 1, 1),
+        (6, 6, 2, 2, 0),
+        (4, 5, 3, 2, 1),
+        (3, 3, 3, 1, 2),
+        (12, 12, 5, 1, 0),
+        (7, 9, 3, 3, 0),
+        (9, 8, 5, 2, 2),
+        (8, 8, 4, 3, 1),
+        (1, 1, 1, 1, 0),
+    ];
+
+    /// The definition: `out[base(q) + p * ps + j * js] = x[q][source(p, j)]`.
+    fn gather_reference(
+        g: &Windows,
+        x: &[crate::Z64],
+        planes: usize,
+        out: &mut [crate::Z64],
+        base: impl Fn(usize) -> usize,
+        ps: usize,
+        js: usize,
+    ) {
+        let hw = g.h * g.w;
+        for q in 0..planes {
+            for p in 0..g.positions() {
+                for j in 0..g.offsets() {
+                    out[base(q) + p * ps + j * js] =
+                        g.source(p, j).map_or(crate::Z64::ZERO, |i| x[q * hw + i]);
+                }
+            }
+        }
+    }
+
+    /// The definition of the adjoint, one ring addition at a time.
+    fn scatter_reference(
+        g: &Windows,
+        src: &[crate::Z64],
+        planes: usize,
+        base: impl Fn(usize) -> usize,
+        ps: usize,
+        js: usize,
+        dx: &mut [crate::Z64],
+    ) {
+        let hw = g.h * g.w;
+        dx.fill(crate::Z64::ZERO);
+        for q in 0..planes {
+            for p in 0..g.positions() {
+                for j in 0..g.offsets() {
+                    if let Some(i) = g.source(p, j) {
+                        dx[q * hw + i] += src[base(q) + p * ps + j * js];
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gather_and_scatter_match_their_definitions_bit_for_bit() {
+        for (t, &(h, w, k, st, pad)) in WINDOW_SHAPES.iter().enumerate() {
+            let g = Windows::new(h, w, k, st, pad);
+            let (planes, pl, kk) = (3, g.positions(), g.offsets());
+            let x = ring(t as u64 + 1, planes * h * w);
+            // Three layouts: unfolded rows (j_stride 1), offset-major (p_stride 1), and
+            // a strided one for the general loop; the same windows shared by all offsets
+            // (j_stride 0) in the scatter only.
+            let layouts: [(usize, usize, usize); 3] = [
+                (kk, 1, planes * pl * kk),
+                (1, planes * pl, planes * pl * kk),
+                (2 * kk, 2, 2 * planes * pl * kk),
+            ];
+            for (ps, js, len) in layouts {
+                let stride_q = if js == 1 {
+                    pl * kk
+                } else if ps == 1 {
+                    pl
+                } else {
+                    pl * 2 * kk
+                };
+                let base = |q: usize| q * stride_q;
+                let mut want = vec![crate::Z64(7); len];
+                let mut got = want.clone();
+                gather_reference(&g, &x, planes, &mut want, base, ps, js);
+                g.gather(&x, planes, &mut got, base, ps, js);
+                assert_eq!(got, want, "gather {h}x{w} k{k} s{st} p{pad} ps{ps} js{js}");
+                let src = ring(100 + t as u64, len);
+                let mut want = vec![crate::Z64(3); x.len()];
+                scatter_reference(&g, &src, planes, base, ps, js, &mut want);
+                let mut got = vec![crate::Z64(5); x.len()];
+                let mut img = vec![crate::Z64(9); x.len()];
+                let mut e = crate::Plain::with_frac_bits(13).unwrap();
+                g.scatter_add(&mut e, &src, planes, base, ps, js, &mut got, &mut img)
+                    .unwrap();
+                assert_eq!(got, want, "scatter {h}x{w} k{k} s{st} p{pad} ps{ps} js{js}");
+            }
+            // Every offset reading the same value (average pooling's backward).
+            let src = ring(200 + t as u64, planes * pl);
+            let mut want = vec![crate::Z64::ZERO; x.len()];
+            scatter_reference(&g, &src, planes, |q| q * pl, 1, 0, &mut want);
+            let (mut got, mut img) = (vec![crate::Z64(1); x.len()], vec![crate::Z64(1); x.len()]);
+            let mut e = crate::Plain::with_frac_bits(13).unwrap();
+            g.scatter_add(&mut e, &src, planes, |q| q * pl, 1, 0, &mut got, &mut img)
+                .unwrap();
+            assert_eq!(got, want, "shared scatter {h}x{w} k{k} s{st} p{pad}");
+        }
+    }
+
+    /// The previous formulation (row-major unfolding, `cols W^T`, `dY W` and col2im), kept
+    /// as the reference the current one must equal bit for bit on `Plain`.
+    fn previous(
+        l: &Conv2d,
+        e: &mut crate::Plain,
+        x: &[crate::Z64],
+        w: &[crate::Z64],
+        b: &[crate::Z64],
+        dy: &[crate::Z64],
+        input: Image,
+    ) -> [Vec<crate::Z64>; 4] {
+        use crate::Z64;
+        let out = l.output(input);
+        let (rows, patch, o, pl) = (l.rows(input), l.patch(), l.out_channels, out.plane());
+        let mut cols = vec![Z64::ZERO; rows * patch];
+        l.im2col(x, input, &mut cols);
+        let mut wt = vec![Z64::ZERO; patch * o];
+        transpose(w, o, patch, &mut wt);
+        let mut prod = vec![Z64::ZERO; rows * o];
+        let d = MatDims {
+            m: rows,
+            k: patch,
+            n: o,
+        };
+        e.matmul(&cols, &wt, d, &mut prod).unwrap();
+        e.rescale(&mut prod).unwrap();
+        let mut y = vec![Z64::ZERO; out.len()];
+        for (pn, yn) in prod.chunks(pl * o).zip(y.chunks_mut(pl * o)) {
+            transpose(pn, pl, o, yn);
+        }
+        for img in y.chunks_mut(o * pl) {
+            for (oc, v) in img.chunks_mut(pl).enumerate() {
+                v.iter_mut().for_each(|v| *v += b[oc]);
+            }
+        }
+        let mut dyt = vec![Z64::ZERO; rows * o];
+        for (dn, tn) in dy.chunks(pl * o).zip(dyt.chunks_mut(pl * o)) {
+            transpose(dn, o, pl, tn);
+        }
+        let mut dyr = vec![Z64::ZERO; rows * o];
+        transpose(&dyt, rows, o, &mut dyr);
+        let mut dw = vec![Z64::ZERO; o * patch];
+        e.matmul(
+            &dyr,
+            &cols,
+            MatDims {
+                m: o,
+                k: rows,
+                n: patch,
+            },
+            &mut dw,
+        )
+        .unwrap();
+        e.rescale(&mut dw).unwrap();
+        let mut dcols = vec![Z64::ZERO; rows * patch];
+        e.matmul(
+            &dyt,
+            w,
+            MatDims {
+                m: rows,
+                k: o,
+                n: patch,
+            },
+            &mut dcols,
+        )
+        .unwrap();
+        e.rescale(&mut dcols).unwrap();
+        let g = l.windows(input.height, input.width);
+        let (c_in, kk) = (l.in_channels, g.offsets());
+        let mut dx = vec![Z64::ZERO; input.len()];
+        scatter_reference(
+            &g,
+            &dcols,
+            input.planes(),
+            |q| (q / c_in) * pl * patch + (q % c_in) * kk,
+            patch,
+            1,
+            &mut dx,
+        );
+        let mut db = vec![Z64::ZERO; o];
+        for r in dyt.chunks(o) {
+            db.iter_mut().zip(r).for_each(|(a, &v)| *a += v);
+        }
+        [y, dx, dw, db]
+    }
+
+    #[test]
+    fn plain_equals_the_previous_formulation_bit_for_bit() {
+        let shapes = [
+            (Conv2d::new(1, 16, 5, 1, 0), Image::new(3, 1, 12, 12)),
+            (Conv2d::new(16, 16, 5, 1, 0), Image::new(2, 16, 12, 12)),
+            (Conv2d::new(2, 3, 3, 1, 1), Image::new(2, 2, 5, 4)),
+            (Conv2d::new(3, 2, 3, 2, 0), Image::new(2, 3, 7, 6)),
+            (Conv2d::new(1, 4, 2, 2, 1), Image::new(1, 1, 5, 5)),
+            (Conv2d::new(4, 5, 3, 2, 1), Image::new(3, 4, 9, 8)),
+            (Conv2d::new(3, 8, 1, 2, 0), Image::new(2, 3, 6, 6)),
+        ];
+        for (t, (l, input)) in shapes.into_iter().enumerate() {
+            let seed = 10 * t as u64;
+            let out = l.output(input);
+            let (x, w, b, dy) = (
+                ring(seed + 1, input.len()),
+                ring(seed + 2, l.weights()),
+                ring(seed + 3, l.out_channels),
+                ring(seed + 4, out.len()),
+            );
+            let mut e = crate::Plain::with_frac_bits(13).unwrap();
+            let want = previous(&l, &mut e, &x, &w, &b, &dy, input);
+            let z = crate::Z64::ZERO;
+            let mut s = vec![z; l.forward_scratch(input).max(l.backward_scratch(input))];
+            let mut y = vec![z; out.len()];
+            l.forward(&mut e, &x, &w, &b, input, &mut y, &mut s)
+                .unwrap();
+            let (mut dx, mut dw, mut db) = (vec![z; x.len()], vec![z; w.len()], vec![z; b.len()]);
+            l.backward(
+                &mut e,
+                &x,
+                &w,
+                &dy,
+                input,
+                Some(&mut dx),
+                &mut dw,
+                &mut db,
+                &mut s,
+            )
+            .unwrap();
+            for (i, (g, wv)) in [y, dx, dw, db].iter().zip(&want).enumerate() {
+                assert_eq!(g, wv, "{l:?} {input:?}: output {i}");
+            }
+            // Without dx, the parameter gradients are the same.
+            let (mut dw2, mut db2) = (vec![z; w.len()], vec![z; b.len()]);
+            l.backward(&mut e, &x, &w, &dy, input, None, &mut dw2, &mut db2, &mut s)
+                .unwrap();
+            assert_eq!((&dw2, &db2), (&want[2], &want[3]));
+        }
+    }
 
     const SHAPES: [(Conv2d, Image); 3] = [
         (Conv2d::new(2, 3, 3, 1, 1), Image::new(2, 2, 5, 4)),

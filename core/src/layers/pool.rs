@@ -77,6 +77,10 @@ impl MaxPool2d {
     ///
     /// # Panics
     /// If a slice has the wrong length or the scratch is too short.
+    ///
+    /// Plaintext engines run blocks of whole planes of about [`Engine::batch_hint`] outputs
+    /// (every operation is elementwise, so the results are the same), which keeps the
+    /// intermediate values in cache; a two-party engine runs the whole batch at once.
     pub fn forward<E: Engine + ?Sized>(
         &self,
         e: &mut E,
@@ -87,22 +91,68 @@ impl MaxPool2d {
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
         let g = windows(input, self.kernel, self.stride);
-        let (kk, nn) = (g.offsets(), pooled(input, &g).len());
+        let (kk, nn, pl) = (g.offsets(), pooled(input, &g).len(), g.positions());
         assert!(
             x.len() == input.len() && y.len() == nn,
             "max pool forward: shape mismatch"
         );
+        if let Some(s) = sel.as_deref() {
+            assert_eq!(s.len(), kk * nn, "max pool forward: selection length");
+        }
+        let planes = input.planes();
+        let per = (e.batch_hint() / pl.max(1)).max(1);
+        if pl == 0 || 2 * per >= planes {
+            return self.forward_planes(e, &g, x, planes, y, sel, scratch);
+        }
+        // Blocks of `per` planes: at most half the batch, so the block's own selection
+        // bits fit in the scratch beside the block's working space.
+        let (local, scratch) = scratch.split_at_mut(kk * per * pl);
+        let hw = input.plane();
+        for q0 in (0..planes).step_by(per) {
+            let q1 = (q0 + per).min(planes);
+            let nb = (q1 - q0) * pl;
+            let ls = &mut local[..kk * nb];
+            self.forward_planes(
+                e,
+                &g,
+                &x[q0 * hw..q1 * hw],
+                q1 - q0,
+                &mut y[q0 * pl..q1 * pl],
+                sel.is_some().then_some(&mut *ls),
+                scratch,
+            )?;
+            if let Some(s) = sel.as_deref_mut() {
+                for (j, bits) in ls.chunks(nb).enumerate() {
+                    s[j * nn + q0 * pl..j * nn + q1 * pl].copy_from_slice(bits);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`MaxPool2d::forward`] on `planes` whole planes at once.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_planes<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        g: &Windows,
+        x: &[E::Elem],
+        planes: usize,
+        y: &mut [E::Elem],
+        mut sel: Option<&mut [E::Elem]>,
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        let (kk, nn) = (g.offsets(), planes * g.positions());
         let (v, rest) = scratch.split_at_mut(kk * nn);
         let (d, rest) = rest.split_at_mut((kk / 2) * nn);
         let (bits, rest) = rest.split_at_mut((kk / 2) * nn);
         let (t, rest) = rest.split_at_mut((kk / 2) * nn);
         let (fac, rest) = rest.split_at_mut(kk * nn);
         let prod = &mut rest[..kk * nn];
-        gather_offsets(&g, x, input.planes(), v);
+        gather_offsets(g, x, planes, v);
         let m1 = e.public_int(-1);
         let one = e.public_int(1);
         if let Some(s) = sel.as_deref_mut() {
-            assert_eq!(s.len(), kk * nn, "max pool forward: selection length");
             s.fill(E::Elem::default());
             e.add_public(s, one)?;
         }
@@ -448,6 +498,57 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sel, [1.0, 0.0, 0.0, 0.0]);
+    }
+
+    /// Blocks of planes (a batch larger than `Plain`'s hint) give bit for bit what one
+    /// pass over the whole batch gives, on raw ring elements (wrapped comparisons too).
+    #[test]
+    fn max_pool_blocks_equal_one_pass_bit_for_bit() {
+        use crate::{Plain, Z64};
+        for (k, s, input) in [
+            (2, 2, Image::new(40, 3, 12, 12)),
+            (3, 2, Image::new(30, 5, 13, 11)),
+            (2, 1, Image::new(10, 8, 9, 10)),
+        ] {
+            let l = MaxPool2d::new(k, s);
+            let g = windows(input, k, s);
+            let mut e = Plain::with_frac_bits(13).unwrap();
+            assert!(
+                2 * (e.batch_hint() / g.positions()) < input.planes(),
+                "blocked"
+            );
+            let mut st = 0x1234_5678_9ABC_DEF1u64 ^ input.len() as u64;
+            let x: Vec<Z64> = (0..input.len())
+                .map(|_| {
+                    st ^= st << 13;
+                    st ^= st >> 7;
+                    st ^= st << 17;
+                    Z64(st)
+                })
+                .collect();
+            let n = l.output(input).len();
+            let z = Z64::ZERO;
+            let mut sc = vec![z; l.forward_scratch(input)];
+            let (mut y1, mut s1) = (vec![z; n], vec![z; l.selection_len(input)]);
+            l.forward_planes(
+                &mut e,
+                &g,
+                &x,
+                input.planes(),
+                &mut y1,
+                Some(&mut s1),
+                &mut sc,
+            )
+            .unwrap();
+            let (mut y2, mut s2) = (vec![z; n], vec![z; l.selection_len(input)]);
+            l.forward(&mut e, &x, input, &mut y2, Some(&mut s2), &mut sc)
+                .unwrap();
+            assert_eq!((&y2, &s2), (&y1, &s1), "k{k} s{s} {input:?}");
+            let mut y3 = vec![z; n];
+            l.forward(&mut e, &x, input, &mut y3, None, &mut sc)
+                .unwrap();
+            assert_eq!(y3, y1);
+        }
     }
 
     #[test]
