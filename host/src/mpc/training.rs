@@ -1428,7 +1428,11 @@ mod tests {
             sh(&p0, &mut rng),
             sh(&b0, &mut rng),
         );
-        let lc = LocalConfig::new(tc.frac_bits);
+        // A fixed dealer seed keeps the test deterministic. Over dealer seeds 1 to 8:
+        // LeNet within 1 ulp (probabilities) and 2-6 ulp (parameters), ResNet-20 within
+        // 3-8 and 144-320 ulp. With OS randomness ResNet-20 once exceeded 525.
+        let mut lc = LocalConfig::new(tc.frac_bits);
+        lc.dealer_seed = Some([1; 32]);
         let out = run_in_process(&lc, |e| {
             let i = e.party().index();
             let mut t = Trainer::new(&tc, &net, 1, ps[i].clone(), bs[i].clone()).unwrap();
