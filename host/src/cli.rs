@@ -143,6 +143,11 @@ pub struct TrainArgs {
     /// Print the result as one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
+    /// With --engine mpc: derive the dealer's randomness from this number, so that a run
+    /// is reproducible bit for bit. For tests only: whoever knows it can unmask every
+    /// message between the servers.
+    #[arg(long = "insecure-dealer-seed", value_name = "N")]
+    pub insecure_dealer_seed: Option<u64>,
 }
 
 impl TrainArgs {
@@ -209,6 +214,12 @@ impl TrainArgs {
             return Err(ConfigError::Value {
                 flag: "resume",
                 message: "needs --checkpoint DIR".into(),
+            });
+        }
+        if self.insecure_dealer_seed.is_some() && engine != EngineKind::Mpc {
+            return Err(ConfigError::Value {
+                flag: "insecure-dealer-seed",
+                message: "is for --engine mpc".into(),
             });
         }
         Ok(crate::train::TrainConfig {
@@ -285,7 +296,7 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     if cfg.engine == crate::train::EngineKind::Mpc {
         let exe = std::env::current_exe()?;
-        let m = crate::mpc::training::train_mpc(&cfg, &exe)?;
+        let m = crate::mpc::training::train_mpc(&cfg, &exe, args.insecure_dealer_seed)?;
         if args.json {
             writeln!(out, "{}", serde_json::to_string(&m)?)?;
         } else {
@@ -1051,6 +1062,10 @@ pub struct MpcDealerArgs {
     /// Session id (32 hex digits), the same for the dealer and both servers.
     #[arg(long)]
     pub session: String,
+    /// Derive the dealer's randomness from this number instead of the operating system:
+    /// reproducible runs for tests only. Anyone who knows it can unmask every message.
+    #[arg(long = "insecure-seed", value_name = "N")]
+    pub insecure_seed: Option<u64>,
     /// Connect and read timeout in seconds.
     #[arg(long = "timeout-s", default_value_t = 30)]
     pub timeout_s: u64,
@@ -1150,8 +1165,8 @@ pub struct ServerArgs {
 /// Arguments of `ringnn share`.
 #[derive(Debug, Args)]
 pub struct ShareArgs {
-    /// The training flags, as `ringnn train` (--engine, --checkpoint, --resume and --json
-    /// are ignored).
+    /// The training flags, as `ringnn train` (--engine, --checkpoint, --resume, --json and
+    /// --insecure-dealer-seed are ignored).
     #[command(flatten)]
     pub train: TrainArgs,
     /// Folder for job.json, owner.json, server0/shares.bin and server1/shares.bin.
@@ -1351,7 +1366,7 @@ fn mpc_command(cmd: Command, out: &mut dyn Write) -> anyhow::Result<()> {
                 listen: a.listen,
                 keys: a.keys,
                 net: net_config(&a.session, a.timeout_s)?,
-                master_seed: None,
+                master_seed: a.insecure_seed.map(crate::mpc::Dealer::insecure_seed),
             };
             let r = crate::mpc::dealer_server::serve_dealer(&cfg)?;
             eprintln!(

@@ -281,6 +281,15 @@ impl Dealer {
         self.seeds[party.index()]
     }
 
+    /// The master seed of a small number, for reproducible tests only: whoever knows the
+    /// number can recompute every mask.
+    pub fn insecure_seed(n: u64) -> Seed {
+        let mut rng = ChaCha20Rng::seed_from_u64(n);
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        seed
+    }
+
     /// A dealer seeded by the operating system.
     pub fn from_entropy() -> Self {
         let mut master = [0u8; 32];

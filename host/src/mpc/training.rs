@@ -1082,8 +1082,13 @@ pub struct MpcTrainResult {
 }
 
 /// Arguments of the dealer process (after the binary name).
-fn dealer_args(listen: &str, keys: &Path, net: &NetConfig) -> Vec<String> {
-    [
+fn dealer_args(
+    listen: &str,
+    keys: &Path,
+    net: &NetConfig,
+    insecure_seed: Option<u64>,
+) -> Vec<String> {
+    let mut v: Vec<String> = [
         "dealer",
         "--listen",
         listen,
@@ -1096,7 +1101,11 @@ fn dealer_args(listen: &str, keys: &Path, net: &NetConfig) -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    if let Some(n) = insecure_seed {
+        v.extend(["--insecure-seed".to_string(), n.to_string()]);
+    }
+    v
 }
 
 /// Arguments of a training server process (after the binary name).
@@ -1189,7 +1198,13 @@ fn wait_all(children: &mut [(String, Child)], grace: Duration) -> Vec<String> {
 ///
 /// # Errors
 /// Bad data or configuration, a failed process (naming it), or bad outputs.
-pub fn train_mpc(cfg: &TrainConfig, exe: &Path) -> Result<MpcTrainResult, ServerError> {
+/// `insecure_dealer_seed` fixes the dealer's randomness for reproducible tests: anyone
+/// who knows it can unmask every message, so it is never for real data.
+pub fn train_mpc(
+    cfg: &TrainConfig,
+    exe: &Path,
+    insecure_dealer_seed: Option<u64>,
+) -> Result<MpcTrainResult, ServerError> {
     let (dir, temporary) = match &cfg.checkpoint {
         Some(d) => (d.clone(), false),
         None => (
@@ -1203,7 +1218,7 @@ pub fn train_mpc(cfg: &TrainConfig, exe: &Path) -> Result<MpcTrainResult, Server
             true,
         ),
     };
-    let result = train_mpc_in(cfg, exe, &dir);
+    let result = train_mpc_in(cfg, exe, &dir, insecure_dealer_seed);
     if temporary {
         let _ = fs::remove_dir_all(&dir);
     }
@@ -1215,7 +1230,12 @@ pub fn train_mpc(cfg: &TrainConfig, exe: &Path) -> Result<MpcTrainResult, Server
     })
 }
 
-fn train_mpc_in(cfg: &TrainConfig, exe: &Path, dir: &Path) -> Result<MpcTrainResult, ServerError> {
+fn train_mpc_in(
+    cfg: &TrainConfig,
+    exe: &Path,
+    dir: &Path,
+    insecure_dealer_seed: Option<u64>,
+) -> Result<MpcTrainResult, ServerError> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let shared = share_job(cfg, dir)?;
     let keys = dir.join("keys");
@@ -1262,7 +1282,7 @@ fn train_mpc_in(cfg: &TrainConfig, exe: &Path, dir: &Path) -> Result<MpcTrainRes
     };
     let mut children = vec![(
         "the dealer".to_string(),
-        spawn(dealer_args(&dealer_addr, &keys, &net))?,
+        spawn(dealer_args(&dealer_addr, &keys, &net, insecure_dealer_seed))?,
     )];
     for s in &servers {
         children.push((
