@@ -130,7 +130,7 @@ pub struct TrainArgs {
     /// Use at most N test samples.
     #[arg(long = "test-limit", value_name = "N")]
     pub test_limit: Option<usize>,
-    /// Worker threads (default: all cores).
+    /// Worker threads (default: all cores; with --engine mpc, per process).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Write a checkpoint into DIR after every epoch (mpc: the working folder, with each
@@ -262,6 +262,8 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             .build_global()
             .ok();
         std::env::set_var("MATMUL_NUM_THREADS", t.to_string());
+        // The two-party servers and the dealer (child processes) inherit it.
+        std::env::set_var("RAYON_NUM_THREADS", t.to_string());
     }
     if cfg.model == "seq2seq" {
         let r = crate::train::seq2seq::train_seq2seq(&cfg, cfg.sigmoid, Default::default())?;
