@@ -284,6 +284,34 @@ impl Session {
         [d, s0, s1]
     }
 
+    /// Runs server 0 alone (nothing listens at its peer or dealer address) on `job` and
+    /// `shares`: whether it succeeded, and its stderr.
+    fn server_alone(&self, job: &Path, shares: &Path) -> (bool, String) {
+        let out = ringnn(&[
+            "server",
+            "--party",
+            "0",
+            "--listen",
+            "127.0.0.1:1",
+            "--dealer",
+            "127.0.0.1:1",
+            "--keys",
+            self.keys.to_str().unwrap(),
+            "--session",
+            "00112233445566778899aabbccddeeff",
+            "--job",
+            job.to_str().unwrap(),
+            "--shares",
+            shares.to_str().unwrap(),
+            "--out",
+            self.dir.join("o").to_str().unwrap(),
+        ]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     fn checkpoint(&self, p: usize) -> PathBuf {
         self.dir
             .join(format!("server{p}/checkpoint/checkpoint.bin"))
@@ -424,79 +452,19 @@ fn bad_share_and_job_files_are_errors_naming_the_file() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--from"));
+    let job = s.dir.join("job.json");
     // The other server's share file is refused, naming whose it is.
-    let out = ringnn(&[
-        "server",
-        "--party",
-        "0",
-        "--listen",
-        "127.0.0.1:1",
-        "--dealer",
-        "127.0.0.1:1",
-        "--keys",
-        s.keys.to_str().unwrap(),
-        "--session",
-        "00112233445566778899aabbccddeeff",
-        "--job",
-        s.dir.join("job.json").to_str().unwrap(),
-        "--shares",
-        s.dir.join("server1/shares.bin").to_str().unwrap(),
-        "--out",
-        s.dir.join("o").to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("holds party 1's shares"),
-        "{err}"
-    );
+    let (ok, err) = s.server_alone(&job, &s.dir.join("server1/shares.bin"));
+    assert!(!ok && err.contains("holds party 1's shares"), "{err}");
     // A truncated share file is refused before any connection is made.
     let shares = s.dir.join("server0/shares.bin");
     let bytes = std::fs::read(&shares).unwrap();
     std::fs::write(&shares, &bytes[..bytes.len() - 5]).unwrap();
-    let out = ringnn(&[
-        "server",
-        "--party",
-        "0",
-        "--listen",
-        "127.0.0.1:1",
-        "--dealer",
-        "127.0.0.1:1",
-        "--keys",
-        s.keys.to_str().unwrap(),
-        "--session",
-        "00112233445566778899aabbccddeeff",
-        "--job",
-        s.dir.join("job.json").to_str().unwrap(),
-        "--shares",
-        shares.to_str().unwrap(),
-        "--out",
-        s.dir.join("o").to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("shares.bin"), "{err}");
+    let (ok, err) = s.server_alone(&job, &shares);
+    assert!(!ok && err.contains("shares.bin"), "{err}");
     // A job file that is not a job.
-    let job = s.dir.join("job.json");
     std::fs::write(&job, b"{\"model\": 3}").unwrap();
-    let out = ringnn(&[
-        "server",
-        "--party",
-        "0",
-        "--listen",
-        "127.0.0.1:1",
-        "--dealer",
-        "127.0.0.1:1",
-        "--keys",
-        s.keys.to_str().unwrap(),
-        "--session",
-        "00112233445566778899aabbccddeeff",
-        "--job",
-        job.to_str().unwrap(),
-        "--shares",
-        shares.to_str().unwrap(),
-        "--out",
-        s.dir.join("o").to_str().unwrap(),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("job.json"), "{err}");
+    let (ok, err) = s.server_alone(&job, &shares);
+    assert!(!ok && err.contains("job.json"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
