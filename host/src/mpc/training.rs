@@ -674,22 +674,14 @@ fn gather(src: &[Z64], width: usize, idx: &[usize]) -> Vec<Z64> {
     out
 }
 
-fn header_for(job: &JobSpec, net: &Net, party: PartyId) -> Header {
-    Header {
-        model: net.name.clone(),
-        data: job.data.clone(),
-        engine: format!("mpc-p{}", party.index()),
-        frac_bits: job.frac_bits,
-        exp: job.exp.clone(),
-        grad: job.grad.clone(),
-        n_params: net.n_params,
-        n_buffers: net.n_buffers,
-        epochs_done: 0,
-        steps_done: 0,
-        seed: job.seed,
-        train_samples: job.train_samples,
-        run: None,
-    }
+/// The checkpoint header of `party`'s state: engine `mpc-p0` or `mpc-p1`.
+fn server_header(tc: &TrainConfig, net: &Net, job: &JobSpec, party: PartyId) -> Header {
+    run::header(
+        tc,
+        net,
+        &format!("mpc-p{}", party.index()),
+        job.train_samples,
+    )
 }
 
 /// Runs one training server: see the [module documentation](self).
@@ -723,7 +715,7 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
             ),
         });
     }
-    let expected = header_for(&job, &net, cfg.party);
+    let expected = server_header(&tc, &net, &job, cfg.party);
     let mut held = Vec::new();
     if let (false, Some(dir)) = (cfg.resume, &cfg.checkpoint) {
         // A fresh start never writes over another run's checkpoints.
@@ -1035,11 +1027,14 @@ pub fn reveal(
     let [m0, m1] = read("model.bin", &[net.n_params, net.n_buffers])?;
     let params = reconstruct(&m0[0], &m1[0]);
     let buffers = reconstruct(&m0[1], &m1[1]);
+    let tc = job.config().map_err(|what| ServerError::File {
+        path: owner_file.to_path_buf(),
+        what,
+    })?;
     let h = Header {
-        engine: "plain".into(),
         epochs_done: job.epochs,
         steps_done: (job.train_samples.div_ceil(job.batch) * job.epochs) as u64,
-        ..header_for(&job, &net, PartyId::P0)
+        ..run::header(&tc, &net, "plain", job.train_samples)
     };
     let st = checkpoint::State {
         params: params.iter().map(|v| v.to_bits()).collect(),
@@ -1495,7 +1490,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ringnn-badframe-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let ck = dir.join("ck");
-        let mut good = header_for(&job, &net, PartyId::P0);
+        let mut good = server_header(&tc, &net, &job, PartyId::P0);
         good.epochs_done = 1;
         good.steps_done = 2;
         good.run = Some(show_id([3, 4]));
