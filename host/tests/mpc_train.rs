@@ -52,6 +52,17 @@ fn accuracy(engine: &str, common: &[&str]) -> serde_json::Value {
     last_json(&ringnn(&args))
 }
 
+/// The same run on two servers and on Plain: the MPC JSON and both test accuracies.
+fn mpc_and_plain(common: &[&str]) -> (serde_json::Value, f64, f64) {
+    let m = accuracy("mpc", common);
+    let p = accuracy("plain", common);
+    let (am, ap) = (
+        m["test_accuracy"].as_f64().unwrap(),
+        p["test_accuracy"].as_f64().unwrap(),
+    );
+    (m, am, ap)
+}
+
 #[test]
 fn mpc_training_with_one_dealer_seed_is_reproducible_bit_for_bit() {
     // The owner's sharing is fresh randomness each time, but every reconstructed value
@@ -110,12 +121,7 @@ fn mpc_training_on_synthetic_digits_matches_plain() {
         "--seed",
         "5",
     ];
-    let m = accuracy("mpc", &common);
-    let p = accuracy("plain", &common);
-    let (am, ap) = (
-        m["test_accuracy"].as_f64().unwrap(),
-        p["test_accuracy"].as_f64().unwrap(),
-    );
+    let (m, am, ap) = mpc_and_plain(&common);
     // 300 test images: one image is 0.33 points; stochastic truncation moves a few.
     assert!((am - ap).abs() <= 0.03, "mpc {am} plain {ap}");
     assert!(am > 0.3, "mpc learned nothing: {am}");
@@ -164,12 +170,7 @@ fn mpc_mlp_on_2560_mnist_images_is_within_one_point_of_plain() {
         "--seed",
         "1",
     ];
-    let m = accuracy("mpc", &common);
-    let p = accuracy("plain", &common);
-    let (am, ap) = (
-        m["test_accuracy"].as_f64().unwrap(),
-        p["test_accuracy"].as_f64().unwrap(),
-    );
+    let (m, am, ap) = mpc_and_plain(&common);
     eprintln!("mpc {am}, plain {ap} on {} test images", m["test_samples"]);
     assert_eq!(m["test_samples"], 10_000);
     assert!((am - ap).abs() <= 0.01, "mpc {am} plain {ap}");

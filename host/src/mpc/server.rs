@@ -41,7 +41,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How this server reaches its peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -433,45 +433,81 @@ pub struct LocalMpcReport {
     pub max_ulp: i64,
 }
 
-/// The dealer process's arguments (after the binary name).
-pub fn dealer_args(listen: &str, keys: &Path, session: SessionId) -> Vec<String> {
-    vec![
-        "mpc-dealer".into(),
-        "--listen".into(),
-        listen.into(),
-        "--keys".into(),
-        keys.display().to_string(),
-        "--session".into(),
-        session.to_string(),
-    ]
+/// The dealer process's arguments (after the binary name); `insecure_seed` is for
+/// reproducible tests only (see `ringnn dealer --insecure-seed`).
+pub fn dealer_args(
+    listen: &str,
+    keys: &Path,
+    net: &NetConfig,
+    insecure_seed: Option<u64>,
+) -> Vec<String> {
+    let mut v = strings(&[
+        "dealer",
+        "--listen",
+        listen,
+        "--keys",
+        &keys.display().to_string(),
+        "--session",
+        &net.session.to_string(),
+        "--timeout-s",
+        &net.timeout.as_secs().to_string(),
+    ]);
+    if let Some(n) = insecure_seed {
+        v.extend(strings(&["--insecure-seed", &n.to_string()]));
+    }
+    v
+}
+
+/// The arguments every server process takes, after its subcommand: party, the link to
+/// the peer, the dealer, keys, session and timeout.
+pub(crate) fn connection_args(
+    party: PartyId,
+    link: &PeerLink,
+    dealer: &str,
+    keys: &Path,
+    net: &NetConfig,
+) -> Vec<String> {
+    let (flag, addr) = match link {
+        PeerLink::Listen(a) => ("--listen", a),
+        PeerLink::Connect(a) => ("--connect", a),
+    };
+    strings(&[
+        "--party",
+        &party.index().to_string(),
+        flag,
+        addr,
+        "--dealer",
+        dealer,
+        "--keys",
+        &keys.display().to_string(),
+        "--session",
+        &net.session.to_string(),
+        "--timeout-s",
+        &net.timeout.as_secs().to_string(),
+    ])
+}
+
+pub(crate) fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
 }
 
 /// A server process's arguments (after the binary name); `report` receives the
 /// [`ServerReport`] as JSON.
 pub fn server_args(cfg: &ServerConfig, report: &Path) -> Vec<String> {
-    let (link, addr) = match &cfg.link {
-        PeerLink::Listen(a) => ("--listen", a),
-        PeerLink::Connect(a) => ("--connect", a),
-    };
     let Job::DenseRelu {
         batch,
         inputs,
         outputs,
     } = cfg.job;
-    [
-        "mpc-server",
-        "--party",
-        &cfg.party.index().to_string(),
-        link,
-        addr,
-        "--dealer",
+    let mut v = strings(&["mpc-server"]);
+    v.extend(connection_args(
+        cfg.party,
+        &cfg.link,
         &cfg.dealer,
-        "--keys",
-        &cfg.keys.display().to_string(),
-        "--session",
-        &cfg.net.session.to_string(),
-        "--timeout-s",
-        &cfg.net.timeout.as_secs().to_string(),
+        &cfg.keys,
+        &cfg.net,
+    ));
+    v.extend(strings(&[
         "--frac-bits",
         &cfg.frac_bits.to_string(),
         "--job",
@@ -488,10 +524,8 @@ pub fn server_args(cfg: &ServerConfig, report: &Path) -> Vec<String> {
         &cfg.out.display().to_string(),
         "--report",
         &report.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ]));
+    v
 }
 
 /// Plays the owner, the dealer and both servers on this machine: keys, synthetic data,
@@ -564,23 +598,15 @@ pub fn run_local_mpc(job: &LocalMpcJob) -> Result<LocalMpcReport, ServerError> {
                     .spawn()
                     .map_err(|e| ServerError::Process(format!("{}: {e}", exe.display())))
             };
-            let mut children: Vec<(&str, Child)> = vec![
+            let mut children = vec![
                 (
-                    "dealer",
-                    spawn(dealer_args(&dealer_addr, &keys, net.session))?,
+                    "the dealer".to_string(),
+                    spawn(dealer_args(&dealer_addr, &keys, &net, None))?,
                 ),
-                ("party 0", spawn(server_args(&c0, &reports[0]))?),
-                ("party 1", spawn(server_args(&c1, &reports[1]))?),
+                ("party 0".to_string(), spawn(server_args(&c0, &reports[0]))?),
+                ("party 1".to_string(), spawn(server_args(&c1, &reports[1]))?),
             ];
-            let mut failed = Vec::new();
-            for (name, child) in children.iter_mut() {
-                let st = child
-                    .wait()
-                    .map_err(|e| ServerError::Process(format!("{name}: {e}")))?;
-                if !st.success() {
-                    failed.push(format!("{name} exited with {st}"));
-                }
-            }
+            let failed = wait_all(&mut children, net.timeout + Duration::from_secs(10));
             if !failed.is_empty() {
                 return Err(ServerError::Process(failed.join("; ")));
             }
@@ -619,4 +645,47 @@ pub fn run_local_mpc(job: &LocalMpcJob) -> Result<LocalMpcReport, ServerError> {
         plain,
         max_ulp,
     })
+}
+
+/// Waits for the children; once one fails, gives the others `grace` to notice (they
+/// should, within their read timeout) and then kills them. Returns the failures.
+pub(crate) fn wait_all(children: &mut [(String, Child)], grace: Duration) -> Vec<String> {
+    let mut failed = Vec::new();
+    let mut done = vec![false; children.len()];
+    let mut first_failure: Option<Instant> = None;
+    loop {
+        for (i, (name, child)) in children.iter_mut().enumerate() {
+            if done[i] {
+                continue;
+            }
+            match child.try_wait() {
+                Ok(Some(st)) => {
+                    done[i] = true;
+                    if !st.success() {
+                        failed.push(format!("{name} exited with {st}"));
+                        first_failure.get_or_insert_with(Instant::now);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    done[i] = true;
+                    failed.push(format!("{name}: {e}"));
+                }
+            }
+        }
+        if done.iter().all(|&d| d) {
+            return failed;
+        }
+        if first_failure.is_some_and(|t| t.elapsed() > grace) {
+            for (i, (name, child)) in children.iter_mut().enumerate() {
+                if !done[i] {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    failed.push(format!("{name} was stopped after the failure"));
+                }
+            }
+            return failed;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

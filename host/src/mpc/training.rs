@@ -44,7 +44,10 @@ use super::dealer_server::connect_dealer;
 use super::engine::Mpc;
 use super::keys::{keygen, Identity, Role};
 use super::net::{self, NetConfig, SessionId};
-use super::server::{read_shares, write_shares, PeerLink, ServerError};
+use super::server::{
+    connection_args, dealer_args, read_shares, strings, wait_all, write_shares, PeerLink,
+    ServerError,
+};
 use super::wire::Tag;
 use super::{reconstruct, share, Channel, PartyId};
 use crate::data::{self, Shape};
@@ -61,7 +64,7 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Version of the servers' handshake and of `job.json`.
@@ -1076,113 +1079,31 @@ pub struct MpcTrainResult {
     pub work_dir: PathBuf,
 }
 
-/// Arguments of the dealer process (after the binary name).
-fn dealer_args(
-    listen: &str,
-    keys: &Path,
-    net: &NetConfig,
-    insecure_seed: Option<u64>,
-) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "dealer",
-        "--listen",
-        listen,
-        "--keys",
-        &keys.display().to_string(),
-        "--session",
-        &net.session.to_string(),
-        "--timeout-s",
-        &net.timeout.as_secs().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if let Some(n) = insecure_seed {
-        v.extend(["--insecure-seed".to_string(), n.to_string()]);
-    }
-    v
-}
-
 /// Arguments of a training server process (after the binary name).
 pub fn server_args(cfg: &TrainServerConfig) -> Vec<String> {
-    let (link, addr) = match &cfg.link {
-        PeerLink::Listen(a) => ("--listen", a),
-        PeerLink::Connect(a) => ("--connect", a),
-    };
-    let mut v: Vec<String> = [
-        "server",
-        "--party",
-        &cfg.party.index().to_string(),
-        link,
-        addr,
-        "--dealer",
+    let mut v = strings(&["server"]);
+    v.extend(connection_args(
+        cfg.party,
+        &cfg.link,
         &cfg.dealer,
-        "--keys",
-        &cfg.keys.display().to_string(),
-        "--session",
-        &cfg.net.session.to_string(),
-        "--timeout-s",
-        &cfg.net.timeout.as_secs().to_string(),
+        &cfg.keys,
+        &cfg.net,
+    ));
+    v.extend(strings(&[
         "--job",
         &cfg.job.display().to_string(),
         "--shares",
         &cfg.shares.display().to_string(),
         "--out",
         &cfg.out.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ]));
     if let Some(c) = &cfg.checkpoint {
-        v.extend(["--checkpoint".to_string(), c.display().to_string()]);
+        v.extend(strings(&["--checkpoint", &c.display().to_string()]));
     }
     if cfg.resume {
         v.push("--resume".into());
     }
     v
-}
-
-/// Waits for the children; once one fails, gives the others `grace` to notice (they
-/// should, within their read timeout) and then kills them. Returns the failures.
-fn wait_all(children: &mut [(String, Child)], grace: Duration) -> Vec<String> {
-    let mut failed = Vec::new();
-    let mut done = vec![false; children.len()];
-    let mut first_failure: Option<Instant> = None;
-    loop {
-        for (i, (name, child)) in children.iter_mut().enumerate() {
-            if done[i] {
-                continue;
-            }
-            match child.try_wait() {
-                Ok(Some(st)) => {
-                    done[i] = true;
-                    if !st.success() {
-                        failed.push(format!("{name} exited with {st}"));
-                        first_failure.get_or_insert_with(Instant::now);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    done[i] = true;
-                    failed.push(format!("{name}: {e}"));
-                }
-            }
-        }
-        if done.iter().all(|&d| d) {
-            return failed;
-        }
-        if first_failure.is_some_and(|t| t.elapsed() > grace) {
-            for (i, (name, child)) in children.iter_mut().enumerate() {
-                if !done[i] {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    failed.push(format!("{name} was stopped after the failure"));
-                }
-            }
-            return failed;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `ringnn train --engine mpc`: shares the data as the owner, starts the dealer and both
