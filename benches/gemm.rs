@@ -1,6 +1,7 @@
 //! Matrix products at 512 x 512 x 512 on all cores: Z_2^64 (ringnn's packed kernel, AVX2 where
-//! available, the same with its portable register tile forced, and the kernel crate's portable
-//! loop) against f32 and f64 `matrixmultiply`, side by side.
+//! available, on uniform ring elements; the same with its portable register tile forced; the
+//! kernel crate's portable loop; and `matmul_z64` on fixed-point operands, |x| < 2^20, which
+//! it computes exactly through f64) against f32 and f64 `matrixmultiply`, side by side.
 //!
 //! `cargo bench --bench gemm`; figures in docs/performance.md.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -19,6 +20,17 @@ fn gemm(c: &mut Criterion) {
         .map(|i| Z64((i as u64 ^ 77).wrapping_mul(0xD1B5_4A32_D192_ED03)))
         .collect();
     let mut out = vec![Z64::ZERO; s * s];
+    // Fixed-point operands: values of magnitude below 2^20 of either sign (a few units at
+    // f = 13), so that 512 * 2^20 * 2^20 <= 2^53.
+    let fixed = |x: &[Z64]| -> Vec<Z64> {
+        x.iter()
+            .map(|v| {
+                let m = ((v.0 >> 11) & 0xF_FFFF) as i64;
+                Z64(if v.0 & 1 == 1 { m } else { -m } as u64)
+            })
+            .collect()
+    };
+    let (af_z, bf_z) = (fixed(&a), fixed(&b));
     let af: Vec<f32> = (0..s * s).map(|i| (i % 17) as f32 * 0.1).collect();
     let bf: Vec<f32> = (0..s * s).map(|i| (i % 13) as f32 * 0.1).collect();
     let mut of = vec![0f32; s * s];
@@ -30,6 +42,9 @@ fn gemm(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("z64_ringnn", |bn| {
         bn.iter(|| matmul_z64(black_box(&a), &b, d, &mut out))
+    });
+    g.bench_function("z64_ringnn_fixed_point_operands", |bn| {
+        bn.iter(|| matmul_z64(black_box(&af_z), &bf_z, d, &mut out))
     });
     g.bench_function("z64_ringnn_portable_kernel", |bn| {
         bn.iter(|| matmul_z64_portable(black_box(&a), &b, d, &mut out))

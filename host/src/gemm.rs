@@ -28,6 +28,15 @@
 //! elsewhere a portable register tile with scalar wrapping 64-bit multiplications runs on the
 //! same packed layout ([`matmul_z64_portable`] forces it).
 //!
+//! # Exact products through f64
+//! A `Plain` product of fixed-point values (activations and weights of a few units, at
+//! f = 13) is far from using 64 bits: when `k * max|a| * max|b| <= 2^53` (signed
+//! representatives) every partial sum is an integer that `f64` holds exactly, whatever the
+//! order of the additions, so `matrixmultiply`'s f64 product, converted back, *is* the ring
+//! product, bit for bit. [`matmul_z64`] checks that bound (a scan of both operands that
+//! stops at the first value that breaks it: uniform shares stop it at once) and takes this
+//! path for products with every side at least 32 long; [`matmul_z64_ring`] never takes it.
+//!
 //! # f32 / f64
 //! `matrixmultiply` (with its threading feature), a well-kept packed GEMM.
 
@@ -43,6 +52,9 @@ const NR: usize = 8;
 const KC: usize = 256;
 /// Rows of `A` per packed block (a multiple of `MR`).
 const MC: usize = 96;
+/// Slivers of a raw (unpacked) `B` packed together per panel (128 columns: 256 KiB of
+/// packed rows at `KC`, within L2).
+const RAW_GROUP: usize = 16;
 /// Row blocks per rayon thread that a parallel product aims for.
 const TASKS_PER_THREAD: usize = 4;
 /// Below this many multiply-accumulates the product runs on the calling thread.
@@ -94,11 +106,27 @@ impl Kernel {
 }
 
 /// `out = a * b` in Z_2^64 (wrapping): packed, register-blocked, multi-threaded, AVX2 where
-/// available.
+/// available; through `f64` instead when every side is at least 32 long and the operands are
+/// small enough for that to be exact (see the module documentation).
 ///
 /// # Panics
 /// If the slice lengths do not match `dims`.
 pub fn matmul_z64(a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z64]) {
+    if dims.m.min(dims.k).min(dims.n) >= F64_PATH_MIN_SIDE
+        && f64_is_exact(as_u64(a), as_u64(b), dims.k)
+    {
+        matmul_z64_via_f64(a, b, dims, out);
+    } else {
+        matmul_with(Kernel::detect(), a, b, dims, out);
+    }
+}
+
+/// [`matmul_z64`] on the integer kernels only, never through `f64` (for benchmarks, and
+/// for tests that compare the two paths).
+///
+/// # Panics
+/// If the slice lengths do not match `dims`.
+pub fn matmul_z64_ring(a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z64]) {
     matmul_with(Kernel::detect(), a, b, dims, out);
 }
 
@@ -109,6 +137,104 @@ pub fn matmul_z64(a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z64]) {
 /// If the slice lengths do not match `dims`.
 pub fn matmul_z64_portable(a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z64]) {
     matmul_with(Kernel::Portable, a, b, dims, out);
+}
+
+/// The `f64` path is taken only when every side of the product is at least this long:
+/// converting `A`, `B` and the output costs about one pass over each, which a product with
+/// a short side (a convolution's 16 channels or 25 taps) does not earn back against
+/// `matrixmultiply`'s faster kernel (measured on LeNet's and the mlp's shapes).
+const F64_PATH_MIN_SIDE: usize = 32;
+
+/// Whether every partial sum of `a * b` (inner dimension `k`), read with signed
+/// representatives, is an integer of magnitude at most 2^53, so that an `f64` product
+/// computes it exactly, in any order of additions, with or without fused multiply-adds.
+///
+/// With `|a_ip| <= A` and `|b_pj| <= B`, every product and every partial sum is at most
+/// `k A B` in magnitude; if `k A B <= 2^53` all of them are integers `f64` represents, so each
+/// rounding is exact, and the result is the ring product's signed representative. The scan
+/// stops at the first value that rules it out: uniform ring elements (shares) leave after
+/// about one element each.
+fn f64_is_exact(a: &[u64], b: &[u64], k: usize) -> bool {
+    const LIMIT: u128 = 1 << 53;
+    // The largest |x| over `x`, or None as soon as one exceeds `limit`.
+    fn max_abs(x: &[u64], limit: u64) -> Option<u64> {
+        let mut max = 0;
+        for &v in x {
+            let m = (v as i64).unsigned_abs();
+            if m > limit {
+                return None;
+            }
+            max = max.max(m);
+        }
+        Some(max)
+    }
+    let k = k as u128;
+    let Some(max_a) = max_abs(a, (LIMIT / k.max(1)) as u64) else {
+        return false;
+    };
+    if max_a == 0 {
+        return true;
+    }
+    let limit_b = LIMIT / (k * max_a as u128);
+    max_abs(b, limit_b as u64).is_some()
+}
+
+/// Largest `f64` buffer (elements) that [`matmul_z64_via_f64`] keeps per thread between
+/// calls (32 MiB); larger ones are freed after use.
+const F64_KEEP_MAX: usize = 1 << 22;
+
+thread_local! {
+    /// `A`, `B` and the output in `f64`, kept between calls: fresh buffers of a few MiB cost
+    /// a page fault per 4 KiB on first write, which at 512 x 512 x 512 took as long as the
+    /// product itself.
+    static F64_BUFFERS: std::cell::RefCell<[Vec<f64>; 3]> = Default::default();
+}
+
+/// `out = a * b` computed in `f64` by `matrixmultiply` and converted back; exact only when
+/// [`f64_is_exact`] holds (checked by the caller).
+fn matmul_z64_via_f64(a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z64]) {
+    let MatDims { m, k, n } = dims;
+    assert!(
+        a.len() == m * k && b.len() == k * n && out.len() == m * n,
+        "matmul_z64: shape mismatch"
+    );
+    const CHUNK: usize = 1 << 14;
+    fn to_f64(x: &[Z64], y: &mut Vec<f64>) {
+        y.resize(x.len(), 0.0);
+        y.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(d, s)| {
+                for (d, s) in d.iter_mut().zip(s) {
+                    *d = s.0 as i64 as f64;
+                }
+            });
+    }
+    let mut run = |bufs: &mut [Vec<f64>; 3]| {
+        let [af, bf, of] = bufs;
+        to_f64(a, af);
+        to_f64(b, bf);
+        of.resize(m * n, 0.0);
+        matmul_f64(af, bf, dims, of);
+        out.par_chunks_mut(CHUNK)
+            .zip(of.par_chunks(CHUNK))
+            .for_each(|(d, s)| {
+                for (d, s) in d.iter_mut().zip(s.iter()) {
+                    // An integer of magnitude at most 2^53 (f64_is_exact): the cast is exact.
+                    *d = Z64(*s as i64 as u64);
+                }
+            });
+        for v in bufs.iter_mut() {
+            if v.capacity() > F64_KEEP_MAX {
+                *v = Vec::new();
+            }
+        }
+    };
+    // While this thread waits inside rayon, it may run another task that lands here again:
+    // that one uses buffers of its own.
+    F64_BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => run(&mut bufs),
+        Err(_) => run(&mut Default::default()),
+    });
 }
 
 fn matmul_with(kernel: Kernel, a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z64]) {
@@ -175,9 +301,12 @@ fn matmul_with(kernel: Kernel, a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z
     // At least `TASKS_PER_THREAD` row blocks per thread when there are enough rows: row
     // blocks share the packed `B` and pack disjoint parts of `A`, so smaller ones cost
     // almost nothing and let work stealing even out threads slowed by other processes.
+    // Fewer than `8 * MR` rows stay one block: split further, a short, wide product (a
+    // convolution's 16 output channels) ran partial register tiles and had to pack all of
+    // `B` through memory (16 x 400 x 8192: 27 ms split in two, 8-10 ms whole, 2 cores).
     let mut row_blocks = m.div_ceil(MC);
     if parallel {
-        row_blocks = row_blocks.max(goal).min(m.div_ceil(4 * MR));
+        row_blocks = row_blocks.max(goal).min(m.div_ceil(8 * MR));
     }
     let rows = m.div_ceil(row_blocks).next_multiple_of(MR);
     let row_blocks = m.div_ceil(rows);
@@ -341,7 +470,7 @@ unsafe fn compute_rect(
     let mut tile = [0u64; MR * NR];
     let mut local = match b {
         BSource::Packed(_) => Vec::new(),
-        BSource::Raw(_) => vec![Row8::default(); KC.min(prange.len())],
+        BSource::Raw(_) => vec![Row8::default(); RAW_GROUP * KC.min(prange.len())],
     };
     let mut p0 = prange.start;
     while p0 < prange.end {
@@ -366,24 +495,36 @@ unsafe fn compute_rect(
                 }
             }
         }
-        for s in 0..w.div_ceil(NR) {
+        let rect_slivers = w.div_ceil(NR);
+        for s in 0..rect_slivers {
             let col = s * NR;
             let cw = NR.min(w - col);
             let sliver = (rect.c0 + col) / NR;
             let bs: &[Row8] = match b {
                 BSource::Packed(bp) => &bp[sliver * k + p0..sliver * k + p0 + kc],
                 BSource::Raw(b) => {
-                    let c0 = sliver * NR;
-                    for (p, row) in local[..kc].iter_mut().enumerate() {
-                        let src = &b[(p0 + p) * n + c0..];
-                        if cw == NR {
-                            row.0 = *<&[u64; NR]>::try_from(&src[..NR]).expect("NR values");
-                        } else {
-                            row.0 = [0; NR];
-                            row.0[..cw].copy_from_slice(&src[..cw]);
+                    // Pack this panel for a group of `RAW_GROUP` slivers at once, reading
+                    // each row of `B` as one run of `RAW_GROUP * NR` values: one sliver at a
+                    // time would touch a new page per row (rows of a wide `B` are pages
+                    // apart), and the page walks dominated short, wide products.
+                    let g = s % RAW_GROUP;
+                    if g == 0 {
+                        let group = RAW_GROUP.min(rect_slivers - s);
+                        let (c0, c1) = (rect.c0 + col, (rect.c0 + col + group * NR).min(rect.c1));
+                        for p in 0..kc {
+                            let src = &b[(p0 + p) * n + c0..(p0 + p) * n + c1];
+                            for (j, vals) in src.chunks(NR).enumerate() {
+                                let row = &mut local[j * kc + p].0;
+                                if vals.len() == NR {
+                                    *row = *<&[u64; NR]>::try_from(vals).expect("NR values");
+                                } else {
+                                    *row = [0; NR];
+                                    row[..vals.len()].copy_from_slice(vals);
+                                }
+                            }
                         }
                     }
-                    &local[..kc]
+                    &local[g * kc..(g + 1) * kc]
                 }
             };
             for t in 0..a_slivers {
@@ -783,6 +924,116 @@ mod tests {
         matmul_f64(&a64, &b64, d, &mut o64);
         for (x, y) in o64.iter().zip(&out) {
             assert!((*x as f32 - y).abs() < 1e-4);
+        }
+    }
+
+    /// Signed values of magnitude below `2^bits` (either sign), as ring elements.
+    fn small(len: usize, bits: u32, seed: u64) -> Vec<Z64> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let v = ((s >> 20) & ((1 << bits) - 1)) as i64;
+                Z64(if s & 1 == 1 { v } else { -v } as u64)
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn f64_path_equals_naive_on_fixed_point_operands(
+            m in 32usize..80, k in 32usize..300, n in 32usize..120,
+            abits in 1u32..24, seed in any::<u64>()
+        ) {
+            // |a| < 2^abits, |b| < 2^bbits with k * 2^(abits + bbits) <= 2^53: the f64 path.
+            let bbits = (53 - 9 - abits).min(30);
+            let (a, b) = (small(m * k, abits, seed), small(k * n, bbits, !seed));
+            prop_assert!(f64_is_exact(as_u64(&a), as_u64(&b), k));
+            let d = MatDims { m, k, n };
+            let mut out = vec![Z64(7); m * n];
+            matmul_z64(&a, &b, d, &mut out);
+            prop_assert_eq!(&out, &naive(&a, &b, d));
+            let mut ring = vec![Z64(9); m * n];
+            matmul_z64_ring(&a, &b, d, &mut ring);
+            prop_assert_eq!(out, ring);
+        }
+    }
+
+    #[test]
+    fn f64_bound_is_exactly_two_to_the_53() {
+        // k * max|a| * max|b| = 32 * 2^24 * 2^24 = 2^53: every sum is representable, the
+        // largest (all products of one sign) being 2^53 itself.
+        let d = MatDims {
+            m: 32,
+            k: 32,
+            n: 32,
+        };
+        let top = 1i64 << 24;
+        let a: Vec<Z64> = (0..d.m * d.k)
+            .map(|i| Z64(if i % 3 == 0 { -top } else { top } as u64))
+            .collect();
+        let b: Vec<Z64> = (0..d.k * d.n).map(|_| Z64(top as u64)).collect();
+        assert!(f64_is_exact(as_u64(&a), as_u64(&b), d.k));
+        let mut out = vec![Z64::ZERO; d.m * d.n];
+        matmul_z64(&a, &b, d, &mut out);
+        assert_eq!(out, naive(&a, &b, d));
+        // One more unit in one entry, and the bound no longer holds: the integer kernel runs,
+        // with the same exact answer.
+        let mut a2 = a.clone();
+        a2[5] = Z64((top + 1) as u64);
+        assert!(!f64_is_exact(as_u64(&a2), as_u64(&b), d.k));
+        matmul_z64(&a2, &b, d, &mut out);
+        assert_eq!(out, naive(&a2, &b, d));
+    }
+
+    #[test]
+    fn f64_bound_reads_signed_representatives_and_stops_on_shares() {
+        let k = 100;
+        // -1 is the ring element 2^64 - 1: magnitude 1, not 2^64 - 1.
+        let minus_one = vec![Z64(u64::MAX); k];
+        assert!(f64_is_exact(as_u64(&minus_one), as_u64(&minus_one), k));
+        // i64::MIN has magnitude 2^63 (no overflow in the check).
+        let min = vec![Z64(1 << 63); k];
+        assert!(!f64_is_exact(as_u64(&min), as_u64(&minus_one), k));
+        assert!(!f64_is_exact(as_u64(&minus_one), as_u64(&min), k));
+        // Zero on one side: any other side is exact.
+        let zeros = vec![Z64::ZERO; k];
+        assert!(f64_is_exact(as_u64(&zeros), as_u64(&min), k));
+        // Uniform ring elements (shares): no.
+        let d = MatDims {
+            m: 40,
+            k: 40,
+            n: 40,
+        };
+        let (a, b) = data(d, 3);
+        assert!(!f64_is_exact(as_u64(&a), as_u64(&b), d.k));
+        let mut out = vec![Z64::ZERO; d.m * d.n];
+        matmul_z64(&a, &b, d, &mut out);
+        assert_eq!(out, naive(&a, &b, d));
+    }
+
+    #[test]
+    fn short_wide_products_run_as_one_row_block() {
+        // A convolution's shape (16 output channels, 400 taps, many positions) in a pool of
+        // two threads: one row block, columns split, `B` packed per group of slivers.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let d = MatDims {
+            m: 16,
+            k: 400,
+            n: 2000,
+        };
+        let (a, b) = data(d, 17);
+        let want = naive(&a, &b, d);
+        for kern in kernels() {
+            let mut out = vec![Z64(5); d.m * d.n];
+            pool.install(|| matmul_with(kern, &a, &b, d, &mut out));
+            assert_eq!(out, want, "{kern:?}");
         }
     }
 }
