@@ -234,6 +234,23 @@ pub trait Engine {
         generic::max_of_lines(self, lines, x, out, grad, scratch)
     }
 
+    /// Maximum over `kk` candidates per position by a halving tree (the pairs compared at
+    /// each level, and the odd last candidate carried up, are fixed, so every engine picks
+    /// the same winner, ties going to the left). `v` holds `kk` rows of `n` candidates
+    /// (row `i`: candidate `i` of every position); on return row 0 holds the maxima and the
+    /// other rows are spent. With `sel` (`kk * n`), also the one-hot selection: `sel[i * n +
+    /// j]` is 1 where candidate `i` won position `j`, else 0. Scratch:
+    /// [`generic::max_tree_scratch`].
+    fn max_tree(
+        &mut self,
+        v: &mut [Self::Elem],
+        kk: usize,
+        sel: Option<&mut [Self::Elem]>,
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::max_tree(self, v, kk, sel, scratch)
+    }
+
     /// `out[i] = sum_j coeffs[j] * x[i]^j` by Horner's rule (one multiplication and one
     /// rescale per degree). Scratch: `x.len()`.
     fn polynomial(
@@ -342,6 +359,97 @@ pub mod generic {
         e.select(bits, b, a, d)?;
         a.copy_from_slice(d);
         Ok(())
+    }
+
+    /// Scratch of [`max_tree`] for `kk` candidates of `n` positions.
+    pub const fn max_tree_scratch(kk: usize, n: usize) -> usize {
+        3 * (kk / 2) * n + 2 * kk * n
+    }
+
+    /// See [`Engine::max_tree`]: per level, one comparison of the left half of the rows
+    /// with the right half (`left < right`: the right one wins) and one selection; the
+    /// selection bits are products, over the levels, of each leaf's side bit.
+    /// Scratch: [`max_tree_scratch`].
+    pub fn max_tree<E: Engine + ?Sized>(
+        e: &mut E,
+        v: &mut [E::Elem],
+        kk: usize,
+        mut sel: Option<&mut [E::Elem]>,
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        assert!(
+            kk > 0 && v.len().is_multiple_of(kk),
+            "max_tree: shape mismatch"
+        );
+        let nn = v.len() / kk;
+        if let Some(s) = sel.as_deref() {
+            assert_eq!(s.len(), kk * nn, "max_tree: selection length");
+        }
+        let (d, rest) = scratch.split_at_mut((kk / 2) * nn);
+        let (bits, rest) = rest.split_at_mut((kk / 2) * nn);
+        let (t, rest) = rest.split_at_mut((kk / 2) * nn);
+        let (fac, rest) = rest.split_at_mut(kk * nn);
+        let prod = &mut rest[..kk * nn];
+        let m1 = e.public_int(-1);
+        let one = e.public_int(1);
+        if let Some(s) = sel.as_deref_mut() {
+            s.fill(E::Elem::default());
+            e.add_public(s, one)?;
+        }
+        let mut cnt = kk;
+        let mut level = 0;
+        while cnt > 1 {
+            let h = cnt / 2;
+            let w = h * nn;
+            let (left, right) = v.split_at_mut(w);
+            // bits = [left < right]: the right half wins.
+            d[..w].copy_from_slice(left);
+            e.sub_assign(&mut d[..w], &right[..w])?;
+            e.is_negative(&d[..w], &mut bits[..w])?;
+            e.select(&bits[..w], &right[..w], left, &mut t[..w])?;
+            left.copy_from_slice(&t[..w]);
+            if let Some(s) = sel.as_deref_mut() {
+                // Each leaf's bit is multiplied by the bit of the side it is on.
+                for leaf in 0..kk {
+                    let slot = tree_slot(leaf, kk, level);
+                    let fl = &mut fac[leaf * nn..(leaf + 1) * nn];
+                    if slot < h {
+                        fl.copy_from_slice(&bits[slot * nn..(slot + 1) * nn]);
+                        e.mul_public(fl, m1)?;
+                        e.add_public(fl, one)?;
+                    } else if slot < 2 * h {
+                        fl.copy_from_slice(&bits[(slot - h) * nn..(slot - h + 1) * nn]);
+                    } else {
+                        fl.fill(E::Elem::default());
+                        e.add_public(fl, one)?;
+                    }
+                }
+                e.mul(s, fac, prod)?;
+                s.copy_from_slice(prod);
+            }
+            if cnt % 2 == 1 {
+                v.copy_within(2 * w..2 * w + nn, w);
+            }
+            cnt = h + cnt % 2;
+            level += 1;
+        }
+        Ok(())
+    }
+
+    /// The slot that leaf `leaf` of `kk` occupies after `level` levels of the halving tree
+    /// of [`max_tree`] (slot `i < h` keeps its place, slot `h + i` moves to `i`, the odd
+    /// last slot to `h`).
+    pub const fn tree_slot(leaf: usize, kk: usize, level: usize) -> usize {
+        let (mut slot, mut cnt, mut l) = (leaf, kk, 0);
+        while l < level {
+            let h = cnt / 2;
+            if slot >= h {
+                slot -= h;
+            }
+            cnt = h + cnt % 2;
+            l += 1;
+        }
+        slot
     }
 
     /// See [`Engine::clamp`]; the derivative is 1 on `[lo, hi]` (boundaries included).

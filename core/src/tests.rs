@@ -296,6 +296,49 @@ fn fused_plain_composites_equal_generic() {
 }
 
 #[test]
+fn fused_plain_max_tree_equals_generic() {
+    let mut p = plain(13);
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        seed ^ (seed >> 29)
+    };
+    for kk in [1usize, 2, 3, 4, 5, 6, 7, 9, 16, 25] {
+        for n in [0usize, 1, 13, 200] {
+            // Ties (values from a set of 5), extremes whose ring differences wrap, and
+            // arbitrary ring elements.
+            let v: Vec<Z64> = (0..kk * n)
+                .map(|_| match next() % 4 {
+                    0 => Z64(next() % 5),
+                    1 => Z64(i64::MIN as u64),
+                    2 => Z64(i64::MAX as u64),
+                    _ => Z64(next()),
+                })
+                .collect();
+            let mut scratch = vec![Z64::ZERO; generic::max_tree_scratch(kk, n)];
+            for with_sel in [false, true] {
+                let (mut v1, mut v2) = (v.clone(), v.clone());
+                let (mut s1, mut s2) = (vec![Z64(9); kk * n], vec![Z64(9); kk * n]);
+                p.max_tree(&mut v1, kk, with_sel.then_some(&mut s1[..]), &mut scratch)
+                    .unwrap();
+                generic::max_tree(
+                    &mut p,
+                    &mut v2,
+                    kk,
+                    with_sel.then_some(&mut s2[..]),
+                    &mut scratch,
+                )
+                .unwrap();
+                assert_eq!(v1[..n], v2[..n], "maxima kk={kk} n={n}");
+                assert_eq!(s1, s2, "selection kk={kk} n={n} sel={with_sel}");
+            }
+        }
+    }
+}
+
+#[test]
 fn fused_reciprocal_equals_generic_and_is_accurate() {
     for f in FRACS {
         let mut p = plain(f);

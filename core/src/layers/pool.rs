@@ -65,7 +65,7 @@ impl MaxPool2d {
     /// `K N` candidates, `3 (K/2) N` for the comparison level and `2 K N` for the selection.
     pub fn forward_scratch(&self, input: Image) -> usize {
         let (kk, nn) = (self.kernel * self.kernel, self.output(input).len());
-        kk * nn + 3 * (kk / 2) * nn + 2 * kk * nn
+        kk * nn + crate::engine::generic::max_tree_scratch(kk, nn)
     }
 
     /// `y = max over each window`, and the one-hot selection bits into `sel` when given
@@ -139,60 +139,13 @@ impl MaxPool2d {
         x: &[E::Elem],
         planes: usize,
         y: &mut [E::Elem],
-        mut sel: Option<&mut [E::Elem]>,
+        sel: Option<&mut [E::Elem]>,
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
         let (kk, nn) = (g.offsets(), planes * g.positions());
         let (v, rest) = scratch.split_at_mut(kk * nn);
-        let (d, rest) = rest.split_at_mut((kk / 2) * nn);
-        let (bits, rest) = rest.split_at_mut((kk / 2) * nn);
-        let (t, rest) = rest.split_at_mut((kk / 2) * nn);
-        let (fac, rest) = rest.split_at_mut(kk * nn);
-        let prod = &mut rest[..kk * nn];
         gather_offsets(g, x, planes, v);
-        let m1 = e.public_int(-1);
-        let one = e.public_int(1);
-        if let Some(s) = sel.as_deref_mut() {
-            s.fill(E::Elem::default());
-            e.add_public(s, one)?;
-        }
-        let mut cnt = kk;
-        let mut level = 0;
-        while cnt > 1 {
-            let h = cnt / 2;
-            let w = h * nn;
-            let (left, right) = v.split_at_mut(w);
-            // bits = [left < right]: the right half wins.
-            d[..w].copy_from_slice(left);
-            e.sub_assign(&mut d[..w], &right[..w])?;
-            e.is_negative(&d[..w], &mut bits[..w])?;
-            e.select(&bits[..w], &right[..w], left, &mut t[..w])?;
-            left.copy_from_slice(&t[..w]);
-            if let Some(s) = sel.as_deref_mut() {
-                // Each leaf's bit is multiplied by the bit of the side it is on.
-                for leaf in 0..kk {
-                    let slot = slot_of(leaf, kk, level);
-                    let fl = &mut fac[leaf * nn..(leaf + 1) * nn];
-                    if slot < h {
-                        fl.copy_from_slice(&bits[slot * nn..(slot + 1) * nn]);
-                        e.mul_public(fl, m1)?;
-                        e.add_public(fl, one)?;
-                    } else if slot < 2 * h {
-                        fl.copy_from_slice(&bits[(slot - h) * nn..(slot - h + 1) * nn]);
-                    } else {
-                        fl.fill(E::Elem::default());
-                        e.add_public(fl, one)?;
-                    }
-                }
-                e.mul(s, fac, prod)?;
-                s.copy_from_slice(prod);
-            }
-            if cnt % 2 == 1 {
-                v.copy_within(2 * w..2 * w + nn, w);
-            }
-            cnt = h + cnt % 2;
-            level += 1;
-        }
+        e.max_tree(v, kk, sel, rest)?;
         y.copy_from_slice(&v[..nn]);
         Ok(())
     }
@@ -233,20 +186,6 @@ impl MaxPool2d {
         e.mul(sel, rep, prod)?;
         g.scatter_add(e, prod, input.planes(), |q| q * pl, 1, nn, dx, rest)
     }
-}
-
-/// The slot that leaf `leaf` of `kk` occupies after `level` levels of the halving tree
-/// (slot `i < h` keeps its place, slot `h + i` moves to `i`, the odd last slot to `h`).
-fn slot_of(leaf: usize, kk: usize, level: usize) -> usize {
-    let (mut slot, mut cnt) = (leaf, kk);
-    for _ in 0..level {
-        let h = cnt / 2;
-        if slot >= h {
-            slot -= h;
-        }
-        cnt = h + cnt % 2;
-    }
-    slot
 }
 
 /// Average pooling with a square `kernel` and `stride`, no padding.
