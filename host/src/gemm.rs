@@ -505,8 +505,9 @@ unsafe fn compute_rect(
                 BSource::Raw(b) => {
                     // Pack this panel for a group of `RAW_GROUP` slivers at once, reading
                     // each row of `B` as one run of `RAW_GROUP * NR` values: one sliver at a
-                    // time would touch a new page per row (rows of a wide `B` are pages
-                    // apart), and the page walks dominated short, wide products.
+                    // time reads 64 bytes per row of a wide `B`, whose rows are pages apart
+                    // (16 x 400 x 8192 on 2 cores: 7.9 ms in groups, 10.1 ms one by one,
+                    // one noisy measurement each).
                     let g = s % RAW_GROUP;
                     if g == 0 {
                         let group = RAW_GROUP.min(rect_slivers - s);
