@@ -439,7 +439,7 @@ pub mod generic {
     /// The slot that leaf `leaf` of `kk` occupies after `level` levels of the halving tree
     /// of [`max_tree`] (slot `i < h` keeps its place, slot `h + i` moves to `i`, the odd
     /// last slot to `h`).
-    pub const fn tree_slot(leaf: usize, kk: usize, level: usize) -> usize {
+    const fn tree_slot(leaf: usize, kk: usize, level: usize) -> usize {
         let (mut slot, mut cnt, mut l) = (leaf, kk, 0);
         while l < level {
             let h = cnt / 2;
