@@ -1,11 +1,15 @@
 //! Matrix products at 512 x 512 x 512 on all cores: Z_2^64 (ringnn's packed kernel, AVX2 where
 //! available, on uniform ring elements; the same with its portable register tile forced; the
-//! kernel crate's portable loop; and `matmul_z64` on fixed-point operands, |x| < 2^20, which
-//! it computes exactly through f64) against f32 and f64 `matrixmultiply`, side by side.
+//! kernel crate's portable loop; `matmul_z64` on fixed-point operands, |x| < 2^20, which it
+//! computes exactly through `matrixmultiply`'s f64; the packed kernel alone on the same
+//! operands (its f64 tile) and on signed 32-bit operands (its narrow tile)) against f32 and
+//! f64 `matrixmultiply`, side by side.
 //!
 //! `cargo bench --bench gemm`; figures in docs/performance.md.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ringnn::host::gemm::{matmul_f32, matmul_f64, matmul_z64, matmul_z64_portable};
+use ringnn::host::gemm::{
+    matmul_f32, matmul_f64, matmul_z64, matmul_z64_portable, matmul_z64_ring,
+};
 use ringnn::kernel::engine::MatDims;
 use ringnn::kernel::{Engine, Plain, Z64};
 use std::hint::black_box;
@@ -31,6 +35,13 @@ fn gemm(c: &mut Criterion) {
             .collect()
     };
     let (af_z, bf_z) = (fixed(&a), fixed(&b));
+    // Signed 32-bit operands: too large for an exact f64 sum, within the narrow tile.
+    let narrow = |x: &[Z64]| -> Vec<Z64> {
+        x.iter()
+            .map(|v| Z64(v.0 as u32 as i32 as i64 as u64))
+            .collect()
+    };
+    let (an_z, bn_z) = (narrow(&a), narrow(&b));
     let af: Vec<f32> = (0..s * s).map(|i| (i % 17) as f32 * 0.1).collect();
     let bf: Vec<f32> = (0..s * s).map(|i| (i % 13) as f32 * 0.1).collect();
     let mut of = vec![0f32; s * s];
@@ -45,6 +56,12 @@ fn gemm(c: &mut Criterion) {
     });
     g.bench_function("z64_ringnn_fixed_point_operands", |bn| {
         bn.iter(|| matmul_z64(black_box(&af_z), &bf_z, d, &mut out))
+    });
+    g.bench_function("z64_ringnn_fixed_point_operands_packed_f64_tile", |bn| {
+        bn.iter(|| matmul_z64_ring(black_box(&af_z), &bf_z, d, &mut out))
+    });
+    g.bench_function("z64_ringnn_int32_operands_narrow_tile", |bn| {
+        bn.iter(|| matmul_z64_ring(black_box(&an_z), &bn_z, d, &mut out))
     });
     g.bench_function("z64_ringnn_portable_kernel", |bn| {
         bn.iter(|| matmul_z64_portable(black_box(&a), &b, d, &mut out))

@@ -1,4 +1,8 @@
-//! Per-node timing of LeNet training steps (batch 128) on Plain and Float.
+//! Per-node timing of LeNet training steps on Plain and Float (batch 128, or `BATCH`),
+//! or with the argument `gemm` the matrix products of LeNet's shapes (and 512^3) on the
+//! packed kernels, uniform ring elements or with `RINGNN_NARROW` fixed-point-sized ones.
+//! CPU time of the calling thread unless `RINGNN_WALL` is set (with `RAYON_NUM_THREADS=1`
+//! every product runs on the calling thread).
 use ringnn_core::layers::Image;
 use ringnn_core::{Engine, Float, Plain};
 use ringnn_host::gemm;
@@ -33,7 +37,10 @@ impl Clock {
 }
 
 fn run<E: Engine>(e: &mut E, enc: impl Fn(&E, f64) -> E::Elem, name: &str) {
-    let batch = 128;
+    let batch: usize = std::env::var("BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(128);
     let net = build("lenet", Image::new(1, 1, 28, 28), 10).unwrap();
     let (p, _) = net.init(1);
     let params: Vec<E::Elem> = p.iter().map(|&v| enc(e, v)).collect();
@@ -131,6 +138,7 @@ pub fn gemm_shapes() {
     use ringnn_core::engine::MatDims;
     use ringnn_core::Z64;
     for (m, k, n) in [
+        (512, 512, 512),
         (16, 400, 8192),
         (8192, 400, 16),
         (16, 25, 73728),
@@ -140,14 +148,23 @@ pub fn gemm_shapes() {
         (8192, 16, 400),
         (16, 73728, 25),
     ] {
-        let a: Vec<Z64> = (0..m * k).map(|i| Z64(i as u64 * 0x9E37_79B9)).collect();
-        let b: Vec<Z64> = (0..k * n).map(|i| Z64(i as u64 * 0x1234_5677)).collect();
+        // Uniform ring elements, or with RINGNN_NARROW fixed-point-sized ones (|v| < 2^17).
+        let narrow = std::env::var_os("RINGNN_NARROW").is_some();
+        let val = |x: u64| {
+            if narrow {
+                Z64(((x % (1 << 18)) as i64 - (1 << 17)) as u64)
+            } else {
+                Z64(x)
+            }
+        };
+        let a: Vec<Z64> = (0..m * k).map(|i| val(i as u64 * 0x9E37_79B9)).collect();
+        let b: Vec<Z64> = (0..k * n).map(|i| val(i as u64 * 0x1234_5677)).collect();
         let mut out = vec![Z64::ZERO; m * n];
         let d = MatDims { m, k, n };
-        gemm::matmul_z64(&a, &b, d, &mut out);
+        gemm::matmul_z64_ring(&a, &b, d, &mut out);
         let t = Clock::now();
         for _ in 0..5 {
-            gemm::matmul_z64(&a, &b, d, &mut out);
+            gemm::matmul_z64_ring(&a, &b, d, &mut out);
         }
         let s = t.secs() / 5.0;
         println!(

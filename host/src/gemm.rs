@@ -28,14 +28,30 @@
 //! elsewhere a portable register tile with scalar wrapping 64-bit multiplications runs on the
 //! same packed layout ([`matmul_z64_portable`] forces it).
 //!
-//! # Exact products through f64
+//! # Small operands: cheaper tiles, same bits
 //! A `Plain` product of fixed-point values (activations and weights of a few units, at
-//! f = 13) is far from using 64 bits: when `k * max|a| * max|b| <= 2^53` (signed
-//! representatives) every partial sum is an integer that `f64` holds exactly, whatever the
-//! order of the additions, so `matrixmultiply`'s f64 product, converted back, *is* the ring
-//! product, bit for bit. [`matmul_z64`] checks that bound (a scan of both operands that
-//! stops at the first value that breaks it: uniform shares stop it at once) and takes this
-//! path for products with every side at least 32 long; [`matmul_z64_ring`] never takes it.
+//! f = 13) is far from using 64 bits, and two cheaper register tiles give the same ring
+//! result for such values. Packing notes, per `A` sliver and per `B` sliver panel, the bit
+//! length `L` of the largest magnitude (signed representatives, `|v| <= 2^L`); each pair
+//! then runs the cheapest tile that is exact for it:
+//! - the **f64 tile** (`vfmadd231pd`, one per four products) when
+//!   `L_A + L_B + ceil(log2 kc) <= 51`: every partial sum of the panel is then an integer
+//!   of magnitude at most 2^51, which `f64` holds exactly in any order, and conversions in
+//!   and out are one addition each (a bit-level trick valid to 2^51);
+//! - the **narrow tile** (`vpmuldq`, signed 32 x 32 -> 64 bits) when both `L <= 31`: each
+//!   product is exact in `i64`, the sums wrap as the ring's do;
+//! - the split tile above otherwise (uniform shares always).
+//!
+//! On this Zen 3 the integer multiplications issue once per cycle and FMAs twice, so the
+//! tiles run about 2 : 4 : 8 products per cycle (split : narrow : f64) in L1.
+//!
+//! # Exact products through `matrixmultiply`'s f64
+//! When `k * max|a| * max|b| <= 2^53` over the whole product, `matrixmultiply`'s f64
+//! product, converted back, *is* the ring product, bit for bit. [`matmul_z64`] checks that
+//! bound (a scan of both operands that stops at the first value that breaks it: uniform
+//! shares stop it at once) and takes this path for products with every side at least 32
+//! long, except inside [`serial`] (parts of a batch already keep every core busy, and
+//! `matrixmultiply` would start threads of its own); [`matmul_z64_ring`] never takes it.
 //!
 //! # f32 / f64
 //! `matrixmultiply` (with its threading feature), a well-kept packed GEMM.
@@ -68,6 +84,33 @@ const K_SPLIT_MAX_OUT: usize = 1 << 16;
 #[repr(C, align(64))]
 struct Row8([u64; NR]);
 
+impl Row8 {
+    /// The values of consecutive rows, in order.
+    fn flat(rows: &[Row8]) -> &[u64] {
+        // SAFETY: `Row8` is `repr(C)` over `[u64; NR]` and its alignment (64) is a multiple
+        // of its size's granularity (64 bytes = NR u64), so rows are contiguous with no
+        // padding: `rows.len() * NR` initialised u64 values.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::slice::from_raw_parts(rows.as_ptr().cast::<u64>(), rows.len() * NR)
+        }
+    }
+}
+
+/// The OR over `x` of each value's magnitude bits: `v` for `v >= 0`, `!v = |v| - 1` for
+/// `v < 0` (signed representatives). Its bit length `L` ([`mag_bits`]) bounds every
+/// `|v| <= 2^L`, and `L <= 31` exactly when every value is a signed 32-bit integer.
+#[inline]
+fn mag_or(x: &[u64]) -> u64 {
+    x.iter()
+        .fold(0u64, |acc, &v| acc | (v ^ ((v as i64 >> 63) as u64)))
+}
+
+/// The bit length of [`mag_or`].
+fn mag_bits(x: &[u64]) -> u32 {
+    u64::BITS - mag_or(x).leading_zeros()
+}
+
 /// Which register-tile kernel runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kernel {
@@ -87,18 +130,55 @@ impl Kernel {
         Kernel::Portable
     }
 
-    /// `tile = A sliver * B sliver` over `b.len()` values of `p`.
+    /// Whether [`Kernel::run_f64`] is available: the AVX2 kernel on a CPU with FMA.
+    fn has_f64_tile(self) -> bool {
+        match self {
+            Kernel::Portable => false,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => std::arch::is_x86_feature_detected!("fma"),
+        }
+    }
+
+    /// `tile = A sliver * B sliver` from `f64` slivers (`MR` and `NR` values per `p`) whose
+    /// partial sums are all integers of magnitude at most 2^51, so exact; converted back
+    /// to the ring.
+    ///
+    /// # Panics
+    /// Unless [`Kernel::has_f64_tile`].
     #[inline]
-    fn run(self, a: &[u64], b: &[Row8], tile: &mut [u64; MR * NR]) {
+    fn run_f64(self, a: &[f64], b: &[f64], tile: &mut [u64; MR * NR]) {
+        match self {
+            Kernel::Portable => unreachable!("the portable kernel has no f64 tile"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => {
+                assert!(self.has_f64_tile(), "f64 tile without FMA");
+                // SAFETY: AVX2 as for `run`, FMA checked just above (a cached load).
+                #[allow(unsafe_code)]
+                unsafe {
+                    kernel_f64(a, b, tile)
+                }
+            }
+        }
+    }
+
+    /// `tile = A sliver * B sliver` over `b.len()` values of `p`; `narrow` says that every
+    /// value of both slivers is a signed 32-bit integer ([`mag_or`]).
+    #[inline]
+    fn run(self, a: &[u64], b: &[Row8], tile: &mut [u64; MR * NR], narrow: bool) {
         match self {
             Kernel::Portable => kernel_portable(a, b, tile),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => {
                 // SAFETY: `Kernel::Avx2` is only constructed after `is_x86_feature_detected!`
-                // reported AVX2 (in `detect`, and in tests under the same check).
+                // reported AVX2 (in `detect`, and in tests under the same check); the narrow
+                // kernel's precondition is what `narrow` says.
                 #[allow(unsafe_code)]
                 unsafe {
-                    kernel_avx2(a, b, tile)
+                    if narrow {
+                        kernel_avx2_narrow(a, b, tile)
+                    } else {
+                        kernel_avx2(a, b, tile)
+                    }
                 }
             }
         }
@@ -112,7 +192,10 @@ impl Kernel {
 /// # Panics
 /// If the slice lengths do not match `dims`.
 pub fn matmul_z64(a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z64]) {
+    // Inside `serial` the cores are already busy with one task each: `matrixmultiply`
+    // would start its own threads on top, so the packed kernels' f64 tile does it here.
     if dims.m.min(dims.k).min(dims.n) >= F64_PATH_MIN_SIDE
+        && !SERIAL.with(|s| s.get())
         && f64_is_exact(as_u64(a), as_u64(b), dims.k)
     {
         matmul_z64_via_f64(a, b, dims, out);
@@ -121,8 +204,9 @@ pub fn matmul_z64(a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z64]) {
     }
 }
 
-/// [`matmul_z64`] on the integer kernels only, never through `f64` (for benchmarks, and
-/// for tests that compare the two paths).
+/// [`matmul_z64`] on the packed kernels only, never through `matrixmultiply` (for
+/// benchmarks, and for tests that compare the two paths). Small operands still take the
+/// packed f64 or narrow tile (see the module documentation).
 ///
 /// # Panics
 /// If the slice lengths do not match `dims`.
@@ -237,6 +321,25 @@ fn matmul_z64_via_f64(a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z64]) {
     });
 }
 
+thread_local! {
+    /// Set while [`serial`] runs: products stay on the calling thread.
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the Z_2^64 products it makes on this thread kept on this thread, for a
+/// caller that already runs one task per core (parts of a batch): splitting each product
+/// again would only add packing and work stealing. Results are the same bits either way.
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    f()
+}
+
 fn matmul_with(kernel: Kernel, a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z64]) {
     let MatDims { m, k, n } = dims;
     assert!(
@@ -253,7 +356,8 @@ fn matmul_with(kernel: Kernel, a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z
     }
     let (a, b) = (as_u64(a), as_u64(b));
     let slivers = n.div_ceil(NR);
-    let parallel = m * k * n >= PARALLEL_MIN && rayon::current_num_threads() > 1;
+    let parallel =
+        m * k * n >= PARALLEL_MIN && rayon::current_num_threads() > 1 && !SERIAL.with(|s| s.get());
     let threads = if parallel {
         rayon::current_num_threads()
     } else {
@@ -464,25 +568,160 @@ unsafe fn compute_rect(
     dst: OutPtr,
 ) {
     debug_assert!(rect.c1 <= n && rect.c0.is_multiple_of(NR) && prange.end <= k);
+    PACK_BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        // SAFETY: forwarded from this function's contract.
+        Ok(mut bufs) => unsafe {
+            compute_rect_in(&mut bufs, kernel, a, b, k, n, rect, prange, dst)
+        },
+        // SAFETY: as above (a task run while this thread waited inside the first one).
+        Err(_) => unsafe {
+            compute_rect_in(
+                &mut PackBuffers::default(),
+                kernel,
+                a,
+                b,
+                k,
+                n,
+                rect,
+                prange,
+                dst,
+            )
+        },
+    })
+}
+
+/// [`compute_rect`]'s packing buffers, kept per thread: allocated and zeroed per call, the
+/// raw `B` panel alone was a 256 KiB `memset` for every product (about 4% of a LeNet
+/// training profile). Every element is written before it is read, so stale contents from
+/// an earlier call never leak into a result.
+#[derive(Default)]
+struct PackBuffers {
+    /// `A`'s panel for the integer tiles (values and half-swapped copies).
+    ap: Vec<u64>,
+    /// The same panel in `f64` ([`kernel_f64`]), converted when first needed.
+    apf: Vec<f64>,
+    /// Per `A` sliver of the panel: [`mag_bits`].
+    a_bits: Vec<u32>,
+    /// A raw `B`'s panel for a group of slivers, as ring rows ...
+    local: Vec<Row8>,
+    /// ... or in f64 (`NR` values per row).
+    localf: Vec<f64>,
+    /// One `B` sliver panel in `f64`.
+    bf: Vec<f64>,
+}
+
+thread_local! {
+    static PACK_BUFFERS: std::cell::RefCell<PackBuffers> = Default::default();
+}
+
+/// `ceil(log2(k))` for `k >= 1`.
+fn ceil_log2(k: usize) -> u32 {
+    usize::BITS - (k.max(1) - 1).leading_zeros()
+}
+
+/// [`compute_rect_body`], compiled for AVX2 when that kernel runs (the packing loops then
+/// use 256-bit vectors).
+///
+/// # Safety
+/// As [`compute_rect`].
+#[allow(clippy::too_many_arguments, unsafe_code)]
+unsafe fn compute_rect_in(
+    bufs: &mut PackBuffers,
+    kernel: Kernel,
+    a: &[u64],
+    b: BSource<'_>,
+    k: usize,
+    n: usize,
+    rect: Rect,
+    prange: std::ops::Range<usize>,
+    dst: OutPtr,
+) {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn avx2(
+        bufs: &mut PackBuffers,
+        kernel: Kernel,
+        a: &[u64],
+        b: BSource<'_>,
+        k: usize,
+        n: usize,
+        rect: Rect,
+        prange: std::ops::Range<usize>,
+        dst: OutPtr,
+    ) {
+        // SAFETY: forwarded.
+        unsafe { compute_rect_body(bufs, kernel, a, b, k, n, rect, prange, dst) }
+    }
+    match kernel {
+        // SAFETY: `Kernel::Avx2` exists only where AVX2 was detected; the rest forwarded.
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { avx2(bufs, kernel, a, b, k, n, rect, prange, dst) },
+        // SAFETY: forwarded.
+        _ => unsafe { compute_rect_body(bufs, kernel, a, b, k, n, rect, prange, dst) },
+    }
+}
+
+/// [`compute_rect`] with its buffers. Each (`A` sliver, `B` sliver) pair of a panel runs
+/// the cheapest tile its values allow (see the module documentation): `f64` when the
+/// panel's partial sums are exact there, the narrow integer tile when every value is a
+/// signed 32-bit integer, the split 64-bit tile otherwise.
+///
+/// # Safety
+/// As [`compute_rect`].
+#[allow(clippy::too_many_arguments, unsafe_code)]
+#[inline(always)]
+unsafe fn compute_rect_body(
+    bufs: &mut PackBuffers,
+    kernel: Kernel,
+    a: &[u64],
+    b: BSource<'_>,
+    k: usize,
+    n: usize,
+    rect: Rect,
+    prange: std::ops::Range<usize>,
+    dst: OutPtr,
+) {
     let (h, w) = (rect.r1 - rect.r0, rect.c1 - rect.c0);
     let a_slivers = h.div_ceil(MR);
-    let mut ap = vec![0u64; a_slivers * KC.min(prange.len()) * 2 * MR];
+    let kc_max = KC.min(prange.len());
+    let f64_tile = kernel.has_f64_tile();
+    let PackBuffers {
+        ap,
+        apf,
+        a_bits,
+        local,
+        localf,
+        bf,
+    } = bufs;
+    if ap.len() < a_slivers * kc_max * 2 * MR {
+        ap.resize(a_slivers * kc_max * 2 * MR, 0);
+    }
+    if a_bits.len() < a_slivers {
+        a_bits.resize(a_slivers, 0);
+    }
+    if matches!(b, BSource::Raw(_)) && local.len() < RAW_GROUP * kc_max {
+        local.resize(RAW_GROUP * kc_max, Row8::default());
+    }
     let mut tile = [0u64; MR * NR];
-    let mut local = match b {
-        BSource::Packed(_) => Vec::new(),
-        BSource::Raw(_) => vec![Row8::default(); RAW_GROUP * KC.min(prange.len())],
-    };
+    // Per sliver of the current raw `B` group: the OR of its magnitudes (`mag_or`), and
+    // whether its ring rows are packed; and whether the group was written in f64.
+    let mut group_mag = [0u64; RAW_GROUP];
+    let mut group_ring = [false; RAW_GROUP];
+    let mut group_f64 = false;
     let mut p0 = prange.start;
     while p0 < prange.end {
         let kc = KC.min(prange.end - p0);
         let first = p0 == prange.start;
         // Pack A: for each sliver of MR rows and each p, [a_0..a_MR, swap(a_0)..swap(a_MR)],
-        // zero past the last row.
+        // zero past the last row; note each sliver's magnitude.
         for (t, d) in ap.chunks_mut(kc * 2 * MR).take(a_slivers).enumerate() {
             let i0 = rect.r0 + t * MR;
+            let mut mag = 0;
             for i in 0..MR {
                 if i0 + i < rect.r1 {
                     let src = &a[(i0 + i) * k + p0..(i0 + i) * k + p0 + kc];
+                    mag |= mag_or(src);
                     for (dp, &v) in d.chunks_exact_mut(2 * MR).zip(src) {
                         dp[i] = v;
                         dp[MR + i] = v.rotate_left(32);
@@ -494,43 +733,118 @@ unsafe fn compute_rect(
                     }
                 }
             }
+            a_bits[t] = u64::BITS - mag.leading_zeros();
         }
+        let a_bits_max = a_bits[..a_slivers].iter().copied().max().unwrap_or(0);
+        // Room left for `B`'s magnitude in an exact f64 sum of `kc` products (2^51, the
+        // range of the bit-level conversions `exact_f64` and `exact_u64`).
+        let f64_room = 51i64 - i64::from(ceil_log2(kc)) - i64::from(a_bits_max);
+        let mut apf_ready = false;
         let rect_slivers = w.div_ceil(NR);
         for s in 0..rect_slivers {
             let col = s * NR;
             let cw = NR.min(w - col);
             let sliver = (rect.c0 + col) / NR;
-            let bs: &[Row8] = match b {
-                BSource::Packed(bp) => &bp[sliver * k + p0..sliver * k + p0 + kc],
+            // This sliver's panel: in f64 when the f64 tile is exact for it, else as ring
+            // rows with their magnitude.
+            let panel: BPanel<'_> = match b {
+                // The panel is about to be read by the kernel anyway: one more pass over
+                // it, from cache, is cheap beside `a_slivers` kernel runs.
+                BSource::Packed(bp) => {
+                    let bs = &bp[sliver * k + p0..sliver * k + p0 + kc];
+                    let bits = mag_bits(Row8::flat(bs));
+                    if f64_tile && i64::from(bits) <= f64_room {
+                        bf.clear();
+                        bf.extend(Row8::flat(bs).iter().map(|&v| exact_f64(v)));
+                        BPanel::F64(&bf[..])
+                    } else {
+                        BPanel::Ring(bs, bits)
+                    }
+                }
                 BSource::Raw(b) => {
                     // Pack this panel for a group of `RAW_GROUP` slivers at once, reading
                     // each row of `B` as one run of `RAW_GROUP * NR` values: one sliver at a
                     // time reads 64 bytes per row of a wide `B`, whose rows are pages apart
                     // (16 x 400 x 8192 on 2 cores: 7.9 ms in groups, 10.1 ms one by one,
-                    // one noisy measurement each).
+                    // one noisy measurement each). When `A` leaves room for the f64 tile,
+                    // the group is written in f64 directly (the ring rows of a sliver too
+                    // wide for it are packed again, from `B`, only if needed).
                     let g = s % RAW_GROUP;
                     if g == 0 {
                         let group = RAW_GROUP.min(rect_slivers - s);
                         let (c0, c1) = (rect.c0 + col, (rect.c0 + col + group * NR).min(rect.c1));
-                        for p in 0..kc {
-                            let src = &b[(p0 + p) * n + c0..(p0 + p) * n + c1];
-                            for (j, vals) in src.chunks(NR).enumerate() {
-                                let row = &mut local[j * kc + p].0;
-                                if vals.len() == NR {
-                                    *row = *<&[u64; NR]>::try_from(vals).expect("NR values");
-                                } else {
-                                    *row = [0; NR];
-                                    row[..vals.len()].copy_from_slice(vals);
+                        group_mag = [0; RAW_GROUP];
+                        group_f64 = f64_tile && f64_room >= 0;
+                        group_ring = [false; RAW_GROUP];
+                        if group_f64 {
+                            if localf.len() < RAW_GROUP * kc_max * NR {
+                                localf.resize(RAW_GROUP * kc_max * NR, 0.0);
+                            }
+                            for p in 0..kc {
+                                let src = &b[(p0 + p) * n + c0..(p0 + p) * n + c1];
+                                for (j, vals) in src.chunks(NR).enumerate() {
+                                    let full: [u64; NR] = match vals.try_into() {
+                                        Ok(full) => full,
+                                        Err(_) => {
+                                            let mut f = [0; NR];
+                                            f[..vals.len()].copy_from_slice(vals);
+                                            f
+                                        }
+                                    };
+                                    let at = (j * kc + p) * NR;
+                                    let row: &mut [f64; NR] =
+                                        (&mut localf[at..at + NR]).try_into().expect("NR values");
+                                    *row = full.map(exact_f64);
+                                    group_mag[j] |= mag_or(&full);
                                 }
                             }
+                        } else {
+                            for p in 0..kc {
+                                let src = &b[(p0 + p) * n + c0..(p0 + p) * n + c1];
+                                for (j, vals) in src.chunks(NR).enumerate() {
+                                    let row = &mut local[j * kc + p];
+                                    pack_row(row, vals);
+                                    group_mag[j] |= mag_or(&row.0);
+                                }
+                            }
+                            group_ring = [true; RAW_GROUP];
                         }
                     }
-                    &local[g * kc..(g + 1) * kc]
+                    let bits = u64::BITS - group_mag[g].leading_zeros();
+                    if group_f64 && i64::from(bits) <= f64_room {
+                        BPanel::F64(&localf[g * kc * NR..(g + 1) * kc * NR])
+                    } else {
+                        if !group_ring[g] {
+                            // Written in f64 but too wide for it (rare: a few large values).
+                            let c0 = rect.c0 + col;
+                            let c1 = (c0 + NR).min(rect.c1);
+                            for p in 0..kc {
+                                pack_row(
+                                    &mut local[g * kc + p],
+                                    &b[(p0 + p) * n + c0..(p0 + p) * n + c1],
+                                );
+                            }
+                            group_ring[g] = true;
+                        }
+                        BPanel::Ring(&local[g * kc..(g + 1) * kc], bits)
+                    }
                 }
             };
+            let use_f64 = matches!(panel, BPanel::F64(_));
+            if use_f64 && !apf_ready {
+                to_f64_panel(&ap[..a_slivers * kc * 2 * MR], kc, apf);
+                apf_ready = true;
+            }
             for t in 0..a_slivers {
-                let at = &ap[t * kc * 2 * MR..(t + 1) * kc * 2 * MR];
-                kernel.run(at, bs, &mut tile);
+                match panel {
+                    BPanel::F64(bf) => {
+                        kernel.run_f64(&apf[t * kc * MR..(t + 1) * kc * MR], bf, &mut tile)
+                    }
+                    BPanel::Ring(bs, b_bits) => {
+                        let at = &ap[t * kc * 2 * MR..(t + 1) * kc * 2 * MR];
+                        kernel.run(at, bs, &mut tile, b_bits <= 31 && a_bits[t] <= 31);
+                    }
+                }
                 let rh = MR.min(h - t * MR);
                 for i in 0..rh {
                     // SAFETY: row `r0 + t*MR + i < r1` and columns `c0 + col .. + cw <= c1`
@@ -542,11 +856,20 @@ unsafe fn compute_rect(
                         )
                     };
                     let v = &tile[i * NR..i * NR + cw];
-                    if first {
-                        r.copy_from_slice(v);
-                    } else {
-                        for (o, v) in r.iter_mut().zip(v) {
-                            *o = o.wrapping_add(*v);
+                    match (first, <&mut [u64; NR]>::try_from(&mut *r)) {
+                        // Whole tile rows by value: `copy_from_slice` of at most 8 values
+                        // was a `memmove` call per row, costly for short products.
+                        (true, Ok(full)) => *full = v.try_into().expect("NR values"),
+                        (false, Ok(full)) => {
+                            for (o, v) in full.iter_mut().zip(v) {
+                                *o = o.wrapping_add(*v);
+                            }
+                        }
+                        (true, Err(_)) => r.copy_from_slice(v),
+                        (false, Err(_)) => {
+                            for (o, v) in r.iter_mut().zip(v) {
+                                *o = o.wrapping_add(*v);
+                            }
                         }
                     }
                 }
@@ -554,6 +877,55 @@ unsafe fn compute_rect(
         }
         p0 += kc;
     }
+}
+
+/// One `B` sliver panel as a tile reads it.
+#[derive(Clone, Copy)]
+enum BPanel<'p> {
+    /// In f64, `NR` values per row: the f64 tile is exact for it.
+    F64(&'p [f64]),
+    /// Ring rows, with their [`mag_bits`].
+    Ring(&'p [Row8], u32),
+}
+
+/// Writes `vals` (at most `NR`) into `row`, zero past them.
+#[inline]
+fn pack_row(row: &mut Row8, vals: &[u64]) {
+    if let Ok(full) = <&[u64; NR]>::try_from(vals) {
+        row.0 = *full;
+    } else {
+        row.0 = [0; NR];
+        row.0[..vals.len()].copy_from_slice(vals);
+    }
+}
+
+/// 1.5 * 2^52: every integer `v` with `|v| <= 2^51` gives `MAGIC + v` in `[2^52, 2^53]`,
+/// where the spacing of f64 is 1, and there its bits are `MAGIC`'s plus `v`. Integer and
+/// f64 conversions become one addition and one subtraction, which vectorise (x86-64
+/// before AVX-512 has no vector conversion between i64 and f64; the scalar one issued once
+/// per cycle and cost almost as much as the f64 tile saved).
+const MAGIC: f64 = 6_755_399_441_055_744.0;
+
+/// `v` (a signed representative with `|v| <= 2^51`) as f64, exactly.
+#[inline]
+fn exact_f64(v: u64) -> f64 {
+    f64::from_bits(MAGIC.to_bits().wrapping_add(v)) - MAGIC
+}
+
+/// `x` (an integer with `|x| <= 2^51`) as a ring element, exactly.
+#[inline]
+fn exact_u64(x: f64) -> u64 {
+    (x + MAGIC).to_bits().wrapping_sub(MAGIC.to_bits())
+}
+
+/// The `A` panel `ap` (slivers of `kc` rows of `[a_0..a_MR, swapped copies]`) as `f64`
+/// slivers of `kc` rows of `[a_0..a_MR]` (signed representatives).
+fn to_f64_panel(ap: &[u64], kc: usize, apf: &mut Vec<f64>) {
+    apf.clear();
+    for row in ap.chunks_exact(2 * MR) {
+        apf.extend(row[..MR].iter().map(|&v| exact_f64(v)));
+    }
+    debug_assert_eq!(apf.len() % (kc * MR), 0);
 }
 
 /// The AVX2 register tile: `MR x NR` outputs in 12 `ymm` accumulators (`lo` and `cross` for
@@ -599,6 +971,88 @@ fn kernel_avx2(a: &[u64], b: &[Row8], tile: &mut [u64; MR * NR]) {
                 _mm256_storeu_si256(dst.as_mut_ptr().cast(), v)
             };
         }
+    }
+}
+
+/// The AVX2 register tile for narrow slivers (every value a signed 32-bit integer, see
+/// [`mag_or`]): `vpmuldq` forms each product exactly as a signed 64-bit value, which is
+/// the ring product; wrapping 64-bit additions accumulate it. Two multiplications and two
+/// additions per row and `p` instead of four each.
+///
+/// # Safety
+/// AVX2 must be available. (Values outside the signed 32-bit range are not unsafe, only
+/// wrong: their high halves are ignored.)
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn kernel_avx2_narrow(a: &[u64], b: &[Row8], tile: &mut [u64; MR * NR]) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+    for (ap, bp) in a.chunks_exact(2 * MR).zip(b) {
+        // SAFETY: `bp.0` is 8 contiguous u64, so both 32-byte unaligned loads are in bounds.
+        #[allow(unsafe_code)]
+        let (b0, b1) = unsafe {
+            (
+                _mm256_loadu_si256(bp.0.as_ptr().cast()),
+                _mm256_loadu_si256(bp.0.as_ptr().add(4).cast()),
+            )
+        };
+        for i in 0..MR {
+            let x = _mm256_set1_epi64x(ap[i] as i64);
+            acc[i][0] = _mm256_add_epi64(acc[i][0], _mm256_mul_epi32(x, b0));
+            acc[i][1] = _mm256_add_epi64(acc[i][1], _mm256_mul_epi32(x, b1));
+        }
+    }
+    for i in 0..MR {
+        for h in 0..2 {
+            let dst = &mut tile[i * NR + 4 * h..i * NR + 4 * h + 4];
+            // SAFETY: `dst` is 4 contiguous u64, exactly one 32-byte unaligned store.
+            #[allow(unsafe_code)]
+            unsafe {
+                _mm256_storeu_si256(dst.as_mut_ptr().cast(), acc[i][h])
+            };
+        }
+    }
+}
+
+/// The `f64` register tile (`MR x NR` in six `ymm` accumulators, one fused multiply-add
+/// per four products): with every partial sum an integer of magnitude at most 2^51 (the
+/// caller's bound), each operation is exact, so the result is the ring product's signed representative.
+/// Twice the narrow integer tile's rate here: `vpmuldq` issues once per cycle on Zen 3,
+/// `vfmadd231pd` twice.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn kernel_f64(a: &[f64], b: &[f64], tile: &mut [u64; MR * NR]) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_pd(); 2]; MR];
+    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        // SAFETY: `bp` is NR = 8 contiguous f64, so both 32-byte unaligned loads are in
+        // bounds.
+        #[allow(unsafe_code)]
+        let (b0, b1) = unsafe {
+            (
+                _mm256_loadu_pd(bp.as_ptr()),
+                _mm256_loadu_pd(bp.as_ptr().add(4)),
+            )
+        };
+        for i in 0..MR {
+            let x = _mm256_set1_pd(ap[i]);
+            acc[i][0] = _mm256_fmadd_pd(x, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_pd(x, b1, acc[i][1]);
+        }
+    }
+    let mut out = [0f64; MR * NR];
+    for i in 0..MR {
+        for h in 0..2 {
+            let dst = &mut out[i * NR + 4 * h..i * NR + 4 * h + 4];
+            // SAFETY: `dst` is 4 contiguous f64, exactly one 32-byte unaligned store.
+            #[allow(unsafe_code)]
+            unsafe {
+                _mm256_storeu_pd(dst.as_mut_ptr(), acc[i][h])
+            };
+        }
+    }
+    for (t, v) in tile.iter_mut().zip(out) {
+        *t = exact_u64(v);
     }
 }
 
@@ -1036,5 +1490,149 @@ mod tests {
             pool.install(|| matmul_with(kern, &a, &b, d, &mut out));
             assert_eq!(out, want, "{kern:?}");
         }
+    }
+
+    /// A `rows x cols` operand whose magnitudes vary by block (`block(r, c)`), so that one
+    /// product runs all three tiles: the f64 tile (small values), the narrow integer tile
+    /// (signed 32-bit, too large for an exact f64 sum) and the split tile (anything),
+    /// chosen per panel and sliver.
+    fn tiered(
+        rows: usize,
+        cols: usize,
+        seed: u64,
+        block: impl Fn(usize, usize) -> usize,
+    ) -> Vec<Z64> {
+        let mut s = seed;
+        (0..rows * cols)
+            .map(|i| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let r = s ^ (s >> 29);
+                match (block(i / cols, i % cols) + seed as usize) % 3 {
+                    // |v| < 2^14: f64-exact with any partner below.
+                    0 => Z64(((r % (1 << 15)) as i64 - (1 << 14)) as u64),
+                    // signed 32-bit, edges included.
+                    1 => Z64(match r % 5 {
+                        0 => i32::MIN as i64 as u64,
+                        1 => i32::MAX as u64,
+                        _ => (r as u32 as i32) as i64 as u64,
+                    }),
+                    _ => Z64(r),
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn mixed_tiles_equal_naive(
+            m in 1usize..30, k in 1usize..700, n in 1usize..200, seed in any::<u64>()
+        ) {
+            let d = MatDims { m, k, n };
+            // Half the cases keep `A` small throughout, so that `B`'s blocks alone pick
+            // the tile of each sliver (an `A` panel with one large value rules f64 out);
+            // the other half vary `A` by sliver and panel too.
+            let a = if seed % 2 == 0 {
+                small(m * k, 14, seed)
+            } else {
+                tiered(m, k, seed, |i, p| i / MR + p / KC)
+            };
+            let b = tiered(k, n, seed >> 1, |p, j| j / NR + p / KC);
+            let want = naive(&a, &b, d);
+            for kern in kernels() {
+                let mut out = vec![Z64(3); m * n];
+                matmul_with(kern, &a, &b, d, &mut out);
+                prop_assert_eq!(&out, &want, "{:?}", kern);
+                let mut out = vec![Z64(3); m * n];
+                serial(|| matmul_z64(&a, &b, d, &mut out));
+                prop_assert_eq!(&out, &want, "serial");
+            }
+        }
+    }
+
+    #[test]
+    fn tile_bounds_are_exact_at_their_edges() {
+        // Conversions at +-2^51, the edge of the bit-level trick.
+        for v in [
+            0i64,
+            1,
+            -1,
+            (1 << 51) - 1,
+            1 << 51,
+            -(1 << 51),
+            12345,
+            -98765,
+        ] {
+            assert_eq!(exact_f64(v as u64), v as f64, "{v}");
+            assert_eq!(exact_u64(v as f64), v as u64, "{v}");
+        }
+        // Magnitude bits: |v| <= 2^bits, and <= 31 exactly for signed 32-bit values.
+        for (v, bits) in [
+            (0i64, 0u32),
+            (-1, 0),
+            (1, 1),
+            (i32::MAX as i64, 31),
+            (i32::MIN as i64, 31),
+            (i32::MAX as i64 + 1, 32),
+            (i32::MIN as i64 - 1, 32),
+            (i64::MIN, 63),
+        ] {
+            assert_eq!(mag_bits(&[v as u64]), bits, "{v}");
+        }
+        // The f64 tile's bound, reached exactly: k = 256 products of 2^21 * 2^22
+        // (a_bits + b_bits + log2 k = 22 + 21 + 8 = 51) sum to exactly 2^51, and a
+        // negative run of the same size to -2^51; one more bit sends the pair to the
+        // integer tiles. Both must equal the naive product.
+        // Then the narrow tile's edge: signed 32-bit values with a partner one past it
+        // (2^31 and -2^31 - 1 need the split tile).
+        for (av, bv) in [
+            (1i64 << 21, 1i64 << 22),
+            (-(1i64 << 21), 1 << 22),
+            (1 << 22, 1 << 22),
+            ((1 << 21) - 1, -(1 << 22) + 1),
+            (i32::MIN as i64, i32::MAX as i64),
+            (i32::MIN as i64, 1 << 31),
+            (i32::MAX as i64, i32::MIN as i64 - 1),
+        ] {
+            let d = MatDims { m: 5, k: 256, n: 9 };
+            let a = vec![Z64(av as u64); d.m * d.k];
+            let b = vec![Z64(bv as u64); d.k * d.n];
+            let want = naive(&a, &b, d);
+            for kern in kernels() {
+                let mut out = vec![Z64::ZERO; d.m * d.n];
+                matmul_with(kern, &a, &b, d, &mut out);
+                assert_eq!(out, want, "{kern:?} {av} x {bv}");
+            }
+        }
+    }
+
+    #[test]
+    fn serial_products_stay_on_the_caller_and_match() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let d = MatDims {
+            m: 70,
+            k: 300,
+            n: 90,
+        };
+        let a = small(d.m * d.k, 12, 1);
+        let b = small(d.k * d.n, 12, 2);
+        let want = naive(&a, &b, d);
+        let mut out = vec![Z64::ZERO; d.m * d.n];
+        let caller = std::thread::current().id();
+        pool.install(|| {
+            serial(|| {
+                let here = std::thread::current().id();
+                assert_ne!(here, caller);
+                matmul_z64(&a, &b, d, &mut out);
+                assert!(SERIAL.with(|s| s.get()));
+            });
+            assert!(!SERIAL.with(|s| s.get()), "restored after serial");
+        });
+        assert_eq!(out, want);
     }
 }
