@@ -90,6 +90,12 @@ impl Plain {
         self.overflows.set(0);
     }
 
+    /// Adds `n` to the overflow counter (what a copy of this engine counted on part of
+    /// the work, taken back).
+    pub fn add_overflow_count(&mut self, n: u64) {
+        self.count(n);
+    }
+
     #[inline]
     fn count(&self, n: u64) {
         if n != 0 {

@@ -800,3 +800,121 @@ fn fused_plain_softmax_equals_generic() {
         }
     }
 }
+
+/// The weight gradients of parts of a batch, left unscaled, summed in the ring and rescaled
+/// once, equal the whole batch's bit for bit (dense and convolution, with `dx` asked for,
+/// parts of unequal size); the other outputs are per sample or exact ring sums.
+#[test]
+fn unscaled_weight_gradients_of_parts_sum_to_the_whole_batch() {
+    use crate::layers::{Conv2d, Dense, Image};
+    let enc = plain(13);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut vals = |n: usize| -> Vec<Z64> {
+        (0..n)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                enc.public((rng % 20_001) as f64 / 10_000.0 - 1.0)
+            })
+            .collect()
+    };
+    let parts = [0usize, 2, 3, 7];
+    let batch = *parts.last().unwrap();
+
+    let d = Dense::new(6, 4);
+    let (x, w, dy) = (vals(batch * 6), vals(d.weights()), vals(batch * 4));
+    let conv = Conv2d::new(2, 3, 3, 1, 1);
+    let img = Image::new(batch, 2, 5, 5);
+    let (cx, cw, cdy) = (
+        vals(img.len()),
+        vals(conv.weights()),
+        vals(conv.output(img).len()),
+    );
+    let mut e = plain(13);
+
+    let mut s = vec![Z64::ZERO; d.backward_scratch(batch)];
+    let (mut dx, mut dw, mut db) = (
+        vec![Z64::ZERO; batch * 6],
+        vec![Z64::ZERO; 24],
+        vec![Z64::ZERO; 4],
+    );
+    d.backward(
+        &mut e,
+        &x,
+        &w,
+        &dy,
+        batch,
+        Some(&mut dx),
+        &mut dw,
+        &mut db,
+        &mut s,
+    )
+    .unwrap();
+    let mut cs = vec![Z64::ZERO; conv.backward_scratch(img)];
+    let mut cdx = vec![Z64::ZERO; img.len()];
+    let (mut cdw, mut cdb) = (vec![Z64::ZERO; conv.weights()], vec![Z64::ZERO; 3]);
+    conv.backward(
+        &mut e,
+        &cx,
+        &cw,
+        &cdy,
+        img,
+        Some(&mut cdx),
+        &mut cdw,
+        &mut cdb,
+        &mut cs,
+    )
+    .unwrap();
+
+    let (mut sdw, mut sdb) = (vec![Z64::ZERO; 24], vec![Z64::ZERO; 4]);
+    let (mut scdw, mut scdb) = (vec![Z64::ZERO; conv.weights()], vec![Z64::ZERO; 3]);
+    let (mut sdx, mut scdx) = (Vec::new(), Vec::new());
+    let (ipl, opl) = (img.len() / batch, conv.output(img).len() / batch);
+    for r in parts.windows(2) {
+        let nb = r[1] - r[0];
+        let (mut pdx, mut pdw, mut pdb) = (
+            vec![Z64::ZERO; nb * 6],
+            vec![Z64::ZERO; 24],
+            vec![Z64::ZERO; 4],
+        );
+        d.backward_unscaled(
+            &mut e,
+            &x[r[0] * 6..r[1] * 6],
+            &w,
+            &dy[r[0] * 4..r[1] * 4],
+            nb,
+            Some(&mut pdx),
+            &mut pdw,
+            &mut pdb,
+            &mut s,
+        )
+        .unwrap();
+        e.add_assign(&mut sdw, &pdw).unwrap();
+        e.add_assign(&mut sdb, &pdb).unwrap();
+        sdx.extend(pdx);
+        let pimg = Image::new(nb, 2, 5, 5);
+        let mut pcs = vec![Z64::ZERO; conv.backward_scratch(pimg)];
+        let mut pcdx = vec![Z64::ZERO; pimg.len()];
+        let (mut pcdw, mut pcdb) = (vec![Z64::ZERO; conv.weights()], vec![Z64::ZERO; 3]);
+        conv.backward_unscaled(
+            &mut e,
+            &cx[r[0] * ipl..r[1] * ipl],
+            &cw,
+            &cdy[r[0] * opl..r[1] * opl],
+            pimg,
+            Some(&mut pcdx),
+            &mut pcdw,
+            &mut pcdb,
+            &mut pcs,
+        )
+        .unwrap();
+        e.add_assign(&mut scdw, &pcdw).unwrap();
+        e.add_assign(&mut scdb, &pcdb).unwrap();
+        scdx.extend(pcdx);
+    }
+    e.rescale(&mut sdw).unwrap();
+    e.rescale(&mut scdw).unwrap();
+    assert_eq!((sdw, sdb, sdx), (dw, db, dx), "dense");
+    assert_eq!((scdw, scdb, scdx), (cdw, cdb, cdx), "conv");
+}

@@ -514,6 +514,48 @@ impl Conv2d {
         db: &mut [E::Elem],
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
+        self.backward_with(e, x, w, dy, input, dx, dw, db, scratch, true)
+    }
+
+    /// [`Conv2d::backward`] with `dw` left at twice the fractional bits (not rescaled), so
+    /// that the weight gradients of parts of a batch, summed and rescaled once, are bit for
+    /// bit those of the whole batch (see [`super::Dense::backward_unscaled`]).
+    ///
+    /// # Errors
+    /// What the engine reports.
+    ///
+    /// # Panics
+    /// As [`Conv2d::forward`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_unscaled<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        x: &[E::Elem],
+        w: &[E::Elem],
+        dy: &[E::Elem],
+        input: Image,
+        dx: Option<&mut [E::Elem]>,
+        dw: &mut [E::Elem],
+        db: &mut [E::Elem],
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        self.backward_with(e, x, w, dy, input, dx, dw, db, scratch, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn backward_with<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        x: &[E::Elem],
+        w: &[E::Elem],
+        dy: &[E::Elem],
+        input: Image,
+        dx: Option<&mut [E::Elem]>,
+        dw: &mut [E::Elem],
+        db: &mut [E::Elem],
+        scratch: &mut [E::Elem],
+        rescale_dw: bool,
+    ) -> Result<(), E::Error> {
         let out = self.output(input);
         let (rows, patch, o, pl) = (
             self.rows(input),
@@ -553,7 +595,9 @@ impl Conv2d {
             },
             dw,
         )?;
-        e.rescale(dw)?;
+        if rescale_dw {
+            e.rescale(dw)?;
+        }
         if let Some(dx) = dx {
             assert_eq!(dx.len(), input.len(), "conv2d backward: dx shape mismatch");
             transpose(w, o, patch, wt);

@@ -77,6 +77,45 @@ impl Dense {
         db: &mut [E::Elem],
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
+        self.backward_with(e, x, w, dy, batch, dx, dw, db, scratch, true)
+    }
+
+    /// [`Dense::backward`] with `dw` left at twice the fractional bits (not rescaled). The
+    /// weight gradients of parts of a batch, summed and then rescaled once, are then bit
+    /// for bit those of the whole batch: the ring sum is exact, only the rescale rounds.
+    ///
+    /// # Errors
+    /// What the engine reports.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_unscaled<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        x: &[E::Elem],
+        w: &[E::Elem],
+        dy: &[E::Elem],
+        batch: usize,
+        dx: Option<&mut [E::Elem]>,
+        dw: &mut [E::Elem],
+        db: &mut [E::Elem],
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        self.backward_with(e, x, w, dy, batch, dx, dw, db, scratch, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn backward_with<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        x: &[E::Elem],
+        w: &[E::Elem],
+        dy: &[E::Elem],
+        batch: usize,
+        dx: Option<&mut [E::Elem]>,
+        dw: &mut [E::Elem],
+        db: &mut [E::Elem],
+        scratch: &mut [E::Elem],
+        rescale_dw: bool,
+    ) -> Result<(), E::Error> {
         let (i, o) = (self.inputs, self.outputs);
         let xt = &mut scratch[..batch * i];
         transpose(x, batch, i, xt);
@@ -90,7 +129,9 @@ impl Dense {
             },
             dw,
         )?;
-        e.rescale(dw)?;
+        if rescale_dw {
+            e.rescale(dw)?;
+        }
         column_sums(e, dy, batch, o, db)?;
         if let Some(dx) = dx {
             let wt = &mut scratch[..i * o];

@@ -42,6 +42,10 @@ pub trait HostEngine: Engine {
     fn to_bits(x: Self::Elem) -> u64;
     /// The element from raw bits.
     fn from_bits(b: u64) -> Self::Elem;
+    /// A copy that computes part of a batch on another thread, its counters at zero.
+    fn fork(&self) -> Self;
+    /// Takes back what a fork counted.
+    fn join(&mut self, fork: &Self);
 }
 
 impl HostEngine for Plain {
@@ -69,6 +73,14 @@ impl HostEngine for Plain {
     }
     fn from_bits(b: u64) -> Z64 {
         Z64::from_bits(b)
+    }
+    fn fork(&self) -> Self {
+        let mut f = self.clone();
+        f.reset_overflow_count();
+        f
+    }
+    fn join(&mut self, fork: &Self) {
+        self.add_overflow_count(fork.overflow_count());
     }
 }
 
@@ -102,4 +114,8 @@ impl HostEngine for Float<f32> {
     fn from_bits(b: u64) -> f32 {
         f32::from_bits(b as u32)
     }
+    fn fork(&self) -> Self {
+        *self
+    }
+    fn join(&mut self, _fork: &Self) {}
 }

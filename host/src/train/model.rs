@@ -306,6 +306,30 @@ impl Net {
         (p, bufs)
     }
 
+    /// Whether each sample's forward pass is independent of the rest of the batch (no
+    /// batch statistics), so that a batch can be split into parts that run apart and
+    /// whose unscaled weight gradients sum to the batch's ([`backward_unscaled`]).
+    pub fn splits_exactly(&self) -> bool {
+        let mut batch_stats = false;
+        visit(&self.nodes, &mut |n| {
+            batch_stats |= matches!(n.op, Op::BatchNorm(_));
+        });
+        !batch_stats && self.n_buffers == 0
+    }
+
+    /// Elements one sample occupies in a training step: every node's output (kept for
+    /// backward) plus each convolution's unfolded input.
+    pub fn elems_per_sample(&self) -> usize {
+        let mut total = 0;
+        visit(&self.nodes, &mut |n| {
+            total += n.output.len();
+            if let Op::Conv(c) = &n.op {
+                total += c.patch() * n.output.height * n.output.width;
+            }
+        });
+        total
+    }
+
     /// Multiply-accumulates of one forward pass per sample (matrix products only).
     pub fn macs(&self) -> u64 {
         let mut total = 0u64;
@@ -462,12 +486,76 @@ pub fn backward<E: Engine>(
     e: &mut E,
     nodes: &[Node],
     traces: &[Trace<E::Elem>],
+    dy: Vec<E::Elem>,
+    batch: usize,
+    params: &[E::Elem],
+    grads: &mut [E::Elem],
+    need_dx: bool,
+    scratch: &mut Vec<E::Elem>,
+) -> Result<Option<Vec<E::Elem>>, E::Error> {
+    backward_with(
+        e, nodes, traces, dy, batch, params, grads, need_dx, scratch, false,
+    )
+}
+
+/// [`backward`] with the weight gradients of dense and convolution layers left unscaled
+/// (twice the fractional bits). Summed over parts of a batch and passed through
+/// [`rescale_weight_grads`], they are bit for bit the whole batch's gradients, provided
+/// the network has no batch statistics ([`Net::splits_exactly`]).
+///
+/// # Errors
+/// What the engine reports.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_unscaled<E: Engine>(
+    e: &mut E,
+    nodes: &[Node],
+    traces: &[Trace<E::Elem>],
+    dy: Vec<E::Elem>,
+    batch: usize,
+    params: &[E::Elem],
+    grads: &mut [E::Elem],
+    scratch: &mut Vec<E::Elem>,
+) -> Result<(), E::Error> {
+    backward_with(
+        e, nodes, traces, dy, batch, params, grads, false, scratch, true,
+    )?;
+    Ok(())
+}
+
+/// Rescales the weight gradients [`backward_unscaled`] left unscaled (biases and other
+/// parameters are untouched).
+///
+/// # Errors
+/// What the engine reports.
+pub fn rescale_weight_grads<E: Engine>(
+    e: &mut E,
+    nodes: &[Node],
+    grads: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let mut ranges = Vec::new();
+    visit(nodes, &mut |n| match &n.op {
+        Op::Dense(d) => ranges.push(n.params.start..n.params.start + d.weights()),
+        Op::Conv(c) => ranges.push(n.params.start..n.params.start + c.weights()),
+        _ => {}
+    });
+    for r in ranges {
+        e.rescale(&mut grads[r])?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_with<E: Engine>(
+    e: &mut E,
+    nodes: &[Node],
+    traces: &[Trace<E::Elem>],
     mut dy: Vec<E::Elem>,
     batch: usize,
     params: &[E::Elem],
     grads: &mut [E::Elem],
     need_dx: bool,
     scratch: &mut Vec<E::Elem>,
+    unscaled: bool,
 ) -> Result<Option<Vec<E::Elem>>, E::Error> {
     for (i, (n, t)) in nodes.iter().zip(traces).enumerate().rev() {
         let inp = batched(n.input, batch);
@@ -479,7 +567,13 @@ pub fn backward<E: Engine>(
                 let (w, _) = p.split_at(d.weights());
                 let (dw, db) = grads[n.params.clone()].split_at_mut(d.weights());
                 let s = grow(scratch, d.backward_scratch(batch));
-                d.backward(
+                let f = if unscaled {
+                    Dense::backward_unscaled
+                } else {
+                    Dense::backward
+                };
+                f(
+                    d,
                     e,
                     &t.input,
                     w,
@@ -495,7 +589,13 @@ pub fn backward<E: Engine>(
                 let (w, _) = p.split_at(c.weights());
                 let (dw, db) = grads[n.params.clone()].split_at_mut(c.weights());
                 let s = grow(scratch, c.backward_scratch(inp));
-                c.backward(
+                let f = if unscaled {
+                    Conv2d::backward_unscaled
+                } else {
+                    Conv2d::backward
+                };
+                f(
+                    c,
                     e,
                     &t.input,
                     w,
@@ -543,7 +643,7 @@ pub fn backward<E: Engine>(
                 let mut ds = vec![E::Elem::default(); dy.len()];
                 let s = grow(scratch, Relu::scratch(dy.len()));
                 Relu::backward(e, &t.input, &dy, &mut ds, s)?;
-                let dm = backward(
+                let dm = backward_with(
                     e,
                     main,
                     &t.main,
@@ -553,12 +653,13 @@ pub fn backward<E: Engine>(
                     grads,
                     true,
                     scratch,
+                    unscaled,
                 )?
                 .expect("asked for dx");
                 let mut d = if shortcut.is_empty() {
                     ds
                 } else {
-                    backward(
+                    backward_with(
                         e,
                         shortcut,
                         &t.shortcut,
@@ -568,6 +669,7 @@ pub fn backward<E: Engine>(
                         grads,
                         true,
                         scratch,
+                        unscaled,
                     )?
                     .expect("asked for dx")
                 };
