@@ -124,6 +124,25 @@ impl Windows {
             .filter(|&y| y < self.h)
     }
 
+    /// `dst = src` for the short runs of unfolding (kernel rows, window rows): lengths up
+    /// to 16 are copied by value, which compiles to a few moves, where `copy_from_slice`
+    /// calls `memmove` (a 5-element kernel row cost more in the call than in the copy).
+    #[inline(always)]
+    fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
+        macro_rules! by_value {
+            ($($n:literal)*) => {
+                match dst.len() {
+                    $($n => {
+                        let d: &mut [T; $n] = dst.try_into().expect("length matched");
+                        *d = *<&[T; $n]>::try_from(src).expect("equal lengths");
+                    })*
+                    _ => dst.copy_from_slice(src),
+                }
+            };
+        }
+        by_value!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+    }
+
     /// `out[base(q) + p * p_stride + j * j_stride] = x[q * h * w + source(p, j)]` (zero in
     /// the padding) for every plane `q < planes`, window `p` and offset `j`.
     pub fn gather<T: Copy + Default>(
@@ -154,8 +173,10 @@ impl Windows {
                             let row = &mut out[dst + ki * k..dst + (ki + 1) * k];
                             let iy = self.source_row(oy, ki);
                             match (iy, x0) {
-                                (Some(y), Some(x0)) => row
-                                    .copy_from_slice(&plane[y * self.w + x0..y * self.w + x0 + k]),
+                                (Some(y), Some(x0)) => Self::copy_run(
+                                    row,
+                                    &plane[y * self.w + x0..y * self.w + x0 + k],
+                                ),
                                 (None, _) => row.fill(T::default()),
                                 (Some(y), None) => {
                                     for (kj, r) in row.iter_mut().enumerate() {
@@ -190,7 +211,7 @@ impl Windows {
                             let src = &plane[iy * self.w + ix0..];
                             let mid = &mut row[lo..hi];
                             if self.s == 1 {
-                                mid.copy_from_slice(&src[..hi - lo]);
+                                Self::copy_run(mid, &src[..hi - lo]);
                             } else {
                                 for (d, v) in mid.iter_mut().zip(src.iter().step_by(self.s)) {
                                     *d = *v;
