@@ -62,6 +62,10 @@ use ringnn_core::Z64;
 
 /// Rows of the register tile.
 const MR: usize = 3;
+/// Rows of the f64 register tile: eight accumulators keep both FMA pipes busy through
+/// their four-cycle latency, and 4 divides LeNet's 16 channels (the integer tiles' 3 left
+/// two padding rows of 18).
+const MR_F64: usize = 4;
 /// Columns of the register tile (one packed `B` row: 64 bytes).
 const NR: usize = 8;
 /// Depth of a packed panel (values of `p` per kernel call).
@@ -146,7 +150,7 @@ impl Kernel {
     /// # Panics
     /// Unless [`Kernel::has_f64_tile`].
     #[inline]
-    fn run_f64(self, a: &[f64], b: &[f64], tile: &mut [u64; MR * NR]) {
+    fn run_f64(self, a: &[f64], b: &[f64], tile: &mut [u64; MR_F64 * NR]) {
         match self {
             Kernel::Portable => unreachable!("the portable kernel has no f64 tile"),
             #[cfg(target_arch = "x86_64")]
@@ -830,52 +834,96 @@ unsafe fn compute_rect_body(
                     }
                 }
             };
-            let use_f64 = matches!(panel, BPanel::F64(_));
-            if use_f64 && !apf_ready {
-                to_f64_panel(&ap[..a_slivers * kc * 2 * MR], kc, apf);
-                apf_ready = true;
-            }
-            for t in 0..a_slivers {
-                match panel {
-                    BPanel::F64(bf) => {
-                        kernel.run_f64(&apf[t * kc * MR..(t + 1) * kc * MR], bf, &mut tile)
+            match panel {
+                BPanel::F64(bf) => {
+                    if !apf_ready {
+                        to_f64_panel(a, k, rect.r0, rect.r1, p0, kc, apf);
+                        apf_ready = true;
                     }
-                    BPanel::Ring(bs, b_bits) => {
-                        let at = &ap[t * kc * 2 * MR..(t + 1) * kc * 2 * MR];
-                        kernel.run(at, bs, &mut tile, b_bits <= 31 && a_bits[t] <= 31);
+                    let mut tile = [0u64; MR_F64 * NR];
+                    for t in 0..h.div_ceil(MR_F64) {
+                        let at = &apf[t * kc * MR_F64..(t + 1) * kc * MR_F64];
+                        kernel.run_f64(at, bf, &mut tile);
+                        let rows = MR_F64.min(h - t * MR_F64);
+                        // SAFETY: the rows and columns lie inside the rectangle (caller).
+                        unsafe {
+                            write_tile(
+                                &tile,
+                                rows,
+                                dst,
+                                n,
+                                rect.r0 + t * MR_F64,
+                                rect.c0 + col,
+                                cw,
+                                first,
+                            )
+                        };
                     }
                 }
-                let rh = MR.min(h - t * MR);
-                for i in 0..rh {
-                    // SAFETY: row `r0 + t*MR + i < r1` and columns `c0 + col .. + cw <= c1`
-                    // lie inside the rectangle, which only this call touches (caller).
-                    let r = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            dst.0.add((rect.r0 + t * MR + i) * n + rect.c0 + col),
-                            cw,
-                        )
-                    };
-                    let v = &tile[i * NR..i * NR + cw];
-                    match (first, <&mut [u64; NR]>::try_from(&mut *r)) {
-                        // Whole tile rows by value: `copy_from_slice` of at most 8 values
-                        // was a `memmove` call per row, costly for short products.
-                        (true, Ok(full)) => *full = v.try_into().expect("NR values"),
-                        (false, Ok(full)) => {
-                            for (o, v) in full.iter_mut().zip(v) {
-                                *o = o.wrapping_add(*v);
-                            }
-                        }
-                        (true, Err(_)) => r.copy_from_slice(v),
-                        (false, Err(_)) => {
-                            for (o, v) in r.iter_mut().zip(v) {
-                                *o = o.wrapping_add(*v);
-                            }
-                        }
+                BPanel::Ring(bs, b_bits) => {
+                    for t in 0..a_slivers {
+                        let at = &ap[t * kc * 2 * MR..(t + 1) * kc * 2 * MR];
+                        kernel.run(at, bs, &mut tile, b_bits <= 31 && a_bits[t] <= 31);
+                        let rows = MR.min(h - t * MR);
+                        // SAFETY: as above.
+                        unsafe {
+                            write_tile(
+                                &tile,
+                                rows,
+                                dst,
+                                n,
+                                rect.r0 + t * MR,
+                                rect.c0 + col,
+                                cw,
+                                first,
+                            )
+                        };
                     }
                 }
             }
         }
         p0 += kc;
+    }
+}
+
+/// Stores (`first` panel) or adds the first `rows` rows and `cw` columns of `tile` (rows of
+/// `NR`) into the output at (`r0`, `c0`).
+///
+/// # Safety
+/// `dst` must address a live row-major output `n` wide containing those rows and columns,
+/// which no other thread accesses meanwhile.
+#[allow(clippy::too_many_arguments, unsafe_code)]
+#[inline(always)]
+unsafe fn write_tile(
+    tile: &[u64],
+    rows: usize,
+    dst: OutPtr,
+    n: usize,
+    r0: usize,
+    c0: usize,
+    cw: usize,
+    first: bool,
+) {
+    for i in 0..rows {
+        // SAFETY: the caller's contract.
+        let r = unsafe { std::slice::from_raw_parts_mut(dst.0.add((r0 + i) * n + c0), cw) };
+        let v = &tile[i * NR..i * NR + cw];
+        match (first, <&mut [u64; NR]>::try_from(&mut *r)) {
+            // Whole tile rows by value: `copy_from_slice` of at most 8 values was a
+            // `memmove` call per row, costly for short products.
+            (true, Ok(full)) => *full = v.try_into().expect("NR values"),
+            (false, Ok(full)) => {
+                for (o, v) in full.iter_mut().zip(v) {
+                    *o = o.wrapping_add(*v);
+                }
+            }
+            (true, Err(_)) => r.copy_from_slice(v),
+            (false, Err(_)) => {
+                for (o, v) in r.iter_mut().zip(v) {
+                    *o = o.wrapping_add(*v);
+                }
+            }
+        }
     }
 }
 
@@ -918,14 +966,27 @@ fn exact_u64(x: f64) -> u64 {
     (x + MAGIC).to_bits().wrapping_sub(MAGIC.to_bits())
 }
 
-/// The `A` panel `ap` (slivers of `kc` rows of `[a_0..a_MR, swapped copies]`) as `f64`
-/// slivers of `kc` rows of `[a_0..a_MR]` (signed representatives).
-fn to_f64_panel(ap: &[u64], kc: usize, apf: &mut Vec<f64>) {
+/// Rows `r0..r1` of `a` (`k` wide), columns `p0..p0 + kc`, as `f64` slivers of `MR_F64`
+/// rows: for each `p`, `MR_F64` values (zero past `r1`). Every value must be within
+/// 2^51 (the caller's bound).
+fn to_f64_panel(
+    a: &[u64],
+    k: usize,
+    r0: usize,
+    r1: usize,
+    p0: usize,
+    kc: usize,
+    apf: &mut Vec<f64>,
+) {
     apf.clear();
-    for row in ap.chunks_exact(2 * MR) {
-        apf.extend(row[..MR].iter().map(|&v| exact_f64(v)));
+    for t0 in (r0..r1).step_by(MR_F64) {
+        let rows: [Option<&[u64]>; MR_F64] = std::array::from_fn(|i| {
+            (t0 + i < r1).then(|| &a[(t0 + i) * k + p0..(t0 + i) * k + p0 + kc])
+        });
+        for p in 0..kc {
+            apf.extend(rows.iter().map(|r| r.map_or(0.0, |r| exact_f64(r[p]))));
+        }
     }
-    debug_assert_eq!(apf.len() % (kc * MR), 0);
 }
 
 /// The AVX2 register tile: `MR x NR` outputs in 12 `ymm` accumulators (`lo` and `cross` for
@@ -1014,17 +1075,17 @@ fn kernel_avx2_narrow(a: &[u64], b: &[Row8], tile: &mut [u64; MR * NR]) {
     }
 }
 
-/// The `f64` register tile (`MR x NR` in six `ymm` accumulators, one fused multiply-add
-/// per four products): with every partial sum an integer of magnitude at most 2^51 (the
-/// caller's bound), each operation is exact, so the result is the ring product's signed representative.
-/// Twice the narrow integer tile's rate here: `vpmuldq` issues once per cycle on Zen 3,
+/// The `f64` register tile (`MR_F64 x NR` in eight `ymm` accumulators, one fused
+/// multiply-add per four products): with every partial sum an integer of magnitude at most
+/// 2^51 (the caller's bound), each operation is exact, so the result is the ring product's
+/// signed representative. Twice the narrow integer tile's rate here: `vpmuldq` issues once per cycle on Zen 3,
 /// `vfmadd231pd` twice.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn kernel_f64(a: &[f64], b: &[f64], tile: &mut [u64; MR * NR]) {
+fn kernel_f64(a: &[f64], b: &[f64], tile: &mut [u64; MR_F64 * NR]) {
     use std::arch::x86_64::*;
-    let mut acc = [[_mm256_setzero_pd(); 2]; MR];
-    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+    let mut acc = [[_mm256_setzero_pd(); 2]; MR_F64];
+    for (ap, bp) in a.chunks_exact(MR_F64).zip(b.chunks_exact(NR)) {
         // SAFETY: `bp` is NR = 8 contiguous f64, so both 32-byte unaligned loads are in
         // bounds.
         #[allow(unsafe_code)]
@@ -1034,14 +1095,14 @@ fn kernel_f64(a: &[f64], b: &[f64], tile: &mut [u64; MR * NR]) {
                 _mm256_loadu_pd(bp.as_ptr().add(4)),
             )
         };
-        for i in 0..MR {
+        for i in 0..MR_F64 {
             let x = _mm256_set1_pd(ap[i]);
             acc[i][0] = _mm256_fmadd_pd(x, b0, acc[i][0]);
             acc[i][1] = _mm256_fmadd_pd(x, b1, acc[i][1]);
         }
     }
-    let mut out = [0f64; MR * NR];
-    for i in 0..MR {
+    let mut out = [0f64; MR_F64 * NR];
+    for i in 0..MR_F64 {
         for h in 0..2 {
             let dst = &mut out[i * NR + 4 * h..i * NR + 4 * h + 4];
             // SAFETY: `dst` is 4 contiguous f64, exactly one 32-byte unaligned store.
