@@ -130,7 +130,8 @@ pub struct TrainArgs {
     /// Use at most N test samples.
     #[arg(long = "test-limit", value_name = "N")]
     pub test_limit: Option<usize>,
-    /// Worker threads (default: all cores; with --engine mpc, per process).
+    /// Worker threads (default: all cores; with --engine mpc, per process). Plain results
+    /// are the same bits for any number; Float's last digits follow it.
     #[arg(long)]
     pub threads: Option<usize>,
     /// Write a checkpoint into DIR after every epoch (mpc: the working folder, with each
