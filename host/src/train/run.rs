@@ -774,25 +774,71 @@ pub(crate) fn batch_parts<E: Engine>(net: &Net, b: usize) -> usize {
         .clamp(1, b.max(1))
 }
 
-/// Test accuracy in evaluation mode (plaintext engines: the logits are revealed).
-fn evaluate<E: HostEngine>(
+/// Test accuracy in evaluation mode (plaintext engines: the logits are revealed). A network
+/// without batch statistics runs in parts of `batch` (as [`batch_parts`] cuts it) on the
+/// rayon pool, each on a fork of `e`: its logits are per sample, so the parts change no
+/// bit of them on `Plain`. Other networks run batch by batch.
+fn evaluate<E: HostEngine + Send>(
     e: &mut E,
     t: &mut Trainer<'_, E>,
     d: &Dataset,
     batch: usize,
-) -> Result<f64, TrainError> {
-    let classes = t.net.classes;
-    let mut correct = 0usize;
+) -> Result<f64, TrainError>
+where
+    E::Elem: Send + Sync,
+    E::Error: Send,
+{
+    let net = t.net;
+    let classes = net.classes;
     let idx: Vec<usize> = (0..d.len()).collect();
-    for chunk in idx.chunks(batch) {
-        let (x, _) = batch_inputs(e, d, chunk, None)?;
-        let logits = t.logits(e, x, chunk.len()).map_err(engine_err)?;
-        let out = e.reveal(&logits)?;
-        for (r, &i) in chunk.iter().enumerate() {
-            if argmax(&out[r * classes..(r + 1) * classes]) == d.labels[i] as usize {
-                correct += 1;
-            }
+    let count = |out: &[f64], chunk: &[usize]| {
+        chunk
+            .iter()
+            .enumerate()
+            .filter(|&(r, &i)| argmax(&out[r * classes..(r + 1) * classes]) == d.labels[i] as usize)
+            .count()
+    };
+    let mut correct = 0usize;
+    if !net.splits_exactly() {
+        for chunk in idx.chunks(batch) {
+            let (x, _) = batch_inputs(e, d, chunk, None)?;
+            let logits = t.logits(e, x, chunk.len()).map_err(engine_err)?;
+            correct += count(&e.reveal(&logits)?, chunk);
         }
+        return Ok(correct as f64 / d.len() as f64);
+    }
+    use rayon::prelude::*;
+    let per = batch.div_ceil(batch_parts::<E>(net, batch)).max(1);
+    let chunks: Vec<&[usize]> = idx.chunks(per).collect();
+    let forks: Vec<E> = chunks.iter().map(|_| e.fork()).collect();
+    let params = &t.params;
+    let parts: Vec<Result<(usize, E), TrainError>> = chunks
+        .into_par_iter()
+        .zip(forks)
+        .map(|(chunk, mut fe)| {
+            gemm::serial(|| {
+                let (x, _) = batch_inputs(&mut fe, d, chunk, None)?;
+                let mut scratch = Vec::new();
+                let logits = model::forward(
+                    &mut fe,
+                    &net.nodes,
+                    x,
+                    chunk.len(),
+                    params,
+                    &mut [],
+                    None,
+                    &mut scratch,
+                )
+                .map_err(engine_err)?;
+                let c = count(&fe.reveal(&logits)?, chunk);
+                Ok((c, fe))
+            })
+        })
+        .collect();
+    for part in parts {
+        let (c, fe) = part?;
+        e.join(&fe);
+        correct += c;
     }
     Ok(correct as f64 / d.len() as f64)
 }
@@ -966,7 +1012,7 @@ mod tests {
     use ringnn_core::layers::Image;
     use ringnn_core::{FracBits, Z64};
 
-    fn config() -> TrainConfig {
+    pub(super) fn config() -> TrainConfig {
         TrainConfig {
             model: "lenet".into(),
             data: DataKind::Synthetic,
@@ -1144,5 +1190,54 @@ mod tests {
         let mlp = build("mlp", Image::new(1, 1, 28, 28), 10).unwrap();
         assert_eq!(pool().install(|| batch_parts::<Plain>(&mlp, 128)), 2);
         assert_eq!(pool().install(|| batch_parts::<Plain>(&mlp, 1)), 1);
+    }
+}
+
+#[cfg(test)]
+mod eval_tests {
+    use super::*;
+    use crate::train::model::build;
+    use ringnn_core::layers::Image;
+
+    /// Evaluation in parts on the pool counts exactly what whole batches count, for a
+    /// trained-a-little LeNet on ringnn's own digits.
+    #[test]
+    fn parallel_evaluation_counts_what_whole_batches_count() {
+        let split = data::synth::synthetic_digits(256, 203, 9);
+        let net = build("lenet", Image::new(1, 1, 28, 28), 10).unwrap();
+        let mut cfg = super::tests::config();
+        cfg.lr = 0.02;
+        let mut e = Plain::new(cfg.frac_bits).with_matmul(gemm::matmul_z64);
+        let (p0, b0) = net.init(2);
+        let (p, b) = (e.input("p", &p0).unwrap(), e.input("b", &b0).unwrap());
+        let mut t = Trainer::new(&cfg, &net, 8, p, b).unwrap();
+        let order: Vec<usize> = (0..256).collect();
+        for chunk in order.chunks(32) {
+            let (x, y) = batch_inputs(&mut e, &split.train, chunk, None).unwrap();
+            t.step(&mut e, x, &y, chunk.len()).unwrap();
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let parallel = pool
+            .install(|| evaluate(&mut e, &mut t, &split.test, 64))
+            .unwrap();
+        let mut correct = 0;
+        let idx: Vec<usize> = (0..split.test.len()).collect();
+        for chunk in idx.chunks(64) {
+            let (x, _) = batch_inputs(&mut e, &split.test, chunk, None).unwrap();
+            let logits = t.logits(&mut e, x, chunk.len()).unwrap();
+            let out = e.reveal(&logits).unwrap();
+            for (r, &i) in chunk.iter().enumerate() {
+                correct +=
+                    (argmax(&out[r * 10..(r + 1) * 10]) == split.test.labels[i] as usize) as usize;
+            }
+        }
+        assert_eq!(parallel, correct as f64 / 203.0);
+        assert!(
+            correct > 30,
+            "the network should have learned something: {correct}"
+        );
     }
 }
