@@ -602,7 +602,8 @@ unsafe fn compute_rect(
 struct PackBuffers {
     /// `A`'s panel for the integer tiles (values and half-swapped copies).
     ap: Vec<u64>,
-    /// The same panel in `f64` ([`kernel_f64`]), converted when first needed.
+    /// The same rows of `A` in `f64`, in slivers of `MR_F64` ([`kernel_f64`]), converted
+    /// from `A` when a `B` sliver first takes the f64 tile.
     apf: Vec<f64>,
     /// Per `A` sliver of the panel: [`mag_bits`].
     a_bits: Vec<u32>,
