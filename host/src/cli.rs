@@ -1062,16 +1062,13 @@ pub struct MpcDealerArgs {
     /// The keygen folder.
     #[arg(long, value_name = "DIR")]
     pub keys: PathBuf,
-    /// Session id (32 hex digits), the same for the dealer and both servers.
-    #[arg(long)]
-    pub session: String,
     /// Derive the dealer's randomness from this number instead of the operating system:
     /// reproducible runs for tests only. Anyone who knows it can unmask every message.
     #[arg(long = "insecure-seed", value_name = "N")]
     pub insecure_seed: Option<u64>,
-    /// Connect and read timeout in seconds.
-    #[arg(long = "timeout-s", default_value_t = 30)]
-    pub timeout_s: u64,
+    /// Session and connection settings.
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 /// Arguments of `ringnn mpc-server`.
@@ -1092,12 +1089,9 @@ pub struct MpcServerArgs {
     /// The keygen folder.
     #[arg(long, value_name = "DIR")]
     pub keys: PathBuf,
-    /// Session id (32 hex digits).
-    #[arg(long)]
-    pub session: String,
-    /// Connect and read timeout in seconds.
-    #[arg(long = "timeout-s", default_value_t = 30)]
-    pub timeout_s: u64,
+    /// Session and connection settings.
+    #[command(flatten)]
+    pub net: NetArgs,
     /// Fractional bits (both servers must agree).
     #[arg(long = "frac-bits", default_value_t = 16)]
     pub frac_bits: u32,
@@ -1142,12 +1136,9 @@ pub struct ServerArgs {
     /// The keygen folder.
     #[arg(long, value_name = "DIR")]
     pub keys: PathBuf,
-    /// Session id (32 hex digits), the same for the dealer and both servers.
-    #[arg(long)]
-    pub session: String,
-    /// Connect and read timeout in seconds: a silent peer fails the run after this long.
-    #[arg(long = "timeout-s", default_value_t = 30)]
-    pub timeout_s: u64,
+    /// Session and connection settings.
+    #[command(flatten)]
+    pub net: NetArgs,
     /// The job description from `ringnn share` (job.json, the same for both servers).
     #[arg(long, value_name = "FILE")]
     pub job: PathBuf,
@@ -1234,7 +1225,7 @@ fn server_command(a: &ServerArgs) -> anyhow::Result<()> {
         link: peer_link(a.listen.clone(), a.connect.clone())?,
         dealer: a.dealer.clone(),
         keys: a.keys.clone(),
-        net: net_config(&a.session, a.timeout_s)?,
+        net: net_config(&a.net)?,
         job: a.job.clone(),
         shares: a.shares.clone(),
         out: a.out.clone(),
@@ -1339,15 +1330,40 @@ fn session(s: &str) -> Result<crate::mpc::net::SessionId, ConfigError> {
     })
 }
 
-fn net_config(sess: &str, timeout_s: u64) -> Result<crate::mpc::net::NetConfig, ConfigError> {
-    if timeout_s == 0 {
-        return Err(ConfigError::Value {
-            flag: "timeout-s",
-            message: "must be at least 1".into(),
-        });
-    }
-    let mut net = crate::mpc::net::NetConfig::new(session(sess)?);
-    net.timeout = std::time::Duration::from_secs(timeout_s);
+/// The session and connection flags of the dealer and server processes.
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// Session id (32 hex digits, e.g. from `openssl rand -hex 16`), the same for the
+    /// dealer and both servers.
+    #[arg(long)]
+    pub session: String,
+    /// Connect and read timeout in seconds: a silent peer fails the run after this long.
+    #[arg(long = "timeout-s", default_value_t = 30)]
+    pub timeout_s: u64,
+    /// How long a listening process waits for its rightful peers, in seconds; strangers
+    /// that connect meanwhile are refused and logged.
+    #[arg(long = "wait-s", default_value_t = 60)]
+    pub wait_s: u64,
+    /// Overall deadline of one connection's handshake, in seconds.
+    #[arg(long = "handshake-timeout-s", default_value_t = 10)]
+    pub handshake_s: u64,
+}
+
+fn net_config(a: &NetArgs) -> Result<crate::mpc::net::NetConfig, ConfigError> {
+    let secs = |flag: &'static str, v: u64| {
+        if v == 0 {
+            Err(ConfigError::Value {
+                flag,
+                message: "must be at least 1".into(),
+            })
+        } else {
+            Ok(std::time::Duration::from_secs(v))
+        }
+    };
+    let mut net = crate::mpc::net::NetConfig::new(session(&a.session)?);
+    net.timeout = secs("timeout-s", a.timeout_s)?;
+    net.wait = secs("wait-s", a.wait_s)?;
+    net.handshake = secs("handshake-timeout-s", a.handshake_s)?;
     Ok(net)
 }
 
@@ -1368,7 +1384,7 @@ fn mpc_command(cmd: Command, out: &mut dyn Write) -> anyhow::Result<()> {
             let cfg = crate::mpc::dealer_server::DealerConfig {
                 listen: a.listen,
                 keys: a.keys,
-                net: net_config(&a.session, a.timeout_s)?,
+                net: net_config(&a.net)?,
                 master_seed: a.insecure_seed.map(crate::mpc::Dealer::insecure_seed),
             };
             let r = crate::mpc::dealer_server::serve_dealer(&cfg)?;
@@ -1396,7 +1412,7 @@ fn mpc_command(cmd: Command, out: &mut dyn Write) -> anyhow::Result<()> {
                 link,
                 dealer: a.dealer,
                 keys: a.keys,
-                net: net_config(&a.session, a.timeout_s)?,
+                net: net_config(&a.net)?,
                 frac_bits: a.frac_bits,
                 job: Job::DenseRelu {
                     batch: a.batch,

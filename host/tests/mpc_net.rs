@@ -38,6 +38,8 @@ fn keys(name: &str) -> PathBuf {
 fn cfg(session: SessionId) -> NetConfig {
     let mut c = NetConfig::new(session);
     c.timeout = Duration::from_secs(5);
+    // A refused peer makes the listener wait this long before it gives up.
+    c.wait = Duration::from_secs(2);
     c
 }
 
@@ -468,4 +470,175 @@ fn dealer_material_sent_ahead_is_the_same_and_a_different_request_is_refused() {
         drop(c1);
         let _ = d.join().unwrap();
     });
+}
+
+/// Connects to `addr` and writes `bytes` (errors ignored: the listener may close first);
+/// returns the socket so that it stays open.
+fn stranger(addr: &str, bytes: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    let _ = sock.write_all(bytes);
+    sock
+}
+
+/// Issue 14, drills 1 and 2: random bytes, a silent client, a client sending one byte at
+/// a time, a certificate of another CA and a process of another session all connect
+/// before the rightful peer. Each is refused with its reason and the listener goes on:
+/// the rightful peer gets through and the channel works.
+#[test]
+fn strangers_before_the_rightful_peer_are_refused_and_it_still_gets_in() {
+    use ringnn_host::mpc::net::Acceptor;
+    use ringnn_host::mpc::Channel;
+    let (dir, other) = (keys("strangers"), keys("strangers-other"));
+    let mut c = cfg(SessionId::random());
+    c.wait = Duration::from_secs(30);
+    c.handshake = Duration::from_secs(1);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let id0 = Identity::load(&dir, P0).unwrap();
+    let id1 = Identity::load(&dir, P1).unwrap();
+    let foreign = Identity {
+        ca: id1.ca.clone(),
+        ..Identity::load(&other, P1).unwrap()
+    };
+    let mut wrong_session = c.clone();
+    wrong_session.session = SessionId::random();
+    let mut acc = Acceptor::new(&l, &id0, &[P1], &c).unwrap().quiet();
+    let mut rng = ChaCha20Rng::seed_from_u64(14);
+    let junk: Vec<u8> = (0..1 << 20).map(|_| rng.random()).collect();
+    let start = Instant::now();
+    let (ch, slow_sent) = std::thread::scope(|s| {
+        s.spawn(|| stranger(&addr, &junk));
+        let silent = stranger(&addr, &[]);
+        // One byte of a TLS record header every 200 ms: under any per-read timeout.
+        let slow = s.spawn(|| {
+            use std::io::Write;
+            let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+            let mut sent = 0;
+            for b in [0x16u8, 3, 1, 2, 0, 1, 0, 1, 0xfc, 3, 3].iter().cycle() {
+                if sock.write_all(&[*b]).is_err() || sent > 100 {
+                    break;
+                }
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            sent
+        });
+        s.spawn(|| net::connect(&addr, &foreign, P0, &c));
+        s.spawn(|| net::connect(&addr, &id1, P0, &wrong_session));
+        // The rightful peer comes once every stranger's handshake has ended.
+        let right = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(2500));
+            net::connect(&addr, &id1, P0, &c)
+        });
+        let ch = acc.next_peer().unwrap();
+        let mut b = right.join().unwrap().unwrap();
+        drop(silent);
+        (
+            (ch, b.write_all(&[42]).and_then(|()| b.flush())),
+            slow.join().unwrap(),
+        )
+    });
+    let (mut ch, sent) = ch;
+    sent.unwrap();
+    assert_eq!(ch.peer(), P1);
+    let mut got = [0u8; 1];
+    ch.read_exact(&mut got).unwrap();
+    assert_eq!(got, [42]);
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // The slow client was cut off at the handshake's deadline, not after 100 bytes.
+    assert!(slow_sent < 10, "{slow_sent} bytes");
+    let reasons: Vec<&str> = acc.refused().iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(reasons.len(), 5, "{reasons:#?}");
+    let count = |pat: &str| reasons.iter().filter(|r| r.contains(pat)).count();
+    assert_eq!(count("no complete handshake within 1s"), 2, "{reasons:#?}");
+    assert_eq!(count("invalid peer certificate"), 1, "{reasons:#?}");
+    assert_eq!(count("session id mismatch"), 1, "{reasons:#?}");
+    assert_eq!(count("TLS handshake with party 1"), 4, "{reasons:#?}");
+    assert_eq!(count("Resource temporarily unavailable"), 0, "{reasons:#?}");
+    assert!(acc
+        .refused()
+        .iter()
+        .all(|r| r.from.starts_with("127.0.0.1:")));
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&other).unwrap();
+}
+
+/// A stranger that connects and says nothing does not hold the listener: the rightful
+/// peer right behind it is in long before the stranger's handshake deadline.
+#[test]
+fn a_silent_stranger_does_not_delay_the_rightful_peer() {
+    let dir = keys("silent");
+    let mut c = cfg(SessionId::random());
+    c.handshake = Duration::from_secs(20);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let (id0, id1) = (
+        Identity::load(&dir, P0).unwrap(),
+        Identity::load(&dir, P1).unwrap(),
+    );
+    let silent = stranger(&addr, &[]);
+    let start = Instant::now();
+    let (a, b) = std::thread::scope(|s| {
+        let h0 = s.spawn(|| net::accept(&l, &id0, &[P1], &c));
+        let h1 = s.spawn(|| net::connect(&addr, &id1, P0, &c));
+        (h0.join().unwrap(), h1.join().unwrap())
+    });
+    assert!(a.is_ok() && b.is_ok());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(silent);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 14, drills 1 and 6 for the dealer: a stranger before the parties does not end
+/// the session; the dealer's result says whether party 1's run completed.
+#[test]
+fn the_dealer_outlasts_a_stranger_and_reports_whether_the_run_completed() {
+    use ringnn_host::mpc::dealer_server::{
+        connect_dealer, serve_dealer_on, DealerConfig, DealerError,
+    };
+    use ringnn_host::mpc::Correlations;
+    let dir = keys("dealer-status");
+    let net = cfg(SessionId::random());
+    let run = |finish: bool| {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let dcfg = DealerConfig {
+            listen: addr.clone(),
+            keys: dir.clone(),
+            net: net.clone(),
+            master_seed: Some([4; 32]),
+        };
+        let (id0, id1) = (
+            Identity::load(&dir, P0).unwrap(),
+            Identity::load(&dir, P1).unwrap(),
+        );
+        std::thread::scope(|s| {
+            let d = s.spawn(|| serve_dealer_on(l, &dcfg));
+            let junk = stranger(&addr, &[0xff; 4096]);
+            let h0 = s.spawn(|| connect_dealer(&addr, &id0, &net).unwrap().0);
+            let (mut c1, _) = connect_dealer(&addr, &id1, &net).unwrap();
+            let mut c0 = h0.join().unwrap();
+            let (t0, t1) = (c0.beaver(3).unwrap(), c1.beaver(3).unwrap());
+            assert_eq!((t0.a[0] + t1.a[0]) * (t0.b[0] + t1.b[0]), t0.c[0] + t1.c[0]);
+            if finish {
+                c1.finish().unwrap();
+            }
+            drop((c1, junk));
+            d.join().unwrap()
+        })
+    };
+    let done = run(true).unwrap();
+    assert_eq!(done.requests, 1);
+    match run(false) {
+        Err(e @ DealerError::Aborted { requests: 1 }) => {
+            assert!(e.to_string().contains("without completing it"), "{e}")
+        }
+        other => panic!("expected an aborted session, got {other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -244,6 +244,8 @@ impl Session {
                 session,
                 "--timeout-s",
                 "10",
+                "--wait-s",
+                "10",
             ]
             .map(String::from)
             .to_vec(),
@@ -263,6 +265,8 @@ impl Session {
                 "--session",
                 session,
                 "--timeout-s",
+                "10",
+                "--wait-s",
                 "10",
                 "--job",
                 job.to_str().unwrap(),

@@ -203,6 +203,13 @@ pub trait Correlations: Send {
     fn random_bits(&mut self, words: usize) -> Result<RandomBits, MpcError>;
     /// Offline traffic so far.
     fn offline(&self) -> OfflineStats;
+    /// The run completed: a remote dealer is told so (see [`CorrectionFeed::finish`]).
+    ///
+    /// # Errors
+    /// The dealer could not be told.
+    fn finish(&mut self) -> Result<(), MpcError> {
+        Ok(())
+    }
     /// Starts (`true`) or stops keeping a list of the requests made.
     fn record(&mut self, on: bool) {
         let _ = on;
@@ -248,6 +255,14 @@ pub trait CorrectionFeed: Send {
     /// The dealer could not be reached.
     fn prefetch(&mut self, reqs: &[(Request, u64)]) -> Result<(), MpcError> {
         let _ = reqs;
+        Ok(())
+    }
+    /// Tells the dealer that the run this feed served completed. A feed dropped without
+    /// it reports an aborted run. The default does nothing.
+    ///
+    /// # Errors
+    /// The dealer could not be told.
+    fn finish(&mut self) -> Result<(), MpcError> {
         Ok(())
     }
 }
@@ -532,6 +547,10 @@ fn wrong_material(req: Request) -> MpcError {
 }
 
 impl Correlations for SeededCorrelations {
+    fn finish(&mut self) -> Result<(), MpcError> {
+        self.feed.as_mut().map_or(Ok(()), |f| f.finish())
+    }
+
     fn beaver(&mut self, n: usize) -> Result<Triples, MpcError> {
         let req = Request::Beaver { n };
         match self.material(req)? {

@@ -4,14 +4,16 @@
 //! `dealer`). Party 0 receives its 32-byte seed and nothing else. Party 1 receives its
 //! seed, then sends each request of the [`CorrectionFeed`] design (request counter,
 //! kind, public shape) and receives the correction for it; it ends with a goodbye
-//! message. [`connect_dealer`] is the parties' side: it returns the party's
+//! message that says whether its run completed, and the dealer's result (its exit
+//! status) follows it: a run that failed, or ended without the goodbye, is an error. [`connect_dealer`] is the parties' side: it returns the party's
 //! [`SeededCorrelations`], for party 1 fed by a [`DealerFeed`].
 //!
 //! # Messages (inside [`super::net`] frames)
 //! - dealer to party: the seed, 32 bytes.
 //! - party 1 to dealer: `1` (u8), counter (u64), kind (u8: 0 Beaver, 1 matrix, 2
 //!   truncation, 3 AND, 4 bits), three u64 parameters (`n`; `m, k, n`; `n, bits`;
-//!   `words`; `words`), or `0` (u8) to end.
+//!   `words`; `words`); or `0` (u8): the run completed; or `2` (u8): the run was
+//!   aborted.
 //! - dealer to party 1: `0` (u8), the word count (u64), the correction words; or `1`
 //!   (u8), a message length (u32) and a UTF-8 message, after which the dealer closes.
 //!
@@ -87,9 +89,13 @@ pub enum DealerError {
     /// Party 1 sent a request the dealer refuses.
     #[error("dealer refused a request of party 1: {0}")]
     Refused(String),
-    /// The same party connected twice.
-    #[error("{0} connected twice")]
-    Twice(Role),
+    /// Party 1 ended the session without completing it (its run failed, or it stopped
+    /// before any training): the dealer's work did not produce a result.
+    #[error("party 1 ended the session without completing it, after {requests} requests")]
+    Aborted {
+        /// Requests served before the end.
+        requests: u64,
+    },
 }
 
 /// Binds `cfg.listen` and serves both parties; see [`serve_dealer_on`].
@@ -124,16 +130,12 @@ pub fn serve_dealer_on(
     let dealer = Arc::new(Dealer::from_seed(master));
     let allowed = [Role::Party(PartyId::P0), Role::Party(PartyId::P1)];
     let mut report = DealerReport::default();
+    let mut acceptor = net::Acceptor::new(&listener, &me, &allowed, &cfg.net)?;
     std::thread::scope(|s| {
         let mut handles = Vec::new();
-        let mut seen = Vec::new();
         for _ in 0..2 {
-            let ch = net::accept(&listener, &me, &allowed, &cfg.net)?;
+            let ch = acceptor.next_peer()?;
             let peer = ch.peer();
-            if seen.contains(&peer) {
-                return Err(DealerError::Twice(peer));
-            }
-            seen.push(peer);
             let dealer = dealer.clone();
             let seed = match peer {
                 Role::Party(p) => dealer.party_seed(p),
@@ -157,6 +159,11 @@ pub fn serve_dealer_on(
 
 type Served = (Role, u64, u64, WireBytes);
 
+/// Party 1's last message: its run completed.
+const GOODBYE_DONE: u8 = 0;
+/// Party 1's last message: its run failed or stopped early.
+const GOODBYE_ABORTED: u8 = 2;
+
 fn serve_one(
     mut ch: TlsChannel,
     seed: Seed,
@@ -173,8 +180,10 @@ fn serve_one(
         loop {
             let mut op = [0u8; 1];
             ch.read_exact(&mut op).map_err(io)?;
-            if op[0] == 0 {
-                break;
+            match op[0] {
+                GOODBYE_DONE => break,
+                GOODBYE_ABORTED => return Err(DealerError::Aborted { requests }),
+                _ => {}
             }
             let mut b = [0u8; 33];
             ch.read_exact(&mut b).map_err(io)?;
@@ -273,6 +282,8 @@ fn encode(req: Request) -> (u8, [u64; 3]) {
 pub struct DealerFeed {
     ch: TlsChannel,
     failed: bool,
+    /// Goodbye said ([`CorrectionFeed::finish`]): the run completed.
+    done: bool,
     /// Requests sent ahead whose replies are still to be read, in order.
     ahead: std::collections::VecDeque<(Request, u64)>,
 }
@@ -359,6 +370,30 @@ impl CorrectionFeed for DealerFeed {
         Ok(())
     }
 
+    fn finish(&mut self) -> Result<(), MpcError> {
+        if self.done {
+            return Ok(());
+        }
+        let fail = |reason: String| MpcError::Dealer {
+            what: "the end of the session",
+            reason,
+        };
+        if self.failed {
+            return Err(fail("the connection to the dealer failed earlier".into()));
+        }
+        if let Some((r, k)) = self.ahead.front() {
+            return Err(fail(format!(
+                "request {k} ({r:?}) was announced but never taken: the program ended early"
+            )));
+        }
+        self.ch
+            .write_all(&[GOODBYE_DONE])
+            .and_then(|()| self.ch.flush())
+            .map_err(|e| fail(e.to_string()))?;
+        self.done = true;
+        Ok(())
+    }
+
     fn correction(&mut self, req: Request, counter: u64) -> Result<Vec<u64>, MpcError> {
         let fail = |reason: String| MpcError::Dealer {
             what: req.what(),
@@ -382,9 +417,11 @@ impl CorrectionFeed for DealerFeed {
 }
 
 impl Drop for DealerFeed {
+    /// A feed dropped before [`CorrectionFeed::finish`] tells the dealer the run was
+    /// aborted, so that the dealer's exit status says so.
     fn drop(&mut self) {
-        if !self.failed {
-            let _ = self.ch.write_all(&[0]);
+        if !self.failed && !self.done {
+            let _ = self.ch.write_all(&[GOODBYE_ABORTED]);
             let _ = self.ch.flush();
         }
     }
@@ -427,6 +464,7 @@ pub fn connect_dealer(
         PartyId::P1 => Some(Box::new(DealerFeed {
             ch,
             failed: false,
+            done: false,
             ahead: Default::default(),
         })),
     };

@@ -91,6 +91,15 @@ pub struct Mpc<C, R> {
 }
 
 impl<C: Channel, R: Correlations> Mpc<C, R> {
+    /// The run on this engine completed: tells a remote dealer so, which makes its exit
+    /// status a success. An engine dropped without it reports an aborted run.
+    ///
+    /// # Errors
+    /// The dealer could not be told, or material announced ahead was never used.
+    pub fn finish(&mut self) -> Result<(), MpcError> {
+        self.corr.finish()
+    }
+
     /// `party`'s engine with `f` fractional bits, talking to the peer over `chan` and
     /// drawing correlated randomness from `corr`. Dealer-assisted truncation and the
     /// host's blocked GEMM for local products.

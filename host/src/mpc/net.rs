@@ -1,15 +1,23 @@
 //! The network transport: a [`Channel`] over TCP with mutual TLS 1.3 (rustls, ring).
 //!
 //! # Connection set-up
-//! 1. TCP: the listening side ([`accept`]) waits up to [`NetConfig::timeout`] for a
-//!    connection; the connecting side ([`connect`]) retries until the same deadline, so
-//!    the processes may start in any order.
-//! 2. TLS 1.3 with client certificates: both sides present the certificate of their
+//! 1. TCP: the listening side ([`Acceptor`], [`accept`]) waits up to [`NetConfig::wait`]
+//!    for the rightful peer; the connecting side ([`connect`]) retries refused
+//!    connections until [`NetConfig::timeout`], so the processes may start in any order.
+//!    Every connection the listener takes is authenticated on its own thread (at most
+//!    [`MAX_PENDING`] at once); one that fails any step below is refused, logged with its
+//!    address and reason on standard error, and closed, and the listener goes on
+//!    waiting. A stranger (random bytes, a silent client, a certificate of another CA, a
+//!    process of another session) therefore cannot end the run nor delay the rightful
+//!    peer's handshake.
+//! 2. Each handshake (TLS, identity, handshake frame) must complete within
+//!    [`NetConfig::handshake`] in all, however slowly the bytes arrive.
+//! 3. TLS 1.3 with client certificates: both sides present the certificate of their
 //!    [`Role`] ([`super::keys`]) and verify the peer's against the session's CA only.
-//! 3. Identity: the peer's certificate must name the role expected at that end
+//! 4. Identity: the peer's certificate must name the role expected at that end
 //!    ([`Role::dns_name`], a DNS subject alternative name); a party's certificate
 //!    cannot pass as the other party's or the dealer's.
-//! 4. Handshake frame, sent by both sides before either reads: magic `RGNN`, protocol
+//! 5. Handshake frame, sent by both sides before either reads: magic `RGNN`, protocol
 //!    version (`u32`), session id (16 bytes), role code (`u8`). Every field must match
 //!    this side's expectation; a mismatch is [`NetError::Handshake`] naming the peer and
 //!    the field.
@@ -62,7 +70,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -75,6 +83,8 @@ pub const MAGIC: [u8; 4] = *b"RGNN";
 pub const HELLO_LEN: usize = 4 + 4 + 16 + 1;
 /// Default largest frame: 1 GiB.
 pub const DEFAULT_MAX_FRAME: usize = 1 << 30;
+/// Handshakes a listener runs at once; a connection beyond them is refused at once.
+pub const MAX_PENDING: usize = 16;
 
 /// The id of one run, the same for the two parties and the dealer. Not secret; random per
 /// run so that a process of another run is refused.
@@ -119,8 +129,12 @@ impl FromStr for SessionId {
 pub struct NetConfig {
     /// The run's session id.
     pub session: SessionId,
-    /// Connect/accept deadline, read timeout and write timeout.
+    /// Connect deadline, read timeout and write timeout.
     pub timeout: Duration,
+    /// How long a listener waits for the rightful peer, strangers refused meanwhile.
+    pub wait: Duration,
+    /// Overall deadline of one connection's handshake (TLS, identity, handshake frame).
+    pub handshake: Duration,
     /// Largest frame accepted or sent, in bytes (at most `u32::MAX`).
     pub max_frame: usize,
     /// The protocol version to announce and require ([`PROTOCOL_VERSION`]; other values
@@ -129,11 +143,14 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
-    /// `session` with a 30 s timeout, 1 GiB frames, the current version.
+    /// `session` with a 30 s timeout, a 60 s wait for the peer, 10 s handshakes, 1 GiB
+    /// frames, the current version.
     pub fn new(session: SessionId) -> NetConfig {
         NetConfig {
             session,
             timeout: Duration::from_secs(30),
+            wait: Duration::from_secs(60),
+            handshake: Duration::from_secs(10),
             max_frame: DEFAULT_MAX_FRAME,
             version: PROTOCOL_VERSION,
         }
@@ -258,102 +275,370 @@ pub fn connect(
         .map_err(|e| io_err("server name", io::Error::other(e)))?;
     let conn = ClientConnection::new(client_config(me)?, name)
         .map_err(|e| NetError::Keys(KeyError::Tls(e)))?;
-    establish(sock, Connection::Client(conn), me.role, &[peer], addr, cfg)
+    establish(
+        sock,
+        Connection::Client(conn),
+        me.role,
+        &[peer],
+        addr,
+        cfg,
+        cfg.timeout,
+    )
 }
 
-/// Accepts one connection on `listener` from one of the roles in `allowed`, as `me`;
-/// waits at most `cfg.timeout`. The peer's role is [`TlsChannel::peer`].
+/// Accepts one authenticated connection on `listener` from one of the roles in
+/// `allowed`, as `me`, refusing (and logging) any other until [`NetConfig::wait`] has
+/// passed. The peer's role is [`TlsChannel::peer`]. For several peers on one listener,
+/// use one [`Acceptor`].
 ///
 /// # Errors
-/// No connection in time, a TLS failure, a certificate naming a role not in `allowed`,
-/// or a handshake frame that does not match.
+/// No authenticated peer in time (the error names the last refusal's reason), or this
+/// side's key material cannot be used.
 pub fn accept(
     listener: &TcpListener,
     me: &Identity,
     allowed: &[Role],
     cfg: &NetConfig,
 ) -> Result<TlsChannel, NetError> {
-    let who = allowed
+    Acceptor::new(listener, me, allowed, cfg)?.next_peer()
+}
+
+/// One refused connection: who knocked and why it was turned away.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    /// The remote address.
+    pub from: String,
+    /// Why (the handshake's error, or the listener's reason).
+    pub reason: String,
+}
+
+type Attempt = (String, Result<TlsChannel, NetError>);
+
+/// A listener's side of connection set-up for one or more peers: each connection is
+/// authenticated on its own thread, strangers are refused and logged, and
+/// [`Acceptor::next_peer`] hands out each allowed role at most once. See the [module
+/// documentation](self).
+pub struct Acceptor<'l> {
+    listener: &'l TcpListener,
+    server: Arc<rustls::ServerConfig>,
+    me: Role,
+    allowed: Vec<Role>,
+    cfg: NetConfig,
+    deadline: Instant,
+    tx: Sender<Attempt>,
+    rx: Receiver<Attempt>,
+    pending: usize,
+    taken: Vec<Role>,
+    refused: Vec<Refusal>,
+    quiet: bool,
+}
+
+impl fmt::Debug for Acceptor<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acceptor")
+            .field("allowed", &self.allowed)
+            .field("taken", &self.taken)
+            .field("refused", &self.refused.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'l> Acceptor<'l> {
+    /// Starts waiting on `listener` for the roles in `allowed`; the deadline
+    /// [`NetConfig::wait`] runs from now.
+    ///
+    /// # Errors
+    /// This side's key material cannot be used, or the listener cannot be polled.
+    pub fn new(
+        listener: &'l TcpListener,
+        me: &Identity,
+        allowed: &[Role],
+        cfg: &NetConfig,
+    ) -> Result<Acceptor<'l>, NetError> {
+        assert!(
+            cfg.max_frame >= HELLO_LEN && cfg.max_frame <= u32::MAX as usize,
+            "max_frame out of range"
+        );
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| NetError::Io {
+                peer: join_roles(allowed),
+                addr: local_addr(listener),
+                during: "listen",
+                source,
+            })?;
+        let (tx, rx) = channel();
+        Ok(Acceptor {
+            listener,
+            server: server_config(me)?,
+            me: me.role,
+            allowed: allowed.to_vec(),
+            cfg: cfg.clone(),
+            deadline: Instant::now() + cfg.wait,
+            tx,
+            rx,
+            pending: 0,
+            taken: Vec::new(),
+            refused: Vec::new(),
+            quiet: false,
+        })
+    }
+
+    /// Keeps refusals off standard error (they are still in [`Acceptor::refused`]).
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
+    }
+
+    /// The connections refused so far.
+    pub fn refused(&self) -> &[Refusal] {
+        &self.refused
+    }
+
+    fn refuse(&mut self, from: String, reason: String) {
+        if !self.quiet {
+            eprintln!(
+                "ringnn {}: refused a connection from {from}: {reason}",
+                self.me
+            );
+        }
+        self.refused.push(Refusal { from, reason });
+    }
+
+    /// The next authenticated peer whose role was not handed out yet.
+    ///
+    /// # Errors
+    /// [`NetConfig::wait`] passed (counted from [`Acceptor::new`]) without one; the
+    /// error counts the refused connections and gives the last one's reason.
+    pub fn next_peer(&mut self) -> Result<TlsChannel, NetError> {
+        let remaining: Vec<Role> = self
+            .allowed
+            .iter()
+            .copied()
+            .filter(|r| !self.taken.contains(r))
+            .collect();
+        let who = join_roles(&remaining);
+        loop {
+            while let Ok(done) = self.rx.try_recv() {
+                if let Some(ch) = self.finished(done) {
+                    return Ok(ch);
+                }
+            }
+            match self.listener.accept() {
+                Ok((sock, from)) => self.start_handshake(sock, from.to_string()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= self.deadline {
+                        return Err(self.timed_out(&who));
+                    }
+                    // Wake for a finished handshake or, at the latest, to poll again.
+                    if let Ok(done) = self.rx.recv_timeout(Duration::from_millis(20)) {
+                        if let Some(ch) = self.finished(done) {
+                            return Ok(ch);
+                        }
+                    }
+                }
+                // A connection reset before it was taken, or a transient shortage of
+                // descriptors: nothing of the rightful peer's is lost.
+                Err(e) => {
+                    self.refuse(local_addr(self.listener), format!("accept: {e}"));
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
+    /// A handshake thread's outcome: the channel if it is a peer still awaited.
+    fn finished(&mut self, (from, got): Attempt) -> Option<TlsChannel> {
+        self.pending -= 1;
+        match got {
+            Ok(ch) if !self.taken.contains(&ch.peer()) => {
+                self.taken.push(ch.peer());
+                Some(ch)
+            }
+            Ok(ch) => {
+                let why = format!("{} is already connected", ch.peer());
+                drop(ch);
+                self.refuse(from, why);
+                None
+            }
+            Err(e) => {
+                self.refuse(from, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn start_handshake(&mut self, sock: TcpStream, from: String) {
+        if self.pending >= MAX_PENDING {
+            self.refuse(
+                from,
+                format!("{MAX_PENDING} handshakes are already in progress"),
+            );
+            return;
+        }
+        let conn = match ServerConnection::new(self.server.clone()) {
+            Ok(c) => c,
+            Err(e) => return self.refuse(from, format!("TLS set-up: {e}")),
+        };
+        let (tx, me, allowed, cfg) = (
+            self.tx.clone(),
+            self.me,
+            self.allowed.clone(),
+            self.cfg.clone(),
+        );
+        let from2 = from.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ringnn-handshake".into())
+            .spawn(move || {
+                let got = sock
+                    .set_nonblocking(false)
+                    .map_err(|source| NetError::Io {
+                        peer: join_roles(&allowed),
+                        addr: from2.clone(),
+                        during: "accept",
+                        source,
+                    })
+                    .and_then(|()| {
+                        let limit = cfg.handshake;
+                        establish(
+                            sock,
+                            Connection::Server(conn),
+                            me,
+                            &allowed,
+                            &from2,
+                            &cfg,
+                            limit,
+                        )
+                    });
+                let _ = tx.send((from2, got));
+            });
+        match spawned {
+            Ok(_) => self.pending += 1,
+            Err(e) => self.refuse(from, format!("no thread for its handshake: {e}")),
+        }
+    }
+
+    fn timed_out(&self, who: &str) -> NetError {
+        let mut why = format!(
+            "no authenticated {who} connected within {:?}",
+            self.cfg.wait
+        );
+        if let Some(last) = self.refused.last() {
+            why.push_str(&format!(
+                "; {} connection(s) refused, the last from {}: {}",
+                self.refused.len(),
+                last.from,
+                last.reason
+            ));
+        }
+        NetError::Io {
+            peer: who.to_string(),
+            addr: local_addr(self.listener),
+            during: "accept",
+            source: io::Error::new(io::ErrorKind::TimedOut, why),
+        }
+    }
+}
+
+fn join_roles(roles: &[Role]) -> String {
+    roles
         .iter()
         .map(|r| r.to_string())
         .collect::<Vec<_>>()
-        .join(" or ");
-    let here = listener
+        .join(" or ")
+}
+
+fn local_addr(listener: &TcpListener) -> String {
+    listener
         .local_addr()
         .map(|a| a.to_string())
-        .unwrap_or_default();
-    let io_err = |during, source| NetError::Io {
-        peer: who.clone(),
-        addr: here.clone(),
-        during,
-        source,
-    };
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| io_err("listen", e))?;
-    let deadline = Instant::now() + cfg.timeout;
-    let (sock, from) = loop {
-        match listener.accept() {
-            Ok(s) => break s,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if Instant::now() >= deadline {
-                    return Err(io_err(
-                        "accept",
-                        io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("nobody connected within {:?}", cfg.timeout),
-                        ),
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => return Err(io_err("accept", e)),
-        }
-    };
-    sock.set_nonblocking(false)
-        .map_err(|e| io_err("accept", e))?;
-    let conn = ServerConnection::new(server_config(me)?).map_err(KeyError::Tls)?;
-    establish(
-        sock,
-        Connection::Server(conn),
-        me.role,
-        allowed,
-        &from.to_string(),
-        cfg,
+        .unwrap_or_default()
+}
+
+/// The socket as seen by the TLS handshake: every read and write waits at most until
+/// `deadline`, so a peer that sends one byte at a time cannot stretch the handshake.
+struct Deadlined<'s> {
+    sock: &'s TcpStream,
+    deadline: Instant,
+    limit: Duration,
+}
+
+impl Deadlined<'_> {
+    fn left(&self) -> io::Result<Duration> {
+        self.deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| handshake_timeout(self.limit))
+    }
+}
+
+fn handshake_timeout(limit: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no complete handshake within {limit:?}"),
     )
 }
 
-/// TLS handshake, identity check, handshake frame.
+/// A socket timeout reads "Resource temporarily unavailable" on Linux: name it.
+fn name_timeout(e: io::Error, limit: Duration) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => handshake_timeout(limit),
+        _ => e,
+    }
+}
+
+impl Read for Deadlined<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.set_read_timeout(Some(self.left()?))?;
+        let mut s = self.sock;
+        s.read(buf).map_err(|e| name_timeout(e, self.limit))
+    }
+}
+
+impl Write for Deadlined<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.set_write_timeout(Some(self.left()?))?;
+        let mut s = self.sock;
+        s.write(buf).map_err(|e| name_timeout(e, self.limit))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// TLS handshake, identity check, handshake frame, all within `limit`: the listener's
+/// [`NetConfig::handshake`] (a stranger must not hold it), the connecting side's
+/// [`NetConfig::timeout`] (the listener it chose may still be busy before it accepts).
 fn establish(
-    mut sock: TcpStream,
+    sock: TcpStream,
     mut conn: Connection,
     me: Role,
     allowed: &[Role],
     addr: &str,
     cfg: &NetConfig,
+    limit: Duration,
 ) -> Result<TlsChannel, NetError> {
     assert!(
         cfg.max_frame >= HELLO_LEN && cfg.max_frame <= u32::MAX as usize,
         "max_frame out of range"
     );
-    let who = allowed
-        .iter()
-        .map(|r| r.to_string())
-        .collect::<Vec<_>>()
-        .join(" or ");
+    let who = join_roles(allowed);
     let io_err = |during, source| NetError::Io {
         peer: who.clone(),
         addr: addr.to_string(),
         during,
         source,
     };
+    let deadline = Instant::now() + limit;
     sock.set_nodelay(true).map_err(|e| io_err("set up", e))?;
-    sock.set_read_timeout(Some(cfg.timeout))
-        .map_err(|e| io_err("set up", e))?;
-    sock.set_write_timeout(Some(cfg.timeout))
-        .map_err(|e| io_err("set up", e))?;
+    let mut timed = Deadlined {
+        sock: &sock,
+        deadline,
+        limit,
+    };
     while conn.is_handshaking() {
-        conn.complete_io(&mut sock)
+        conn.complete_io(&mut timed)
             .map_err(|source| NetError::Tls {
                 peer: who.clone(),
                 addr: addr.to_string(),
@@ -385,8 +670,15 @@ fn establish(
             expected: who.clone(),
         })?;
     conn.set_buffer_limit(None);
+    sock.set_write_timeout(Some(cfg.timeout))
+        .map_err(|e| io_err("set up", e))?;
     let mut ch = TlsChannel::start(sock, conn, peer, cfg).map_err(|e| io_err("set up", e))?;
+    ch.deadline = Some((deadline, limit));
     ch.hello(me, cfg)?;
+    ch.deadline = None;
+    ch.sock
+        .set_read_timeout(Some(cfg.timeout))
+        .map_err(|e| io_err("set up", e))?;
     Ok(ch)
 }
 
@@ -414,6 +706,8 @@ pub struct TlsChannel {
     peer: Role,
     max_frame: usize,
     timeout: Duration,
+    /// While the handshake frame is exchanged: the handshake's deadline and limit.
+    deadline: Option<(Instant, Duration)>,
 }
 
 impl fmt::Debug for TlsChannel {
@@ -469,6 +763,7 @@ impl TlsChannel {
             peer,
             max_frame: cfg.max_frame,
             timeout: cfg.timeout,
+            deadline: None,
         })
     }
 
@@ -587,8 +882,18 @@ impl TlsChannel {
 
     /// Reads more TLS records from the socket.
     fn fill(&mut self) -> io::Result<()> {
+        if let Some((deadline, limit)) = self.deadline {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| handshake_timeout(limit))?;
+            self.sock.set_read_timeout(Some(left))?;
+        }
         let n = match self.conn.read_tls(&mut self.sock) {
             Ok(n) => n,
+            Err(e) if self.deadline.is_some() => {
+                return Err(name_timeout(e, self.deadline.map_or(self.timeout, |d| d.1)))
+            }
             Err(e)
                 if matches!(
                     e.kind(),

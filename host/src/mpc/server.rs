@@ -380,6 +380,7 @@ fn compute<C: Channel, R: super::dealer::Correlations>(
     let mut e = Mpc::new(cfg.party, f, ch, corr);
     let y = cfg.job.compute(&mut e, x)?;
     write_shares(&cfg.out, &[y])?;
+    e.finish()?;
     let (t, o) = (e.traffic(), e.offline());
     Ok(ServerReport {
         party: cfg.party.index() as u8,
@@ -447,11 +448,8 @@ pub fn dealer_args(
         listen,
         "--keys",
         &keys.display().to_string(),
-        "--session",
-        &net.session.to_string(),
-        "--timeout-s",
-        &net.timeout.as_secs().to_string(),
     ]);
+    v.extend(net_args(net));
     if let Some(n) = insecure_seed {
         v.extend(strings(&["--insecure-seed", &n.to_string()]));
     }
@@ -471,7 +469,7 @@ pub(crate) fn connection_args(
         PeerLink::Listen(a) => ("--listen", a),
         PeerLink::Connect(a) => ("--connect", a),
     };
-    strings(&[
+    let mut v = strings(&[
         "--party",
         &party.index().to_string(),
         flag,
@@ -480,10 +478,22 @@ pub(crate) fn connection_args(
         dealer,
         "--keys",
         &keys.display().to_string(),
+    ]);
+    v.extend(net_args(net));
+    v
+}
+
+/// The session and connection flags of a dealer or server process.
+fn net_args(net: &NetConfig) -> Vec<String> {
+    strings(&[
         "--session",
         &net.session.to_string(),
         "--timeout-s",
         &net.timeout.as_secs().to_string(),
+        "--wait-s",
+        &net.wait.as_secs().to_string(),
+        "--handshake-timeout-s",
+        &net.handshake.as_secs().to_string(),
     ])
 }
 

@@ -938,6 +938,7 @@ fn train_on_shares<C: Channel, R: Correlations>(
     report.offline_bytes = off.bytes;
     report.offline_full_bytes = off.full_bytes;
     write_json(&cfg.out.join("report.json"), &report)?;
+    e.finish()?;
     Ok(report)
 }
 
