@@ -732,6 +732,7 @@ mod tests {
             seed: 1,
             train_samples: 10,
             run: None,
+            attempt: None,
         };
         let state = State {
             params: vec![0; 3],

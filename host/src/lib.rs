@@ -10,6 +10,7 @@
 //! - [`train`]: training in fixed point or floating point (`ringnn train`).
 //! - [`mpc`]: the two-party engine on additive shares in Z_2^64, with its dealer and protocols.
 //! - [`export`]: a trained fixed-point MLP and test inputs as Rust source for the firmware.
+//! - [`files`]: files that hold shares, labels or models: atomic, owner-only, checksummed.
 //! - [`sweep`]: grids of training runs (`ringnn sweep`) and the paper's tables reproduced
 //!   (`ringnn reproduce`): a resumable run store, `table.md` and plots.
 //! - [`cli`]: argument parsing into validated configurations, and the commands.
@@ -19,6 +20,7 @@
 pub mod cli;
 pub mod data;
 pub mod export;
+pub mod files;
 pub mod gemm;
 pub mod mpc;
 pub mod plot;

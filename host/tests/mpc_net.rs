@@ -334,15 +334,33 @@ fn share_files_round_trip_and_reject_garbage() {
     let t = vec![vec![Z64(1), Z64(u64::MAX)], vec![], vec![Z64(7)]];
     write_shares(&p, &t).unwrap();
     assert_eq!(read_shares(&p).unwrap(), t);
-    let mut b = std::fs::read(&p).unwrap();
-    b.truncate(b.len() - 3);
-    std::fs::write(&p, &b).unwrap();
-    assert!(read_shares(&p)
-        .unwrap_err()
-        .to_string()
-        .contains("past the end"));
+    let good = std::fs::read(&p).unwrap();
+    // Issue 14, drill 4: any flipped byte, a truncation or an extension is refused with
+    // the file named, never read as other shares.
+    for i in 0..good.len() {
+        let mut b = good.clone();
+        b[i] ^= 0x10;
+        std::fs::write(&p, &b).unwrap();
+        let err = read_shares(&p).unwrap_err().to_string();
+        assert!(err.contains("s.bin"), "byte {i}: {err}");
+    }
+    for b in [
+        &good[..good.len() - 3],
+        &[&good[..], &[0u8; 8]].concat()[..],
+    ] {
+        std::fs::write(&p, b).unwrap();
+        let err = read_shares(&p).unwrap_err().to_string();
+        assert!(err.contains("checksum mismatch"), "{err}");
+    }
     std::fs::write(&p, b"nonsense").unwrap();
     assert!(read_shares(&p).is_err());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        write_shares(&p, &t).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -2,6 +2,7 @@
 //! processes over mutual TLS on loopback: the result matches `Plain`, a killed peer fails
 //! the other server in time with the peer named, both resume from their checkpoints, and
 //! servers given different jobs refuse to start.
+use ringnn_host::mpc::training::JobSpec;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -430,9 +431,19 @@ fn a_killed_server_fails_its_peer_in_time_and_both_resume_from_their_checkpoints
 fn servers_given_different_jobs_refuse_to_start() {
     let s = Session::new("job", "1");
     let other = s.dir.join("job-other.json");
+    // A job that differs in one hyperparameter, sealed as `ringnn share` seals it.
+    let mut job = JobSpec::load(&s.dir.join("job.json")).unwrap();
+    job.lr *= 10.0;
+    ringnn_host::files::write_sealed_json(&other, &job).unwrap();
+    // An edited job.json is refused by its checksum before any connection.
     let text = std::fs::read_to_string(s.dir.join("job.json")).unwrap();
-    std::fs::write(&other, text.replace("\"lr\": 0.03", "\"lr\": 0.3")).unwrap();
-    assert_ne!(std::fs::read_to_string(&other).unwrap(), text);
+    let edited = s.dir.join("job-edited.json");
+    std::fs::write(&edited, text.replace("0.03", "0.3")).unwrap();
+    let err = JobSpec::load(&edited).unwrap_err().to_string();
+    assert!(
+        err.contains("job-edited.json") && err.contains("checksum mismatch"),
+        "{err}"
+    );
     let [d, s0, s1] = s.start(false, &other);
     for c in [s0, s1] {
         let (ok, err, _) = finish(c, Duration::from_secs(60));

@@ -37,7 +37,7 @@ use ringnn_core::fixed::FracBits;
 use ringnn_core::layers::Dense;
 use ringnn_core::{Engine, Fixed, Plain, Z64};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -187,61 +187,82 @@ pub enum ServerError {
 
 const SHARES_MAGIC: [u8; 4] = *b"RGSH";
 
-/// Writes tensors of shares: `RGSH`, version 1 (u32), count (u32), and per tensor its
-/// length (u64) and words, little-endian. Mode 0600 on Unix; written atomically.
+/// The share file format's version: 2 added the checksum.
+const SHARES_VERSION: u32 = 2;
+
+/// Writes tensors of shares: `RGSH`, version 2 (u32), count (u32), per tensor its length
+/// (u64) and words, little-endian, then the CRC-32 (u32) of everything before it. Atomic
+/// and mode 0600 ([`crate::files::write_private`]).
 ///
 /// # Errors
 /// The file cannot be written.
 pub fn write_shares(path: &Path, tensors: &[Vec<Z64>]) -> Result<(), ServerError> {
-    let mut b = Vec::new();
+    let words: usize = tensors.iter().map(Vec::len).sum();
+    let mut b = Vec::with_capacity(16 + 8 * (tensors.len() + words));
     b.extend_from_slice(&SHARES_MAGIC);
-    b.extend_from_slice(&1u32.to_le_bytes());
+    b.extend_from_slice(&SHARES_VERSION.to_le_bytes());
     b.extend_from_slice(&(tensors.len() as u32).to_le_bytes());
     for t in tensors {
         b.extend_from_slice(&(t.len() as u64).to_le_bytes());
         t.iter()
             .for_each(|w| b.extend_from_slice(&w.0.to_le_bytes()));
     }
-    let err = |e: io::Error| ServerError::File {
+    let sum = crate::files::crc32(&b);
+    b.extend_from_slice(&sum.to_le_bytes());
+    crate::files::write_private(path, &b).map_err(|e| ServerError::File {
         path: path.to_path_buf(),
         what: e.to_string(),
-    };
-    // Written beside the target and renamed over it: a crash leaves the old file or the
-    // new one, never a torn one.
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(&b)?;
-            f.sync_all()
-        })
-        .and_then(|()| fs::rename(&tmp, path))
-        .map_err(err)
+    })
 }
 
 /// Reads a [`write_shares`] file.
 ///
 /// # Errors
-/// An unreadable file, a wrong header, or lengths that do not match the file size.
+/// An unreadable file, a wrong header or version, a checksum that does not match, or
+/// lengths that do not match the file size.
 pub fn read_shares(path: &Path) -> Result<Vec<Vec<Z64>>, ServerError> {
-    let bad = |what: String| ServerError::File {
-        path: path.to_path_buf(),
-        what,
-    };
     let mut b = Vec::new();
     fs::File::open(path)
         .and_then(|mut f| f.read_to_end(&mut b))
-        .map_err(|e| bad(e.to_string()))?;
-    if b.len() < 12 || b[..4] != SHARES_MAGIC || b[4..8] != 1u32.to_le_bytes() {
-        return Err(bad("not a version-1 share file".into()));
+        .map_err(|e| ServerError::File {
+            path: path.to_path_buf(),
+            what: e.to_string(),
+        })?;
+    parse_shares(&b).map_err(|what| ServerError::File {
+        path: path.to_path_buf(),
+        what,
+    })
+}
+
+/// The tensors of a share file's bytes; see [`write_shares`].
+///
+/// # Errors
+/// A message naming what is wrong (the caller names the file).
+pub fn parse_shares(b: &[u8]) -> Result<Vec<Vec<Z64>>, String> {
+    if b.len() < 12 || b[..4] != SHARES_MAGIC {
+        return Err("not a ringnn share file".into());
+    }
+    let version = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
+    if version != SHARES_VERSION {
+        return Err(format!(
+            "share file version {version}, this ringnn reads {SHARES_VERSION}{}",
+            if version == 1 {
+                " (version 1 has no checksum: share the data again)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if b.len() < 16 {
+        return Err(format!("{} bytes: too short for a share file", b.len()));
+    }
+    let (b, tail) = b.split_at(b.len() - 4);
+    let stored = u32::from_le_bytes(tail.try_into().expect("4 bytes"));
+    let found = crate::files::crc32(b);
+    if found != stored {
+        return Err(format!(
+            "checksum mismatch (stored {stored:08x}, computed {found:08x}): the file is damaged or was modified"
+        ));
     }
     let count = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")) as usize;
     let mut pos = 12;
@@ -250,23 +271,20 @@ pub fn read_shares(path: &Path) -> Result<Vec<Vec<Z64>>, ServerError> {
         let len = b
             .get(pos..pos + 8)
             .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
-            .ok_or_else(|| bad(format!("truncated before tensor {i}")))?;
+            .ok_or_else(|| format!("truncated before tensor {i}"))?;
         pos += 8;
         let bytes = usize::try_from(len)
             .ok()
             .and_then(|l| l.checked_mul(8))
             .filter(|&n| n <= b.len() - pos)
-            .ok_or_else(|| bad(format!("tensor {i} of {len} words is past the end")))?;
+            .ok_or_else(|| format!("tensor {i} of {len} words is past the end"))?;
         let mut t = vec![0u64; bytes / 8];
         super::wire::parse_words(&b[pos..pos + bytes], &mut t);
         out.push(t.into_iter().map(Z64).collect());
         pos += bytes;
     }
     if pos != b.len() {
-        return Err(bad(format!(
-            "{} bytes after the last tensor",
-            b.len() - pos
-        )));
+        return Err(format!("{} bytes after the last tensor", b.len() - pos));
     }
     Ok(out)
 }

@@ -234,8 +234,7 @@ impl JobSpec {
             path: path.to_path_buf(),
             what,
         };
-        let s = fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let job: JobSpec = serde_json::from_str(&s).map_err(|e| bad(e.to_string()))?;
+        let job: JobSpec = crate::files::read_sealed_json(path).map_err(bad)?;
         job.config().map_err(bad)?;
         Ok(job)
     }
@@ -248,6 +247,8 @@ pub struct OwnerRecord {
     pub job: JobSpec,
     /// The label of each test image.
     pub test_labels: Vec<u8>,
+    /// The id of the sharing (32 hex digits): the servers' outputs must carry it.
+    pub sharing: String,
 }
 
 /// The files [`share_job`] wrote.
@@ -270,9 +271,16 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ServerError + '_ {
     }
 }
 
+/// A record others read but no one should edit (`job.json`, `owner.json`): sealed with a
+/// checksum, atomic, mode 0600.
+fn write_sealed<T: Serialize>(path: &Path, v: &T) -> Result<(), ServerError> {
+    crate::files::write_sealed_json(path, v).map_err(io_err(path))
+}
+
+/// A plain JSON report, atomic, mode 0600.
 fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), ServerError> {
     let bytes = serde_json::to_vec_pretty(v).expect("serialisable");
-    fs::write(path, bytes).map_err(io_err(path))
+    crate::files::write_private(path, &bytes).map_err(io_err(path))
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ServerError> {
@@ -284,10 +292,18 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ServerError
 }
 
 /// Words of the tag that opens every share file of a training job (the owner's shares
-/// and the servers' outputs): the party the file belongs to and the 128-bit id of the
-/// sharing (one per `ringnn share`), so that a file of the other party or of another
-/// sharing is refused instead of reconstructing garbage.
-const TAG_WORDS: usize = 3;
+/// and the servers' outputs): the party the file belongs to, the 128-bit id of the
+/// sharing (one per `ringnn share`) and the 128-bit id of the training run that wrote it
+/// (0 in the owner's files), so that a file of the other party, of another sharing or of
+/// another run is refused instead of reconstructing garbage.
+const TAG_WORDS: usize = 5;
+
+/// The ids a tagged share file is bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tagged {
+    set: [u64; 2],
+    run: [u64; 2],
+}
 
 fn random_id() -> [u64; 2] {
     use rand::RngCore;
@@ -295,8 +311,10 @@ fn random_id() -> [u64; 2] {
     [r.next_u64(), r.next_u64()]
 }
 
-fn tag(party: PartyId, set: [u64; 2]) -> Vec<Z64> {
-    vec![Z64(party.index() as u64), Z64(set[0]), Z64(set[1])]
+fn tag(party: PartyId, set: [u64; 2], run: [u64; 2]) -> Vec<Z64> {
+    [party.index() as u64, set[0], set[1], run[0], run[1]]
+        .map(Z64)
+        .to_vec()
 }
 
 fn show_id(id: [u64; 2]) -> String {
@@ -314,7 +332,7 @@ fn parse_id(s: &str) -> Option<[u64; 2]> {
 
 /// Reads a tagged share file; checks that it belongs to `party`. Returns the sharing's id
 /// and the tensors after the tag.
-fn read_tagged(path: &Path, party: PartyId) -> Result<([u64; 2], Vec<Vec<Z64>>), ServerError> {
+fn read_tagged(path: &Path, party: PartyId) -> Result<(Tagged, Vec<Vec<Z64>>), ServerError> {
     let mut t = read_shares(path)?;
     let bad = |what: String| ServerError::File {
         path: path.to_path_buf(),
@@ -336,7 +354,13 @@ fn read_tagged(path: &Path, party: PartyId) -> Result<([u64; 2], Vec<Vec<Z64>>),
             "holds {owner}'s shares, but {party}'s are needed here"
         )));
     }
-    Ok(([tag[1].0, tag[2].0], t))
+    Ok((
+        Tagged {
+            set: [tag[1].0, tag[2].0],
+            run: [tag[3].0, tag[4].0],
+        },
+        t,
+    ))
 }
 
 /// The owner's side: loads the data `cfg` names, draws the initial model from its seed,
@@ -384,7 +408,7 @@ pub fn share_job(cfg: &TrainConfig, dir: &Path) -> Result<SharedJob, ServerError
     ];
     let mut rng = ChaCha20Rng::from_os_rng();
     let set = random_id();
-    let mut parts = [tag(PartyId::P0, set), tag(PartyId::P1, set)].map(|t| vec![t]);
+    let mut parts = [tag(PartyId::P0, set, [0; 2]), tag(PartyId::P1, set, [0; 2])].map(|t| vec![t]);
     for t in &tensors {
         let [a, b] = share(t, &mut rng);
         parts[0].push(a);
@@ -398,13 +422,14 @@ pub fn share_job(cfg: &TrainConfig, dir: &Path) -> Result<SharedJob, ServerError
         write_shares(path, t)?;
     }
     let job_file = dir.join("job.json");
-    write_json(&job_file, &job)?;
+    write_sealed(&job_file, &job)?;
     let owner_file = dir.join("owner.json");
-    write_json(
+    write_sealed(
         &owner_file,
         &OwnerRecord {
             job: job.clone(),
             test_labels: split.test.labels.clone(),
+            sharing: show_id(set),
         },
     )?;
     Ok(SharedJob {
@@ -547,8 +572,14 @@ pub struct TrainServerReport {
     pub online_samples: u64,
 }
 
-/// The servers' handshake: protocol version, job digest, whether resuming, and the epochs
-/// of this server's two newest checkpoints (`u64::MAX`: none).
+/// The servers' handshake: protocol version, job digest, whether resuming, the epochs
+/// of this server's two newest checkpoints that verify (`u64::MAX`: none) with the
+/// attempt that wrote each, and a fresh attempt id.
+///
+/// An attempt is one start or resume of the servers; every checkpoint carries the id of
+/// the attempt that wrote it. Two servers' shares of one epoch only add up to the model
+/// when one attempt wrote both (each attempt draws fresh masks and truncation noise), so
+/// resume takes the newest epoch that both hold *from the same attempt*.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hello {
     /// [`JOB_VERSION`].
@@ -559,6 +590,10 @@ pub struct Hello {
     pub resume: u64,
     /// Checkpointed epochs.
     pub epochs: [u64; 2],
+    /// The attempt that wrote each checkpoint of `epochs` (`[0, 0]`: none recorded).
+    pub attempts: [[u64; 2]; 2],
+    /// A fresh attempt id (party 0's is taken).
+    pub attempt: [u64; 2],
     /// The id of the sharing this server's files come from.
     pub set: [u64; 2],
     /// The training run: the checkpoints' when resuming, a fresh proposal otherwise
@@ -566,8 +601,24 @@ pub struct Hello {
     pub run: [u64; 2],
 }
 
+/// What two servers' hellos agree on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Agreed {
+    /// The epoch to continue from (0: a fresh start).
+    pub epoch: usize,
+    /// The training run.
+    pub run: [u64; 2],
+    /// The attempt that wrote the checkpoints of `epoch` (when resuming).
+    pub from_attempt: [u64; 2],
+    /// This attempt's id, which its checkpoints carry.
+    pub attempt: [u64; 2],
+}
+
 impl Hello {
-    fn words(&self) -> [u64; 9] {
+    /// Words on the wire.
+    pub const WORDS: usize = 15;
+
+    fn words(&self) -> [u64; Hello::WORDS] {
         [
             self.version,
             self.digest,
@@ -578,6 +629,12 @@ impl Hello {
             self.set[1],
             self.run[0],
             self.run[1],
+            self.attempts[0][0],
+            self.attempts[0][1],
+            self.attempts[1][0],
+            self.attempts[1][1],
+            self.attempt[0],
+            self.attempt[1],
         ]
     }
 
@@ -589,14 +646,17 @@ impl Hello {
             epochs: [w[3], w[4]],
             set: [w[5], w[6]],
             run: [w[7], w[8]],
+            attempts: [[w[9], w[10]], [w[11], w[12]]],
+            attempt: [w[13], w[14]],
         }
     }
 
-    /// The epoch to continue from and the run id, given the peer's hello.
+    /// The epoch to continue from, the run and the attempt, given the peer's hello.
     ///
     /// # Errors
-    /// A different version, job, sharing, resume flag or run, or no checkpoint both hold.
-    pub fn agree(&self, peer: &Hello, peer_name: PartyId) -> Result<(usize, [u64; 2]), String> {
+    /// A different version, job, sharing, resume flag or run, or no checkpoint both hold
+    /// from one attempt.
+    pub fn agree(&self, peer: &Hello, peer_name: PartyId) -> Result<Agreed, String> {
         if peer.version != self.version {
             return Err(format!(
                 "{peer_name} speaks job protocol version {}, this server {}",
@@ -631,9 +691,24 @@ impl Hello {
                 show_id(self.set)
             ));
         }
+        let p0 = if peer_name == PartyId::P1 { self } else { peer };
         if self.resume == 0 {
-            let p0 = if peer_name == PartyId::P1 { self } else { peer };
-            return Ok((0, p0.run));
+            return Ok(Agreed {
+                epoch: 0,
+                run: p0.run,
+                from_attempt: [0; 2],
+                attempt: p0.attempt,
+            });
+        }
+        let none = |h: &Hello| h.epochs == [u64::MAX; 2];
+        if none(self) && none(peer) {
+            // Resuming before either server wrote a checkpoint: a fresh start.
+            return Ok(Agreed {
+                epoch: 0,
+                run: p0.run,
+                from_attempt: [0; 2],
+                attempt: p0.attempt,
+            });
         }
         if peer.run != self.run {
             return Err(format!(
@@ -642,11 +717,17 @@ impl Hello {
                 show_id(self.run)
             ));
         }
-        let common = self
-            .epochs
-            .iter()
-            .filter(|&&e| e != u64::MAX && peer.epochs.contains(&e))
-            .max();
+        let held = |h: &Hello| {
+            (0..2)
+                .filter(|&i| h.epochs[i] != u64::MAX)
+                .map(|i| (h.epochs[i], h.attempts[i]))
+                .collect::<Vec<_>>()
+        };
+        let theirs = held(peer);
+        let common = held(self)
+            .into_iter()
+            .filter(|c| theirs.contains(c))
+            .max_by_key(|c| c.0);
         let show = |e: &[u64; 2]| {
             let v: Vec<String> = e
                 .iter()
@@ -659,13 +740,20 @@ impl Hello {
                 v.join(", ")
             }
         };
-        common.map(|&e| (e as usize, self.run)).ok_or_else(|| {
-            format!(
-                "no checkpoint epoch in common with {peer_name}: here {}, there {}",
-                show(&self.epochs),
-                show(&peer.epochs)
-            )
-        })
+        common
+            .map(|(e, a)| Agreed {
+                epoch: e as usize,
+                run: self.run,
+                from_attempt: a,
+                attempt: p0.attempt,
+            })
+            .ok_or_else(|| {
+                format!(
+                    "no checkpoint in common with {peer_name} (the same epoch, written by the same attempt): epochs here {}, there {}",
+                    show(&self.epochs),
+                    show(&peer.epochs)
+                )
+            })
     }
 }
 
@@ -706,7 +794,7 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
     let tc = job.config().map_err(ServerError::Config)?;
     let net = job.net().map_err(ServerError::Config)?;
     let me = Identity::load(&cfg.keys, Role::Party(cfg.party))?;
-    let (set, mut shares) = read_tagged(&cfg.shares, cfg.party)?;
+    let (Tagged { set, .. }, mut shares) = read_tagged(&cfg.shares, cfg.party)?;
     let lens: Vec<usize> = shares.iter().map(Vec::len).collect();
     if lens != job.share_lens(&net) {
         return Err(ServerError::File {
@@ -722,11 +810,11 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
     let mut held = Vec::new();
     if let (false, Some(dir)) = (cfg.resume, &cfg.checkpoint) {
         // A fresh start never writes over another run's checkpoints.
-        if let Some((h, _, path)) = checkpoint::load_all(dir)?.into_iter().next() {
+        let found = checkpoint::load_all(dir);
+        if found.any() {
             return Err(ServerError::Config(format!(
-                "{} holds a checkpoint of a run (epoch {}): pass --resume to continue it, or give another --checkpoint folder",
-                path.display(),
-                h.epochs_done
+                "{} holds checkpoints of a run: pass --resume to continue it, or give another --checkpoint folder",
+                dir.display(),
             )));
         }
     }
@@ -735,7 +823,14 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
             .checkpoint
             .as_deref()
             .ok_or_else(|| ServerError::Config("--resume needs --checkpoint DIR".into()))?;
-        for (h, st, path) in checkpoint::load_all(dir)? {
+        let found = checkpoint::load_all(dir);
+        for e in &found.damaged {
+            eprintln!(
+                "{}: skipping a damaged checkpoint (the other may still serve): {e}",
+                cfg.party
+            );
+        }
+        for (h, st, path) in found.verified {
             checkpoint::check_matches(&h, &expected, &path)?;
             // previous.bin of another run (a folder reused) is not a candidate.
             if held
@@ -746,12 +841,14 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
             }
             held.push((h, st));
         }
-        if held.is_empty() {
+        if held.is_empty() && !found.damaged.is_empty() {
             return Err(ServerError::Config(format!(
-                "--resume: no checkpoint in {}",
-                dir.display()
+                "--resume: no checkpoint in {} verifies ({} damaged)",
+                dir.display(),
+                found.damaged.len()
             )));
         }
+        // No checkpoint at all: the run resumes from epoch 0 if the peer has none either.
     }
     let (corr, _) = connect_dealer(&cfg.dealer, &me, &cfg.net)?;
     let peer = Role::Party(cfg.party.peer());
@@ -809,9 +906,11 @@ fn train_on_shares<C: Channel, R: Correlations>(
         params,
         buffers,
     )?;
-    let mut epochs = [u64::MAX; 2];
-    for (slot, (h, _)) in epochs.iter_mut().zip(&held) {
-        *slot = h.epochs_done as u64;
+    let attempt_of = |h: &Header| h.attempt.as_deref().and_then(parse_id).unwrap_or([0; 2]);
+    let (mut epochs, mut attempts) = ([u64::MAX; 2], [[0; 2]; 2]);
+    for (i, (h, _)) in held.iter().take(2).enumerate() {
+        epochs[i] = h.epochs_done as u64;
+        attempts[i] = attempt_of(h);
     }
     let run = match held.first() {
         Some((h, _)) => h.run.as_deref().and_then(parse_id).unwrap_or([0; 2]),
@@ -824,20 +923,23 @@ fn train_on_shares<C: Channel, R: Correlations>(
         epochs,
         set,
         run,
+        attempts,
+        attempt: random_id(),
     };
     let theirs = e.exchange_public("handshake", &hello.words(), Tag::Hello)?;
-    let (epoch0, run) = hello
+    let agreed = hello
         .agree(&Hello::from_words(&theirs), cfg.party.peer())
         .map_err(ServerError::Config)?;
+    let (epoch0, run) = (agreed.epoch, agreed.run);
     let expected = &Header {
         run: Some(show_id(run)),
+        attempt: Some(show_id(agreed.attempt)),
         ..expected.clone()
     };
 
-    if let Some((h, st)) = held
-        .iter()
-        .find(|(h, _)| h.epochs_done == epoch0 && cfg.resume)
-    {
+    if let Some((h, st)) = held.iter().find(|(h, _)| {
+        cfg.resume && h.epochs_done == epoch0 && attempt_of(h) == agreed.from_attempt
+    }) {
         t.restore(st, h.steps_done, Z64::from_bits);
     }
     let px = job.shape().len();
@@ -925,7 +1027,7 @@ fn train_on_shares<C: Channel, R: Correlations>(
     }
     report.predict_seconds = start.elapsed().as_secs_f64();
     fs::create_dir_all(&cfg.out).map_err(io_err(&cfg.out))?;
-    let me = tag(cfg.party, set);
+    let me = tag(cfg.party, set, run);
     write_shares(&cfg.out.join("predictions.bin"), &[me.clone(), preds])?;
     write_shares(
         &cfg.out.join("model.bin"),
@@ -965,27 +1067,54 @@ pub fn reveal(
     out: [&Path; 2],
     model_dir: &Path,
 ) -> Result<Revealed, ServerError> {
-    let owner: OwnerRecord = read_json(owner_file)?;
+    let owner: OwnerRecord =
+        crate::files::read_sealed_json(owner_file).map_err(|what| ServerError::File {
+            path: owner_file.to_path_buf(),
+            what,
+        })?;
+    let sharing = parse_id(&owner.sharing).ok_or_else(|| ServerError::File {
+        path: owner_file.to_path_buf(),
+        what: format!("sharing id {:?} is not 32 hex digits", owner.sharing),
+    })?;
     let job = owner.job;
     let net = job.net().map_err(ServerError::Config)?;
+    // Every output file must come from one run: the first file read names it.
+    let runs = std::cell::RefCell::new(Vec::<([u64; 2], PathBuf)>::new());
     let read = |name: &str, lens: &[usize]| -> Result<[Vec<Vec<Z64>>; 2], ServerError> {
         let mut got = [Vec::new(), Vec::new()];
-        let mut sets = Vec::new();
+        let mut runs = runs.borrow_mut();
         for ((g, dir), party) in got.iter_mut().zip(out).zip([PartyId::P0, PartyId::P1]) {
             let path = dir.join(name);
-            let (set, t) = read_tagged(&path, party)?;
-            if sets.first().is_some_and(|&s0| s0 != set) {
+            let (Tagged { set, run }, t) = read_tagged(&path, party)?;
+            if set != sharing {
                 return Err(ServerError::File {
                     path,
                     what: format!(
                         "comes from another sharing than {} ({} against {})",
-                        out[0].join(name).display(),
+                        owner_file.display(),
                         show_id(set),
-                        show_id(sets[0])
+                        show_id(sharing)
                     ),
                 });
             }
-            sets.push(set);
+            if run == [0; 2] {
+                return Err(ServerError::File {
+                    path,
+                    what: "is a share file of the owner, not a server's output".into(),
+                });
+            }
+            if let Some((r0, p0)) = runs.first().filter(|(r0, _)| *r0 != run) {
+                return Err(ServerError::File {
+                    path,
+                    what: format!(
+                        "comes from another training run than {} ({} against {}): a server's run failed or was rerun alone",
+                        p0.display(),
+                        show_id(run),
+                        show_id(*r0)
+                    ),
+                });
+            }
+            runs.push((run, path.clone()));
             let l: Vec<usize> = t.iter().map(Vec::len).collect();
             if l != lens {
                 return Err(ServerError::File {
@@ -1444,10 +1573,26 @@ mod tests {
             // A peer that greets correctly, then sends a frame of another step.
             use crate::mpc::wire::{emit_words, Header};
             // Resuming from epoch 1 of run [3, 4] on sharing [1, 2], like party 0.
-            let hello = [JOB_VERSION as u64, digest, 1, 1, u64::MAX, 1, 2, 3, 4];
+            let hello = [
+                JOB_VERSION as u64,
+                digest,
+                1,
+                1,
+                u64::MAX,
+                1,
+                2,
+                3,
+                4,
+                0,
+                0,
+                0,
+                0,
+                5,
+                5,
+            ];
             let mut buf = Header {
                 tag: Tag::Hello as u32,
-                words: 9,
+                words: Hello::WORDS as u32,
             }
             .emit()
             .to_vec();
@@ -1502,24 +1647,38 @@ mod tests {
             epochs,
             set: [1, 2],
             run: [3, 4],
+            attempts: [[8, 8]; 2],
+            attempt: [9, 9],
+        };
+        let at = |epoch, run| {
+            Ok(Agreed {
+                epoch,
+                run,
+                from_attempt: if epoch == 0 { [0; 2] } else { [8, 8] },
+                attempt: [9, 9],
+            })
         };
         let p = PartyId::P1;
         assert_eq!(
             h(0, [u64::MAX; 2]).agree(&h(0, [u64::MAX; 2]), p),
-            Ok((0, [3, 4]))
+            at(0, [3, 4])
         );
-        assert_eq!(h(1, [3, 2]).agree(&h(1, [2, 1]), p), Ok((2, [3, 4])));
-        assert_eq!(h(1, [3, 2]).agree(&h(1, [3, 2]), p), Ok((3, [3, 4])));
-        // A fresh start takes party 0's run id, whichever side asks.
+        assert_eq!(h(1, [3, 2]).agree(&h(1, [2, 1]), p), at(2, [3, 4]));
+        assert_eq!(h(1, [3, 2]).agree(&h(1, [3, 2]), p), at(3, [3, 4]));
+        // Resuming before any checkpoint is a fresh start, whatever the run ids.
+        let mut other = h(1, [u64::MAX; 2]);
+        other.run = [5, 6];
+        assert_eq!(h(1, [u64::MAX; 2]).agree(&other, p), at(0, [3, 4]));
+        // A fresh start takes party 0's run and attempt ids, whichever side asks.
         let mut other = h(0, [u64::MAX; 2]);
         other.run = [5, 6];
-        assert_eq!(
-            h(0, [u64::MAX; 2]).agree(&other, PartyId::P0),
-            Ok((0, [5, 6]))
-        );
+        other.attempt = [7, 7];
+        let mut from_p0 = at(0, [5, 6]).unwrap();
+        from_p0.attempt = [7, 7];
+        assert_eq!(h(0, [u64::MAX; 2]).agree(&other, PartyId::P0), Ok(from_p0));
         assert_eq!(
             h(0, [u64::MAX; 2]).agree(&other, PartyId::P1),
-            Ok((0, [3, 4]))
+            at(0, [3, 4])
         );
         // Resuming needs the same run; any start needs the same sharing.
         let mut other = h(1, [3, 2]);
@@ -1549,6 +1708,36 @@ mod tests {
             .agree(&other, p)
             .unwrap_err()
             .contains("version"));
+    }
+
+    /// Issue 14, drills 3 and 5: two servers holding one epoch from different attempts
+    /// (one server's folder restored from an older retry) must not mix them: they fall
+    /// back to the newest epoch that one attempt wrote on both, or refuse.
+    #[test]
+    fn hello_never_mixes_checkpoints_of_different_attempts() {
+        let h = |epochs, attempts| Hello {
+            version: 1,
+            digest: 7,
+            resume: 1,
+            epochs,
+            set: [1, 2],
+            run: [3, 4],
+            attempts,
+            attempt: [9, 9],
+        };
+        let (a, b) = ([10, 10], [11, 11]);
+        let p = PartyId::P1;
+        // Epoch 3 here from attempt B, there from attempt A; epoch 2 from A on both.
+        let got = h([3, 2], [b, a]).agree(&h([3, 2], [a, a]), p).unwrap();
+        assert_eq!((got.epoch, got.from_attempt), (2, a));
+        // Nothing in common from one attempt: refused, not mixed.
+        let err = h([3, 2], [b, b]).agree(&h([3, 2], [a, a]), p).unwrap_err();
+        assert!(err.contains("written by the same attempt"), "{err}");
+        // A damaged newest checkpoint here: its previous one, which the peer also holds.
+        let got = h([2, u64::MAX], [a, [0; 2]])
+            .agree(&h([3, 2], [a, a]), p)
+            .unwrap();
+        assert_eq!((got.epoch, got.from_attempt), (2, a));
     }
 
     #[test]

@@ -10,7 +10,6 @@
 //! `checkpoint.bin`: a crash leaves either the old or the new checkpoint, never a mix.
 
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"RINGNNCK";
@@ -47,6 +46,11 @@ pub struct Header {
     /// servers' checkpoints of one run carry the same). Absent for plaintext runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
+    /// The attempt (one start or resume of the two servers, 32 hex digits) that wrote
+    /// this two-party checkpoint: both servers' shares of an epoch add up to the model
+    /// only when one attempt wrote both. Absent for plaintext runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<String>,
 }
 
 /// The tensors of a checkpoint, as raw element bits.
@@ -190,27 +194,23 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<(Header, State), CheckpointEr
     ))
 }
 
-/// Writes the checkpoint into `dir` atomically (temporary file, sync, rename).
+/// Writes the checkpoint into `dir` atomically (temporary file, sync, rename), mode 0600
+/// (it holds a model or a server's shares of one).
 ///
 /// # Errors
 /// [`CheckpointError::Io`] naming the file.
 pub fn save(dir: &Path, header: &Header, state: &State) -> Result<PathBuf, CheckpointError> {
     let path = path_in(dir);
-    let tmp = dir.join("checkpoint.bin.tmp");
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| CheckpointError::Io { path: p, source }
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let bytes = encode(header, state);
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(&bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    std::fs::create_dir_all(dir).map_err(|source| CheckpointError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    crate::files::write_private(&path, &encode(header, state)).map_err(|source| {
+        CheckpointError::Io {
+            path: path.clone(),
+            source,
+        }
+    })?;
     Ok(path)
 }
 
@@ -239,24 +239,38 @@ pub fn save_keeping_previous(
     save(dir, header, state)
 }
 
-/// The checkpoints in `dir` (`checkpoint.bin`, then `previous.bin`), each verified;
-/// missing files are skipped.
-///
-/// # Errors
-/// A file that exists but cannot be read or is not a valid checkpoint.
-pub fn load_all(dir: &Path) -> Result<Vec<(Header, State, PathBuf)>, CheckpointError> {
-    let mut out = Vec::new();
+/// The checkpoints of a folder: those that verify, newest file first, and those that
+/// exist but do not.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Verified checkpoints (`checkpoint.bin`, then `previous.bin`) and their paths.
+    pub verified: Vec<(Header, State, PathBuf)>,
+    /// Files that exist but cannot be read or do not verify.
+    pub damaged: Vec<CheckpointError>,
+}
+
+impl Found {
+    /// Whether the folder holds any checkpoint file, whole or not.
+    pub fn any(&self) -> bool {
+        !self.verified.is_empty() || !self.damaged.is_empty()
+    }
+}
+
+/// The checkpoints in `dir` (`checkpoint.bin`, then `previous.bin`), each verified; missing
+/// files are skipped, and a damaged one does not hide the other.
+pub fn load_all(dir: &Path) -> Found {
+    let mut found = Found::default();
     for path in [path_in(dir), previous_in(dir)] {
         match std::fs::read(&path) {
-            Ok(bytes) => {
-                let (h, s) = decode(&bytes, &path)?;
-                out.push((h, s, path));
-            }
+            Ok(bytes) => match decode(&bytes, &path) {
+                Ok((h, s)) => found.verified.push((h, s, path)),
+                Err(e) => found.damaged.push(e),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(CheckpointError::Io { path, source }),
+            Err(source) => found.damaged.push(CheckpointError::Io { path, source }),
         }
     }
-    Ok(out)
+    found
 }
 
 /// Reads and verifies the checkpoint in `dir`.
@@ -337,6 +351,7 @@ mod tests {
                 seed: 7,
                 train_samples: 100,
                 run: None,
+                attempt: None,
             },
             State {
                 params: vec![1, 2, u64::MAX],
@@ -385,5 +400,41 @@ mod tests {
             err.contains("frac_bits") && err.contains("13") && err.contains("16"),
             "{err}"
         );
+    }
+
+    /// Issue 14, drill 5: a damaged previous checkpoint does not hide the newest, nor a
+    /// damaged newest the previous; both are reported.
+    #[test]
+    fn one_damaged_file_does_not_hide_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, st) = sample();
+        let mut h2 = h.clone();
+        h2.epochs_done += 1;
+        save_keeping_previous(dir.path(), &h, &st).unwrap();
+        save_keeping_previous(dir.path(), &h2, &st).unwrap();
+        let prev = previous_in(dir.path());
+        let bytes = std::fs::read(&prev).unwrap();
+        std::fs::write(&prev, &bytes[..bytes.len() / 2]).unwrap();
+        let found = load_all(dir.path());
+        assert_eq!(found.verified.len(), 1);
+        assert_eq!(found.verified[0].0, h2);
+        assert_eq!(found.damaged.len(), 1);
+        assert!(found.damaged[0].to_string().contains("previous.bin"));
+        std::fs::write(&prev, &bytes).unwrap();
+        let cur = path_in(dir.path());
+        let mut b = std::fs::read(&cur).unwrap();
+        b[30] ^= 1;
+        std::fs::write(&cur, &b).unwrap();
+        let found = load_all(dir.path());
+        assert_eq!(found.verified.len(), 1);
+        assert_eq!(found.verified[0].0, h);
+        assert!(found.damaged[0].to_string().contains("checkpoint.bin"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            save(dir.path(), &h, &st).unwrap();
+            let mode = std::fs::metadata(&cur).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "a checkpoint holds a model or shares");
+        }
     }
 }

@@ -367,6 +367,7 @@ pub(crate) fn header(cfg: &TrainConfig, net: &Net, kind: &str, train_samples: us
         seed: cfg.seed,
         train_samples,
         run: None,
+        attempt: None,
     }
 }
 
@@ -383,9 +384,30 @@ pub(crate) fn resume_from(
         .checkpoint
         .as_deref()
         .ok_or_else(|| TrainError::Config("--resume needs --checkpoint DIR".into()))?;
-    let (h, st) = checkpoint::load(dir)?;
-    checkpoint::check_matches(&h, expected, &checkpoint::path_in(dir))?;
-    Ok(Some((h, st)))
+    let found = checkpoint::load_all(dir);
+    if !found.any() {
+        eprintln!(
+            "--resume: no checkpoint in {} yet: starting from epoch 0",
+            dir.display()
+        );
+        return Ok(None);
+    }
+    for e in &found.damaged {
+        eprintln!("--resume: skipping a damaged checkpoint: {e}");
+    }
+    // The newest file that verifies and belongs to this run. A plaintext run is
+    // deterministic, so an older epoch resumes to the same final result.
+    let mut mismatch = None;
+    for (h, st, path) in found.verified {
+        match checkpoint::check_matches(&h, expected, &path) {
+            Ok(()) => return Ok(Some((h, st))),
+            Err(e) => mismatch = mismatch.or(Some(e)),
+        }
+    }
+    Err(match (mismatch, found.damaged.into_iter().next()) {
+        (Some(e), _) | (None, Some(e)) => e.into(),
+        (None, None) => unreachable!("any() said a file exists"),
+    })
 }
 
 /// Engine elements from a checkpoint's raw bits.
@@ -937,7 +959,11 @@ where
             let mut h = expected.clone();
             h.epochs_done = epoch + 1;
             h.steps_done = t.step;
-            last_ckpt = Some(checkpoint::save(dir, &h, &t.state(E::to_bits))?);
+            last_ckpt = Some(checkpoint::save_keeping_previous(
+                dir,
+                &h,
+                &t.state(E::to_bits),
+            )?);
         }
     }
     if epoch0 >= cfg.epochs {

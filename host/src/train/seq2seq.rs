@@ -1033,6 +1033,7 @@ fn header(cfg: &TrainConfig, model: &Seq2Seq, kind: &str, data: &str, n_train: u
         seed: cfg.seed,
         train_samples: n_train,
         run: None,
+        attempt: None,
     }
 }
 
@@ -1173,7 +1174,7 @@ fn run_engine<E: HostEngine>(
                 velocity: velocity.iter().map(|&v| E::to_bits(v)).collect(),
                 buffers: Vec::new(),
             };
-            last_ckpt = Some(checkpoint::save(dir, &h, &st)?);
+            last_ckpt = Some(checkpoint::save_keeping_previous(dir, &h, &st)?);
         }
     }
     if epoch0 >= cfg.epochs {
