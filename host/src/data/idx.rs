@@ -7,7 +7,10 @@
 //! and that the image and label files agree on the count. Fashion-MNIST uses the same
 //! format and file names, so it loads too.
 
-use super::{candidate_dirs, find_file, read_file, truncated, DataError, Dataset, Shape, Split};
+use super::{
+    candidate_dirs, find_file, truncated, DataError, DataReader, Dataset, Shape, Split,
+    MAX_DECOMPRESSED,
+};
 use std::path::Path;
 
 /// Magic number of an IDX file of unsigned bytes with three dimensions (images).
@@ -184,9 +187,34 @@ fn load_part(dir: &Path, part: &str, what: &str) -> Result<Dataset, DataError> {
     let labels_names: Vec<&str> = labels_names.iter().map(String::as_str).collect();
     let images_path = find_file(&dirs, &images_names, &format!("MNIST {what} images"))?;
     let labels_path = find_file(&dirs, &labels_names, &format!("MNIST {what} labels"))?;
-    let images = read_file(&images_path)?;
-    let labels = read_file(&labels_path)?;
+    let images = read_idx(&images_path, 16)?;
+    let labels = read_idx(&labels_path, 8)?;
     mnist_from_bytes(&images, &images_path, &labels, &labels_path)
+}
+
+/// Reads an IDX file of `header` bytes (16 for images, 8 for labels): the header first,
+/// then no more than the length it announces (plus one byte, so that trailing data is
+/// still reported), so that a gzip bomb or a lying header costs no more memory than the
+/// data such a header promises, and never more than [`MAX_DECOMPRESSED`].
+fn read_idx(path: &Path, header: usize) -> Result<Vec<u8>, DataError> {
+    let mut r = DataReader::open(path)?;
+    let mut out = Vec::with_capacity(header);
+    r.read_up_to(header as u64, &mut out)?;
+    if out.len() < header {
+        return Ok(out); // The parser reports the short header.
+    }
+    let dims: u64 = out[8.min(header)..header]
+        .chunks_exact(4)
+        .map(|c| u64::from(u32::from_be_bytes(c.try_into().expect("4 bytes"))))
+        .product();
+    let count = u64::from(u32::from_be_bytes(out[4..8].try_into().expect("4 bytes")));
+    let announced = count.saturating_mul(dims).saturating_add(header as u64);
+    let limit = announced.min(MAX_DECOMPRESSED);
+    match r.read_rest_capped(limit, &mut out) {
+        // Longer than announced: read one byte past, so the parser names the trailing data.
+        Err(DataError::TooLarge { .. }) if limit == announced => Ok(out),
+        other => other.map(|()| out),
+    }
 }
 
 /// MNIST from `dir` (or its `mnist/` subfolder): `train-images-idx3-ubyte`,

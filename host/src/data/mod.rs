@@ -40,10 +40,12 @@ use std::path::{Path, PathBuf};
 /// The environment variable that names the data directory when `--data-dir` is absent.
 pub const DATA_ENV: &str = "RINGNN_DATA";
 
-/// Largest decompressed size accepted from a gzip file (2 GiB): the largest official file
-/// here (CIFAR-100 train.bin) is 154 MB, so anything far beyond is a corrupt or hostile
-/// stream, refused before it exhausts memory.
-pub const MAX_DECOMPRESSED: u64 = 2 << 30;
+/// Largest file accepted, after decompression (256 MiB): the largest official file here
+/// (CIFAR-100 train.bin) is 154 MB, so anything far beyond is a corrupt or hostile
+/// stream. The cap holds while inflating: a gzip bomb is refused once this many bytes
+/// came out, before more memory is spent. Loaders whose header says how long the file
+/// must be (IDX) cap at that length instead.
+pub const MAX_DECOMPRESSED: u64 = 256 << 20;
 
 /// Why data could not be loaded. Every variant names the file; those about contents name
 /// the byte offset (or line) where the fault was found.
@@ -81,6 +83,20 @@ pub enum DataError {
         decoded: u64,
         /// The underlying error.
         source: std::io::Error,
+    },
+    /// The file (after decompression) is longer than any file of its format may be.
+    #[error(
+        "{}: more than {limit} bytes{}: refused before reading further",
+        .path.display(),
+        if *.gzip { " after decompression" } else { "" }
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The cap, in bytes.
+        limit: u64,
+        /// Whether the file is gzip.
+        gzip: bool,
     },
     /// The file ends before the data its header (or record size) promises.
     #[error(
@@ -401,36 +417,126 @@ pub fn normalise(split: &mut Split) -> ChannelStats {
 }
 
 /// Reads a whole file, decompressing it if it is gzip (recognised by its magic bytes, so
-/// a misnamed file still reads).
+/// a misnamed file still reads), up to [`MAX_DECOMPRESSED`] bytes.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    gunzip_if_needed(bytes, path)
+    read_file_capped(path, MAX_DECOMPRESSED)
+}
+
+/// A file opened for reading: raw, or through a streaming gzip decoder, with the count of
+/// bytes handed out so far (for messages).
+pub struct DataReader {
+    inner: Box<dyn Read>,
+    path: PathBuf,
+    gzip: bool,
+    taken: u64,
+}
+
+impl DataReader {
+    /// Opens `path`, through a gzip decoder if it starts with the gzip magic number.
+    ///
+    /// # Errors
+    /// The file cannot be opened or read.
+    pub fn open(path: &Path) -> Result<DataReader, DataError> {
+        let io = |source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        let mut magic = [0u8; 2];
+        let n = f.read(&mut magic).map_err(io)?;
+        let gzip = n == 2 && magic == [0x1f, 0x8b];
+        let head = std::io::Cursor::new(magic[..n].to_vec());
+        let raw = head.chain(std::io::BufReader::new(f));
+        // Multi-member, because `cat a.gz b.gz` is a valid gzip file.
+        let inner: Box<dyn Read> = if gzip {
+            Box::new(flate2::read::MultiGzDecoder::new(raw))
+        } else {
+            Box::new(raw)
+        };
+        Ok(DataReader {
+            inner,
+            path: path.to_path_buf(),
+            gzip,
+            taken: 0,
+        })
+    }
+
+    /// Appends up to `max` more bytes to `out`; stops early at the end of the file.
+    ///
+    /// # Errors
+    /// A read or gzip error, naming the file and how far it got.
+    pub fn read_up_to(&mut self, max: u64, out: &mut Vec<u8>) -> Result<(), DataError> {
+        let before = out.len();
+        let got = (&mut self.inner).take(max).read_to_end(out);
+        self.taken += (out.len() - before) as u64;
+        got.map(|_| ()).map_err(|source| {
+            if self.gzip {
+                DataError::Gzip {
+                    path: self.path.clone(),
+                    decoded: self.taken,
+                    source,
+                }
+            } else {
+                DataError::Io {
+                    path: self.path.clone(),
+                    source,
+                }
+            }
+        })
+    }
+
+    /// Reads the rest of the file, refusing it once it passes `limit` bytes in all.
+    ///
+    /// # Errors
+    /// As [`DataReader::read_up_to`], or [`DataError::TooLarge`].
+    pub fn read_rest_capped(&mut self, limit: u64, out: &mut Vec<u8>) -> Result<(), DataError> {
+        let room = limit.saturating_sub(self.taken);
+        self.read_up_to(room.saturating_add(1), out)?;
+        if self.taken > limit {
+            return Err(DataError::TooLarge {
+                path: self.path.clone(),
+                limit,
+                gzip: self.gzip,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Reads a whole file like [`read_file`], refusing it once it passes `limit` bytes (after
+/// decompression), before more memory is spent.
+///
+/// # Errors
+/// The file cannot be read, a broken gzip stream, or [`DataError::TooLarge`].
+pub fn read_file_capped(path: &Path, limit: u64) -> Result<Vec<u8>, DataError> {
+    let mut r = DataReader::open(path)?;
+    let mut out = Vec::new();
+    r.read_rest_capped(limit, &mut out)?;
+    Ok(out)
 }
 
 /// Decompresses `bytes` if they start with the gzip magic number, else returns them as
-/// they are. `name` is for messages.
+/// they are, up to [`MAX_DECOMPRESSED`] bytes. `name` is for messages.
 pub fn gunzip_if_needed(bytes: Vec<u8>, name: &Path) -> Result<Vec<u8>, DataError> {
     if bytes.len() < 2 || bytes[0] != 0x1f || bytes[1] != 0x8b {
         return Ok(bytes);
     }
-    // Multi-member, because `cat a.gz b.gz` is a valid gzip file.
     let decoder = flate2::read::MultiGzDecoder::new(bytes.as_slice());
-    let mut out = Vec::with_capacity(bytes.len().saturating_mul(2));
+    let mut out = Vec::new();
     let mut limited = decoder.take(MAX_DECOMPRESSED + 1);
-    let gzip_error = |decoded: usize, source| DataError::Gzip {
-        path: name.to_path_buf(),
-        decoded: decoded as u64,
-        source,
-    };
-    if let Err(e) = limited.read_to_end(&mut out) {
-        return Err(gzip_error(out.len(), e));
+    if let Err(source) = limited.read_to_end(&mut out) {
+        return Err(DataError::Gzip {
+            path: name.to_path_buf(),
+            decoded: out.len() as u64,
+            source,
+        });
     }
     if out.len() as u64 > MAX_DECOMPRESSED {
-        let e = std::io::Error::other(format!("larger than {MAX_DECOMPRESSED} bytes"));
-        return Err(gzip_error(out.len(), e));
+        return Err(DataError::TooLarge {
+            path: name.to_path_buf(),
+            limit: MAX_DECOMPRESSED,
+            gzip: true,
+        });
     }
     Ok(out)
 }

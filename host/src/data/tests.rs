@@ -450,3 +450,66 @@ fn synthetic_generation_speed() {
     // Loose enough for a loaded machine; it catches an accidental quadratic, not jitter.
     assert!(cfg!(debug_assertions) || secs < 5.0, "{secs} s");
 }
+
+/// A gzip stream of `header` followed by `zeros` zero bytes, written in pieces so the
+/// test never holds the inflated size in memory itself.
+fn gzip_bomb(header: &[u8], zeros: usize) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(header).unwrap();
+    let block = vec![0u8; 1 << 20];
+    for _ in 0..zeros >> 20 {
+        e.write_all(&block).unwrap();
+    }
+    e.finish().unwrap()
+}
+
+/// Issue 14, drill 7: a gzip bomb is refused while it inflates, after at most the cap,
+/// not after inflating it whole.
+#[test]
+fn a_gzip_bomb_is_refused_once_the_cap_is_reached() {
+    let t = TempDir::new("bomb");
+    let bomb = gzip_bomb(b"", 64 << 20);
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let p = t.write("bomb.bin.gz", &bomb);
+    let e = read_file_capped(&p, 1 << 20).unwrap_err();
+    match &e {
+        DataError::TooLarge { limit, gzip, .. } => assert!(*limit == 1 << 20 && *gzip),
+        other => panic!("expected TooLarge, got {other}"),
+    }
+    let msg = e.to_string();
+    assert!(
+        msg.contains("bomb.bin.gz") && msg.contains("after decompression"),
+        "{msg}"
+    );
+    // A raw file over the cap likewise.
+    let p = t.write("big.bin", &vec![0u8; (1 << 20) + 5]);
+    assert!(matches!(
+        read_file_capped(&p, 1 << 20),
+        Err(DataError::TooLarge { gzip: false, .. })
+    ));
+    // Under the cap, both read whole.
+    let p = t.write("small.bin.gz", &gzip(b"hello"));
+    assert_eq!(read_file_capped(&p, 5).unwrap(), b"hello");
+}
+
+/// An IDX file inflates no further than its header announces: a bomb behind the header of
+/// two 4x4 images stops after 16 + 32 + 1 bytes and is reported as trailing data.
+#[test]
+fn an_idx_bomb_stops_at_the_length_its_header_announces() {
+    let t = TempDir::new("idx-bomb");
+    std::fs::create_dir_all(t.0.join("mnist")).unwrap();
+    let header = &idx_images(2, 4)[..16];
+    t.write(
+        "mnist/train-images-idx3-ubyte.gz",
+        &gzip_bomb(header, 256 << 20),
+    );
+    t.write("mnist/train-labels-idx1-ubyte", &idx_labels(&[1, 2]));
+    t.write("mnist/t10k-images-idx3-ubyte", &idx_images(1, 4));
+    t.write("mnist/t10k-labels-idx1-ubyte", &idx_labels(&[3]));
+    let e = load_mnist(&t.0).unwrap_err().to_string();
+    // One byte past the announced end was inflated, not 256 MiB.
+    assert!(
+        e.contains("train-images-idx3-ubyte.gz") && e.contains("byte 48: 1 unexpected trailing"),
+        "{e}"
+    );
+}
