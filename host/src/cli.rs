@@ -1064,7 +1064,11 @@ pub struct MpcDealerArgs {
     pub keys: PathBuf,
     /// Derive the dealer's randomness from this number instead of the operating system:
     /// reproducible runs for tests only. Anyone who knows it can unmask every message.
-    #[arg(long = "insecure-seed", value_name = "N")]
+    #[arg(
+        long = "insecure-dealer-seed",
+        alias = "insecure-seed",
+        value_name = "N"
+    )]
     pub insecure_seed: Option<u64>,
     /// Session and connection settings.
     #[command(flatten)]

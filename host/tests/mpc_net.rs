@@ -389,7 +389,8 @@ fn dealer_and_two_servers_run_a_dense_relu_job_end_to_end() {
     assert_eq!(s0.offline_bytes, 32);
     assert!(s1.offline_bytes > 32);
     let d = r.dealer.unwrap();
-    assert_eq!(d.sent[0], 32);
+    // The seed and the flag byte.
+    assert_eq!(d.sent[0], 33);
     assert_eq!(d.requests, s1.offline_requests);
     println!(
         "dense-relu 64x32 -> 16 over TLS: {} rounds, {} bytes sent per party, offline: \

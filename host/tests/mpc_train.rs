@@ -484,3 +484,70 @@ fn bad_share_and_job_files_are_errors_naming_the_file() {
     assert!(!ok && err.contains("job.json"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Issue 14, item 10: SIGTERM to `ringnn train --engine mpc` stops the dealer and both
+/// servers and removes the temporary work folder (shares, labels, keys), whose path the
+/// launcher prints while it runs; the children's lines arrive whole, under their names.
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_children_and_removes_the_work_folder() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(EXE)
+        .args([
+            "train",
+            "--engine",
+            "mpc",
+            "--model",
+            "mlp",
+            "--train-limit",
+            "4000",
+            "--test-limit",
+            "100",
+            "--epochs",
+            "20",
+        ])
+        .env_remove("RINGNN_DATA")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut dir = None;
+    let mut seen = Vec::new();
+    // The folder's line, then the first line of a server: training has started.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("ringnn: secure training in ") {
+            dir = Some(PathBuf::from(rest.split(" (").next().unwrap()));
+        }
+        let from_server = line.starts_with("[server ");
+        seen.push(line);
+        if from_server {
+            break;
+        }
+    }
+    let dir = dir.unwrap_or_else(|| panic!("no work folder named: {seen:#?}"));
+    assert!(dir.join("owner.json").exists(), "{}", dir.display());
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{rest:#?}");
+    assert!(!dir.exists(), "{} is still there: {rest:#?}", dir.display());
+    let text = rest.join("\n");
+    assert!(text.contains("stopped by a signal"), "{text}");
+    // Every line of a child is whole and prefixed.
+    for l in seen.iter().chain(&rest) {
+        assert!(
+            l.starts_with("ringnn")
+                || l.starts_with("[dealer] ")
+                || l.starts_with("[server 0] ")
+                || l.starts_with("[server 1] ")
+                || l.starts_with("error: "),
+            "unprefixed line: {l:?}"
+        );
+    }
+}

@@ -1,7 +1,8 @@
 //! The dealer as its own process, over mutual TLS, and the parties' client side.
 //!
 //! [`serve_dealer`] accepts one connection from each party ([`super::net`], role
-//! `dealer`). Party 0 receives its 32-byte seed and nothing else. Party 1 receives its
+//! `dealer`). Party 0 receives its 32-byte seed (and a flag byte) and nothing else. Party
+//! 1 receives its
 //! seed, then sends each request of the [`CorrectionFeed`] design (request counter,
 //! kind, public shape) and receives the correction for it; it ends with a goodbye
 //! message that says whether its run completed, and the dealer's result (its exit
@@ -9,7 +10,9 @@
 //! [`SeededCorrelations`], for party 1 fed by a [`DealerFeed`].
 //!
 //! # Messages (inside [`super::net`] frames)
-//! - dealer to party: the seed, 32 bytes.
+//! - dealer to party: the seed, 32 bytes, then a flag byte: bit 0 set when the dealer's
+//!   master seed is fixed (`--insecure-dealer-seed`), so that a resuming server refuses
+//!   it (its masks would serve new values a second time).
 //! - party 1 to dealer: `1` (u8), counter (u64), kind (u8: 0 Beaver, 1 matrix, 2
 //!   truncation, 3 AND, 4 bits), three u64 parameters (`n`; `m, k, n`; `n, bits`;
 //!   `words`; `words`); or `0` (u8): the run completed; or `2` (u8): the run was
@@ -21,7 +24,7 @@
 //! before computing anything.
 //!
 //! # Communication
-//! Party 0: 32 bytes once. Party 1: 32 bytes, and per request 34 bytes up and 9 bytes
+//! Party 0: 33 bytes once. Party 1: 33 bytes, and per request 34 bytes up and 9 bytes
 //! plus the correction down (one word per Beaver triple, per matrix-triple output, per
 //! 64 AND gates, per random bit; two per truncation pair): one round trip to the dealer
 //! per request. The corrections do not depend on data, so a later version can stream
@@ -141,7 +144,8 @@ pub fn serve_dealer_on(
                 Role::Party(p) => dealer.party_seed(p),
                 Role::Dealer => unreachable!("accept admits parties only"),
             };
-            handles.push(s.spawn(move || serve_one(ch, seed, &dealer, cfg.net.max_frame)));
+            let fixed = cfg.master_seed.is_some();
+            handles.push(s.spawn(move || serve_one(ch, seed, fixed, &dealer, cfg.net.max_frame)));
         }
         for h in handles {
             let (peer, requests, sent, wire) = h.join().expect("dealer thread panicked")?;
@@ -167,14 +171,16 @@ const GOODBYE_ABORTED: u8 = 2;
 fn serve_one(
     mut ch: TlsChannel,
     seed: Seed,
+    fixed: bool,
     dealer: &Dealer,
     max_frame: usize,
 ) -> Result<Served, DealerError> {
     let peer = ch.peer();
     let io = |source| DealerError::Io { peer, source };
     ch.write_all(&seed).map_err(io)?;
+    ch.write_all(&[fixed as u8]).map_err(io)?;
     ch.flush().map_err(io)?;
-    let mut sent = 32u64;
+    let mut sent = 33u64;
     let mut requests = 0u64;
     if peer == Role::Party(PartyId::P1) {
         loop {
@@ -433,6 +439,9 @@ impl Drop for DealerFeed {
 pub struct DealerLink {
     /// Wire bytes of the seed download (party 0: all of its dealer traffic).
     pub seed_wire: WireBytes,
+    /// The dealer's master seed is fixed (`--insecure-dealer-seed`): its masks repeat
+    /// from one session to the next.
+    pub fixed_seed: bool,
 }
 
 /// Connects `me` (a party) to the dealer at `addr`, receives the seed and returns the
@@ -452,12 +461,16 @@ pub fn connect_dealer(
     };
     let mut ch = net::connect(addr, me, Role::Dealer, cfg)?;
     let mut seed = [0u8; 32];
-    ch.read_exact(&mut seed).map_err(|source| DealerError::Io {
-        peer: Role::Dealer,
-        source,
-    })?;
+    let mut flags = [0u8; 1];
+    ch.read_exact(&mut seed)
+        .and_then(|()| ch.read_exact(&mut flags))
+        .map_err(|source| DealerError::Io {
+            peer: Role::Dealer,
+            source,
+        })?;
     let link = DealerLink {
         seed_wire: ch.wire_bytes(),
+        fixed_seed: flags[0] & 1 == 1,
     };
     let feed: Option<Box<dyn CorrectionFeed>> = match party {
         PartyId::P0 => None,

@@ -25,6 +25,8 @@
 //! - [`net`]: the [`Channel`] over TCP with mutual TLS 1.3, session id and version
 //!   checks, frame limits and timeouts.
 //! - [`dealer_server`]: the dealer as its own process, and the parties' client of it.
+//! - [`launch`]: dealer and servers as child processes of one launcher: their output
+//!   forwarded line by line, failures and Ctrl-C/SIGTERM stopping them all.
 //! - [`server`]: one computing server as its own process, the data owner's share files,
 //!   and a local orchestration of dealer and servers (a fixed dense + ReLU job).
 //! - [`training`]: secure training: the owner's share files, the training servers with
@@ -44,6 +46,7 @@ pub mod dealer;
 pub mod dealer_server;
 pub mod engine;
 pub mod keys;
+pub mod launch;
 pub mod local;
 pub mod net;
 pub mod protocols;

@@ -29,6 +29,7 @@ use super::dealer_server::{
 };
 use super::engine::Mpc;
 use super::keys::{keygen, Identity, KeyError, Role};
+use super::launch::{spawn_prefixed, wait_all};
 use super::net::{self, NetConfig, NetError, SessionId};
 use super::{reconstruct, share, MpcError, PartyId};
 use rand::SeedableRng;
@@ -40,7 +41,6 @@ use std::fs;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// How this server reaches its peer.
@@ -453,7 +453,7 @@ pub struct LocalMpcReport {
 }
 
 /// The dealer process's arguments (after the binary name); `insecure_seed` is for
-/// reproducible tests only (see `ringnn dealer --insecure-seed`).
+/// reproducible tests only (see `ringnn dealer --insecure-dealer-seed`).
 pub fn dealer_args(
     listen: &str,
     keys: &Path,
@@ -469,7 +469,7 @@ pub fn dealer_args(
     ]);
     v.extend(net_args(net));
     if let Some(n) = insecure_seed {
-        v.extend(strings(&["--insecure-seed", &n.to_string()]));
+        v.extend(strings(&["--insecure-dealer-seed", &n.to_string()]));
     }
     v
 }
@@ -620,19 +620,20 @@ pub fn run_local_mpc(job: &LocalMpcJob) -> Result<LocalMpcReport, ServerError> {
             // between: a rare failure, reported as a failed child).
             drop((dealer_l, p0_l));
             let reports = [job.dir.join("report0.json"), job.dir.join("report1.json")];
-            let spawn = |args: Vec<String>| {
-                Command::new(exe)
-                    .args(args)
-                    .spawn()
-                    .map_err(|e| ServerError::Process(format!("{}: {e}", exe.display())))
-            };
+            let spawn = |args: Vec<String>, name: &str| spawn_prefixed(exe, args, name);
             let mut children = vec![
                 (
                     "the dealer".to_string(),
-                    spawn(dealer_args(&dealer_addr, &keys, &net, None))?,
+                    spawn(dealer_args(&dealer_addr, &keys, &net, None), "dealer")?,
                 ),
-                ("party 0".to_string(), spawn(server_args(&c0, &reports[0]))?),
-                ("party 1".to_string(), spawn(server_args(&c1, &reports[1]))?),
+                (
+                    "party 0".to_string(),
+                    spawn(server_args(&c0, &reports[0]), "party 0")?,
+                ),
+                (
+                    "party 1".to_string(),
+                    spawn(server_args(&c1, &reports[1]), "party 1")?,
+                ),
             ];
             let failed = wait_all(&mut children, net.timeout + Duration::from_secs(10));
             if !failed.is_empty() {
@@ -673,47 +674,4 @@ pub fn run_local_mpc(job: &LocalMpcJob) -> Result<LocalMpcReport, ServerError> {
         plain,
         max_ulp,
     })
-}
-
-/// Waits for the children; once one fails, gives the others `grace` to notice (they
-/// should, within their read timeout) and then kills them. Returns the failures.
-pub(crate) fn wait_all(children: &mut [(String, Child)], grace: Duration) -> Vec<String> {
-    let mut failed = Vec::new();
-    let mut done = vec![false; children.len()];
-    let mut first_failure: Option<Instant> = None;
-    loop {
-        for (i, (name, child)) in children.iter_mut().enumerate() {
-            if done[i] {
-                continue;
-            }
-            match child.try_wait() {
-                Ok(Some(st)) => {
-                    done[i] = true;
-                    if !st.success() {
-                        failed.push(format!("{name} exited with {st}"));
-                        first_failure.get_or_insert_with(Instant::now);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    done[i] = true;
-                    failed.push(format!("{name}: {e}"));
-                }
-            }
-        }
-        if done.iter().all(|&d| d) {
-            return failed;
-        }
-        if first_failure.is_some_and(|t| t.elapsed() > grace) {
-            for (i, (name, child)) in children.iter_mut().enumerate() {
-                if !done[i] {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    failed.push(format!("{name} was stopped after the failure"));
-                }
-            }
-            return failed;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

@@ -43,10 +43,10 @@ use super::dealer::Correlations;
 use super::dealer_server::connect_dealer;
 use super::engine::Mpc;
 use super::keys::{keygen, Identity, Role};
+use super::launch::wait_all;
 use super::net::{self, NetConfig, SessionId};
 use super::server::{
-    connection_args, dealer_args, read_shares, strings, wait_all, write_shares, PeerLink,
-    ServerError,
+    connection_args, dealer_args, read_shares, strings, write_shares, PeerLink, ServerError,
 };
 use super::wire::Tag;
 use super::{reconstruct, share, Channel, PartyId};
@@ -64,7 +64,6 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Version of the servers' handshake and of `job.json`.
@@ -850,7 +849,13 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
         }
         // No checkpoint at all: the run resumes from epoch 0 if the peer has none either.
     }
-    let (corr, _) = connect_dealer(&cfg.dealer, &me, &cfg.net)?;
+    let (corr, link) = connect_dealer(&cfg.dealer, &me, &cfg.net)?;
+    if cfg.resume && link.fixed_seed {
+        return Err(ServerError::Config(format!(
+            "the dealer at {} runs with a fixed seed (--insecure-dealer-seed): resuming would mask new values with masks it already used; restart the dealer without it",
+            cfg.dealer
+        )));
+    }
     let peer = Role::Party(cfg.party.peer());
     let ch = match (&cfg.link, listener) {
         (PeerLink::Listen(_), Some(l)) => net::accept(&l, &me, &[peer], &cfg.net)?,
@@ -955,6 +960,9 @@ fn train_on_shares<C: Channel, R: Correlations>(
     // full-size step makes the same requests, which are then announced to the dealer
     // before the step so that it streams the material instead of one round trip each.
     let mut step_requests: Option<Vec<super::dealer::Request>> = None;
+    // Progress lines at most this often: a user sees the run move, never a silent minute.
+    let every = Duration::from_secs(10);
+    let mut last_line = Instant::now();
     for epoch in epoch0..job.epochs {
         let (mut rng, order) = epoch_order(job.seed, epoch, n);
         let start = Instant::now();
@@ -992,6 +1000,20 @@ fn train_on_shares<C: Channel, R: Correlations>(
             }
             report.steps += 1;
             report.samples += b as u64;
+            if cfg.progress && last_line.elapsed() >= every {
+                last_line = Instant::now();
+                let tr = e.traffic();
+                let done = report.samples - (epoch - epoch0) as u64 * n as u64;
+                let line = format!(
+                    "{who}: epoch {}/{}, {done}/{n} samples ({:.1} samples/s); {:.1} MB sent, {} rounds so far",
+                    epoch + 1,
+                    job.epochs,
+                    done as f64 / start.elapsed().as_secs_f64().max(1e-9),
+                    tr.sent as f64 / 1e6,
+                    tr.rounds
+                );
+                eprintln!("{line}");
+            }
         }
         report.epochs_done = epoch + 1;
         if let Some(dir) = &cfg.checkpoint {
@@ -1002,7 +1024,7 @@ fn train_on_shares<C: Channel, R: Correlations>(
         }
         if cfg.progress {
             let tr = e.traffic();
-            eprintln!(
+            let line = format!(
                 "{who}: epoch {}/{} in {:.1} s ({:.1} samples/s); {:.1} MB sent, {} rounds so far",
                 epoch + 1,
                 job.epochs,
@@ -1011,6 +1033,8 @@ fn train_on_shares<C: Channel, R: Correlations>(
                 tr.sent as f64 / 1e6,
                 tr.rounds
             );
+            eprintln!("{line}");
+            last_line = Instant::now();
         }
     }
     report.train_seconds = start_all.elapsed().as_secs_f64();
@@ -1205,8 +1229,10 @@ pub struct MpcTrainResult {
     pub online_samples_per_sec: f64,
     /// Seconds of the offline phase of those steps (the slower server).
     pub offline_seconds: f64,
-    /// The working folder (keys, shares, checkpoints, outputs).
-    pub work_dir: PathBuf,
+    /// The working folder (keys, shares, checkpoints, outputs) when it is kept
+    /// (`--checkpoint DIR`); absent when it was a temporary folder, removed at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_dir: Option<PathBuf>,
 }
 
 /// Arguments of a training server process (after the binary name).
@@ -1240,37 +1266,50 @@ pub fn server_args(cfg: &TrainServerConfig) -> Vec<String> {
 /// servers as child processes of `exe` over loopback TLS, waits, and reveals the results.
 ///
 /// The working folder is `cfg.checkpoint` (kept; `--resume` continues from the servers'
-/// checkpoints in it) or a temporary folder (removed afterwards).
+/// checkpoints in it) or a private temporary folder (mode 0700), removed afterwards, also
+/// when the run fails or is stopped with Ctrl-C or SIGTERM (the children are stopped
+/// first). Its path is printed on standard error while the run goes on. The children's
+/// output is forwarded line by line, each line prefixed with its process's name.
 ///
 /// # Errors
-/// Bad data or configuration, a failed process (naming it), or bad outputs.
-/// `insecure_dealer_seed` fixes the dealer's randomness for reproducible tests: anyone
-/// who knows it can unmask every message, so it is never for real data.
+/// Bad data or configuration, a failed or interrupted process (naming it), or bad
+/// outputs. `insecure_dealer_seed` fixes the dealer's randomness for reproducible tests:
+/// anyone who knows it can unmask every message, so it is never for real data; it is
+/// refused with `--resume`, which would reuse the dealer's masks on new values.
 pub fn train_mpc(
     cfg: &TrainConfig,
     exe: &Path,
     insecure_dealer_seed: Option<u64>,
 ) -> Result<MpcTrainResult, ServerError> {
-    let (dir, temporary) = match &cfg.checkpoint {
-        Some(d) => (d.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!(
-                "ringnn-mpc-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos())
-            )),
-            true,
-        ),
-    };
-    let result = train_mpc_in(cfg, exe, &dir, insecure_dealer_seed);
-    if temporary {
-        let _ = fs::remove_dir_all(&dir);
+    if cfg.resume && insecure_dealer_seed.is_some() {
+        return Err(ServerError::Config(
+            "--insecure-dealer-seed with --resume would mask new values with the dealer's old masks: resume without a fixed seed".into(),
+        ));
     }
-    result.map(|mut r| {
+    super::launch::stop_on_signal();
+    let temp;
+    let dir = match &cfg.checkpoint {
+        Some(d) => {
+            eprintln!("ringnn: secure training in {} (kept)", d.display());
+            d.clone()
+        }
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("ringnn-mpc-")
+                .tempdir()
+                .map_err(|e| ServerError::Config(format!("a temporary folder: {e}")))?;
+            eprintln!(
+                "ringnn: secure training in {} (keys and shares; removed at the end)",
+                temp.path().display()
+            );
+            temp.path().to_path_buf()
+        }
+    };
+    let temporary = cfg.checkpoint.is_none();
+    train_mpc_in(cfg, exe, &dir, insecure_dealer_seed).map(|mut r| {
         if temporary {
             r.result.checkpoint = None;
+            r.work_dir = None;
         }
         r
     })
@@ -1286,6 +1325,7 @@ fn train_mpc_in(
     let shared = share_job(cfg, dir)?;
     let keys = dir.join("keys");
     keygen(&keys)?;
+    super::launch::check_interrupted()?;
     let net = NetConfig::new(SessionId::random());
     let bind =
         |a: &str| TcpListener::bind(a).map_err(|e| ServerError::Config(format!("bind {a}: {e}")));
@@ -1320,21 +1360,18 @@ fn train_mpc_in(
         progress: cfg.progress,
     };
     let servers = [server(PartyId::P0), server(PartyId::P1)];
-    let spawn = |args: Vec<String>| {
-        Command::new(exe)
-            .args(args)
-            .spawn()
-            .map_err(|e| ServerError::Process(format!("{}: {e}", exe.display())))
-    };
     let mut children = vec![(
         "the dealer".to_string(),
-        spawn(dealer_args(&dealer_addr, &keys, &net, insecure_dealer_seed))?,
+        super::launch::spawn_prefixed(
+            exe,
+            dealer_args(&dealer_addr, &keys, &net, insecure_dealer_seed),
+            "dealer",
+        )?,
     )];
     for s in &servers {
-        children.push((
-            format!("server {}", s.party.index()),
-            spawn(server_args(s))?,
-        ));
+        let name = format!("server {}", s.party.index());
+        let child = super::launch::spawn_prefixed(exe, server_args(s), &name)?;
+        children.push((name, child));
     }
     let failed = wait_all(&mut children, net.timeout + Duration::from_secs(10));
     if !failed.is_empty() {
@@ -1393,7 +1430,7 @@ fn train_mpc_in(
             .iter()
             .map(|r| r.offline_seconds)
             .fold(0.0, f64::max),
-        work_dir: dir.to_path_buf(),
+        work_dir: Some(dir.to_path_buf()),
     })
 }
 
