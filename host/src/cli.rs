@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use ringnn_core::approx::{ExpApprox, SigmoidApprox, TanhApprox};
 use ringnn_core::FracBits;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Neural networks in the fixed-point ring Z_2^64 of two-party computation.
 #[derive(Debug, Parser)]
@@ -215,6 +215,24 @@ impl TrainArgs {
             return Err(ConfigError::Value {
                 flag: "resume",
                 message: "needs --checkpoint DIR".into(),
+            });
+        }
+        if let Some(dir) = self
+            .checkpoint
+            .as_deref()
+            .filter(|d| d.exists() && !d.is_dir())
+        {
+            return Err(ConfigError::Value {
+                flag: "checkpoint",
+                message: format!("{} is a file; --checkpoint takes a folder", dir.display()),
+            });
+        }
+        if engine == EngineKind::Mpc && exp == ExpApprox::Exact {
+            return Err(ConfigError::Value {
+                flag: "exp",
+                message: "exact e^x cannot be computed on secret shares; choose an approximation \
+                          (pwl4, taylor3, secureml, ...) for --engine mpc"
+                    .into(),
             });
         }
         if self.insecure_dealer_seed.is_some() && engine != EngineKind::Mpc {
@@ -586,11 +604,19 @@ impl ApproxArgs {
                 message: format!("must be a positive number, got {}", self.logit_std),
             });
         }
-        if !softmax.is_empty() && (self.softmax_rows == 0 || self.softmax_cols == 0) {
-            return Err(ConfigError::Value {
-                flag: "softmax-rows",
-                message: "softmax rows and columns must be at least 1".into(),
-            });
+        for (flag, v) in [
+            ("softmax-rows", self.softmax_rows),
+            ("softmax-cols", self.softmax_cols),
+        ] {
+            if !softmax.is_empty() && v == 0 {
+                return Err(ConfigError::Value {
+                    flag,
+                    message: "must be at least 1".into(),
+                });
+            }
+        }
+        if let Some(path) = &self.plot {
+            check_plot_path(path)?;
         }
         let mut funcs: Vec<Func> = exps.into_iter().map(Func::Exp).collect();
         funcs.extend(tanhs.into_iter().map(Func::Tanh));
@@ -616,6 +642,35 @@ impl ApproxArgs {
             seed: self.seed,
         })
     }
+}
+
+/// Checks a `--plot` file before any work: a `.svg` or `.png` name in a folder that exists.
+fn check_plot_path(path: &Path) -> Result<(), ConfigError> {
+    let bad = |message: String| ConfigError::Value {
+        flag: "plot",
+        message,
+    };
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("svg" | "png") => {}
+        _ => {
+            return Err(bad(format!(
+                "{}: the name must end in .svg or .png",
+                path.display()
+            )))
+        }
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(bad(format!(
+            "{}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Runs `ringnn approx`, writing the table (or JSON lines) to `out`.
@@ -845,8 +900,9 @@ impl SweepArgs {
                 "mpc" => {
                     return Err(ConfigError::Name {
                         flag: "engine",
-                        message: "mpc: training on the two-party engine is not available through \
-                                  `ringnn train` in this build; valid: plain, float"
+                        message: "mpc: the sweep runs plain and float in this version; train \
+                                  one configuration on two servers with `ringnn train --engine \
+                                  mpc`"
                             .into(),
                     })
                 }

@@ -182,3 +182,108 @@ fn bad_plot_paths_are_errors_naming_the_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent-dir/x/a.svg"), "{err}");
 }
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Issue 14, item 13: each error names the flag at fault, comes before any work, and says
+/// its cause once.
+#[test]
+fn error_paths_name_the_flag_before_any_work() {
+    let out = ringnn(&["approx", "--softmax-cols", "0"]);
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("--softmax-cols: must be at least 1"));
+    // A plot that cannot be written is refused before the table is computed.
+    let out = ringnn(&["approx", "--plot", "/nonexistent-ringnn/x.png"]);
+    assert!(!out.status.success() && out.stdout.is_empty());
+    let err = stderr_of(&out);
+    assert!(err.contains("--plot") && !err.contains("Os {"), "{err}");
+    // --checkpoint given a file: refused at once, the cause said once.
+    let file = tmp("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let out = ringnn(&["train", "--checkpoint", file.to_str().unwrap()]);
+    let err = stderr_of(&out);
+    assert!(
+        !out.status.success() && err.contains("--checkpoint") && !err.contains("epoch 1"),
+        "{err}"
+    );
+    let out = ringnn(&[
+        "train",
+        "--train-limit",
+        "200",
+        "--epochs",
+        "1",
+        "--checkpoint",
+        &format!("{}/sub", file.display()),
+    ]);
+    let err = stderr_of(&out);
+    assert!(!out.status.success() && !err.contains("epoch 1"), "{err}");
+    let tail = err.trim_end().rsplit(": ").next().unwrap();
+    assert_eq!(err.matches(tail).count(), 1, "cause repeated: {err}");
+    // What two servers cannot compute is refused before any process starts.
+    let out = ringnn(&["train", "--engine", "mpc", "--exp", "exact"]);
+    let err = stderr_of(&out);
+    assert!(
+        !out.status.success() && err.contains("--exp") && !err.contains("secure training in"),
+        "{err}"
+    );
+    let out = ringnn(&[
+        "sweep",
+        "--engine",
+        "mpc",
+        "--out",
+        tmp("sw").to_str().unwrap(),
+    ]);
+    let err = stderr_of(&out);
+    assert!(!err.contains("not available"), "{err}");
+}
+
+/// A reader that stops early is not a failure.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringnn"))
+        .args(["approx", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with('{'));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr_of(&out));
+}
+
+/// A sweep in which every run failed exits non-zero, names the first error and draws no
+/// plot.
+#[test]
+fn a_sweep_where_every_run_failed_is_an_error() {
+    let dir = tmp("all-failed");
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = ringnn(&[
+        "sweep",
+        "--data",
+        "mnist",
+        "--data-dir",
+        "/nonexistent-ringnn",
+        "--exp",
+        "pwl4",
+        "--frac-bits",
+        "13",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("all 1 runs failed") && err.contains("not found"),
+        "{err}"
+    );
+    assert!(dir.join("table.md").exists());
+    assert!(!dir.join("accuracy.svg").exists());
+}

@@ -849,6 +849,17 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
         }
         // No checkpoint at all: the run resumes from epoch 0 if the peer has none either.
     }
+    // Outputs of an earlier run in this folder go now: a rerun that fails before it
+    // writes its own must leave nothing that `reveal` could take for its result.
+    for name in ["predictions.bin", "model.bin", "report.json"] {
+        let path = cfg.out.join(name);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_err(&path)(e));
+            }
+            _ => {}
+        }
+    }
     let (corr, link) = connect_dealer(&cfg.dealer, &me, &cfg.net)?;
     if cfg.resume && link.fixed_seed {
         return Err(ServerError::Config(format!(

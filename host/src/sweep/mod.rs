@@ -88,6 +88,16 @@ pub fn check_out_dir(dir: &Path) -> Result<(), String> {
 /// Errors that stop a sweep (a failing run does not: it is recorded).
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
+    /// Every run of the grid failed: there is nothing to compare or plot.
+    #[error("all {failed} runs failed (their errors are in {}); the first: {first}", .table.display())]
+    AllFailed {
+        /// Runs that failed.
+        failed: usize,
+        /// `table.md`, which lists every failure.
+        table: PathBuf,
+        /// The first run's error.
+        first: String,
+    },
     /// The run store could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -232,6 +242,7 @@ pub fn run(cfg: &SweepConfig, log: &mut dyn Write) -> Result<SweepReport, SweepE
     );
     let mut st = Store::open(&cfg.out)?;
     let (mut ok, mut failed) = (0, 0);
+    let mut first_error = None;
     if !todo.is_empty() {
         let next = AtomicUsize::new(0);
         let (tx, rx) = mpsc::channel();
@@ -269,6 +280,7 @@ pub fn run(cfg: &SweepConfig, log: &mut dyn Write) -> Result<SweepReport, SweepE
                     }
                     Err(e) => {
                         failed += 1;
+                        first_error.get_or_insert_with(|| e.to_string());
                         format!("FAILED: {e}")
                     }
                 };
@@ -291,6 +303,13 @@ pub fn run(cfg: &SweepConfig, log: &mut dyn Write) -> Result<SweepReport, SweepE
         path: table.clone(),
         source,
     })?;
+    if ok + skipped == 0 && failed > 0 {
+        return Err(SweepError::AllFailed {
+            failed,
+            table,
+            first: first_error.unwrap_or_default(),
+        });
+    }
     let (plots, plots_skipped) = plots::write_all(&cfg.out, &sum, cfg.paper)?;
     Ok(SweepReport {
         total: cfg.runs.len(),

@@ -372,11 +372,18 @@ pub(crate) fn header(cfg: &TrainConfig, net: &Net, kind: &str, train_samples: us
 }
 
 /// With `--resume`, the checkpoint in `--checkpoint DIR`, loaded and checked against this
-/// run's header; `None` without `--resume`.
+/// run's header; `None` without `--resume`. The folder is created first, so that one that
+/// cannot be is an error before any training, not after the first epoch.
 pub(crate) fn resume_from(
     cfg: &TrainConfig,
     expected: &Header,
 ) -> Result<Option<(Header, State)>, TrainError> {
+    if let Some(dir) = &cfg.checkpoint {
+        std::fs::create_dir_all(dir).map_err(|source| checkpoint::CheckpointError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
     if !cfg.resume {
         return Ok(None);
     }
