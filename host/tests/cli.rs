@@ -239,21 +239,17 @@ fn error_paths_name_the_flag_before_any_work() {
     assert!(!err.contains("not available"), "{err}");
 }
 
-/// A reader that stops early is not a failure.
+/// A reader that stops early is not a failure: the pipe's reading end is closed before
+/// `approx` (which computes its whole table first) writes its first line.
 #[test]
 fn a_closed_pipe_ends_the_output_quietly() {
-    use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringnn"))
         .args(["approx", "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert!(first.starts_with('{'));
+    drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(out.stderr.is_empty(), "{}", stderr_of(&out));
