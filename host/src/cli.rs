@@ -36,9 +36,14 @@ pub enum Command {
     /// quick scale (about 30 minutes on 2 cores) or the paper's full scale, with the
     /// paper's figures beside the measured ones.
     Reproduce(ReproduceArgs),
-    /// Make a session CA and one certificate and key per role (party 0, party 1, dealer)
-    /// for mutual TLS.
+    /// Make TLS keys: with --role, one role's key and a certificate signing request (each
+    /// operator runs its own); without, a session CA and every role's key at once (one
+    /// person then holds them all: for one machine and tests).
     Keygen(KeygenArgs),
+    /// The session CA of separate operators: `ca init` makes it, `ca sign` certifies a
+    /// role's signing request. Its operator runs no role.
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// Run the dealer of correlated randomness for one two-party session (serves party 1's
     /// corrections over TLS; party 0 gets only a seed).
     #[command(name = "dealer", alias = "mpc-dealer")]
@@ -717,6 +722,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Share(args) => share_command(&args, &mut lock),
         Command::Reveal(args) => reveal_command(&args, &mut lock),
         c @ (Command::Keygen(_)
+        | Command::Ca(_)
         | Command::MpcDealer(_)
         | Command::MpcServer(_)
         | Command::MpcDemo(_)) => mpc_command(c, &mut lock),
@@ -1104,9 +1110,50 @@ pub fn reproduce(args: &ReproduceArgs, out: &mut dyn Write) -> anyhow::Result<()
 /// Arguments of `ringnn keygen`.
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
-    /// Folder for ca.pem and the role certificates and keys (created).
+    /// Folder for the files (created): ROLE.key and ROLE.csr with --role; else ca.pem and
+    /// every role's certificate and key.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Make only this role's key and signing request: party0, party1 or dealer.
+    #[arg(long)]
+    pub role: Option<String>,
+}
+
+/// `ringnn ca` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum CaCommand {
+    /// Make a session CA: ca.pem (give it to every role) and ca.key (keep it).
+    Init {
+        /// Folder for ca.pem and ca.key (created).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Certify a role's signing request: checks its signature and that it asks for no
+    /// other role, and writes the role's certificate.
+    Sign {
+        /// The CA folder from `ca init`.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The role: party0, party1 or dealer.
+        #[arg(long)]
+        role: String,
+        /// The role's ROLE.csr from `keygen --role`.
+        #[arg(long, value_name = "FILE")]
+        csr: PathBuf,
+        /// Where to write the certificate (ROLE.pem, to go beside the role's key).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+fn role_arg(flag: &'static str, name: &str) -> Result<crate::mpc::keys::Role, ConfigError> {
+    crate::mpc::keys::Role::ALL
+        .into_iter()
+        .find(|r| r.stem() == name)
+        .ok_or_else(|| ConfigError::Name {
+            flag,
+            message: format!("unknown role '{name}'; valid: party0, party1, dealer"),
+        })
 }
 
 /// Arguments of `ringnn mpc-dealer`.
@@ -1430,15 +1477,51 @@ fn net_config(a: &NetArgs) -> Result<crate::mpc::net::NetConfig, ConfigError> {
 fn mpc_command(cmd: Command, out: &mut dyn Write) -> anyhow::Result<()> {
     use crate::mpc::server::{Job, ServerConfig};
     match cmd {
-        Command::Keygen(a) => {
-            let k = crate::mpc::keys::keygen(&a.out)?;
+        Command::Keygen(a) => match &a.role {
+            Some(name) => {
+                let role = role_arg("role", name)?;
+                let (key, csr) = crate::mpc::keys::role_request(&a.out, role)?;
+                writeln!(
+                    out,
+                    "wrote {} (keep it on this machine) and {} (send it to the CA operator)",
+                    key.display(),
+                    csr.display()
+                )?;
+            }
+            None => {
+                let k = crate::mpc::keys::keygen(&a.out)?;
+                writeln!(
+                    out,
+                    "wrote {} and {} role certificates and keys in {}",
+                    k.ca.display(),
+                    k.roles.len(),
+                    a.out.display()
+                )?;
+                eprintln!(
+                    "note: whoever holds {} holds every role's key and can unmask the run; \
+                     for separate operators use `keygen --role` and `ca`",
+                    a.out.display()
+                );
+            }
+        },
+        Command::Ca(CaCommand::Init { out: dir }) => {
+            let ca = crate::mpc::keys::ca_init(&dir)?;
             writeln!(
                 out,
-                "wrote {} and {} role certificates and keys in {}",
-                k.ca.display(),
-                k.roles.len(),
-                a.out.display()
+                "wrote {} (give it to every role) and {} (keep it; run no role)",
+                ca.display(),
+                dir.join("ca.key").display()
             )?;
+        }
+        Command::Ca(CaCommand::Sign {
+            ca,
+            role,
+            csr,
+            out: cert,
+        }) => {
+            let role = role_arg("role", &role)?;
+            crate::mpc::keys::ca_sign(&ca, &csr, role, &cert)?;
+            writeln!(out, "wrote {} for {role}", cert.display())?;
         }
         Command::MpcDealer(a) => {
             let cfg = crate::mpc::dealer_server::DealerConfig {

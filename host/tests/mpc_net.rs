@@ -661,3 +661,64 @@ fn the_dealer_outlasts_a_stranger_and_reports_whether_the_run_completed() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 14, item 8: keys per role. Each operator makes its own key and signing request;
+/// a CA operator, holding no role key, certifies them; the roles then authenticate each
+/// other. A request asking for another role's name, or one whose signature does not
+/// verify, is refused.
+#[test]
+fn separate_operators_make_their_own_keys_and_a_ca_certifies_them() {
+    use ringnn_host::mpc::keys::{ca_init, ca_sign, role_request};
+    let base = tmp("custody");
+    let ca = base.join("ca");
+    ca_init(&ca).unwrap();
+    let mut dirs = Vec::new();
+    for role in Role::ALL {
+        let dir = base.join(role.stem());
+        let (key, csr) = role_request(&dir, role).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} readable by others", key.display());
+        }
+        // A request certified for another role is refused, naming the file.
+        let other = if role == P0 { P1 } else { P0 };
+        let err = ca_sign(&ca, &csr, other, &base.join("x.pem"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(".csr") && err.contains("asks for the name"),
+            "{err}"
+        );
+        ca_sign(&ca, &csr, role, &dir.join(format!("{}.pem", role.stem()))).unwrap();
+        std::fs::copy(ca.join("ca.pem"), dir.join("ca.pem")).unwrap();
+        // The CA folder never holds a role's key.
+        assert!(!ca.join(format!("{}.key", role.stem())).exists());
+        dirs.push(dir);
+    }
+    // Making a second key over the first is refused: nothing is lost.
+    assert!(role_request(&dirs[0], P0).is_err());
+    // A request whose signature does not verify is refused.
+    let csr = dirs[1].join("party1.csr");
+    let text = std::fs::read_to_string(&csr).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let mid = lines.len() / 2;
+    let mut b: Vec<char> = lines[mid].chars().collect();
+    b[10] = if b[10] == 'A' { 'B' } else { 'A' };
+    lines[mid] = b.into_iter().collect();
+    let forged = base.join("forged.csr");
+    std::fs::write(&forged, lines.join("\n")).unwrap();
+    assert!(ca_sign(&ca, &forged, P1, &base.join("f.pem")).is_err());
+    // The three operators' identities talk to each other.
+    let c = cfg(SessionId::random());
+    let (a, b) = pair(&dirs[0], &c, &dirs[1], P1, &c);
+    assert_eq!(a.unwrap().peer(), P1);
+    assert_eq!(b.unwrap().peer(), P0);
+    let (a, _) = pair(&dirs[0], &c, &dirs[2], Role::Dealer, &c);
+    assert!(
+        a.is_err(),
+        "the dealer's certificate must not pass as party 1"
+    );
+    std::fs::remove_dir_all(&base).unwrap();
+}

@@ -2,7 +2,27 @@
 //! certificate per role (party 0, party 1, the dealer), and the loading of them into
 //! rustls configurations.
 //!
-//! [`keygen`] writes, into one directory:
+//! # Keys per role (separate operators)
+//! "Non-colluding" must not rest on one person holding every key. So each operator makes
+//! its own key, and a CA operator, who holds no role key, certifies it:
+//! 1. each role: [`role_request`] (`ringnn keygen --role party0 --out DIR`) writes
+//!    `party0.key` (mode 0600; it never leaves that machine) and `party0.csr`, a
+//!    certificate signing request that carries the public key only;
+//! 2. the CA operator: [`ca_init`] (`ringnn ca init --out CA`) writes `ca.pem` and
+//!    `ca.key` (0600), then [`ca_sign`] (`ringnn ca sign --ca CA --role party0 --csr
+//!    party0.csr --out party0.pem`) checks the request's signature, refuses a request
+//!    that names another role, and writes the certificate with the role's name set by
+//!    the CA, not by the request;
+//! 3. each role puts `ca.pem` and its `.pem` beside its `.key`: that folder is what
+//!    `--keys` takes.
+//!
+//! The CA operator can issue a certificate for any role, so it must not also run one;
+//! it never sees a role's private key, so it cannot *be* a role whose key was made by
+//! its operator without issuing a second certificate for that role.
+//!
+//! # All keys at once (one machine, tests)
+//! [`keygen`] (`ringnn keygen --out DIR`) writes, into one directory, and says that one
+//! person then holds every key:
 //! - `ca.pem`: the CA certificate (its private key is never written: no further
 //!   certificate can be issued under it, so a new run means a new `keygen`),
 //! - `party0.pem` / `party0.key`, `party1.pem` / `party1.key`, `dealer.pem` /
@@ -146,12 +166,7 @@ pub fn keygen(dir: &Path) -> Result<KeyFiles, KeyError> {
         source,
     })?;
     let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "ringnn session CA");
-    ca_params.distinguished_name = dn;
+    let ca_params = ca_params()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let ca_path = dir.join("ca.pem");
     write_file(&ca_path, ca_cert.pem().as_bytes(), false)?;
@@ -159,16 +174,7 @@ pub fn keygen(dir: &Path) -> Result<KeyFiles, KeyError> {
     let mut roles = Vec::new();
     for role in Role::ALL {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![role.dns_name().to_string()])?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, role.dns_name());
-        params.distinguished_name = dn;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = params.signed_by(&key, &issuer)?;
+        let cert = role_params(role)?.signed_by(&key, &issuer)?;
         let cert_path = dir.join(format!("{}.pem", role.stem()));
         let key_path = dir.join(format!("{}.key", role.stem()));
         write_file(&cert_path, cert.pem().as_bytes(), false)?;
@@ -176,6 +182,132 @@ pub fn keygen(dir: &Path) -> Result<KeyFiles, KeyError> {
         roles.push((role, cert_path, key_path));
     }
     Ok(KeyFiles { ca: ca_path, roles })
+}
+
+/// Writes `role`'s private key (`{stem}.key`, mode 0600) and a certificate signing request
+/// for it (`{stem}.csr`) into `dir` (created). Refuses to overwrite an existing key.
+///
+/// # Errors
+/// A file that cannot be written, a key already there, or a generation failure.
+pub fn role_request(dir: &Path, role: Role) -> Result<(PathBuf, PathBuf), KeyError> {
+    fs::create_dir_all(dir).map_err(|source| KeyError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let key_path = dir.join(format!("{}.key", role.stem()));
+    if key_path.exists() {
+        return Err(KeyError::Pem {
+            path: key_path,
+            what: "a key is already there; remove it first to make a new one".into(),
+        });
+    }
+    let key = KeyPair::generate()?;
+    let csr = role_params(role)?.serialize_request(&key)?;
+    let csr_path = dir.join(format!("{}.csr", role.stem()));
+    write_file(&key_path, key.serialize_pem().as_bytes(), true)?;
+    write_file(&csr_path, csr.pem()?.as_bytes(), false)?;
+    Ok((key_path, csr_path))
+}
+
+/// Writes a new session CA into `dir` (created): `ca.pem` and its key `ca.key` (0600),
+/// which [`ca_sign`] uses. Refuses to overwrite an existing CA key.
+///
+/// # Errors
+/// A file that cannot be written, a CA already there, or a generation failure.
+pub fn ca_init(dir: &Path) -> Result<PathBuf, KeyError> {
+    fs::create_dir_all(dir).map_err(|source| KeyError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let key_path = dir.join("ca.key");
+    if key_path.exists() {
+        return Err(KeyError::Pem {
+            path: key_path,
+            what: "a CA key is already there; remove it first to make a new CA".into(),
+        });
+    }
+    let key = KeyPair::generate()?;
+    let cert = ca_params()?.self_signed(&key)?;
+    let ca_path = dir.join("ca.pem");
+    write_file(&key_path, key.serialize_pem().as_bytes(), true)?;
+    write_file(&ca_path, cert.pem().as_bytes(), false)?;
+    Ok(ca_path)
+}
+
+/// Certifies the request in `csr` for `role` with the CA in `ca_dir` ([`ca_init`]) and
+/// writes the certificate to `out`. The request's signature must verify (its holder has
+/// the key), and it must name `role` or nothing; the certificate's names come from
+/// `role`, whatever else the request asks for.
+///
+/// # Errors
+/// Unreadable files, a request whose signature does not verify or that names another
+/// role, or a signing failure.
+pub fn ca_sign(ca_dir: &Path, csr: &Path, role: Role, out: &Path) -> Result<(), KeyError> {
+    let read = |p: &Path| {
+        fs::read_to_string(p).map_err(|source| KeyError::Io {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let bad = |p: &Path, what: String| KeyError::Pem {
+        path: p.to_path_buf(),
+        what,
+    };
+    let key_path = ca_dir.join("ca.key");
+    let ca_key = KeyPair::from_pem(&read(&key_path)?)
+        .map_err(|e| bad(&key_path, format!("no CA key ({e})")))?;
+    let ca_path = ca_dir.join("ca.pem");
+    let issuer = Issuer::from_ca_cert_pem(&read(&ca_path)?, ca_key)
+        .map_err(|e| bad(&ca_path, format!("no CA certificate ({e})")))?;
+    let mut req = rcgen::CertificateSigningRequestParams::from_pem(&read(csr)?).map_err(|e| {
+        bad(
+            csr,
+            format!("not a certificate signing request whose signature verifies ({e})"),
+        )
+    })?;
+    for san in &req.params.subject_alt_names {
+        let named = match san {
+            rcgen::SanType::DnsName(n) => n.as_str().to_string(),
+            other => format!("{other:?}"),
+        };
+        if named != role.dns_name() {
+            return Err(bad(
+                csr,
+                format!(
+                    "asks for the name {named}, but it is to be certified as {role} ({})",
+                    role.dns_name()
+                ),
+            ));
+        }
+    }
+    req.params = role_params(role)?;
+    let cert = req.signed_by(&issuer)?;
+    write_file(out, cert.pem().as_bytes(), false)
+}
+
+fn ca_params() -> Result<CertificateParams, KeyError> {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "ringnn session CA");
+    ca_params.distinguished_name = dn;
+    Ok(ca_params)
+}
+
+/// The certificate fields of `role`: its name as DNS subject alternative name and common
+/// name, for TLS servers and clients.
+fn role_params(role: Role) -> Result<CertificateParams, KeyError> {
+    let mut params = CertificateParams::new(vec![role.dns_name().to_string()])?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, role.dns_name());
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    Ok(params)
 }
 
 fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), KeyError> {
