@@ -99,7 +99,7 @@ pub struct TrainArgs {
     /// surrogate (p - y).
     #[arg(long, default_value = "exact")]
     pub grad: String,
-    /// Subtract each row's maximum before e^x.
+    /// Subtract each row's maximum before e^x (always done for `--exp exact`).
     #[arg(long = "subtract-max")]
     pub subtract_max: bool,
     /// Epochs.
@@ -108,8 +108,9 @@ pub struct TrainArgs {
     /// Batch size.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.1)]
+    /// Learning rate (0.05: at 0.1 the exact gradient through pwl4 and other
+    /// approximations that reach 0 diverged in 5 of 24 short MNIST runs, docs/results.md).
+    #[arg(long, default_value_t = 0.05)]
     pub lr: f64,
     /// Momentum.
     #[arg(long, default_value_t = 0.9)]
@@ -702,8 +703,9 @@ pub struct SweepArgs {
     /// Batch size.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.1)]
+    /// Learning rate (0.05: at 0.1 the exact gradient through pwl4 and other
+    /// approximations that reach 0 diverged in 5 of 24 short MNIST runs, docs/results.md).
+    #[arg(long, default_value_t = 0.05)]
     pub lr: f64,
     /// Momentum.
     #[arg(long, default_value_t = 0.9)]
@@ -720,7 +722,7 @@ pub struct SweepArgs {
     /// sigmoid approximation (recurrent models): secureml, exp, exact.
     #[arg(long, default_value = "secureml")]
     pub sigmoid: String,
-    /// Subtract each row's maximum before e^x.
+    /// Subtract each row's maximum before e^x (always done for `--exp exact`).
     #[arg(long = "subtract-max")]
     pub subtract_max: bool,
     /// Use at most N training samples.

@@ -484,6 +484,20 @@ pub(crate) struct Trainer<'n, E: Engine> {
     parts: Vec<Part<E::Elem>>,
 }
 
+/// The softmax a run trains with: `--exp` and `--subtract-max`, with the row maximum always
+/// subtracted for `exact`. Exact e^x is the reference, and its softmax (and its gradient,
+/// `p - y`) does not change when a constant is subtracted from a row; without the shift
+/// Z_2^64 cannot hold it: at f = 13 e^x saturates above x = 34.7, row sums of saturated
+/// entries wrap, and `2^g / S` is 0 above x = 18, while MLP logits on MNIST reach 25 to 48
+/// at the default rate (docs/results.md, "Collapses, diagnosed"). The approximations keep
+/// the paper's setting (no shift unless asked).
+pub(crate) fn training_softmax(cfg: &TrainConfig) -> Softmax {
+    Softmax {
+        exp: cfg.exp,
+        subtract_max: cfg.subtract_max || cfg.exp == ExpApprox::Exact,
+    }
+}
+
 /// The working buffers of one part of a split batch ([`Trainer::step_split`]).
 struct Part<T> {
     traces: Vec<Trace<T>>,
@@ -513,10 +527,7 @@ impl<'n, E: Engine> Trainer<'n, E> {
         }
         Ok(Trainer {
             net,
-            sm: Softmax {
-                exp: cfg.exp,
-                subtract_max: cfg.subtract_max,
-            },
+            sm: training_softmax(cfg),
             grad: cfg.grad,
             sgd: Sgd {
                 momentum: cfg.momentum,
