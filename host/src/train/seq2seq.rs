@@ -1525,14 +1525,28 @@ mod tests {
         }
     }
 
-    /// The same run on `Plain` (f = 16) and `Float<f32>` gives close perplexities
-    /// (measured: 0.4% and 2% apart after epochs 1 and 2; bound 5%).
+    /// The same runs on `Plain` (f = 16) and `Float<f32>` (pwl4, hard tanh, the exact
+    /// gradient, seeds 1 to 8) give close test perplexities.
+    ///
+    /// Two epochs of this run are 34 steps at lr 0.05 and momentum 0.9, and its trajectory
+    /// is chaotic from about step 12: a difference of one rounding grows to the size of a
+    /// change of seed within the second epoch. Measured over seeds 1 to 20: after epoch 1
+    /// Plain and Float are at most 3.6% apart (median 0.14%), so each seed is held to 5%
+    /// there. After epoch 2, Plain against Float differs by -1.4% on average with a
+    /// standard deviation of 4.4% per seed (up to 8.7%, seed 1), and `Float` against
+    /// itself with the initial parameters rounded to multiples of 2^-16 (moved by at most
+    /// 2^-17, which is what `Plain` starts from) by 4.5% per seed (up to 11.3%): a
+    /// single seed cannot be held to 5% there (7 of 20 seeds were past it before the
+    /// label ratio had guard bits, 5 of 20 after). So epoch 2 holds the mean over the 8
+    /// seeds of `(plain - float) / float` to 5%, about three standard errors (4.5% / sqrt 8
+    /// = 1.6%); measured -2.3%.
     #[test]
     fn plain_and_float_runs_agree() {
         let corpus = copy_corpus(600, 2);
-        let run = |engine| {
+        let run = |engine, seed| {
             let cfg = TrainConfig {
                 epochs: 2,
+                seed,
                 ..hard_pwl4(config(engine, 16))
             };
             train_on_corpus(
@@ -1544,18 +1558,30 @@ mod tests {
             )
             .unwrap()
         };
-        let (p, f) = (run(EngineKind::Plain), run(EngineKind::Float));
-        for (a, b) in p.history.iter().zip(&f.history) {
-            let rel = (a.test_perplexity - b.test_perplexity).abs() / b.test_perplexity;
-            eprintln!("epoch {}: relative difference {rel}", a.epoch);
-            assert!(
-                rel < 0.05,
-                "epoch {}: plain {} vs float {}",
-                a.epoch,
-                a.test_perplexity,
-                b.test_perplexity
-            );
+        let seeds = 1..=8u64;
+        let mut rel = [Vec::new(), Vec::new()];
+        for seed in seeds.clone() {
+            let (p, f) = (run(EngineKind::Plain, seed), run(EngineKind::Float, seed));
+            assert_eq!(p.overflow_count, 0);
+            for (a, b) in p.history.iter().zip(&f.history) {
+                let r = (a.test_perplexity - b.test_perplexity) / b.test_perplexity;
+                eprintln!(
+                    "seed {seed} epoch {}: plain {:.4} float {:.4} ({:+.4})",
+                    a.epoch, a.test_perplexity, b.test_perplexity, r
+                );
+                rel[a.epoch - 1].push(r);
+            }
         }
+        assert!(rel.iter().all(|r| r.len() == seeds.clone().count()));
+        for (seed, r) in seeds.zip(&rel[0]) {
+            assert!(r.abs() < 0.05, "epoch 1, seed {seed}: {r}");
+        }
+        let mean = rel[1].iter().sum::<f64>() / rel[1].len() as f64;
+        eprintln!("epoch 2: mean relative difference {mean:+.4}");
+        assert!(
+            mean.abs() < 0.05,
+            "epoch 2: mean relative difference {mean}"
+        );
     }
 
     /// One epoch, then a resumed second one, ends exactly where two epochs in one go do.
