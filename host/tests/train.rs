@@ -208,11 +208,15 @@ fn train_command_prints_one_json_line_with_the_documented_fields() {
         "train_seconds",
         "samples_per_sec",
         "overflow_count",
+        "subtract_max",
     ] {
         assert!(v.get(k).is_some(), "{k} missing: {last}");
     }
     assert_eq!(v["data"], "synthetic");
     assert_eq!(v["frac_bits"], 13);
+    // The default pwl4 keeps the paper's setting: no shift without --subtract-max.
+    assert_eq!(v["exp"], "pwl4");
+    assert_eq!(v["subtract_max"], false);
 }
 
 #[test]

@@ -43,8 +43,8 @@
 use super::checkpoint::{self, Header, State};
 use super::engine::HostEngine;
 use super::run::{
-    argmax, elems, engine_err, epoch_bar, epoch_order, resume_from, schedule, EngineKind,
-    TrainConfig, TrainError,
+    argmax, elems, engine_err, epoch_bar, epoch_order, resume_from, schedule, training_softmax,
+    EngineKind, TrainConfig, TrainError,
 };
 use crate::data::text::{self, Corpus, Pair, TextConfig};
 use crate::{data, gemm};
@@ -705,6 +705,9 @@ pub struct Seq2SeqResult {
     pub sigmoid: String,
     /// Gradient mode.
     pub grad: String,
+    /// Whether the output softmax subtracted each row's maximum before e^x
+    /// (`--subtract-max`, and always with `--exp exact`).
+    pub subtract_max: bool,
     /// Epochs trained (in total, including resumed ones).
     pub epochs: usize,
     /// Training sentence pairs per epoch.
@@ -1057,10 +1060,7 @@ fn run_engine<E: HostEngine>(
         epoch0 = h.epochs_done;
         step = h.steps_done;
     }
-    let sm = Softmax {
-        exp: cfg.exp,
-        subtract_max: cfg.subtract_max,
-    };
+    let sm = training_softmax(cfg);
     let loss = SeqXent::new(sm, cfg.grad);
     let sgd = Sgd {
         momentum: cfg.momentum,
@@ -1197,6 +1197,7 @@ fn run_engine<E: HostEngine>(
         tanh: cfg.tanh.name().into(),
         sigmoid: model.sigmoid.name().into(),
         grad: cfg.grad.name().into(),
+        subtract_max: sm.subtract_max,
         epochs: cfg.epochs,
         train_samples: n_train,
         test_samples: corpus.test.len(),
@@ -1582,6 +1583,36 @@ mod tests {
             mean.abs() < 0.05,
             "epoch 2: mean relative difference {mean}"
         );
+    }
+
+    /// Exact e^x in the output softmax trains with the row maximum subtracted, as for the
+    /// image models, and the result says so; the approximations only with
+    /// `--subtract-max`. With the shift the run is the one asked for with the flag, bit for
+    /// bit.
+    #[test]
+    fn exact_softmax_subtracts_the_row_maximum() {
+        let corpus = copy_corpus(100, 3);
+        let run = |exp, subtract_max| {
+            let cfg = TrainConfig {
+                exp,
+                subtract_max,
+                ..config(EngineKind::Plain, 13)
+            };
+            train_on_corpus(
+                &cfg,
+                SigmoidApprox::SecureMl,
+                small(),
+                corpus.clone(),
+                "copy",
+            )
+            .unwrap()
+        };
+        let (exact, exact_flag) = (run(ExpApprox::Exact, false), run(ExpApprox::Exact, true));
+        assert!(exact.subtract_max && exact_flag.subtract_max);
+        assert_eq!(exact.perplexity, exact_flag.perplexity);
+        assert_eq!(exact.train_loss, exact_flag.train_loss);
+        assert!(!run(ExpApprox::Pwl(4), false).subtract_max);
+        assert!(run(ExpApprox::Pwl(4), true).subtract_max);
     }
 
     /// One epoch, then a resumed second one, ends exactly where two epochs in one go do.
