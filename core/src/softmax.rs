@@ -90,6 +90,26 @@ pub const fn guard_bits(f: u32) -> u32 {
     }
 }
 
+/// Guard bits of the label ratio `E'_l / E_l` in the exact gradient for `f` fractional
+/// bits: `min(f, 59 - 3f)`, at least 0 (13 at f = 13, 11 at f = 16, 0 from f = 20).
+///
+/// The ratio is `E'_l * (2^g / E_l) >> (f + g)`. Without guard bits `1 / E_l` keeps only
+/// `f - log2 E_l` bits and is 0 once `E_l > 2^f` (exact e^x above x = f ln 2, 9.01 at
+/// f = 13): the label term vanished and the gradient pushed the label down (docs/results.md,
+/// "Collapses, diagnosed"). With `g` bits it holds up to `E_l = 2^(f + g)`. The bound on `g`:
+/// `E_l` is at least one ulp where the ratio is used and every approximation's `E'_l / E_l`
+/// is then at most `8 * 2^f`, so the product stays below `2^(3f + g + 3) <= 2^62`.
+pub const fn ratio_guard_bits(f: u32) -> u32 {
+    let room = 59i64 - 3 * f as i64;
+    if room <= 0 {
+        0
+    } else if room < f as i64 {
+        room as u32
+    } else {
+        f
+    }
+}
+
 fn chunk_rows(hint: usize, rows: usize, cols: usize) -> usize {
     (hint / cols.max(1)).clamp(1, rows.max(1))
 }
@@ -147,6 +167,7 @@ pub fn softmax<E: Engine + ?Sized>(
             cols,
             &mut out[span],
             None,
+            None,
             scratch,
         )?;
         r0 += r;
@@ -168,11 +189,12 @@ pub fn generic_rows<E: Engine + ?Sized>(
     out: &mut [E::Elem],
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
-    softmax_rows(e, cfg, x, rows, cols, out, None, scratch)
+    softmax_rows(e, cfg, x, rows, cols, out, None, None, scratch)
 }
 
 /// Softmax of one piece; when `deriv` is given, also `E'(x)/S` into it (for the gradient),
-/// with `E'` masked where `E` was clipped.
+/// with `E'` masked where `E` was clipped; when `zero` is given, `[S == 0]` per row into it
+/// (1.0 encoded: the rows defined as uniform).
 #[allow(clippy::too_many_arguments)]
 fn softmax_rows<E: Engine + ?Sized>(
     e: &mut E,
@@ -182,6 +204,7 @@ fn softmax_rows<E: Engine + ?Sized>(
     cols: usize,
     out: &mut [E::Elem],
     mut deriv: Option<&mut [E::Elem]>,
+    zero: Option<&mut [E::Elem]>,
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
     let n = rows * cols;
@@ -228,6 +251,9 @@ fn softmax_rows<E: Engine + ?Sized>(
     e.add_public(z, one)?;
     let unit = e.public(1.0);
     e.mul_public(z, unit)?;
+    if let Some(zo) = zero {
+        zo.copy_from_slice(z);
+    }
     broadcast(z, cols, wide);
     e.add_assign(out, wide)?;
     let c = e.public_int(cols as i64);
@@ -355,6 +381,7 @@ fn exact_grad_rows<E: Engine + ?Sized>(
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
     let n = rows * cols;
+    let f = e.frac_bits();
     let (ev, rest) = scratch.split_at_mut(n);
     let (dv, rest) = rest.split_at_mut(n);
     let (t, rest) = rest.split_at_mut(n);
@@ -362,9 +389,9 @@ fn exact_grad_rows<E: Engine + ?Sized>(
     let (el, rest) = rest.split_at_mut(rows);
     let (dl, rest) = rest.split_at_mut(rows);
     let (ratio, rest) = rest.split_at_mut(rows);
-    let (_, rest) = rest.split_at_mut(rows);
-    // grad = E'/S (the first term) and p.
-    softmax_rows(e, cfg, x, rows, cols, p, Some(grad), rest)?;
+    let (zero, rest) = rest.split_at_mut(rows);
+    // grad = E'/S (the first term) and p; zero = [S == 0] per row.
+    softmax_rows(e, cfg, x, rows, cols, p, Some(grad), Some(zero), rest)?;
     // E and E' at the label: recompute E (clipped) and E' (masked) for the label entries.
     let xs = &mut wide[..];
     xs.copy_from_slice(x);
@@ -412,15 +439,33 @@ fn exact_grad_rows<E: Engine + ?Sized>(
     e.add_assign(el, prod)?;
     e.mul(dl, nz, prod)?;
     dl.copy_from_slice(prod);
-    e.reciprocal(el, ratio, 0, rest)?;
+    // ratio = (E'_l * (2^gr / E_l)) >> (f + gr): with gr guard bits the reciprocal keeps its
+    // precision for E_l above 1 (see [`ratio_guard_bits`]).
+    let gr = ratio_guard_bits(f);
+    e.reciprocal(el, ratio, gr, rest)?;
     e.mul(dl, ratio, prod)?;
-    e.rescale(prod)?;
+    e.shift_right(prod, f + gr)?;
     ratio.copy_from_slice(prod);
     // grad -= y * ratio.
     broadcast(ratio, cols, wide);
     e.mul(y, wide, t)?;
     e.rescale(t)?;
-    e.sub_assign(grad, t)
+    e.sub_assign(grad, t)?;
+    // A row whose every E is 0 is defined as uniform, a constant: both terms above are 0
+    // there, and such a row would never leave that state (every logit below pwl4's zero
+    // crossing, or below secureml's 0, or e^x under one ulp). It gets the gradient of the
+    // point it is defined at, equal logits: p - y = 1/cols - y (replacing what is there: a
+    // derivative at a kink, such as secureml's at x = 0, can be nonzero where E is 0).
+    // grad += zero * (p - y - grad), one product per element; exactly 0, so no bit changes,
+    // on every other row.
+    broadcast(zero, cols, wide);
+    t.copy_from_slice(p);
+    e.sub_assign(t, y)?;
+    e.sub_assign(t, grad)?;
+    let (prod, _) = rest.split_at_mut(n);
+    e.mul(wide, t, prod)?;
+    e.rescale(prod)?;
+    e.add_assign(grad, prod)
 }
 
 /// `out[i] = sum_j v[i][j]`, one column at a time (local additions). `col` holds a column.

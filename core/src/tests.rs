@@ -918,3 +918,155 @@ fn unscaled_weight_gradients_of_parts_sum_to_the_whole_batch() {
     assert_eq!((sdw, sdb, sdx), (dw, db, dx), "dense");
     assert_eq!((scdw, scdb, scdx), (cdw, cdb, cdx), "conv");
 }
+
+/// The exact gradient's label term `E'_l / E_l` where the label's E exceeds 2^f (exact e^x
+/// above x = f ln 2: 9.01 at f = 13, 11.09 at f = 16). Its reciprocal `1 / E_l` was taken
+/// without guard bits and rounded to 0 there, so the label's gradient became `+p_l`
+/// instead of `p_l - 1`: every confident, correct row pushed its own label down. That was
+/// the collapse of `ringnn train --model mlp --data mnist --exp exact --frac-bits 13`
+/// (docs/results.md, "Collapses, diagnosed").
+#[test]
+fn plain_exact_gradient_keeps_the_label_term_when_the_label_exp_exceeds_two_to_the_f() {
+    let cols = 4;
+    let labels = [4.0, 9.5, 10.0, 11.0, 12.0, 13.0];
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for &xl in &labels {
+        xs.extend([xl, 0.5, -1.0, 1.5]);
+        ys.extend([1.0, 0.0, 0.0, 0.0]);
+    }
+    let rows = labels.len();
+    for a in [ExpApprox::Exact, ExpApprox::Limit8] {
+        let cfg = Softmax::new(a);
+        let mut fl = Float::<f64>::new();
+        let (mut fp, mut fg) = (vec![0.0; xs.len()], vec![0.0; xs.len()]);
+        let mut s = vec![0.0; softmax::backward_scratch(cfg, rows, cols)];
+        softmax::softmax_xent_backward(
+            &mut fl,
+            cfg,
+            GradMode::Exact,
+            &xs,
+            &ys,
+            rows,
+            cols,
+            &mut fp,
+            &mut fg,
+            &mut s,
+        )
+        .unwrap();
+        for f in [13u32, 16] {
+            let mut p = plain(f);
+            let (x, y) = (enc(&p, &xs), enc(&p, &ys));
+            let (mut pp, mut pg) = (vec![Z64::ZERO; x.len()], vec![Z64::ZERO; x.len()]);
+            let mut s = vec![Z64::ZERO; softmax::backward_scratch(cfg, rows, cols)];
+            softmax::softmax_xent_backward(
+                &mut p,
+                cfg,
+                GradMode::Exact,
+                &x,
+                &y,
+                rows,
+                cols,
+                &mut pp,
+                &mut pg,
+                &mut s,
+            )
+            .unwrap();
+            let pg = dec(&p, &pg);
+            for r in 0..rows {
+                for j in 0..cols {
+                    let (got, want) = (pg[r * cols + j], fg[r * cols + j]);
+                    assert!(
+                        (got - want).abs() <= 0.01,
+                        "{} f={f} x_l={} j={j}: {got} vs {want}",
+                        a.name(),
+                        labels[r]
+                    );
+                }
+            }
+            assert_eq!(p.overflow_count(), 0, "{} f={f}", a.name());
+        }
+    }
+}
+
+/// A row whose every E is 0 (all logits below pwl4's zero crossing at -20.13, all at or
+/// below secureml's 0, or e^x under one ulp) is defined as uniform. Its exact gradient used
+/// to be 0, so such a row never came back: once a step pushed every row there, the loss
+/// sat at ln 10 with a zero gradient for good (the pwl4 collapses of docs/results.md,
+/// "Collapses, diagnosed"). It is now the gradient at equal logits, 1/cols - y, on every
+/// engine.
+#[test]
+fn exact_gradient_of_an_all_zero_row_is_uniform_minus_label() {
+    let cols = 4;
+    let cases: [(ExpApprox, [f64; 4]); 3] = [
+        (ExpApprox::Pwl(4), [-21.0, -30.0, -25.5, -100.0]),
+        (ExpApprox::SecureMl, [-1.0, 0.0, -3.5, -0.25]),
+        (ExpApprox::Exact, [-12.0, -15.0, -40.0, -13.5]),
+    ];
+    for (a, row) in cases {
+        let cfg = Softmax::new(a);
+        // Two rows: the dead one with its label in column 1, and a live one.
+        let xs: Vec<f64> = row.iter().copied().chain([0.5, 1.0, -0.5, 2.0]).collect();
+        let ys = [0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0];
+        let want: Vec<f64> = ys[..cols].iter().map(|&y| 1.0 / cols as f64 - y).collect();
+        let mut fl = Float::<f64>::new();
+        let (mut fp, mut fg) = (vec![0.0; 8], vec![0.0; 8]);
+        let mut s = vec![0.0; softmax::backward_scratch(cfg, 2, cols)];
+        softmax::softmax_xent_backward(
+            &mut fl,
+            cfg,
+            GradMode::Exact,
+            &xs,
+            &ys,
+            2,
+            cols,
+            &mut fp,
+            &mut fg,
+            &mut s,
+        )
+        .unwrap();
+        if a != ExpApprox::Exact {
+            for j in 0..cols {
+                assert!(
+                    (fg[j] - want[j]).abs() < 1e-12,
+                    "float {}: {:?}",
+                    a.name(),
+                    fg
+                );
+            }
+        }
+        for f in [13u32, 16] {
+            let mut p = plain(f);
+            let ulp = crate::fixed::pow2(-(f as i32));
+            let (x, y) = (enc(&p, &xs), enc(&p, &ys));
+            let (mut pp, mut pg) = (vec![Z64::ZERO; 8], vec![Z64::ZERO; 8]);
+            let mut s = vec![Z64::ZERO; softmax::backward_scratch(cfg, 2, cols)];
+            softmax::softmax_xent_backward(
+                &mut p,
+                cfg,
+                GradMode::Exact,
+                &x,
+                &y,
+                2,
+                cols,
+                &mut pp,
+                &mut pg,
+                &mut s,
+            )
+            .unwrap();
+            let pg = dec(&p, &pg);
+            for j in 0..cols {
+                assert!(
+                    (pg[j] - want[j]).abs() <= 4.0 * ulp,
+                    "plain {} f={f}: {:?}",
+                    a.name(),
+                    &pg[..cols]
+                );
+            }
+            // The live row is the ordinary exact gradient.
+            for j in cols..2 * cols {
+                assert!((pg[j] - fg[j]).abs() <= 0.01, "{} f={f}", a.name());
+            }
+        }
+    }
+}

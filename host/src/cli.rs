@@ -104,7 +104,7 @@ pub struct TrainArgs {
     /// surrogate (p - y).
     #[arg(long, default_value = "exact")]
     pub grad: String,
-    /// Subtract each row's maximum before e^x.
+    /// Subtract each row's maximum before e^x (always done for `--exp exact`).
     #[arg(long = "subtract-max")]
     pub subtract_max: bool,
     /// Epochs.
@@ -113,8 +113,9 @@ pub struct TrainArgs {
     /// Batch size.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.1)]
+    /// Learning rate (0.05: at 0.1 the exact gradient through pwl4 and other
+    /// approximations that reach 0 diverged in 5 of 24 short MNIST runs, docs/results.md).
+    #[arg(long, default_value_t = 0.05)]
     pub lr: f64,
     /// Momentum.
     #[arg(long, default_value_t = 0.9)]
@@ -763,8 +764,9 @@ pub struct SweepArgs {
     /// Batch size.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.1)]
+    /// Learning rate (0.05: at 0.1 the exact gradient through pwl4 and other
+    /// approximations that reach 0 diverged in 5 of 24 short MNIST runs, docs/results.md).
+    #[arg(long, default_value_t = 0.05)]
     pub lr: f64,
     /// Momentum.
     #[arg(long, default_value_t = 0.9)]
@@ -781,7 +783,7 @@ pub struct SweepArgs {
     /// sigmoid approximation (recurrent models): secureml, exp, exact.
     #[arg(long, default_value = "secureml")]
     pub sigmoid: String,
-    /// Subtract each row's maximum before e^x.
+    /// Subtract each row's maximum before e^x (always done for `--exp exact`).
     #[arg(long = "subtract-max")]
     pub subtract_max: bool,
     /// Use at most N training samples.

@@ -1412,6 +1412,7 @@ fn train_mpc_in(
         exp: job.exp.clone(),
         tanh: cfg.tanh.name().into(),
         grad: job.grad.clone(),
+        subtract_max: run::training_softmax(cfg).subtract_max,
         epochs: job.epochs,
         train_samples: job.train_samples,
         test_samples: job.test_samples,

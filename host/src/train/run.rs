@@ -171,6 +171,9 @@ pub struct TrainResult {
     pub tanh: String,
     /// Gradient mode.
     pub grad: String,
+    /// Whether softmax subtracted each row's maximum before e^x: `--subtract-max`, and
+    /// always with `--exp exact` ([`training_softmax`]).
+    pub subtract_max: bool,
     /// Epochs trained (in total, including resumed ones).
     pub epochs: usize,
     /// Training samples per epoch.
@@ -513,6 +516,20 @@ pub(crate) struct Trainer<'n, E: Engine> {
     parts: Vec<Part<E::Elem>>,
 }
 
+/// The softmax a run trains with: `--exp` and `--subtract-max`, with the row maximum always
+/// subtracted for `exact`. Exact e^x is the reference, and its softmax (and its gradient,
+/// `p - y`) does not change when a constant is subtracted from a row; without the shift
+/// Z_2^64 cannot hold it: at f = 13 e^x saturates above x = 34.7, row sums of saturated
+/// entries wrap, and `2^g / S` is 0 above x = 18, while MLP logits on MNIST reach 25 to 48
+/// at the default rate (docs/results.md, "Collapses, diagnosed"). The approximations keep
+/// the paper's setting (no shift unless asked).
+pub(crate) fn training_softmax(cfg: &TrainConfig) -> Softmax {
+    Softmax {
+        exp: cfg.exp,
+        subtract_max: cfg.subtract_max || cfg.exp == ExpApprox::Exact,
+    }
+}
+
 /// The working buffers of one part of a split batch ([`Trainer::step_split`]).
 struct Part<T> {
     traces: Vec<Trace<T>>,
@@ -542,10 +559,7 @@ impl<'n, E: Engine> Trainer<'n, E> {
         }
         Ok(Trainer {
             net,
-            sm: Softmax {
-                exp: cfg.exp,
-                subtract_max: cfg.subtract_max,
-            },
+            sm: training_softmax(cfg),
             grad: cfg.grad,
             sgd: Sgd {
                 momentum: cfg.momentum,
@@ -984,6 +998,7 @@ where
         exp: cfg.exp.name().into(),
         tanh: cfg.tanh.name().into(),
         grad: cfg.grad.name().into(),
+        subtract_max: t.sm.subtract_max,
         epochs: cfg.epochs,
         train_samples: n_train,
         test_samples: split.test.len(),
@@ -1011,6 +1026,7 @@ impl From<super::seq2seq::Seq2SeqResult> for TrainResult {
             exp: r.exp,
             tanh: r.tanh,
             grad: r.grad,
+            subtract_max: r.subtract_max,
             epochs: r.epochs,
             train_samples: r.train_samples,
             test_samples: r.test_samples,
@@ -1272,5 +1288,31 @@ mod eval_tests {
             correct > 30,
             "the network should have learned something: {correct}"
         );
+    }
+
+    /// The result, and its JSON line, say whether softmax subtracted the row maximum:
+    /// always for exact e^x, otherwise as `--subtract-max` says.
+    #[test]
+    fn the_result_records_whether_the_row_maximum_was_subtracted() {
+        for (exp, flag, shifted) in [
+            (ExpApprox::Exact, false, true),
+            (ExpApprox::Pwl(4), false, false),
+            (ExpApprox::Pwl(4), true, true),
+        ] {
+            let cfg = TrainConfig {
+                model: "mlp".into(),
+                exp,
+                subtract_max: flag,
+                batch: 32,
+                train_limit: Some(64),
+                test_limit: Some(32),
+                ..super::tests::config()
+            };
+            assert_eq!(training_softmax(&cfg).subtract_max, shifted);
+            let r = train(&cfg).unwrap();
+            assert_eq!(r.subtract_max, shifted, "{exp:?}, --subtract-max {flag}");
+            let v = serde_json::to_value(&r).unwrap();
+            assert_eq!(v["subtract_max"], shifted, "{exp:?}, --subtract-max {flag}");
+        }
     }
 }

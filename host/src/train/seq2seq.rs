@@ -43,8 +43,8 @@
 use super::checkpoint::{self, Header, State};
 use super::engine::HostEngine;
 use super::run::{
-    argmax, elems, engine_err, epoch_bar, epoch_order, resume_from, schedule, EngineKind,
-    TrainConfig, TrainError,
+    argmax, elems, engine_err, epoch_bar, epoch_order, resume_from, schedule, training_softmax,
+    EngineKind, TrainConfig, TrainError,
 };
 use crate::data::text::{self, Corpus, Pair, TextConfig};
 use crate::{data, gemm};
@@ -705,6 +705,9 @@ pub struct Seq2SeqResult {
     pub sigmoid: String,
     /// Gradient mode.
     pub grad: String,
+    /// Whether the output softmax subtracted each row's maximum before e^x
+    /// (`--subtract-max`, and always with `--exp exact`).
+    pub subtract_max: bool,
     /// Epochs trained (in total, including resumed ones).
     pub epochs: usize,
     /// Training sentence pairs per epoch.
@@ -1058,10 +1061,7 @@ fn run_engine<E: HostEngine>(
         epoch0 = h.epochs_done;
         step = h.steps_done;
     }
-    let sm = Softmax {
-        exp: cfg.exp,
-        subtract_max: cfg.subtract_max,
-    };
+    let sm = training_softmax(cfg);
     let loss = SeqXent::new(sm, cfg.grad);
     let sgd = Sgd {
         momentum: cfg.momentum,
@@ -1198,6 +1198,7 @@ fn run_engine<E: HostEngine>(
         tanh: cfg.tanh.name().into(),
         sigmoid: model.sigmoid.name().into(),
         grad: cfg.grad.name().into(),
+        subtract_max: sm.subtract_max,
         epochs: cfg.epochs,
         train_samples: n_train,
         test_samples: corpus.test.len(),
@@ -1526,14 +1527,28 @@ mod tests {
         }
     }
 
-    /// The same run on `Plain` (f = 16) and `Float<f32>` gives close perplexities
-    /// (measured: 0.4% and 2% apart after epochs 1 and 2; bound 5%).
+    /// The same runs on `Plain` (f = 16) and `Float<f32>` (pwl4, hard tanh, the exact
+    /// gradient, seeds 1 to 8) give close test perplexities.
+    ///
+    /// Two epochs of this run are 34 steps at lr 0.05 and momentum 0.9, and its trajectory
+    /// is chaotic from about step 12: a difference of one rounding grows to the size of a
+    /// change of seed within the second epoch. Measured over seeds 1 to 20: after epoch 1
+    /// Plain and Float are at most 3.6% apart (median 0.14%), so each seed is held to 5%
+    /// there. After epoch 2, Plain against Float differs by -1.4% on average with a
+    /// standard deviation of 4.4% per seed (up to 8.7%, seed 1), and `Float` against
+    /// itself with the initial parameters rounded to multiples of 2^-16 (moved by at most
+    /// 2^-17, which is what `Plain` starts from) by 4.5% per seed (up to 11.3%): a
+    /// single seed cannot be held to 5% there (7 of 20 seeds were past it before the
+    /// label ratio had guard bits, 5 of 20 after). So epoch 2 holds the mean over the 8
+    /// seeds of `(plain - float) / float` to 5%, about three standard errors (4.5% / sqrt 8
+    /// = 1.6%); measured -2.3%.
     #[test]
     fn plain_and_float_runs_agree() {
         let corpus = copy_corpus(600, 2);
-        let run = |engine| {
+        let run = |engine, seed| {
             let cfg = TrainConfig {
                 epochs: 2,
+                seed,
                 ..hard_pwl4(config(engine, 16))
             };
             train_on_corpus(
@@ -1545,18 +1560,60 @@ mod tests {
             )
             .unwrap()
         };
-        let (p, f) = (run(EngineKind::Plain), run(EngineKind::Float));
-        for (a, b) in p.history.iter().zip(&f.history) {
-            let rel = (a.test_perplexity - b.test_perplexity).abs() / b.test_perplexity;
-            eprintln!("epoch {}: relative difference {rel}", a.epoch);
-            assert!(
-                rel < 0.05,
-                "epoch {}: plain {} vs float {}",
-                a.epoch,
-                a.test_perplexity,
-                b.test_perplexity
-            );
+        let seeds = 1..=8u64;
+        let mut rel = [Vec::new(), Vec::new()];
+        for seed in seeds.clone() {
+            let (p, f) = (run(EngineKind::Plain, seed), run(EngineKind::Float, seed));
+            assert_eq!(p.overflow_count, 0);
+            for (a, b) in p.history.iter().zip(&f.history) {
+                let r = (a.test_perplexity - b.test_perplexity) / b.test_perplexity;
+                eprintln!(
+                    "seed {seed} epoch {}: plain {:.4} float {:.4} ({:+.4})",
+                    a.epoch, a.test_perplexity, b.test_perplexity, r
+                );
+                rel[a.epoch - 1].push(r);
+            }
         }
+        assert!(rel.iter().all(|r| r.len() == seeds.clone().count()));
+        for (seed, r) in seeds.zip(&rel[0]) {
+            assert!(r.abs() < 0.05, "epoch 1, seed {seed}: {r}");
+        }
+        let mean = rel[1].iter().sum::<f64>() / rel[1].len() as f64;
+        eprintln!("epoch 2: mean relative difference {mean:+.4}");
+        assert!(
+            mean.abs() < 0.05,
+            "epoch 2: mean relative difference {mean}"
+        );
+    }
+
+    /// Exact e^x in the output softmax trains with the row maximum subtracted, as for the
+    /// image models, and the result says so; the approximations only with
+    /// `--subtract-max`. With the shift the run is the one asked for with the flag, bit for
+    /// bit.
+    #[test]
+    fn exact_softmax_subtracts_the_row_maximum() {
+        let corpus = copy_corpus(100, 3);
+        let run = |exp, subtract_max| {
+            let cfg = TrainConfig {
+                exp,
+                subtract_max,
+                ..config(EngineKind::Plain, 13)
+            };
+            train_on_corpus(
+                &cfg,
+                SigmoidApprox::SecureMl,
+                small(),
+                corpus.clone(),
+                "copy",
+            )
+            .unwrap()
+        };
+        let (exact, exact_flag) = (run(ExpApprox::Exact, false), run(ExpApprox::Exact, true));
+        assert!(exact.subtract_max && exact_flag.subtract_max);
+        assert_eq!(exact.perplexity, exact_flag.perplexity);
+        assert_eq!(exact.train_loss, exact_flag.train_loss);
+        assert!(!run(ExpApprox::Pwl(4), false).subtract_max);
+        assert!(run(ExpApprox::Pwl(4), true).subtract_max);
     }
 
     /// One epoch, then a resumed second one, ends exactly where two epochs in one go do.
