@@ -201,7 +201,7 @@ fn bad_input_is_refused_before_any_run() {
         ),
         (&["--model", ""], "--model: the list is empty"),
         (&["--tanh", "soft"], "soft"),
-        (&["--engine", "mpc"], "not available"),
+        (&["--engine", "mpc"], "ringnn train --engine mpc"),
         (
             &["--engine", "gpu"],
             "unknown engine 'gpu'; valid: plain, float",

@@ -14,7 +14,7 @@
 use super::dealer::{Correlations, Dealer};
 use super::local::LocalMpc;
 use super::protocols::transpose64;
-use super::wire::{Header, HEADER_LEN};
+use super::wire::{Header, Tag, HEADER_LEN};
 use super::*;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -888,6 +888,169 @@ fn party_one_view_does_not_depend_on_the_inputs() {
         })
         .sum();
     assert!(chi2 < 347.0, "byte histograms differ: chi2 = {chi2}");
+}
+
+case!(Everything, |e, x| {
+    // Every protocol that sends during training and prediction: products, truncation,
+    // comparisons, a matrix product, a max-of-lines softmax (its reciprocal included) and
+    // the secure arg-max.
+    let n = x[0].len();
+    let mut prod = vec![Z64::ZERO; n];
+    e.mul(&x[0], &x[0], &mut prod)?;
+    e.rescale(&mut prod)?;
+    let mut s = vec![Z64::ZERO; 3 * n];
+    let mut r = prod.clone();
+    e.relu(&mut r, &mut s)?;
+    let (rows, k, cols) = (32, 32, 10);
+    let d = MatDims {
+        m: rows,
+        k,
+        n: cols,
+    };
+    let mut logits = vec![Z64::ZERO; rows * cols];
+    e.matmul(&x[0][..rows * k], &x[0][..k * cols], d, &mut logits)?;
+    e.rescale(&mut logits)?;
+    let cfg = Softmax {
+        exp: ExpApprox::Pwl(4),
+        subtract_max: false,
+    };
+    let mut p = vec![Z64::ZERO; rows * cols];
+    let mut sc = vec![Z64::ZERO; softmax_scratch(cfg, rows, cols)];
+    softmax(e, cfg, &logits, rows, cols, &mut p, &mut sc)?;
+    let am = crate::mpc::training::argmax_rows(e, &logits, rows, cols)?;
+    Ok(vec![r, logits, p, am])
+});
+
+/// A view's messages: each frame's tag and payload words.
+fn messages(view: &[u8]) -> Vec<(u32, Vec<u64>)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < view.len() {
+        let mut h = [0u8; HEADER_LEN];
+        h.copy_from_slice(&view[pos..pos + HEADER_LEN]);
+        let h = Header::parse(&h);
+        pos += HEADER_LEN;
+        let words = view[pos..pos + 8 * h.words as usize]
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        pos += 8 * h.words as usize;
+        out.push((h.tag, words));
+    }
+    out
+}
+
+/// The values opened in a run, from both parties' views: each party receives the other's
+/// masked share, so the two views' words at one position add up (XOR for bit words) to
+/// the opened value `secret - mask`.
+fn opened_values(view0: &[u8], view1: &[u8]) -> Vec<u64> {
+    let (m0, m1) = (messages(view0), messages(view1));
+    assert_eq!(m0.len(), m1.len(), "both parties exchange every message");
+    let mut out = Vec::new();
+    for ((t0, w0), (t1, w1)) in m0.iter().zip(&m1) {
+        assert_eq!((t0, w0.len()), (t1, w1.len()), "messages out of step");
+        let xor = *t0 == Tag::And as u32 || *t0 == Tag::BitToArith as u32;
+        out.extend(
+            w0.iter()
+                .zip(w1)
+                .map(|(&a, &b)| if xor { a ^ b } else { a.wrapping_add(b) }),
+        );
+    }
+    out
+}
+
+/// Both parties' views of [`Everything`] on `n` copies of `v`, over `runs` runs with
+/// fresh dealer seeds and fresh sharing randomness: `[party 0's, party 1's]` received
+/// words, and the values opened in each run.
+fn views_of_everything(v: f64, n: usize, runs: u8) -> ([Vec<u64>; 2], Vec<Vec<u64>>) {
+    let x = enc(&vec![v; n]);
+    let mut all = [Vec::new(), Vec::new()];
+    let mut opened = Vec::new();
+    for run in 0..runs {
+        let mut rng = ChaCha20Rng::seed_from_u64(5000 + run as u64 + (v.to_bits() << 8));
+        let shares = share(&x, &mut rng);
+        let views = run_in_process(&config(150 + run), |e: &mut LocalMpc| {
+            e.record_view();
+            let mine = vec![shares[e.party().index()].clone()];
+            Everything.run(e, &mine).expect("run failed");
+            e.take_view()
+        });
+        for (a, v) in all.iter_mut().zip(&views) {
+            a.extend(payload_words(v));
+        }
+        opened.push(opened_values(&views[0], &views[1]));
+    }
+    (all, opened)
+}
+
+/// Issue 14, item 11: what each party receives in every protocol of training and
+/// prediction looks uniform whatever the inputs, and no mask serves two secrets.
+///
+/// With every input equal, equal secrets arise at each stage (equal products, equal
+/// logits, equal softmax rows, equal comparison bits); two of them opened under one mask
+/// would be two equal opened values. Among the ~10^5 opened words of a run two uniform
+/// 64-bit words are equal with probability below 2^-30, so a repeat is a reused mask (or
+/// a value opened without one).
+#[test]
+fn both_views_of_every_protocol_are_uniform_and_never_repeat_a_mask() {
+    let (n, runs) = (1024, 2);
+    let (zero, opened_zero) = views_of_everything(0.0, n, runs);
+    let (other, opened_other) = views_of_everything(-3.25, n, runs);
+    for (name, run) in opened_zero
+        .iter()
+        .map(|o| ("zero", o))
+        .chain(opened_other.iter().map(|o| ("-3.25", o)))
+    {
+        let mut seen = std::collections::HashMap::new();
+        for (i, &word) in run.iter().enumerate() {
+            if let Some(j) = seen.insert(word, i) {
+                panic!("{name}: opened values {j} and {i} are both {word:#x}: a mask served twice");
+            }
+        }
+    }
+    for party in 0..2 {
+        let (a, b) = (&zero[party], &other[party]);
+        assert_eq!(
+            a.len(),
+            b.len(),
+            "party {party}: the view's shape is public"
+        );
+        for (name, w) in [("zero", a), ("-3.25", b)] {
+            let total = w.len() as f64;
+            for bit in 0..64 {
+                let ones = w.iter().filter(|&&x| (x >> bit) & 1 == 1).count() as f64;
+                let z = (ones - total / 2.0) / (total / 4.0).sqrt();
+                assert!(
+                    z.abs() < 6.0,
+                    "party {party}, {name}: bit {bit} is 1 in {ones} of {total} (z = {z})"
+                );
+            }
+        }
+        let hist = |w: &[u64]| {
+            let mut h = [0f64; 256];
+            for x in w {
+                for byte in x.to_le_bytes() {
+                    h[byte as usize] += 1.0;
+                }
+            }
+            h
+        };
+        let (ha, hb) = (hist(a), hist(b));
+        let chi2: f64 = (0..256)
+            .map(|i| {
+                let s = ha[i] + hb[i];
+                if s == 0.0 {
+                    0.0
+                } else {
+                    (ha[i] - hb[i]).powi(2) / s
+                }
+            })
+            .sum();
+        assert!(
+            chi2 < 347.0,
+            "party {party}: byte histograms differ: chi2 = {chi2}"
+        );
+    }
 }
 
 struct ReluOnly;
