@@ -191,17 +191,13 @@ fn serve_one(
                 GOODBYE_ABORTED => return Err(DealerError::Aborted { requests }),
                 _ => {}
             }
-            let mut b = [0u8; 33];
+            let mut b = [0u8; REQUEST_LEN];
             ch.read_exact(&mut b).map_err(io)?;
-            let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-            let counter = word(0);
-            let params = [word(9), word(17), word(25)];
+            let counter = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
             let checked = if op[0] != 1 {
                 Err(format!("unknown message type {}", op[0]))
-            } else if counter != requests {
-                Err(format!("request number {counter}, expected {requests}"))
             } else {
-                decode(b[8], params, max_frame / 8)
+                parse_request(&b, requests, max_frame / 8)
             };
             let mut out = Vec::new();
             match checked {
@@ -228,6 +224,27 @@ fn serve_one(
         }
     }
     Ok((peer, requests, sent, ch.wire_bytes()))
+}
+
+/// Bytes of a request after its message type: counter (u64), kind (u8), three u64.
+pub const REQUEST_LEN: usize = 33;
+
+/// Party 1's request from its wire form (after the message type byte): it must carry
+/// the counter `expected` and sizes of at most `limit` words.
+///
+/// # Errors
+/// A message naming what is wrong (out-of-order counter, unknown kind, sizes too large).
+pub fn parse_request(
+    b: &[u8; REQUEST_LEN],
+    expected: u64,
+    limit: usize,
+) -> Result<Request, String> {
+    let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    let counter = word(0);
+    if counter != expected {
+        return Err(format!("request number {counter}, expected {expected}"));
+    }
+    decode(b[8], [word(9), word(17), word(25)], limit)
 }
 
 /// A request from its wire form, refusing sizes over `limit` words.
@@ -285,8 +302,8 @@ fn encode(req: Request) -> (u8, [u64; 3]) {
 /// Party 1's [`CorrectionFeed`] from the dealer process: one request, one reply. Says
 /// goodbye when dropped.
 #[derive(Debug)]
-pub struct DealerFeed {
-    ch: TlsChannel,
+pub struct DealerFeed<C: Channel = TlsChannel> {
+    ch: C,
     failed: bool,
     /// Goodbye said ([`CorrectionFeed::finish`]): the run completed.
     done: bool,
@@ -298,6 +315,19 @@ impl DealerFeed {
     /// Bytes on the wire to and from the dealer so far.
     pub fn wire_bytes(&self) -> WireBytes {
         self.ch.wire_bytes()
+    }
+}
+
+impl<C: Channel> DealerFeed<C> {
+    /// Party 1's feed over `ch`, a connection to the dealer past its seed (for tests and
+    /// fuzzing over an in-memory channel).
+    pub fn over(ch: C) -> Self {
+        DealerFeed {
+            ch,
+            failed: false,
+            done: false,
+            ahead: Default::default(),
+        }
     }
 
     fn send_request(&mut self, req: Request, counter: u64) -> io::Result<()> {
@@ -354,7 +384,7 @@ impl DealerFeed {
     }
 }
 
-impl CorrectionFeed for DealerFeed {
+impl<C: Channel + Send> CorrectionFeed for DealerFeed<C> {
     /// Sends every request at once; the dealer computes and streams the replies while
     /// this party computes, and [`CorrectionFeed::correction`] reads them in order.
     fn prefetch(&mut self, reqs: &[(Request, u64)]) -> Result<(), MpcError> {
@@ -422,7 +452,7 @@ impl CorrectionFeed for DealerFeed {
     }
 }
 
-impl Drop for DealerFeed {
+impl<C: Channel> Drop for DealerFeed<C> {
     /// A feed dropped before [`CorrectionFeed::finish`] tells the dealer the run was
     /// aborted, so that the dealer's exit status says so.
     fn drop(&mut self) {
@@ -474,12 +504,7 @@ pub fn connect_dealer(
     };
     let feed: Option<Box<dyn CorrectionFeed>> = match party {
         PartyId::P0 => None,
-        PartyId::P1 => Some(Box::new(DealerFeed {
-            ch,
-            failed: false,
-            done: false,
-            ahead: Default::default(),
-        })),
+        PartyId::P1 => Some(Box::new(DealerFeed::over(ch))),
     };
     Ok((SeededCorrelations::new(party, seed, feed), link))
 }

@@ -100,7 +100,7 @@ pub enum CheckpointError {
 }
 
 /// FNV-1a, 64 bits: a checksum against accidents, not an adversary.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     })
