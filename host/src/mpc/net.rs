@@ -397,10 +397,7 @@ impl<'l> Acceptor<'l> {
 
     fn refuse(&mut self, from: String, reason: String) {
         if !self.quiet {
-            eprintln!(
-                "ringnn {}: refused a connection from {from}: {reason}",
-                self.me
-            );
+            eprintln!("{}: refused a connection from {from}: {reason}", self.me);
         }
         self.refused.push(Refusal { from, reason });
     }
