@@ -48,7 +48,6 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::PartyId;
@@ -315,17 +314,11 @@ fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), KeyError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
     if secret {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+        // Mode 0600 even over an older file of another mode, and never a torn key.
+        return crate::files::write_private(path, bytes).map_err(io);
     }
-    #[cfg(not(unix))]
-    let _ = secret;
-    let mut f = opts.open(path).map_err(io)?;
-    f.write_all(bytes).map_err(io)
+    fs::write(path, bytes).map_err(io)
 }
 
 /// One role's loaded material: the CA to trust, its certificate chain and key.
