@@ -919,6 +919,56 @@ fn unscaled_weight_gradients_of_parts_sum_to_the_whole_batch() {
     assert_eq!((scdw, scdb, scdx), (cdw, cdb, cdx), "conv");
 }
 
+/// The exact softmax cross-entropy gradient of `rows x cols` logits `xs` and labels `ys`
+/// on Float (f64).
+fn float_xent_grad(cfg: Softmax, xs: &[f64], ys: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    let mut fl = Float::<f64>::new();
+    let (mut fp, mut fg) = (vec![0.0; xs.len()], vec![0.0; xs.len()]);
+    let mut s = vec![0.0; softmax::backward_scratch(cfg, rows, cols)];
+    softmax::softmax_xent_backward(
+        &mut fl,
+        cfg,
+        GradMode::Exact,
+        xs,
+        ys,
+        rows,
+        cols,
+        &mut fp,
+        &mut fg,
+        &mut s,
+    )
+    .unwrap();
+    fg
+}
+
+/// The same on `p`, encoded and decoded.
+fn plain_xent_grad(
+    p: &mut Plain,
+    cfg: Softmax,
+    xs: &[f64],
+    ys: &[f64],
+    rows: usize,
+    cols: usize,
+) -> Vec<f64> {
+    let (x, y) = (enc(p, xs), enc(p, ys));
+    let (mut pp, mut pg) = (vec![Z64::ZERO; x.len()], vec![Z64::ZERO; x.len()]);
+    let mut s = vec![Z64::ZERO; softmax::backward_scratch(cfg, rows, cols)];
+    softmax::softmax_xent_backward(
+        p,
+        cfg,
+        GradMode::Exact,
+        &x,
+        &y,
+        rows,
+        cols,
+        &mut pp,
+        &mut pg,
+        &mut s,
+    )
+    .unwrap();
+    dec(p, &pg)
+}
+
 /// The exact gradient's label term `E'_l / E_l` where the label's E exceeds 2^f (exact e^x
 /// above x = f ln 2: 9.01 at f = 13, 11.09 at f = 16). Its reciprocal `1 / E_l` was taken
 /// without guard bits and rounded to 0 there, so the label's gradient became `+p_l`
@@ -938,41 +988,10 @@ fn plain_exact_gradient_keeps_the_label_term_when_the_label_exp_exceeds_two_to_t
     let rows = labels.len();
     for a in [ExpApprox::Exact, ExpApprox::Limit8] {
         let cfg = Softmax::new(a);
-        let mut fl = Float::<f64>::new();
-        let (mut fp, mut fg) = (vec![0.0; xs.len()], vec![0.0; xs.len()]);
-        let mut s = vec![0.0; softmax::backward_scratch(cfg, rows, cols)];
-        softmax::softmax_xent_backward(
-            &mut fl,
-            cfg,
-            GradMode::Exact,
-            &xs,
-            &ys,
-            rows,
-            cols,
-            &mut fp,
-            &mut fg,
-            &mut s,
-        )
-        .unwrap();
+        let fg = float_xent_grad(cfg, &xs, &ys, rows, cols);
         for f in [13u32, 16] {
             let mut p = plain(f);
-            let (x, y) = (enc(&p, &xs), enc(&p, &ys));
-            let (mut pp, mut pg) = (vec![Z64::ZERO; x.len()], vec![Z64::ZERO; x.len()]);
-            let mut s = vec![Z64::ZERO; softmax::backward_scratch(cfg, rows, cols)];
-            softmax::softmax_xent_backward(
-                &mut p,
-                cfg,
-                GradMode::Exact,
-                &x,
-                &y,
-                rows,
-                cols,
-                &mut pp,
-                &mut pg,
-                &mut s,
-            )
-            .unwrap();
-            let pg = dec(&p, &pg);
+            let pg = plain_xent_grad(&mut p, cfg, &xs, &ys, rows, cols);
             for r in 0..rows {
                 for j in 0..cols {
                     let (got, want) = (pg[r * cols + j], fg[r * cols + j]);
@@ -1009,22 +1028,7 @@ fn exact_gradient_of_an_all_zero_row_is_uniform_minus_label() {
         let xs: Vec<f64> = row.iter().copied().chain([0.5, 1.0, -0.5, 2.0]).collect();
         let ys = [0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0];
         let want: Vec<f64> = ys[..cols].iter().map(|&y| 1.0 / cols as f64 - y).collect();
-        let mut fl = Float::<f64>::new();
-        let (mut fp, mut fg) = (vec![0.0; 8], vec![0.0; 8]);
-        let mut s = vec![0.0; softmax::backward_scratch(cfg, 2, cols)];
-        softmax::softmax_xent_backward(
-            &mut fl,
-            cfg,
-            GradMode::Exact,
-            &xs,
-            &ys,
-            2,
-            cols,
-            &mut fp,
-            &mut fg,
-            &mut s,
-        )
-        .unwrap();
+        let fg = float_xent_grad(cfg, &xs, &ys, 2, cols);
         if a != ExpApprox::Exact {
             for j in 0..cols {
                 assert!(
@@ -1038,23 +1042,7 @@ fn exact_gradient_of_an_all_zero_row_is_uniform_minus_label() {
         for f in [13u32, 16] {
             let mut p = plain(f);
             let ulp = crate::fixed::pow2(-(f as i32));
-            let (x, y) = (enc(&p, &xs), enc(&p, &ys));
-            let (mut pp, mut pg) = (vec![Z64::ZERO; 8], vec![Z64::ZERO; 8]);
-            let mut s = vec![Z64::ZERO; softmax::backward_scratch(cfg, 2, cols)];
-            softmax::softmax_xent_backward(
-                &mut p,
-                cfg,
-                GradMode::Exact,
-                &x,
-                &y,
-                2,
-                cols,
-                &mut pp,
-                &mut pg,
-                &mut s,
-            )
-            .unwrap();
-            let pg = dec(&p, &pg);
+            let pg = plain_xent_grad(&mut p, cfg, &xs, &ys, 2, cols);
             for j in 0..cols {
                 assert!(
                     (pg[j] - want[j]).abs() <= 4.0 * ulp,

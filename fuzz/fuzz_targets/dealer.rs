@@ -4,30 +4,9 @@
 use libfuzzer_sys::fuzz_target;
 use ringnn_host::mpc::dealer::{CorrectionFeed, Request};
 use ringnn_host::mpc::dealer_server::{parse_request, DealerFeed, REQUEST_LEN};
-use ringnn_host::mpc::Channel;
-use std::io;
 
-struct Replay<'a> {
-    data: &'a [u8],
-}
-
-impl Channel for Replay<'_> {
-    fn write_all(&mut self, _: &[u8]) -> io::Result<()> {
-        Ok(())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        if buf.len() > self.data.len() {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "end of input"));
-        }
-        let (head, rest) = self.data.split_at(buf.len());
-        buf.copy_from_slice(head);
-        self.data = rest;
-        Ok(())
-    }
-}
+mod replay;
+use replay::Replay;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() >= REQUEST_LEN {

@@ -6,32 +6,11 @@ use libfuzzer_sys::fuzz_target;
 use ringnn_core::engine::MatDims;
 use ringnn_core::fixed::FracBits;
 use ringnn_core::{Engine, Z64};
-use ringnn_host::mpc::{Channel, Dealer, Mpc, PartyId};
-use std::io;
+use ringnn_host::mpc::{Dealer, Mpc, PartyId};
 use std::sync::Arc;
 
-/// Writes go nowhere; reads come from the fuzz input, then end.
-struct Replay<'a> {
-    data: &'a [u8],
-}
-
-impl Channel for Replay<'_> {
-    fn write_all(&mut self, _: &[u8]) -> io::Result<()> {
-        Ok(())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
-        if buf.len() > self.data.len() {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "end of input"));
-        }
-        let (head, rest) = self.data.split_at(buf.len());
-        buf.copy_from_slice(head);
-        self.data = rest;
-        Ok(())
-    }
-}
+mod replay;
+use replay::Replay;
 
 fuzz_target!(|data: &[u8]| {
     let dealer = Arc::new(Dealer::from_seed([1; 32]));

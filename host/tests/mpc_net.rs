@@ -443,30 +443,52 @@ fn dealer_and_servers_as_separate_processes_match_plain() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn dealer_material_sent_ahead_is_the_same_and_a_different_request_is_refused() {
-    use ringnn_host::mpc::dealer::Request;
+/// A dealer server in a thread on `dir`'s keys; `junk`, when given, is sent by a stranger
+/// that connects first; then both parties connect and `body` gets their correlations.
+/// Returns what `body` returns and the dealer's result.
+fn with_dealer<T>(
+    dir: &Path,
+    net: &NetConfig,
+    junk: Option<&[u8]>,
+    body: impl FnOnce(SeededCorrelations, SeededCorrelations) -> T,
+) -> (
+    T,
+    Result<
+        ringnn_host::mpc::dealer_server::DealerReport,
+        ringnn_host::mpc::dealer_server::DealerError,
+    >,
+) {
     use ringnn_host::mpc::dealer_server::{connect_dealer, serve_dealer_on, DealerConfig};
-    use ringnn_host::mpc::Correlations;
-    let dir = keys("prefetch");
-    let net = cfg(SessionId::random());
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let dcfg = DealerConfig {
         listen: addr.clone(),
-        keys: dir.clone(),
+        keys: dir.to_path_buf(),
         net: net.clone(),
         master_seed: Some([4; 32]),
     };
     let (id0, id1) = (
-        Identity::load(&dir, P0).unwrap(),
-        Identity::load(&dir, P1).unwrap(),
+        Identity::load(dir, P0).unwrap(),
+        Identity::load(dir, P1).unwrap(),
     );
     std::thread::scope(|s| {
         let d = s.spawn(|| serve_dealer_on(l, &dcfg));
-        let h0 = s.spawn(|| connect_dealer(&addr, &id0, &net).unwrap().0);
-        let (mut c1, _) = connect_dealer(&addr, &id1, &net).unwrap();
-        let mut c0 = h0.join().unwrap();
+        let stranger = junk.map(|b| stranger(&addr, b));
+        let h0 = s.spawn(|| connect_dealer(&addr, &id0, net).unwrap().0);
+        let (c1, _) = connect_dealer(&addr, &id1, net).unwrap();
+        let out = body(h0.join().unwrap(), c1);
+        drop(stranger);
+        (out, d.join().unwrap())
+    })
+}
+
+#[test]
+fn dealer_material_sent_ahead_is_the_same_and_a_different_request_is_refused() {
+    use ringnn_host::mpc::dealer::Request;
+    use ringnn_host::mpc::Correlations;
+    let dir = keys("prefetch");
+    let net = cfg(SessionId::random());
+    with_dealer(&dir, &net, None, |mut c0, mut c1| {
         // Announced, then asked for in the same order: valid triples and pairs.
         c1.prefetch(&[Request::Beaver { n: 6 }, Request::Trunc { n: 3, bits: 9 }])
             .unwrap();
@@ -486,8 +508,6 @@ fn dealer_material_sent_ahead_is_the_same_and_a_different_request_is_refused() {
         c1.prefetch(&[Request::Beaver { n: 3 }]).unwrap();
         let err = c1.and_triples(1).unwrap_err().to_string();
         assert!(err.contains("announced"), "{err}");
-        drop(c1);
-        let _ = d.join().unwrap();
     });
 }
 
@@ -617,39 +637,19 @@ fn a_silent_stranger_does_not_delay_the_rightful_peer() {
 /// the session; the dealer's result says whether party 1's run completed.
 #[test]
 fn the_dealer_outlasts_a_stranger_and_reports_whether_the_run_completed() {
-    use ringnn_host::mpc::dealer_server::{
-        connect_dealer, serve_dealer_on, DealerConfig, DealerError,
-    };
+    use ringnn_host::mpc::dealer_server::DealerError;
     use ringnn_host::mpc::Correlations;
     let dir = keys("dealer-status");
     let net = cfg(SessionId::random());
     let run = |finish: bool| {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        let dcfg = DealerConfig {
-            listen: addr.clone(),
-            keys: dir.clone(),
-            net: net.clone(),
-            master_seed: Some([4; 32]),
-        };
-        let (id0, id1) = (
-            Identity::load(&dir, P0).unwrap(),
-            Identity::load(&dir, P1).unwrap(),
-        );
-        std::thread::scope(|s| {
-            let d = s.spawn(|| serve_dealer_on(l, &dcfg));
-            let junk = stranger(&addr, &[0xff; 4096]);
-            let h0 = s.spawn(|| connect_dealer(&addr, &id0, &net).unwrap().0);
-            let (mut c1, _) = connect_dealer(&addr, &id1, &net).unwrap();
-            let mut c0 = h0.join().unwrap();
+        with_dealer(&dir, &net, Some(&[0xff; 4096]), |mut c0, mut c1| {
             let (t0, t1) = (c0.beaver(3).unwrap(), c1.beaver(3).unwrap());
             assert_eq!((t0.a[0] + t1.a[0]) * (t0.b[0] + t1.b[0]), t0.c[0] + t1.c[0]);
             if finish {
                 c1.finish().unwrap();
             }
-            drop((c1, junk));
-            d.join().unwrap()
         })
+        .1
     };
     let done = run(true).unwrap();
     assert_eq!(done.requests, 1);

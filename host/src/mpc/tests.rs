@@ -856,17 +856,28 @@ fn party_one_view_does_not_depend_on_the_inputs() {
         b.len(),
         "the view's shape depends only on public sizes"
     );
-    for (name, w) in [("zero", &a), ("negative", &b)] {
-        let total = w.len() as f64;
-        for bit in 0..64 {
-            let ones = w.iter().filter(|&&x| (x >> bit) & 1 == 1).count() as f64;
-            let z = (ones - total / 2.0) / (total / 4.0).sqrt();
-            assert!(
-                z.abs() < 6.0,
-                "{name}: bit {bit} is 1 in {ones} of {total} (z = {z})"
-            );
-        }
+    assert_balanced("zero", &a);
+    assert_balanced("negative", &b);
+    let chi2 = byte_chi2(&a, &b);
+    assert!(chi2 < 347.0, "byte histograms differ: chi2 = {chi2}");
+}
+
+/// Every bit position of `words` is 1 about half the time (|z| < 6).
+fn assert_balanced(name: &str, words: &[u64]) {
+    let total = words.len() as f64;
+    for bit in 0..64 {
+        let ones = words.iter().filter(|&&x| (x >> bit) & 1 == 1).count() as f64;
+        let z = (ones - total / 2.0) / (total / 4.0).sqrt();
+        assert!(
+            z.abs() < 6.0,
+            "{name}: bit {bit} is 1 in {ones} of {total} (z = {z})"
+        );
     }
+}
+
+/// Chi-square of the two byte histograms of `a` and `b` (255 degrees of freedom: the
+/// 0.0001 tail starts near 347).
+fn byte_chi2(a: &[u64], b: &[u64]) -> f64 {
     let hist = |w: &[u64]| {
         let mut h = [0f64; 256];
         for x in w {
@@ -876,8 +887,8 @@ fn party_one_view_does_not_depend_on_the_inputs() {
         }
         h
     };
-    let (ha, hb) = (hist(&a), hist(&b));
-    let chi2: f64 = (0..256)
+    let (ha, hb) = (hist(a), hist(b));
+    (0..256)
         .map(|i| {
             let s = ha[i] + hb[i];
             if s == 0.0 {
@@ -886,8 +897,7 @@ fn party_one_view_does_not_depend_on_the_inputs() {
                 (ha[i] - hb[i]).powi(2) / s
             }
         })
-        .sum();
-    assert!(chi2 < 347.0, "byte histograms differ: chi2 = {chi2}");
+        .sum()
 }
 
 case!(Everything, |e, x| {
@@ -1015,37 +1025,9 @@ fn both_views_of_every_protocol_are_uniform_and_never_repeat_a_mask() {
             b.len(),
             "party {party}: the view's shape is public"
         );
-        for (name, w) in [("zero", a), ("-3.25", b)] {
-            let total = w.len() as f64;
-            for bit in 0..64 {
-                let ones = w.iter().filter(|&&x| (x >> bit) & 1 == 1).count() as f64;
-                let z = (ones - total / 2.0) / (total / 4.0).sqrt();
-                assert!(
-                    z.abs() < 6.0,
-                    "party {party}, {name}: bit {bit} is 1 in {ones} of {total} (z = {z})"
-                );
-            }
-        }
-        let hist = |w: &[u64]| {
-            let mut h = [0f64; 256];
-            for x in w {
-                for byte in x.to_le_bytes() {
-                    h[byte as usize] += 1.0;
-                }
-            }
-            h
-        };
-        let (ha, hb) = (hist(a), hist(b));
-        let chi2: f64 = (0..256)
-            .map(|i| {
-                let s = ha[i] + hb[i];
-                if s == 0.0 {
-                    0.0
-                } else {
-                    (ha[i] - hb[i]).powi(2) / s
-                }
-            })
-            .sum();
+        assert_balanced(&format!("party {party}, zero"), a);
+        assert_balanced(&format!("party {party}, -3.25"), b);
+        let chi2 = byte_chi2(a, b);
         assert!(
             chi2 < 347.0,
             "party {party}: byte histograms differ: chi2 = {chi2}"
