@@ -488,7 +488,7 @@ fn dealer_material_sent_ahead_is_the_same_and_a_different_request_is_refused() {
     use ringnn_host::mpc::Correlations;
     let dir = keys("prefetch");
     let net = cfg(SessionId::random());
-    with_dealer(&dir, &net, None, |mut c0, mut c1| {
+    let (_, dealer) = with_dealer(&dir, &net, None, |mut c0, mut c1| {
         // Announced, then asked for in the same order: valid triples and pairs.
         c1.prefetch(&[Request::Beaver { n: 6 }, Request::Trunc { n: 3, bits: 9 }])
             .unwrap();
@@ -509,6 +509,8 @@ fn dealer_material_sent_ahead_is_the_same_and_a_different_request_is_refused() {
         let err = c1.and_triples(1).unwrap_err().to_string();
         assert!(err.contains("announced"), "{err}");
     });
+    // Party 1's run failed: the dealer does not report a completed session.
+    assert!(dealer.is_err(), "{dealer:?}");
 }
 
 /// Connects to `addr` and writes `bytes` (errors ignored: the listener may close first);
