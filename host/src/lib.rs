@@ -13,11 +13,13 @@
 //! - [`files`]: files that hold shares, labels or models: atomic, owner-only, checksummed.
 //! - [`sweep`]: grids of training runs (`ringnn sweep`) and the paper's tables reproduced
 //!   (`ringnn reproduce`): a resumable run store, `table.md` and plots.
+//! - [`cost`]: what each approximation costs on the two-party engine (`ringnn cost`).
 //! - [`cli`]: argument parsing into validated configurations, and the commands.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod cost;
 pub mod data;
 pub mod export;
 pub mod files;

@@ -283,3 +283,48 @@ fn a_sweep_where_every_run_failed_is_an_error() {
     assert!(dir.join("table.md").exists());
     assert!(!dir.join("accuracy.svg").exists());
 }
+
+/// `ringnn cost` prints one JSON object per measurement with the documented fields, and
+/// refuses what two servers cannot compute.
+#[test]
+fn cost_prints_rounds_bytes_and_time_per_approximation() {
+    let out = ringnn(&[
+        "cost",
+        "--exp",
+        "pwl4,taylor2,secureml,limit8",
+        "--frac-bits",
+        "13",
+        "--cols",
+        "10",
+        "--rows",
+        "16",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Four softmax rows, hard tanh, SecureML's sigmoid, the reciprocal.
+    assert_eq!(rows.len(), 7, "{text}");
+    for r in &rows {
+        for field in [
+            "function",
+            "approx",
+            "frac_bits",
+            "rounds",
+            "online_bytes",
+            "dealer_bytes",
+            "online_seconds",
+            "comparison",
+        ] {
+            assert!(r.get(field).is_some(), "{field} missing: {r}");
+        }
+    }
+    assert_eq!(rows[0]["approx"], "pwl4");
+    assert_eq!(rows[0]["rounds"], 51);
+    let out = ringnn(&["cost", "--exp", "exact"]);
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("--exp"), "{}", stderr_of(&out));
+}

@@ -1,0 +1,385 @@
+//! What each approximation costs on the two-party engine (`ringnn cost`): rounds, online
+//! bytes, the dealer's bytes and time, per batch of rows, at each precision.
+//!
+//! Each measurement runs the real protocols ([`crate::mpc::Mpc`]) for both parties in one
+//! process, on two threads joined by an in-memory channel, with the dealer in process
+//! ([`crate::mpc::run_in_process`]). Rounds and bytes are those of the networked run (the
+//! protocols and their messages are the same; the TLS records and frame prefixes around
+//! them are not counted) and are deterministic: they depend on shapes, never on values.
+//! Seconds are this machine's wall time of the slower party without network or TLS: a
+//! lower bound of a two-server run.
+//!
+//! Comparisons (ReLU, max-of-lines, hard tanh, the reciprocal's normalisation) use the
+//! arithmetic-to-binary adder over the dealer's AND triples (`comparison: "a2b"`).
+
+use crate::mpc::local::LocalMpc;
+use crate::mpc::{run_in_process, LocalConfig, OfflineStats, Traffic};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use ringnn_core::approx::{ExpApprox, SigmoidApprox, TanhApprox};
+use ringnn_core::fixed::{Fixed, FracBits};
+use ringnn_core::softmax::{softmax, softmax_scratch, Softmax};
+use ringnn_core::{engine::generic, Engine, Z64};
+use serde::Serialize;
+use std::time::Instant;
+
+/// The comparison protocol every measurement here uses.
+pub const COMPARISON: &str = "a2b";
+
+/// One thing to measure.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Function {
+    /// Softmax rows of `cols` logits through an e^x approximation.
+    Softmax {
+        /// The e^x approximation.
+        exp: ExpApprox,
+        /// Logits per row.
+        cols: usize,
+        /// Subtract the row maximum first.
+        subtract_max: bool,
+    },
+    /// Element-wise tanh.
+    Tanh(TanhApprox),
+    /// Element-wise sigmoid.
+    Sigmoid(SigmoidApprox),
+    /// The reciprocal alone (one per row, as softmax takes it).
+    Reciprocal,
+}
+
+impl Function {
+    /// The function's family: `softmax`, `tanh`, `sigmoid`, `reciprocal`.
+    pub fn family(&self) -> &'static str {
+        match self {
+            Function::Softmax { .. } => "softmax",
+            Function::Tanh(_) => "tanh",
+            Function::Sigmoid(_) => "sigmoid",
+            Function::Reciprocal => "reciprocal",
+        }
+    }
+
+    /// The approximation's name.
+    pub fn approx(&self) -> String {
+        match self {
+            Function::Softmax { exp, .. } => exp.name().to_string(),
+            Function::Tanh(t) => t.name().to_string(),
+            Function::Sigmoid(s) => s.name().to_string(),
+            Function::Reciprocal => "newton".into(),
+        }
+    }
+
+    /// Elements per row.
+    fn cols(&self) -> usize {
+        match self {
+            Function::Softmax { cols, .. } => *cols,
+            _ => 1,
+        }
+    }
+}
+
+/// One measurement.
+#[derive(Clone, Debug, Serialize)]
+pub struct CostRow {
+    /// `softmax`, `tanh`, `sigmoid` or `reciprocal`.
+    pub function: &'static str,
+    /// The approximation (`pwl4`, `hard`, `secureml`, `newton`, ...).
+    pub approx: String,
+    /// Fractional bits.
+    pub frac_bits: u32,
+    /// Rows in the batch.
+    pub rows: usize,
+    /// Elements per row (softmax: logits; otherwise 1).
+    pub cols: usize,
+    /// Softmax: the row maximum subtracted first.
+    pub subtract_max: bool,
+    /// The comparison protocol ([`COMPARISON`]).
+    pub comparison: &'static str,
+    /// Rounds (the same for both parties and any batch).
+    pub rounds: u64,
+    /// Online bytes each party sends for the batch.
+    pub online_bytes: u64,
+    /// Online bytes each party sends per row.
+    pub online_bytes_per_row: f64,
+    /// Bytes party 1 receives from the dealer for the batch (party 0: its seed only).
+    pub dealer_bytes: u64,
+    /// The same material written out in full, per party (what a dealer without seeds
+    /// would send each party).
+    pub dealer_full_bytes: u64,
+    /// Seconds of the slower party for the batch (in process: no network, no TLS).
+    pub online_seconds: f64,
+    /// The same per 1,000 rows.
+    pub seconds_per_1000_rows: f64,
+}
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct CostConfig {
+    /// The functions.
+    pub functions: Vec<Function>,
+    /// Fractional bits.
+    pub frac_bits: Vec<FracBits>,
+    /// Rows per batch.
+    pub rows: usize,
+    /// Seed of the inputs and the dealer.
+    pub seed: u64,
+}
+
+/// Inputs for `f`: logits ~ N(0, 2) clipped to ±8 (softmax), uniform on [-4, 4] (tanh,
+/// sigmoid), row sums uniform on [0.5, 20] (reciprocal).
+fn inputs(func: &Function, n: usize, fx: Fixed, seed: u64) -> Vec<Z64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let v: f64 = match func {
+                Function::Softmax { .. } => {
+                    let g: f64 = rng.sample(rand_distr::StandardNormal);
+                    (2.0 * g).clamp(-8.0, 8.0)
+                }
+                Function::Reciprocal => rng.random_range(0.5..20.0),
+                _ => rng.random_range(-4.0..4.0),
+            };
+            fx.encode(v).expect("inputs are in range")
+        })
+        .collect()
+}
+
+/// Runs `func` on `x` (this party's share).
+fn run_one(e: &mut LocalMpc, func: &Function, x: &[Z64], rows: usize) -> Result<(), String> {
+    let n = x.len();
+    let err = |e: crate::mpc::MpcError| e.to_string();
+    match *func {
+        Function::Softmax {
+            exp,
+            cols,
+            subtract_max,
+        } => {
+            let cfg = Softmax { exp, subtract_max };
+            let mut out = vec![Z64::ZERO; n];
+            let mut s = vec![Z64::ZERO; softmax_scratch(cfg, rows, cols)];
+            softmax(e, cfg, x, rows, cols, &mut out, &mut s).map_err(err)
+        }
+        Function::Tanh(t) => {
+            let mut out = vec![Z64::ZERO; n];
+            let mut s = vec![Z64::ZERO; t.scratch_len(n)];
+            t.eval(e, x, &mut out, &mut s).map_err(err)
+        }
+        Function::Sigmoid(sg) => {
+            let mut out = vec![Z64::ZERO; n];
+            let mut s = vec![Z64::ZERO; sg.scratch_len(n)];
+            sg.eval(e, x, &mut out, &mut s).map_err(err)
+        }
+        Function::Reciprocal => {
+            let mut out = vec![Z64::ZERO; n];
+            let mut s = vec![Z64::ZERO; generic::reciprocal_scratch(n)];
+            e.reciprocal(x, &mut out, 0, &mut s).map_err(err)
+        }
+    }
+}
+
+/// Timed repetitions of each measurement; the median is reported.
+pub const REPEATS: usize = 5;
+
+/// Measures one function at one precision: counts from one run (they do not vary), the
+/// median time of [`REPEATS`].
+///
+/// # Errors
+/// What the engine reports (an exact function cannot run on shares).
+pub fn measure(func: &Function, f: FracBits, rows: usize, seed: u64) -> Result<CostRow, String> {
+    let mut first = measure_once(func, f, rows, seed)?;
+    let mut secs = vec![first.online_seconds];
+    for _ in 1..REPEATS {
+        secs.push(measure_once(func, f, rows, seed)?.online_seconds);
+    }
+    secs.sort_by(f64::total_cmp);
+    first.online_seconds = secs[REPEATS / 2];
+    first.seconds_per_1000_rows = first.online_seconds * 1000.0 / rows as f64;
+    Ok(first)
+}
+
+fn measure_once(func: &Function, f: FracBits, rows: usize, seed: u64) -> Result<CostRow, String> {
+    let fx = Fixed::new(f.get()).map_err(|e| e.to_string())?;
+    let n = rows * func.cols();
+    let x = inputs(func, n, fx, seed);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
+    let shares = crate::mpc::share(&x, &mut rng);
+    let mut dealer_seed = [0u8; 32];
+    dealer_seed[..8].copy_from_slice(&seed.to_le_bytes());
+    let cfg = LocalConfig {
+        dealer_seed: Some(dealer_seed),
+        ..LocalConfig::new(f)
+    };
+    type Measured = Result<(Traffic, OfflineStats, f64), String>;
+    let [m0, m1]: [Measured; 2] = run_in_process(&cfg, |e: &mut LocalMpc| {
+        let (t0, o0) = (e.traffic(), e.offline());
+        let start = Instant::now();
+        run_one(e, func, &shares[e.party().index()], rows)?;
+        let secs = start.elapsed().as_secs_f64();
+        let (t1, o1) = (e.traffic(), e.offline());
+        Ok((
+            Traffic {
+                sent: t1.sent - t0.sent,
+                received: t1.received - t0.received,
+                rounds: t1.rounds - t0.rounds,
+                messages: t1.messages - t0.messages,
+            },
+            OfflineStats {
+                requests: o1.requests - o0.requests,
+                bytes: o1.bytes - o0.bytes,
+                full_bytes: o1.full_bytes - o0.full_bytes,
+            },
+            secs,
+        ))
+    });
+    let ((t0, _, s0), (_, o1, s1)) = (m0?, m1?);
+    let secs = s0.max(s1);
+    let (rows_f, subtract_max) = (
+        rows as f64,
+        matches!(
+            func,
+            Function::Softmax {
+                subtract_max: true,
+                ..
+            }
+        ),
+    );
+    Ok(CostRow {
+        function: func.family(),
+        approx: func.approx(),
+        frac_bits: f.get(),
+        rows,
+        cols: func.cols(),
+        subtract_max,
+        comparison: COMPARISON,
+        rounds: t0.rounds,
+        online_bytes: t0.sent,
+        online_bytes_per_row: t0.sent as f64 / rows_f,
+        dealer_bytes: o1.bytes,
+        dealer_full_bytes: o1.full_bytes,
+        online_seconds: secs,
+        seconds_per_1000_rows: secs * 1000.0 / rows_f,
+    })
+}
+
+/// Measures every function at every precision, in order.
+///
+/// # Errors
+/// The first function that cannot run on shares, named.
+pub fn run(cfg: &CostConfig) -> Result<Vec<CostRow>, String> {
+    let mut out = Vec::new();
+    for func in &cfg.functions {
+        for &f in &cfg.frac_bits {
+            out.push(
+                measure(func, f, cfg.rows, cfg.seed)
+                    .map_err(|e| format!("{} {}: {e}", func.family(), func.approx()))?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The rows as an aligned text table.
+pub fn table(rows: &[CostRow]) -> String {
+    let mut s = format!(
+        "{:<10} {:<10} {:>3} {:>5} {:>4} {:>4} {:>6} {:>12} {:>10} {:>12} {:>10}\n",
+        "function",
+        "approx",
+        "f",
+        "rows",
+        "cols",
+        "max",
+        "rounds",
+        "online B",
+        "B/row",
+        "dealer B",
+        "s/1k rows"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{:<10} {:<10} {:>3} {:>5} {:>4} {:>4} {:>6} {:>12} {:>10.0} {:>12} {:>10.4}\n",
+            r.function,
+            r.approx,
+            r.frac_bits,
+            r.rows,
+            r.cols,
+            if r.subtract_max { "yes" } else { "no" },
+            r.rounds,
+            r.online_bytes,
+            r.online_bytes_per_row,
+            r.dealer_bytes,
+            r.seconds_per_1000_rows
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f13() -> FracBits {
+        FracBits::new(13).unwrap()
+    }
+
+    /// Rounds and bytes are deterministic and depend on shapes only: pinned here so that a
+    /// change of any protocol's cost shows. The pwl4 softmax row's rounds are those of
+    /// docs/performance.md.
+    #[test]
+    fn costs_are_deterministic_and_pinned() {
+        let sm = |exp, cols, subtract_max| Function::Softmax {
+            exp,
+            cols,
+            subtract_max,
+        };
+        // (function, rounds, online bytes per party, dealer bytes to party 1) for 16
+        // rows at f = 13, as measured on 2026-12-06.
+        let cases = [
+            (sm(ExpApprox::Pwl(4), 10, false), 51, 131_888, 101_480),
+            (sm(ExpApprox::Taylor(2), 10, false), 44, 117_312, 91_680),
+            (sm(ExpApprox::SecureMl, 10, false), 40, 109_600, 84_000),
+            (sm(ExpApprox::Limit8, 10, false), 48, 130_392, 110_120),
+            (Function::Tanh(TanhApprox::Hard), 10, 3_496, 2_216),
+            (Function::Reciprocal, 21, 93_096, 74_368),
+        ];
+        for (func, rounds, bytes, dealer) in cases {
+            let a = measure_once(&func, f13(), 16, 1).unwrap();
+            assert_eq!(
+                (a.rounds, a.online_bytes, a.dealer_bytes),
+                (rounds, bytes, dealer),
+                "{func:?}: the cost moved; if on purpose, update docs/performance.md too"
+            );
+            let b = measure_once(&func, f13(), 16, 2).unwrap();
+            assert_eq!(
+                (a.rounds, a.online_bytes, a.dealer_bytes),
+                (b.rounds, b.online_bytes, b.dealer_bytes),
+                "{func:?}: cost depends on values"
+            );
+            // Rounds do not grow with the batch; bytes grow with it.
+            let c = measure_once(&func, f13(), 64, 1).unwrap();
+            assert_eq!(c.rounds, a.rounds, "{func:?}");
+            assert!(c.online_bytes > a.online_bytes, "{func:?}");
+        }
+        // The pwl4 softmax row at f = 16: the 55 rounds of docs/performance.md.
+        let p16 = measure_once(
+            &sm(ExpApprox::Pwl(4), 10, false),
+            FracBits::new(16).unwrap(),
+            8,
+            1,
+        );
+        assert_eq!(p16.unwrap().rounds, 55);
+    }
+
+    #[test]
+    fn exact_functions_are_refused_naming_them() {
+        let cfg = CostConfig {
+            functions: vec![Function::Softmax {
+                exp: ExpApprox::Exact,
+                cols: 10,
+                subtract_max: false,
+            }],
+            frac_bits: vec![f13()],
+            rows: 4,
+            seed: 1,
+        };
+        let err = run(&cfg).unwrap_err();
+        assert!(err.contains("softmax exact"), "{err}");
+    }
+}
