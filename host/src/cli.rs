@@ -408,6 +408,10 @@ pub struct CostArgs {
     /// Leave out the reciprocal alone.
     #[arg(long = "no-reciprocal")]
     pub no_reciprocal: bool,
+    /// Models whose training step (batch --rows, each --exp in softmax) is measured:
+    /// mlp, lenet, resnet20 (long: minutes), or none.
+    #[arg(long, default_value = "mlp,lenet")]
+    pub models: String,
     /// Seed of the inputs and the dealer.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -486,6 +490,19 @@ impl CostArgs {
         functions.extend(sigs.into_iter().map(Function::Sigmoid));
         if !self.no_reciprocal {
             functions.push(Function::Reciprocal);
+        }
+        let models = items("models", &self.models)?;
+        if models != ["none"] {
+            for m in &models {
+                let model = crate::cost::MODELS
+                    .into_iter()
+                    .find(|k| k == m)
+                    .ok_or_else(|| ConfigError::Name {
+                        flag: "models",
+                        message: format!("unknown model '{m}'; valid: mlp, lenet, resnet20, none"),
+                    })?;
+                functions.extend(exps.iter().map(|&exp| Function::Step { model, exp }));
+            }
         }
         if functions.is_empty() {
             return Err(ConfigError::Value {

@@ -13,7 +13,9 @@
 //! arithmetic-to-binary adder over the dealer's AND triples (`comparison: "a2b"`).
 
 use crate::mpc::local::LocalMpc;
+use crate::mpc::training::{JobSpec, JOB_VERSION};
 use crate::mpc::{run_in_process, LocalConfig, OfflineStats, Traffic};
+use crate::train::run::Trainer;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use ringnn_core::approx::{ExpApprox, SigmoidApprox, TanhApprox};
@@ -44,7 +46,18 @@ pub enum Function {
     Sigmoid(SigmoidApprox),
     /// The reciprocal alone (one per row, as softmax takes it).
     Reciprocal,
+    /// One training step of a model (a batch of `rows` samples): forward, softmax
+    /// cross-entropy with the exact gradient through `exp`, backward, SGD with momentum.
+    Step {
+        /// `mlp` or `lenet` (28x28 grey images) or `resnet20` (32x32 colour), 10 classes.
+        model: &'static str,
+        /// The e^x approximation inside softmax.
+        exp: ExpApprox,
+    },
 }
+
+/// The models [`Function::Step`] measures.
+pub const MODELS: [&str; 3] = ["mlp", "lenet", "resnet20"];
 
 impl Function {
     /// The function's family: `softmax`, `tanh`, `sigmoid`, `reciprocal`.
@@ -54,6 +67,7 @@ impl Function {
             Function::Tanh(_) => "tanh",
             Function::Sigmoid(_) => "sigmoid",
             Function::Reciprocal => "reciprocal",
+            Function::Step { .. } => "step",
         }
     }
 
@@ -64,6 +78,7 @@ impl Function {
             Function::Tanh(t) => t.name().to_string(),
             Function::Sigmoid(s) => s.name().to_string(),
             Function::Reciprocal => "newton".into(),
+            Function::Step { model, exp } => format!("{model}/{}", exp.name()),
         }
     }
 
@@ -71,6 +86,7 @@ impl Function {
     fn cols(&self) -> usize {
         match self {
             Function::Softmax { cols, .. } => *cols,
+            Function::Step { .. } => 10,
             _ => 1,
         }
     }
@@ -142,11 +158,65 @@ fn inputs(func: &Function, n: usize, fx: Fixed, seed: u64) -> Vec<Z64> {
         .collect()
 }
 
+/// A training step's job: the model on synthetic-sized inputs, batch `rows`, f bits.
+fn step_job(model: &str, exp: ExpApprox, f: FracBits, rows: usize) -> JobSpec {
+    let (channels, side) = if model == "resnet20" {
+        (3, 32)
+    } else {
+        (1, 28)
+    };
+    JobSpec {
+        version: JOB_VERSION,
+        model: model.into(),
+        data: "synthetic".into(),
+        channels,
+        height: side,
+        width: side,
+        classes: 10,
+        train_samples: rows,
+        test_samples: rows,
+        frac_bits: f.get(),
+        exp: exp.name().into(),
+        grad: "exact".into(),
+        subtract_max: false,
+        epochs: 1,
+        batch: rows,
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        schedule: "constant".into(),
+        seed: 1,
+        augment: false,
+    }
+}
+
+/// A training step's inputs, shared: images uniform on [0, 1), one-hot labels, the
+/// model's initial parameters and buffers.
+fn step_inputs(job: &JobSpec, fx: Fixed, seed: u64) -> Result<[[Vec<Z64>; 2]; 4], String> {
+    let net = job.net()?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let px = job.channels * job.height * job.width;
+    let enc = |v: f64| fx.encode(v).expect("in range");
+    let x: Vec<Z64> = (0..job.batch * px)
+        .map(|_| enc(rng.random_range(0.0..1.0)))
+        .collect();
+    let mut y = vec![Z64::ZERO; job.batch * 10];
+    for r in 0..job.batch {
+        y[r * 10 + rng.random_range(0..10)] = enc(1.0);
+    }
+    let (p0, b0) = net.init(seed);
+    let p: Vec<Z64> = p0.iter().map(|&v| enc(v)).collect();
+    let b: Vec<Z64> = b0.iter().map(|&v| enc(v)).collect();
+    let mut srng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
+    Ok([x, y, p, b].map(|t| crate::mpc::share(&t, &mut srng)))
+}
+
 /// Runs `func` on `x` (this party's share).
 fn run_one(e: &mut LocalMpc, func: &Function, x: &[Z64], rows: usize) -> Result<(), String> {
     let n = x.len();
     let err = |e: crate::mpc::MpcError| e.to_string();
     match *func {
+        Function::Step { .. } => unreachable!("steps are measured by measure_step"),
         Function::Softmax {
             exp,
             cols,
@@ -179,11 +249,14 @@ fn run_one(e: &mut LocalMpc, func: &Function, x: &[Z64], rows: usize) -> Result<
 pub const REPEATS: usize = 5;
 
 /// Measures one function at one precision: counts from one run (they do not vary), the
-/// median time of [`REPEATS`].
+/// median time of [`REPEATS`] (one run for a training step, which lasts seconds).
 ///
 /// # Errors
 /// What the engine reports (an exact function cannot run on shares).
 pub fn measure(func: &Function, f: FracBits, rows: usize, seed: u64) -> Result<CostRow, String> {
+    if let Function::Step { model, exp } = *func {
+        return measure_step(model, exp, f, rows, seed);
+    }
     let mut first = measure_once(func, f, rows, seed)?;
     let mut secs = vec![first.online_seconds];
     for _ in 1..REPEATS {
@@ -259,6 +332,55 @@ fn measure_once(func: &Function, f: FracBits, rows: usize, seed: u64) -> Result<
     })
 }
 
+fn measure_step(
+    model: &'static str,
+    exp: ExpApprox,
+    f: FracBits,
+    rows: usize,
+    seed: u64,
+) -> Result<CostRow, String> {
+    let fx = Fixed::new(f.get()).map_err(|e| e.to_string())?;
+    let job = step_job(model, exp, f, rows);
+    let tc = job.config()?;
+    let net = job.net()?;
+    let [xs, ys, ps, bs] = step_inputs(&job, fx, seed)?;
+    let mut dealer_seed = [0u8; 32];
+    dealer_seed[..8].copy_from_slice(&seed.to_le_bytes());
+    let cfg = LocalConfig {
+        dealer_seed: Some(dealer_seed),
+        ..LocalConfig::new(f)
+    };
+    type Measured = Result<(Traffic, OfflineStats, f64), String>;
+    let [m0, m1]: [Measured; 2] = run_in_process(&cfg, |e: &mut LocalMpc| {
+        let i = e.party().index();
+        let mut t =
+            Trainer::new(&tc, &net, 1, ps[i].clone(), bs[i].clone()).map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        t.step(e, xs[i].clone(), &ys[i], rows)
+            .map_err(|e| e.to_string())?;
+        Ok((e.traffic(), e.offline(), start.elapsed().as_secs_f64()))
+    });
+    let ((t0, _, s0), (_, o1, s1)) = (m0?, m1?);
+    let secs = s0.max(s1);
+    let func = Function::Step { model, exp };
+    Ok(CostRow {
+        function: func.family(),
+        approx: func.approx(),
+        frac_bits: f.get(),
+        rows,
+        cols: 10,
+        subtract_max: false,
+        comparison: COMPARISON,
+        rounds: t0.rounds,
+        online_bytes: t0.sent,
+        online_bytes_per_row: t0.sent as f64 / rows as f64,
+        dealer_bytes: o1.bytes,
+        dealer_full_bytes: o1.full_bytes,
+        online_seconds: secs,
+        seconds_per_1000_rows: secs * 1000.0 / rows as f64,
+    })
+}
+
 /// Measures every function at every precision, in order.
 ///
 /// # Errors
@@ -279,7 +401,7 @@ pub fn run(cfg: &CostConfig) -> Result<Vec<CostRow>, String> {
 /// The rows as an aligned text table.
 pub fn table(rows: &[CostRow]) -> String {
     let mut s = format!(
-        "{:<10} {:<10} {:>3} {:>5} {:>4} {:>4} {:>6} {:>12} {:>10} {:>12} {:>10}\n",
+        "{:<10} {:<14} {:>3} {:>5} {:>4} {:>4} {:>6} {:>12} {:>10} {:>12} {:>10}\n",
         "function",
         "approx",
         "f",
@@ -294,7 +416,7 @@ pub fn table(rows: &[CostRow]) -> String {
     );
     for r in rows {
         s.push_str(&format!(
-            "{:<10} {:<10} {:>3} {:>5} {:>4} {:>4} {:>6} {:>12} {:>10.0} {:>12} {:>10.4}\n",
+            "{:<10} {:<14} {:>3} {:>5} {:>4} {:>4} {:>6} {:>12} {:>10.0} {:>12} {:>10.4}\n",
             r.function,
             r.approx,
             r.frac_bits,
@@ -357,6 +479,17 @@ mod tests {
             assert_eq!(c.rounds, a.rounds, "{func:?}");
             assert!(c.online_bytes > a.online_bytes, "{func:?}");
         }
+        // A training step: rounds do not grow with the batch.
+        let step = Function::Step {
+            model: "mlp",
+            exp: ExpApprox::Pwl(4),
+        };
+        let (s8, s16) = (
+            measure(&step, f13(), 8, 1).unwrap(),
+            measure(&step, f13(), 16, 1).unwrap(),
+        );
+        assert_eq!(s8.rounds, s16.rounds);
+        assert!(s16.online_bytes > s8.online_bytes && s8.dealer_bytes > 0);
         // The pwl4 softmax row at f = 16: the 55 rounds of docs/performance.md.
         let p16 = measure_once(
             &sm(ExpApprox::Pwl(4), 10, false),

@@ -298,6 +298,8 @@ fn cost_prints_rounds_bytes_and_time_per_approximation() {
         "10",
         "--rows",
         "16",
+        "--models",
+        "none",
         "--json",
     ]);
     assert!(out.status.success(), "{}", stderr_of(&out));
@@ -324,6 +326,29 @@ fn cost_prints_rounds_bytes_and_time_per_approximation() {
     }
     assert_eq!(rows[0]["approx"], "pwl4");
     assert_eq!(rows[0]["rounds"], 51);
+    // A training step of the mlp, per approximation.
+    let out = ringnn(&[
+        "cost",
+        "--exp",
+        "pwl4",
+        "--tanh",
+        "none",
+        "--sigmoid",
+        "none",
+        "--no-reciprocal",
+        "--cols",
+        "10",
+        "--rows",
+        "8",
+        "--models",
+        "mlp",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["function"], "step");
+    assert_eq!(last["approx"], "mlp/pwl4");
     let out = ringnn(&["cost", "--exp", "exact"]);
     assert!(!out.status.success());
     assert!(stderr_of(&out).contains("--exp"), "{}", stderr_of(&out));
