@@ -366,8 +366,8 @@ fn a_killed_server_fails_its_peer_in_time_and_both_resume_from_their_checkpoints
     assert!(took < Duration::from_secs(30), "took {took:?}");
     assert!(err.contains("party 1"), "the peer is not named: {err}");
     assert!(!err.contains("panicked"), "{err}");
-    let (dok, _, _) = finish(dealer, Duration::from_secs(60));
-    assert!(!dok, "the dealer lost party 1 and must say so");
+    let (dok, derr, _) = finish(dealer, Duration::from_secs(60));
+    assert!(!dok, "the dealer lost party 1 and must say so: {derr}");
     // The checkpoints are whole; both resume from the latest epoch both have.
     let [d, s0, s1] = s.start(true, &s.dir.join("job.json"));
     let r: Vec<_> = [s0, s1, d]

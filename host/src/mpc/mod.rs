@@ -22,6 +22,8 @@
 //! - [`local`]: both parties and the dealer in one process (two threads), for tests and
 //!   single-machine runs.
 //! - [`keys`]: the session CA and one certificate per role (`keygen`).
+//! - [`accept`]: the listening side: every connection authenticated on its own thread,
+//!   strangers refused and logged.
 //! - [`net`]: the [`Channel`] over TCP with mutual TLS 1.3, session id and version
 //!   checks, frame limits and timeouts.
 //! - [`dealer_server`]: the dealer as its own process, and the parties' client of it.
@@ -41,6 +43,7 @@
 //! statistically in the test module). Nothing is ever opened that depends on data:
 //! no revealed logits, no revealed comparison results.
 
+pub mod accept;
 pub mod channel;
 pub mod dealer;
 pub mod dealer_server;
