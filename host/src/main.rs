@@ -14,11 +14,12 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// A failed write to standard output: an `io::Error` returned as it is by the command's
+/// own `write!` to its output. A broken pipe inside another error (a peer or child that
+/// went away) is a failure, and says so.
 fn broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// The error and its causes, `a: b: c`, leaving out a cause whose text the message
@@ -36,4 +37,29 @@ fn message(e: &anyhow::Error) -> String {
         text.push_str(&c);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    /// A reader that went away from our output ends quietly; a peer that went away from a
+    /// dealer or server is a failure (the dealer used to exit 0 when party 1 was killed
+    /// while it was writing to it).
+    #[test]
+    fn only_a_broken_output_pipe_is_quiet() {
+        let out = anyhow::Error::from(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(broken_pipe(&out));
+        let peer = ringnn_host::mpc::dealer_server::DealerError::Io {
+            peer: ringnn_host::mpc::Role::Party(ringnn_host::mpc::PartyId::P1),
+            source: io::Error::new(io::ErrorKind::BrokenPipe, "connection to party 1 is closed"),
+        };
+        let e = anyhow::Error::from(peer);
+        assert!(!broken_pipe(&e));
+        assert_eq!(
+            message(&e),
+            "dealer, serving party 1: connection to party 1 is closed"
+        );
+    }
 }
