@@ -437,16 +437,35 @@ impl DataReader {
     /// # Errors
     /// The file cannot be opened or read.
     pub fn open(path: &Path) -> Result<DataReader, DataError> {
-        let io = |source| DataError::Io {
+        let f = std::fs::File::open(path).map_err(|source| DataError::Io {
             path: path.to_path_buf(),
             source,
-        };
-        let mut f = std::fs::File::open(path).map_err(io)?;
+        })?;
+        DataReader::over(std::io::BufReader::new(f), path)
+    }
+
+    /// Reads `raw` (named `path` in messages), through a gzip decoder if it starts with
+    /// the gzip magic number.
+    ///
+    /// # Errors
+    /// The first bytes cannot be read.
+    pub fn over(mut raw: impl Read + 'static, path: &Path) -> Result<DataReader, DataError> {
         let mut magic = [0u8; 2];
-        let n = f.read(&mut magic).map_err(io)?;
+        let mut n = 0;
+        while n < 2 {
+            match raw.read(&mut magic[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(source) => {
+                    return Err(DataError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    })
+                }
+            }
+        }
         let gzip = n == 2 && magic == [0x1f, 0x8b];
-        let head = std::io::Cursor::new(magic[..n].to_vec());
-        let raw = head.chain(std::io::BufReader::new(f));
+        let raw = std::io::Cursor::new(magic[..n].to_vec()).chain(raw);
         // Multi-member, because `cat a.gz b.gz` is a valid gzip file.
         let inner: Box<dyn Read> = if gzip {
             Box::new(flate2::read::MultiGzDecoder::new(raw))
@@ -518,26 +537,12 @@ pub fn read_file_capped(path: &Path, limit: u64) -> Result<Vec<u8>, DataError> {
 /// Decompresses `bytes` if they start with the gzip magic number, else returns them as
 /// they are, up to [`MAX_DECOMPRESSED`] bytes. `name` is for messages.
 pub fn gunzip_if_needed(bytes: Vec<u8>, name: &Path) -> Result<Vec<u8>, DataError> {
-    if bytes.len() < 2 || bytes[0] != 0x1f || bytes[1] != 0x8b {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
         return Ok(bytes);
     }
-    let decoder = flate2::read::MultiGzDecoder::new(bytes.as_slice());
     let mut out = Vec::new();
-    let mut limited = decoder.take(MAX_DECOMPRESSED + 1);
-    if let Err(source) = limited.read_to_end(&mut out) {
-        return Err(DataError::Gzip {
-            path: name.to_path_buf(),
-            decoded: out.len() as u64,
-            source,
-        });
-    }
-    if out.len() as u64 > MAX_DECOMPRESSED {
-        return Err(DataError::TooLarge {
-            path: name.to_path_buf(),
-            limit: MAX_DECOMPRESSED,
-            gzip: true,
-        });
-    }
+    DataReader::over(std::io::Cursor::new(bytes), name)?
+        .read_rest_capped(MAX_DECOMPRESSED, &mut out)?;
     Ok(out)
 }
 
