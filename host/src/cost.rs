@@ -270,66 +270,15 @@ pub fn measure(func: &Function, f: FracBits, rows: usize, seed: u64) -> Result<C
 
 fn measure_once(func: &Function, f: FracBits, rows: usize, seed: u64) -> Result<CostRow, String> {
     let fx = Fixed::new(f.get()).map_err(|e| e.to_string())?;
-    let n = rows * func.cols();
-    let x = inputs(func, n, fx, seed);
+    let x = inputs(func, rows * func.cols(), fx, seed);
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
     let shares = crate::mpc::share(&x, &mut rng);
-    let mut dealer_seed = [0u8; 32];
-    dealer_seed[..8].copy_from_slice(&seed.to_le_bytes());
-    let cfg = LocalConfig {
-        dealer_seed: Some(dealer_seed),
-        ..LocalConfig::new(f)
-    };
-    type Measured = Result<(Traffic, OfflineStats, f64), String>;
-    let [m0, m1]: [Measured; 2] = run_in_process(&cfg, |e: &mut LocalMpc| {
-        let (t0, o0) = (e.traffic(), e.offline());
+    let (t, o, secs) = on_both_parties(f, seed, |e| {
         let start = Instant::now();
         run_one(e, func, &shares[e.party().index()], rows)?;
-        let secs = start.elapsed().as_secs_f64();
-        let (t1, o1) = (e.traffic(), e.offline());
-        Ok((
-            Traffic {
-                sent: t1.sent - t0.sent,
-                received: t1.received - t0.received,
-                rounds: t1.rounds - t0.rounds,
-                messages: t1.messages - t0.messages,
-            },
-            OfflineStats {
-                requests: o1.requests - o0.requests,
-                bytes: o1.bytes - o0.bytes,
-                full_bytes: o1.full_bytes - o0.full_bytes,
-            },
-            secs,
-        ))
-    });
-    let ((t0, _, s0), (_, o1, s1)) = (m0?, m1?);
-    let secs = s0.max(s1);
-    let (rows_f, subtract_max) = (
-        rows as f64,
-        matches!(
-            func,
-            Function::Softmax {
-                subtract_max: true,
-                ..
-            }
-        ),
-    );
-    Ok(CostRow {
-        function: func.family(),
-        approx: func.approx(),
-        frac_bits: f.get(),
-        rows,
-        cols: func.cols(),
-        subtract_max,
-        comparison: COMPARISON,
-        rounds: t0.rounds,
-        online_bytes: t0.sent,
-        online_bytes_per_row: t0.sent as f64 / rows_f,
-        dealer_bytes: o1.bytes,
-        dealer_full_bytes: o1.full_bytes,
-        online_seconds: secs,
-        seconds_per_1000_rows: secs * 1000.0 / rows_f,
-    })
+        Ok(start.elapsed().as_secs_f64())
+    })?;
+    Ok(row(func, f, rows, t, o, secs))
 }
 
 fn measure_step(
@@ -344,6 +293,27 @@ fn measure_step(
     let tc = job.config()?;
     let net = job.net()?;
     let [xs, ys, ps, bs] = step_inputs(&job, fx, seed)?;
+    let (t, o, secs) = on_both_parties(f, seed, |e| {
+        let i = e.party().index();
+        let mut t =
+            Trainer::new(&tc, &net, 1, ps[i].clone(), bs[i].clone()).map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        t.step(e, xs[i].clone(), &ys[i], rows)
+            .map_err(|e| e.to_string())?;
+        Ok(start.elapsed().as_secs_f64())
+    })?;
+    Ok(row(&Function::Step { model, exp }, f, rows, t, o, secs))
+}
+
+/// Runs `body` as both parties in one process, with a dealer seeded from `seed`; `body`
+/// times its own work. Returns the traffic of party 0 (both send the same), the dealer
+/// material party 1 received during `body` (its seed left out), and the slower party's
+/// seconds.
+fn on_both_parties(
+    f: FracBits,
+    seed: u64,
+    body: impl Fn(&mut LocalMpc) -> Result<f64, String> + Sync,
+) -> Result<(Traffic, OfflineStats, f64), String> {
     let mut dealer_seed = [0u8; 32];
     dealer_seed[..8].copy_from_slice(&seed.to_le_bytes());
     let cfg = LocalConfig {
@@ -352,33 +322,51 @@ fn measure_step(
     };
     type Measured = Result<(Traffic, OfflineStats, f64), String>;
     let [m0, m1]: [Measured; 2] = run_in_process(&cfg, |e: &mut LocalMpc| {
-        let i = e.party().index();
-        let mut t =
-            Trainer::new(&tc, &net, 1, ps[i].clone(), bs[i].clone()).map_err(|e| e.to_string())?;
-        let start = Instant::now();
-        t.step(e, xs[i].clone(), &ys[i], rows)
-            .map_err(|e| e.to_string())?;
-        Ok((e.traffic(), e.offline(), start.elapsed().as_secs_f64()))
+        let o0 = e.offline();
+        let secs = body(e)?;
+        let o1 = e.offline();
+        let material = OfflineStats {
+            requests: o1.requests - o0.requests,
+            bytes: o1.bytes - o0.bytes,
+            full_bytes: o1.full_bytes - o0.full_bytes,
+        };
+        Ok((e.traffic(), material, secs))
     });
-    let ((t0, _, s0), (_, o1, s1)) = (m0?, m1?);
-    let secs = s0.max(s1);
-    let func = Function::Step { model, exp };
-    Ok(CostRow {
+    let ((t, _, s0), (_, o, s1)) = (m0?, m1?);
+    Ok((t, o, s0.max(s1)))
+}
+
+/// A measurement's row.
+fn row(
+    func: &Function,
+    f: FracBits,
+    rows: usize,
+    t: Traffic,
+    o: OfflineStats,
+    secs: f64,
+) -> CostRow {
+    CostRow {
         function: func.family(),
         approx: func.approx(),
         frac_bits: f.get(),
         rows,
-        cols: 10,
-        subtract_max: false,
+        cols: func.cols(),
+        subtract_max: matches!(
+            func,
+            Function::Softmax {
+                subtract_max: true,
+                ..
+            }
+        ),
         comparison: COMPARISON,
-        rounds: t0.rounds,
-        online_bytes: t0.sent,
-        online_bytes_per_row: t0.sent as f64 / rows as f64,
-        dealer_bytes: o1.bytes,
-        dealer_full_bytes: o1.full_bytes,
+        rounds: t.rounds,
+        online_bytes: t.sent,
+        online_bytes_per_row: t.sent as f64 / rows as f64,
+        dealer_bytes: o.bytes,
+        dealer_full_bytes: o.full_bytes,
         online_seconds: secs,
         seconds_per_1000_rows: secs * 1000.0 / rows as f64,
-    })
+    }
 }
 
 /// Measures every function at every precision, in order.
