@@ -559,39 +559,8 @@ fn exact_gradient_on_plain_matches_float() {
             ExpApprox::Pwl(6),
         ] {
             let cfg = Softmax::new(a);
-            let mut fl = Float::<f64>::new();
-            let (mut fp, mut fg) = (vec![0.0; rows * cols], vec![0.0; rows * cols]);
-            let mut s = vec![0.0; softmax::backward_scratch(cfg, rows, cols)];
-            softmax::softmax_xent_backward(
-                &mut fl,
-                cfg,
-                GradMode::Exact,
-                &xs,
-                &ys,
-                rows,
-                cols,
-                &mut fp,
-                &mut fg,
-                &mut s,
-            )
-            .unwrap();
-            let (x, y) = (enc(&p, &xs), enc(&p, &ys));
-            let (mut pp, mut pg) = (vec![Z64::ZERO; rows * cols], vec![Z64::ZERO; rows * cols]);
-            let mut s = vec![Z64::ZERO; softmax::backward_scratch(cfg, rows, cols)];
-            softmax::softmax_xent_backward(
-                &mut p,
-                cfg,
-                GradMode::Exact,
-                &x,
-                &y,
-                rows,
-                cols,
-                &mut pp,
-                &mut pg,
-                &mut s,
-            )
-            .unwrap();
-            let pg = dec(&p, &pg);
+            let fg = float_xent_grad(cfg, &xs, &ys, rows, cols);
+            let pg = plain_xent_grad(&mut p, cfg, &xs, &ys, rows, cols);
             for i in 0..rows * cols {
                 // The label term E'/E amplifies errors where E is small: relative tolerance.
                 let tol = 64.0 * ulp * (1.0 + fg[i].abs()) * (1.0 + fg[i].abs());
