@@ -27,6 +27,8 @@
 //! - [`net`]: the [`Channel`] over TCP with mutual TLS 1.3, session id and version
 //!   checks, frame limits and timeouts.
 //! - [`dealer_server`]: the dealer as its own process, and the parties' client of it.
+//! - [`hello`]: the training servers' greeting: where both continue (epoch, run,
+//!   attempt), or why they cannot.
 //! - [`launch`]: dealer and servers as child processes of one launcher: their output
 //!   forwarded line by line, failures and Ctrl-C/SIGTERM stopping them all.
 //! - [`server`]: one computing server as its own process, the data owner's share files,
@@ -48,6 +50,7 @@ pub mod channel;
 pub mod dealer;
 pub mod dealer_server;
 pub mod engine;
+pub mod hello;
 pub mod keys;
 pub mod launch;
 pub mod local;

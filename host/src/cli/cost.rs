@@ -1,0 +1,175 @@
+//! `ringnn cost`: its arguments, validated into a [`crate::cost::CostConfig`], and the
+//! command.
+
+use super::{dedup, exp_list, frac_list, items, sigmoid_list, tanh_list, ConfigError};
+use clap::Args;
+use ringnn_core::approx::{ExpApprox, TanhApprox};
+use std::io::Write;
+
+/// Arguments of `ringnn cost`.
+#[derive(Debug, Args)]
+pub struct CostArgs {
+    /// e^x approximations inside softmax rows (comma list, `all` for every one the
+    /// two-party engine can compute, `none`).
+    #[arg(
+        long,
+        default_value = "pwl4,pwl6,taylor2,taylor3,secureml,limit8,piranha"
+    )]
+    pub exp: String,
+    /// tanh approximations (`hard`, `none`).
+    #[arg(long, default_value = "hard")]
+    pub tanh: String,
+    /// sigmoid approximations (`secureml`, `exp` through each --exp, `none`).
+    #[arg(long, default_value = "secureml")]
+    pub sigmoid: String,
+    /// Fractional bits (comma list).
+    #[arg(long = "frac-bits", default_value = "13")]
+    pub frac_bits: String,
+    /// Logits per softmax row (comma list).
+    #[arg(long, default_value = "10,100")]
+    pub cols: String,
+    /// Rows per batch.
+    #[arg(long, default_value_t = 128)]
+    pub rows: usize,
+    /// Measure softmax with the row maximum subtracted too.
+    #[arg(long = "with-max")]
+    pub with_max: bool,
+    /// Leave out the reciprocal alone.
+    #[arg(long = "no-reciprocal")]
+    pub no_reciprocal: bool,
+    /// Models whose training step (batch --rows, each --exp in softmax) is measured:
+    /// mlp, lenet, resnet20 (long: minutes), or none.
+    #[arg(long, default_value = "mlp,lenet")]
+    pub models: String,
+    /// Seed of the inputs and the dealer.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// One JSON object per line instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl CostArgs {
+    /// The validated measurement plan.
+    ///
+    /// # Errors
+    /// An unknown name, an empty list, an exact function (not computable on shares), a
+    /// zero count.
+    pub fn config(&self) -> Result<crate::cost::CostConfig, ConfigError> {
+        use crate::cost::Function;
+        let exps: Vec<ExpApprox> = if self.exp.trim() == "all" {
+            ExpApprox::ALL
+                .iter()
+                .copied()
+                .filter(|&a| a != ExpApprox::Exact)
+                .collect()
+        } else {
+            exp_list("exp", &self.exp)?
+        };
+        let exact = |flag: &'static str| ConfigError::Value {
+            flag,
+            message: "exact functions cannot be computed on secret shares; choose approximations"
+                .into(),
+        };
+        if exps.contains(&ExpApprox::Exact) {
+            return Err(exact("exp"));
+        }
+        let tanhs = tanh_list(&self.tanh)?;
+        if tanhs.contains(&TanhApprox::Exact) {
+            return Err(exact("tanh"));
+        }
+        let sigs = sigmoid_list(&self.sigmoid, &exps)?;
+        if sigs.iter().any(|s| s.name() == "exact") {
+            return Err(exact("sigmoid"));
+        }
+        let mut cols = Vec::new();
+        for c in items("cols", &self.cols)? {
+            match c.parse::<usize>() {
+                Ok(v) if v >= 1 => cols.push(v),
+                _ => {
+                    return Err(ConfigError::Value {
+                        flag: "cols",
+                        message: format!("'{c}' is not a whole number of at least 1"),
+                    })
+                }
+            }
+        }
+        if self.rows == 0 {
+            return Err(ConfigError::Value {
+                flag: "rows",
+                message: "must be at least 1".into(),
+            });
+        }
+        let mut functions = Vec::new();
+        for &exp in &exps {
+            for &c in &dedup(cols.clone()) {
+                for subtract_max in [false, true] {
+                    if subtract_max && !self.with_max {
+                        continue;
+                    }
+                    functions.push(Function::Softmax {
+                        exp,
+                        cols: c,
+                        subtract_max,
+                    });
+                }
+            }
+        }
+        functions.extend(tanhs.into_iter().map(Function::Tanh));
+        functions.extend(sigs.into_iter().map(Function::Sigmoid));
+        if !self.no_reciprocal {
+            functions.push(Function::Reciprocal);
+        }
+        let models = items("models", &self.models)?;
+        if models != ["none"] {
+            for m in &models {
+                let model = crate::cost::MODELS
+                    .into_iter()
+                    .find(|k| k == m)
+                    .ok_or_else(|| ConfigError::Name {
+                        flag: "models",
+                        message: format!("unknown model '{m}'; valid: mlp, lenet, resnet20, none"),
+                    })?;
+                functions.extend(exps.iter().map(|&exp| Function::Step { model, exp }));
+            }
+        }
+        if functions.is_empty() {
+            return Err(ConfigError::Value {
+                flag: "exp",
+                message: "nothing to measure".into(),
+            });
+        }
+        Ok(crate::cost::CostConfig {
+            functions,
+            frac_bits: frac_list(&self.frac_bits)?,
+            rows: self.rows,
+            seed: self.seed,
+        })
+    }
+}
+
+/// Runs `ringnn cost`, writing the table (or JSON lines) to `out`.
+///
+/// # Errors
+/// A bad argument, or a failed write.
+pub fn cost(args: &CostArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let cfg = args.config()?;
+    let rows = crate::cost::run(&cfg).map_err(|e| anyhow::anyhow!(e))?;
+    if args.json {
+        for r in &rows {
+            writeln!(out, "{}", serde_json::to_string(r)?)?;
+        }
+    } else {
+        write!(out, "{}", crate::cost::table(&rows))?;
+        writeln!(
+            out,
+            "\nrounds and bytes: per batch of {} rows, each party (deterministic); dealer B: \
+             what party 1 receives from the dealer (party 0: a 32-byte seed); time: the \
+             slower party in one process, no network or TLS (a lower bound). Comparisons: \
+             {} (arithmetic-to-binary adder over dealer AND triples).",
+            cfg.rows,
+            crate::cost::COMPARISON
+        )?;
+    }
+    Ok(())
+}
