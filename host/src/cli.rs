@@ -658,7 +658,8 @@ pub struct SweepArgs {
     /// Fractional bits of the plain engine (1..=40).
     #[arg(long = "frac-bits", default_value = "13,16")]
     pub frac_bits: String,
-    /// Engines: plain (one run per --frac-bits), float (one run, f32).
+    /// Engines: plain (one run per --frac-bits), float (one run, f32), mpc (two servers
+    /// on shares as local processes over TLS, one run per --frac-bits; image models).
     #[arg(long, default_value = "plain")]
     pub engine: String,
     /// Seeds per combination (seeds 1..=N).
@@ -800,30 +801,22 @@ impl SweepArgs {
             });
         }
         let mut precisions = Vec::new();
-        for e in sweep_items("engine", &self.engine, "plain, float")? {
+        for e in sweep_items("engine", &self.engine, "plain, float, mpc")? {
+            let fixed = |p: fn(u32) -> Precision| -> Result<Vec<Precision>, ConfigError> {
+                sweep_items("frac-bits", &self.frac_bits, "1..=40")?;
+                Ok(frac_list(&self.frac_bits)?
+                    .into_iter()
+                    .map(|f| p(f.get()))
+                    .collect())
+            };
             match e.as_str() {
                 "float" => precisions.push(Precision::Float),
-                "plain" => {
-                    sweep_items("frac-bits", &self.frac_bits, "1..=40")?;
-                    precisions.extend(
-                        frac_list(&self.frac_bits)?
-                            .into_iter()
-                            .map(|f| Precision::Fixed(f.get())),
-                    );
-                }
-                "mpc" => {
-                    return Err(ConfigError::Name {
-                        flag: "engine",
-                        message: "mpc: the sweep runs plain and float in this version; train \
-                                  one configuration on two servers with `ringnn train --engine \
-                                  mpc`"
-                            .into(),
-                    })
-                }
+                "plain" => precisions.extend(fixed(Precision::Fixed)?),
+                "mpc" => precisions.extend(fixed(Precision::Mpc)?),
                 other => {
                     return Err(ConfigError::Name {
                         flag: "engine",
-                        message: format!("unknown engine '{other}'; valid: plain, float"),
+                        message: format!("unknown engine '{other}'; valid: plain, float, mpc"),
                     })
                 }
             }
@@ -899,8 +892,9 @@ impl SweepArgs {
 }
 
 fn finish_sweep(cfg: &crate::sweep::SweepConfig, out: &mut dyn Write) -> anyhow::Result<()> {
-    let stderr = std::io::stderr();
-    let r = crate::sweep::run(cfg, &mut stderr.lock())?;
+    // Not locked for the whole sweep: a run prints on stderr too (a two-party run's
+    // processes), and a held lock would block it forever.
+    let r = crate::sweep::run(cfg, &mut std::io::stderr())?;
     writeln!(
         out,
         "{} runs: {} skipped (already in runs.jsonl), {} finished, {} failed",

@@ -201,7 +201,11 @@ fn bad_input_is_refused_before_any_run() {
         ),
         (&["--model", ""], "--model: the list is empty"),
         (&["--tanh", "soft"], "soft"),
-        (&["--engine", "mpc"], "ringnn train --engine mpc"),
+        // The default --exp list holds exact, which two servers cannot compute.
+        (
+            &["--engine", "mpc"],
+            "--exp: exact e^x cannot be computed on secret shares",
+        ),
         (
             &["--engine", "gpu"],
             "unknown engine 'gpu'; valid: plain, float",
@@ -255,4 +259,65 @@ fn reproduce_refuses_unknown_tables_and_scales_and_explains_a_missing_seq2seq() 
             String::from_utf8_lossy(&out.stderr).contains("seq2seq is not available in this build")
         );
     }
+}
+
+#[test]
+fn a_sweep_over_plain_and_mpc_records_both_engines_and_the_servers_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let run = ringnn(&[
+        "sweep",
+        "--model",
+        "mlp",
+        "--data",
+        "synthetic",
+        "--engine",
+        "plain,mpc",
+        "--exp",
+        "pwl4,secureml",
+        "--frac-bits",
+        "13",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "100",
+        "--out",
+        out,
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let records: Vec<serde_json::Value> = lines(&dir.path().join("runs.jsonl"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 4);
+    for r in &records {
+        assert_eq!(r["status"], "ok", "{r}");
+        let mpc = r["engine"] == "mpc";
+        // Only the two-party rows carry traffic, and they never reveal a training loss.
+        assert_eq!(
+            r["mpc_bytes_per_step"].as_f64().is_some_and(|b| b > 0.0),
+            mpc,
+            "{r}"
+        );
+        assert_eq!(r["rounds"].as_u64().is_some_and(|n| n > 0), mpc, "{r}");
+        assert_eq!(r["train_loss"].is_null(), mpc, "{r}");
+    }
+    let csv = lines(&dir.path().join("runs.csv"));
+    assert!(csv[0].contains("mpc_bytes_per_step"), "{}", csv[0]);
+    let table = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
+    assert!(
+        table.contains("| approximation | mlp, synthetic, f=13 | mlp, synthetic, mpc f=13 |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("## Two-party cost per training step"),
+        "{table}"
+    );
+    assert!(table.contains(" rounds |"), "{table}");
 }

@@ -1,38 +1,52 @@
 //! The grid of a sweep: every combination of model, dataset, approximation, precision and
 //! seed, each turned into a validated [`TrainConfig`] before any run starts.
 //!
-//! Each combination goes through `ringnn train`'s own argument validation
-//! ([`crate::cli::TrainArgs::config`]), fed as command-line words: the sweep accepts
-//! exactly the names `ringnn train` accepts, with the same messages, and picks up new
-//! models and datasets (seq2seq, Tatoeba) the moment `ringnn train` knows them, without a
-//! second list to keep in step.
+//! Each combination's names go through the same parsing ([`Names`]) and validation
+//! ([`TrainConfig::validate`]) as `ringnn train`'s: the sweep accepts exactly the names
+//! `ringnn train` accepts, with the same messages, and picks up new models and datasets
+//! the moment the configuration knows them.
 
-use crate::cli::{ConfigError, TrainArgs};
-use crate::train::TrainConfig;
-use clap::Parser;
+use crate::train::config::Names;
+use crate::train::{ConfigError, TrainConfig};
 use std::path::PathBuf;
 
-/// A precision: the float engine, or the plain (Z_2^64) engine with `f` fractional bits.
+/// An execution and its precision: the float engine, the plain (Z_2^64) engine with `f`
+/// fractional bits, or two servers on shares with `f` fractional bits.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord)]
 pub enum Precision {
     /// `Float<f32>`.
     Float,
     /// `Plain` with this many fractional bits.
     Fixed(u32),
+    /// Two servers (`Mpc`) with this many fractional bits.
+    Mpc(u32),
 }
 
 impl Precision {
-    /// `float` or `f=13`: the label of a table column.
+    /// `float`, `f=13` or `mpc f=13`: the label of a table column.
     pub fn label(self) -> String {
         match self {
             Precision::Float => "float".into(),
             Precision::Fixed(f) => format!("f={f}"),
+            Precision::Mpc(f) => format!("mpc f={f}"),
         }
     }
 
     /// The precision of a recorded run (`frac_bits` is `None` for float).
-    pub fn of(frac_bits: Option<u32>) -> Precision {
-        frac_bits.map_or(Precision::Float, Precision::Fixed)
+    pub fn of(engine: &str, frac_bits: Option<u32>) -> Precision {
+        match (engine, frac_bits) {
+            ("mpc", Some(f)) => Precision::Mpc(f),
+            (_, f) => f.map_or(Precision::Float, Precision::Fixed),
+        }
+    }
+
+    /// The engine's name and the fractional bits of a run at this precision.
+    pub fn engine(self) -> (&'static str, Option<u32>) {
+        match self {
+            Precision::Float => ("float", None),
+            Precision::Fixed(f) => ("plain", Some(f)),
+            Precision::Mpc(f) => ("mpc", Some(f)),
+        }
     }
 }
 
@@ -103,14 +117,6 @@ pub struct RunSpec {
     pub seed: u64,
     /// The validated configuration.
     pub config: TrainConfig,
-}
-
-/// `ringnn train`'s arguments alone, to parse one run's words.
-#[derive(Parser)]
-#[command(name = "ringnn-train")]
-struct TrainOnly {
-    #[command(flatten)]
-    args: TrainArgs,
 }
 
 impl Grid {
@@ -187,47 +193,34 @@ impl Grid {
         seed: u64,
     ) -> Result<TrainConfig, ConfigError> {
         let c = &self.common;
-        let (engine, frac) = match precision {
-            Precision::Float => ("float", 13),
-            Precision::Fixed(f) => ("plain", f),
+        let (engine, frac) = precision.engine();
+        let mut cfg = TrainConfig {
+            data_dir: c.data_dir.clone(),
+            subtract_max: c.subtract_max,
+            epochs: c.epochs,
+            batch: c.batch,
+            lr: c.lr,
+            momentum: c.momentum,
+            weight_decay: c.weight_decay,
+            seed,
+            train_limit: c.train_limit,
+            test_limit: c.test_limit,
+            progress: false,
+            ..TrainConfig::default()
         };
-        // `--flag=value` keeps values that start with '-' from reading as flags.
-        let mut words: Vec<String> = vec![
-            "ringnn-train".into(),
-            format!("--model={model}"),
-            format!("--data={data}"),
-            format!("--engine={engine}"),
-            format!("--frac-bits={frac}"),
-            format!("--exp={exp}"),
-            format!("--tanh={tanh}"),
-            format!("--sigmoid={}", c.sigmoid),
-            format!("--grad={}", c.grad),
-            format!("--epochs={}", c.epochs),
-            format!("--batch={}", c.batch),
-            format!("--lr={}", c.lr),
-            format!("--momentum={}", c.momentum),
-            format!("--weight-decay={}", c.weight_decay),
-            format!("--schedule={}", c.schedule),
-            format!("--seed={seed}"),
-        ];
-        if c.subtract_max {
-            words.push("--subtract-max".into());
+        Names {
+            model,
+            data,
+            engine,
+            frac_bits: frac.unwrap_or(13),
+            exp,
+            tanh,
+            sigmoid: &c.sigmoid,
+            grad: &c.grad,
+            schedule: &c.schedule,
         }
-        if let Some(n) = c.train_limit {
-            words.push(format!("--train-limit={n}"));
-        }
-        if let Some(n) = c.test_limit {
-            words.push(format!("--test-limit={n}"));
-        }
-        if let Some(d) = &c.data_dir {
-            words.push(format!("--data-dir={}", d.display()));
-        }
-        let parsed = TrainOnly::try_parse_from(&words).map_err(|e| ConfigError::Value {
-            flag: "model",
-            message: format!("run {model}/{data}/{exp}: {}", e.kind()),
-        })?;
-        let mut cfg = parsed.args.config()?;
-        cfg.progress = false;
+        .apply(&mut cfg)?;
+        cfg.validate()?;
         Ok(cfg)
     }
 }

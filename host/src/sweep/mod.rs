@@ -11,8 +11,9 @@
 //! - [`grid`]: the grid, each combination validated into a `TrainConfig` up front.
 //! - [`store`]: `runs.jsonl` and `runs.csv`, appended and flushed per run; a restart
 //!   skips the keys already done.
-//! - [`report`]: `table.md` (rows: approximations; columns: model x precision; mean ±
-//!   standard deviation over seeds).
+//! - [`report`]: `table.md` (rows: approximations; columns: model x precision, the
+//!   two-party runs beside the plaintext ones; mean ± standard deviation over seeds; the
+//!   two-party runs' bytes and rounds per step).
 //! - [`plots`]: accuracy per approximation, accuracy vs fractional bits, loss curves.
 //! - [`paper`]: the paper's Table 2 and Table 3 as data.
 //! - [`reproduce`]: the paper's setups at a quick and a full scale.
@@ -32,7 +33,7 @@ pub mod reproduce;
 pub mod store;
 
 use crate::train::TrainResult;
-use grid::{Precision, RunSpec};
+use grid::RunSpec;
 use paper::PaperTable;
 use report::{Notes, Summary};
 use serde_json::{Map, Value};
@@ -158,12 +159,17 @@ fn record(spec: &RunSpec, outcome: &Result<TrainResult, String>, wall: f64) -> M
     );
     m.insert("model".into(), spec.model.clone().into());
     m.insert("data".into(), spec.data.clone().into());
-    let (engine, frac) = match spec.precision {
-        Precision::Float => ("float", Value::Null),
-        Precision::Fixed(f) => ("plain", f.into()),
-    };
+    let (engine, frac) = spec.precision.engine();
     m.insert("engine".into(), engine.into());
-    m.insert("frac_bits".into(), frac);
+    m.insert("frac_bits".into(), frac.map_or(Value::Null, Value::from));
+    if let Ok(TrainResult { mpc: Some(c), .. }) = outcome {
+        // Flat figures for the CSV and the table: both servers' online bytes per step.
+        m.insert(
+            "mpc_bytes_per_step".into(),
+            (c.bytes_per_step[0] + c.bytes_per_step[1]).into(),
+        );
+        m.insert("mpc_rounds_per_step".into(), c.rounds_per_step.into());
+    }
     m.insert("exp".into(), spec.exp.clone().into());
     m.insert("tanh".into(), spec.tanh.clone().into());
     m.insert("seed".into(), spec.seed.into());

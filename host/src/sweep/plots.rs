@@ -236,7 +236,7 @@ impl Figure for VsFracBits<'_> {
                 .iter()
                 .filter_map(|&j| match sum.columns[j].precision {
                     Precision::Fixed(f) => Some(f),
-                    Precision::Float => None,
+                    Precision::Float | Precision::Mpc(_) => None,
                 })
                 .collect();
             let lo = *fracs.iter().min().unwrap_or(&8) as f64 - 1.0;
@@ -270,6 +270,7 @@ impl Figure for VsFracBits<'_> {
                     match sum.columns[j].precision {
                         Precision::Fixed(f) => pts.push((f as f64, 100.0 * m)),
                         Precision::Float => float = Some(100.0 * m),
+                        Precision::Mpc(_) => {}
                     }
                 }
                 pts.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -328,7 +329,7 @@ impl Figure for LossCurves<'_> {
                 .filter(|r| {
                     r.ok && r.data == col.data
                         && r.model == col.model
-                        && Precision::of(r.frac_bits) == col.precision
+                        && Precision::of(&r.engine, r.frac_bits) == col.precision
                 })
                 .collect();
             let epochs = runs

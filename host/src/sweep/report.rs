@@ -49,6 +49,10 @@ pub struct Cell {
     pub perplexity: Vec<f64>,
     /// Training throughput of the successful runs.
     pub samples_per_sec: Vec<f64>,
+    /// Two-party runs: both servers' online bytes per training step.
+    pub bytes_per_step: Vec<f64>,
+    /// Two-party runs: rounds per training step.
+    pub rounds_per_step: Vec<f64>,
     /// Overflow counts summed over the successful runs.
     pub overflow: u64,
     /// Runs whose last record is an error.
@@ -157,6 +161,8 @@ impl Summary {
                 cell.accuracy.extend(r.test_accuracy);
                 cell.perplexity.extend(r.perplexity);
                 cell.samples_per_sec.extend(r.samples_per_sec);
+                cell.bytes_per_step.extend(r.bytes_per_step);
+                cell.rounds_per_step.extend(r.rounds_per_step);
                 cell.overflow += r.overflow_count;
             } else {
                 cell.errors += 1;
@@ -328,6 +334,30 @@ pub fn table_md(sum: &Summary, notes: &Notes, paper: Option<&PaperTable>) -> Str
             mean_std(&c.samples_per_sec).map_or("–".into(), |(m, _)| format!("{m:.0}"))
         }));
         let _ = writeln!(md, "| {} |", row.join(" | "));
+    }
+    let mpc: Vec<usize> = (0..sum.columns.len())
+        .filter(|&j| matches!(sum.columns[j].precision, Precision::Mpc(_)))
+        .collect();
+    if !mpc.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Two-party cost per training step (both servers' online MB, rounds; mean over seeds)\n"
+        );
+        let mut header = vec!["approximation".to_string()];
+        header.extend(mpc.iter().map(|&j| sum.columns[j].label()));
+        let _ = writeln!(md, "| {} |", header.join(" | "));
+        let _ = writeln!(md, "|---|{}", "---:|".repeat(header.len() - 1));
+        for i in 0..sum.approx.len() {
+            let mut row = vec![sum.row_label(i)];
+            row.extend(mpc.iter().map(|&j| {
+                let c = &sum.cells[i][j];
+                match (mean_std(&c.bytes_per_step), mean_std(&c.rounds_per_step)) {
+                    (Some((b, _)), Some((r, _))) => format!("{:.2} MB, {r:.0} rounds", b / 1e6),
+                    _ => "–".into(),
+                }
+            }));
+            let _ = writeln!(md, "| {} |", row.join(" | "));
+        }
     }
     let errors: Vec<&RunRow> = sum.runs.iter().filter(|r| !r.ok).collect();
     if !errors.is_empty() {

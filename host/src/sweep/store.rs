@@ -44,6 +44,8 @@ pub const CSV_COLUMNS: &[&str] = &[
     "samples_per_sec",
     "overflow_count",
     "parameters",
+    "mpc_bytes_per_step",
+    "mpc_rounds_per_step",
     "error",
 ];
 
@@ -69,7 +71,7 @@ pub struct RunRow {
     pub model: String,
     /// Dataset.
     pub data: String,
-    /// Engine (`plain`, `float`).
+    /// Engine (`plain`, `float`, `mpc`).
     pub engine: String,
     /// Fractional bits (`None` for float).
     pub frac_bits: Option<u32>,
@@ -91,6 +93,10 @@ pub struct RunRow {
     pub overflow_count: u64,
     /// Per-epoch history.
     pub history: Vec<EpochPoint>,
+    /// Two-party runs: both servers' online bytes per training step.
+    pub bytes_per_step: Option<f64>,
+    /// Two-party runs: rounds per training step.
+    pub rounds_per_step: Option<f64>,
 }
 
 impl RunRow {
@@ -132,6 +138,8 @@ impl RunRow {
             samples_per_sec: f("samples_per_sec"),
             overflow_count: v.get("overflow_count").and_then(Value::as_u64).unwrap_or(0),
             history,
+            bytes_per_step: f("mpc_bytes_per_step"),
+            rounds_per_step: f("mpc_rounds_per_step"),
         })
     }
 }
