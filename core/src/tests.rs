@@ -761,10 +761,20 @@ fn fused_plain_softmax_equals_generic() {
                 };
                 let mut s = vec![Z64::ZERO; softmax::softmax_scratch(cfg, rows, cols)];
                 let (mut o1, mut o2) = (vec![Z64::ZERO; x.len()], vec![Z64::ZERO; x.len()]);
-                p.softmax_rows(cfg, &x, rows, cols, &mut o1, &mut s)
-                    .unwrap();
+                // softmax() divides with Plain's fused normalize_rows; generic_rows with the
+                // generic one. Both count the same overflows.
+                let before = p.overflow_count();
+                softmax::softmax(&mut p, cfg, &x, rows, cols, &mut o1, &mut s).unwrap();
+                let fused = p.overflow_count() - before;
                 softmax::generic_rows(&mut p, cfg, &x, rows, cols, &mut o2, &mut s).unwrap();
+                let generic = p.overflow_count() - before - fused;
                 assert_eq!(o1, o2, "{} f={f} max={subtract_max}", a.name());
+                assert_eq!(
+                    fused,
+                    generic,
+                    "overflows: {} f={f} max={subtract_max}",
+                    a.name()
+                );
             }
         }
     }
