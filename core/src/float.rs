@@ -1,6 +1,6 @@
 //! The float engine: the reference ("without approximation" in the paper).
 
-use crate::engine::{Engine, Exact, MatDims, MatmulFn};
+use crate::engine::{Engine, Exact, ExactEngine, MatDims, MatmulFn};
 use core::convert::Infallible;
 use core::fmt::Debug;
 use core::ops::{Add, Mul, Sub};
@@ -142,10 +142,8 @@ impl<T: Real> Engine for Float<T> {
         }
         Ok(())
     }
-    fn apply_exact(&mut self, func: Exact, x: &mut [T]) -> Result<(), Infallible> {
-        x.iter_mut()
-            .for_each(|a| *a = T::from_f64(func.eval(a.to_f64())));
-        Ok(())
+    fn exact(&mut self) -> Option<&mut dyn ExactEngine<Elem = T, Public = T, Error = Infallible>> {
+        Some(self)
     }
 
     /// Exactly `2^extra_bits / x` (infinite for 0, as IEEE division gives): the reference
@@ -163,6 +161,15 @@ impl<T: Real> Engine for Float<T> {
         for (o, &v) in out.iter_mut().zip(x) {
             *o = T::from_f64(num / v.to_f64());
         }
+        Ok(())
+    }
+}
+
+impl<T: Real> ExactEngine for Float<T> {
+    /// The `f64` function, rounded once to `T`.
+    fn apply_exact(&mut self, func: Exact, x: &mut [T]) -> Result<(), Infallible> {
+        x.iter_mut()
+            .for_each(|a| *a = T::from_f64(func.eval(a.to_f64())));
         Ok(())
     }
 }

@@ -20,11 +20,10 @@
 //! exact-function results that saturated at the safe range. Matrix products are not
 //! counted.
 
-use crate::approx::Lines;
-use crate::engine::{generic, Engine, Exact, MatDims, MatmulFn};
+use crate::approx::lines::Lines;
+use crate::engine::{generic, Engine, Exact, ExactEngine, MatDims, MatmulFn};
 use crate::fixed::{Fixed, FixedError, FracBits};
 use crate::ring::Z64;
-use crate::softmax::{self, Softmax};
 use core::cell::Cell;
 use core::convert::Infallible;
 
@@ -380,15 +379,10 @@ impl Engine for Plain {
         }
         Ok(())
     }
-    fn apply_exact(&mut self, func: Exact, x: &mut [Z64]) -> Result<(), Infallible> {
-        let mut o = 0u64;
-        for v in x.iter_mut() {
-            let (r, sat) = self.fx.encode_saturating(func.eval(self.fx.decode(*v)));
-            *v = r;
-            o += sat as u64;
-        }
-        self.count(o);
-        Ok(())
+    fn exact(
+        &mut self,
+    ) -> Option<&mut dyn ExactEngine<Elem = Z64, Public = Z64, Error = Infallible>> {
+        Some(self)
     }
 
     /// The generic tree's comparisons and carries, one pass per level; `sel` holds each
@@ -615,50 +609,27 @@ impl Engine for Plain {
         Ok(())
     }
 
-    /// Row by row with the division fused in; bit for bit [`crate::softmax::generic_rows`].
-    fn softmax_rows(
+    /// Row by row, fused; bit for bit [`generic::normalize_rows`] (tested through
+    /// [`crate::softmax::generic_rows`]).
+    fn normalize_rows(
         &mut self,
-        cfg: Softmax,
-        x: &[Z64],
+        v: &mut [Z64],
         rows: usize,
         cols: usize,
-        out: &mut [Z64],
-        scratch: &mut [Z64],
+        clip: bool,
+        guard_bits: u32,
+        _scratch: &mut [Z64],
     ) -> Result<(), Infallible> {
-        let n = rows * cols;
-        assert!(x.len() == n && out.len() == n, "softmax: shape mismatch");
-        let f = self.f();
-        let g = softmax::guard_bits(f);
-        let (xs, rest) = scratch.split_at_mut(n);
-        xs.copy_from_slice(x);
-        if cfg.subtract_max {
-            let (buf, _) = rest.split_at_mut(cols);
-            for row in xs.chunks_mut(cols) {
-                // The generic code's halving tree over columns.
-                buf.copy_from_slice(row);
-                let mut cnt = cols;
-                while cnt > 1 {
-                    let h = cnt / 2;
-                    for j in 0..h {
-                        if (buf[j] - buf[j + h]).is_negative() {
-                            buf[j] = buf[j + h];
-                        }
-                    }
-                    if cnt % 2 == 1 {
-                        buf[h] = buf[2 * h];
-                    }
-                    cnt = h + cnt % 2;
-                }
-                let m = buf[0];
-                row.iter_mut().for_each(|v| *v -= m);
-            }
+        assert_eq!(v.len(), rows * cols, "normalize_rows: shape mismatch");
+        if cols == 0 {
+            return Ok(());
         }
-        cfg.exp.eval(self, xs, out, rest)?;
-        let clip = !cfg.exp.nonnegative();
+        let f = self.f();
+        let g = guard_bits;
         let unit = self.public(1.0);
         let k = RecipConsts::new(self);
         let mut o = 0u64;
-        for row in out.chunks_mut(cols) {
+        for row in v.chunks_mut(cols) {
             if clip {
                 row.iter_mut().for_each(|v| {
                     if v.is_negative() {
@@ -697,6 +668,21 @@ impl Engine for Plain {
         let mut o = 0u64;
         for (r, &v) in out.iter_mut().zip(x) {
             *r = self.recip_one(v, extra_bits, &k, &mut o);
+        }
+        self.count(o);
+        Ok(())
+    }
+}
+
+impl ExactEngine for Plain {
+    /// Decodes, evaluates in `f64`, encodes rounding to nearest; a result beyond the safe
+    /// range saturates there and is counted by [`Engine::overflow_count`].
+    fn apply_exact(&mut self, func: Exact, x: &mut [Z64]) -> Result<(), Infallible> {
+        let mut o = 0u64;
+        for v in x.iter_mut() {
+            let (r, sat) = self.fx.encode_saturating(func.eval(self.fx.decode(*v)));
+            *v = r;
+            o += sat as u64;
         }
         self.count(o);
         Ok(())

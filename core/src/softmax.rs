@@ -25,7 +25,8 @@
 //! - [`GradMode::Surrogate`] (SecureML): `p - y`.
 
 use crate::approx::ExpApprox;
-use crate::engine::{generic, Engine};
+use crate::engine::generic::{self, broadcast, row_sums};
+use crate::engine::Engine;
 
 /// How the gradient of softmax cross-entropy is computed.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -117,13 +118,21 @@ fn chunk_rows(hint: usize, rows: usize, cols: usize) -> usize {
 /// Scratch elements [`softmax`] needs for `rows x cols` inputs.
 pub fn softmax_scratch(cfg: Softmax, rows: usize, cols: usize) -> usize {
     let n = rows * cols;
-    2 * n
+    // The forward path: the shifted inputs, then the row maxima (`rows + 2n`), e^x, or the
+    // division.
+    let forward = n
+        + (rows + 2 * n)
+            .max(cfg.exp.scratch_len(n))
+            .max(generic::normalize_rows_scratch(rows, cols));
+    // The path with the derivative, for the exact gradient.
+    let with_derivative = 2 * n
         + 4 * rows
         + cfg
             .exp
             .scratch_len(n)
             .max(generic::reciprocal_scratch(rows))
-            .max(4 * n)
+            .max(4 * n);
+    forward.max(with_derivative)
 }
 
 /// Scratch elements [`softmax_xent_backward`] needs for `rows x cols` inputs.
@@ -134,7 +143,8 @@ pub fn backward_scratch(cfg: Softmax, rows: usize, cols: usize) -> usize {
 
 /// `out = softmax(x)` over `rows` rows of `cols` (row-major). See the [module
 /// documentation](self). Scratch: [`softmax_scratch`] for the rows handed to one call;
-/// a plaintext engine splits the work into pieces of [`Engine::batch_hint`] elements.
+/// a plaintext engine splits the work into pieces of [`Engine::batch_hint`] elements, and
+/// divides by the row sums with its own [`Engine::normalize_rows`].
 ///
 /// # Errors
 /// What the engine reports.
@@ -159,15 +169,14 @@ pub fn softmax<E: Engine + ?Sized>(
     while r0 < rows {
         let r = step.min(rows - r0);
         let span = r0 * cols..(r0 + r) * cols;
-        softmax_rows(
+        forward_rows(
             e,
             cfg,
             &x[span.clone()],
             r,
             cols,
             &mut out[span],
-            None,
-            None,
+            false,
             scratch,
         )?;
         r0 += r;
@@ -175,8 +184,9 @@ pub fn softmax<E: Engine + ?Sized>(
     Ok(())
 }
 
-/// The generic softmax of one piece, built from primitives; [`Engine::softmax_rows`] calls
-/// it unless the engine overrides it.
+/// Softmax of one piece through the generic division ([`generic::normalize_rows`]) whatever
+/// the engine: the reference that an engine's own [`Engine::normalize_rows`] must equal bit
+/// for bit.
 ///
 /// # Errors
 /// What the engine reports.
@@ -189,22 +199,56 @@ pub fn generic_rows<E: Engine + ?Sized>(
     out: &mut [E::Elem],
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
-    softmax_rows(e, cfg, x, rows, cols, out, None, None, scratch)
+    forward_rows(e, cfg, x, rows, cols, out, true, scratch)
 }
 
-/// Softmax of one piece; when `deriv` is given, also `E'(x)/S` into it (for the gradient),
-/// with `E'` masked where `E` was clipped; when `zero` is given, `[S == 0]` per row into it
-/// (1.0 encoded: the rows defined as uniform).
+/// Softmax of one piece: shift by the row maxima if asked, e^x, then the division (the
+/// engine's, or the generic one when `generic` is set).
 #[allow(clippy::too_many_arguments)]
-fn softmax_rows<E: Engine + ?Sized>(
+fn forward_rows<E: Engine + ?Sized>(
     e: &mut E,
     cfg: Softmax,
     x: &[E::Elem],
     rows: usize,
     cols: usize,
     out: &mut [E::Elem],
-    mut deriv: Option<&mut [E::Elem]>,
-    zero: Option<&mut [E::Elem]>,
+    generic: bool,
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let n = rows * cols;
+    let g = guard_bits(e.frac_bits());
+    let (xs, rest) = scratch.split_at_mut(n);
+    xs.copy_from_slice(x);
+    if cfg.subtract_max {
+        let (mx, rest) = rest.split_at_mut(rows);
+        let (wide, rest) = rest.split_at_mut(n);
+        row_max(e, xs, rows, cols, mx, wide, rest)?;
+        broadcast(mx, cols, wide);
+        e.sub_assign(xs, wide)?;
+    }
+    cfg.exp.eval(e, xs, out, rest)?;
+    let clip = !cfg.exp.nonnegative();
+    if generic {
+        generic::normalize_rows(e, out, rows, cols, clip, g, rest)
+    } else {
+        e.normalize_rows(out, rows, cols, clip, g, rest)
+    }
+}
+
+/// Softmax of one piece with, for the exact gradient, `E'(x)/S` in `deriv` (with `E'`
+/// masked where `E` was clipped) and `[S == 0]` per row in `zero` (1.0 encoded: the rows
+/// defined as uniform). The same operations as [`forward_rows`] with the generic division,
+/// with the derivative's between them.
+#[allow(clippy::too_many_arguments)]
+fn softmax_rows_with_derivative<E: Engine + ?Sized>(
+    e: &mut E,
+    cfg: Softmax,
+    x: &[E::Elem],
+    rows: usize,
+    cols: usize,
+    out: &mut [E::Elem],
+    deriv: &mut [E::Elem],
+    zero: &mut [E::Elem],
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
     let n = rows * cols;
@@ -232,13 +276,11 @@ fn softmax_rows<E: Engine + ?Sized>(
         e.mul(wide, out, prod)?;
         e.sub_assign(out, prod)?;
     }
-    if let Some(d) = deriv.as_deref_mut() {
-        cfg.exp.derivative(e, xs, d, rest)?;
-        if clipped {
-            let (prod, _) = rest.split_at_mut(n);
-            e.mul(wide, d, prod)?;
-            e.sub_assign(d, prod)?;
-        }
+    cfg.exp.derivative(e, xs, deriv, rest)?;
+    if clipped {
+        let (prod, _) = rest.split_at_mut(n);
+        e.mul(wide, deriv, prod)?;
+        e.sub_assign(deriv, prod)?;
     }
     row_sums(e, out, cols, sum, tmp)?;
     // z = 1 - [-sum < 0] = [sum <= 0]; E += z, sum += z * cols.
@@ -251,9 +293,7 @@ fn softmax_rows<E: Engine + ?Sized>(
     e.add_public(z, one)?;
     let unit = e.public(1.0);
     e.mul_public(z, unit)?;
-    if let Some(zo) = zero {
-        zo.copy_from_slice(z);
-    }
+    zero.copy_from_slice(z);
     broadcast(z, cols, wide);
     e.add_assign(out, wide)?;
     let c = e.public_int(cols as i64);
@@ -266,18 +306,10 @@ fn softmax_rows<E: Engine + ?Sized>(
     e.mul(out, wide, prod)?;
     e.shift_right(prod, f + g)?;
     out.copy_from_slice(prod);
-    if let Some(d) = deriv {
-        e.mul(d, wide, prod)?;
-        e.shift_right(prod, f + g)?;
-        d.copy_from_slice(prod);
-    }
+    e.mul(deriv, wide, prod)?;
+    e.shift_right(prod, f + g)?;
+    deriv.copy_from_slice(prod);
     Ok(())
-}
-
-fn broadcast<T: Copy>(per_row: &[T], cols: usize, out: &mut [T]) {
-    for (i, &v) in per_row.iter().enumerate() {
-        out[i * cols..(i + 1) * cols].fill(v);
-    }
 }
 
 /// Row maxima by a halving tree over columns: `ceil(log2 cols)` batched comparisons.
@@ -391,7 +423,7 @@ fn exact_grad_rows<E: Engine + ?Sized>(
     let (ratio, rest) = rest.split_at_mut(rows);
     let (zero, rest) = rest.split_at_mut(rows);
     // grad = E'/S (the first term) and p; zero = [S == 0] per row.
-    softmax_rows(e, cfg, x, rows, cols, p, Some(grad), Some(zero), rest)?;
+    softmax_rows_with_derivative(e, cfg, x, rows, cols, p, grad, zero, rest)?;
     // E and E' at the label: recompute E (clipped) and E' (masked) for the label entries.
     let xs = &mut wide[..];
     xs.copy_from_slice(x);
@@ -466,22 +498,4 @@ fn exact_grad_rows<E: Engine + ?Sized>(
     e.mul(wide, t, prod)?;
     e.rescale(prod)?;
     e.add_assign(grad, prod)
-}
-
-/// `out[i] = sum_j v[i][j]`, one column at a time (local additions). `col` holds a column.
-fn row_sums<E: Engine + ?Sized>(
-    e: &mut E,
-    v: &[E::Elem],
-    cols: usize,
-    out: &mut [E::Elem],
-    col: &mut [E::Elem],
-) -> Result<(), E::Error> {
-    out.fill(E::Elem::default());
-    for j in 0..cols {
-        for (i, c) in col.iter_mut().enumerate() {
-            *c = v[i * cols + j];
-        }
-        e.add_assign(out, col)?;
-    }
-    Ok(())
 }

@@ -6,8 +6,9 @@
 //! inside `firmware/`.
 
 use ringnn_core::approx::{ExpApprox, TanhApprox};
+use ringnn_firmware::func::Func;
 use ringnn_firmware::report::{write_row, LineSink};
-use ringnn_firmware::study::{measure, Buffers, Func};
+use ringnn_firmware::study::{measure, Buffers};
 use ringnn_firmware::ticks::TickCounter;
 
 /// The host has no instruction counter; ROW lines do not use one.

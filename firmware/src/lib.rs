@@ -11,17 +11,15 @@
 //! the device's error rows bit for bit (`examples/checkpoints.rs`), which the test script
 //! compares with the device log.
 //!
+//! Modules in layer order: each uses only modules listed before it.
+//!
 //! - [`grid`]: the input grids, exactly representable at every studied `f`.
-//! - [`q32`]: the kernel's e^x and tanh approximations in 32-bit Q-format (the `fixed`
-//!   crate), mirroring the 64-bit kernel operation for operation.
-//! - [`study`]: one row of the table: errors of the 64-bit kernel ([`ringnn_core::Plain`])
-//!   and of the 32-bit formats against an `f32` reference, wrap counts, costs, and the
-//!   checks a row must pass.
-//! - [`ticks`]: the counter trait SysTick implements, and the calibration that turns ticks
-//!   into instructions under QEMU's `-icount`.
+//! - [`infer`]: on-device inference of an MLP exported by the host, checked bit for bit.
+//! - [`ticks`]: the counter trait SysTick implements, and the calibration to instructions.
+//! - [`func`]: the studied functions (every e^x and tanh approximation), grid and bound.
+//! - [`q32`]: the kernel's e^x and tanh approximations in 32-bit Q-format (`fixed` crate).
+//! - [`study`]: one row of the table: errors of 64 and 32 bits, wraps, costs, checks.
 //! - [`report`]: the text lines the firmware logs, written to any `embedded_io::Write`.
-//! - [`infer`]: on-device inference of an MLP exported by the host (`ringnn_host::export`),
-//!   with the kernel's `Dense` and `Relu`, checked bit for bit against the host's logits.
 #![no_std]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -29,9 +27,15 @@
 #[cfg(test)]
 extern crate std;
 
+// Layer by layer (rustfmt keeps the order across blank lines).
 pub mod grid;
 pub mod infer;
-pub mod q32;
-pub mod report;
-pub mod study;
 pub mod ticks;
+
+pub mod func;
+
+pub mod q32;
+
+pub mod study;
+
+pub mod report;

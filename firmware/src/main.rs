@@ -25,10 +25,11 @@ mod device {
     use cortex_m_semihosting::debug;
     use defmt_semihosting as _;
     use ringnn_core::Exact;
+    use ringnn_firmware::func::Func;
     use ringnn_firmware::report::{
         write_calibration, write_cost, write_float, write_row, write_violation, LineSink,
     };
-    use ringnn_firmware::study::{measure, measure_micromath, Buffers, Func, FRAC_BITS};
+    use ringnn_firmware::study::{measure, measure_micromath, Buffers, FRAC_BITS};
     use ringnn_firmware::ticks::Calibration;
     use ringnn_firmware::ticks::{calibrate, TickCounter};
     use static_cell::ConstStaticCell;

@@ -20,7 +20,7 @@
 //!   `2F` fractional bits) must stay within `[-2^31, 2^31)`. [`Wraps::ring`] marks the points
 //!   where some product or sum left that range: there a 32-bit ring computes garbage.
 
-use crate::study::Func;
+use crate::func::Func;
 use fixed::types::extra::{LeEqU32, U10, U12, U13, U16, U20, U24, U8};
 use fixed::FixedI32;
 use ringnn_core::approx::lines::MAX_LINES;

@@ -264,8 +264,9 @@ impl<F: FnMut(&str)> Write for LineSink<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::func::Func;
     use crate::infer::Outcome;
-    use crate::study::{Costs, Errors, Func};
+    use crate::study::{Costs, Errors};
     use ringnn_core::approx::ExpApprox;
     use std::string::{String, ToString};
     use std::vec::Vec;

@@ -17,116 +17,17 @@
 //! Inputs are grid points, exact in every format, so nothing is lost in encoding them.
 //! Errors are computed in `f64`, where every decoded value is exact.
 
-use crate::grid::{Grid, CHUNK, EXP_GRID, TANH_GRID};
+use crate::func::Func;
+use crate::grid::{CHUNK, EXP_GRID, TANH_GRID};
 use crate::q32::{self, Wraps};
 use crate::ticks::{timed, OutOfRange, TickCounter};
 use ringnn_core::approx::lines::MAX_LINES;
-use ringnn_core::approx::{ErrorBound, ExpApprox, TanhApprox};
 use ringnn_core::engine::Engine;
 use ringnn_core::fixed::pow2;
-use ringnn_core::{Exact, Float, Plain, Z64};
+use ringnn_core::{Exact, ExactEngine, Float, Plain, Z64};
 
 /// The fractional bits of the study.
 pub const FRAC_BITS: [u32; 7] = q32::SUPPORTED_FRAC_BITS;
-
-/// An approximation of one of the studied functions.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Func {
-    /// An approximation of e^x.
-    Exp(ExpApprox),
-    /// An approximation of tanh.
-    Tanh(TanhApprox),
-}
-
-const fn all_funcs() -> [Func; 21] {
-    let mut out = [Func::Tanh(TanhApprox::Hard); 21];
-    let mut i = 0;
-    while i < ExpApprox::ALL.len() {
-        out[i] = Func::Exp(ExpApprox::ALL[i]);
-        i += 1;
-    }
-    out[19] = Func::Tanh(TanhApprox::ALL[0]);
-    out[20] = Func::Tanh(TanhApprox::ALL[1]);
-    out
-}
-
-impl Func {
-    /// Every exp and tanh approximation of the kernel.
-    pub const ALL: [Func; 21] = all_funcs();
-
-    /// `"exp"` or `"tanh"`.
-    pub fn function(self) -> &'static str {
-        match self {
-            Func::Exp(_) => "exp",
-            Func::Tanh(_) => "tanh",
-        }
-    }
-
-    /// The kernel's name of the approximation.
-    pub fn name(self) -> &'static str {
-        match self {
-            Func::Exp(a) => a.name(),
-            Func::Tanh(a) => a.name(),
-        }
-    }
-
-    /// The grid of the function's domain.
-    pub fn grid(self) -> Grid {
-        match self {
-            Func::Exp(_) => EXP_GRID,
-            Func::Tanh(_) => TANH_GRID,
-        }
-    }
-
-    /// The kernel's documented error bound of the approximation's formula.
-    pub fn bound(self) -> ErrorBound {
-        match self {
-            Func::Exp(a) => a.bound(),
-            Func::Tanh(a) => a.bound(),
-        }
-    }
-
-    /// The true function.
-    pub fn exact(self) -> Exact {
-        match self {
-            Func::Exp(_) => Exact::Exp,
-            Func::Tanh(_) => Exact::Tanh,
-        }
-    }
-
-    /// Whether this is the `exact` entry (the function itself, rounded to the format).
-    pub fn is_exact(self) -> bool {
-        matches!(
-            self,
-            Func::Exp(ExpApprox::Exact) | Func::Tanh(TanhApprox::Exact)
-        )
-    }
-
-    /// Scratch elements [`Func::eval`] needs for `n` inputs.
-    pub fn scratch_len(self, n: usize) -> usize {
-        match self {
-            Func::Exp(a) => a.scratch_len(n),
-            Func::Tanh(a) => a.scratch_len(n),
-        }
-    }
-
-    /// `out = approx(x)` on any engine (the kernel's generic evaluation).
-    ///
-    /// # Errors
-    /// What the engine reports.
-    pub fn eval<E: Engine + ?Sized>(
-        self,
-        e: &mut E,
-        x: &[E::Elem],
-        out: &mut [E::Elem],
-        scratch: &mut [E::Elem],
-    ) -> Result<(), E::Error> {
-        match self {
-            Func::Exp(a) => a.eval(e, x, out, scratch),
-            Func::Tanh(a) => a.eval(e, x, out, scratch),
-        }
-    }
-}
 
 /// Scratch capacity of [`Buffers`]: the most any approximation needs for one chunk (max of
 /// lines with every part, `4 * parts * n`; the others need `5 * n` at most).
@@ -515,6 +416,7 @@ pub fn measure_micromath<T: TickCounter + ?Sized>(
 mod tests {
     use super::*;
     use crate::ticks::tests::MockCounter;
+    use ringnn_core::approx::{ExpApprox, TanhApprox};
     use std::boxed::Box;
 
     #[test]

@@ -84,6 +84,17 @@ impl Function {
         }
     }
 
+    /// Whether two parties can compute it: not with an `exact` approximation, which only
+    /// the plaintext engines evaluate (the two-party engine would panic on it).
+    pub fn mpc_ready(&self) -> bool {
+        match self {
+            Function::Softmax { exp, .. } | Function::Step { exp, .. } => exp.mpc_ready(),
+            Function::Tanh(t) => t.mpc_ready(),
+            Function::Sigmoid(s) => s.mpc_ready(),
+            Function::Reciprocal => true,
+        }
+    }
+
     /// Elements per row.
     fn cols(&self) -> usize {
         match self {
@@ -371,6 +382,13 @@ fn row(
 /// # Errors
 /// The first function that cannot run on shares, named.
 pub fn run(cfg: &CostConfig) -> Result<Vec<CostRow>, String> {
+    if let Some(func) = cfg.functions.iter().find(|f| !f.mpc_ready()) {
+        return Err(format!(
+            "{} {}: exact functions cannot be computed on secret shares; choose an approximation",
+            func.family(),
+            func.approx()
+        ));
+    }
     let mut out = Vec::new();
     for func in &cfg.functions {
         for &f in &cfg.frac_bits {

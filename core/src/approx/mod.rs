@@ -19,6 +19,9 @@
 //! | `piranha` | `max(0, (x + 2) / 2)` | Piranha, Orca |
 //! | `exact` | e^x (plaintext engines only) | reference |
 //!
+//! The `exact` entries are the references: only an engine that offers [`Engine::exact`]
+//! (the plaintext engines) can evaluate them; see [`ExpApprox::mpc_ready`].
+//!
 //! The odd-degree Taylor polynomials go negative for x below about -1.6 (degree 3) to -2.8
 //! (degree 7); softmax clips them at 0, which the paper names as the cause of their poor
 //! accuracy.
@@ -194,7 +197,8 @@ impl ExpApprox {
         !matches!(self, ExpApprox::Taylor(_))
     }
 
-    /// Whether a two-party engine can evaluate it (all but `exact`).
+    /// Whether a two-party engine can evaluate it (all but `exact`, which needs an engine
+    /// with [`Engine::exact`] and panics elsewhere).
     pub fn mpc_ready(self) -> bool {
         self != ExpApprox::Exact
     }
@@ -255,7 +259,10 @@ impl ExpApprox {
     /// `out = approx(x)`.
     ///
     /// # Errors
-    /// What the engine reports (a two-party engine rejects `exact`).
+    /// What the engine reports.
+    ///
+    /// # Panics
+    /// For `exact` on an engine without [`Engine::exact`] (see [`ExpApprox::mpc_ready`]).
     pub fn eval<E: Engine + ?Sized>(
         self,
         e: &mut E,
@@ -273,7 +280,7 @@ impl ExpApprox {
             ExpApprox::Limit8 => limit_power(e, x, out, None, scratch),
             _ => {
                 out.copy_from_slice(x);
-                e.apply_exact(Exact::Exp, out)
+                exact(e, Exact::Exp, out)
             }
         }
     }
@@ -304,7 +311,7 @@ impl ExpApprox {
             }
             _ => {
                 out.copy_from_slice(x);
-                e.apply_exact(Exact::Exp, out)
+                exact(e, Exact::Exp, out)
             }
         }
     }
@@ -392,6 +399,11 @@ impl TanhApprox {
         }
     }
 
+    /// Whether a two-party engine can evaluate it (`hard`, not `exact`).
+    pub fn mpc_ready(self) -> bool {
+        self != TanhApprox::Exact
+    }
+
     /// The formula in `f64`.
     pub fn reference(self, x: f64) -> f64 {
         match self {
@@ -433,6 +445,9 @@ impl TanhApprox {
     ///
     /// # Errors
     /// What the engine reports.
+    ///
+    /// # Panics
+    /// For `exact` on an engine without [`Engine::exact`] (see [`TanhApprox::mpc_ready`]).
     pub fn eval<E: Engine + ?Sized>(
         self,
         e: &mut E,
@@ -443,7 +458,7 @@ impl TanhApprox {
         out.copy_from_slice(x);
         match self {
             TanhApprox::Hard => e.clamp(out, -1.0, 1.0, None, scratch),
-            TanhApprox::Exact => e.apply_exact(Exact::Tanh, out),
+            TanhApprox::Exact => exact(e, Exact::Tanh, out),
         }
     }
 
@@ -451,6 +466,9 @@ impl TanhApprox {
     ///
     /// # Errors
     /// What the engine reports.
+    ///
+    /// # Panics
+    /// For `exact` on an engine without [`Engine::exact`] (see [`TanhApprox::mpc_ready`]).
     pub fn derivative<E: Engine + ?Sized>(
         self,
         e: &mut E,
@@ -464,7 +482,7 @@ impl TanhApprox {
         match self {
             TanhApprox::Hard => e.clamp(v, -1.0, 1.0, Some(out), rest),
             TanhApprox::Exact => {
-                e.apply_exact(Exact::Tanh, v)?;
+                exact(e, Exact::Tanh, v)?;
                 one_minus_square(e, v, out)
             }
         }
@@ -528,6 +546,15 @@ impl SigmoidApprox {
         }
     }
 
+    /// Whether a two-party engine can evaluate it (not `exact`, nor `exp` with exact e^x).
+    pub fn mpc_ready(self) -> bool {
+        match self {
+            SigmoidApprox::SecureMl => true,
+            SigmoidApprox::Exp(a) => a.mpc_ready(),
+            SigmoidApprox::Exact => false,
+        }
+    }
+
     /// The formula in `f64`.
     pub fn reference(self, x: f64) -> f64 {
         match self {
@@ -585,6 +612,9 @@ impl SigmoidApprox {
     ///
     /// # Errors
     /// What the engine reports.
+    ///
+    /// # Panics
+    /// For `exact` on an engine without [`Engine::exact`] (see [`SigmoidApprox::mpc_ready`]).
     pub fn eval<E: Engine + ?Sized>(
         self,
         e: &mut E,
@@ -602,7 +632,7 @@ impl SigmoidApprox {
             SigmoidApprox::Exp(a) => sigmoid_exp(e, a, x, out, None, scratch),
             SigmoidApprox::Exact => {
                 out.copy_from_slice(x);
-                e.apply_exact(Exact::Sigmoid, out)
+                exact(e, Exact::Sigmoid, out)
             }
         }
     }
@@ -611,6 +641,9 @@ impl SigmoidApprox {
     ///
     /// # Errors
     /// What the engine reports.
+    ///
+    /// # Panics
+    /// For `exact` on an engine without [`Engine::exact`] (see [`SigmoidApprox::mpc_ready`]).
     pub fn derivative<E: Engine + ?Sized>(
         self,
         e: &mut E,
@@ -630,7 +663,7 @@ impl SigmoidApprox {
             SigmoidApprox::Exp(a) => sigmoid_exp(e, a, x, v, Some(out), rest),
             SigmoidApprox::Exact => {
                 v.copy_from_slice(x);
-                e.apply_exact(Exact::Sigmoid, v)?;
+                exact(e, Exact::Sigmoid, v)?;
                 // s (1 - s)
                 let (t, _) = rest.split_at_mut(n);
                 t.copy_from_slice(v);
@@ -683,6 +716,18 @@ fn sigmoid_exp<E: Engine + ?Sized>(
         g.copy_from_slice(ex);
     }
     Ok(())
+}
+
+/// `x = func(x)` on an engine that evaluates exact functions.
+///
+/// # Panics
+/// If the engine offers no [`Engine::exact`] (a two-party engine): configurations are
+/// checked with `mpc_ready` before they reach such an engine, so this is a bug in the caller.
+fn exact<E: Engine + ?Sized>(e: &mut E, func: Exact, x: &mut [E::Elem]) -> Result<(), E::Error> {
+    match e.exact() {
+        Some(plain) => plain.apply_exact(func, x),
+        None => panic!("{func:?} has no exact evaluation on this engine (secret shares): check mpc_ready first"),
+    }
 }
 
 /// Maximum absolute and relative error of `approx` against `truth` on `[lo, hi]`, over the

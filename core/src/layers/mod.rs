@@ -33,6 +33,7 @@ pub mod pool;
 pub mod residual;
 pub mod rnn;
 pub mod seqloss;
+pub(crate) mod windows;
 
 pub use activation::{Activation, Relu};
 pub use batchnorm::BatchNorm;
@@ -277,5 +278,18 @@ pub(crate) mod testutil {
         }
         assert_eq!(p.overflow_count(), 0, "f = {f}: overflow");
         want
+    }
+
+    /// Random ring elements (all 64 bits), so wrapping and rounding are exercised too.
+    pub fn ring(seed: u64, n: usize) -> Vec<crate::Z64> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                crate::Z64(s)
+            })
+            .collect()
     }
 }

@@ -15,7 +15,7 @@
 //! integer-scaled) and folds the result back. Backward does not recompute the tree.
 //! Ties go to the lower offset, so exactly one bit per window is 1.
 
-use super::conv::Windows;
+use super::windows::Windows;
 use super::{column_sums_in_place, divide_by, transpose, Image};
 use crate::Engine;
 

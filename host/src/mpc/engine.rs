@@ -61,7 +61,7 @@ use super::protocols::{self, Link};
 use super::wire;
 use super::{MpcError, PartyId};
 use crate::gemm::matmul_z64;
-use ringnn_core::engine::{Engine, Exact, MatDims, MatmulFn};
+use ringnn_core::engine::{Engine, MatDims, MatmulFn};
 use ringnn_core::fixed::{Fixed, FracBits};
 use ringnn_core::Z64;
 use std::cell::Cell;
@@ -350,9 +350,5 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         out: &mut [Z64],
     ) -> Result<(), MpcError> {
         protocols::select(&mut self.link, &mut self.corr, bits, a, b, out)
-    }
-
-    fn apply_exact(&mut self, func: Exact, _x: &mut [Z64]) -> Result<(), MpcError> {
-        Err(MpcError::NotComputable(func))
     }
 }

@@ -78,7 +78,6 @@ pub use local::{run_in_process, LocalConfig};
 pub use net::{NetConfig, SessionId, TlsChannel};
 pub use share::{reconstruct, share, PartyId};
 
-use ringnn_core::Exact;
 use std::io;
 
 /// What went wrong in a two-party computation.
@@ -129,8 +128,4 @@ pub enum MpcError {
         /// Why it failed.
         reason: String,
     },
-    /// An exact function (e^x, tanh, sigmoid) was asked for; two parties can only
-    /// evaluate approximations.
-    #[error("{0:?} cannot be computed exactly on secret shares; choose an approximation")]
-    NotComputable(Exact),
 }

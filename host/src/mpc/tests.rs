@@ -404,14 +404,12 @@ fn comparison_and_select_are_exact_on_the_whole_ring() {
     assert_eq!(p, m);
 }
 
+/// Exact e^x, tanh and sigmoid are not offered on shares: the engine is no `ExactEngine`
+/// and hands none out, so the approximations' `exact` entries cannot reach a protocol.
 #[test]
-fn exact_functions_are_refused() {
-    let [r0, r1] = run_in_process(&config(11), |e: &mut LocalMpc| {
-        let mut v = vec![Z64::ZERO; 3];
-        e.apply_exact(ringnn_core::Exact::Exp, &mut v)
-    });
-    assert!(matches!(r0, Err(MpcError::NotComputable(_))));
-    assert!(matches!(r1, Err(MpcError::NotComputable(_))));
+fn exact_functions_are_not_offered() {
+    let [none0, none1] = run_in_process(&config(11), |e: &mut LocalMpc| e.exact().is_none());
+    assert!(none0 && none1);
 }
 
 #[test]

@@ -1,0 +1,517 @@
+//! The provided composites of [`Engine`] as free functions, built only from primitives.
+//! Engines that override a composite are tested against these.
+
+use super::Engine;
+use crate::approx::lines::Lines;
+
+/// Scratch elements [`max_of_lines`] needs for `n` inputs.
+pub const fn max_of_lines_scratch(lines: &Lines, n: usize) -> usize {
+    4 * lines.parts() * n
+}
+
+/// Number of candidate bit lengths `k = 0..=62` the reciprocal normalises over.
+pub const RECIP_CANDIDATES: usize = 63;
+
+/// Scratch elements [`reciprocal`] needs for `n` inputs.
+pub const fn reciprocal_scratch(n: usize) -> usize {
+    (4 * RECIP_CANDIDATES + 3) * n
+}
+
+/// Newton-Raphson iterations after the linear initial guess on `[1/2, 1)`, whose relative
+/// error is at most 1/17; each iteration squares it, so `i` iterations leave
+/// `17^-(2^i)`, chosen below `2^-(f+2)`.
+pub const fn newton_iterations(f: u32) -> u32 {
+    if f <= 14 {
+        2
+    } else if f <= 30 {
+        3
+    } else {
+        4
+    }
+}
+
+/// See [`Engine::relu`]. Scratch: `3 * x.len()`.
+pub fn relu<E: Engine + ?Sized>(
+    e: &mut E,
+    x: &mut [E::Elem],
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let n = x.len();
+    let (bits, rest) = scratch.split_at_mut(n);
+    let (zeros, rest) = rest.split_at_mut(n);
+    let out = &mut rest[..n];
+    e.is_negative(x, bits)?;
+    zeros.fill(E::Elem::default());
+    e.select(bits, zeros, x, out)?;
+    x.copy_from_slice(out);
+    Ok(())
+}
+
+/// See [`Engine::max_assign`]. Scratch: `2 * a.len()`.
+pub fn max_assign<E: Engine + ?Sized>(
+    e: &mut E,
+    a: &mut [E::Elem],
+    b: &[E::Elem],
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let n = a.len();
+    assert_eq!(b.len(), n, "max_assign: length mismatch");
+    let (d, rest) = scratch.split_at_mut(n);
+    let bits = &mut rest[..n];
+    d.copy_from_slice(a);
+    e.sub_assign(d, b)?;
+    e.is_negative(d, bits)?;
+    e.select(bits, b, a, d)?;
+    a.copy_from_slice(d);
+    Ok(())
+}
+
+/// Scratch of [`max_tree`] for `kk` candidates of `n` positions.
+pub const fn max_tree_scratch(kk: usize, n: usize) -> usize {
+    3 * (kk / 2) * n + 2 * kk * n
+}
+
+/// See [`Engine::max_tree`]: per level, one comparison of the left half of the rows
+/// with the right half (`left < right`: the right one wins) and one selection; the
+/// selection bits are products, over the levels, of each leaf's side bit.
+/// Scratch: [`max_tree_scratch`].
+pub fn max_tree<E: Engine + ?Sized>(
+    e: &mut E,
+    v: &mut [E::Elem],
+    kk: usize,
+    mut sel: Option<&mut [E::Elem]>,
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    assert!(
+        kk > 0 && v.len().is_multiple_of(kk),
+        "max_tree: shape mismatch"
+    );
+    let nn = v.len() / kk;
+    if let Some(s) = sel.as_deref() {
+        assert_eq!(s.len(), kk * nn, "max_tree: selection length");
+    }
+    let (d, rest) = scratch.split_at_mut((kk / 2) * nn);
+    let (bits, rest) = rest.split_at_mut((kk / 2) * nn);
+    let (t, rest) = rest.split_at_mut((kk / 2) * nn);
+    let (fac, rest) = rest.split_at_mut(kk * nn);
+    let prod = &mut rest[..kk * nn];
+    let m1 = e.public_int(-1);
+    let one = e.public_int(1);
+    if let Some(s) = sel.as_deref_mut() {
+        s.fill(E::Elem::default());
+        e.add_public(s, one)?;
+    }
+    let mut cnt = kk;
+    let mut level = 0;
+    while cnt > 1 {
+        let h = cnt / 2;
+        let w = h * nn;
+        let (left, right) = v.split_at_mut(w);
+        // bits = [left < right]: the right half wins.
+        d[..w].copy_from_slice(left);
+        e.sub_assign(&mut d[..w], &right[..w])?;
+        e.is_negative(&d[..w], &mut bits[..w])?;
+        e.select(&bits[..w], &right[..w], left, &mut t[..w])?;
+        left.copy_from_slice(&t[..w]);
+        if let Some(s) = sel.as_deref_mut() {
+            // Each leaf's bit is multiplied by the bit of the side it is on.
+            for leaf in 0..kk {
+                let slot = tree_slot(leaf, kk, level);
+                let fl = &mut fac[leaf * nn..(leaf + 1) * nn];
+                if slot < h {
+                    fl.copy_from_slice(&bits[slot * nn..(slot + 1) * nn]);
+                    e.mul_public(fl, m1)?;
+                    e.add_public(fl, one)?;
+                } else if slot < 2 * h {
+                    fl.copy_from_slice(&bits[(slot - h) * nn..(slot - h + 1) * nn]);
+                } else {
+                    fl.fill(E::Elem::default());
+                    e.add_public(fl, one)?;
+                }
+            }
+            e.mul(s, fac, prod)?;
+            s.copy_from_slice(prod);
+        }
+        if cnt % 2 == 1 {
+            v.copy_within(2 * w..2 * w + nn, w);
+        }
+        cnt = h + cnt % 2;
+        level += 1;
+    }
+    Ok(())
+}
+
+/// The slot that leaf `leaf` of `kk` occupies after `level` levels of the halving tree
+/// of [`max_tree`] (slot `i < h` keeps its place, slot `h + i` moves to `i`, the odd
+/// last slot to `h`).
+const fn tree_slot(leaf: usize, kk: usize, level: usize) -> usize {
+    let (mut slot, mut cnt, mut l) = (leaf, kk, 0);
+    while l < level {
+        let h = cnt / 2;
+        if slot >= h {
+            slot -= h;
+        }
+        cnt = h + cnt % 2;
+        l += 1;
+    }
+    slot
+}
+
+/// See [`Engine::clamp`]; the derivative is 1 on `[lo, hi]` (boundaries included).
+/// Scratch: `4 * x.len()`.
+pub fn clamp<E: Engine + ?Sized>(
+    e: &mut E,
+    x: &mut [E::Elem],
+    lo: f64,
+    hi: f64,
+    grad: Option<&mut [E::Elem]>,
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let n = x.len();
+    let (d, rest) = scratch.split_at_mut(2 * n);
+    let bits = &mut rest[..2 * n];
+    // d[..n] = hi - x (negative where x > hi); d[n..] = x - lo (negative where x < lo):
+    // one batched comparison.
+    d[..n].copy_from_slice(x);
+    e.scale(&mut d[..n], -1.0)?;
+    let h = e.public(hi);
+    e.add_public(&mut d[..n], h)?;
+    d[n..].copy_from_slice(x);
+    let l = e.public(-lo);
+    e.add_public(&mut d[n..], l)?;
+    e.is_negative(d, bits)?;
+    let (above, below) = bits.split_at(n);
+    let (c, t) = d.split_at_mut(n);
+    e.fill(c, hi)?;
+    e.select(above, c, x, t)?;
+    e.fill(c, lo)?;
+    e.select(below, c, t, x)?;
+    if let Some(g) = grad {
+        assert_eq!(g.len(), n, "clamp: gradient length mismatch");
+        // 1 - above - below, at integer scale, then to the element scale.
+        g.copy_from_slice(above);
+        e.add_assign(g, below)?;
+        let m1 = e.public_int(-1);
+        e.mul_public(g, m1)?;
+        let one = e.public_int(1);
+        e.add_public(g, one)?;
+        let unit = e.public(1.0);
+        e.mul_public(g, unit)?;
+    }
+    Ok(())
+}
+
+/// See [`Engine::max_of_lines`].
+///
+/// The lines are evaluated side by side, then reduced by a tree of comparisons in which
+/// each level is one batched [`Engine::is_negative`] call: `ceil(log2(parts))` rounds.
+pub fn max_of_lines<E: Engine + ?Sized>(
+    e: &mut E,
+    lines: &Lines,
+    x: &[E::Elem],
+    out: &mut [E::Elem],
+    grad: Option<&mut [E::Elem]>,
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let n = x.len();
+    let m = lines.parts();
+    assert_eq!(out.len(), n, "max_of_lines: length mismatch");
+    let (l, rest) = scratch.split_at_mut(m * n);
+    let (s, rest) = rest.split_at_mut(m * n);
+    let h = m / 2;
+    let (d, rest) = rest.split_at_mut(h * n);
+    let (bits, rest) = rest.split_at_mut(h * n);
+    let t = &mut rest[..h * n];
+    for j in 0..m {
+        let (a, b) = lines.line(j);
+        let lj = &mut l[j * n..(j + 1) * n];
+        lj.copy_from_slice(x);
+        e.scale(lj, a)?;
+        let p = e.public(b);
+        e.add_public(lj, p)?;
+        if grad.is_some() {
+            e.fill(&mut s[j * n..(j + 1) * n], a)?;
+        }
+    }
+    let mut cnt = m;
+    while cnt > 1 {
+        let h = cnt / 2;
+        let w = h * n;
+        let (left, right) = l.split_at_mut(w);
+        d[..w].copy_from_slice(left);
+        e.sub_assign(&mut d[..w], &right[..w])?;
+        e.is_negative(&d[..w], &mut bits[..w])?;
+        e.select(&bits[..w], &right[..w], left, &mut t[..w])?;
+        left.copy_from_slice(&t[..w]);
+        if grad.is_some() {
+            let (sl, sr) = s.split_at_mut(w);
+            e.select(&bits[..w], &sr[..w], sl, &mut t[..w])?;
+            sl.copy_from_slice(&t[..w]);
+        }
+        if cnt % 2 == 1 {
+            l.copy_within(2 * w..2 * w + n, w);
+            s.copy_within(2 * w..2 * w + n, w);
+        }
+        cnt = h + cnt % 2;
+    }
+    out.copy_from_slice(&l[..n]);
+    if let Some(g) = grad {
+        assert_eq!(g.len(), n, "max_of_lines: gradient length mismatch");
+        g.copy_from_slice(&s[..n]);
+    }
+    Ok(())
+}
+
+/// See [`Engine::polynomial`]: Horner's rule, one product and one rescale per degree.
+pub fn polynomial<E: Engine + ?Sized>(
+    e: &mut E,
+    coeffs: &[f64],
+    x: &[E::Elem],
+    out: &mut [E::Elem],
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let n = x.len();
+    assert_eq!(out.len(), n, "polynomial: length mismatch");
+    let Some((&top, rest)) = coeffs.split_last() else {
+        return e.fill(out, 0.0);
+    };
+    let t = &mut scratch[..n];
+    e.fill(out, top)?;
+    for &c in rest.iter().rev() {
+        e.mul(out, x, t)?;
+        e.rescale(t)?;
+        out.copy_from_slice(t);
+        let p = e.public(c);
+        e.add_public(out, p)?;
+    }
+    Ok(())
+}
+
+/// See [`Engine::reciprocal`].
+///
+/// # Method
+/// With `r` the raw value of `x` and `k` its bit length (`r` in `[2^(k-1), 2^k)`, found
+/// by 62 comparisons `r >= 2^j`, batched in one call), `s = r / 2^k` lies in `[1/2, 1)`.
+/// `y0 = 48/17 - 32/17 s` has relative error at most 1/17 there, and
+/// [`newton_iterations`] steps of `y <- y (2 - s y)` bring it below `2^-(f+2)`. Then
+/// `2^g / x = y * 2^(f + g - k)`, a shift by a secret amount, done as the sum over all
+/// candidate `k` of the one-hot bit of `k` times the publicly shifted `y`. Every shift
+/// is by a public amount, so the method runs unchanged on a two-party engine.
+///
+/// # Precision
+/// Relative error about `2^-f` plus the truncations of the shifts (at most one ulp of the
+/// result). Results need `f + g <= 62` and can only be as large as the safe range: for
+/// `x < 2^(g - 62 + f)` the product wraps (counted by [`Engine::overflow_count`] on
+/// [`Plain`](crate::Plain)).
+///
+/// # Values outside the domain
+/// For `x <= 0` the bit length is 0 and the result is `2^(f+g) * y(x * 2^f)`: finite and
+/// deterministic, never a panic, but meaningless; callers (softmax) ensure `x > 0`.
+///
+/// # Panics
+/// If `f + g > 62` or the lengths differ.
+pub fn reciprocal<E: Engine + ?Sized>(
+    e: &mut E,
+    x: &[E::Elem],
+    out: &mut [E::Elem],
+    g: u32,
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    const K: usize = RECIP_CANDIDATES;
+    let n = x.len();
+    let f = e.frac_bits();
+    assert!(f + g <= 62, "reciprocal: f + extra_bits must be at most 62");
+    assert_eq!(out.len(), n, "reciprocal: length mismatch");
+    let (c, rest) = scratch.split_at_mut(K * n);
+    let (bits, rest) = rest.split_at_mut(K * n);
+    let (onehot, rest) = rest.split_at_mut(K * n);
+    let (prod, rest) = rest.split_at_mut(K * n);
+    let (s, rest) = rest.split_at_mut(n);
+    let (y, rest) = rest.split_at_mut(n);
+    let t = &mut rest[..n];
+
+    // b_j = [r >= 2^j] = 1 - [r - 2^j < 0], j = 0..62, in one comparison call.
+    let cmp = (K - 1) * n;
+    for j in 0..K - 1 {
+        let cj = &mut c[j * n..(j + 1) * n];
+        cj.copy_from_slice(x);
+        let p = e.public_int(-(1i64 << j));
+        e.add_public(cj, p)?;
+    }
+    e.is_negative(&c[..cmp], &mut bits[..cmp])?;
+    let m1 = e.public_int(-1);
+    let one = e.public_int(1);
+    e.mul_public(&mut bits[..cmp], m1)?;
+    e.add_public(&mut bits[..cmp], one)?;
+
+    // One-hot of the bit length k: o_0 = 1 - b_0, o_k = b_(k-1) - b_k, o_62 = b_61.
+    onehot[..n].copy_from_slice(&bits[..n]);
+    e.mul_public(&mut onehot[..n], m1)?;
+    e.add_public(&mut onehot[..n], one)?;
+    for k in 1..K - 1 {
+        let (prev, cur) = bits.split_at(k * n);
+        let ok = &mut onehot[k * n..(k + 1) * n];
+        ok.copy_from_slice(&prev[(k - 1) * n..]);
+        e.sub_assign(ok, &cur[..n])?;
+    }
+    onehot[(K - 1) * n..].copy_from_slice(&bits[(K - 2) * n..(K - 1) * n]);
+
+    // s = sum_k o_k * (r shifted from bit length k to [1/2, 1)).
+    shift_candidates(e, x, c, n, f as i64)?;
+    select_sum(e, onehot, c, prod, s, n)?;
+
+    // y0 = 48/17 - 32/17 s, then Newton-Raphson.
+    y.copy_from_slice(s);
+    e.scale(y, -32.0 / 17.0)?;
+    let p = e.public(48.0 / 17.0);
+    e.add_public(y, p)?;
+    let two = e.public(2.0);
+    for _ in 0..newton_iterations(f) {
+        e.mul(s, y, t)?;
+        e.rescale(t)?;
+        e.mul_public(t, m1)?;
+        e.add_public(t, two)?;
+        let yt = &mut prod[..n];
+        e.mul(y, t, yt)?;
+        e.rescale(yt)?;
+        y.copy_from_slice(yt);
+    }
+
+    // out = sum_k o_k * (y shifted by f + g - k).
+    shift_candidates(e, y, c, n, (f + g) as i64)?;
+    select_sum(e, onehot, c, prod, out, n)
+}
+
+/// `c[k] = v * 2^(base - k)` for `k = 0..63`: integer multiplication for non-negative
+/// exponents, truncation otherwise (the truncated candidates, `k > base`, in one
+/// [`Engine::shift_right_chunks`] call).
+fn shift_candidates<E: Engine + ?Sized>(
+    e: &mut E,
+    v: &[E::Elem],
+    c: &mut [E::Elem],
+    n: usize,
+    base: i64,
+) -> Result<(), E::Error> {
+    let mut shifts = [0u32; RECIP_CANDIDATES];
+    let first = (base + 1).clamp(0, RECIP_CANDIDATES as i64) as usize;
+    for k in 0..RECIP_CANDIDATES {
+        let ck = &mut c[k * n..(k + 1) * n];
+        ck.copy_from_slice(v);
+        let sh = base - k as i64;
+        if sh >= 0 {
+            let p = e.public_int(1i64 << sh);
+            e.mul_public(ck, p)?;
+        } else {
+            shifts[k - first] = (-sh) as u32;
+        }
+    }
+    e.shift_right_chunks(
+        &mut c[first * n..RECIP_CANDIDATES * n],
+        n,
+        &shifts[..RECIP_CANDIDATES - first],
+    )
+}
+
+/// `out = sum_k onehot[k] * c[k]` (bits are integer-scaled: no rescale).
+fn select_sum<E: Engine + ?Sized>(
+    e: &mut E,
+    onehot: &[E::Elem],
+    c: &[E::Elem],
+    prod: &mut [E::Elem],
+    out: &mut [E::Elem],
+    n: usize,
+) -> Result<(), E::Error> {
+    e.mul(onehot, c, prod)?;
+    out.copy_from_slice(&prod[..n]);
+    for k in 1..RECIP_CANDIDATES {
+        e.add_assign(out, &prod[k * n..(k + 1) * n])?;
+    }
+    Ok(())
+}
+
+/// Scratch elements [`normalize_rows`] needs for `rows x cols` values.
+pub const fn normalize_rows_scratch(rows: usize, cols: usize) -> usize {
+    2 * rows * cols + 4 * rows + reciprocal_scratch(rows)
+}
+
+/// See [`Engine::normalize_rows`]: the mask `[v < 0]` and one product clip (when `clip`);
+/// row sums by local additions; `z = [sum <= 0]` by one comparison, added to every value of
+/// its row (and `z * cols` to its sum); one [`reciprocal`] per row with `guard_bits` guard
+/// bits; one product and one truncation by `f + guard_bits` per value.
+///
+/// # Panics
+/// If `v` is not `rows * cols` long or `scratch` is shorter than
+/// [`normalize_rows_scratch`].
+pub fn normalize_rows<E: Engine + ?Sized>(
+    e: &mut E,
+    v: &mut [E::Elem],
+    rows: usize,
+    cols: usize,
+    clip: bool,
+    guard_bits: u32,
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let n = rows * cols;
+    assert_eq!(v.len(), n, "normalize_rows: shape mismatch");
+    let f = e.frac_bits();
+    let (wide, rest) = scratch.split_at_mut(n);
+    let (prod, rest) = rest.split_at_mut(n);
+    let (sum, rest) = rest.split_at_mut(rows);
+    let (z, rest) = rest.split_at_mut(rows);
+    let (recip, rest) = rest.split_at_mut(rows);
+    let (tmp, rest) = rest.split_at_mut(rows);
+    if clip {
+        // mask = [v < 0] in `wide`; v -= mask * v.
+        e.is_negative(v, wide)?;
+        e.mul(wide, v, prod)?;
+        e.sub_assign(v, prod)?;
+    }
+    row_sums(e, v, cols, sum, tmp)?;
+    // z = 1 - [-sum < 0] = [sum <= 0]; v += z, sum += z * cols.
+    tmp.copy_from_slice(sum);
+    e.scale(tmp, -1.0)?;
+    e.is_negative(tmp, z)?;
+    let m1 = e.public_int(-1);
+    let one = e.public_int(1);
+    e.mul_public(z, m1)?;
+    e.add_public(z, one)?;
+    let unit = e.public(1.0);
+    e.mul_public(z, unit)?;
+    broadcast(z, cols, wide);
+    e.add_assign(v, wide)?;
+    let c = e.public_int(cols as i64);
+    e.mul_public(z, c)?;
+    e.add_assign(sum, z)?;
+    // v = (v * 2^g / sum) >> (f + g).
+    e.reciprocal(sum, recip, guard_bits, rest)?;
+    broadcast(recip, cols, wide);
+    e.mul(v, wide, prod)?;
+    e.shift_right(prod, f + guard_bits)?;
+    v.copy_from_slice(prod);
+    Ok(())
+}
+
+/// `out[i] = sum_j v[i][j]`, one column at a time (local additions). `col` holds a column.
+pub(crate) fn row_sums<E: Engine + ?Sized>(
+    e: &mut E,
+    v: &[E::Elem],
+    cols: usize,
+    out: &mut [E::Elem],
+    col: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    out.fill(E::Elem::default());
+    for j in 0..cols {
+        for (i, c) in col.iter_mut().enumerate() {
+            *c = v[i * cols + j];
+        }
+        e.add_assign(out, col)?;
+    }
+    Ok(())
+}
+
+/// `out[i * cols + j] = per_row[i]`.
+pub(crate) fn broadcast<T: Copy>(per_row: &[T], cols: usize, out: &mut [T]) {
+    for (i, &v) in per_row.iter().enumerate() {
+        out[i * cols..(i + 1) * cols].fill(v);
+    }
+}

@@ -1,0 +1,320 @@
+//! The `Engine` trait: approximate real arithmetic, batched over slices.
+//!
+//! Model and approximation code is written once against this trait and runs on
+//! [`Float`](crate::Float) (the reference), [`Plain`](crate::Plain) (fixed point in Z_2^64)
+//! and, in `ringnn-host`, on each party's additive shares. Every method works on whole
+//! slices so that one round of a two-party protocol serves a whole batch.
+//!
+//! # Scales
+//! Elements of a fixed-point engine carry `f` fractional bits ([`Engine::frac_bits`]).
+//! The product of two such elements ([`Engine::mul`], [`Engine::mul_public`] with a
+//! [`Engine::public`] constant) carries `2f` bits and must be brought back with an explicit
+//! [`Engine::rescale`]: every truncation is a named call. Integer-scaled values (comparison
+//! bits, [`Engine::public_int`] constants) multiply without a rescale. A float engine reports
+//! `frac_bits() == 0`, so the same code is exact arithmetic there.
+//!
+//! # Primitives and composites
+//! Required methods are the primitives a two-party engine must implement (local linear
+//! operations, multiplication, truncation, sign bit, select). Provided methods (relu, max,
+//! clamp, max-of-lines, polynomials, reciprocal) are built from them; an engine may override
+//! one with something faster, but must return exactly what the provided method would
+//! (the generic versions stay callable as free functions in [`generic`] so tests can check).
+//!
+//! # Exact functions
+//! Only plaintext engines can evaluate e^x, tanh and the sigmoid exactly (the references of
+//! the study). They implement the sub-trait [`ExactEngine`] and hand it out through
+//! [`Engine::exact`]; a two-party engine keeps the default `None`, so it has nothing to
+//! implement and no error to report for them. Generic code that meets an `exact`
+//! approximation asks [`Engine::exact`] (see [`crate::approx`]).
+//!
+//! # Panics
+//! Slices passed together must have the lengths each method states; a mismatch is a bug in
+//! the caller and panics. No element value can make a method panic.
+
+pub mod generic;
+
+use crate::approx::lines::Lines;
+use core::fmt;
+
+/// A function that a plaintext engine can evaluate exactly (by decoding, applying the
+/// float function and encoding): what [`ExactEngine`] offers. A two-party engine cannot.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Exact {
+    /// e^x
+    Exp,
+    /// tanh(x)
+    Tanh,
+    /// 1 / (1 + e^-x)
+    Sigmoid,
+}
+
+impl Exact {
+    /// The function in `f64`.
+    pub fn eval(self, x: f64) -> f64 {
+        match self {
+            Exact::Exp => libm::exp(x),
+            Exact::Tanh => libm::tanh(x),
+            Exact::Sigmoid => 1.0 / (1.0 + libm::exp(-x)),
+        }
+    }
+}
+
+/// Shape of a matrix product `out[m x n] = a[m x k] * b[k x n]`, all row-major.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MatDims {
+    /// Rows of `a` and `out`.
+    pub m: usize,
+    /// Columns of `a`, rows of `b`.
+    pub k: usize,
+    /// Columns of `b` and `out`.
+    pub n: usize,
+}
+
+/// A matrix-product routine an engine can be given in place of its portable loop (the host
+/// supplies blocked, multi-threaded ones). It must compute exactly `out = a * b` in the
+/// element arithmetic (wrapping for Z_2^64).
+pub type MatmulFn<T> = fn(a: &[T], b: &[T], dims: MatDims, out: &mut [T]);
+
+/// Approximate real arithmetic over slices. See the [module documentation](self).
+pub trait Engine {
+    /// One element: a float, a fixed-point ring element, or one party's share of one.
+    type Elem: Copy + Default + fmt::Debug;
+    /// A public constant, encoded for this engine.
+    type Public: Copy + fmt::Debug;
+    /// Failure of an operation (`Infallible` for the plaintext engines).
+    type Error: fmt::Debug;
+
+    /// Fractional bits of the elements; 0 for float engines.
+    fn frac_bits(&self) -> u32;
+    /// Encodes the public real `c` at the element scale.
+    ///
+    /// Constants are the kernel's own coefficients (|c| well below 2^20); a fixed-point
+    /// engine rounds to nearest and saturates at the safe range.
+    fn public(&self, c: f64) -> Self::Public;
+    /// Encodes the public integer `k` at integer scale (no fractional bits): multiplying by
+    /// it needs no rescale.
+    fn public_int(&self, k: i64) -> Self::Public;
+    /// Number of products that wrapped or constants that saturated so far (0 when the
+    /// engine cannot tell).
+    fn overflow_count(&self) -> u64 {
+        0
+    }
+    /// How many elements a composite should hand to one call when it may split its work
+    /// (softmax splits by rows). Plaintext engines prefer cache-sized pieces; a two-party
+    /// engine keeps the default, so a whole batch costs one set of rounds.
+    fn batch_hint(&self) -> usize {
+        usize::MAX
+    }
+
+    /// `x[i] += y[i]`. Lengths equal.
+    fn add_assign(&mut self, x: &mut [Self::Elem], y: &[Self::Elem]) -> Result<(), Self::Error>;
+    /// `x[i] -= y[i]`. Lengths equal.
+    fn sub_assign(&mut self, x: &mut [Self::Elem], y: &[Self::Elem]) -> Result<(), Self::Error>;
+    /// `x[i] += c`.
+    fn add_public(&mut self, x: &mut [Self::Elem], c: Self::Public) -> Result<(), Self::Error>;
+    /// `x[i] *= c`, without rescale.
+    fn mul_public(&mut self, x: &mut [Self::Elem], c: Self::Public) -> Result<(), Self::Error>;
+    /// `out[i] = a[i] * b[i]`, without rescale. Lengths equal.
+    fn mul(
+        &mut self,
+        a: &[Self::Elem],
+        b: &[Self::Elem],
+        out: &mut [Self::Elem],
+    ) -> Result<(), Self::Error>;
+    /// `out = a * b` (row-major, shapes in `dims`), without rescale.
+    fn matmul(
+        &mut self,
+        a: &[Self::Elem],
+        b: &[Self::Elem],
+        dims: MatDims,
+        out: &mut [Self::Elem],
+    ) -> Result<(), Self::Error>;
+    /// Divides by `2^bits`: `Plain` rounds to the nearest value (ties toward plus
+    /// infinity, [`Z64::shr_round`](crate::Z64::shr_round)); a two-party engine rounds
+    /// without bias within one ulp of that; float is exact.
+    fn shift_right(&mut self, x: &mut [Self::Elem], bits: u32) -> Result<(), Self::Error>;
+    /// Divides chunk `i` of `x` (`shifts.len()` chunks of `n` elements) by
+    /// `2^shifts[i]`, as [`Engine::shift_right`] does. The provided version shifts chunk by
+    /// chunk; a two-party engine truncates every chunk in one round.
+    ///
+    /// # Panics
+    /// If `x.len() != n * shifts.len()`.
+    fn shift_right_chunks(
+        &mut self,
+        x: &mut [Self::Elem],
+        n: usize,
+        shifts: &[u32],
+    ) -> Result<(), Self::Error> {
+        assert_eq!(x.len(), n * shifts.len(), "shift_right_chunks: length");
+        if n == 0 {
+            return Ok(());
+        }
+        for (c, &s) in x.chunks_mut(n).zip(shifts) {
+            self.shift_right(c, s)?;
+        }
+        Ok(())
+    }
+    /// `out[i] = 1` (integer scale) if `x[i] < 0`, else `0`. Lengths equal.
+    fn is_negative(&mut self, x: &[Self::Elem], out: &mut [Self::Elem]) -> Result<(), Self::Error>;
+    /// `out[i] = if bits[i] == 1 { a[i] } else { b[i] }`, for bits produced by
+    /// [`Engine::is_negative`] or derived from them (0 or 1 at integer scale). Lengths equal.
+    fn select(
+        &mut self,
+        bits: &[Self::Elem],
+        a: &[Self::Elem],
+        b: &[Self::Elem],
+        out: &mut [Self::Elem],
+    ) -> Result<(), Self::Error>;
+    /// This engine as an [`ExactEngine`], if it can evaluate [`Exact`] functions: plaintext
+    /// engines return `Some(self)`; the default, `None`, is what a two-party engine keeps.
+    #[allow(clippy::type_complexity)]
+    fn exact(
+        &mut self,
+    ) -> Option<&mut dyn ExactEngine<Elem = Self::Elem, Public = Self::Public, Error = Self::Error>>
+    {
+        None
+    }
+
+    /// Brings a product back to `f` fractional bits (truncation by `f` bits).
+    fn rescale(&mut self, x: &mut [Self::Elem]) -> Result<(), Self::Error> {
+        let f = self.frac_bits();
+        if f == 0 {
+            return Ok(());
+        }
+        self.shift_right(x, f)
+    }
+
+    /// `x[i] *= c` for a public real `c`: integer constants multiply locally without a
+    /// truncation (so `x * 1` is exact); others multiply and rescale.
+    fn scale(&mut self, x: &mut [Self::Elem], c: f64) -> Result<(), Self::Error> {
+        if libm::trunc(c) == c && libm::fabs(c) < 9.0e15 {
+            let k = self.public_int(c as i64);
+            self.mul_public(x, k)
+        } else {
+            let p = self.public(c);
+            self.mul_public(x, p)?;
+            self.rescale(x)
+        }
+    }
+
+    /// `x[i] = c` for a public real `c`.
+    fn fill(&mut self, x: &mut [Self::Elem], c: f64) -> Result<(), Self::Error> {
+        x.fill(Self::Elem::default());
+        let p = self.public(c);
+        self.add_public(x, p)
+    }
+
+    /// `x[i] = max(x[i], 0)`. Scratch: `2 * x.len()`.
+    fn relu(
+        &mut self,
+        x: &mut [Self::Elem],
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::relu(self, x, scratch)
+    }
+
+    /// `a[i] = max(a[i], b[i])`. Scratch: `2 * a.len()`.
+    fn max_assign(
+        &mut self,
+        a: &mut [Self::Elem],
+        b: &[Self::Elem],
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::max_assign(self, a, b, scratch)
+    }
+
+    /// `x[i] = min(max(x[i], lo), hi)`, and `grad[i] = 1` where `lo < x[i] < hi`, else 0
+    /// (the derivative), when asked. Scratch: `3 * x.len()`.
+    fn clamp(
+        &mut self,
+        x: &mut [Self::Elem],
+        lo: f64,
+        hi: f64,
+        grad: Option<&mut [Self::Elem]>,
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::clamp(self, x, lo, hi, grad, scratch)
+    }
+
+    /// `out[i] = max over lines l of (slope_l * x[i] + intercept_l)`, and `grad[i]` = the
+    /// slope of the maximal line, when asked. Scratch: [`generic::max_of_lines_scratch`].
+    fn max_of_lines(
+        &mut self,
+        lines: &Lines,
+        x: &[Self::Elem],
+        out: &mut [Self::Elem],
+        grad: Option<&mut [Self::Elem]>,
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::max_of_lines(self, lines, x, out, grad, scratch)
+    }
+
+    /// Maximum over `kk` candidates per position by a halving tree (the pairs compared at
+    /// each level, and the odd last candidate carried up, are fixed, so every engine picks
+    /// the same winner, ties going to the left). `v` holds `kk` rows of `n` candidates
+    /// (row `i`: candidate `i` of every position); on return row 0 holds the maxima and the
+    /// other rows are spent. With `sel` (`kk * n`), also the one-hot selection: `sel[i * n +
+    /// j]` is 1 where candidate `i` won position `j`, else 0. Scratch:
+    /// [`generic::max_tree_scratch`].
+    fn max_tree(
+        &mut self,
+        v: &mut [Self::Elem],
+        kk: usize,
+        sel: Option<&mut [Self::Elem]>,
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::max_tree(self, v, kk, sel, scratch)
+    }
+
+    /// `out[i] = sum_j coeffs[j] * x[i]^j` by Horner's rule (one multiplication and one
+    /// rescale per degree). Scratch: `x.len()`.
+    fn polynomial(
+        &mut self,
+        coeffs: &[f64],
+        x: &[Self::Elem],
+        out: &mut [Self::Elem],
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::polynomial(self, coeffs, x, out, scratch)
+    }
+
+    /// Softmax's division, in place, of `rows` rows of `cols` values `v` (row-major) of an
+    /// approximated
+    /// e^x: clip at 0 when `clip`, add 1 to every value of a row whose sum is not positive
+    /// (the uniform row softmax defines there), then `v * (2^g / row sum) >> (f + g)` with
+    /// `g = guard_bits`. [`crate::softmax::softmax`] calls it once per piece of
+    /// [`Engine::batch_hint`] elements; a plaintext engine fuses it row by row. Scratch:
+    /// [`generic::normalize_rows_scratch`].
+    fn normalize_rows(
+        &mut self,
+        v: &mut [Self::Elem],
+        rows: usize,
+        cols: usize,
+        clip: bool,
+        guard_bits: u32,
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::normalize_rows(self, v, rows, cols, clip, guard_bits, scratch)
+    }
+
+    /// `out[i] = 2^extra_bits / x[i]` for `x[i] > 0` in the safe range, at the element scale:
+    /// range normalisation to `[1/2, 1)` by comparisons against powers of two, a linear
+    /// initial guess and Newton-Raphson. See [`generic::reciprocal`] for the method, the
+    /// precision and what happens for `x[i] <= 0`. Scratch: [`generic::reciprocal_scratch`].
+    fn reciprocal(
+        &mut self,
+        x: &[Self::Elem],
+        out: &mut [Self::Elem],
+        extra_bits: u32,
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::reciprocal(self, x, out, extra_bits, scratch)
+    }
+}
+
+/// An engine that evaluates [`Exact`] functions: the plaintext engines. Generic code reaches
+/// it through [`Engine::exact`]; code that holds a plaintext engine can call it directly.
+pub trait ExactEngine: Engine {
+    /// `x[i] = func(x[i])`, decoded, evaluated in `f64` and encoded again.
+    fn apply_exact(&mut self, func: Exact, x: &mut [Self::Elem]) -> Result<(), Self::Error>;
+}
