@@ -149,24 +149,23 @@ impl ExportSummary {
             .count()
     }
 
-    /// A fingerprint of each input's logits: FNV-1a (64-bit) of their raw bits, each as 8
+    /// A fingerprint of each input's logits: the CRC-32 of their raw bits, each as 8
     /// little-endian bytes. The firmware computes the same (`infer::logits_hash`) and logs
     /// it, so the test script compares device and host without reading the generated file.
-    pub fn logit_hashes(&self) -> Vec<u64> {
+    pub fn logit_hashes(&self) -> Vec<u32> {
         let classes = self.layer_sizes.last().copied().unwrap_or(1).max(1);
         self.logits.chunks(classes).map(logits_hash).collect()
     }
 }
 
-/// FNV-1a (64-bit) of `bits`, each as 8 little-endian bytes.
-pub fn logits_hash(bits: &[u64]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
+/// The CRC-32 ([`crate::files::crc32`]'s function) of `bits`, each as 8 little-endian
+/// bytes.
+pub fn logits_hash(bits: &[u64]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
     for v in bits {
-        for byte in v.to_le_bytes() {
-            h = (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
+        h.update(&v.to_le_bytes());
     }
-    h
+    h.finalize()
 }
 
 /// Exports the `mlp` checkpoint in `checkpoint_dir` and its dataset's first `inputs` test
@@ -819,8 +818,13 @@ mod tests {
     #[test]
     fn hash_is_the_firmwares() {
         // Pinned in firmware/src/infer.rs's tests as well.
-        assert_eq!(logits_hash(&[]), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(logits_hash(&[1, u64::MAX]), 0xc477_7a6e_69ba_809c);
+        assert_eq!(logits_hash(&[]), 0);
+        assert_eq!(logits_hash(&[1, u64::MAX]), 0x06b5_dab1);
+        let bytes: Vec<u8> = [1u64, u64::MAX]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(logits_hash(&[1, u64::MAX]), crate::files::crc32(&bytes));
     }
 
     #[test]
