@@ -572,15 +572,12 @@ mod tests {
     use ringnn_core::layers::{Dense, Relu};
     use ringnn_core::softmax::GradMode;
 
-    fn temp(tag: &str) -> PathBuf {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        std::env::temp_dir().join(format!(
-            "ringnn-export-{tag}-{}-{nanos}",
-            std::process::id()
-        ))
+    /// A fresh folder, removed when the returned value is dropped.
+    fn temp(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("ringnn-export-{tag}-"))
+            .tempdir()
+            .unwrap()
     }
 
     fn config(engine: EngineKind, dir: &Path) -> TrainConfig {
@@ -629,12 +626,13 @@ mod tests {
 
     #[test]
     fn exports_a_trained_mlp_that_a_device_style_forward_reproduces() {
-        let dir = temp("ok");
-        let cfg = config(EngineKind::Plain, &dir);
+        let tmp = temp("ok");
+        let dir = tmp.path();
+        let cfg = config(EngineKind::Plain, dir);
         let result = train(&cfg).unwrap();
         let out = dir.join("model.rs");
         let n = 5;
-        let sum = export(&dir, &out, n, None).unwrap();
+        let sum = export(dir, &out, n, None).unwrap();
         assert_eq!(sum.layer_sizes, vec![784, 128, 128, 10]);
         assert_eq!(sum.parameters, result.parameters);
         assert_eq!((sum.predictions.len(), sum.labels.len()), (n, n));
@@ -668,7 +666,7 @@ mod tests {
         assert!(src.contains(&format!("pub static LABELS: [u8; 5] = {:?};", sum.labels)));
 
         // The weights are the checkpoint's, in the checkpoint's order.
-        let (_, state) = checkpoint::load(&dir).unwrap();
+        let (_, state) = checkpoint::load(dir).unwrap();
         let written: Vec<u64> = ["W0", "B0", "W1", "B1", "W2", "B2"]
             .iter()
             .flat_map(|name| array(&src, name).1)
@@ -713,7 +711,6 @@ mod tests {
         // The inputs are the test set's first images as training normalised them: the
         // export's predictions agree with the trained model's accuracy being above chance.
         assert!(result.test_accuracy > 0.2, "{}", result.test_accuracy);
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     fn fake_checkpoint(dir: &Path, model: &str, engine: &str, data: &str) {
@@ -742,17 +739,17 @@ mod tests {
     }
 
     fn refused(model: &str, engine: &str, data: &str) -> (String, ExportError) {
-        let dir = temp("bad");
-        fake_checkpoint(&dir, model, engine, data);
+        let tmp = temp("bad");
+        let dir = tmp.path();
+        fake_checkpoint(dir, model, engine, data);
         let out = dir.join("model.rs");
-        let e = export(&dir, &out, 2, None).unwrap_err();
+        let e = export(dir, &out, 2, None).unwrap_err();
         assert!(!out.exists(), "nothing is written on an error");
         let msg = e.to_string();
         assert!(
-            msg.contains(&checkpoint::path_in(&dir).display().to_string()),
+            msg.contains(&checkpoint::path_in(dir).display().to_string()),
             "{msg}"
         );
-        std::fs::remove_dir_all(&dir).ok();
         (msg, e)
     }
 
@@ -802,17 +799,17 @@ mod tests {
 
     #[test]
     fn zero_inputs_and_a_missing_checkpoint_are_errors() {
-        let dir = temp("zero");
-        let e = export(&dir, &dir.join("m.rs"), 1, None).unwrap_err();
+        let tmp = temp("zero");
+        let dir = tmp.path();
+        let e = export(dir, &dir.join("m.rs"), 1, None).unwrap_err();
         assert!(matches!(e, ExportError::Checkpoint(_)), "{e:?}");
         assert!(e.to_string().contains("checkpoint.bin"), "{e}");
-        fake_checkpoint(&dir, "mlp", "plain", "synthetic");
-        let e = export(&dir, &dir.join("m.rs"), 0, None).unwrap_err();
+        fake_checkpoint(dir, "mlp", "plain", "synthetic");
+        let e = export(dir, &dir.join("m.rs"), 0, None).unwrap_err();
         assert!(
             matches!(e, ExportError::Inputs { requested: 0, .. }),
             "{e:?}"
         );
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
