@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
         DataKind::Synthetic
     };
     let cfg = TrainConfig {
-        model: "mlp".into(),
+        model: "mlp".parse().unwrap(),
         data: kind,
         data_dir: data_dir.clone(),
         engine: EngineKind::Plain,
@@ -64,13 +64,14 @@ fn main() -> anyhow::Result<()> {
         lr: 0.05,
         momentum: 0.9,
         weight_decay: 0.0,
-        schedule: "constant".into(),
+        schedule: "constant".parse().unwrap(),
         seed: 1,
         train_limit: Some(10_000),
         test_limit: Some(1000),
         checkpoint: Some(dir.clone()),
         resume: false,
         progress: true,
+        insecure_dealer_seed: None,
     };
     let result = train(&cfg)?;
     let sum = export(&dir, &out, inputs, data_dir.as_deref())?;

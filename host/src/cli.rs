@@ -170,114 +170,43 @@ impl TrainArgs {
     /// # Errors
     /// The first bad argument, naming the flag and what is valid.
     pub fn config(&self) -> Result<crate::train::TrainConfig, ConfigError> {
-        use crate::train::{DataKind, EngineKind};
-        let name = |flag: &'static str, message: String| ConfigError::Name { flag, message };
-        if !crate::train::model::MODELS.contains(&self.model.as_str()) {
-            return Err(name(
-                "model",
-                format!(
-                    "unknown model '{}'; valid: {}",
-                    self.model,
-                    crate::train::model::MODELS.join(", ")
-                ),
-            ));
-        }
-        let data = DataKind::parse(&self.data).map_err(|m| name("data", m))?;
-        if (self.model == "seq2seq") != (data == DataKind::Tatoeba) {
-            return Err(name(
-                "model",
-                "seq2seq trains on --data tatoeba, and the image models on the image datasets"
-                    .into(),
-            ));
-        }
-        let engine = match self.engine.as_str() {
-            "plain" => EngineKind::Plain,
-            "float" => EngineKind::Float,
-            "mpc" => EngineKind::Mpc,
-            other => {
-                return Err(name(
-                    "engine",
-                    format!("unknown engine '{other}'; valid: plain, float, mpc"),
-                ))
-            }
-        };
-        let frac_bits = FracBits::new(self.frac_bits).map_err(|e| ConfigError::Value {
-            flag: "frac-bits",
-            message: e.to_string(),
-        })?;
-        let exp = ExpApprox::parse(&self.exp).map_err(|e| name("exp", e.to_string()))?;
-        let tanh = TanhApprox::parse(&self.tanh).map_err(|e| name("tanh", e.to_string()))?;
-        let sigmoid =
-            SigmoidApprox::parse(&self.sigmoid, exp).map_err(|e| name("sigmoid", e.to_string()))?;
-        let grad = ringnn_core::softmax::GradMode::parse(&self.grad).ok_or_else(|| {
-            name(
-                "grad",
-                format!(
-                    "unknown gradient mode '{}'; valid: exact, surrogate",
-                    self.grad
-                ),
-            )
-        })?;
         if self.threads == Some(0) {
             return Err(ConfigError::Value {
                 flag: "threads",
                 message: "must be at least 1".into(),
             });
         }
-        if self.resume && self.checkpoint.is_none() {
-            return Err(ConfigError::Value {
-                flag: "resume",
-                message: "needs --checkpoint DIR".into(),
-            });
-        }
-        if let Some(dir) = self
-            .checkpoint
-            .as_deref()
-            .filter(|d| d.exists() && !d.is_dir())
-        {
-            return Err(ConfigError::Value {
-                flag: "checkpoint",
-                message: format!("{} is a file; --checkpoint takes a folder", dir.display()),
-            });
-        }
-        if engine == EngineKind::Mpc && exp == ExpApprox::Exact {
-            return Err(ConfigError::Value {
-                flag: "exp",
-                message: "exact e^x cannot be computed on secret shares; choose an approximation \
-                          (pwl4, taylor3, secureml, ...) for --engine mpc"
-                    .into(),
-            });
-        }
-        if self.insecure_dealer_seed.is_some() && engine != EngineKind::Mpc {
-            return Err(ConfigError::Value {
-                flag: "insecure-dealer-seed",
-                message: "is for --engine mpc".into(),
-            });
-        }
-        Ok(crate::train::TrainConfig {
-            model: self.model.clone(),
-            data,
+        let mut cfg = crate::train::TrainConfig {
             data_dir: self.data_dir.clone(),
-            engine,
-            frac_bits,
-            exp,
-            tanh,
-            sigmoid,
-            grad,
             subtract_max: self.subtract_max,
             epochs: self.epochs,
             batch: self.batch,
             lr: self.lr,
             momentum: self.momentum,
             weight_decay: self.weight_decay,
-            schedule: self.schedule.clone(),
             seed: self.seed,
             train_limit: self.train_limit,
             test_limit: self.test_limit,
             checkpoint: self.checkpoint.clone(),
             resume: self.resume,
             progress: true,
-        })
+            insecure_dealer_seed: self.insecure_dealer_seed,
+            ..Default::default()
+        };
+        crate::train::config::Names {
+            model: &self.model,
+            data: &self.data,
+            engine: &self.engine,
+            frac_bits: self.frac_bits,
+            exp: &self.exp,
+            tanh: &self.tanh,
+            sigmoid: &self.sigmoid,
+            grad: &self.grad,
+            schedule: &self.schedule,
+        }
+        .apply(&mut cfg)?;
+        cfg.validate()?;
+        Ok(cfg)
     }
 }
 
@@ -297,7 +226,7 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         // The two-party servers and the dealer (child processes) inherit it.
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());
     }
-    if cfg.model == "seq2seq" {
+    if cfg.model == crate::train::Model::Seq2seq {
         let r = crate::train::seq2seq::train_seq2seq(&cfg, cfg.sigmoid, Default::default())?;
         if args.json {
             writeln!(out, "{}", serde_json::to_string(&r)?)?;
@@ -328,37 +257,28 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if cfg.engine == crate::train::EngineKind::Mpc {
-        let exe = std::env::current_exe()?;
-        let m = crate::mpc::training::train_mpc(&cfg, &exe, args.insecure_dealer_seed)?;
-        if args.json {
-            writeln!(out, "{}", serde_json::to_string(&m)?)?;
-        } else {
-            let r = &m.result;
-            writeln!(
-                out,
-                "{} on {} ({} train / {} test), two servers over TLS f={}, exp {}, grad {}: test accuracy {:.2}% (revealed to the owner only at the end) after {} epochs; {:.1} samples/s; per step {:.0} / {:.0} bytes sent by server 0 / 1 and {:.0} rounds; model in {}",
-                r.model,
-                r.data,
-                r.train_samples,
-                r.test_samples,
-                r.frac_bits.unwrap_or_default(),
-                r.exp,
-                r.grad,
-                100.0 * r.test_accuracy,
-                r.epochs,
-                r.samples_per_sec,
-                m.bytes_per_step[0],
-                m.bytes_per_step[1],
-                m.rounds_per_step,
-                r.checkpoint.as_ref().map_or("(temporary folder, removed)".into(), |p| p.display().to_string())
-            )?;
-        }
-        return Ok(());
-    }
     let r = crate::train::train(&cfg)?;
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&r)?)?;
+    } else if let Some(m) = &r.mpc {
+        writeln!(
+            out,
+            "{} on {} ({} train / {} test), two servers over TLS f={}, exp {}, grad {}: test accuracy {:.2}% (revealed to the owner only at the end) after {} epochs; {:.1} samples/s; per step {:.0} / {:.0} bytes sent by server 0 / 1 and {:.0} rounds; model in {}",
+            r.model,
+            r.data,
+            r.train_samples,
+            r.test_samples,
+            r.frac_bits.unwrap_or_default(),
+            r.exp,
+            r.grad,
+            100.0 * r.test_accuracy,
+            r.epochs,
+            r.samples_per_sec,
+            m.bytes_per_step[0],
+            m.bytes_per_step[1],
+            m.rounds_per_step,
+            r.checkpoint.as_ref().map_or("(temporary folder, removed)".into(), |p| p.display().to_string())
+        )?;
     } else {
         writeln!(
             out,
@@ -430,29 +350,7 @@ pub struct ApproxArgs {
     pub plot: Option<PathBuf>,
 }
 
-/// A bad command line, found before any work starts.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A name that is not valid.
-    #[error("--{flag}: {message}")]
-    Name {
-        /// The flag.
-        flag: &'static str,
-        /// What is wrong, with the valid names.
-        message: String,
-    },
-    /// An empty list.
-    #[error("--{0}: the list is empty (use `none` to leave the function out)")]
-    Empty(&'static str),
-    /// A bad number.
-    #[error("--{flag}: {message}")]
-    Value {
-        /// The flag.
-        flag: &'static str,
-        /// What is wrong.
-        message: String,
-    },
-}
+pub use crate::train::ConfigError;
 
 fn items(flag: &'static str, list: &str) -> Result<Vec<String>, ConfigError> {
     let v: Vec<String> = list
@@ -1368,14 +1266,14 @@ fn server_command(a: &ServerArgs) -> anyhow::Result<()> {
 fn share_command(a: &ShareArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut cfg = a.train.config()?;
     cfg.engine = crate::train::EngineKind::Mpc;
-    let s = crate::mpc::training::share_job(&cfg, &a.out)?;
+    let s = crate::mpc::owner::share_job(&cfg, &a.out)?;
     writeln!(
         out,
         "shared {} training and {} test images of {} for {}: {} and {} (one per server), {} (both), {} (keep)",
         s.job.train_samples,
         s.job.test_samples,
-        s.job.data,
-        s.job.model,
+        s.job.config.data,
+        s.job.config.model,
         s.shares[0].display(),
         s.shares[1].display(),
         s.job_file.display(),
@@ -1395,7 +1293,7 @@ fn reveal_command(a: &RevealArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         .into());
     };
-    let r = crate::mpc::training::reveal(&a.owner, [d0, d1], &a.model)?;
+    let r = crate::mpc::owner::reveal(&a.owner, [d0, d1], &a.model)?;
     if a.json {
         writeln!(
             out,

@@ -12,10 +12,12 @@
 //! Comparisons (ReLU, max-of-lines, hard tanh, the reciprocal's normalisation) use the
 //! arithmetic-to-binary adder over the dealer's AND triples (`comparison: "a2b"`).
 
+use crate::data::Shape;
+use crate::mpc::job::JobSpec;
 use crate::mpc::local::LocalMpc;
-use crate::mpc::training::{JobSpec, JOB_VERSION};
 use crate::mpc::{run_in_process, LocalConfig, OfflineStats, Traffic};
 use crate::train::run::Trainer;
+use crate::train::{EngineKind, TrainConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use ringnn_core::approx::{ExpApprox, SigmoidApprox, TanhApprox};
@@ -159,35 +161,29 @@ fn inputs(func: &Function, n: usize, fx: Fixed, seed: u64) -> Vec<Z64> {
 }
 
 /// A training step's job: the model on synthetic-sized inputs, batch `rows`, f bits.
-fn step_job(model: &str, exp: ExpApprox, f: FracBits, rows: usize) -> JobSpec {
+fn step_job(model: &str, exp: ExpApprox, f: FracBits, rows: usize) -> Result<JobSpec, String> {
     let (channels, side) = if model == "resnet20" {
         (3, 32)
     } else {
         (1, 28)
     };
-    JobSpec {
-        version: JOB_VERSION,
-        model: model.into(),
-        data: "synthetic".into(),
+    let cfg = TrainConfig {
+        model: model.parse()?,
+        engine: EngineKind::Mpc,
+        frac_bits: f,
+        exp,
+        epochs: 1,
+        batch: rows,
+        weight_decay: 5e-4,
+        ..TrainConfig::default()
+    };
+    cfg.validate().map_err(|e| e.to_string())?;
+    let shape = Shape {
         channels,
         height: side,
         width: side,
-        classes: 10,
-        train_samples: rows,
-        test_samples: rows,
-        frac_bits: f.get(),
-        exp: exp.name().into(),
-        grad: "exact".into(),
-        subtract_max: false,
-        epochs: 1,
-        batch: rows,
-        lr: 0.05,
-        momentum: 0.9,
-        weight_decay: 5e-4,
-        schedule: "constant".into(),
-        seed: 1,
-        augment: false,
-    }
+    };
+    Ok(JobSpec::new(&cfg, shape, 10, [rows, rows]))
 }
 
 /// A training step's inputs, shared: images uniform on [0, 1), one-hot labels, the
@@ -197,11 +193,12 @@ fn step_inputs(job: &JobSpec, fx: Fixed, seed: u64) -> Result<[[Vec<Z64>; 2]; 4]
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let px = job.channels * job.height * job.width;
     let enc = |v: f64| fx.encode(v).expect("in range");
-    let x: Vec<Z64> = (0..job.batch * px)
+    let batch = job.config.batch;
+    let x: Vec<Z64> = (0..batch * px)
         .map(|_| enc(rng.random_range(0.0..1.0)))
         .collect();
-    let mut y = vec![Z64::ZERO; job.batch * 10];
-    for r in 0..job.batch {
+    let mut y = vec![Z64::ZERO; batch * 10];
+    for r in 0..batch {
         y[r * 10 + rng.random_range(0..10)] = enc(1.0);
     }
     let (p0, b0) = net.init(seed);
@@ -289,14 +286,14 @@ fn measure_step(
     seed: u64,
 ) -> Result<CostRow, String> {
     let fx = Fixed::new(f.get()).map_err(|e| e.to_string())?;
-    let job = step_job(model, exp, f, rows);
-    let tc = job.config()?;
+    let job = step_job(model, exp, f, rows)?;
+    let tc = &job.config;
     let net = job.net()?;
     let [xs, ys, ps, bs] = step_inputs(&job, fx, seed)?;
     let (t, o, secs) = on_both_parties(f, seed, |e| {
         let i = e.party().index();
         let mut t =
-            Trainer::new(&tc, &net, 1, ps[i].clone(), bs[i].clone()).map_err(|e| e.to_string())?;
+            Trainer::new(tc, &net, 1, ps[i].clone(), bs[i].clone()).map_err(|e| e.to_string())?;
         let start = Instant::now();
         t.step(e, xs[i].clone(), &ys[i], rows)
             .map_err(|e| e.to_string())?;

@@ -582,7 +582,7 @@ mod tests {
 
     fn config(engine: EngineKind, dir: &Path) -> TrainConfig {
         TrainConfig {
-            model: "mlp".into(),
+            model: crate::train::Model::Mlp,
             data: DataKind::Synthetic,
             data_dir: None,
             engine,
@@ -597,7 +597,8 @@ mod tests {
             lr: 0.05,
             momentum: 0.9,
             weight_decay: 0.0,
-            schedule: "constant".into(),
+            schedule: crate::train::ScheduleSpec::Constant,
+            insecure_dealer_seed: None,
             seed: 5,
             train_limit: Some(300),
             test_limit: Some(40),

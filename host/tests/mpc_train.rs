@@ -2,7 +2,7 @@
 //! processes over mutual TLS on loopback: the result matches `Plain`, a killed peer fails
 //! the other server in time with the peer named, both resume from their checkpoints, and
 //! servers given different jobs refuse to start.
-use ringnn_host::mpc::training::JobSpec;
+use ringnn_host::mpc::job::JobSpec;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -433,7 +433,7 @@ fn servers_given_different_jobs_refuse_to_start() {
     let other = s.dir.join("job-other.json");
     // A job that differs in one hyperparameter, sealed as `ringnn share` seals it.
     let mut job = JobSpec::load(&s.dir.join("job.json")).unwrap();
-    job.lr *= 10.0;
+    job.config.lr *= 10.0;
     ringnn_host::files::write_sealed_json(&other, &job).unwrap();
     // An edited job.json is refused by its checksum before any connection.
     let text = std::fs::read_to_string(s.dir.join("job.json")).unwrap();

@@ -9,7 +9,7 @@ use std::process::Command;
 
 fn cfg(model: &str, engine: EngineKind) -> TrainConfig {
     TrainConfig {
-        model: model.into(),
+        model: model.parse().unwrap(),
         data: DataKind::Synthetic,
         data_dir: None,
         engine,
@@ -24,13 +24,14 @@ fn cfg(model: &str, engine: EngineKind) -> TrainConfig {
         lr: 0.03,
         momentum: 0.9,
         weight_decay: 0.0,
-        schedule: "constant".into(),
+        schedule: "constant".parse().unwrap(),
         seed: 3,
         train_limit: Some(3000),
         test_limit: Some(500),
         checkpoint: None,
         resume: false,
         progress: false,
+        insecure_dealer_seed: None,
     }
 }
 
@@ -212,7 +213,6 @@ fn train_command_prints_one_json_line_with_the_documented_fields() {
         "engine",
         "frac_bits",
         "exp",
-        "tanh",
         "epochs",
         "train_samples",
         "test_accuracy",
@@ -225,6 +225,8 @@ fn train_command_prints_one_json_line_with_the_documented_fields() {
     }
     assert_eq!(v["data"], "synthetic");
     assert_eq!(v["frac_bits"], 13);
+    // The result names only the approximations that ran: an image model has no tanh.
+    assert!(v.get("tanh").is_none(), "{last}");
     // The default pwl4 keeps the paper's setting: no shift without --subtract-max.
     assert_eq!(v["exp"], "pwl4");
     assert_eq!(v["subtract_max"], false);
@@ -388,4 +390,24 @@ fn export_command_writes_the_firmware_source_or_names_the_bad_checkpoint() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ck"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_mpc_run_the_servers_cannot_compute_is_refused_before_any_process_starts() {
+    let out = ringnn(&["train", "--engine", "mpc", "--exp", "exact"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--exp") && err.contains("secret shares"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("secure training in"),
+        "a process started: {err}"
+    );
+    let out = ringnn(&[
+        "train", "--engine", "mpc", "--model", "seq2seq", "--data", "tatoeba",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--engine") && err.contains("seq2seq"), "{err}");
 }

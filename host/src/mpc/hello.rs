@@ -3,7 +3,7 @@
 //! the attempt that wrote each; [`Hello::agree`] decides where both continue, or why they
 //! cannot.
 
-use super::training::show_id;
+use super::job::show_id;
 use super::PartyId;
 
 /// The servers' handshake: protocol version, job digest, whether resuming, the epochs
@@ -16,9 +16,9 @@ use super::PartyId;
 /// resume takes the newest epoch that both hold *from the same attempt*.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hello {
-    /// [`JOB_VERSION`](super::training::JOB_VERSION).
+    /// [`JOB_VERSION`](super::job::JOB_VERSION).
     pub version: u64,
-    /// [`JobSpec`](super::training::JobSpec) digest.
+    /// [`JobSpec`](super::job::JobSpec) digest.
     pub digest: u64,
     /// 1 when resuming.
     pub resume: u64,

@@ -2,10 +2,26 @@
 //! for them: their output forwarded line by line under their names, a failure of one
 //! stopping the others after a grace period, and Ctrl-C or SIGTERM stopping them all so
 //! that the launcher can remove its work folder (shares, labels, keys) before it exits.
+//!
+//! It is also the one place that writes the children's command lines ([`dealer_args`],
+//! [`train_server_args`], [`dense_server_args`]: only what differs per process; the
+//! training itself travels in `job.json`), and it runs `ringnn train --engine mpc`
+//! ([`train_mpc`]): owner, dealer and both servers on this machine.
 
-use super::server::ServerError;
+use super::job::{io_err, read_json};
+use super::keys::keygen;
+use super::net::{NetConfig, SessionId};
+use super::owner::{reveal, share_job};
+use super::server::{Job, PeerLink, ServerConfig, ServerError};
+use super::training::{TrainServerConfig, TrainServerReport};
+use super::PartyId;
+use crate::train::run::{training_softmax, TrainResult};
+use crate::train::TrainConfig;
+use serde::{Deserialize, Serialize};
+use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
@@ -27,6 +43,18 @@ pub fn stop_on_signal() {
             eprintln!("ringnn: stopping (once more to exit at once)");
         });
     });
+}
+
+/// The `ringnn` binary that runs the dealer and the servers: `RINGNN_EXE` if set (a
+/// library user or a test outside the binary), else this process's own executable.
+///
+/// # Errors
+/// The executable's path cannot be found.
+pub fn ringnn_exe() -> std::io::Result<PathBuf> {
+    match std::env::var_os("RINGNN_EXE") {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => std::env::current_exe(),
+    }
 }
 
 /// Whether a signal asked the launcher to stop.
@@ -144,6 +172,331 @@ pub fn wait_all(children: &mut [(String, Child)], grace: Duration) -> Vec<String
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+// Arguments of the child processes: the only place they are written.
+
+/// The dealer process's arguments (after the binary name); `insecure_seed` is for
+/// reproducible tests only (see `ringnn dealer --insecure-dealer-seed`).
+pub fn dealer_args(
+    listen: &str,
+    keys: &Path,
+    net: &NetConfig,
+    insecure_seed: Option<u64>,
+) -> Vec<String> {
+    let mut v = strings(&[
+        "dealer",
+        "--listen",
+        listen,
+        "--keys",
+        &keys.display().to_string(),
+    ]);
+    v.extend(net_args(net));
+    if let Some(n) = insecure_seed {
+        v.extend(strings(&["--insecure-dealer-seed", &n.to_string()]));
+    }
+    v
+}
+
+/// The arguments every server process takes, after its subcommand: party, the link to
+/// the peer, the dealer, keys, session and timeout.
+pub(crate) fn connection_args(
+    party: PartyId,
+    link: &PeerLink,
+    dealer: &str,
+    keys: &Path,
+    net: &NetConfig,
+) -> Vec<String> {
+    let (flag, addr) = match link {
+        PeerLink::Listen(a) => ("--listen", a),
+        PeerLink::Connect(a) => ("--connect", a),
+    };
+    let mut v = strings(&[
+        "--party",
+        &party.index().to_string(),
+        flag,
+        addr,
+        "--dealer",
+        dealer,
+        "--keys",
+        &keys.display().to_string(),
+    ]);
+    v.extend(net_args(net));
+    v
+}
+
+/// The session and connection flags of a dealer or server process.
+pub(crate) fn net_args(net: &NetConfig) -> Vec<String> {
+    strings(&[
+        "--session",
+        &net.session.to_string(),
+        "--timeout-s",
+        &net.timeout.as_secs().to_string(),
+        "--wait-s",
+        &net.wait.as_secs().to_string(),
+        "--handshake-timeout-s",
+        &net.handshake.as_secs().to_string(),
+    ])
+}
+
+pub(crate) fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// A server process's arguments (after the binary name); `report` receives the
+/// [`ServerReport`] as JSON.
+pub fn dense_server_args(cfg: &ServerConfig, report: &Path) -> Vec<String> {
+    let Job::DenseRelu {
+        batch,
+        inputs,
+        outputs,
+    } = cfg.job;
+    let mut v = strings(&["mpc-server"]);
+    v.extend(connection_args(
+        cfg.party,
+        &cfg.link,
+        &cfg.dealer,
+        &cfg.keys,
+        &cfg.net,
+    ));
+    v.extend(strings(&[
+        "--frac-bits",
+        &cfg.frac_bits.to_string(),
+        "--job",
+        "dense-relu",
+        "--batch",
+        &batch.to_string(),
+        "--inputs",
+        &inputs.to_string(),
+        "--outputs",
+        &outputs.to_string(),
+        "--shares",
+        &cfg.shares.display().to_string(),
+        "--out",
+        &cfg.out.display().to_string(),
+        "--report",
+        &report.display().to_string(),
+    ]));
+    v
+}
+
+// Secure training on this machine.
+
+/// What a two-party training run cost, beside its [`TrainResult`] (whose loss and
+/// training accuracy stay unrevealed: `null`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MpcCost {
+    /// Online bytes each server sent to the other (training and predictions).
+    pub bytes_sent: [u64; 2],
+    /// Rounds (the same for both servers).
+    pub rounds: u64,
+    /// Bytes each server received from the dealer.
+    pub offline_bytes: [u64; 2],
+    /// Training steps run.
+    pub steps: u64,
+    /// Online bytes per training step, per server.
+    pub bytes_per_step: [f64; 2],
+    /// Rounds per training step.
+    pub rounds_per_step: f64,
+    /// Samples per second of the online phase alone (steps whose dealer material was
+    /// produced beforehand; the slower server).
+    pub online_samples_per_sec: f64,
+    /// Seconds of the offline phase of those steps (the slower server).
+    pub offline_seconds: f64,
+    /// The working folder (keys, shares, checkpoints, outputs) when it is kept
+    /// (`--checkpoint DIR`); absent when it was a temporary folder, removed at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Arguments of a training server process (after the binary name).
+pub fn train_server_args(cfg: &TrainServerConfig) -> Vec<String> {
+    let mut v = strings(&["server"]);
+    v.extend(connection_args(
+        cfg.party,
+        &cfg.link,
+        &cfg.dealer,
+        &cfg.keys,
+        &cfg.net,
+    ));
+    v.extend(strings(&[
+        "--job",
+        &cfg.job.display().to_string(),
+        "--shares",
+        &cfg.shares.display().to_string(),
+        "--out",
+        &cfg.out.display().to_string(),
+    ]));
+    if let Some(c) = &cfg.checkpoint {
+        v.extend(strings(&["--checkpoint", &c.display().to_string()]));
+    }
+    if cfg.resume {
+        v.push("--resume".into());
+    }
+    v
+}
+
+/// `ringnn train --engine mpc`: shares the data as the owner, starts the dealer and both
+/// servers as child processes of `exe` over loopback TLS, waits, and reveals the results.
+///
+/// The working folder is `cfg.checkpoint` (kept; `--resume` continues from the servers'
+/// checkpoints in it) or a private temporary folder (mode 0700), removed afterwards, also
+/// when the run fails or is stopped with Ctrl-C or SIGTERM (the children are stopped
+/// first). Its path is printed on standard error while the run goes on. The children's
+/// output is forwarded line by line, each line prefixed with its process's name.
+///
+/// # Errors
+/// Bad data or configuration, a failed or interrupted process (naming it), or bad
+/// outputs. `cfg.insecure_dealer_seed` fixes the dealer's randomness for reproducible tests:
+/// anyone who knows it can unmask every message, so it is never for real data; it is
+/// refused with `--resume`, which would reuse the dealer's masks on new values.
+pub fn train_mpc(cfg: &TrainConfig, exe: &Path) -> Result<TrainResult, ServerError> {
+    cfg.validate()
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    stop_on_signal();
+    let temp;
+    let dir = match &cfg.checkpoint {
+        Some(d) => {
+            eprintln!("ringnn: secure training in {} (kept)", d.display());
+            d.clone()
+        }
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("ringnn-mpc-")
+                .tempdir()
+                .map_err(|e| ServerError::Config(format!("a temporary folder: {e}")))?;
+            eprintln!(
+                "ringnn: secure training in {} (keys and shares; removed at the end)",
+                temp.path().display()
+            );
+            temp.path().to_path_buf()
+        }
+    };
+    let temporary = cfg.checkpoint.is_none();
+    train_mpc_in(cfg, exe, &dir).map(|mut r| {
+        if temporary {
+            r.checkpoint = None;
+            if let Some(m) = &mut r.mpc {
+                m.work_dir = None;
+            }
+        }
+        r
+    })
+}
+
+fn train_mpc_in(cfg: &TrainConfig, exe: &Path, dir: &Path) -> Result<TrainResult, ServerError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let shared = share_job(cfg, dir)?;
+    let keys = dir.join("keys");
+    keygen(&keys)?;
+    check_interrupted()?;
+    let net = NetConfig::new(SessionId::random());
+    let bind =
+        |a: &str| TcpListener::bind(a).map_err(|e| ServerError::Config(format!("bind {a}: {e}")));
+    let addr = |l: &TcpListener| {
+        l.local_addr()
+            .map(|a| a.to_string())
+            .map_err(|e| ServerError::Config(e.to_string()))
+    };
+    let (dealer_addr, p0_addr) = {
+        let (d, p) = (bind("127.0.0.1:0")?, bind("127.0.0.1:0")?);
+        (addr(&d)?, addr(&p)?)
+        // Both ports are released here for the children (another process could take one
+        // in between: a rare failure, reported as a failed child).
+    };
+    let server = |party: PartyId| TrainServerConfig {
+        party,
+        link: match party {
+            PartyId::P0 => PeerLink::Listen(p0_addr.clone()),
+            PartyId::P1 => PeerLink::Connect(p0_addr.clone()),
+        },
+        dealer: dealer_addr.clone(),
+        keys: keys.clone(),
+        net: net.clone(),
+        job: shared.job_file.clone(),
+        shares: shared.shares[party.index()].clone(),
+        out: dir.join(format!("server{}", party.index())).join("out"),
+        checkpoint: Some(
+            dir.join(format!("server{}", party.index()))
+                .join("checkpoint"),
+        ),
+        resume: cfg.resume,
+        progress: cfg.progress,
+    };
+    let servers = [server(PartyId::P0), server(PartyId::P1)];
+    let mut children = vec![(
+        "the dealer".to_string(),
+        spawn_prefixed(
+            exe,
+            dealer_args(&dealer_addr, &keys, &net, cfg.insecure_dealer_seed),
+            "dealer",
+        )?,
+    )];
+    for s in &servers {
+        let name = format!("server {}", s.party.index());
+        let child = spawn_prefixed(exe, train_server_args(s), &name)?;
+        children.push((name, child));
+    }
+    let failed = wait_all(&mut children, net.timeout + Duration::from_secs(10));
+    if !failed.is_empty() {
+        return Err(ServerError::Process(format!(
+            "secure training failed: {}",
+            failed.join("; ")
+        )));
+    }
+    let reports: Vec<TrainServerReport> = servers
+        .iter()
+        .map(|s| read_json(&s.out.join("report.json")))
+        .collect::<Result<_, _>>()?;
+    let revealed = reveal(
+        &shared.owner_file,
+        [&servers[0].out, &servers[1].out],
+        &dir.join("model"),
+    )?;
+    let job = &shared.job;
+    let r0 = &reports[0];
+    let secs = reports.iter().map(|r| r.train_seconds).fold(0.0, f64::max);
+    let steps = r0.steps.max(1);
+    let tc = &job.config;
+    Ok(TrainResult {
+        model: tc.model.to_string(),
+        data: tc.data.to_string(),
+        engine: "mpc".into(),
+        frac_bits: Some(tc.frac_bits.get()),
+        exp: tc.exp.name().into(),
+        tanh: None,
+        grad: tc.grad.name().into(),
+        subtract_max: training_softmax(tc).subtract_max,
+        epochs: tc.epochs,
+        train_samples: job.train_samples,
+        test_samples: job.test_samples,
+        test_accuracy: revealed.test_accuracy,
+        perplexity: None,
+        train_loss: f64::NAN,
+        train_seconds: secs,
+        samples_per_sec: r0.samples as f64 / secs.max(1e-9),
+        overflow_count: 0,
+        parameters: job.net().map_err(ServerError::Config)?.n_params,
+        history: Vec::new(),
+        checkpoint: Some(revealed.checkpoint),
+        mpc: Some(MpcCost {
+            bytes_sent: [reports[0].online_sent, reports[1].online_sent],
+            rounds: r0.rounds,
+            offline_bytes: [reports[0].offline_bytes, reports[1].offline_bytes],
+            steps: r0.steps,
+            bytes_per_step: [0, 1].map(|i| reports[i].train_sent as f64 / steps as f64),
+            rounds_per_step: r0.train_rounds as f64 / steps as f64,
+            online_samples_per_sec: reports
+                .iter()
+                .map(|r| r.online_samples as f64 / r.online_seconds.max(1e-9))
+                .fold(f64::INFINITY, f64::min),
+            offline_seconds: reports
+                .iter()
+                .map(|r| r.offline_seconds)
+                .fold(0.0, f64::max),
+            work_dir: Some(dir.to_path_buf()),
+        }),
+    })
 }
 
 #[cfg(test)]

@@ -29,13 +29,17 @@
 //! - [`dealer_server`]: the dealer as its own process, and the parties' client of it.
 //! - [`hello`]: the training servers' greeting: where both continue (epoch, run,
 //!   attempt), or why they cannot.
-//! - [`launch`]: dealer and servers as child processes of one launcher: their output
-//!   forwarded line by line, failures and Ctrl-C/SIGTERM stopping them all.
+//! - [`job`]: the files of a training job: `job.json` (the training configuration and
+//!   the data's shape) and the tagged share-file format.
+//! - [`owner`]: the data owner: share the data and the initial model, reveal the
+//!   trained model and the test predictions.
+//! - [`launch`]: dealer and servers as child processes of one launcher (the one place
+//!   that writes their command lines): output forwarded line by line, failures and
+//!   Ctrl-C/SIGTERM stopping them all; `ringnn train --engine mpc` on one machine.
 //! - [`server`]: one computing server as its own process, the data owner's share files,
 //!   and a local orchestration of dealer and servers (a fixed dense + ReLU job).
-//! - [`training`]: secure training: the owner's share files, the training servers with
-//!   per-epoch checkpoints, the reveal of model and predictions to the owner, and
-//!   `ringnn train --engine mpc`.
+//! - [`training`]: the training server: the epoch loop of [`crate::train::epochs`] on
+//!   shares, per-epoch checkpoints, the handshake of resumption, the test predictions.
 //!
 //! # Security model
 //! Semi-honest (honest-but-curious) servers that do not collude with each other or with
@@ -51,10 +55,12 @@ pub mod dealer;
 pub mod dealer_server;
 pub mod engine;
 pub mod hello;
+pub mod job;
 pub mod keys;
 pub mod launch;
 pub mod local;
 pub mod net;
+pub mod owner;
 pub mod protocols;
 pub mod server;
 pub mod share;

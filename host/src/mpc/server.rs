@@ -28,8 +28,9 @@ use super::dealer_server::{
     connect_dealer, serve_dealer_on, DealerConfig, DealerError, DealerReport,
 };
 use super::engine::Mpc;
+pub use super::job::{parse_shares, read_shares, write_shares};
 use super::keys::{keygen, Identity, KeyError, Role};
-use super::launch::{spawn_prefixed, wait_all};
+use super::launch::{dealer_args, dense_server_args, spawn_prefixed, wait_all};
 use super::net::{self, NetConfig, NetError, SessionId};
 use super::{reconstruct, share, MpcError, PartyId};
 use rand::SeedableRng;
@@ -38,7 +39,6 @@ use ringnn_core::fixed::FracBits;
 use ringnn_core::layers::Dense;
 use ringnn_core::{Engine, Fixed, Plain, Z64};
 use std::fs;
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -185,110 +185,6 @@ pub enum ServerError {
     Process(String),
 }
 
-const SHARES_MAGIC: [u8; 4] = *b"RGSH";
-
-/// The share file format's version: 2 added the checksum.
-const SHARES_VERSION: u32 = 2;
-
-/// Writes tensors of shares: `RGSH`, version 2 (u32), count (u32), per tensor its length
-/// (u64) and words, little-endian, then the CRC-32 (u32) of everything before it. Atomic
-/// and mode 0600 ([`crate::files::write_private`]).
-///
-/// # Errors
-/// The file cannot be written.
-pub fn write_shares(path: &Path, tensors: &[Vec<Z64>]) -> Result<(), ServerError> {
-    let words: usize = tensors.iter().map(Vec::len).sum();
-    let mut b = Vec::with_capacity(16 + 8 * (tensors.len() + words));
-    b.extend_from_slice(&SHARES_MAGIC);
-    b.extend_from_slice(&SHARES_VERSION.to_le_bytes());
-    b.extend_from_slice(&(tensors.len() as u32).to_le_bytes());
-    for t in tensors {
-        b.extend_from_slice(&(t.len() as u64).to_le_bytes());
-        t.iter()
-            .for_each(|w| b.extend_from_slice(&w.0.to_le_bytes()));
-    }
-    let sum = crate::files::crc32(&b);
-    b.extend_from_slice(&sum.to_le_bytes());
-    crate::files::write_private(path, &b).map_err(|e| ServerError::File {
-        path: path.to_path_buf(),
-        what: e.to_string(),
-    })
-}
-
-/// Reads a [`write_shares`] file.
-///
-/// # Errors
-/// An unreadable file, a wrong header or version, a checksum that does not match, or
-/// lengths that do not match the file size.
-pub fn read_shares(path: &Path) -> Result<Vec<Vec<Z64>>, ServerError> {
-    let mut b = Vec::new();
-    fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut b))
-        .map_err(|e| ServerError::File {
-            path: path.to_path_buf(),
-            what: e.to_string(),
-        })?;
-    parse_shares(&b).map_err(|what| ServerError::File {
-        path: path.to_path_buf(),
-        what,
-    })
-}
-
-/// The tensors of a share file's bytes; see [`write_shares`].
-///
-/// # Errors
-/// A message naming what is wrong (the caller names the file).
-pub fn parse_shares(b: &[u8]) -> Result<Vec<Vec<Z64>>, String> {
-    if b.len() < 12 || b[..4] != SHARES_MAGIC {
-        return Err("not a ringnn share file".into());
-    }
-    let version = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
-    if version != SHARES_VERSION {
-        return Err(format!(
-            "share file version {version}, this ringnn reads {SHARES_VERSION}{}",
-            if version == 1 {
-                " (version 1 has no checksum: share the data again)"
-            } else {
-                ""
-            }
-        ));
-    }
-    if b.len() < 16 {
-        return Err(format!("{} bytes: too short for a share file", b.len()));
-    }
-    let (b, tail) = b.split_at(b.len() - 4);
-    let stored = u32::from_le_bytes(tail.try_into().expect("4 bytes"));
-    let found = crate::files::crc32(b);
-    if found != stored {
-        return Err(format!(
-            "checksum mismatch (stored {stored:08x}, computed {found:08x}): the file is damaged or was modified"
-        ));
-    }
-    let count = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")) as usize;
-    let mut pos = 12;
-    let mut out = Vec::new();
-    for i in 0..count {
-        let len = b
-            .get(pos..pos + 8)
-            .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
-            .ok_or_else(|| format!("truncated before tensor {i}"))?;
-        pos += 8;
-        let bytes = usize::try_from(len)
-            .ok()
-            .and_then(|l| l.checked_mul(8))
-            .filter(|&n| n <= b.len() - pos)
-            .ok_or_else(|| format!("tensor {i} of {len} words is past the end"))?;
-        let mut t = vec![0u64; bytes / 8];
-        super::wire::parse_words(&b[pos..pos + bytes], &mut t);
-        out.push(t.into_iter().map(Z64).collect());
-        pos += bytes;
-    }
-    if pos != b.len() {
-        return Err(format!("{} bytes after the last tensor", b.len() - pos));
-    }
-    Ok(out)
-}
-
 /// The owner's plaintext inputs of `job`, synthetic from `data_seed`, encoded with
 /// `frac_bits`: `x` in [-2, 2), `W` and `b` in [-0.5, 0.5).
 ///
@@ -418,7 +314,7 @@ pub enum Launch {
     /// Three threads of this process (real TLS over loopback).
     Threads,
     /// Three child processes of this `ringnn` binary, with the arguments of
-    /// [`dealer_args`] and [`server_args`].
+    /// [`super::launch::dealer_args`] and [`super::launch::dense_server_args`].
     Processes(PathBuf),
 }
 
@@ -450,110 +346,6 @@ pub struct LocalMpcReport {
     pub plain: Vec<Z64>,
     /// Largest difference between `result` and `plain`, in ulp.
     pub max_ulp: i64,
-}
-
-/// The dealer process's arguments (after the binary name); `insecure_seed` is for
-/// reproducible tests only (see `ringnn dealer --insecure-dealer-seed`).
-pub fn dealer_args(
-    listen: &str,
-    keys: &Path,
-    net: &NetConfig,
-    insecure_seed: Option<u64>,
-) -> Vec<String> {
-    let mut v = strings(&[
-        "dealer",
-        "--listen",
-        listen,
-        "--keys",
-        &keys.display().to_string(),
-    ]);
-    v.extend(net_args(net));
-    if let Some(n) = insecure_seed {
-        v.extend(strings(&["--insecure-dealer-seed", &n.to_string()]));
-    }
-    v
-}
-
-/// The arguments every server process takes, after its subcommand: party, the link to
-/// the peer, the dealer, keys, session and timeout.
-pub(crate) fn connection_args(
-    party: PartyId,
-    link: &PeerLink,
-    dealer: &str,
-    keys: &Path,
-    net: &NetConfig,
-) -> Vec<String> {
-    let (flag, addr) = match link {
-        PeerLink::Listen(a) => ("--listen", a),
-        PeerLink::Connect(a) => ("--connect", a),
-    };
-    let mut v = strings(&[
-        "--party",
-        &party.index().to_string(),
-        flag,
-        addr,
-        "--dealer",
-        dealer,
-        "--keys",
-        &keys.display().to_string(),
-    ]);
-    v.extend(net_args(net));
-    v
-}
-
-/// The session and connection flags of a dealer or server process.
-fn net_args(net: &NetConfig) -> Vec<String> {
-    strings(&[
-        "--session",
-        &net.session.to_string(),
-        "--timeout-s",
-        &net.timeout.as_secs().to_string(),
-        "--wait-s",
-        &net.wait.as_secs().to_string(),
-        "--handshake-timeout-s",
-        &net.handshake.as_secs().to_string(),
-    ])
-}
-
-pub(crate) fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
-/// A server process's arguments (after the binary name); `report` receives the
-/// [`ServerReport`] as JSON.
-pub fn server_args(cfg: &ServerConfig, report: &Path) -> Vec<String> {
-    let Job::DenseRelu {
-        batch,
-        inputs,
-        outputs,
-    } = cfg.job;
-    let mut v = strings(&["mpc-server"]);
-    v.extend(connection_args(
-        cfg.party,
-        &cfg.link,
-        &cfg.dealer,
-        &cfg.keys,
-        &cfg.net,
-    ));
-    v.extend(strings(&[
-        "--frac-bits",
-        &cfg.frac_bits.to_string(),
-        "--job",
-        "dense-relu",
-        "--batch",
-        &batch.to_string(),
-        "--inputs",
-        &inputs.to_string(),
-        "--outputs",
-        &outputs.to_string(),
-        "--shares",
-        &cfg.shares.display().to_string(),
-        "--out",
-        &cfg.out.display().to_string(),
-        "--report",
-        &report.display().to_string(),
-    ]));
-    v
 }
 
 /// Plays the owner, the dealer and both servers on this machine: keys, synthetic data,
@@ -628,11 +420,11 @@ pub fn run_local_mpc(job: &LocalMpcJob) -> Result<LocalMpcReport, ServerError> {
                 ),
                 (
                     "party 0".to_string(),
-                    spawn(server_args(&c0, &reports[0]), "party 0")?,
+                    spawn(dense_server_args(&c0, &reports[0]), "party 0")?,
                 ),
                 (
                     "party 1".to_string(),
-                    spawn(server_args(&c1, &reports[1]), "party 1")?,
+                    spawn(dense_server_args(&c1, &reports[1]), "party 1")?,
                 ),
             ];
             let failed = wait_all(&mut children, net.timeout + Duration::from_secs(10));

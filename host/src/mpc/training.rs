@@ -43,402 +43,28 @@ use super::dealer::Correlations;
 use super::dealer_server::connect_dealer;
 use super::engine::Mpc;
 use super::hello::Hello;
-use super::keys::{keygen, Identity, Role};
-use super::launch::wait_all;
-use super::net::{self, NetConfig, SessionId};
-use super::server::{
-    connection_args, dealer_args, read_shares, strings, write_shares, PeerLink, ServerError,
+use super::job::{
+    io_err, parse_id, random_id, read_tagged, show_id, tag, write_json, write_shares, JobSpec,
+    Tagged, JOB_VERSION,
 };
+use super::keys::{Identity, Role};
+use super::net::{self, NetConfig};
+use super::server::{PeerLink, ServerError};
 use super::wire::Tag;
-use super::{reconstruct, share, Channel, PartyId};
+use super::{Channel, PartyId};
 use crate::data::{self, Shape};
 use crate::train::checkpoint::{self, Header};
-use crate::train::model::{self, Net};
-use crate::train::run::{self, epoch_order, DataKind, EngineKind, TrainConfig, Trainer};
-use rand::SeedableRng;
-use rand_chacha::ChaCha20Rng;
-use ringnn_core::approx::{ExpApprox, SigmoidApprox, TanhApprox};
-use ringnn_core::layers::Image;
-use ringnn_core::softmax::GradMode;
-use ringnn_core::{Engine, FracBits, Plain, Z64};
+use crate::train::epochs::{run_epochs, Observer, Plan, Source};
+use crate::train::model::Net;
+use crate::train::run::{self, Batch, TrainError, Trainer};
+use crate::train::TrainConfig;
+use rand_chacha::ChaCha8Rng;
+use ringnn_core::{Engine, Z64};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// Version of the servers' handshake and of `job.json`.
-pub const JOB_VERSION: u32 = 1;
-
-/// The public description of a training job: what both servers must agree on.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct JobSpec {
-    /// [`JOB_VERSION`].
-    pub version: u32,
-    /// Model name.
-    pub model: String,
-    /// Dataset name (for headers and messages).
-    pub data: String,
-    /// Image channels.
-    pub channels: usize,
-    /// Image rows.
-    pub height: usize,
-    /// Image columns.
-    pub width: usize,
-    /// Classes.
-    pub classes: usize,
-    /// Training samples.
-    pub train_samples: usize,
-    /// Test samples.
-    pub test_samples: usize,
-    /// Fractional bits.
-    pub frac_bits: u32,
-    /// e^x approximation in softmax.
-    pub exp: String,
-    /// Gradient mode.
-    pub grad: String,
-    /// Subtract the row maximum in softmax.
-    pub subtract_max: bool,
-    /// Epochs.
-    pub epochs: usize,
-    /// Batch size.
-    pub batch: usize,
-    /// Learning rate.
-    pub lr: f64,
-    /// Momentum.
-    pub momentum: f64,
-    /// Weight decay.
-    pub weight_decay: f64,
-    /// Learning-rate schedule.
-    pub schedule: String,
-    /// Seed of the initial model (used by the owner), the sample order and augmentation.
-    pub seed: u64,
-    /// Random crop and flip (CIFAR).
-    pub augment: bool,
-}
-
-impl JobSpec {
-    fn from_config(cfg: &TrainConfig, shape: Shape, classes: usize, n: [usize; 2]) -> Self {
-        JobSpec {
-            version: JOB_VERSION,
-            model: cfg.model.clone(),
-            data: cfg.data.name().into(),
-            channels: shape.channels,
-            height: shape.height,
-            width: shape.width,
-            classes,
-            train_samples: n[0],
-            test_samples: n[1],
-            frac_bits: cfg.frac_bits.get(),
-            exp: cfg.exp.name().into(),
-            grad: cfg.grad.name().into(),
-            subtract_max: cfg.subtract_max,
-            epochs: cfg.epochs,
-            batch: cfg.batch,
-            lr: cfg.lr,
-            momentum: cfg.momentum,
-            weight_decay: cfg.weight_decay,
-            schedule: cfg.schedule.clone(),
-            seed: cfg.seed,
-            augment: matches!(cfg.data, DataKind::Cifar10 | DataKind::Cifar100),
-        }
-    }
-
-    /// The training configuration of a server (no data directory, no progress bar).
-    ///
-    /// # Errors
-    /// A field that does not name a known model, dataset, approximation or mode.
-    pub fn config(&self) -> Result<TrainConfig, String> {
-        if self.version != JOB_VERSION {
-            return Err(format!(
-                "version {} (this build reads {JOB_VERSION})",
-                self.version
-            ));
-        }
-        let exp = ExpApprox::parse(&self.exp).map_err(|e| format!("exp: {e}"))?;
-        if self.batch == 0 || self.epochs == 0 || self.train_samples == 0 {
-            return Err("batch, epochs and train_samples must be at least 1".into());
-        }
-        Ok(TrainConfig {
-            model: self.model.clone(),
-            data: DataKind::parse(&self.data)?,
-            data_dir: None,
-            engine: EngineKind::Mpc,
-            frac_bits: FracBits::new(self.frac_bits).map_err(|e| format!("frac_bits: {e}"))?,
-            exp,
-            tanh: TanhApprox::parse("hard").map_err(|e| e.to_string())?,
-            sigmoid: SigmoidApprox::parse("secureml", exp).map_err(|e| e.to_string())?,
-            grad: GradMode::parse(&self.grad).ok_or_else(|| format!("grad: '{}'", self.grad))?,
-            subtract_max: self.subtract_max,
-            epochs: self.epochs,
-            batch: self.batch,
-            lr: self.lr,
-            momentum: self.momentum,
-            weight_decay: self.weight_decay,
-            schedule: self.schedule.clone(),
-            seed: self.seed,
-            train_limit: None,
-            test_limit: None,
-            checkpoint: None,
-            resume: false,
-            progress: false,
-        })
-    }
-
-    fn shape(&self) -> Shape {
-        Shape {
-            channels: self.channels,
-            height: self.height,
-            width: self.width,
-        }
-    }
-
-    /// The network this job trains.
-    ///
-    /// # Errors
-    /// An unknown model or one that does not fit the images.
-    pub fn net(&self) -> Result<Net, String> {
-        let input = Image {
-            batch: 1,
-            channels: self.channels,
-            height: self.height,
-            width: self.width,
-        };
-        model::build(&self.model, input, self.classes)
-    }
-
-    /// The tensor lengths of a server's share file, in order: training images, one-hot
-    /// training labels, test images, parameters, buffers.
-    fn share_lens(&self, net: &Net) -> [usize; 5] {
-        let px = self.shape().len();
-        [
-            self.train_samples * px,
-            self.train_samples * self.classes,
-            self.test_samples * px,
-            net.n_params,
-            net.n_buffers,
-        ]
-    }
-
-    /// A digest of the canonical JSON, exchanged in the handshake.
-    fn digest(&self) -> u64 {
-        checkpoint::fnv1a(&serde_json::to_vec(self).expect("a job always serialises"))
-    }
-
-    /// Reads `job.json`.
-    ///
-    /// # Errors
-    /// An unreadable file or invalid JSON, naming the file.
-    pub fn load(path: &Path) -> Result<JobSpec, ServerError> {
-        let bad = |what: String| ServerError::File {
-            path: path.to_path_buf(),
-            what,
-        };
-        let job: JobSpec = crate::files::read_sealed_json(path).map_err(bad)?;
-        job.config().map_err(bad)?;
-        Ok(job)
-    }
-}
-
-/// What the owner keeps: the job and the test labels.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct OwnerRecord {
-    /// The job.
-    pub job: JobSpec,
-    /// The label of each test image.
-    pub test_labels: Vec<u8>,
-    /// The id of the sharing (32 hex digits): the servers' outputs must carry it.
-    pub sharing: String,
-}
-
-/// The files [`share_job`] wrote.
-#[derive(Clone, Debug)]
-pub struct SharedJob {
-    /// `job.json` (public).
-    pub job_file: PathBuf,
-    /// `owner.json` (the owner's).
-    pub owner_file: PathBuf,
-    /// `server0/shares.bin` and `server1/shares.bin`.
-    pub shares: [PathBuf; 2],
-    /// The job.
-    pub job: JobSpec,
-}
-
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ServerError + '_ {
-    move |e| ServerError::File {
-        path: path.to_path_buf(),
-        what: e.to_string(),
-    }
-}
-
-/// A record others read but no one should edit (`job.json`, `owner.json`): sealed with a
-/// checksum, atomic, mode 0600.
-fn write_sealed<T: Serialize>(path: &Path, v: &T) -> Result<(), ServerError> {
-    crate::files::write_sealed_json(path, v).map_err(io_err(path))
-}
-
-/// A plain JSON report, atomic, mode 0600.
-fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), ServerError> {
-    let bytes = serde_json::to_vec_pretty(v).expect("serialisable");
-    crate::files::write_private(path, &bytes).map_err(io_err(path))
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ServerError> {
-    let s = fs::read_to_string(path).map_err(io_err(path))?;
-    serde_json::from_str(&s).map_err(|e| ServerError::File {
-        path: path.to_path_buf(),
-        what: e.to_string(),
-    })
-}
-
-/// Words of the tag that opens every share file of a training job (the owner's shares
-/// and the servers' outputs): the party the file belongs to, the 128-bit id of the
-/// sharing (one per `ringnn share`) and the 128-bit id of the training run that wrote it
-/// (0 in the owner's files), so that a file of the other party, of another sharing or of
-/// another run is refused instead of reconstructing garbage.
-const TAG_WORDS: usize = 5;
-
-/// The ids a tagged share file is bound to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Tagged {
-    set: [u64; 2],
-    run: [u64; 2],
-}
-
-fn random_id() -> [u64; 2] {
-    use rand::RngCore;
-    let mut r = ChaCha20Rng::from_os_rng();
-    [r.next_u64(), r.next_u64()]
-}
-
-fn tag(party: PartyId, set: [u64; 2], run: [u64; 2]) -> Vec<Z64> {
-    [party.index() as u64, set[0], set[1], run[0], run[1]]
-        .map(Z64)
-        .to_vec()
-}
-
-pub(crate) fn show_id(id: [u64; 2]) -> String {
-    format!("{:016x}{:016x}", id[0], id[1])
-}
-
-fn parse_id(s: &str) -> Option<[u64; 2]> {
-    if s.len() != 32 || !s.is_ascii() {
-        return None;
-    }
-    let hi = u64::from_str_radix(&s[..16], 16).ok()?;
-    let lo = u64::from_str_radix(&s[16..], 16).ok()?;
-    Some([hi, lo])
-}
-
-/// Reads a tagged share file; checks that it belongs to `party`. Returns the sharing's id
-/// and the tensors after the tag.
-fn read_tagged(path: &Path, party: PartyId) -> Result<(Tagged, Vec<Vec<Z64>>), ServerError> {
-    let mut t = read_shares(path)?;
-    let bad = |what: String| ServerError::File {
-        path: path.to_path_buf(),
-        what,
-    };
-    if t.first().map(Vec::len) != Some(TAG_WORDS) || t[0][0].0 > 1 {
-        return Err(bad(
-            "not a share file of a training job (no party tag): written by `ringnn share` or a training server?".into(),
-        ));
-    }
-    let tag = t.remove(0);
-    let owner = if tag[0].0 == 0 {
-        PartyId::P0
-    } else {
-        PartyId::P1
-    };
-    if owner != party {
-        return Err(bad(format!(
-            "holds {owner}'s shares, but {party}'s are needed here"
-        )));
-    }
-    Ok((
-        Tagged {
-            set: [tag[1].0, tag[2].0],
-            run: [tag[3].0, tag[4].0],
-        },
-        t,
-    ))
-}
-
-/// The owner's side: loads the data `cfg` names, draws the initial model from its seed,
-/// and writes `job.json`, `owner.json` and one share file per server into `dir`.
-///
-/// # Errors
-/// Bad data or configuration, a value that cannot be encoded, or a file that cannot be
-/// written.
-pub fn share_job(cfg: &TrainConfig, dir: &Path) -> Result<SharedJob, ServerError> {
-    if cfg.model == "seq2seq" {
-        return Err(ServerError::Config(
-            "the mpc engine trains the image models (mlp, lenet, resnet*); seq2seq is not supported"
-                .into(),
-        ));
-    }
-    let split = run::load_data(cfg)?;
-    let shape = split.train.shape;
-    let job = JobSpec::from_config(
-        cfg,
-        shape,
-        split.train.classes,
-        [split.train.len(), split.test.len()],
-    );
-    let net = job.net().map_err(ServerError::Config)?;
-    let p = Plain::new(cfg.frac_bits);
-    let enc = |what: &str, xs: &[f64]| -> Result<Vec<Z64>, ServerError> {
-        let mut out = vec![Z64::ZERO; xs.len()];
-        p.encode_slice(xs, &mut out).map_err(|(i, e)| {
-            ServerError::Config(format!("{what}: value {} at index {i}: {e}", xs[i]))
-        })?;
-        Ok(out)
-    };
-    let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-    let mut onehot = vec![0.0; split.train.len() * split.train.classes];
-    for (r, &l) in split.train.labels.iter().enumerate() {
-        onehot[r * split.train.classes + l as usize] = 1.0;
-    }
-    let (p0, b0) = net.init(cfg.seed);
-    let tensors = [
-        enc("training images", &widen(&split.train.images))?,
-        enc("training labels", &onehot)?,
-        enc("test images", &widen(&split.test.images))?,
-        enc("initial parameters", &p0)?,
-        enc("initial buffers", &b0)?,
-    ];
-    let mut rng = ChaCha20Rng::from_os_rng();
-    let set = random_id();
-    let mut parts = [tag(PartyId::P0, set, [0; 2]), tag(PartyId::P1, set, [0; 2])].map(|t| vec![t]);
-    for t in &tensors {
-        let [a, b] = share(t, &mut rng);
-        parts[0].push(a);
-        parts[1].push(b);
-    }
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let shares = [0, 1].map(|i| dir.join(format!("server{i}")).join("shares.bin"));
-    for (path, t) in shares.iter().zip(&parts) {
-        let parent = path.parent().expect("a file in a folder");
-        fs::create_dir_all(parent).map_err(io_err(parent))?;
-        write_shares(path, t)?;
-    }
-    let job_file = dir.join("job.json");
-    write_sealed(&job_file, &job)?;
-    let owner_file = dir.join("owner.json");
-    write_sealed(
-        &owner_file,
-        &OwnerRecord {
-            job: job.clone(),
-            test_labels: split.test.labels.clone(),
-            sharing: show_id(set),
-        },
-    )?;
-    Ok(SharedJob {
-        job_file,
-        owner_file,
-        shares,
-        job,
-    })
-}
 
 /// Shares of the class with the largest logit in each of `rows` rows of `cols` logits
 /// (the first one on ties), as integers: a tournament of `ceil(log2 cols)` levels, each
@@ -606,7 +232,7 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
         PeerLink::Connect(_) => None,
     };
     let job = JobSpec::load(&cfg.job)?;
-    let tc = job.config().map_err(ServerError::Config)?;
+    let tc = job.config.clone();
     let net = job.net().map_err(ServerError::Config)?;
     let me = Identity::load(&cfg.keys, Role::Party(cfg.party))?;
     let (Tagged { set, .. }, mut shares) = read_tagged(&cfg.shares, cfg.party)?;
@@ -699,9 +325,11 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
         x: std::mem::take(&mut shares[0]),
         y: std::mem::take(&mut shares[1]),
         test_x,
+        shape: job.shape(),
+        classes: job.classes,
     };
     train_on_shares(
-        &mut e, cfg, &job, &tc, &net, data, params, buffers, held, &expected, set,
+        &mut e, cfg, &job, &net, data, params, buffers, held, &expected, set,
     )
 }
 
@@ -713,6 +341,141 @@ pub struct TrainData {
     pub y: Vec<Z64>,
     /// Test images.
     pub test_x: Vec<Z64>,
+    /// The image shape.
+    pub shape: Shape,
+    /// Classes.
+    pub classes: usize,
+}
+
+impl<C: Channel, R: Correlations> Source<Mpc<C, R>> for TrainData {
+    fn len(&self) -> usize {
+        self.y.len() / self.classes
+    }
+
+    fn batch(
+        &self,
+        _: &mut Mpc<C, R>,
+        idx: &[usize],
+        augment: Option<&mut ChaCha8Rng>,
+    ) -> Result<Batch<Z64>, TrainError> {
+        let mut x = gather(&self.x, self.shape.len(), idx);
+        if let Some(rng) = augment {
+            data::cifar::random_crop_flip(&mut x, self.shape, rng, 4);
+        }
+        Ok((x, gather(&self.y, self.classes, idx)))
+    }
+}
+
+/// What a training server sees: counts, rounds and times, never a value. It also runs
+/// every full-size step after the first in two phases: the dealer material of the whole
+/// step first (offline: the step's requests, recorded on the first full-size step, are
+/// announced so that the dealer streams them), then the protocol (online).
+struct Traffic {
+    who: String,
+    batch: usize,
+    epochs: usize,
+    from_epoch: usize,
+    progress: bool,
+    step_requests: Option<Vec<super::dealer::Request>>,
+    report: TrainServerReport,
+    epoch: usize,
+    samples: usize,
+    start: Instant,
+    last_line: Instant,
+}
+
+/// Progress lines at most this often: a user sees the run move, never a silent minute.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+impl Traffic {
+    fn line<C: Channel, R: Correlations>(&self, e: &Mpc<C, R>, what: String) {
+        let tr = e.traffic();
+        eprintln!(
+            "{}: epoch {}/{}, {what}; {:.1} MB sent, {} rounds so far",
+            self.who,
+            self.epoch + 1,
+            self.epochs,
+            tr.sent as f64 / 1e6,
+            tr.rounds
+        );
+    }
+}
+
+impl<C: Channel, R: Correlations> Observer<Mpc<C, R>> for Traffic {
+    type Error = ServerError;
+
+    fn start_epoch(&mut self, epoch: usize, samples: usize) {
+        (self.epoch, self.samples) = (epoch, samples);
+        self.start = Instant::now();
+    }
+
+    fn step(
+        &mut self,
+        e: &mut Mpc<C, R>,
+        t: &mut Trainer<'_, Mpc<C, R>>,
+        x: Vec<Z64>,
+        y: &[Z64],
+        b: usize,
+    ) -> Result<Vec<Z64>, ServerError> {
+        let full = b == self.batch;
+        let phased = full && self.step_requests.is_some();
+        match &self.step_requests {
+            Some(reqs) if full => {
+                let t0 = Instant::now();
+                e.prefetch(reqs)?;
+                e.preload(reqs)?;
+                self.report.offline_seconds += t0.elapsed().as_secs_f64();
+            }
+            None if full => e.record_requests(true),
+            _ => {}
+        }
+        let t1 = Instant::now();
+        // The probabilities stay shared: nothing is opened during training.
+        let p = t.step(e, x, y, b)?;
+        if phased {
+            self.report.online_seconds += t1.elapsed().as_secs_f64();
+            self.report.online_samples += b as u64;
+        }
+        if full && self.step_requests.is_none() {
+            self.step_requests = Some(e.take_requests());
+            e.record_requests(false);
+        }
+        Ok(p)
+    }
+
+    fn after_step(
+        &mut self,
+        e: &mut Mpc<C, R>,
+        idx: &[usize],
+        _: Vec<Z64>,
+    ) -> Result<(), ServerError> {
+        self.report.steps += 1;
+        self.report.samples += idx.len() as u64;
+        if self.progress && self.last_line.elapsed() >= PROGRESS_EVERY {
+            self.last_line = Instant::now();
+            let n = self.samples;
+            let done = self.report.samples - (self.epoch - self.from_epoch) as u64 * n as u64;
+            let rate = done as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
+            self.line(e, format!("{done}/{n} samples ({rate:.1} samples/s)"));
+        }
+        Ok(())
+    }
+
+    fn end_epoch(
+        &mut self,
+        e: &mut Mpc<C, R>,
+        _: &mut Trainer<'_, Mpc<C, R>>,
+        epoch: usize,
+        secs: f64,
+    ) -> Result<(), ServerError> {
+        self.report.epochs_done = epoch + 1;
+        if self.progress {
+            let rate = self.samples as f64 / secs.max(1e-9);
+            self.line(e, format!("in {secs:.1} s ({rate:.1} samples/s)"));
+            self.last_line = Instant::now();
+        }
+        Ok(())
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -720,7 +483,6 @@ fn train_on_shares<C: Channel, R: Correlations>(
     e: &mut Mpc<C, R>,
     cfg: &TrainServerConfig,
     job: &JobSpec,
-    tc: &TrainConfig,
     net: &Net,
     data: TrainData,
     params: Vec<Z64>,
@@ -729,15 +491,10 @@ fn train_on_shares<C: Channel, R: Correlations>(
     expected: &Header,
     set: [u64; 2],
 ) -> Result<TrainServerReport, ServerError> {
+    let tc = &job.config;
     let n = job.train_samples;
-    let steps_per_epoch = n.div_ceil(job.batch) as u64;
-    let mut t = Trainer::new(
-        tc,
-        net,
-        steps_per_epoch * job.epochs as u64,
-        params,
-        buffers,
-    )?;
+    let steps_per_epoch = n.div_ceil(tc.batch) as u64;
+    let mut t = Trainer::new(tc, net, steps_per_epoch * tc.epochs as u64, params, buffers)?;
     let attempt_of = |h: &Header| h.attempt.as_deref().and_then(parse_id).unwrap_or([0; 2]);
     let (mut epochs, mut attempts) = ([u64::MAX; 2], [[0; 2]; 2]);
     for (i, (h, _)) in held.iter().take(2).enumerate() {
@@ -762,116 +519,54 @@ fn train_on_shares<C: Channel, R: Correlations>(
     let agreed = hello
         .agree(&Hello::from_words(&theirs), cfg.party.peer())
         .map_err(ServerError::Config)?;
-    let (epoch0, run) = (agreed.epoch, agreed.run);
+    let (from_epoch, run) = (agreed.epoch, agreed.run);
     let expected = &Header {
         run: Some(show_id(run)),
         attempt: Some(show_id(agreed.attempt)),
         ..expected.clone()
     };
-
     if let Some((h, st)) = held.iter().find(|(h, _)| {
-        cfg.resume && h.epochs_done == epoch0 && attempt_of(h) == agreed.from_attempt
+        cfg.resume && h.epochs_done == from_epoch && attempt_of(h) == agreed.from_attempt
     }) {
         t.restore(st, h.steps_done, Z64::from_bits);
     }
-    let px = job.shape().len();
-    let who = format!("party {}", cfg.party.index());
     let start_all = Instant::now();
-    let mut report = TrainServerReport {
-        party: cfg.party.index() as u8,
-        resumed_from: epoch0,
-        epochs_done: epoch0,
-        ..Default::default()
+    let mut obs = Traffic {
+        who: format!("party {}", cfg.party.index()),
+        batch: tc.batch,
+        epochs: tc.epochs,
+        from_epoch,
+        progress: cfg.progress,
+        step_requests: None,
+        report: TrainServerReport {
+            party: cfg.party.index() as u8,
+            resumed_from: from_epoch,
+            epochs_done: from_epoch,
+            ..Default::default()
+        },
+        epoch: from_epoch,
+        samples: n,
+        start: Instant::now(),
+        last_line: Instant::now(),
     };
-    // The dealer requests of a full-size step, recorded on the first one: every later
-    // full-size step makes the same requests, which are then announced to the dealer
-    // before the step so that it streams the material instead of one round trip each.
-    let mut step_requests: Option<Vec<super::dealer::Request>> = None;
-    // Progress lines at most this often: a user sees the run move, never a silent minute.
-    let every = Duration::from_secs(10);
-    let mut last_line = Instant::now();
-    for epoch in epoch0..job.epochs {
-        let (mut rng, order) = epoch_order(job.seed, epoch, n);
-        let start = Instant::now();
-        for chunk in order.chunks(job.batch) {
-            let b = chunk.len();
-            let full = b == job.batch;
-            // A full-size step after the first one runs in two phases: the dealer material
-            // of the whole step first (offline), then the protocol itself (online).
-            let phased = full && step_requests.is_some();
-            match &step_requests {
-                Some(reqs) if full => {
-                    let t0 = Instant::now();
-                    e.prefetch(reqs)?;
-                    e.preload(reqs)?;
-                    report.offline_seconds += t0.elapsed().as_secs_f64();
-                }
-                None if full => e.record_requests(true),
-                _ => {}
-            }
-            let t1 = Instant::now();
-            let mut x = gather(&data.x, px, chunk);
-            if job.augment {
-                data::cifar::random_crop_flip(&mut x, job.shape(), &mut rng, 4);
-            }
-            let y = gather(&data.y, job.classes, chunk);
-            // The probabilities stay shared: nothing is opened during training.
-            t.step(e, x, &y, b)?;
-            if phased {
-                report.online_seconds += t1.elapsed().as_secs_f64();
-                report.online_samples += b as u64;
-            }
-            if full && step_requests.is_none() {
-                step_requests = Some(e.take_requests());
-                e.record_requests(false);
-            }
-            report.steps += 1;
-            report.samples += b as u64;
-            if cfg.progress && last_line.elapsed() >= every {
-                last_line = Instant::now();
-                let tr = e.traffic();
-                let done = report.samples - (epoch - epoch0) as u64 * n as u64;
-                let line = format!(
-                    "{who}: epoch {}/{}, {done}/{n} samples ({:.1} samples/s); {:.1} MB sent, {} rounds so far",
-                    epoch + 1,
-                    job.epochs,
-                    done as f64 / start.elapsed().as_secs_f64().max(1e-9),
-                    tr.sent as f64 / 1e6,
-                    tr.rounds
-                );
-                eprintln!("{line}");
-            }
-        }
-        report.epochs_done = epoch + 1;
-        if let Some(dir) = &cfg.checkpoint {
-            let mut h = expected.clone();
-            h.epochs_done = epoch + 1;
-            h.steps_done = t.step;
-            checkpoint::save_keeping_previous(dir, &h, &t.state(Z64::to_bits))?;
-        }
-        if cfg.progress {
-            let tr = e.traffic();
-            let line = format!(
-                "{who}: epoch {}/{} in {:.1} s ({:.1} samples/s); {:.1} MB sent, {} rounds so far",
-                epoch + 1,
-                job.epochs,
-                start.elapsed().as_secs_f64(),
-                n as f64 / start.elapsed().as_secs_f64().max(1e-9),
-                tr.sent as f64 / 1e6,
-                tr.rounds
-            );
-            eprintln!("{line}");
-            last_line = Instant::now();
-        }
-    }
+    let plan = Plan {
+        seed: tc.seed,
+        epochs: tc.epochs,
+        batch: tc.batch,
+        augment: tc.data.augments(),
+        from_epoch,
+        checkpoint: cfg.checkpoint.as_deref().map(|d| (d, expected)),
+    };
+    run_epochs(e, &mut t, &data, &plan, &mut obs, Z64::to_bits)?;
+    let mut report = obs.report;
     report.train_seconds = start_all.elapsed().as_secs_f64();
     let tr = e.traffic();
     (report.train_sent, report.train_rounds) = (tr.sent, tr.rounds);
     let start = Instant::now();
     let mut preds = Vec::with_capacity(job.test_samples);
-    let eval_batch = job.batch.max(256);
     let test_idx: Vec<usize> = (0..job.test_samples).collect();
-    for chunk in test_idx.chunks(eval_batch) {
+    let px = data.shape.len();
+    for chunk in test_idx.chunks(tc.batch.max(256)) {
         let x = gather(&data.test_x, px, chunk);
         let logits = t.logits(e, x, chunk.len())?;
         preds.extend(argmax_rows(e, &logits, chunk.len(), job.classes)?);
@@ -895,404 +590,34 @@ fn train_on_shares<C: Channel, R: Correlations>(
     Ok(report)
 }
 
-/// What the owner reconstructs.
-#[derive(Clone, Debug)]
-pub struct Revealed {
-    /// The predicted class of each test image.
-    pub predictions: Vec<usize>,
-    /// Their accuracy against the owner's labels.
-    pub test_accuracy: f64,
-    /// The trained model, written as a `Plain` checkpoint here.
-    pub checkpoint: PathBuf,
-}
-
-/// The owner's side after training: adds the servers' output shares (`out0`, `out1`),
-/// scores the predictions against `owner.json`'s labels, and writes the model as a
-/// `Plain` checkpoint into `model_dir` (loadable by `ringnn export` and
-/// `ringnn train --engine plain --resume`).
-///
-/// # Errors
-/// Missing or malformed files, or shares of the wrong length (naming the file).
-pub fn reveal(
-    owner_file: &Path,
-    out: [&Path; 2],
-    model_dir: &Path,
-) -> Result<Revealed, ServerError> {
-    let owner: OwnerRecord =
-        crate::files::read_sealed_json(owner_file).map_err(|what| ServerError::File {
-            path: owner_file.to_path_buf(),
-            what,
-        })?;
-    let sharing = parse_id(&owner.sharing).ok_or_else(|| ServerError::File {
-        path: owner_file.to_path_buf(),
-        what: format!("sharing id {:?} is not 32 hex digits", owner.sharing),
-    })?;
-    let job = owner.job;
-    let net = job.net().map_err(ServerError::Config)?;
-    // Every output file must come from one run: the first file read names it.
-    let runs = std::cell::RefCell::new(Vec::<([u64; 2], PathBuf)>::new());
-    let read = |name: &str, lens: &[usize]| -> Result<[Vec<Vec<Z64>>; 2], ServerError> {
-        let mut got = [Vec::new(), Vec::new()];
-        let mut runs = runs.borrow_mut();
-        for ((g, dir), party) in got.iter_mut().zip(out).zip([PartyId::P0, PartyId::P1]) {
-            let path = dir.join(name);
-            let (Tagged { set, run }, t) = read_tagged(&path, party)?;
-            if set != sharing {
-                return Err(ServerError::File {
-                    path,
-                    what: format!(
-                        "comes from another sharing than {} ({} against {})",
-                        owner_file.display(),
-                        show_id(set),
-                        show_id(sharing)
-                    ),
-                });
-            }
-            if run == [0; 2] {
-                return Err(ServerError::File {
-                    path,
-                    what: "is a share file of the owner, not a server's output".into(),
-                });
-            }
-            if let Some((r0, p0)) = runs.first().filter(|(r0, _)| *r0 != run) {
-                return Err(ServerError::File {
-                    path,
-                    what: format!(
-                        "comes from another training run than {} ({} against {}): a server's run failed or was rerun alone",
-                        p0.display(),
-                        show_id(run),
-                        show_id(*r0)
-                    ),
-                });
-            }
-            runs.push((run, path.clone()));
-            let l: Vec<usize> = t.iter().map(Vec::len).collect();
-            if l != lens {
-                return Err(ServerError::File {
-                    path,
-                    what: format!("tensor lengths {l:?}, the job needs {lens:?}"),
-                });
-            }
-            *g = t;
-        }
-        Ok(got)
-    };
-    let [p0, p1] = read("predictions.bin", &[job.test_samples])?;
-    let preds = reconstruct(&p0[0], &p1[0]);
-    let mut predictions = Vec::with_capacity(preds.len());
-    for (i, v) in preds.iter().enumerate() {
-        let c = v.to_signed();
-        if c < 0 || c as usize >= job.classes {
-            return Err(ServerError::File {
-                path: out[0].join("predictions.bin"),
-                what: format!(
-                    "prediction {i} reconstructs to {c}, not a class in 0..{}: the shares do not belong together",
-                    job.classes
-                ),
-            });
-        }
-        predictions.push(c as usize);
-    }
-    if owner.test_labels.len() != predictions.len() {
-        return Err(ServerError::File {
-            path: owner_file.to_path_buf(),
-            what: format!(
-                "{} test labels for {} predictions",
-                owner.test_labels.len(),
-                predictions.len()
-            ),
-        });
-    }
-    let correct = predictions
-        .iter()
-        .zip(&owner.test_labels)
-        .filter(|(&p, &l)| p == l as usize)
-        .count();
-    let [m0, m1] = read("model.bin", &[net.n_params, net.n_buffers])?;
-    let params = reconstruct(&m0[0], &m1[0]);
-    let buffers = reconstruct(&m0[1], &m1[1]);
-    let tc = job.config().map_err(|what| ServerError::File {
-        path: owner_file.to_path_buf(),
-        what,
-    })?;
-    let h = Header {
-        epochs_done: job.epochs,
-        steps_done: (job.train_samples.div_ceil(job.batch) * job.epochs) as u64,
-        ..run::header(&tc, &net, "plain", job.train_samples)
-    };
-    let st = checkpoint::State {
-        params: params.iter().map(|v| v.to_bits()).collect(),
-        velocity: vec![0; net.n_params],
-        buffers: buffers.iter().map(|v| v.to_bits()).collect(),
-    };
-    let checkpoint = checkpoint::save(model_dir, &h, &st)?;
-    Ok(Revealed {
-        test_accuracy: correct as f64 / predictions.len().max(1) as f64,
-        predictions,
-        checkpoint,
-    })
-}
-
-/// The result of `ringnn train --engine mpc`: the training result plus traffic.
-#[derive(Clone, Debug, Serialize)]
-pub struct MpcTrainResult {
-    /// The common fields (loss and training accuracy are not revealed: `null`).
-    #[serde(flatten)]
-    pub result: run::TrainResult,
-    /// Online bytes each server sent to the other (training and predictions).
-    pub bytes_sent: [u64; 2],
-    /// Rounds (the same for both servers).
-    pub rounds: u64,
-    /// Bytes each server received from the dealer.
-    pub offline_bytes: [u64; 2],
-    /// Training steps run.
-    pub steps: u64,
-    /// Online bytes per training step, per server.
-    pub bytes_per_step: [f64; 2],
-    /// Rounds per training step.
-    pub rounds_per_step: f64,
-    /// Samples per second of the online phase alone (steps whose dealer material was
-    /// produced beforehand; the slower server).
-    pub online_samples_per_sec: f64,
-    /// Seconds of the offline phase of those steps (the slower server).
-    pub offline_seconds: f64,
-    /// The working folder (keys, shares, checkpoints, outputs) when it is kept
-    /// (`--checkpoint DIR`); absent when it was a temporary folder, removed at the end.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub work_dir: Option<PathBuf>,
-}
-
-/// Arguments of a training server process (after the binary name).
-pub fn server_args(cfg: &TrainServerConfig) -> Vec<String> {
-    let mut v = strings(&["server"]);
-    v.extend(connection_args(
-        cfg.party,
-        &cfg.link,
-        &cfg.dealer,
-        &cfg.keys,
-        &cfg.net,
-    ));
-    v.extend(strings(&[
-        "--job",
-        &cfg.job.display().to_string(),
-        "--shares",
-        &cfg.shares.display().to_string(),
-        "--out",
-        &cfg.out.display().to_string(),
-    ]));
-    if let Some(c) = &cfg.checkpoint {
-        v.extend(strings(&["--checkpoint", &c.display().to_string()]));
-    }
-    if cfg.resume {
-        v.push("--resume".into());
-    }
-    v
-}
-
-/// `ringnn train --engine mpc`: shares the data as the owner, starts the dealer and both
-/// servers as child processes of `exe` over loopback TLS, waits, and reveals the results.
-///
-/// The working folder is `cfg.checkpoint` (kept; `--resume` continues from the servers'
-/// checkpoints in it) or a private temporary folder (mode 0700), removed afterwards, also
-/// when the run fails or is stopped with Ctrl-C or SIGTERM (the children are stopped
-/// first). Its path is printed on standard error while the run goes on. The children's
-/// output is forwarded line by line, each line prefixed with its process's name.
-///
-/// # Errors
-/// Bad data or configuration, a failed or interrupted process (naming it), or bad
-/// outputs. `insecure_dealer_seed` fixes the dealer's randomness for reproducible tests:
-/// anyone who knows it can unmask every message, so it is never for real data; it is
-/// refused with `--resume`, which would reuse the dealer's masks on new values.
-pub fn train_mpc(
-    cfg: &TrainConfig,
-    exe: &Path,
-    insecure_dealer_seed: Option<u64>,
-) -> Result<MpcTrainResult, ServerError> {
-    if cfg.resume && insecure_dealer_seed.is_some() {
-        return Err(ServerError::Config(
-            "--insecure-dealer-seed with --resume would mask new values with the dealer's old masks: resume without a fixed seed".into(),
-        ));
-    }
-    super::launch::stop_on_signal();
-    let temp;
-    let dir = match &cfg.checkpoint {
-        Some(d) => {
-            eprintln!("ringnn: secure training in {} (kept)", d.display());
-            d.clone()
-        }
-        None => {
-            temp = tempfile::Builder::new()
-                .prefix("ringnn-mpc-")
-                .tempdir()
-                .map_err(|e| ServerError::Config(format!("a temporary folder: {e}")))?;
-            eprintln!(
-                "ringnn: secure training in {} (keys and shares; removed at the end)",
-                temp.path().display()
-            );
-            temp.path().to_path_buf()
-        }
-    };
-    let temporary = cfg.checkpoint.is_none();
-    train_mpc_in(cfg, exe, &dir, insecure_dealer_seed).map(|mut r| {
-        if temporary {
-            r.result.checkpoint = None;
-            r.work_dir = None;
-        }
-        r
-    })
-}
-
-fn train_mpc_in(
-    cfg: &TrainConfig,
-    exe: &Path,
-    dir: &Path,
-    insecure_dealer_seed: Option<u64>,
-) -> Result<MpcTrainResult, ServerError> {
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let shared = share_job(cfg, dir)?;
-    let keys = dir.join("keys");
-    keygen(&keys)?;
-    super::launch::check_interrupted()?;
-    let net = NetConfig::new(SessionId::random());
-    let bind =
-        |a: &str| TcpListener::bind(a).map_err(|e| ServerError::Config(format!("bind {a}: {e}")));
-    let addr = |l: &TcpListener| {
-        l.local_addr()
-            .map(|a| a.to_string())
-            .map_err(|e| ServerError::Config(e.to_string()))
-    };
-    let (dealer_addr, p0_addr) = {
-        let (d, p) = (bind("127.0.0.1:0")?, bind("127.0.0.1:0")?);
-        (addr(&d)?, addr(&p)?)
-        // Both ports are released here for the children (another process could take one
-        // in between: a rare failure, reported as a failed child).
-    };
-    let server = |party: PartyId| TrainServerConfig {
-        party,
-        link: match party {
-            PartyId::P0 => PeerLink::Listen(p0_addr.clone()),
-            PartyId::P1 => PeerLink::Connect(p0_addr.clone()),
-        },
-        dealer: dealer_addr.clone(),
-        keys: keys.clone(),
-        net: net.clone(),
-        job: shared.job_file.clone(),
-        shares: shared.shares[party.index()].clone(),
-        out: dir.join(format!("server{}", party.index())).join("out"),
-        checkpoint: Some(
-            dir.join(format!("server{}", party.index()))
-                .join("checkpoint"),
-        ),
-        resume: cfg.resume,
-        progress: cfg.progress,
-    };
-    let servers = [server(PartyId::P0), server(PartyId::P1)];
-    let mut children = vec![(
-        "the dealer".to_string(),
-        super::launch::spawn_prefixed(
-            exe,
-            dealer_args(&dealer_addr, &keys, &net, insecure_dealer_seed),
-            "dealer",
-        )?,
-    )];
-    for s in &servers {
-        let name = format!("server {}", s.party.index());
-        let child = super::launch::spawn_prefixed(exe, server_args(s), &name)?;
-        children.push((name, child));
-    }
-    let failed = wait_all(&mut children, net.timeout + Duration::from_secs(10));
-    if !failed.is_empty() {
-        return Err(ServerError::Process(format!(
-            "secure training failed: {}",
-            failed.join("; ")
-        )));
-    }
-    let reports: Vec<TrainServerReport> = servers
-        .iter()
-        .map(|s| read_json(&s.out.join("report.json")))
-        .collect::<Result<_, _>>()?;
-    let revealed = reveal(
-        &shared.owner_file,
-        [&servers[0].out, &servers[1].out],
-        &dir.join("model"),
-    )?;
-    let job = &shared.job;
-    let r0 = &reports[0];
-    let secs = reports.iter().map(|r| r.train_seconds).fold(0.0, f64::max);
-    let steps = r0.steps.max(1);
-    let result = run::TrainResult {
-        model: job.model.clone(),
-        data: job.data.clone(),
-        engine: "mpc".into(),
-        frac_bits: Some(job.frac_bits),
-        exp: job.exp.clone(),
-        tanh: cfg.tanh.name().into(),
-        grad: job.grad.clone(),
-        subtract_max: run::training_softmax(cfg).subtract_max,
-        epochs: job.epochs,
-        train_samples: job.train_samples,
-        test_samples: job.test_samples,
-        test_accuracy: revealed.test_accuracy,
-        perplexity: None,
-        train_loss: f64::NAN,
-        train_seconds: secs,
-        samples_per_sec: r0.samples as f64 / secs.max(1e-9),
-        overflow_count: 0,
-        parameters: job.net().map_err(ServerError::Config)?.n_params,
-        history: Vec::new(),
-        checkpoint: Some(revealed.checkpoint),
-    };
-    Ok(MpcTrainResult {
-        result,
-        bytes_sent: [reports[0].online_sent, reports[1].online_sent],
-        rounds: r0.rounds,
-        offline_bytes: [reports[0].offline_bytes, reports[1].offline_bytes],
-        steps: r0.steps,
-        bytes_per_step: [0, 1].map(|i| reports[i].train_sent as f64 / steps as f64),
-        rounds_per_step: r0.train_rounds as f64 / steps as f64,
-        online_samples_per_sec: reports
-            .iter()
-            .map(|r| r.online_samples as f64 / r.online_seconds.max(1e-9))
-            .fold(f64::INFINITY, f64::min),
-        offline_seconds: reports
-            .iter()
-            .map(|r| r.offline_seconds)
-            .fold(0.0, f64::max),
-        work_dir: Some(dir.to_path_buf()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mpc::local::{run_in_process, LocalConfig};
+    use crate::mpc::net::SessionId;
+    use crate::mpc::{reconstruct, share};
     use crate::mpc::{MemChannel, MpcError};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+    use ringnn_core::Plain;
 
     fn job(model: &str, batch: usize, n: usize) -> (JobSpec, TrainConfig, Net) {
-        let job = JobSpec {
-            version: JOB_VERSION,
-            model: model.into(),
-            data: "synthetic".into(),
+        let cfg = TrainConfig {
+            model: model.parse().unwrap(),
+            engine: crate::train::EngineKind::Mpc,
+            epochs: 1,
+            batch,
+            weight_decay: 5e-4,
+            seed: 3,
+            ..TrainConfig::default()
+        };
+        let shape = Shape {
             channels: 1,
             height: 28,
             width: 28,
-            classes: 10,
-            train_samples: n,
-            test_samples: n,
-            frac_bits: 13,
-            exp: "pwl4".into(),
-            grad: "exact".into(),
-            subtract_max: false,
-            epochs: 1,
-            batch,
-            lr: 0.05,
-            momentum: 0.9,
-            weight_decay: 5e-4,
-            schedule: "constant".into(),
-            seed: 3,
-            augment: false,
         };
-        let tc = job.config().unwrap();
+        let job = JobSpec::new(&cfg, shape, 10, [n, n]);
+        let tc = job.config.clone();
         let net = job.net().unwrap();
         (job, tc, net)
     }
@@ -1474,22 +799,12 @@ mod tests {
             x,
             y,
             test_x: vec![Z64::ZERO; n * 784],
+            shape: job.shape(),
+            classes: 10,
         };
         let held = vec![(good.clone(), st.clone())];
-        let err = train_on_shares(
-            &mut e,
-            &cfg,
-            &job,
-            &tc,
-            &net,
-            data,
-            p0,
-            b0,
-            held,
-            &good,
-            [1, 2],
-        )
-        .unwrap_err();
+        let err = train_on_shares(&mut e, &cfg, &job, &net, data, p0, b0, held, &good, [1, 2])
+            .unwrap_err();
         drop(e);
         peer.join().unwrap();
         let text = err.to_string();

@@ -8,136 +8,21 @@
 //! evaluation mode and, when asked, a checkpoint.
 
 use super::checkpoint::{self, CheckpointError, Header, State};
+use super::config::{ConfigError, DataKind, EngineKind, Model, TrainConfig};
 use super::engine::{BoundaryError, HostEngine};
+use super::epochs::{run_epochs, DatasetSource, Observer, Plan, Source};
 use super::model::{self, Net, Trace};
 use crate::data::{self, DataError, Dataset, Split};
 use crate::gemm;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use ringnn_core::approx::{ExpApprox, SigmoidApprox, TanhApprox};
+use ringnn_core::approx::ExpApprox;
 use ringnn_core::layers::Image;
 use ringnn_core::optim::{Schedule, Sgd};
 use ringnn_core::softmax::{self, GradMode, Softmax};
-use ringnn_core::{Engine, Float, FracBits, Plain};
+use ringnn_core::{Engine, Float, Plain};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
-
-/// Which engine trains.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum EngineKind {
-    /// `Float<f32>` with `matrixmultiply`.
-    Float,
-    /// `Plain` (Z_2^64 fixed point) with ringnn's GEMM.
-    Plain,
-    /// Two servers on secret shares (`Mpc`), with a dealer, as separate processes over
-    /// TLS: see [`crate::mpc::training`].
-    Mpc,
-}
-
-/// Which data.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum DataKind {
-    /// ringnn's synthetic digits (the default without a data directory).
-    Synthetic,
-    /// MNIST (IDX files).
-    Mnist,
-    /// CIFAR-10 (binary batches).
-    Cifar10,
-    /// CIFAR-100 (binary, fine labels).
-    Cifar100,
-    /// Tatoeba English-French pairs (for `seq2seq`).
-    Tatoeba,
-}
-
-impl DataKind {
-    /// All of them, by command-line name.
-    pub const ALL: [DataKind; 5] = [
-        DataKind::Synthetic,
-        DataKind::Mnist,
-        DataKind::Cifar10,
-        DataKind::Cifar100,
-        DataKind::Tatoeba,
-    ];
-
-    /// The dataset called `name`, or a message listing the valid names.
-    ///
-    /// # Errors
-    /// An unknown name.
-    pub fn parse(name: &str) -> Result<DataKind, String> {
-        Self::ALL
-            .into_iter()
-            .find(|d| d.name() == name)
-            .ok_or_else(|| {
-                format!(
-                    "unknown data '{name}'; valid: {}",
-                    Self::ALL.map(DataKind::name).join(", ")
-                )
-            })
-    }
-
-    /// The command-line name.
-    pub fn name(self) -> &'static str {
-        match self {
-            DataKind::Synthetic => "synthetic",
-            DataKind::Mnist => "mnist",
-            DataKind::Cifar10 => "cifar10",
-            DataKind::Cifar100 => "cifar100",
-            DataKind::Tatoeba => "tatoeba",
-        }
-    }
-}
-
-/// A validated training configuration.
-#[derive(Clone, Debug)]
-pub struct TrainConfig {
-    /// Model name (see [`model::MODELS`]).
-    pub model: String,
-    /// Dataset.
-    pub data: DataKind,
-    /// Data directory (`--data-dir` or `RINGNN_DATA`).
-    pub data_dir: Option<PathBuf>,
-    /// Engine.
-    pub engine: EngineKind,
-    /// Fractional bits (Plain).
-    pub frac_bits: FracBits,
-    /// e^x approximation in softmax.
-    pub exp: ExpApprox,
-    /// tanh approximation (recurrent models).
-    pub tanh: TanhApprox,
-    /// sigmoid approximation (recurrent models).
-    pub sigmoid: SigmoidApprox,
-    /// Gradient mode of softmax cross-entropy.
-    pub grad: GradMode,
-    /// Subtract the row maximum in softmax.
-    pub subtract_max: bool,
-    /// Epochs.
-    pub epochs: usize,
-    /// Batch size.
-    pub batch: usize,
-    /// Base learning rate.
-    pub lr: f64,
-    /// Momentum.
-    pub momentum: f64,
-    /// Weight decay.
-    pub weight_decay: f64,
-    /// `constant`, `step:S1,S2,...` or `cosine`.
-    pub schedule: String,
-    /// Seed of initialisation, shuffling, augmentation and synthetic data.
-    pub seed: u64,
-    /// Use at most this many training samples.
-    pub train_limit: Option<usize>,
-    /// Use at most this many test samples.
-    pub test_limit: Option<usize>,
-    /// Checkpoint directory.
-    pub checkpoint: Option<PathBuf>,
-    /// Continue from the checkpoint.
-    pub resume: bool,
-    /// Show a progress bar.
-    pub progress: bool,
-}
 
 /// One epoch's figures.
 #[derive(Clone, Debug, Serialize)]
@@ -167,8 +52,9 @@ pub struct TrainResult {
     pub frac_bits: Option<u32>,
     /// e^x approximation.
     pub exp: String,
-    /// tanh approximation.
-    pub tanh: String,
+    /// tanh approximation (recurrent models only: the image models compute no tanh).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tanh: Option<String>,
     /// Gradient mode.
     pub grad: String,
     /// Whether softmax subtracted each row's maximum before e^x: `--subtract-max`, and
@@ -200,6 +86,15 @@ pub struct TrainResult {
     /// The checkpoint written last, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<PathBuf>,
+    /// Two-party runs: what the servers sent and how long each phase took.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub mpc: Option<crate::mpc::launch::MpcCost>,
+}
+
+impl From<std::convert::Infallible> for TrainError {
+    fn from(e: std::convert::Infallible) -> Self {
+        match e {}
+    }
 }
 
 /// Training errors.
@@ -217,37 +112,12 @@ pub enum TrainError {
     /// A bad configuration.
     #[error("{0}")]
     Config(String),
-}
-
-/// Parses `--schedule` (`constant`, `cosine`, `step:S1,S2,...`) for a run of `total_steps`.
-pub(crate) fn schedule(s: &str, total_steps: u64) -> Result<Schedule, TrainError> {
-    let s = s.trim();
-    match s {
-        "constant" => Ok(Schedule::Constant),
-        "cosine" => Ok(Schedule::Cosine { total: total_steps }),
-        _ => {
-            let Some(list) = s.strip_prefix("step:") else {
-                return Err(TrainError::Config(format!(
-                    "--schedule: unknown schedule '{s}'; valid: constant, cosine, step:S1,S2,... (steps at which the rate is divided by 10)"
-                )));
-            };
-            let steps = list
-                .split(',')
-                .map(|v| v.trim().parse::<u64>())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| {
-                    TrainError::Config(format!(
-                        "--schedule: '{list}' is not a list of step numbers"
-                    ))
-                })?;
-            if steps.is_empty() || steps.len() > 8 || steps.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(TrainError::Config(
-                    "--schedule: step: needs 1 to 8 ascending step numbers".into(),
-                ));
-            }
-            Ok(Schedule::step(&steps))
-        }
-    }
+    /// A two-party run failed (a process, a file, the network).
+    #[error(transparent)]
+    Mpc(Box<crate::mpc::server::ServerError>),
+    /// A configuration that does not validate.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
 }
 
 pub(crate) fn load_data(cfg: &TrainConfig) -> Result<Split, TrainError> {
@@ -303,29 +173,10 @@ fn truncate(d: &mut Dataset, n: usize) {
 /// # Errors
 /// Bad data, an unencodable value, a checkpoint problem or a bad configuration.
 pub fn train(cfg: &TrainConfig) -> Result<TrainResult, TrainError> {
-    if cfg.model == "seq2seq" || cfg.data == DataKind::Tatoeba {
-        if cfg.model != "seq2seq" || cfg.data != DataKind::Tatoeba {
-            return Err(TrainError::Config(
-                "--model seq2seq trains on --data tatoeba, and only it does".into(),
-            ));
-        }
+    cfg.validate()?;
+    if cfg.model == Model::Seq2seq {
         let r = super::seq2seq::train_seq2seq(cfg, cfg.sigmoid, Default::default())?;
         return Ok(TrainResult::from(r));
-    }
-    if cfg.batch == 0 || cfg.epochs == 0 {
-        return Err(TrainError::Config(
-            "--batch and --epochs must be at least 1".into(),
-        ));
-    }
-    let rates_ok = cfg.lr.is_finite()
-        && cfg.lr > 0.0
-        && (0.0..1.0).contains(&cfg.momentum)
-        && cfg.weight_decay.is_finite()
-        && cfg.weight_decay >= 0.0;
-    if !rates_ok {
-        return Err(TrainError::Config(
-            "--lr must be positive, --momentum in [0, 1), --weight-decay non-negative".into(),
-        ));
     }
     let split = load_data(cfg)?;
     let s = split.train.shape;
@@ -335,11 +186,15 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainResult, TrainError> {
         height: s.height,
         width: s.width,
     };
-    let net = model::build(&cfg.model, input, split.train.classes).map_err(TrainError::Config)?;
+    let net =
+        model::build(cfg.model.name(), input, split.train.classes).map_err(TrainError::Config)?;
     match cfg.engine {
-        EngineKind::Mpc => Err(TrainError::Config(
-            "the mpc engine trains in separate server processes: use `ringnn train --engine mpc` (crate::mpc::training::train_mpc)".into(),
-        )),
+        EngineKind::Mpc => {
+            let exe = crate::mpc::launch::ringnn_exe().map_err(|e| {
+                TrainError::Config(format!("the ringnn binary for the servers: {e}"))
+            })?;
+            crate::mpc::launch::train_mpc(cfg, &exe).map_err(|e| TrainError::Mpc(Box::new(e)))
+        }
         EngineKind::Plain => {
             let e = Plain::new(cfg.frac_bits).with_matmul(gemm::matmul_z64);
             run_engine(e, cfg, &net, &split)
@@ -425,14 +280,7 @@ pub(crate) fn elems<E: HostEngine>(bits: &[u64]) -> Vec<E::Elem> {
     bits.iter().map(|&b| E::from_bits(b)).collect()
 }
 
-/// The epoch's generator (seeded by the run's seed and the epoch, so a resumed run draws
-/// the same) and its shuffled sample order.
-pub(crate) fn epoch_order(seed: u64, epoch: usize, n: usize) -> (ChaCha8Rng, Vec<usize>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (0x5EED_0000 + epoch as u64));
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut rng);
-    (rng, order)
-}
+pub(crate) use super::epochs::epoch_order;
 
 /// The epoch's progress bar (hidden without `progress`, and by indicatif off a terminal).
 pub(crate) fn epoch_bar(cfg: &TrainConfig, epoch: usize, n: usize) -> ProgressBar {
@@ -450,29 +298,7 @@ pub(crate) fn epoch_bar(cfg: &TrainConfig, epoch: usize, n: usize) -> ProgressBa
 }
 
 /// A batch inside the engine: images and one-hot labels.
-type Batch<T> = (Vec<T>, Vec<T>);
-
-fn batch_inputs<E: HostEngine>(
-    e: &mut E,
-    d: &Dataset,
-    idx: &[usize],
-    augment: Option<&mut ChaCha8Rng>,
-) -> Result<Batch<E::Elem>, BoundaryError> {
-    let len = d.shape.len();
-    let mut img: Vec<f32> = Vec::with_capacity(idx.len() * len);
-    for &i in idx {
-        img.extend_from_slice(d.image(i));
-    }
-    if let Some(rng) = augment {
-        data::cifar::random_crop_flip(&mut img, d.shape, rng, 4);
-    }
-    let xs: Vec<f64> = img.iter().map(|&v| v as f64).collect();
-    let mut onehot = vec![0.0; idx.len() * d.classes];
-    for (r, &i) in idx.iter().enumerate() {
-        onehot[r * d.classes + d.labels[i] as usize] = 1.0;
-    }
-    Ok((e.input("images", &xs)?, e.input("labels", &onehot)?))
-}
+pub(crate) type Batch<T> = (Vec<T>, Vec<T>);
 
 pub(crate) fn argmax(row: &[f64]) -> usize {
     row.iter()
@@ -565,7 +391,7 @@ impl<'n, E: Engine> Trainer<'n, E> {
                 momentum: cfg.momentum,
                 weight_decay: cfg.weight_decay,
             },
-            sched: schedule(&cfg.schedule, steps)?,
+            sched: cfg.lr_schedule(steps),
             base_lr: cfg.lr,
             velocity: vec![E::Elem::default(); net.n_params],
             grads: vec![E::Elem::default(); net.n_params],
@@ -844,7 +670,7 @@ where
     let mut correct = 0usize;
     if !net.splits_exactly() {
         for chunk in idx.chunks(batch) {
-            let (x, _) = batch_inputs(e, d, chunk, None)?;
+            let (x, _) = Source::<E>::batch(&DatasetSource(d), e, chunk, None)?;
             let logits = t.logits(e, x, chunk.len()).map_err(engine_err)?;
             correct += count(&e.reveal(&logits)?, chunk);
         }
@@ -860,7 +686,7 @@ where
         .zip(forks)
         .map(|(chunk, mut fe)| {
             gemm::serial(|| {
-                let (x, _) = batch_inputs(&mut fe, d, chunk, None)?;
+                let (x, _) = Source::<E>::batch(&DatasetSource(d), &mut fe, chunk, None)?;
                 let mut scratch = Vec::new();
                 let logits = model::forward(
                     &mut fe,
@@ -886,6 +712,106 @@ where
     Ok(correct as f64 / d.len() as f64)
 }
 
+/// What a plaintext run sees: every batch's probabilities revealed for the loss and
+/// training accuracy, a progress bar, and the test accuracy after each epoch.
+struct Reveal<'a, E: Engine> {
+    cfg: &'a TrainConfig,
+    labels: &'a [u8],
+    test: &'a Dataset,
+    classes: usize,
+    net: &'a Net,
+    eval_batch: usize,
+    bar: ProgressBar,
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+    start: Instant,
+    history: Vec<EpochStats>,
+    train_seconds: f64,
+    trained: usize,
+    _engine: std::marker::PhantomData<E>,
+}
+
+impl<E: HostEngine + Send> Observer<E> for Reveal<'_, E>
+where
+    E::Elem: Send + Sync,
+    E::Error: Send,
+    TrainError: From<E::Error>,
+{
+    type Error = TrainError;
+
+    fn start_epoch(&mut self, epoch: usize, samples: usize) {
+        self.bar = epoch_bar(self.cfg, epoch, samples);
+        (self.loss_sum, self.correct, self.seen) = (0.0, 0, 0);
+        self.start = Instant::now();
+    }
+
+    fn step(
+        &mut self,
+        e: &mut E,
+        t: &mut Trainer<'_, E>,
+        x: Vec<E::Elem>,
+        y: &[E::Elem],
+        b: usize,
+    ) -> Result<Vec<E::Elem>, TrainError> {
+        t.step_split(e, x, y, b, batch_parts::<E>(self.net, b))
+            .map_err(engine_err)
+    }
+
+    fn after_step(&mut self, e: &mut E, idx: &[usize], p: Vec<E::Elem>) -> Result<(), TrainError> {
+        let probs = e.reveal(&p)?;
+        let classes = self.classes;
+        for (r, &i) in idx.iter().enumerate() {
+            let row = &probs[r * classes..(r + 1) * classes];
+            let label = self.labels[i] as usize;
+            self.loss_sum -= row[label].max(1e-12).ln();
+            self.correct += (argmax(row) == label) as usize;
+        }
+        self.seen += idx.len();
+        let secs = self.start.elapsed().as_secs_f64();
+        self.bar.set_position(self.seen as u64);
+        self.bar.set_message(format!(
+            "loss {:.4} acc {:.2}% {:.0} samples/s",
+            self.loss_sum / self.seen as f64,
+            100.0 * self.correct as f64 / self.seen as f64,
+            self.seen as f64 / secs.max(1e-9)
+        ));
+        Ok(())
+    }
+
+    fn end_epoch(
+        &mut self,
+        e: &mut E,
+        t: &mut Trainer<'_, E>,
+        epoch: usize,
+        secs: f64,
+    ) -> Result<(), TrainError> {
+        self.bar.finish_and_clear();
+        self.train_seconds += secs;
+        self.trained += self.seen;
+        let stats = EpochStats {
+            epoch: epoch + 1,
+            train_loss: self.loss_sum / self.seen as f64,
+            train_accuracy: self.correct as f64 / self.seen as f64,
+            test_accuracy: evaluate(e, t, self.test, self.eval_batch)?,
+            seconds: secs,
+        };
+        if self.cfg.progress {
+            eprintln!(
+                "epoch {}/{}: loss {:.4}, train accuracy {:.2}%, test accuracy {:.2}%, {:.0} samples/s",
+                stats.epoch,
+                self.cfg.epochs,
+                stats.train_loss,
+                100.0 * stats.train_accuracy,
+                100.0 * stats.test_accuracy,
+                self.seen as f64 / secs.max(1e-9)
+            );
+        }
+        self.history.push(stats);
+        Ok(())
+    }
+}
+
 fn run_engine<E: HostEngine + Send>(
     mut e: E,
     cfg: &TrainConfig,
@@ -895,6 +821,7 @@ fn run_engine<E: HostEngine + Send>(
 where
     E::Elem: Send + Sync,
     E::Error: Send,
+    TrainError: From<E::Error>,
 {
     let n_train = split.train.len();
     let steps_per_epoch = n_train.div_ceil(cfg.batch) as u64;
@@ -909,94 +836,56 @@ where
         params,
         buffers,
     )?;
-    let mut epoch0 = 0usize;
+    let mut from_epoch = 0usize;
     if let Some((h, st)) = resume_from(cfg, &expected)? {
         t.restore(&st, h.steps_done, E::from_bits);
-        epoch0 = h.epochs_done;
+        from_epoch = h.epochs_done;
     }
-    let classes = net.classes;
-    let mut history = Vec::new();
-    let mut train_seconds = 0.0;
-    let mut trained = 0usize;
-    let mut last_ckpt = None;
-    let augment = matches!(cfg.data, DataKind::Cifar10 | DataKind::Cifar100);
-    let mut test_accuracy = f64::NAN;
-    let mut last_loss = f64::NAN;
     let eval_batch = cfg.batch.max(256);
-    for epoch in epoch0..cfg.epochs {
-        let (mut rng, order) = epoch_order(cfg.seed, epoch, n_train);
-        let bar = epoch_bar(cfg, epoch, n_train);
-        let start = Instant::now();
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
-        for chunk in order.chunks(cfg.batch) {
-            let b = chunk.len();
-            let (x, y) = batch_inputs(&mut e, &split.train, chunk, augment.then_some(&mut rng))?;
-            let p = t
-                .step_split(&mut e, x, &y, b, batch_parts::<E>(net, b))
-                .map_err(engine_err)?;
-            let probs = e.reveal(&p)?;
-            for (r, &i) in chunk.iter().enumerate() {
-                let row = &probs[r * classes..(r + 1) * classes];
-                let label = split.train.labels[i] as usize;
-                loss_sum -= row[label].max(1e-12).ln();
-                correct += (argmax(row) == label) as usize;
-            }
-            seen += b;
-            let secs = start.elapsed().as_secs_f64();
-            bar.set_position(seen as u64);
-            bar.set_message(format!(
-                "loss {:.4} acc {:.2}% {:.0} samples/s",
-                loss_sum / seen as f64,
-                100.0 * correct as f64 / seen as f64,
-                seen as f64 / secs.max(1e-9)
-            ));
-        }
-        let secs = start.elapsed().as_secs_f64();
-        bar.finish_and_clear();
-        train_seconds += secs;
-        trained += seen;
-        test_accuracy = evaluate(&mut e, &mut t, &split.test, eval_batch)?;
-        last_loss = loss_sum / seen as f64;
-        let stats = EpochStats {
-            epoch: epoch + 1,
-            train_loss: last_loss,
-            train_accuracy: correct as f64 / seen as f64,
-            test_accuracy,
-            seconds: secs,
-        };
-        if cfg.progress {
-            eprintln!(
-                "epoch {}/{}: loss {:.4}, train accuracy {:.2}%, test accuracy {:.2}%, {:.0} samples/s",
-                stats.epoch,
-                cfg.epochs,
-                stats.train_loss,
-                100.0 * stats.train_accuracy,
-                100.0 * stats.test_accuracy,
-                seen as f64 / secs.max(1e-9)
-            );
-        }
-        history.push(stats);
-        if let Some(dir) = &cfg.checkpoint {
-            let mut h = expected.clone();
-            h.epochs_done = epoch + 1;
-            h.steps_done = t.step;
-            last_ckpt = Some(checkpoint::save_keeping_previous(
-                dir,
-                &h,
-                &t.state(E::to_bits),
-            )?);
-        }
-    }
-    if epoch0 >= cfg.epochs {
-        test_accuracy = evaluate(&mut e, &mut t, &split.test, eval_batch)?;
-    }
+    let mut obs = Reveal {
+        cfg,
+        labels: &split.train.labels,
+        test: &split.test,
+        classes: net.classes,
+        net,
+        eval_batch,
+        bar: ProgressBar::hidden(),
+        loss_sum: 0.0,
+        correct: 0,
+        seen: 0,
+        start: Instant::now(),
+        history: Vec::new(),
+        train_seconds: 0.0,
+        trained: 0,
+        _engine: std::marker::PhantomData,
+    };
+    let plan = Plan {
+        seed: cfg.seed,
+        epochs: cfg.epochs,
+        batch: cfg.batch,
+        augment: cfg.data.augments(),
+        from_epoch,
+        checkpoint: cfg.checkpoint.as_deref().map(|d| (d, &expected)),
+    };
+    let last_ckpt = run_epochs(
+        &mut e,
+        &mut t,
+        &DatasetSource(&split.train),
+        &plan,
+        &mut obs,
+        E::to_bits,
+    )?;
+    let (test_accuracy, last_loss) = match obs.history.last() {
+        Some(h) => (h.test_accuracy, h.train_loss),
+        None => (evaluate(&mut e, &mut t, &split.test, eval_batch)?, f64::NAN),
+    };
     Ok(TrainResult {
         model: net.name.clone(),
         data: cfg.data.name().into(),
         engine: e.kind().into(),
         frac_bits: (cfg.engine == EngineKind::Plain).then(|| cfg.frac_bits.get()),
         exp: cfg.exp.name().into(),
-        tanh: cfg.tanh.name().into(),
+        tanh: None,
         grad: cfg.grad.name().into(),
         subtract_max: t.sm.subtract_max,
         epochs: cfg.epochs,
@@ -1005,12 +894,13 @@ where
         test_accuracy,
         perplexity: None,
         train_loss: last_loss,
-        train_seconds,
-        samples_per_sec: trained as f64 / train_seconds.max(1e-9),
+        train_seconds: obs.train_seconds,
+        samples_per_sec: obs.trained as f64 / obs.train_seconds.max(1e-9),
         overflow_count: e.overflow_count(),
         parameters: net.n_params,
-        history,
+        history: obs.history,
         checkpoint: last_ckpt,
+        mpc: None,
     })
 }
 
@@ -1024,7 +914,7 @@ impl From<super::seq2seq::Seq2SeqResult> for TrainResult {
             engine: r.engine,
             frac_bits: r.frac_bits,
             exp: r.exp,
-            tanh: r.tanh,
+            tanh: Some(r.tanh),
             grad: r.grad,
             subtract_max: r.subtract_max,
             epochs: r.epochs,
@@ -1049,6 +939,7 @@ impl From<super::seq2seq::Seq2SeqResult> for TrainResult {
                 })
                 .collect(),
             checkpoint: r.checkpoint,
+            mpc: None,
         }
     }
 }
@@ -1058,12 +949,15 @@ mod tests {
     use super::*;
     use crate::train::model::build;
     use rand::Rng;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use ringnn_core::approx::{SigmoidApprox, TanhApprox};
     use ringnn_core::layers::Image;
     use ringnn_core::{FracBits, Z64};
 
     pub(super) fn config() -> TrainConfig {
         TrainConfig {
-            model: "lenet".into(),
+            model: "lenet".parse().unwrap(),
             data: DataKind::Synthetic,
             data_dir: None,
             engine: EngineKind::Plain,
@@ -1078,13 +972,14 @@ mod tests {
             lr: 0.05,
             momentum: 0.9,
             weight_decay: 5e-4,
-            schedule: "constant".into(),
+            schedule: "constant".parse().unwrap(),
             seed: 1,
             train_limit: None,
             test_limit: None,
             checkpoint: None,
             resume: false,
             progress: false,
+            insecure_dealer_seed: None,
         }
     }
 
@@ -1262,7 +1157,8 @@ mod eval_tests {
         let mut t = Trainer::new(&cfg, &net, 8, p, b).unwrap();
         let order: Vec<usize> = (0..256).collect();
         for chunk in order.chunks(32) {
-            let (x, y) = batch_inputs(&mut e, &split.train, chunk, None).unwrap();
+            let (x, y) =
+                Source::<Plain>::batch(&DatasetSource(&split.train), &mut e, chunk, None).unwrap();
             t.step(&mut e, x, &y, chunk.len()).unwrap();
         }
         let pool = rayon::ThreadPoolBuilder::new()
@@ -1275,7 +1171,8 @@ mod eval_tests {
         let mut correct = 0;
         let idx: Vec<usize> = (0..split.test.len()).collect();
         for chunk in idx.chunks(64) {
-            let (x, _) = batch_inputs(&mut e, &split.test, chunk, None).unwrap();
+            let (x, _) =
+                Source::<Plain>::batch(&DatasetSource(&split.test), &mut e, chunk, None).unwrap();
             let logits = t.logits(&mut e, x, chunk.len()).unwrap();
             let out = e.reveal(&logits).unwrap();
             for (r, &i) in chunk.iter().enumerate() {
@@ -1300,7 +1197,7 @@ mod eval_tests {
             (ExpApprox::Pwl(4), true, true),
         ] {
             let cfg = TrainConfig {
-                model: "mlp".into(),
+                model: "mlp".parse().unwrap(),
                 exp,
                 subtract_max: flag,
                 batch: 32,

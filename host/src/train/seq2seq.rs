@@ -41,10 +41,10 @@
 //! a few test sentences (argmax of the revealed logits, step by step, until EOS).
 
 use super::checkpoint::{self, Header, State};
+use super::config::{EngineKind, TrainConfig};
 use super::engine::HostEngine;
 use super::run::{
-    argmax, elems, engine_err, epoch_bar, epoch_order, resume_from, schedule, training_softmax,
-    EngineKind, TrainConfig, TrainError,
+    argmax, elems, engine_err, epoch_bar, epoch_order, resume_from, training_softmax, TrainError,
 };
 use crate::data::text::{self, Corpus, Pair, TextConfig};
 use crate::{data, gemm};
@@ -1019,7 +1019,7 @@ fn translations<E: HostEngine>(
 
 fn header(cfg: &TrainConfig, model: &Seq2Seq, kind: &str, data: &str, n_train: usize) -> Header {
     Header {
-        model: "seq2seq".into(),
+        model: "seq2seq".parse().unwrap(),
         data: data.into(),
         engine: kind.into(),
         frac_bits: if cfg.engine == EngineKind::Plain {
@@ -1050,7 +1050,7 @@ fn run_engine<E: HostEngine>(
     let n_train = corpus.train.len();
     let n_params = model.n_params();
     let steps_per_epoch = n_train.div_ceil(cfg.batch) as u64;
-    let sched = schedule(&cfg.schedule, steps_per_epoch * cfg.epochs as u64)?;
+    let sched = cfg.lr_schedule(steps_per_epoch * cfg.epochs as u64);
     let expected = header(cfg, model, e.kind(), data, n_train);
     let mut params = e.input("initial parameters", &model.init(cfg.seed))?;
     let mut velocity = vec![E::Elem::default(); n_params];
@@ -1190,7 +1190,7 @@ fn run_engine<E: HostEngine>(
     }
     let translations = translations(&mut e, model, corpus, &params, max_steps, &mut scratch)?;
     Ok(Seq2SeqResult {
-        model: "seq2seq".into(),
+        model: "seq2seq".parse().unwrap(),
         data: data.into(),
         engine: e.kind().into(),
         frac_bits: (cfg.engine == EngineKind::Plain).then(|| cfg.frac_bits.get()),
@@ -1231,7 +1231,7 @@ mod tests {
 
     fn config(engine: EngineKind, f: u32) -> TrainConfig {
         TrainConfig {
-            model: "seq2seq".into(),
+            model: "seq2seq".parse().unwrap(),
             data: DataKind::Synthetic,
             data_dir: None,
             engine,
@@ -1246,13 +1246,14 @@ mod tests {
             lr: 0.05,
             momentum: 0.9,
             weight_decay: 0.0,
-            schedule: "constant".into(),
+            schedule: "constant".parse().unwrap(),
             seed: 1,
             train_limit: None,
             test_limit: None,
             checkpoint: None,
             resume: false,
             progress: false,
+            insecure_dealer_seed: None,
         }
     }
 
@@ -1689,14 +1690,7 @@ mod tests {
     #[test]
     fn bad_configurations_are_errors() {
         let corpus = copy_corpus(50, 4);
-        let cfg = TrainConfig {
-            schedule: "step:5,3".into(),
-            ..config(EngineKind::Float, 13)
-        };
-        let err = train_on_corpus(&cfg, SigmoidApprox::Exact, small(), corpus.clone(), "copy")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("--schedule"), "{err}");
+        assert!("step:5,3".parse::<crate::train::ScheduleSpec>().is_err());
         let dims = Seq2SeqDims {
             hidden: 0,
             ..small()
@@ -1710,12 +1704,18 @@ mod tests {
         )
         .is_err());
         assert!(matches!(
-            schedule("step:10,20", 5),
-            Ok(ringnn_core::optim::Schedule::Step { len: 2, .. })
+            "step:10,20"
+                .parse::<crate::train::ScheduleSpec>()
+                .unwrap()
+                .schedule(5),
+            ringnn_core::optim::Schedule::Step { len: 2, .. }
         ));
         assert!(matches!(
-            schedule("cosine", 5),
-            Ok(ringnn_core::optim::Schedule::Cosine { total: 5 })
+            "cosine"
+                .parse::<crate::train::ScheduleSpec>()
+                .unwrap()
+                .schedule(5),
+            ringnn_core::optim::Schedule::Cosine { total: 5 }
         ));
     }
 

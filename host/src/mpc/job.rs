@@ -1,0 +1,361 @@
+//! The files of a two-party training job: the public job description (`job.json`, with
+//! the training configuration in it) and the share-file format, tagged with the party,
+//! the sharing and the run each file belongs to.
+
+use super::server::ServerError;
+use super::PartyId;
+use crate::data::Shape;
+use crate::train::model::{self, Net};
+use crate::train::{EngineKind, TrainConfig};
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use ringnn_core::layers::Image;
+use ringnn_core::Z64;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+/// Version of `job.json` and of the servers' handshake: 2 holds the whole training
+/// configuration (1 mirrored some of its fields and fixed the rest).
+pub const JOB_VERSION: u32 = 2;
+
+/// The public description of a training job: what both servers must agree on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// [`JOB_VERSION`].
+    pub version: u32,
+    /// What is trained and how (engine `mpc`; the run-time options are not part of it).
+    pub config: TrainConfig,
+    /// Image channels.
+    pub channels: usize,
+    /// Image rows.
+    pub height: usize,
+    /// Image columns.
+    pub width: usize,
+    /// Classes.
+    pub classes: usize,
+    /// Training samples.
+    pub train_samples: usize,
+    /// Test samples.
+    pub test_samples: usize,
+}
+
+impl JobSpec {
+    /// The job of training as `cfg` says on data of `shape` and `classes` with `n`
+    /// (training, test) samples.
+    pub fn new(cfg: &TrainConfig, shape: Shape, classes: usize, n: [usize; 2]) -> Self {
+        JobSpec {
+            version: JOB_VERSION,
+            config: TrainConfig {
+                engine: EngineKind::Mpc,
+                data_dir: None,
+                checkpoint: None,
+                resume: false,
+                progress: false,
+                insecure_dealer_seed: None,
+                ..cfg.clone()
+            },
+            channels: shape.channels,
+            height: shape.height,
+            width: shape.width,
+            classes,
+            train_samples: n[0],
+            test_samples: n[1],
+        }
+    }
+
+    /// The image shape.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+        }
+    }
+
+    /// The network this job trains.
+    ///
+    /// # Errors
+    /// A model that does not fit the images.
+    pub fn net(&self) -> Result<Net, String> {
+        let input = Image {
+            batch: 1,
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+        };
+        model::build(self.config.model.name(), input, self.classes)
+    }
+
+    /// The tensor lengths of a server's share file, in order: training images, one-hot
+    /// training labels, test images, parameters, buffers.
+    pub(crate) fn share_lens(&self, net: &Net) -> [usize; 5] {
+        let px = self.shape().len();
+        [
+            self.train_samples * px,
+            self.train_samples * self.classes,
+            self.test_samples * px,
+            net.n_params,
+            net.n_buffers,
+        ]
+    }
+
+    /// A digest of the canonical JSON, exchanged in the handshake.
+    pub(crate) fn digest(&self) -> u64 {
+        u64::from(crate::files::crc32(
+            &serde_json::to_vec(self).expect("a job always serialises"),
+        ))
+    }
+
+    /// Checks what the fields alone do not say.
+    fn check(&self) -> Result<(), String> {
+        if self.config.engine != EngineKind::Mpc {
+            return Err(format!("engine {}: a job runs on mpc", self.config.engine));
+        }
+        if self.train_samples == 0 || self.test_samples == 0 {
+            return Err("train_samples and test_samples must be at least 1".into());
+        }
+        self.net().map(drop)
+    }
+
+    /// Reads `job.json`.
+    ///
+    /// # Errors
+    /// An unreadable or damaged file, another version, or invalid contents, naming the
+    /// file.
+    pub fn load(path: &Path) -> Result<JobSpec, ServerError> {
+        let bad = |what: String| ServerError::File {
+            path: path.to_path_buf(),
+            what,
+        };
+        // The version first, so that a job of another build is named as such and not as
+        // a field that does not fit.
+        let version = fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64));
+        if let Some(n) = version.filter(|&n| n != u64::from(JOB_VERSION)) {
+            return Err(bad(format!(
+                "job version {n}, this ringnn reads {JOB_VERSION}: share the data again with this build"
+            )));
+        }
+        let job: JobSpec = crate::files::read_sealed_json(path).map_err(bad)?;
+        job.check().map_err(bad)?;
+        Ok(job)
+    }
+}
+
+pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> ServerError + '_ {
+    move |e| ServerError::File {
+        path: path.to_path_buf(),
+        what: e.to_string(),
+    }
+}
+
+/// A record others read but no one should edit (`job.json`, `owner.json`): sealed with a
+/// checksum, atomic, mode 0600.
+pub(crate) fn write_sealed<T: Serialize>(path: &Path, v: &T) -> Result<(), ServerError> {
+    crate::files::write_sealed_json(path, v).map_err(io_err(path))
+}
+
+/// A plain JSON report, atomic, mode 0600.
+pub(crate) fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), ServerError> {
+    let bytes = serde_json::to_vec_pretty(v).expect("serialisable");
+    crate::files::write_private(path, &bytes).map_err(io_err(path))
+}
+
+/// Reads a JSON report.
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ServerError> {
+    let s = fs::read_to_string(path).map_err(io_err(path))?;
+    serde_json::from_str(&s).map_err(|e| ServerError::File {
+        path: path.to_path_buf(),
+        what: e.to_string(),
+    })
+}
+
+/// Words of the tag that opens every share file of a training job (the owner's shares
+/// and the servers' outputs): the party the file belongs to, the 128-bit id of the
+/// sharing (one per `ringnn share`) and the 128-bit id of the training run that wrote it
+/// (0 in the owner's files), so that a file of the other party, of another sharing or of
+/// another run is refused instead of reconstructing garbage.
+const TAG_WORDS: usize = 5;
+
+/// The ids a tagged share file is bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tagged {
+    /// The sharing.
+    pub set: [u64; 2],
+    /// The training run (0 in the owner's files).
+    pub run: [u64; 2],
+}
+
+/// A fresh 128-bit id from the OS's randomness.
+pub(crate) fn random_id() -> [u64; 2] {
+    use rand::RngCore;
+    let mut r = ChaCha20Rng::from_os_rng();
+    [r.next_u64(), r.next_u64()]
+}
+
+/// The tag tensor of `party`'s file of sharing `set` and run `run`.
+pub(crate) fn tag(party: PartyId, set: [u64; 2], run: [u64; 2]) -> Vec<Z64> {
+    [party.index() as u64, set[0], set[1], run[0], run[1]]
+        .map(Z64)
+        .to_vec()
+}
+
+/// An id as 32 hex digits.
+pub(crate) fn show_id(id: [u64; 2]) -> String {
+    format!("{:016x}{:016x}", id[0], id[1])
+}
+
+/// The id [`show_id`] printed.
+pub(crate) fn parse_id(s: &str) -> Option<[u64; 2]> {
+    if s.len() != 32 || !s.is_ascii() {
+        return None;
+    }
+    let hi = u64::from_str_radix(&s[..16], 16).ok()?;
+    let lo = u64::from_str_radix(&s[16..], 16).ok()?;
+    Some([hi, lo])
+}
+
+/// Reads a tagged share file; checks that it belongs to `party`. Returns the sharing's id
+/// and the tensors after the tag.
+pub(crate) fn read_tagged(
+    path: &Path,
+    party: PartyId,
+) -> Result<(Tagged, Vec<Vec<Z64>>), ServerError> {
+    let mut t = read_shares(path)?;
+    let bad = |what: String| ServerError::File {
+        path: path.to_path_buf(),
+        what,
+    };
+    if t.first().map(Vec::len) != Some(TAG_WORDS) || t[0][0].0 > 1 {
+        return Err(bad(
+            "not a share file of a training job (no party tag): written by `ringnn share` or a training server?".into(),
+        ));
+    }
+    let tag = t.remove(0);
+    let owner = if tag[0].0 == 0 {
+        PartyId::P0
+    } else {
+        PartyId::P1
+    };
+    if owner != party {
+        return Err(bad(format!(
+            "holds {owner}'s shares, but {party}'s are needed here"
+        )));
+    }
+    Ok((
+        Tagged {
+            set: [tag[1].0, tag[2].0],
+            run: [tag[3].0, tag[4].0],
+        },
+        t,
+    ))
+}
+
+const SHARES_MAGIC: [u8; 4] = *b"RGSH";
+
+/// The share file format's version: 2 added the checksum.
+const SHARES_VERSION: u32 = 2;
+
+/// Writes tensors of shares: `RGSH`, version 2 (u32), count (u32), per tensor its length
+/// (u64) and words, little-endian, then the CRC-32 (u32) of everything before it. Atomic
+/// and mode 0600 ([`crate::files::write_private`]).
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_shares(path: &Path, tensors: &[Vec<Z64>]) -> Result<(), ServerError> {
+    let words: usize = tensors.iter().map(Vec::len).sum();
+    let mut b = Vec::with_capacity(16 + 8 * (tensors.len() + words));
+    b.extend_from_slice(&SHARES_MAGIC);
+    b.extend_from_slice(&SHARES_VERSION.to_le_bytes());
+    b.extend_from_slice(&(tensors.len() as u32).to_le_bytes());
+    for t in tensors {
+        b.extend_from_slice(&(t.len() as u64).to_le_bytes());
+        t.iter()
+            .for_each(|w| b.extend_from_slice(&w.0.to_le_bytes()));
+    }
+    let sum = crate::files::crc32(&b);
+    b.extend_from_slice(&sum.to_le_bytes());
+    crate::files::write_private(path, &b).map_err(|e| ServerError::File {
+        path: path.to_path_buf(),
+        what: e.to_string(),
+    })
+}
+
+/// Reads a [`write_shares`] file.
+///
+/// # Errors
+/// An unreadable file, a wrong header or version, a checksum that does not match, or
+/// lengths that do not match the file size.
+pub fn read_shares(path: &Path) -> Result<Vec<Vec<Z64>>, ServerError> {
+    let mut b = Vec::new();
+    fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut b))
+        .map_err(|e| ServerError::File {
+            path: path.to_path_buf(),
+            what: e.to_string(),
+        })?;
+    parse_shares(&b).map_err(|what| ServerError::File {
+        path: path.to_path_buf(),
+        what,
+    })
+}
+
+/// The tensors of a share file's bytes; see [`write_shares`].
+///
+/// # Errors
+/// A message naming what is wrong (the caller names the file).
+pub fn parse_shares(b: &[u8]) -> Result<Vec<Vec<Z64>>, String> {
+    if b.len() < 12 || b[..4] != SHARES_MAGIC {
+        return Err("not a ringnn share file".into());
+    }
+    let version = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
+    if version != SHARES_VERSION {
+        return Err(format!(
+            "share file version {version}, this ringnn reads {SHARES_VERSION}{}",
+            if version == 1 {
+                " (version 1 has no checksum: share the data again)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if b.len() < 16 {
+        return Err(format!("{} bytes: too short for a share file", b.len()));
+    }
+    let (b, tail) = b.split_at(b.len() - 4);
+    let stored = u32::from_le_bytes(tail.try_into().expect("4 bytes"));
+    let found = crate::files::crc32(b);
+    if found != stored {
+        return Err(format!(
+            "checksum mismatch (stored {stored:08x}, computed {found:08x}): the file is damaged or was modified"
+        ));
+    }
+    let count = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")) as usize;
+    let mut pos = 12;
+    let mut out = Vec::new();
+    for i in 0..count {
+        let len = b
+            .get(pos..pos + 8)
+            .map(|s| u64::from_le_bytes(s.try_into().expect("8 bytes")))
+            .ok_or_else(|| format!("truncated before tensor {i}"))?;
+        pos += 8;
+        let bytes = usize::try_from(len)
+            .ok()
+            .and_then(|l| l.checked_mul(8))
+            .filter(|&n| n <= b.len() - pos)
+            .ok_or_else(|| format!("tensor {i} of {len} words is past the end"))?;
+        let mut t = vec![0u64; bytes / 8];
+        super::wire::parse_words(&b[pos..pos + bytes], &mut t);
+        out.push(t.into_iter().map(Z64).collect());
+        pos += bytes;
+    }
+    if pos != b.len() {
+        return Err(format!("{} bytes after the last tensor", b.len() - pos));
+    }
+    Ok(out)
+}

@@ -1,0 +1,193 @@
+//! The epoch loop, written once for every execution.
+//!
+//! Each epoch draws its sample order (and augmentation) from the run's public seed,
+//! brings each batch into the engine, runs one training step, and saves a checkpoint at
+//! its end. What differs between executions is kept out of the loop:
+//! - a [`Source`] gives the batches: plaintext datasets encode them
+//!   ([`DatasetSource`]); a two-party server gathers its shares.
+//! - an [`Observer`] sees what its execution may see. On a plaintext engine it reveals the
+//!   probabilities for loss and accuracy, drives the progress bar and evaluates each
+//!   epoch; on two servers it counts traffic, rounds and time and reveals nothing. It may
+//!   also choose how a step runs (split over threads on a plaintext engine; announced to
+//!   the dealer ahead on two servers).
+//!
+//! The `Plain` run and the two-party run of one configuration therefore draw the same
+//! orders and crops, take the same steps and save at the same points.
+
+use super::checkpoint::{self, Header};
+use super::engine::HostEngine;
+use super::run::{Batch, TrainError, Trainer};
+use crate::data::{self, Dataset};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use ringnn_core::Engine;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The epoch's generator (seeded by the run's seed and the epoch, so a resumed run draws
+/// the same) and its shuffled sample order.
+pub(crate) fn epoch_order(seed: u64, epoch: usize, n: usize) -> (ChaCha8Rng, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (0x5EED_0000 + epoch as u64));
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng);
+    (rng, order)
+}
+
+/// Where the batches come from.
+pub(crate) trait Source<E: Engine> {
+    /// Training samples.
+    fn len(&self) -> usize;
+
+    /// The images and one-hot labels of samples `idx` inside `e`; with `augment`, the
+    /// images randomly cropped and flipped with it.
+    ///
+    /// # Errors
+    /// A value that cannot enter the engine.
+    fn batch(
+        &self,
+        e: &mut E,
+        idx: &[usize],
+        augment: Option<&mut ChaCha8Rng>,
+    ) -> Result<Batch<E::Elem>, TrainError>;
+}
+
+/// A plaintext dataset: each batch encoded as it is drawn.
+pub(crate) struct DatasetSource<'d>(pub &'d Dataset);
+
+impl<E: HostEngine> Source<E> for DatasetSource<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn batch(
+        &self,
+        e: &mut E,
+        idx: &[usize],
+        augment: Option<&mut ChaCha8Rng>,
+    ) -> Result<Batch<E::Elem>, TrainError> {
+        let d = self.0;
+        let len = d.shape.len();
+        let mut img: Vec<f32> = Vec::with_capacity(idx.len() * len);
+        for &i in idx {
+            img.extend_from_slice(d.image(i));
+        }
+        if let Some(rng) = augment {
+            data::cifar::random_crop_flip(&mut img, d.shape, rng, 4);
+        }
+        let xs: Vec<f64> = img.iter().map(|&v| v as f64).collect();
+        let mut onehot = vec![0.0; idx.len() * d.classes];
+        for (r, &i) in idx.iter().enumerate() {
+            onehot[r * d.classes + d.labels[i] as usize] = 1.0;
+        }
+        Ok((e.input("images", &xs)?, e.input("labels", &onehot)?))
+    }
+}
+
+/// What an execution sees of its training, and how it runs a step.
+pub(crate) trait Observer<E: Engine> {
+    /// Its errors: the engine's and the loop's convert into them.
+    type Error: From<E::Error> + From<TrainError>;
+
+    /// An epoch of `samples` begins.
+    fn start_epoch(&mut self, _epoch: usize, _samples: usize) {}
+
+    /// One training step on a batch of `b`; returns the probabilities (in the engine).
+    ///
+    /// # Errors
+    /// What the engine reports.
+    fn step(
+        &mut self,
+        e: &mut E,
+        t: &mut Trainer<'_, E>,
+        x: Vec<E::Elem>,
+        y: &[E::Elem],
+        b: usize,
+    ) -> Result<Vec<E::Elem>, Self::Error> {
+        Ok(t.step(e, x, y, b)?)
+    }
+
+    /// After the step on samples `idx`, with its probabilities.
+    ///
+    /// # Errors
+    /// What the engine reports.
+    fn after_step(
+        &mut self,
+        e: &mut E,
+        idx: &[usize],
+        probs: Vec<E::Elem>,
+    ) -> Result<(), Self::Error>;
+
+    /// The epoch (0-based) ended after `seconds` of training; its checkpoint follows.
+    ///
+    /// # Errors
+    /// What the engine reports.
+    fn end_epoch(
+        &mut self,
+        e: &mut E,
+        t: &mut Trainer<'_, E>,
+        epoch: usize,
+        seconds: f64,
+    ) -> Result<(), Self::Error>;
+}
+
+/// The public schedule of a run.
+pub(crate) struct Plan<'a> {
+    /// Seed of the orders and augmentation.
+    pub seed: u64,
+    /// Epochs in all.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Random crop and flip.
+    pub augment: bool,
+    /// The first epoch to run (0, or where a resumed run continues).
+    pub from_epoch: usize,
+    /// Where to save a checkpoint after each epoch, and its header (epochs and steps are
+    /// filled in).
+    pub checkpoint: Option<(&'a Path, &'a Header)>,
+}
+
+/// Runs the epochs `plan.from_epoch..plan.epochs` of `t` on `e`; returns the checkpoint
+/// written last. `to_bits` gives an element's raw bits for the checkpoint.
+///
+/// # Errors
+/// The engine's, the source's, the observer's or a checkpoint's.
+pub(crate) fn run_epochs<E, S, O>(
+    e: &mut E,
+    t: &mut Trainer<'_, E>,
+    data: &S,
+    plan: &Plan<'_>,
+    obs: &mut O,
+    to_bits: impl Fn(E::Elem) -> u64,
+) -> Result<Option<PathBuf>, O::Error>
+where
+    E: Engine,
+    S: Source<E>,
+    O: Observer<E>,
+{
+    let n = data.len();
+    let mut last = None;
+    for epoch in plan.from_epoch..plan.epochs {
+        let (mut rng, order) = epoch_order(plan.seed, epoch, n);
+        obs.start_epoch(epoch, n);
+        let start = Instant::now();
+        for chunk in order.chunks(plan.batch) {
+            let (x, y) = data.batch(e, chunk, plan.augment.then_some(&mut rng))?;
+            let p = obs.step(e, t, x, &y, chunk.len())?;
+            obs.after_step(e, chunk, p)?;
+        }
+        obs.end_epoch(e, t, epoch, start.elapsed().as_secs_f64())?;
+        if let Some((dir, header)) = plan.checkpoint {
+            let h = Header {
+                epochs_done: epoch + 1,
+                steps_done: t.step,
+                ..header.clone()
+            };
+            let path = checkpoint::save_keeping_previous(dir, &h, &t.state(&to_bits))
+                .map_err(TrainError::from)?;
+            last = Some(path);
+        }
+    }
+    Ok(last)
+}

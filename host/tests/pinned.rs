@@ -1,0 +1,188 @@
+//! Pinned results: the final parameters and test accuracy of a few fixed runs, recorded
+//! before the one-loop refactor (issue #12) and kept since. A change that moves one bit
+//! of a `Plain` result, or of a two-party run with a fixed dealer seed, fails here.
+//!
+//! The runs go through the `ringnn` binary, so the pins hold whatever the library's shape;
+//! the parameters are read back from the checkpoint each run writes. To re-pin after an
+//! intended change of arithmetic, run with `RINGNN_PRINT_PINS=1 -- --nocapture` and say
+//! why in the commit.
+use ringnn_host::train::checkpoint;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// CRC-32 of the parameters' and buffers' raw bits (little-endian) in `dir`'s checkpoint.
+fn state_crc(dir: &Path) -> u32 {
+    let (_, st) = checkpoint::load(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut h = crc32fast::Hasher::new();
+    for v in st.params.iter().chain(&st.buffers) {
+        h.update(&v.to_le_bytes());
+    }
+    h.finalize()
+}
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("RINGNN_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")))
+}
+
+/// Runs `ringnn train ARGS --checkpoint DIR --json`; returns the state's CRC (read from
+/// `DIR/sub`) and the test accuracy.
+fn run(args: &[&str], sub: &str) -> (u32, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringnn"))
+        .arg("train")
+        .args(args)
+        .arg("--checkpoint")
+        .arg(dir.path())
+        .arg("--json")
+        .env_remove("RINGNN_DATA")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ringnn train {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let acc = v["test_accuracy"]
+        .as_f64()
+        .or(v["test_token_accuracy"].as_f64())
+        .unwrap();
+    let crc = state_crc(&dir.path().join(sub));
+    if std::env::var_os("RINGNN_PRINT_PINS").is_some() {
+        println!("PIN {args:?}: ({crc:#010x}, {acc:?})");
+    }
+    (crc, acc)
+}
+
+fn check(args: &[&str], sub: &str, pin: (u32, f64)) {
+    let got = run(args, sub);
+    if std::env::var_os("RINGNN_PRINT_PINS").is_some() {
+        return;
+    }
+    assert_eq!(
+        (format!("{:#010x}", got.0), got.1),
+        (format!("{:#010x}", pin.0), pin.1),
+        "ringnn train {args:?} moved from its pinned result (state CRC, test accuracy)"
+    );
+}
+
+const SHORT: [&str; 8] = [
+    "--epochs",
+    "1",
+    "--train-limit",
+    "1000",
+    "--test-limit",
+    "300",
+    "--seed",
+    "3",
+];
+
+#[test]
+fn mlp_on_plain_is_pinned() {
+    let mut a = vec!["--model", "mlp", "--engine", "plain", "--frac-bits", "13"];
+    a.extend(SHORT);
+    check(&a, "", (0x6c14_02e6, 0.51));
+    let mut b = vec!["--model", "mlp", "--exp", "taylor3", "--grad", "surrogate"];
+    b.extend(SHORT);
+    check(&b, "", (0x0f19_a5a7, 0.6566666666666666));
+}
+
+#[test]
+fn lenet_and_resnet20_on_plain_are_pinned() {
+    let mut a = vec!["--model", "lenet", "--batch", "32", "--lr", "0.01"];
+    a.extend(SHORT);
+    check(&a, "", (0x43e7_8ec4, 0.6));
+    let b = [
+        "--model",
+        "resnet20",
+        "--batch",
+        "8",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "16",
+        "--test-limit",
+        "8",
+    ];
+    check(&b, "", (0xcbb1_afd1, 0.125));
+}
+
+#[test]
+fn seq2seq_on_plain_is_pinned_when_tatoeba_is_present() {
+    let dir = data_dir();
+    if !dir.join("tatoeba").exists() {
+        eprintln!("skipping: no tatoeba folder under RINGNN_DATA or ../shared/data");
+        return;
+    }
+    let d = dir.to_str().unwrap();
+    let a = [
+        "--model",
+        "seq2seq",
+        "--data",
+        "tatoeba",
+        "--data-dir",
+        d,
+        "--epochs",
+        "1",
+        "--train-limit",
+        "128",
+        "--test-limit",
+        "32",
+        "--tanh",
+        "hard",
+        "--exp",
+        "pwl4",
+    ];
+    check(&a, "", (0xbbef_d3c2, 0.1793103448275862));
+}
+
+#[test]
+fn augmented_cifar10_on_plain_is_pinned_when_present() {
+    let dir = data_dir();
+    if !dir.join("cifar10").exists() {
+        eprintln!("skipping: no cifar10 folder under RINGNN_DATA or ../shared/data");
+        return;
+    }
+    let d = dir.to_str().unwrap();
+    let a = [
+        "--model",
+        "lenet",
+        "--data",
+        "cifar10",
+        "--data-dir",
+        d,
+        "--batch",
+        "32",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "256",
+        "--test-limit",
+        "64",
+    ];
+    check(&a, "", (0x59b8_77d4, 0.109375));
+}
+
+#[test]
+fn mpc_with_a_fixed_dealer_seed_is_pinned() {
+    let a = [
+        "--model",
+        "mlp",
+        "--engine",
+        "mpc",
+        "--insecure-dealer-seed",
+        "7",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "256",
+        "--test-limit",
+        "100",
+        "--batch",
+        "64",
+    ];
+    check(&a, "model", (0x674f_3482, 0.46));
+}
