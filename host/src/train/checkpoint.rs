@@ -107,15 +107,6 @@ pub enum CheckpointError {
     },
 }
 
-/// FNV-1a, 64 bits. No file uses it any more; it remains only for the job digest in
-/// `mpc::training` (`JobSpec::digest`), which is to move to [`crate::files::crc32`] like
-/// every other checksum. Do not use it in new code.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// The checkpoint file in `dir`.
 pub fn path_in(dir: &Path) -> PathBuf {
     dir.join("checkpoint.bin")
@@ -419,7 +410,10 @@ mod tests {
         let mut v1 = encode(&h, &s);
         v1.truncate(v1.len() - 4);
         v1[8..12].copy_from_slice(&1u32.to_le_bytes());
-        let sum = fnv1a(&v1);
+        // Version 1's checksum, FNV-1a (64 bits), as it was written.
+        let sum = v1.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
         v1.extend_from_slice(&sum.to_le_bytes());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(path_in(dir.path()), &v1).unwrap();
