@@ -199,16 +199,15 @@ pub fn argmax(logits: &[Z64]) -> usize {
     best
 }
 
-/// FNV-1a (64-bit) of the logits' raw bits, each as 8 little-endian bytes: a fingerprint
-/// of an output that the host computes the same way (`ExportSummary::logit_hashes`).
-pub fn logits_hash(logits: &[Z64]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
+/// The CRC-32 (IEEE, `crc32fast` without `std`) of the logits' raw bits, each as 8
+/// little-endian bytes: a fingerprint of an output that the host computes with the same
+/// crate (`ExportSummary::logit_hashes`), the checksum of every file the host seals.
+pub fn logits_hash(logits: &[Z64]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
     for v in logits {
-        for byte in v.to_bits().to_le_bytes() {
-            h = (h ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
-        }
+        h.update(&v.to_bits().to_le_bytes());
     }
-    h
+    h.finalize()
 }
 
 /// One input's result against the host's.
@@ -223,7 +222,7 @@ pub struct Outcome {
     /// The true label.
     pub label: usize,
     /// [`logits_hash`] of the device's logits.
-    pub hash: u64,
+    pub hash: u32,
     /// Whether every logit equals the host's bit for bit.
     pub bits_equal: bool,
 }
@@ -385,15 +384,35 @@ mod tests {
     }
 
     #[test]
-    fn hash_is_fnv1a_of_little_endian_bits() {
-        // The host's export computes the same function; this value pins it.
-        assert_eq!(logits_hash(&[]), 0xcbf2_9ce4_8422_2325);
-        let one = logits_hash(&[Z64::from_bits(1)]);
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
-        for byte in [1u8, 0, 0, 0, 0, 0, 0, 0] {
-            h = (h ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
+    fn hash_is_crc32_of_little_endian_bits() {
+        // The host's export computes the same function; these values pin it.
+        assert_eq!(logits_hash(&[]), 0);
+        // Bit by bit, the reflected IEEE polynomial: CRC-32 as its definition states it.
+        let reference = |bytes: &[u8]| {
+            let mut c = !0u32;
+            for &b in bytes {
+                c ^= u32::from(b);
+                for _ in 0..8 {
+                    c = if c & 1 == 1 {
+                        (c >> 1) ^ 0xedb8_8320
+                    } else {
+                        c >> 1
+                    };
+                }
+            }
+            !c
+        };
+        assert_eq!(reference(b"123456789"), 0xcbf4_3926);
+        assert_eq!(
+            logits_hash(&[Z64::from_bits(1)]),
+            reference(&[1, 0, 0, 0, 0, 0, 0, 0])
+        );
+        let bits = [0x0123_4567_89ab_cdefu64, 7, u64::MAX - 3];
+        let mut bytes = [0u8; 24];
+        for (d, v) in bytes.chunks_exact_mut(8).zip(bits) {
+            d.copy_from_slice(&v.to_le_bytes());
         }
-        assert_eq!(one, h);
+        assert_eq!(logits_hash(&bits.map(Z64::from_bits)), reference(&bytes));
         assert_eq!(
             logits_hash(&[Z64::from_bits(1), Z64::from_bits(u64::MAX)]),
             HASH_1_MAX
@@ -401,7 +420,7 @@ mod tests {
     }
 
     /// `logits_hash([1, u64::MAX])`, also pinned in the host export's tests.
-    const HASH_1_MAX: u64 = 0xc477_7a6e_69ba_809c;
+    const HASH_1_MAX: u32 = 0x06b5_dab1;
 
     #[test]
     fn compare_needs_both_bits_and_class() {

@@ -152,7 +152,7 @@ pub fn write_infer<W: Write>(
 ) -> Result<(), ReportError<W>> {
     writeln!(
         w,
-        "INFER i={} pred={} hash={:#018x} | want={} label={} bits={} instr={:.0} | {}",
+        "INFER i={} pred={} hash={:#010x} | want={} label={} bits={} instr={:.0} | {}",
         o.index,
         o.predicted,
         o.hash,
@@ -339,7 +339,7 @@ mod tests {
             predicted: 7,
             expected: 7,
             label: 2,
-            hash: 0xd064_0e06_99e8_377f,
+            hash: 0xd064_0e06,
             bits_equal: true,
         };
         let lines = lines_of(|s| {
@@ -379,11 +379,11 @@ mod tests {
         // The part before the first `|` is what the host's export example prints.
         assert_eq!(
             lines[1],
-            "INFER i=3 pred=7 hash=0xd0640e0699e8377f | want=7 label=2 bits=equal instr=1834567 | PASS"
+            "INFER i=3 pred=7 hash=0xd0640e06 | want=7 label=2 bits=equal instr=1834567 | PASS"
         );
         assert_eq!(
             lines[2],
-            "INFER i=3 pred=7 hash=0x0000000000000001 | want=7 label=2 bits=differ instr=10 | FAIL"
+            "INFER i=3 pred=7 hash=0x00000001 | want=7 label=2 bits=differ instr=10 | FAIL"
         );
         assert_eq!(
             lines[3],

@@ -12,7 +12,7 @@
 //! `OUT_FILE`. About 2 to 3 seconds in release.
 //!
 //! INPUTS (default 8) test images are exported. One summary line goes to stdout, then one
-//! `INFER i=<i> pred=<class> hash=<FNV-1a of the logits' bits>` line per exported input:
+//! `INFER i=<i> pred=<class> hash=<CRC-32 of the logits' bits>` line per exported input:
 //! what the device's INFER lines must begin with.
 
 use ringnn_core::approx::{ExpApprox, TanhApprox};
@@ -93,7 +93,7 @@ fn main() -> anyhow::Result<()> {
     );
     // The lines the device's INFER lines must begin with (scripts/firmware compares them).
     for (i, (p, h)) in sum.predictions.iter().zip(sum.logit_hashes()).enumerate() {
-        println!("INFER i={i} pred={p} hash={h:#018x}");
+        println!("INFER i={i} pred={p} hash={h:#010x}");
     }
     Ok(())
 }

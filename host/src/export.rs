@@ -149,24 +149,23 @@ impl ExportSummary {
             .count()
     }
 
-    /// A fingerprint of each input's logits: FNV-1a (64-bit) of their raw bits, each as 8
+    /// A fingerprint of each input's logits: the CRC-32 of their raw bits, each as 8
     /// little-endian bytes. The firmware computes the same (`infer::logits_hash`) and logs
     /// it, so the test script compares device and host without reading the generated file.
-    pub fn logit_hashes(&self) -> Vec<u64> {
+    pub fn logit_hashes(&self) -> Vec<u32> {
         let classes = self.layer_sizes.last().copied().unwrap_or(1).max(1);
         self.logits.chunks(classes).map(logits_hash).collect()
     }
 }
 
-/// FNV-1a (64-bit) of `bits`, each as 8 little-endian bytes.
-pub fn logits_hash(bits: &[u64]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
+/// The CRC-32 ([`crate::files::crc32`]'s function) of `bits`, each as 8 little-endian
+/// bytes.
+pub fn logits_hash(bits: &[u64]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
     for v in bits {
-        for byte in v.to_le_bytes() {
-            h = (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
+        h.update(&v.to_le_bytes());
     }
-    h
+    h.finalize()
 }
 
 /// Exports the `mlp` checkpoint in `checkpoint_dir` and its dataset's first `inputs` test
@@ -573,15 +572,12 @@ mod tests {
     use ringnn_core::layers::{Dense, Relu};
     use ringnn_core::softmax::GradMode;
 
-    fn temp(tag: &str) -> PathBuf {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        std::env::temp_dir().join(format!(
-            "ringnn-export-{tag}-{}-{nanos}",
-            std::process::id()
-        ))
+    /// A fresh folder, removed when the returned value is dropped.
+    fn temp(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("ringnn-export-{tag}-"))
+            .tempdir()
+            .unwrap()
     }
 
     fn config(engine: EngineKind, dir: &Path) -> TrainConfig {
@@ -631,12 +627,13 @@ mod tests {
 
     #[test]
     fn exports_a_trained_mlp_that_a_device_style_forward_reproduces() {
-        let dir = temp("ok");
-        let cfg = config(EngineKind::Plain, &dir);
+        let tmp = temp("ok");
+        let dir = tmp.path();
+        let cfg = config(EngineKind::Plain, dir);
         let result = train(&cfg).unwrap();
         let out = dir.join("model.rs");
         let n = 5;
-        let sum = export(&dir, &out, n, None).unwrap();
+        let sum = export(dir, &out, n, None).unwrap();
         assert_eq!(sum.layer_sizes, vec![784, 128, 128, 10]);
         assert_eq!(sum.parameters, result.parameters);
         assert_eq!((sum.predictions.len(), sum.labels.len()), (n, n));
@@ -670,7 +667,7 @@ mod tests {
         assert!(src.contains(&format!("pub static LABELS: [u8; 5] = {:?};", sum.labels)));
 
         // The weights are the checkpoint's, in the checkpoint's order.
-        let (_, state) = checkpoint::load(&dir).unwrap();
+        let (_, state) = checkpoint::load(dir).unwrap();
         let written: Vec<u64> = ["W0", "B0", "W1", "B1", "W2", "B2"]
             .iter()
             .flat_map(|name| array(&src, name).1)
@@ -715,7 +712,6 @@ mod tests {
         // The inputs are the test set's first images as training normalised them: the
         // export's predictions agree with the trained model's accuracy being above chance.
         assert!(result.test_accuracy > 0.2, "{}", result.test_accuracy);
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     fn fake_checkpoint(dir: &Path, model: &str, engine: &str, data: &str) {
@@ -744,17 +740,17 @@ mod tests {
     }
 
     fn refused(model: &str, engine: &str, data: &str) -> (String, ExportError) {
-        let dir = temp("bad");
-        fake_checkpoint(&dir, model, engine, data);
+        let tmp = temp("bad");
+        let dir = tmp.path();
+        fake_checkpoint(dir, model, engine, data);
         let out = dir.join("model.rs");
-        let e = export(&dir, &out, 2, None).unwrap_err();
+        let e = export(dir, &out, 2, None).unwrap_err();
         assert!(!out.exists(), "nothing is written on an error");
         let msg = e.to_string();
         assert!(
-            msg.contains(&checkpoint::path_in(&dir).display().to_string()),
+            msg.contains(&checkpoint::path_in(dir).display().to_string()),
             "{msg}"
         );
-        std::fs::remove_dir_all(&dir).ok();
         (msg, e)
     }
 
@@ -804,24 +800,29 @@ mod tests {
 
     #[test]
     fn zero_inputs_and_a_missing_checkpoint_are_errors() {
-        let dir = temp("zero");
-        let e = export(&dir, &dir.join("m.rs"), 1, None).unwrap_err();
+        let tmp = temp("zero");
+        let dir = tmp.path();
+        let e = export(dir, &dir.join("m.rs"), 1, None).unwrap_err();
         assert!(matches!(e, ExportError::Checkpoint(_)), "{e:?}");
         assert!(e.to_string().contains("checkpoint.bin"), "{e}");
-        fake_checkpoint(&dir, "mlp", "plain", "synthetic");
-        let e = export(&dir, &dir.join("m.rs"), 0, None).unwrap_err();
+        fake_checkpoint(dir, "mlp", "plain", "synthetic");
+        let e = export(dir, &dir.join("m.rs"), 0, None).unwrap_err();
         assert!(
             matches!(e, ExportError::Inputs { requested: 0, .. }),
             "{e:?}"
         );
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
     fn hash_is_the_firmwares() {
         // Pinned in firmware/src/infer.rs's tests as well.
-        assert_eq!(logits_hash(&[]), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(logits_hash(&[1, u64::MAX]), 0xc477_7a6e_69ba_809c);
+        assert_eq!(logits_hash(&[]), 0);
+        assert_eq!(logits_hash(&[1, u64::MAX]), 0x06b5_dab1);
+        let bytes: Vec<u8> = [1u64, u64::MAX]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(logits_hash(&[1, u64::MAX]), crate::files::crc32(&bytes));
     }
 
     #[test]

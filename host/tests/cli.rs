@@ -1,5 +1,5 @@
 //! The `ringnn` binary as a user runs it: output formats, plots and clear errors.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn ringnn(args: &[&str]) -> Output {
@@ -9,10 +9,34 @@ fn ringnn(args: &[&str]) -> Output {
         .expect("the ringnn binary runs")
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ringnn-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// The path `name` inside a fresh temporary folder; the folder goes when this is dropped.
+struct TmpPath {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TmpPath {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TmpPath {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn tmp(name: &str) -> TmpPath {
+    let dir = tempfile::Builder::new()
+        .prefix("ringnn-cli-")
+        .tempdir()
+        .unwrap();
+    TmpPath {
+        path: dir.path().join(name),
+        _dir: dir,
+    }
 }
 
 #[test]

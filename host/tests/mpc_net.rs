@@ -23,13 +23,38 @@ const F: u32 = 16;
 const P0: Role = Role::Party(PartyId::P0);
 const P1: Role = Role::Party(PartyId::P1);
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ringnn-net-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A path `name` (not yet created) inside a fresh temporary folder, which goes when this
+/// is dropped.
+struct TmpPath {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
-fn keys(name: &str) -> PathBuf {
+impl std::ops::Deref for TmpPath {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TmpPath {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn tmp(name: &str) -> TmpPath {
+    let dir = tempfile::Builder::new()
+        .prefix("ringnn-net-")
+        .tempdir()
+        .unwrap();
+    TmpPath {
+        path: dir.path().join(name),
+        _dir: dir,
+    }
+}
+
+fn keys(name: &str) -> TmpPath {
     let d = tmp(name);
     keygen(&d).unwrap();
     d
@@ -86,7 +111,6 @@ fn on_tls<T: Send>(name: &str, body: impl Fn(&mut NetMpc) -> T + Sync) -> [T; 2]
         let h1 = s.spawn(move || body(&mut Mpc::new(PartyId::P1, f, b.unwrap(), r1)));
         [h0.join().unwrap(), h1.join().unwrap()]
     });
-    std::fs::remove_dir_all(&dir).unwrap();
     out
 }
 
@@ -193,8 +217,6 @@ fn a_certificate_from_another_ca_is_refused() {
         msg.contains("TLS handshake with party 1") && msg.contains("invalid peer certificate"),
         "{msg}"
     );
-    std::fs::remove_dir_all(&good).unwrap();
-    std::fs::remove_dir_all(&other).unwrap();
 }
 
 #[test]
@@ -208,7 +230,6 @@ fn a_certificate_of_another_role_is_refused() {
         msg.contains("names none of the expected roles (party 1)"),
         "{msg}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -232,7 +253,6 @@ fn a_wrong_session_or_version_is_refused_with_the_field_named() {
         msg.contains("party 1: protocol version mismatch: expected 1, got 2"),
         "{msg}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -255,7 +275,6 @@ fn an_oversized_frame_is_an_error_naming_the_peer() {
     // The sender refuses to send over its own limit too.
     a.write_all(&[0u8; 65]).unwrap();
     assert!(a.flush().is_err());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn exchange_until_failure(
@@ -292,7 +311,6 @@ fn a_peer_that_disconnects_mid_protocol_fails_the_other_side() {
     assert!(msg.contains("channel to party 1 failed"), "{msg}");
     assert!(msg.contains("party 1 closed the connection"), "{msg}");
     assert!(took < Duration::from_secs(5), "{took:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -323,7 +341,6 @@ fn a_hung_peer_fails_the_other_side_within_the_timeout() {
         "{msg}"
     );
     assert!(took < Duration::from_secs(3), "{took:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -361,7 +378,6 @@ fn share_files_round_trip_and_reject_garbage() {
         let mode = std::fs::metadata(&p).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -376,7 +392,7 @@ fn dealer_and_two_servers_run_a_dense_relu_job_end_to_end() {
         job,
         frac_bits: F,
         data_seed: 11,
-        dir: dir.clone(),
+        dir: dir.to_path_buf(),
         launch: Launch::Threads,
     })
     .unwrap();
@@ -404,13 +420,12 @@ fn dealer_and_two_servers_run_a_dense_relu_job_end_to_end() {
         s1.offline_requests,
         d.wire[1].sent
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The dealer and both servers as separate `ringnn` processes over TLS on loopback.
 #[test]
 fn dealer_and_servers_as_separate_processes_match_plain() {
-    let dir = std::env::temp_dir().join(format!("ringnn-mpc-demo-{}", std::process::id()));
+    let dir = tmp("mpc-demo");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringnn"))
         .args([
             "mpc-demo",
@@ -423,7 +438,7 @@ fn dealer_and_servers_as_separate_processes_match_plain() {
             "--json",
             "--dir",
         ])
-        .arg(&dir)
+        .arg(&*dir)
         .output()
         .expect("ringnn runs");
     assert!(
@@ -440,7 +455,6 @@ fn dealer_and_servers_as_separate_processes_match_plain() {
     }
     // No share file or key is printed.
     assert!(!text.contains("BEGIN"));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A dealer server in a thread on `dir`'s keys; `junk`, when given, is sent by a stranger
@@ -601,8 +615,6 @@ fn strangers_before_the_rightful_peer_are_refused_and_it_still_gets_in() {
         .refused()
         .iter()
         .all(|r| r.from.starts_with("127.0.0.1:")));
-    std::fs::remove_dir_all(&dir).unwrap();
-    std::fs::remove_dir_all(&other).unwrap();
 }
 
 /// A stranger that connects and says nothing does not hold the listener: the rightful
@@ -632,7 +644,6 @@ fn a_silent_stranger_does_not_delay_the_rightful_peer() {
         start.elapsed()
     );
     drop(silent);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Issue 14, drills 1 and 6 for the dealer: a stranger before the parties does not end
@@ -661,7 +672,6 @@ fn the_dealer_outlasts_a_stranger_and_reports_whether_the_run_completed() {
         }
         other => panic!("expected an aborted session, got {other:?}"),
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Issue 14, item 8: keys per role. Each operator makes its own key and signing request;
@@ -722,5 +732,4 @@ fn separate_operators_make_their_own_keys_and_a_ca_certifies_them() {
         a.is_err(),
         "the dealer's certificate must not pass as party 1"
     );
-    std::fs::remove_dir_all(&base).unwrap();
 }

@@ -21,31 +21,27 @@ fn real_data() -> Option<PathBuf> {
     }
 }
 
-/// A fresh folder under the system temporary folder, removed when dropped.
-struct TempDir(PathBuf);
+/// A fresh folder under the system temporary folder (`tempfile`), removed when dropped.
+struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("ringnn-data-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
+        TempDir(
+            tempfile::Builder::new()
+                .prefix(&format!("ringnn-data-{tag}-"))
+                .tempdir()
+                .unwrap(),
+        )
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
     }
 
     fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.0.join(name);
+        let path = self.path().join(name);
         std::fs::write(&path, bytes).unwrap();
         path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -80,7 +76,7 @@ fn cifar_records(labels: &[u8]) -> Vec<u8> {
 
 /// A little MNIST: training files raw, test files gzip, in the `mnist/` subfolder.
 fn write_mnist(t: &TempDir) {
-    std::fs::create_dir_all(t.0.join("mnist")).unwrap();
+    std::fs::create_dir_all(t.path().join("mnist")).unwrap();
     t.write("mnist/train-images-idx3-ubyte", &idx_images(3, 4));
     t.write("mnist/train-labels-idx1-ubyte", &idx_labels(&[0, 5, 9]));
     t.write("mnist/t10k-images-idx3-ubyte.gz", &gzip(&idx_images(2, 4)));
@@ -94,7 +90,7 @@ fn write_mnist(t: &TempDir) {
 fn mnist_files_raw_and_gz() {
     let t = TempDir::new("mnist");
     write_mnist(&t);
-    let s = load_mnist(&t.0).unwrap();
+    let s = load_mnist(t.path()).unwrap();
     assert_eq!((s.train.len(), s.test.len()), (3, 2));
     assert_eq!(s.test.labels, vec![7, 1]);
     assert_eq!(
@@ -113,12 +109,12 @@ fn mnist_files_raw_and_gz() {
 fn corrupted_files_name_path_and_offset() {
     let t = TempDir::new("corrupt");
     write_mnist(&t);
-    let dir = t.0.join("mnist");
+    let dir = t.path().join("mnist");
 
     let mut bad = idx_labels(&[0, 5, 9]);
     bad[10] = 200;
     let p = t.write("mnist/train-labels-idx1-ubyte", &bad);
-    let e = load_mnist(&t.0).unwrap_err().to_string();
+    let e = load_mnist(t.path()).unwrap_err().to_string();
     assert_eq!(
         e,
         format!("{}: byte 10: label 200 out of range 0..10", p.display())
@@ -128,7 +124,7 @@ fn corrupted_files_name_path_and_offset() {
     let mut bad = idx_images(2, 4);
     bad[3] = 0x01;
     let p = t.write("mnist/t10k-images-idx3-ubyte.gz", &gzip(&bad));
-    let e = load_mnist(&t.0).unwrap_err().to_string();
+    let e = load_mnist(t.path()).unwrap_err().to_string();
     assert_eq!(
         e,
         format!(
@@ -142,7 +138,7 @@ fn corrupted_files_name_path_and_offset() {
         "mnist/t10k-images-idx3-ubyte.gz",
         &gzip(&good[..good.len() - 5]),
     );
-    let e = load_mnist(&t.0).unwrap_err().to_string();
+    let e = load_mnist(t.path()).unwrap_err().to_string();
     assert_eq!(
         e,
         format!(
@@ -154,7 +150,7 @@ fn corrupted_files_name_path_and_offset() {
     // A gzip stream cut short is a gzip error, not a short file read as complete.
     let gz = gzip(&good);
     let p = t.write("mnist/t10k-images-idx3-ubyte.gz", &gz[..gz.len() / 2]);
-    let e = load_mnist(&t.0).unwrap_err().to_string();
+    let e = load_mnist(t.path()).unwrap_err().to_string();
     assert!(
         e.starts_with(&format!("{}: gzip stream broken after", p.display())),
         "{e}"
@@ -165,7 +161,7 @@ fn corrupted_files_name_path_and_offset() {
         "mnist/t10k-labels-idx1-ubyte.gz",
         &gzip(&idx_labels(&[1, 2, 3])),
     );
-    let e = load_mnist(&t.0).unwrap_err().to_string();
+    let e = load_mnist(t.path()).unwrap_err().to_string();
     let images = dir.join("t10k-images-idx3-ubyte.gz");
     assert_eq!(
         e,
@@ -177,7 +173,7 @@ fn corrupted_files_name_path_and_offset() {
     );
 
     std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte.gz")).unwrap();
-    let e = load_mnist(&t.0).unwrap_err().to_string();
+    let e = load_mnist(t.path()).unwrap_err().to_string();
     assert!(e.starts_with("MNIST test labels not found; tried "), "{e}");
     assert!(e.contains("mnist/t10k-labels-idx1-ubyte.gz"), "{e}");
     assert!(e.contains("RINGNN_DATA") && e.contains("--data-dir"), "{e}");
@@ -186,8 +182,8 @@ fn corrupted_files_name_path_and_offset() {
 #[test]
 fn cifar10_folders_in_either_naming() {
     let t = TempDir::new("cifar");
-    std::fs::create_dir_all(t.0.join("official")).unwrap();
-    std::fs::create_dir_all(t.0.join("exact")).unwrap();
+    std::fs::create_dir_all(t.path().join("official")).unwrap();
+    std::fs::create_dir_all(t.path().join("exact")).unwrap();
     t.write("official/data_batch_2.bin", &cifar_records(&[2, 2]));
     t.write("official/data_batch_1.bin.gz", &gzip(&cifar_records(&[1])));
     // Both forms of one batch: read once, the raw one.
@@ -201,7 +197,7 @@ fn cifar10_folders_in_either_naming() {
         "official/batches.meta.txt",
         b"a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n\n",
     );
-    let s = load_cifar10(&t.0.join("official")).unwrap();
+    let s = load_cifar10(&t.path().join("official")).unwrap();
     assert_eq!(s.train.labels, vec![1, 2, 2]);
     assert_eq!(s.test.labels, vec![9, 8, 7]);
     assert_eq!(s.train.class_names[9], "j");
@@ -210,7 +206,7 @@ fn cifar10_folders_in_either_naming() {
     t.write("exact/train_b1.bin.gz", &gzip(&cifar_records(&[3])));
     t.write("exact/train_b2.bin", &cifar_records(&[4]));
     t.write("exact/test_0000.bin.gz", &gzip(&cifar_records(&[5])));
-    let s = load_cifar10(&t.0.join("exact")).unwrap();
+    let s = load_cifar10(&t.path().join("exact")).unwrap();
     assert_eq!(
         (s.train.labels.clone(), s.test.labels.clone()),
         (vec![3, 4], vec![5])
@@ -218,13 +214,17 @@ fn cifar10_folders_in_either_naming() {
     assert_eq!(s.train.class_names[0], "airplane");
 
     let p = t.write("exact/train_b2.bin", &cifar_records(&[1, 200]));
-    let e = load_cifar10(&t.0.join("exact")).unwrap_err().to_string();
+    let e = load_cifar10(&t.path().join("exact"))
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         format!("{}: byte 3073: label 200 out of range 0..10", p.display())
     );
     let p = t.write("exact/train_b2.bin", &cifar_records(&[1, 2])[..4000]);
-    let e = load_cifar10(&t.0.join("exact")).unwrap_err().to_string();
+    let e = load_cifar10(&t.path().join("exact"))
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         format!(
@@ -233,7 +233,7 @@ fn cifar10_folders_in_either_naming() {
         )
     );
 
-    let e = load_cifar10(&t.0).unwrap_err().to_string();
+    let e = load_cifar10(t.path()).unwrap_err().to_string();
     assert!(
         e.starts_with("CIFAR-10 training and test batches not found"),
         "{e}"
@@ -252,12 +252,12 @@ fn cifar100_coarse_and_fine() {
     train.extend(record(19, 99));
     t.write("train.bin.gz", &gzip(&train));
     t.write("test.bin", &record(0, 0));
-    let fine = load_cifar100(&t.0, Cifar100Labels::Fine).unwrap();
+    let fine = load_cifar100(t.path(), Cifar100Labels::Fine).unwrap();
     assert_eq!(
         (fine.train.labels.clone(), fine.train.classes),
         (vec![42, 99], 100)
     );
-    let coarse = load_cifar100(&t.0, Cifar100Labels::Coarse).unwrap();
+    let coarse = load_cifar100(t.path(), Cifar100Labels::Coarse).unwrap();
     assert_eq!(coarse.train.labels, vec![1, 19]);
 }
 
@@ -313,7 +313,7 @@ fn data_dir_prefers_the_flag() {
     assert_eq!(data_dir(Some(flag)), Some(flag.to_path_buf()));
     let t = TempDir::new("digits");
     write_mnist(&t);
-    let s = digits(Some(&t.0), 5).map(|s| (s.train.len(), s.test.len()));
+    let s = digits(Some(t.path()), 5).map(|s| (s.train.len(), s.test.len()));
     assert_eq!(s.ok(), Some((3, 2)));
 }
 
@@ -497,7 +497,7 @@ fn a_gzip_bomb_is_refused_once_the_cap_is_reached() {
 #[test]
 fn an_idx_bomb_stops_at_the_length_its_header_announces() {
     let t = TempDir::new("idx-bomb");
-    std::fs::create_dir_all(t.0.join("mnist")).unwrap();
+    std::fs::create_dir_all(t.path().join("mnist")).unwrap();
     let header = &idx_images(2, 4)[..16];
     t.write(
         "mnist/train-images-idx3-ubyte.gz",
@@ -506,7 +506,7 @@ fn an_idx_bomb_stops_at_the_length_its_header_announces() {
     t.write("mnist/train-labels-idx1-ubyte", &idx_labels(&[1, 2]));
     t.write("mnist/t10k-images-idx3-ubyte", &idx_images(1, 4));
     t.write("mnist/t10k-labels-idx1-ubyte", &idx_labels(&[3]));
-    let e = load_mnist(&t.0).unwrap_err().to_string();
+    let e = load_mnist(t.path()).unwrap_err().to_string();
     // One byte past the announced end was inflated, not 256 MiB.
     assert!(
         e.contains("train-images-idx3-ubyte.gz") && e.contains("byte 48: 1 unexpected trailing"),

@@ -379,7 +379,8 @@ mod tests {
 
     #[test]
     fn keygen_writes_loadable_files_with_private_keys_closed() {
-        let dir = std::env::temp_dir().join(format!("ringnn-keygen-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("keys");
         let files = keygen(&dir).unwrap();
         assert_eq!(files.roles.len(), 3);
         for role in Role::ALL {
@@ -397,6 +398,5 @@ mod tests {
             }
         }
         assert!(Identity::load(&dir.join("missing"), Role::Dealer).is_err());
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,5 +1,5 @@
 //! The run store: `runs.jsonl` (the record of truth) and `runs.csv` (flat columns for a
-//! spreadsheet), both in the sweep's folder.
+//! spreadsheet, RFC 4180 quoting by the `csv` crate), both in the sweep's folder.
 //!
 //! Each finished run, successful or not, is appended to both files and flushed before the
 //! next result is taken, so an interrupted sweep loses at most the runs that were in
@@ -193,7 +193,7 @@ pub fn read_records(dir: &Path) -> Result<(Vec<Value>, usize), StoreError> {
 /// The two files of a sweep folder, open for appending.
 pub struct Store {
     jsonl: File,
-    csv: File,
+    csv: csv::Writer<File>,
     jsonl_path: PathBuf,
     csv_path: PathBuf,
 }
@@ -218,20 +218,18 @@ fn open_append(path: &Path) -> Result<File, StoreError> {
     Ok(f)
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
+/// A record's field as a CSV cell (unquoted: the writer quotes): empty when absent or
+/// null, a string as it is, anything else as JSON.
 fn csv_value(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => csv_field(s),
-        Some(other) => csv_field(&other.to_string()),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
     }
+}
+
+fn csv_error(path: &Path) -> impl Fn(csv::Error) -> StoreError + '_ {
+    move |e| io(path)(e.into())
 }
 
 impl Store {
@@ -244,9 +242,14 @@ impl Store {
         let jsonl_path = dir.join(JSONL);
         let csv_path = dir.join(CSV);
         let jsonl = open_append(&jsonl_path)?;
-        let mut csv = open_append(&csv_path)?;
-        if csv.metadata().map_err(io(&csv_path))?.len() == 0 {
-            writeln!(csv, "{}", CSV_COLUMNS.join(",")).map_err(io(&csv_path))?;
+        let file = open_append(&csv_path)?;
+        let empty = file.metadata().map_err(io(&csv_path))?.len() == 0;
+        let mut csv = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(file);
+        if empty {
+            csv.write_record(CSV_COLUMNS)
+                .map_err(csv_error(&csv_path))?;
             csv.flush().map_err(io(&csv_path))?;
         }
         Ok(Store {
@@ -266,13 +269,12 @@ impl Store {
         writeln!(self.jsonl, "{line}").map_err(io(&self.jsonl_path))?;
         self.jsonl.flush().map_err(io(&self.jsonl_path))?;
         self.jsonl.sync_data().map_err(io(&self.jsonl_path))?;
-        let row: Vec<String> = CSV_COLUMNS
-            .iter()
-            .map(|c| csv_value(record.get(*c)))
-            .collect();
-        writeln!(self.csv, "{}", row.join(",")).map_err(io(&self.csv_path))?;
+        let row = CSV_COLUMNS.iter().map(|c| csv_value(record.get(*c)));
+        self.csv
+            .write_record(row)
+            .map_err(csv_error(&self.csv_path))?;
         self.csv.flush().map_err(io(&self.csv_path))?;
-        self.csv.sync_data().map_err(io(&self.csv_path))?;
+        self.csv.get_ref().sync_data().map_err(io(&self.csv_path))?;
         Ok(())
     }
 }
@@ -281,10 +283,37 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// Issue 12: a field with a comma, a quote and a newline reads back whole, in its
+    /// column, from the CSV file (appended through a reopened store too).
     #[test]
-    fn csv_fields_with_commas_and_quotes_are_quoted() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a, \"b\""), "\"a, \"\"b\"\"\"");
+    fn csv_fields_with_commas_quotes_and_newlines_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let nasty = "it failed, \"badly\"\nat line 2\r\nand 3";
+        let mut rec = Map::new();
+        rec.insert("key".into(), "mlp,plain,f=13".into());
+        rec.insert("status".into(), "error".into());
+        rec.insert("frac_bits".into(), 13.into());
+        rec.insert("test_accuracy".into(), Value::Null);
+        rec.insert("error".into(), nasty.into());
+        Store::open(dir.path()).unwrap().append(&rec).unwrap();
+        rec.insert("key".into(), "second \"run\"".into());
+        Store::open(dir.path()).unwrap().append(&rec).unwrap();
+
+        let mut reader = csv::Reader::from_path(dir.path().join(CSV)).unwrap();
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(header, CSV_COLUMNS);
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 2);
+        let col = |name: &str| CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
+        for (row, key) in rows.iter().zip(["mlp,plain,f=13", "second \"run\""]) {
+            assert_eq!(row.len(), CSV_COLUMNS.len());
+            assert_eq!(&row[col("key")], key);
+            assert_eq!(&row[col("status")], "error");
+            assert_eq!(&row[col("frac_bits")], "13");
+            assert_eq!(&row[col("test_accuracy")], "");
+            assert_eq!(&row[col("model")], "");
+            assert_eq!(&row[col("error")], nasty);
+        }
     }
 
     #[test]
@@ -306,26 +335,24 @@ mod tests {
 
     #[test]
     fn a_cut_line_is_skipped_and_the_next_record_starts_on_a_new_line() {
-        let dir = std::env::temp_dir().join(format!("ringnn-store-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::write(
             dir.join(JSONL),
             "{\"key\":\"a\",\"status\":\"ok\"}\n{\"key\":\"b\",",
         )
         .unwrap();
-        let _ = std::fs::remove_file(dir.join(CSV));
-        let mut s = Store::open(&dir).unwrap();
+        let mut s = Store::open(dir).unwrap();
         let mut m = Map::new();
         m.insert("key".into(), "c".into());
         m.insert("status".into(), "error".into());
         m.insert("error".into(), "it failed, badly".into());
         s.append(&m).unwrap();
-        let (recs, bad) = read_records(&dir).unwrap();
+        let (recs, bad) = read_records(dir).unwrap();
         assert_eq!(bad, 1);
         assert_eq!(recs.len(), 2);
         let csv = std::fs::read_to_string(dir.join(CSV)).unwrap();
         assert!(csv.starts_with("key,status,"));
         assert!(csv.contains("c,error,") && csv.ends_with("\"it failed, badly\"\n"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! Layout: the magic `RINGNNCK`, a format version (u32 LE), the length of a JSON header
 //! (u32 LE), the header (model, engine, precision, approximation, shapes, progress), then
-//! parameters, velocities and buffers as raw element bits (u64 LE each), then an FNV-1a
-//! 64-bit checksum of everything before it. The checksum detects corruption (a torn or
-//! edited file), not tampering.
+//! parameters, velocities and buffers as raw element bits (u64 LE each), then the CRC-32
+//! ([`crate::files::crc32`], u32 LE) of everything before it. The checksum detects
+//! corruption (a torn or edited file), not tampering.
+//!
+//! Version 1 ended with a 64-bit FNV-1a instead; it is refused with its version named (a
+//! checkpoint lives as long as one training run, so retraining is the remedy).
 //!
 //! Writing goes to `checkpoint.bin.tmp`, is flushed to disk, then renamed over
 //! `checkpoint.bin`: a crash leaves either the old or the new checkpoint, never a mix.
@@ -13,7 +16,12 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"RINGNNCK";
-const VERSION: u32 = 1;
+/// The format version this build writes and reads: 2 since the checksum became CRC-32.
+const VERSION: u32 = 2;
+/// Magic, version and header length: the fixed part before the header.
+const PREFIX: usize = 16;
+/// The CRC-32 at the end.
+const SEAL: usize = 4;
 
 /// What a checkpoint records besides the tensors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,13 +107,6 @@ pub enum CheckpointError {
     },
 }
 
-/// FNV-1a, 64 bits: a checksum against accidents, not an adversary.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// The checkpoint file in `dir`.
 pub fn path_in(dir: &Path) -> PathBuf {
     dir.join("checkpoint.bin")
@@ -114,8 +115,9 @@ pub fn path_in(dir: &Path) -> PathBuf {
 /// Encodes a checkpoint.
 pub fn encode(header: &Header, state: &State) -> Vec<u8> {
     let json = serde_json::to_vec(header).expect("a header always serialises");
-    let mut out =
-        Vec::with_capacity(24 + json.len() + 8 * (state.params.len() * 2 + state.buffers.len()));
+    let mut out = Vec::with_capacity(
+        PREFIX + SEAL + json.len() + 8 * (state.params.len() * 2 + state.buffers.len()),
+    );
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());
@@ -128,7 +130,7 @@ pub fn encode(header: &Header, state: &State) -> Vec<u8> {
     {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    let sum = fnv1a(&out);
+    let sum = crate::files::crc32(&out);
     out.extend_from_slice(&sum.to_le_bytes());
     out
 }
@@ -136,35 +138,50 @@ pub fn encode(header: &Header, state: &State) -> Vec<u8> {
 /// Decodes and verifies a checkpoint read from `path`.
 ///
 /// # Errors
-/// [`CheckpointError::Corrupt`] for a bad magic, version, length or checksum.
+/// [`CheckpointError::Corrupt`] for a bad magic, version, length or checksum. The
+/// version is read before the checksum, so that a file of another version (whose checksum
+/// is another function) is refused as such.
 pub fn decode(bytes: &[u8], path: &Path) -> Result<(Header, State), CheckpointError> {
     let bad = |reason: String| CheckpointError::Corrupt {
         path: path.to_path_buf(),
         reason,
     };
-    if bytes.len() < 24 || &bytes[..8] != MAGIC {
+    if bytes.len() < 12 || &bytes[..8] != MAGIC {
         return Err(bad("not a ringnn checkpoint (bad magic)".into()));
     }
-    let (body, tail) = bytes.split_at(bytes.len() - 8);
-    let stored = u64::from_le_bytes(tail.try_into().expect("8 bytes"));
-    if fnv1a(body) != stored {
-        return Err(bad(
-            "checksum mismatch: the file is torn or was modified".into()
-        ));
-    }
-    let version = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes"));
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     if version != VERSION {
+        let what = if version == 1 {
+            " (an FNV-1a checksum, before ringnn moved to CRC-32): train again to resume"
+        } else {
+            ""
+        };
         return Err(bad(format!(
-            "format version {version}, this ringnn reads {VERSION}"
+            "format version {version}{what}; this ringnn reads version {VERSION}"
         )));
     }
-    let hlen = u32::from_le_bytes(body[12..16].try_into().expect("4 bytes")) as usize;
-    let hend = 16usize
+    if bytes.len() < PREFIX + SEAL {
+        return Err(bad(format!(
+            "{} bytes, shorter than the {} of an empty checkpoint",
+            bytes.len(),
+            PREFIX + SEAL
+        )));
+    }
+    let (body, tail) = bytes.split_at(bytes.len() - SEAL);
+    let stored = u32::from_le_bytes(tail.try_into().expect("4 bytes"));
+    let found = crate::files::crc32(body);
+    if found != stored {
+        return Err(bad(format!(
+            "checksum mismatch (stored {stored:08x}, computed {found:08x}): the file is torn or was modified"
+        )));
+    }
+    let hlen = u32::from_le_bytes(body[12..PREFIX].try_into().expect("4 bytes")) as usize;
+    let hend = PREFIX
         .checked_add(hlen)
         .filter(|&e| e <= body.len())
         .ok_or_else(|| bad(format!("header length {hlen} runs past the end")))?;
-    let header: Header = serde_json::from_slice(&body[16..hend])
-        .map_err(|e| bad(format!("header at byte 16: {e}")))?;
+    let header: Header = serde_json::from_slice(&body[PREFIX..hend])
+        .map_err(|e| bad(format!("header at byte {PREFIX}: {e}")))?;
     let words = &body[hend..];
     let want = header
         .n_params
@@ -364,12 +381,56 @@ mod tests {
     #[test]
     fn round_trip_and_atomic_save() {
         let (h, s) = sample();
-        let dir = std::env::temp_dir().join(format!("ringnn-ckpt-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
         save(&dir, &h, &s).unwrap();
         let (h2, s2) = load(&dir).unwrap();
         assert_eq!((h2, s2), (h.clone(), s.clone()));
         assert!(!dir.join("checkpoint.bin.tmp").exists());
-        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The layout pinned: the version and a CRC-32 (IEEE) of everything before it, so
+    /// that a change of checksum cannot pass unnoticed without a new version.
+    #[test]
+    fn version_2_ends_with_the_crc32_of_the_rest() {
+        let (h, s) = sample();
+        let bytes = encode(&h, &s);
+        assert_eq!(&bytes[8..12], &2u32.to_le_bytes());
+        let (body, tail) = bytes.split_at(bytes.len() - 4);
+        assert_eq!(tail, crc32fast::hash(body).to_le_bytes());
+        // CRC-32/ISO-HDLC's check value: the function is the standard one.
+        assert_eq!(crate::files::crc32(b"123456789"), 0xcbf4_3926);
+    }
+
+    /// A version 1 checkpoint (FNV-1a, 64 bits) is refused with the file and its version
+    /// named, whether or not its old checksum is intact.
+    #[test]
+    fn a_version_1_checkpoint_is_refused_by_name_and_version() {
+        let (h, s) = sample();
+        let mut v1 = encode(&h, &s);
+        v1.truncate(v1.len() - 4);
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        // Version 1's checksum, FNV-1a (64 bits), as it was written.
+        let sum = v1.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        v1.extend_from_slice(&sum.to_le_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(path_in(dir.path()), &v1).unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&path_in(dir.path()).display().to_string())
+                && err.contains("format version 1")
+                && err.contains("reads version 2"),
+            "{err}"
+        );
+        let mut future = encode(&h, &s);
+        future[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let err = decode(&future, Path::new("c.bin")).unwrap_err().to_string();
+        assert!(
+            err.contains("c.bin") && err.contains("format version 3"),
+            "{err}"
+        );
     }
 
     #[test]
