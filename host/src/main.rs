@@ -6,20 +6,12 @@ fn main() -> std::process::ExitCode {
     match ringnn_host::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // A reader that stopped early (`ringnn approx --json | head -1`) is not a failure.
-        Err(e) if broken_pipe(&e) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.is_closed_output() => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", message(&e));
+            eprintln!("error: {}", message(&anyhow::Error::from(e)));
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-/// A failed write to standard output: an `io::Error` returned as it is by the command's
-/// own `write!` to its output. A broken pipe inside another error (a peer or child that
-/// went away) is a failure, and says so.
-fn broken_pipe(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<std::io::Error>()
-        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// The error and its causes, `a: b: c`, leaving out a cause whose text the message
@@ -42,6 +34,7 @@ fn message(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringnn_host::cli::CliError;
     use std::io;
 
     /// A reader that went away from our output ends quietly; a peer that went away from a
@@ -49,14 +42,15 @@ mod tests {
     /// while it was writing to it).
     #[test]
     fn only_a_broken_output_pipe_is_quiet() {
-        let out = anyhow::Error::from(io::Error::from(io::ErrorKind::BrokenPipe));
-        assert!(broken_pipe(&out));
+        let out = CliError::from(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(out.is_closed_output());
         let peer = ringnn_host::mpc::dealer_server::DealerError::Io {
             peer: ringnn_host::mpc::Role::Party(ringnn_host::mpc::PartyId::P1),
             source: io::Error::new(io::ErrorKind::BrokenPipe, "connection to party 1 is closed"),
         };
-        let e = anyhow::Error::from(peer);
-        assert!(!broken_pipe(&e));
+        let e = CliError::from(peer);
+        assert!(!e.is_closed_output());
+        let e = anyhow::Error::from(e);
         assert_eq!(
             message(&e),
             "dealer, serving party 1: connection to party 1 is closed"

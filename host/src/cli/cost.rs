@@ -1,7 +1,8 @@
 //! `ringnn cost`: its arguments, validated into a [`crate::cost::CostConfig`], and the
 //! command.
 
-use super::{dedup, exp_list, frac_list, items, sigmoid_list, tanh_list, ConfigError};
+use super::lists::{dedup, exp_list, frac_list, items, sigmoid_list, tanh_list};
+use super::{CliError, ConfigError};
 use clap::Args;
 use ringnn_core::approx::{ExpApprox, TanhApprox};
 use std::io::Write;
@@ -152,9 +153,9 @@ impl CostArgs {
 ///
 /// # Errors
 /// A bad argument, or a failed write.
-pub fn cost(args: &CostArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+pub fn cost(args: &CostArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let cfg = args.config()?;
-    let rows = crate::cost::run(&cfg).map_err(|e| anyhow::anyhow!(e))?;
+    let rows = crate::cost::run(&cfg).map_err(CliError::Failed)?;
     if args.json {
         for r in &rows {
             writeln!(out, "{}", serde_json::to_string(r)?)?;
