@@ -9,10 +9,9 @@ use ringnn_core::fixed::FracBits;
 use ringnn_core::layers::Dense;
 use ringnn_core::{Engine, Fixed, Plain, Z64};
 use ringnn_host::mpc::keys::{keygen, Identity, Role};
+use ringnn_host::mpc::launch::{run_local_mpc, Launch, LocalMpcJob};
 use ringnn_host::mpc::net::{self, NetConfig, NetError, SessionId, TlsChannel};
-use ringnn_host::mpc::server::{
-    read_shares, run_local_mpc, write_shares, Job, Launch, LocalMpcJob,
-};
+use ringnn_host::mpc::server::{read_shares, write_shares, Job};
 use ringnn_host::mpc::{reconstruct, share, Dealer, Mpc, MpcError, PartyId, SeededCorrelations};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -82,7 +81,7 @@ fn pair(
     let id0 = Identity::load(dir0, P0).unwrap();
     let id1 = Identity::load(dir1, role1).unwrap();
     std::thread::scope(|s| {
-        let h0 = s.spawn(|| net::accept(&l, &id0, &[P1], cfg0));
+        let h0 = s.spawn(|| ringnn_host::mpc::accept::accept(&l, &id0, &[P1], cfg0));
         let h1 = s.spawn(|| net::connect(&addr, &id1, P0, cfg1));
         (h0.join().unwrap(), h1.join().unwrap())
     })
@@ -208,7 +207,7 @@ fn a_certificate_from_another_ca_is_refused() {
         ..foreign
     };
     let (a, _) = std::thread::scope(|s| {
-        let h0 = s.spawn(|| net::accept(&l, &id0, &[P1], &c));
+        let h0 = s.spawn(|| ringnn_host::mpc::accept::accept(&l, &id0, &[P1], &c));
         let h1 = s.spawn(|| net::connect(&addr, &id1, P0, &c));
         (h0.join().unwrap(), h1.join().unwrap())
     });
@@ -542,7 +541,7 @@ fn stranger(addr: &str, bytes: &[u8]) -> std::net::TcpStream {
 /// the rightful peer gets through and the channel works.
 #[test]
 fn strangers_before_the_rightful_peer_are_refused_and_it_still_gets_in() {
-    use ringnn_host::mpc::net::Acceptor;
+    use ringnn_host::mpc::accept::Acceptor;
     use ringnn_host::mpc::Channel;
     let (dir, other) = (keys("strangers"), keys("strangers-other"));
     let mut c = cfg(SessionId::random());
@@ -633,7 +632,7 @@ fn a_silent_stranger_does_not_delay_the_rightful_peer() {
     let silent = stranger(&addr, &[]);
     let start = Instant::now();
     let (a, b) = std::thread::scope(|s| {
-        let h0 = s.spawn(|| net::accept(&l, &id0, &[P1], &c));
+        let h0 = s.spawn(|| ringnn_host::mpc::accept::accept(&l, &id0, &[P1], &c));
         let h1 = s.spawn(|| net::connect(&addr, &id1, P0, &c));
         (h0.join().unwrap(), h1.join().unwrap())
     });

@@ -471,7 +471,7 @@ pub(super) fn mpc_command(cmd: Command, out: &mut dyn Write) -> Result<(), CliEr
                 message: e.to_string(),
             })?;
             let exe = std::env::current_exe()?;
-            let r = crate::mpc::server::run_local_mpc(&crate::mpc::server::LocalMpcJob {
+            let r = crate::mpc::launch::run_local_mpc(&crate::mpc::launch::LocalMpcJob {
                 job: crate::mpc::server::Job::DenseRelu {
                     batch: a.batch,
                     inputs: a.inputs,
@@ -480,7 +480,7 @@ pub(super) fn mpc_command(cmd: Command, out: &mut dyn Write) -> Result<(), CliEr
                 frac_bits: a.frac_bits,
                 data_seed: a.seed,
                 dir: a.dir,
-                launch: crate::mpc::server::Launch::Processes(exe),
+                launch: crate::mpc::launch::Launch::Processes(exe),
             })?;
             if a.json {
                 writeln!(

@@ -133,7 +133,7 @@ pub fn serve_dealer_on(
     let dealer = Arc::new(Dealer::from_seed(master));
     let allowed = [Role::Party(PartyId::P0), Role::Party(PartyId::P1)];
     let mut report = DealerReport::default();
-    let mut acceptor = net::Acceptor::new(&listener, &me, &allowed, &cfg.net)?;
+    let mut acceptor = super::accept::Acceptor::new(&listener, &me, &allowed, &cfg.net)?;
     std::thread::scope(|s| {
         let mut handles = Vec::new();
         for _ in 0..2 {

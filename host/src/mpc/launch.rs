@@ -8,16 +8,22 @@
 //! training itself travels in `job.json`), and it runs `ringnn train --engine mpc`
 //! ([`train_mpc`]): owner, dealer and both servers on this machine.
 
+use super::dealer_server::{serve_dealer_on, DealerConfig, DealerReport};
+use super::job::read_shares;
 use super::job::{io_err, read_json};
 use super::keys::keygen;
 use super::net::{NetConfig, SessionId};
 use super::owner::{reveal, share_job};
-use super::server::{Job, PeerLink, ServerConfig, ServerError};
+use super::server::{
+    owner_dense_shares, run_server_on, synthetic_inputs, Job, PeerLink, ServerConfig, ServerReport,
+};
 use super::training::{TrainServerConfig, TrainServerReport};
 use super::PartyId;
+use super::{reconstruct, ServerError};
+use crate::train::result::MpcCost;
 use crate::train::run::{training_softmax, TrainResult};
 use crate::train::TrainConfig;
-use serde::{Deserialize, Serialize};
+use ringnn_core::{Plain, Z64};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -280,34 +286,169 @@ pub fn dense_server_args(cfg: &ServerConfig, report: &Path) -> Vec<String> {
     v
 }
 
-// Secure training on this machine.
+// The dense demo on this machine.
 
-/// What a two-party training run cost, beside its [`TrainResult`] (whose loss and
-/// training accuracy stay unrevealed: `null`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MpcCost {
-    /// Online bytes each server sent to the other (training and predictions).
-    pub bytes_sent: [u64; 2],
-    /// Rounds (the same for both servers).
-    pub rounds: u64,
-    /// Bytes each server received from the dealer.
-    pub offline_bytes: [u64; 2],
-    /// Training steps run.
-    pub steps: u64,
-    /// Online bytes per training step, per server.
-    pub bytes_per_step: [f64; 2],
-    /// Rounds per training step.
-    pub rounds_per_step: f64,
-    /// Samples per second of the online phase alone (steps whose dealer material was
-    /// produced beforehand; the slower server).
-    pub online_samples_per_sec: f64,
-    /// Seconds of the offline phase of those steps (the slower server).
-    pub offline_seconds: f64,
-    /// The working folder (keys, shares, checkpoints, outputs) when it is kept
-    /// (`--checkpoint DIR`); absent when it was a temporary folder, removed at the end.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub work_dir: Option<PathBuf>,
+/// How [`run_local_mpc`] starts the dealer and the servers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// Three threads of this process (real TLS over loopback).
+    Threads,
+    /// Three child processes of this `ringnn` binary, with the arguments of
+    /// [`super::launch::dealer_args`] and [`super::launch::dense_server_args`].
+    Processes(PathBuf),
 }
+
+/// A local end-to-end run.
+#[derive(Clone, Debug)]
+pub struct LocalMpcJob {
+    /// The computation.
+    pub job: Job,
+    /// Fractional bits.
+    pub frac_bits: u32,
+    /// Seed of the synthetic data.
+    pub data_seed: u64,
+    /// Working directory for keys, share files and reports (created).
+    pub dir: PathBuf,
+    /// Threads or processes.
+    pub launch: Launch,
+}
+
+/// The outcome of [`run_local_mpc`].
+#[derive(Clone, Debug)]
+pub struct LocalMpcReport {
+    /// Both servers' reports.
+    pub servers: [ServerReport; 2],
+    /// The dealer's report (threads only; a dealer process reports nothing back).
+    pub dealer: Option<DealerReport>,
+    /// The reconstructed result.
+    pub result: Vec<Z64>,
+    /// The same job on `Plain`.
+    pub plain: Vec<Z64>,
+    /// Largest difference between `result` and `plain`, in ulp.
+    pub max_ulp: i64,
+}
+
+/// Plays the owner, the dealer and both servers on this machine: keys, synthetic data,
+/// shares, the run, reconstruction and comparison with `Plain`. See the [module
+/// documentation](self).
+///
+/// # Errors
+/// Any part failing (the first error is returned; with processes, a failed child's exit
+/// status).
+pub fn run_local_mpc(job: &LocalMpcJob) -> Result<LocalMpcReport, ServerError> {
+    fs::create_dir_all(&job.dir).map_err(|e| ServerError::File {
+        path: job.dir.clone(),
+        what: e.to_string(),
+    })?;
+    let keys = job.dir.join("keys");
+    keygen(&keys)?;
+    let inputs = synthetic_inputs(&job.job, job.data_seed, job.frac_bits);
+    let shares = owner_dense_shares(&job.dir, &inputs)?;
+    let net = NetConfig::new(SessionId::random());
+    let bind =
+        |a: &str| TcpListener::bind(a).map_err(|e| ServerError::Config(format!("bind {a}: {e}")));
+    let (dealer_l, p0_l) = (bind("127.0.0.1:0")?, bind("127.0.0.1:0")?);
+    let addr = |l: &TcpListener| {
+        l.local_addr()
+            .map(|a| a.to_string())
+            .map_err(|e| ServerError::Config(e.to_string()))
+    };
+    let (dealer_addr, p0_addr) = (addr(&dealer_l)?, addr(&p0_l)?);
+    let cfg = |party: PartyId| ServerConfig {
+        party,
+        link: match party {
+            PartyId::P0 => PeerLink::Listen(p0_addr.clone()),
+            PartyId::P1 => PeerLink::Connect(p0_addr.clone()),
+        },
+        dealer: dealer_addr.clone(),
+        keys: keys.clone(),
+        net: net.clone(),
+        frac_bits: job.frac_bits,
+        job: job.job,
+        shares: shares[party.index()].clone(),
+        out: job.dir.join(format!("out{}.bin", party.index())),
+    };
+    let (c0, c1) = (cfg(PartyId::P0), cfg(PartyId::P1));
+    let (servers, dealer) = match &job.launch {
+        Launch::Threads => {
+            let dcfg = DealerConfig {
+                listen: dealer_addr.clone(),
+                keys: keys.clone(),
+                net: net.clone(),
+                master_seed: None,
+            };
+            std::thread::scope(|s| {
+                let d = s.spawn(|| serve_dealer_on(dealer_l, &dcfg));
+                let h0 = s.spawn(|| run_server_on(&c0, Some(p0_l)));
+                let h1 = s.spawn(|| run_server_on(&c1, None));
+                let r0 = h0.join().expect("party 0 panicked");
+                let r1 = h1.join().expect("party 1 panicked");
+                let d = d.join().expect("dealer panicked");
+                Ok::<_, ServerError>(([r0?, r1?], Some(d?)))
+            })?
+        }
+        Launch::Processes(exe) => {
+            // Release the ports for the children (another process could take one in
+            // between: a rare failure, reported as a failed child).
+            drop((dealer_l, p0_l));
+            let reports = [job.dir.join("report0.json"), job.dir.join("report1.json")];
+            let spawn = |args: Vec<String>, name: &str| spawn_prefixed(exe, args, name);
+            let mut children = vec![
+                (
+                    "the dealer".to_string(),
+                    spawn(dealer_args(&dealer_addr, &keys, &net, None), "dealer")?,
+                ),
+                (
+                    "party 0".to_string(),
+                    spawn(dense_server_args(&c0, &reports[0]), "party 0")?,
+                ),
+                (
+                    "party 1".to_string(),
+                    spawn(dense_server_args(&c1, &reports[1]), "party 1")?,
+                ),
+            ];
+            let failed = wait_all(&mut children, net.timeout + Duration::from_secs(10));
+            if !failed.is_empty() {
+                return Err(ServerError::Process(failed.join("; ")));
+            }
+            let read = |p: &PathBuf| -> Result<ServerReport, ServerError> {
+                let s = fs::read_to_string(p).map_err(|e| ServerError::File {
+                    path: p.clone(),
+                    what: e.to_string(),
+                })?;
+                serde_json::from_str(&s).map_err(|e| ServerError::File {
+                    path: p.clone(),
+                    what: e.to_string(),
+                })
+            };
+            ([read(&reports[0])?, read(&reports[1])?], None)
+        }
+    };
+    let y0 = read_shares(&c0.out)?;
+    let y1 = read_shares(&c1.out)?;
+    let result = reconstruct(&y0[0], &y1[0]);
+    let mut p = Plain::with_frac_bits(job.frac_bits)
+        .map_err(|e| ServerError::Config(format!("fractional bits: {e}")))?;
+    let plain = match job.job.compute(&mut p, &inputs) {
+        Ok(v) => v,
+        Err(e) => match e {},
+    };
+    let max_ulp = result
+        .iter()
+        .zip(&plain)
+        .map(|(&a, &b)| (a - b).to_signed().abs())
+        .max()
+        .unwrap_or(0);
+    Ok(LocalMpcReport {
+        servers,
+        dealer,
+        result,
+        plain,
+        max_ulp,
+    })
+}
+
+// Secure training on this machine.
 
 /// Arguments of a training server process (after the binary name).
 pub fn train_server_args(cfg: &TrainServerConfig) -> Vec<String> {

@@ -129,3 +129,40 @@ pub enum MpcError {
         reason: String,
     },
 }
+
+/// Errors of a server, dealer, owner or launcher: every two-party process.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Connection set-up failed.
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    /// The dealer connection failed.
+    #[error(transparent)]
+    Dealer(#[from] dealer_server::DealerError),
+    /// Keys could not be made or loaded.
+    #[error(transparent)]
+    Keys(#[from] keys::KeyError),
+    /// The computation failed.
+    #[error(transparent)]
+    Mpc(#[from] MpcError),
+    /// Data, model or training configuration.
+    #[error(transparent)]
+    Train(#[from] crate::train::run::TrainError),
+    /// A checkpoint could not be written, read, or does not belong to this job.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::train::checkpoint::CheckpointError),
+    /// A share file is unreadable or malformed.
+    #[error("{path}: {what}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+    /// Configuration error.
+    #[error("{0}")]
+    Config(String),
+    /// A server or dealer process failed.
+    #[error("{0}")]
+    Process(String),
+}

@@ -1,11 +1,11 @@
 //! The network transport: a [`Channel`] over TCP with mutual TLS 1.3 (rustls, ring).
 //!
 //! # Connection set-up
-//! 1. TCP: the listening side ([`Acceptor`], [`accept`]) waits up to [`NetConfig::wait`]
+//! 1. TCP: the listening side ([`Acceptor`](super::accept::Acceptor), [`accept`](super::accept::accept)) waits up to [`NetConfig::wait`]
 //!    for the rightful peer; the connecting side ([`connect`]) retries refused
 //!    connections until [`NetConfig::timeout`], so the processes may start in any order.
 //!    Every connection the listener takes is authenticated on its own thread (at most
-//!    [`MAX_PENDING`] at once); one that fails any step below is refused, logged with its
+//!    [`MAX_PENDING`](super::accept::MAX_PENDING) at once); one that fails any step below is refused, logged with its
 //!    address and reason on standard error, and closed, and the listener goes on
 //!    waiting. A stranger (random bytes, a silent client, a certificate of another CA, a
 //!    process of another session) therefore cannot end the run nor delay the rightful
@@ -59,7 +59,6 @@
 //! - Traffic analysis: message lengths and timing are visible on the network; they depend
 //!   only on public shapes.
 
-pub use super::accept::{accept, Acceptor, Refusal, MAX_PENDING};
 use super::channel::Channel;
 use super::keys::{Identity, KeyError, Role};
 use rand::RngCore;

@@ -1,6 +1,6 @@
 //! One computing server as its own process ([`run_server`]), the data owner's side of a
-//! job ([`owner_dense_shares`]), and a local orchestration of dealer and both servers
-//! ([`run_local_mpc`]).
+//! job ([`owner_dense_shares`]); [`super::launch::run_local_mpc`] runs dealer and both
+//! servers on one machine.
 //!
 //! # The job
 //! [`Job::DenseRelu`]: `y = relu(x W + b)` for a `batch x inputs` matrix `x`, an
@@ -20,28 +20,24 @@
 //!   the report holds byte and round counts, which depend on shapes only.
 //! - Share files hold secret shares: each must reach only its server. They are written
 //!   with mode 0600 on Unix.
-//! - [`run_local_mpc`] plays the owner, the dealer and both servers on one machine: it is
+//! - [`super::launch::run_local_mpc`] plays the owner, the dealer and both servers on one machine: it is
 //!   for tests and measurements, not a deployment (one machine sees everything).
 
 use super::channel::Channel;
-use super::dealer_server::{
-    connect_dealer, serve_dealer_on, DealerConfig, DealerError, DealerReport,
-};
+use super::dealer_server::connect_dealer;
 use super::engine::Mpc;
 pub use super::job::{parse_shares, read_shares, write_shares};
-use super::keys::{keygen, Identity, KeyError, Role};
-use super::launch::{dealer_args, dense_server_args, spawn_prefixed, wait_all};
-use super::net::{self, NetConfig, NetError, SessionId};
-use super::{reconstruct, share, MpcError, PartyId};
+use super::keys::{Identity, Role};
+use super::net::{self, NetConfig};
+use super::{share, PartyId};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use ringnn_core::fixed::FracBits;
 use ringnn_core::layers::Dense;
-use ringnn_core::{Engine, Fixed, Plain, Z64};
-use std::fs;
+use ringnn_core::{Engine, Fixed, Z64};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// How this server reaches its peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,42 +144,7 @@ pub struct ServerReport {
     pub compute_us: u64,
 }
 
-/// Errors of a server run.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// Connection set-up failed.
-    #[error(transparent)]
-    Net(#[from] NetError),
-    /// The dealer connection failed.
-    #[error(transparent)]
-    Dealer(#[from] DealerError),
-    /// Keys could not be made or loaded.
-    #[error(transparent)]
-    Keys(#[from] KeyError),
-    /// The computation failed.
-    #[error(transparent)]
-    Mpc(#[from] MpcError),
-    /// Data, model or training configuration.
-    #[error(transparent)]
-    Train(#[from] crate::train::run::TrainError),
-    /// A checkpoint could not be written, read, or does not belong to this job.
-    #[error(transparent)]
-    Checkpoint(#[from] crate::train::checkpoint::CheckpointError),
-    /// A share file is unreadable or malformed.
-    #[error("{path}: {what}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        what: String,
-    },
-    /// Configuration error.
-    #[error("{0}")]
-    Config(String),
-    /// A server or dealer process failed.
-    #[error("{0}")]
-    Process(String),
-}
+pub use super::ServerError;
 
 /// The owner's plaintext inputs of `job`, synthetic from `data_seed`, encoded with
 /// `frac_bits`: `x` in [-2, 2), `W` and `b` in [-0.5, 0.5).
@@ -232,7 +193,7 @@ pub fn owner_dense_shares(dir: &Path, inputs: &[Vec<Z64>]) -> Result<[PathBuf; 2
 /// As [`run_server_on`], or the address cannot be bound.
 pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, ServerError> {
     let listener = match &cfg.link {
-        PeerLink::Listen(a) => Some(TcpListener::bind(a).map_err(|source| NetError::Io {
+        PeerLink::Listen(a) => Some(TcpListener::bind(a).map_err(|source| net::NetError::Io {
             peer: cfg.party.peer().to_string(),
             addr: a.clone(),
             during: "bind",
@@ -269,7 +230,7 @@ pub fn run_server_on(
     let (corr, _) = connect_dealer(&cfg.dealer, &me, &cfg.net)?;
     let peer = Role::Party(cfg.party.peer());
     let ch = match (&cfg.link, listener) {
-        (PeerLink::Listen(_), Some(l)) => net::accept(&l, &me, &[peer], &cfg.net)?,
+        (PeerLink::Listen(_), Some(l)) => super::accept::accept(&l, &me, &[peer], &cfg.net)?,
         (PeerLink::Connect(a), _) => net::connect(a, &me, peer, &cfg.net)?,
         (PeerLink::Listen(_), None) => {
             return Err(ServerError::Config("listen link without a listener".into()))
@@ -305,165 +266,5 @@ fn compute<C: Channel, R: super::dealer::Correlations>(
         offline_full_bytes: o.full_bytes,
         offline_requests: o.requests,
         compute_us: 0,
-    })
-}
-
-/// How [`run_local_mpc`] starts the dealer and the servers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Launch {
-    /// Three threads of this process (real TLS over loopback).
-    Threads,
-    /// Three child processes of this `ringnn` binary, with the arguments of
-    /// [`super::launch::dealer_args`] and [`super::launch::dense_server_args`].
-    Processes(PathBuf),
-}
-
-/// A local end-to-end run.
-#[derive(Clone, Debug)]
-pub struct LocalMpcJob {
-    /// The computation.
-    pub job: Job,
-    /// Fractional bits.
-    pub frac_bits: u32,
-    /// Seed of the synthetic data.
-    pub data_seed: u64,
-    /// Working directory for keys, share files and reports (created).
-    pub dir: PathBuf,
-    /// Threads or processes.
-    pub launch: Launch,
-}
-
-/// The outcome of [`run_local_mpc`].
-#[derive(Clone, Debug)]
-pub struct LocalMpcReport {
-    /// Both servers' reports.
-    pub servers: [ServerReport; 2],
-    /// The dealer's report (threads only; a dealer process reports nothing back).
-    pub dealer: Option<DealerReport>,
-    /// The reconstructed result.
-    pub result: Vec<Z64>,
-    /// The same job on `Plain`.
-    pub plain: Vec<Z64>,
-    /// Largest difference between `result` and `plain`, in ulp.
-    pub max_ulp: i64,
-}
-
-/// Plays the owner, the dealer and both servers on this machine: keys, synthetic data,
-/// shares, the run, reconstruction and comparison with `Plain`. See the [module
-/// documentation](self).
-///
-/// # Errors
-/// Any part failing (the first error is returned; with processes, a failed child's exit
-/// status).
-pub fn run_local_mpc(job: &LocalMpcJob) -> Result<LocalMpcReport, ServerError> {
-    fs::create_dir_all(&job.dir).map_err(|e| ServerError::File {
-        path: job.dir.clone(),
-        what: e.to_string(),
-    })?;
-    let keys = job.dir.join("keys");
-    keygen(&keys)?;
-    let inputs = synthetic_inputs(&job.job, job.data_seed, job.frac_bits);
-    let shares = owner_dense_shares(&job.dir, &inputs)?;
-    let net = NetConfig::new(SessionId::random());
-    let bind =
-        |a: &str| TcpListener::bind(a).map_err(|e| ServerError::Config(format!("bind {a}: {e}")));
-    let (dealer_l, p0_l) = (bind("127.0.0.1:0")?, bind("127.0.0.1:0")?);
-    let addr = |l: &TcpListener| {
-        l.local_addr()
-            .map(|a| a.to_string())
-            .map_err(|e| ServerError::Config(e.to_string()))
-    };
-    let (dealer_addr, p0_addr) = (addr(&dealer_l)?, addr(&p0_l)?);
-    let cfg = |party: PartyId| ServerConfig {
-        party,
-        link: match party {
-            PartyId::P0 => PeerLink::Listen(p0_addr.clone()),
-            PartyId::P1 => PeerLink::Connect(p0_addr.clone()),
-        },
-        dealer: dealer_addr.clone(),
-        keys: keys.clone(),
-        net: net.clone(),
-        frac_bits: job.frac_bits,
-        job: job.job,
-        shares: shares[party.index()].clone(),
-        out: job.dir.join(format!("out{}.bin", party.index())),
-    };
-    let (c0, c1) = (cfg(PartyId::P0), cfg(PartyId::P1));
-    let (servers, dealer) = match &job.launch {
-        Launch::Threads => {
-            let dcfg = DealerConfig {
-                listen: dealer_addr.clone(),
-                keys: keys.clone(),
-                net: net.clone(),
-                master_seed: None,
-            };
-            std::thread::scope(|s| {
-                let d = s.spawn(|| serve_dealer_on(dealer_l, &dcfg));
-                let h0 = s.spawn(|| run_server_on(&c0, Some(p0_l)));
-                let h1 = s.spawn(|| run_server_on(&c1, None));
-                let r0 = h0.join().expect("party 0 panicked");
-                let r1 = h1.join().expect("party 1 panicked");
-                let d = d.join().expect("dealer panicked");
-                Ok::<_, ServerError>(([r0?, r1?], Some(d?)))
-            })?
-        }
-        Launch::Processes(exe) => {
-            // Release the ports for the children (another process could take one in
-            // between: a rare failure, reported as a failed child).
-            drop((dealer_l, p0_l));
-            let reports = [job.dir.join("report0.json"), job.dir.join("report1.json")];
-            let spawn = |args: Vec<String>, name: &str| spawn_prefixed(exe, args, name);
-            let mut children = vec![
-                (
-                    "the dealer".to_string(),
-                    spawn(dealer_args(&dealer_addr, &keys, &net, None), "dealer")?,
-                ),
-                (
-                    "party 0".to_string(),
-                    spawn(dense_server_args(&c0, &reports[0]), "party 0")?,
-                ),
-                (
-                    "party 1".to_string(),
-                    spawn(dense_server_args(&c1, &reports[1]), "party 1")?,
-                ),
-            ];
-            let failed = wait_all(&mut children, net.timeout + Duration::from_secs(10));
-            if !failed.is_empty() {
-                return Err(ServerError::Process(failed.join("; ")));
-            }
-            let read = |p: &PathBuf| -> Result<ServerReport, ServerError> {
-                let s = fs::read_to_string(p).map_err(|e| ServerError::File {
-                    path: p.clone(),
-                    what: e.to_string(),
-                })?;
-                serde_json::from_str(&s).map_err(|e| ServerError::File {
-                    path: p.clone(),
-                    what: e.to_string(),
-                })
-            };
-            ([read(&reports[0])?, read(&reports[1])?], None)
-        }
-    };
-    let y0 = read_shares(&c0.out)?;
-    let y1 = read_shares(&c1.out)?;
-    let result = reconstruct(&y0[0], &y1[0]);
-    let mut p = Plain::with_frac_bits(job.frac_bits)
-        .map_err(|e| ServerError::Config(format!("fractional bits: {e}")))?;
-    let plain = match job.job.compute(&mut p, &inputs) {
-        Ok(v) => v,
-        Err(e) => match e {},
-    };
-    let max_ulp = result
-        .iter()
-        .zip(&plain)
-        .map(|(&a, &b)| (a - b).to_signed().abs())
-        .max()
-        .unwrap_or(0);
-    Ok(LocalMpcReport {
-        servers,
-        dealer,
-        result,
-        plain,
-        max_ulp,
     })
 }

@@ -311,7 +311,7 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
     }
     let peer = Role::Party(cfg.party.peer());
     let ch = match (&cfg.link, listener) {
-        (PeerLink::Listen(_), Some(l)) => net::accept(&l, &me, &[peer], &cfg.net)?,
+        (PeerLink::Listen(_), Some(l)) => super::accept::accept(&l, &me, &[peer], &cfg.net)?,
         (PeerLink::Connect(a), _) => net::connect(a, &me, peer, &cfg.net)?,
         (PeerLink::Listen(_), None) => {
             return Err(ServerError::Config("listen link without a listener".into()))

@@ -16,7 +16,8 @@
 
 use super::checkpoint::{self, Header};
 use super::engine::HostEngine;
-use super::run::{Batch, TrainError, Trainer};
+use super::error::TrainError;
+use super::trainer::Trainer;
 use crate::data::{self, Dataset};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -33,6 +34,9 @@ pub(crate) fn epoch_order(seed: u64, epoch: usize, n: usize) -> (ChaCha8Rng, Vec
     order.shuffle(&mut rng);
     (rng, order)
 }
+
+/// A batch inside the engine: images and one-hot labels.
+pub(crate) type Batch<T> = (Vec<T>, Vec<T>);
 
 /// Where the batches come from.
 pub(crate) trait Source<E: Engine> {

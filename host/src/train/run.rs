@@ -7,118 +7,22 @@
 //! probabilities on plaintext engines only. Every epoch ends with a test pass in
 //! evaluation mode and, when asked, a checkpoint.
 
-use super::checkpoint::{self, CheckpointError, Header, State};
-use super::config::{ConfigError, DataKind, EngineKind, Model, TrainConfig};
+use super::checkpoint::{self, Header, State};
+use super::config::{DataKind, EngineKind, TrainConfig};
 use super::engine::{BoundaryError, HostEngine};
 use super::epochs::{run_epochs, DatasetSource, Observer, Plan, Source};
-use super::model::{self, Net, Trace};
-use crate::data::{self, DataError, Dataset, Split};
+use super::model::{self, Net};
+use crate::data::{self, Dataset, Split};
 use crate::gemm;
 use indicatif::{ProgressBar, ProgressStyle};
-use ringnn_core::approx::ExpApprox;
 use ringnn_core::layers::Image;
-use ringnn_core::optim::{Schedule, Sgd};
-use ringnn_core::softmax::{self, GradMode, Softmax};
 use ringnn_core::{Engine, Float, Plain};
-use serde::Serialize;
-use std::path::PathBuf;
 use std::time::Instant;
 
-/// One epoch's figures.
-#[derive(Clone, Debug, Serialize)]
-pub struct EpochStats {
-    /// Epoch number (1-based).
-    pub epoch: usize,
-    /// Mean training loss (plaintext engines).
-    pub train_loss: f64,
-    /// Training accuracy (plaintext engines).
-    pub train_accuracy: f64,
-    /// Test accuracy after the epoch.
-    pub test_accuracy: f64,
-    /// Seconds spent training in this epoch.
-    pub seconds: f64,
-}
-
-/// The result of a run (the JSON line of `ringnn train --json`).
-#[derive(Clone, Debug, Serialize)]
-pub struct TrainResult {
-    /// Model.
-    pub model: String,
-    /// Dataset.
-    pub data: String,
-    /// Engine.
-    pub engine: String,
-    /// Fractional bits (`null` for float).
-    pub frac_bits: Option<u32>,
-    /// e^x approximation.
-    pub exp: String,
-    /// tanh approximation (recurrent models only: the image models compute no tanh).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tanh: Option<String>,
-    /// Gradient mode.
-    pub grad: String,
-    /// Whether softmax subtracted each row's maximum before e^x: `--subtract-max`, and
-    /// always with `--exp exact` ([`training_softmax`]).
-    pub subtract_max: bool,
-    /// Epochs trained (in total, including resumed ones).
-    pub epochs: usize,
-    /// Training samples per epoch.
-    pub train_samples: usize,
-    /// Test samples.
-    pub test_samples: usize,
-    /// Final test accuracy (seq2seq: token accuracy under teacher forcing).
-    pub test_accuracy: f64,
-    /// Final test perplexity (seq2seq only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub perplexity: Option<f64>,
-    /// Final mean training loss.
-    pub train_loss: f64,
-    /// Seconds of training (this invocation, evaluation excluded).
-    pub train_seconds: f64,
-    /// Training samples per second (this invocation).
-    pub samples_per_sec: f64,
-    /// Products that wrapped in Z_2^64 (Plain), over the whole run.
-    pub overflow_count: u64,
-    /// Trained parameters.
-    pub parameters: usize,
-    /// Per-epoch figures.
-    pub history: Vec<EpochStats>,
-    /// The checkpoint written last, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub checkpoint: Option<PathBuf>,
-    /// Two-party runs: what the servers sent and how long each phase took.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub mpc: Option<crate::mpc::launch::MpcCost>,
-}
-
-impl From<std::convert::Infallible> for TrainError {
-    fn from(e: std::convert::Infallible) -> Self {
-        match e {}
-    }
-}
-
-/// Training errors.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// Data could not be loaded.
-    #[error(transparent)]
-    Data(#[from] DataError),
-    /// A value could not enter the engine.
-    #[error(transparent)]
-    Boundary(#[from] BoundaryError),
-    /// A checkpoint problem.
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    /// A bad configuration.
-    #[error("{0}")]
-    Config(String),
-    /// A two-party run failed (a process, a file, the network).
-    #[error(transparent)]
-    Mpc(Box<crate::mpc::server::ServerError>),
-    /// A configuration that does not validate.
-    #[error(transparent)]
-    Invalid(#[from] ConfigError),
-}
+pub(crate) use super::epochs::Batch;
+pub use super::error::TrainError;
+pub use super::result::{EpochStats, TrainResult};
+pub(crate) use super::trainer::{batch_parts, training_softmax, Trainer};
 
 pub(crate) fn load_data(cfg: &TrainConfig) -> Result<Split, TrainError> {
     let dir = data::data_dir(cfg.data_dir.as_deref());
@@ -168,16 +72,9 @@ fn truncate(d: &mut Dataset, n: usize) {
     }
 }
 
-/// Trains as configured and returns the result. Progress goes to stderr.
-///
-/// # Errors
-/// Bad data, an unencodable value, a checkpoint problem or a bad configuration.
-pub fn train(cfg: &TrainConfig) -> Result<TrainResult, TrainError> {
-    cfg.validate()?;
-    if cfg.model == Model::Seq2seq {
-        let r = super::seq2seq::train_seq2seq(cfg, cfg.sigmoid, Default::default())?;
-        return Ok(TrainResult::from(r));
-    }
+/// Trains an image model on a plaintext engine (`Plain` or `Float`) as `cfg` says;
+/// [`crate::train::train`] dispatches here.
+pub(crate) fn train_plaintext(cfg: &TrainConfig) -> Result<TrainResult, TrainError> {
     let split = load_data(cfg)?;
     let s = split.train.shape;
     let input = Image {
@@ -188,21 +85,12 @@ pub fn train(cfg: &TrainConfig) -> Result<TrainResult, TrainError> {
     };
     let net =
         model::build(cfg.model.name(), input, split.train.classes).map_err(TrainError::Config)?;
-    match cfg.engine {
-        EngineKind::Mpc => {
-            let exe = crate::mpc::launch::ringnn_exe().map_err(|e| {
-                TrainError::Config(format!("the ringnn binary for the servers: {e}"))
-            })?;
-            crate::mpc::launch::train_mpc(cfg, &exe).map_err(|e| TrainError::Mpc(Box::new(e)))
-        }
-        EngineKind::Plain => {
-            let e = Plain::new(cfg.frac_bits).with_matmul(gemm::matmul_z64);
-            run_engine(e, cfg, &net, &split)
-        }
-        EngineKind::Float => {
-            let e = Float::<f32>::new().with_matmul(gemm::matmul_f32);
-            run_engine(e, cfg, &net, &split)
-        }
+    if cfg.engine == EngineKind::Float {
+        let e = Float::<f32>::new().with_matmul(gemm::matmul_f32);
+        run_engine(e, cfg, &net, &split)
+    } else {
+        let e = Plain::new(cfg.frac_bits).with_matmul(gemm::matmul_z64);
+        run_engine(e, cfg, &net, &split)
     }
 }
 
@@ -297,9 +185,6 @@ pub(crate) fn epoch_bar(cfg: &TrainConfig, epoch: usize, n: usize) -> ProgressBa
     b
 }
 
-/// A batch inside the engine: images and one-hot labels.
-pub(crate) type Batch<T> = (Vec<T>, Vec<T>);
-
 pub(crate) fn argmax(row: &[f64]) -> usize {
     row.iter()
         .enumerate()
@@ -315,332 +200,6 @@ pub(crate) fn argmax(row: &[f64]) -> usize {
 
 pub(crate) fn engine_err<E: std::fmt::Debug>(e: E) -> TrainError {
     TrainError::Boundary(BoundaryError::Engine(format!("{e:?}")))
-}
-
-/// The model state and the working buffers of training, for any engine: one SGD step on a
-/// batch already inside the engine, and evaluation-mode logits. The plaintext loop
-/// ([`train`]) and the two-party servers ([`crate::mpc::training`]) both drive it, so the
-/// two run the same arithmetic.
-pub(crate) struct Trainer<'n, E: Engine> {
-    net: &'n Net,
-    sm: Softmax,
-    grad: GradMode,
-    sgd: Sgd,
-    sched: Schedule,
-    base_lr: f64,
-    /// Trained parameters.
-    pub params: Vec<E::Elem>,
-    /// Momentum velocities.
-    pub velocity: Vec<E::Elem>,
-    /// Batch-norm running statistics.
-    pub buffers: Vec<E::Elem>,
-    /// Optimiser steps done.
-    pub step: u64,
-    grads: Vec<E::Elem>,
-    traces: Vec<Trace<E::Elem>>,
-    scratch: Vec<E::Elem>,
-    parts: Vec<Part<E::Elem>>,
-}
-
-/// The softmax a run trains with: `--exp` and `--subtract-max`, with the row maximum always
-/// subtracted for `exact`. Exact e^x is the reference, and its softmax (and its gradient,
-/// `p - y`) does not change when a constant is subtracted from a row; without the shift
-/// Z_2^64 cannot hold it: at f = 13 e^x saturates above x = 34.7, row sums of saturated
-/// entries wrap, and `2^g / S` is 0 above x = 18, while MLP logits on MNIST reach 25 to 48
-/// at the default rate (docs/results.md, "Collapses, diagnosed"). The approximations keep
-/// the paper's setting (no shift unless asked).
-pub(crate) fn training_softmax(cfg: &TrainConfig) -> Softmax {
-    Softmax {
-        exp: cfg.exp,
-        subtract_max: cfg.subtract_max || cfg.exp == ExpApprox::Exact,
-    }
-}
-
-/// The working buffers of one part of a split batch ([`Trainer::step_split`]).
-struct Part<T> {
-    traces: Vec<Trace<T>>,
-    scratch: Vec<T>,
-    grads: Vec<T>,
-}
-
-impl<'n, E: Engine> Trainer<'n, E> {
-    /// A trainer for `net` as `cfg` sets it, starting from `params` and `buffers`, for
-    /// `steps` optimiser steps in all (the schedule's length).
-    pub fn new(
-        cfg: &TrainConfig,
-        net: &'n Net,
-        steps: u64,
-        params: Vec<E::Elem>,
-        buffers: Vec<E::Elem>,
-    ) -> Result<Self, TrainError> {
-        if params.len() != net.n_params || buffers.len() != net.n_buffers {
-            return Err(TrainError::Config(format!(
-                "{} needs {} parameters and {} buffer elements, got {} and {}",
-                net.name,
-                net.n_params,
-                net.n_buffers,
-                params.len(),
-                buffers.len()
-            )));
-        }
-        Ok(Trainer {
-            net,
-            sm: training_softmax(cfg),
-            grad: cfg.grad,
-            sgd: Sgd {
-                momentum: cfg.momentum,
-                weight_decay: cfg.weight_decay,
-            },
-            sched: cfg.lr_schedule(steps),
-            base_lr: cfg.lr,
-            velocity: vec![E::Elem::default(); net.n_params],
-            grads: vec![E::Elem::default(); net.n_params],
-            params,
-            buffers,
-            step: 0,
-            traces: Vec::new(),
-            scratch: Vec::new(),
-            parts: Vec::new(),
-        })
-    }
-
-    /// Continues from a checkpoint's state at `step`.
-    pub fn restore(&mut self, st: &State, step: u64, from_bits: impl Fn(u64) -> E::Elem) {
-        self.params = st.params.iter().map(|&b| from_bits(b)).collect();
-        self.velocity = st.velocity.iter().map(|&b| from_bits(b)).collect();
-        self.buffers = st.buffers.iter().map(|&b| from_bits(b)).collect();
-        self.step = step;
-    }
-
-    /// The state as raw bits, for a checkpoint.
-    pub fn state(&self, to_bits: impl Fn(E::Elem) -> u64) -> State {
-        let bits = |v: &[E::Elem]| v.iter().map(|&x| to_bits(x)).collect();
-        State {
-            params: bits(&self.params),
-            velocity: bits(&self.velocity),
-            buffers: bits(&self.buffers),
-        }
-    }
-
-    fn grow_scratch(&mut self, n: usize) -> &mut [E::Elem] {
-        if self.scratch.len() < n {
-            self.scratch.resize(n, E::Elem::default());
-        }
-        &mut self.scratch[..n]
-    }
-
-    /// One training step on images `x` and one-hot labels `y` of `b` samples: forward in
-    /// training mode, softmax cross-entropy and its gradient, backward, SGD. Returns the
-    /// softmax probabilities (inside the engine: shares on a two-party engine).
-    ///
-    /// # Errors
-    /// What the engine reports.
-    pub fn step(
-        &mut self,
-        e: &mut E,
-        x: Vec<E::Elem>,
-        y: &[E::Elem],
-        b: usize,
-    ) -> Result<Vec<E::Elem>, E::Error> {
-        let net = self.net;
-        let classes = net.classes;
-        let logits = model::forward(
-            e,
-            &net.nodes,
-            x,
-            b,
-            &self.params,
-            &mut self.buffers,
-            Some(&mut self.traces),
-            &mut self.scratch,
-        )?;
-        let mut p = vec![E::Elem::default(); b * classes];
-        let mut g = vec![E::Elem::default(); b * classes];
-        let (sm, grad) = (self.sm, self.grad);
-        let scratch = self.grow_scratch(softmax::backward_scratch(sm, b, classes));
-        softmax::softmax_xent_backward(
-            e, sm, grad, &logits, y, b, classes, &mut p, &mut g, scratch,
-        )?;
-        model::backward(
-            e,
-            &net.nodes,
-            &self.traces,
-            g,
-            b,
-            &self.params,
-            &mut self.grads,
-            false,
-            &mut self.scratch,
-        )?;
-        self.update(e, b)?;
-        Ok(p)
-    }
-
-    /// The SGD update from the batch-summed gradients in `self.grads`.
-    fn update(&mut self, e: &mut E, b: usize) -> Result<(), E::Error> {
-        let lr = self.sched.rate(self.base_lr, self.step);
-        let n = self.net.n_params;
-        if self.scratch.len() < n {
-            self.scratch.resize(n, E::Elem::default());
-        }
-        self.sgd.step(
-            e,
-            &mut self.params,
-            &self.grads,
-            &mut self.velocity,
-            lr,
-            b,
-            &mut self.scratch[..n],
-        )?;
-        self.step += 1;
-        Ok(())
-    }
-
-    /// Logits of `b` samples `x` in evaluation mode (running statistics, not updated).
-    ///
-    /// # Errors
-    /// What the engine reports.
-    pub fn logits(
-        &mut self,
-        e: &mut E,
-        x: Vec<E::Elem>,
-        b: usize,
-    ) -> Result<Vec<E::Elem>, E::Error> {
-        let mut bufs = self.buffers.clone();
-        model::forward(
-            e,
-            &self.net.nodes,
-            x,
-            b,
-            &self.params,
-            &mut bufs,
-            None,
-            &mut self.scratch,
-        )
-    }
-}
-
-impl<E: HostEngine + Send> Trainer<'_, E>
-where
-    E::Elem: Send + Sync,
-    E::Error: Send,
-{
-    /// [`Trainer::step`] with the batch split into up to `parts` contiguous parts that run
-    /// on the rayon pool, each on a fork of `e`: forward, softmax cross-entropy and
-    /// backward per part, weight gradients left unscaled and summed in the ring, then one
-    /// rescale and the update. On `Plain` every bit equals [`Trainer::step`]'s for any
-    /// number of parts (the ring sum is exact and only the rescale rounds); on `Float` the
-    /// summation order, and so the last bits, follow the number of parts. A network with
-    /// batch statistics is not split.
-    ///
-    /// # Errors
-    /// What the engine reports.
-    pub fn step_split(
-        &mut self,
-        e: &mut E,
-        x: Vec<E::Elem>,
-        y: &[E::Elem],
-        b: usize,
-        parts: usize,
-    ) -> Result<Vec<E::Elem>, E::Error> {
-        use rayon::prelude::*;
-        let parts = parts.min(b);
-        if parts <= 1 || !self.net.splits_exactly() {
-            return self.step(e, x, y, b);
-        }
-        let net = self.net;
-        let (classes, n_params) = (net.classes, net.n_params);
-        let per = x.len() / b;
-        while self.parts.len() < parts {
-            self.parts.push(Part {
-                traces: Vec::new(),
-                scratch: Vec::new(),
-                grads: vec![E::Elem::default(); n_params],
-            });
-        }
-        let forks: Vec<E> = (0..parts).map(|_| e.fork()).collect();
-        let (params, sm, grad, x) = (&self.params, self.sm, self.grad, &x);
-        type PartOut<E> = Result<(Vec<<E as Engine>::Elem>, E), <E as Engine>::Error>;
-        let outs: Vec<PartOut<E>> = self.parts[..parts]
-            .par_iter_mut()
-            .zip(forks)
-            .enumerate()
-            .map(|(i, (part, mut pe))| {
-                gemm::serial(|| {
-                    let (lo, hi) = (b * i / parts, b * (i + 1) / parts);
-                    let nb = hi - lo;
-                    let logits = model::forward(
-                        &mut pe,
-                        &net.nodes,
-                        x[lo * per..hi * per].to_vec(),
-                        nb,
-                        params,
-                        &mut [],
-                        Some(&mut part.traces),
-                        &mut part.scratch,
-                    )?;
-                    let mut p = vec![E::Elem::default(); nb * classes];
-                    let mut g = vec![E::Elem::default(); nb * classes];
-                    let need = softmax::backward_scratch(sm, nb, classes);
-                    if part.scratch.len() < need {
-                        part.scratch.resize(need, E::Elem::default());
-                    }
-                    softmax::softmax_xent_backward(
-                        &mut pe,
-                        sm,
-                        grad,
-                        &logits,
-                        &y[lo * classes..hi * classes],
-                        nb,
-                        classes,
-                        &mut p,
-                        &mut g,
-                        &mut part.scratch[..need],
-                    )?;
-                    model::backward_unscaled(
-                        &mut pe,
-                        &net.nodes,
-                        &part.traces,
-                        g,
-                        nb,
-                        params,
-                        &mut part.grads,
-                        &mut part.scratch,
-                    )?;
-                    Ok((p, pe))
-                })
-            })
-            .collect();
-        let mut probs = Vec::with_capacity(b * classes);
-        for out in outs {
-            let (p, pe) = out?;
-            e.join(&pe);
-            probs.extend(p);
-        }
-        let (first, rest) = self.parts[..parts].split_first().expect("parts >= 2");
-        self.grads.copy_from_slice(&first.grads);
-        for part in rest {
-            e.add_assign(&mut self.grads, &part.grads)?;
-        }
-        model::rescale_weight_grads(e, &net.nodes, &mut self.grads)?;
-        self.update(e, b)?;
-        Ok(probs)
-    }
-}
-
-/// The working set one part of a split batch aims at: activations and unfoldings of up
-/// to 4 MiB stay in this machine's caches (LeNet's layers on one thread: batches of 16
-/// ran 1.5x as fast per sample as batches of 64, `examples/lenet_layers.rs`).
-const PART_BYTES: usize = 4 << 20;
-
-/// Into how many parts [`Trainer::step_split`] cuts a batch of `b`: one per rayon thread at
-/// least, more when a part's working set ([`Net::elems_per_sample`]) would exceed
-/// [`PART_BYTES`]. On `Plain` the result is the same bits for any number.
-pub(crate) fn batch_parts<E: Engine>(net: &Net, b: usize) -> usize {
-    let per_sample = net.elems_per_sample() * std::mem::size_of::<E::Elem>();
-    rayon::current_num_threads()
-        .max((b * per_sample).div_ceil(PART_BYTES))
-        .clamp(1, b.max(1))
 }
 
 /// Test accuracy in evaluation mode (plaintext engines: the logits are revealed). A network
@@ -904,46 +463,6 @@ where
     })
 }
 
-impl From<super::seq2seq::Seq2SeqResult> for TrainResult {
-    /// The common result of a seq2seq run (accuracy is token accuracy under teacher
-    /// forcing; translations stay in the seq2seq result).
-    fn from(r: super::seq2seq::Seq2SeqResult) -> Self {
-        TrainResult {
-            model: r.model,
-            data: r.data,
-            engine: r.engine,
-            frac_bits: r.frac_bits,
-            exp: r.exp,
-            tanh: Some(r.tanh),
-            grad: r.grad,
-            subtract_max: r.subtract_max,
-            epochs: r.epochs,
-            train_samples: r.train_samples,
-            test_samples: r.test_samples,
-            test_accuracy: r.test_token_accuracy,
-            perplexity: Some(r.perplexity),
-            train_loss: r.train_loss,
-            train_seconds: r.train_seconds,
-            samples_per_sec: r.samples_per_sec,
-            overflow_count: r.overflow_count,
-            parameters: r.parameters,
-            history: r
-                .history
-                .iter()
-                .map(|h| EpochStats {
-                    epoch: h.epoch,
-                    train_loss: h.train_loss,
-                    train_accuracy: f64::NAN,
-                    test_accuracy: h.test_token_accuracy,
-                    seconds: h.seconds,
-                })
-                .collect(),
-            checkpoint: r.checkpoint,
-            mpc: None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -951,8 +470,10 @@ mod tests {
     use rand::Rng;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+    use ringnn_core::approx::ExpApprox;
     use ringnn_core::approx::{SigmoidApprox, TanhApprox};
     use ringnn_core::layers::Image;
+    use ringnn_core::softmax::GradMode;
     use ringnn_core::{FracBits, Z64};
 
     pub(super) fn config() -> TrainConfig {
@@ -1141,6 +662,7 @@ mod tests {
 mod eval_tests {
     use super::*;
     use crate::train::model::build;
+    use ringnn_core::approx::ExpApprox;
     use ringnn_core::layers::Image;
 
     /// Evaluation in parts on the pool counts exactly what whole batches count, for a
@@ -1206,7 +728,7 @@ mod eval_tests {
                 ..super::tests::config()
             };
             assert_eq!(training_softmax(&cfg).subtract_max, shifted);
-            let r = train(&cfg).unwrap();
+            let r = crate::train::train(&cfg).unwrap();
             assert_eq!(r.subtract_max, shifted, "{exp:?}, --subtract-max {flag}");
             let v = serde_json::to_value(&r).unwrap();
             assert_eq!(v["subtract_max"], shifted, "{exp:?}, --subtract-max {flag}");

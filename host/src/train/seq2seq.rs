@@ -1219,6 +1219,46 @@ fn run_engine<E: HostEngine>(
     })
 }
 
+impl From<Seq2SeqResult> for super::result::TrainResult {
+    /// The common result of a seq2seq run (accuracy is token accuracy under teacher
+    /// forcing; translations stay in the seq2seq result).
+    fn from(r: super::seq2seq::Seq2SeqResult) -> Self {
+        super::result::TrainResult {
+            model: r.model,
+            data: r.data,
+            engine: r.engine,
+            frac_bits: r.frac_bits,
+            exp: r.exp,
+            tanh: Some(r.tanh),
+            grad: r.grad,
+            subtract_max: r.subtract_max,
+            epochs: r.epochs,
+            train_samples: r.train_samples,
+            test_samples: r.test_samples,
+            test_accuracy: r.test_token_accuracy,
+            perplexity: Some(r.perplexity),
+            train_loss: r.train_loss,
+            train_seconds: r.train_seconds,
+            samples_per_sec: r.samples_per_sec,
+            overflow_count: r.overflow_count,
+            parameters: r.parameters,
+            history: r
+                .history
+                .iter()
+                .map(|h| super::result::EpochStats {
+                    epoch: h.epoch,
+                    train_loss: h.train_loss,
+                    train_accuracy: f64::NAN,
+                    test_accuracy: h.test_token_accuracy,
+                    seconds: h.seconds,
+                })
+                .collect(),
+            checkpoint: r.checkpoint,
+            mpc: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,99 @@
+//! What a training run reports: the result of every engine, with the two servers' cost
+//! for a two-party run.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// One epoch's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochStats {
+    /// Epoch number (1-based).
+    pub epoch: usize,
+    /// Mean training loss (plaintext engines).
+    pub train_loss: f64,
+    /// Training accuracy (plaintext engines).
+    pub train_accuracy: f64,
+    /// Test accuracy after the epoch.
+    pub test_accuracy: f64,
+    /// Seconds spent training in this epoch.
+    pub seconds: f64,
+}
+
+/// The result of a run (the JSON line of `ringnn train --json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainResult {
+    /// Model.
+    pub model: String,
+    /// Dataset.
+    pub data: String,
+    /// Engine.
+    pub engine: String,
+    /// Fractional bits (`null` for float).
+    pub frac_bits: Option<u32>,
+    /// e^x approximation.
+    pub exp: String,
+    /// tanh approximation (recurrent models only: the image models compute no tanh).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tanh: Option<String>,
+    /// Gradient mode.
+    pub grad: String,
+    /// Whether softmax subtracted each row's maximum before e^x: `--subtract-max`, and
+    /// always with `--exp exact` ([`training_softmax`]).
+    pub subtract_max: bool,
+    /// Epochs trained (in total, including resumed ones).
+    pub epochs: usize,
+    /// Training samples per epoch.
+    pub train_samples: usize,
+    /// Test samples.
+    pub test_samples: usize,
+    /// Final test accuracy (seq2seq: token accuracy under teacher forcing).
+    pub test_accuracy: f64,
+    /// Final test perplexity (seq2seq only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perplexity: Option<f64>,
+    /// Final mean training loss.
+    pub train_loss: f64,
+    /// Seconds of training (this invocation, evaluation excluded).
+    pub train_seconds: f64,
+    /// Training samples per second (this invocation).
+    pub samples_per_sec: f64,
+    /// Products that wrapped in Z_2^64 (Plain), over the whole run.
+    pub overflow_count: u64,
+    /// Trained parameters.
+    pub parameters: usize,
+    /// Per-epoch figures.
+    pub history: Vec<EpochStats>,
+    /// The checkpoint written last, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<PathBuf>,
+    /// Two-party runs: what the servers sent and how long each phase took.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub mpc: Option<MpcCost>,
+}
+
+/// What a two-party training run cost, beside its [`TrainResult`] (whose loss and
+/// training accuracy stay unrevealed: `null`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MpcCost {
+    /// Online bytes each server sent to the other (training and predictions).
+    pub bytes_sent: [u64; 2],
+    /// Rounds (the same for both servers).
+    pub rounds: u64,
+    /// Bytes each server received from the dealer.
+    pub offline_bytes: [u64; 2],
+    /// Training steps run.
+    pub steps: u64,
+    /// Online bytes per training step, per server.
+    pub bytes_per_step: [f64; 2],
+    /// Rounds per training step.
+    pub rounds_per_step: f64,
+    /// Samples per second of the online phase alone (steps whose dealer material was
+    /// produced beforehand; the slower server).
+    pub online_samples_per_sec: f64,
+    /// Seconds of the offline phase of those steps (the slower server).
+    pub offline_seconds: f64,
+    /// The working folder (keys, shares, checkpoints, outputs) when it is kept
+    /// (`--checkpoint DIR`); absent when it was a temporary folder, removed at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_dir: Option<PathBuf>,
+}
