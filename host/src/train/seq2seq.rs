@@ -1019,7 +1019,7 @@ fn translations<E: HostEngine>(
 
 fn header(cfg: &TrainConfig, model: &Seq2Seq, kind: &str, data: &str, n_train: usize) -> Header {
     Header {
-        model: "seq2seq".parse().unwrap(),
+        model: "seq2seq".into(),
         data: data.into(),
         engine: kind.into(),
         frac_bits: if cfg.engine == EngineKind::Plain {
@@ -1190,7 +1190,7 @@ fn run_engine<E: HostEngine>(
     }
     let translations = translations(&mut e, model, corpus, &params, max_steps, &mut scratch)?;
     Ok(Seq2SeqResult {
-        model: "seq2seq".parse().unwrap(),
+        model: "seq2seq".into(),
         data: data.into(),
         engine: e.kind().into(),
         frac_bits: (cfg.engine == EngineKind::Plain).then(|| cfg.frac_bits.get()),
