@@ -42,21 +42,21 @@
 
 mod model;
 
-use super::checkpoint::{self, Header, State};
+use super::checkpoint::{Header, State};
 use super::config::{EngineKind, TrainConfig};
 use super::engine::HostEngine;
-use super::run::{
-    argmax, elems, engine_err, epoch_bar, epoch_order, resume_from, training_softmax, TrainError,
-};
+use super::epochs::{self, run_epochs, Observer, Plan, Source};
+use super::run::{argmax, elems, engine_err, epoch_bar, resume_from, training_softmax, TrainError};
 use crate::data::text::{self, Corpus, Pair};
 use crate::{data, gemm};
+use indicatif::ProgressBar;
 use model::{grow, ones_at};
 pub use model::{Seq2Seq, Seq2SeqDims, SeqBatch};
 use ringnn_core::approx::SigmoidApprox;
 use ringnn_core::layers::{sequence_loss, SeqXent};
-use ringnn_core::optim::Sgd;
+use ringnn_core::optim::{Schedule, Sgd};
 use ringnn_core::softmax::Softmax;
-use ringnn_core::{Float, Plain};
+use ringnn_core::{Engine, Float, Plain};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -447,33 +447,237 @@ fn header(cfg: &TrainConfig, model: &Seq2Seq, kind: &str, data: &str, n_train: u
     }
 }
 
+/// The encoder-decoder in training: its parameters, momentum and working buffers, one
+/// gradient and one SGD step per batch of sentence pairs.
+struct Learner<'m, E: Engine> {
+    model: &'m Seq2Seq,
+    loss: SeqXent,
+    sgd: Sgd,
+    sched: Schedule,
+    base_lr: f64,
+    params: Vec<E::Elem>,
+    velocity: Vec<E::Elem>,
+    grads: Vec<E::Elem>,
+    scratch: Vec<E::Elem>,
+    step: u64,
+}
+
+impl<E: Engine> epochs::Learner<E> for Learner<'_, E> {
+    type Batch = SeqBatch;
+
+    /// Returns the probability of each target token (time-major, padding included).
+    fn train_step(&mut self, e: &mut E, b: &mut SeqBatch) -> Result<Vec<E::Elem>, E::Error> {
+        let pt = self.model.gradient(
+            e,
+            self.loss,
+            &self.params,
+            b,
+            &mut self.grads,
+            &mut self.scratch,
+        )?;
+        let lr = self.sched.rate(self.base_lr, self.step);
+        let n = self.params.len();
+        self.sgd.step(
+            e,
+            &mut self.params,
+            &self.grads,
+            &mut self.velocity,
+            lr,
+            b.batch,
+            grow(&mut self.scratch, n),
+        )?;
+        self.step += 1;
+        Ok(pt)
+    }
+
+    fn steps_done(&self) -> u64 {
+        self.step
+    }
+
+    fn state_bits(&self, to_bits: &dyn Fn(E::Elem) -> u64) -> State {
+        State {
+            params: self.params.iter().map(|&v| to_bits(v)).collect(),
+            velocity: self.velocity.iter().map(|&v| to_bits(v)).collect(),
+            buffers: Vec::new(),
+        }
+    }
+}
+
+/// Sentence pairs, batched as public token ids (the model one-hot encodes them inside
+/// the engine).
+struct Pairs<'c>(&'c [Pair]);
+
+impl<E: Engine> Source<E, SeqBatch> for Pairs<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn batch(
+        &self,
+        _: &mut E,
+        idx: &[usize],
+        _: Option<&mut rand_chacha::ChaCha8Rng>,
+    ) -> Result<SeqBatch, TrainError> {
+        let pairs: Vec<&Pair> = idx.iter().map(|&i| &self.0[i]).collect();
+        Ok(SeqBatch::new(&pairs))
+    }
+}
+
+/// What a plaintext seq2seq run sees: the revealed probability of each target token for
+/// the training loss, a progress bar, and each epoch the test perplexity, token accuracy
+/// and (with progress) a few translations.
+struct Reveal<'a> {
+    cfg: &'a TrainConfig,
+    corpus: &'a Corpus,
+    sm: Softmax,
+    max_steps: usize,
+    bar: ProgressBar,
+    loss_sum: f64,
+    tokens: usize,
+    seen: usize,
+    start: Instant,
+    history: Vec<Seq2SeqEpoch>,
+    train_seconds: f64,
+    trained: usize,
+    test: (f64, f64),
+}
+
+impl<'m, E: HostEngine> Observer<E, Learner<'m, E>> for Reveal<'_>
+where
+    TrainError: From<E::Error>,
+{
+    type Error = TrainError;
+
+    fn start_epoch(&mut self, epoch: usize, samples: usize) {
+        self.bar = epoch_bar(self.cfg, epoch, samples);
+        (self.loss_sum, self.tokens, self.seen) = (0.0, 0, 0);
+        self.start = Instant::now();
+    }
+
+    fn after_step(
+        &mut self,
+        e: &mut E,
+        _: &[usize],
+        b: &SeqBatch,
+        pt: Vec<E::Elem>,
+    ) -> Result<(), TrainError> {
+        let pt = e.reveal(&pt)?;
+        for (&p, &m) in pt.iter().zip(&b.tgt_mask) {
+            if m {
+                self.loss_sum -= p.max(1e-12).ln();
+            }
+        }
+        self.tokens += b.tokens();
+        self.seen += b.batch;
+        let secs = self.start.elapsed().as_secs_f64();
+        self.bar.set_position(self.seen as u64);
+        self.bar.set_message(format!(
+            "loss {:.4} ppl {:.2} {:.0} pairs/s",
+            self.loss_sum / self.tokens as f64,
+            (self.loss_sum / self.tokens as f64).exp(),
+            self.seen as f64 / secs.max(1e-9)
+        ));
+        Ok(())
+    }
+
+    fn end_epoch(
+        &mut self,
+        e: &mut E,
+        t: &mut Learner<'m, E>,
+        epoch: usize,
+        secs: f64,
+    ) -> Result<(), TrainError> {
+        self.bar.finish_and_clear();
+        self.train_seconds += secs;
+        self.trained += self.seen;
+        let train_loss = self.loss_sum / self.tokens.max(1) as f64;
+        self.test = evaluate(
+            e,
+            t.model,
+            self.sm,
+            &t.params,
+            &self.corpus.test,
+            self.cfg.batch,
+            &mut t.scratch,
+        )?;
+        let stats = Seq2SeqEpoch {
+            epoch: epoch + 1,
+            train_loss,
+            train_perplexity: train_loss.exp(),
+            test_loss: self.test.0,
+            test_perplexity: self.test.0.exp(),
+            test_token_accuracy: self.test.1,
+            seconds: secs,
+        };
+        if self.cfg.progress {
+            eprintln!(
+                "epoch {}/{}: loss {:.4}, train perplexity {:.2}, test perplexity {:.2}, \
+                 test token accuracy {:.2}%, {:.0} pairs/s",
+                stats.epoch,
+                self.cfg.epochs,
+                stats.train_loss,
+                stats.train_perplexity,
+                stats.test_perplexity,
+                100.0 * stats.test_token_accuracy,
+                self.seen as f64 / secs.max(1e-9)
+            );
+            let shown = translations(
+                e,
+                t.model,
+                self.corpus,
+                &t.params,
+                self.max_steps,
+                &mut t.scratch,
+            )?;
+            for t in shown {
+                eprintln!(
+                    "  {} => {} (reference: {})",
+                    t.source, t.output, t.reference
+                );
+            }
+        }
+        self.history.push(stats);
+        Ok(())
+    }
+}
+
 fn run_engine<E: HostEngine>(
     mut e: E,
     cfg: &TrainConfig,
     model: &Seq2Seq,
     corpus: &Corpus,
     data: &str,
-) -> Result<Seq2SeqResult, TrainError> {
+) -> Result<Seq2SeqResult, TrainError>
+where
+    TrainError: From<E::Error>,
+{
     let n_train = corpus.train.len();
     let n_params = model.n_params();
     let steps_per_epoch = n_train.div_ceil(cfg.batch) as u64;
-    let sched = cfg.lr_schedule(steps_per_epoch * cfg.epochs as u64);
     let expected = header(cfg, model, e.kind(), data, n_train);
-    let mut params = e.input("initial parameters", &model.init(cfg.seed))?;
-    let mut velocity = vec![E::Elem::default(); n_params];
-    let (mut epoch0, mut step) = (0usize, 0u64);
-    if let Some((h, st)) = resume_from(cfg, &expected)? {
-        params = elems::<E>(&st.params);
-        velocity = elems::<E>(&st.velocity);
-        epoch0 = h.epochs_done;
-        step = h.steps_done;
-    }
     let sm = training_softmax(cfg);
-    let loss = SeqXent::new(sm, cfg.grad);
-    let sgd = Sgd {
-        momentum: cfg.momentum,
-        weight_decay: cfg.weight_decay,
+    let mut t = Learner {
+        model,
+        loss: SeqXent::new(sm, cfg.grad),
+        sgd: Sgd {
+            momentum: cfg.momentum,
+            weight_decay: cfg.weight_decay,
+        },
+        sched: cfg.lr_schedule(steps_per_epoch * cfg.epochs as u64),
+        base_lr: cfg.lr,
+        params: e.input("initial parameters", &model.init(cfg.seed))?,
+        velocity: vec![E::Elem::default(); n_params],
+        grads: vec![E::Elem::default(); n_params],
+        scratch: Vec::new(),
+        step: 0,
     };
+    let mut from_epoch = 0usize;
+    if let Some((h, st)) = resume_from(cfg, &expected)? {
+        t.params = elems::<E>(&st.params);
+        t.velocity = elems::<E>(&st.velocity);
+        from_epoch = h.epochs_done;
+        t.step = h.steps_done;
+    }
     let max_steps = corpus
         .train
         .iter()
@@ -482,120 +686,51 @@ fn run_engine<E: HostEngine>(
         .max()
         .unwrap_or(0)
         + 1;
-    let mut scratch: Vec<E::Elem> = Vec::new();
-    let mut grads = vec![E::Elem::default(); n_params];
-    let mut history = Vec::new();
-    let (mut train_seconds, mut trained) = (0.0, 0usize);
-    let mut last_ckpt = None;
-    let mut last_loss = f64::NAN;
-    let mut test = (f64::NAN, f64::NAN);
-    for epoch in epoch0..cfg.epochs {
-        let (_, order) = epoch_order(cfg.seed, epoch, n_train);
-        let bar = epoch_bar(cfg, epoch, n_train);
-        let start = Instant::now();
-        let (mut loss_sum, mut tokens, mut seen) = (0.0, 0usize, 0usize);
-        for chunk in order.chunks(cfg.batch) {
-            let pairs: Vec<&Pair> = chunk.iter().map(|&i| &corpus.train[i]).collect();
-            let b = SeqBatch::new(&pairs);
-            let pt = model
-                .gradient(&mut e, loss, &params, &b, &mut grads, &mut scratch)
-                .map_err(engine_err)?;
-            let pt = e.reveal(&pt)?;
-            for (&p, &m) in pt.iter().zip(&b.tgt_mask) {
-                if m {
-                    loss_sum -= p.max(1e-12).ln();
-                }
-            }
-            tokens += b.tokens();
-            let lr = sched.rate(cfg.lr, step);
-            sgd.step(
-                &mut e,
-                &mut params,
-                &grads,
-                &mut velocity,
-                lr,
-                b.batch,
-                grow(&mut scratch, n_params),
-            )
-            .map_err(engine_err)?;
-            step += 1;
-            seen += b.batch;
-            let secs = start.elapsed().as_secs_f64();
-            bar.set_position(seen as u64);
-            bar.set_message(format!(
-                "loss {:.4} ppl {:.2} {:.0} pairs/s",
-                loss_sum / tokens as f64,
-                (loss_sum / tokens as f64).exp(),
-                seen as f64 / secs.max(1e-9)
-            ));
-        }
-        let secs = start.elapsed().as_secs_f64();
-        bar.finish_and_clear();
-        train_seconds += secs;
-        trained += seen;
-        last_loss = loss_sum / tokens.max(1) as f64;
+    let mut obs = Reveal {
+        cfg,
+        corpus,
+        sm,
+        max_steps,
+        bar: ProgressBar::hidden(),
+        loss_sum: 0.0,
+        tokens: 0,
+        seen: 0,
+        start: Instant::now(),
+        history: Vec::new(),
+        train_seconds: 0.0,
+        trained: 0,
+        test: (f64::NAN, f64::NAN),
+    };
+    let plan = Plan {
+        seed: cfg.seed,
+        epochs: cfg.epochs,
+        batch: cfg.batch,
+        augment: false,
+        from_epoch,
+        checkpoint: cfg.checkpoint.as_deref().map(|d| (d, &expected)),
+    };
+    let last_ckpt = run_epochs(
+        &mut e,
+        &mut t,
+        &Pairs(&corpus.train),
+        &plan,
+        &mut obs,
+        E::to_bits,
+    )?;
+    let last_loss = obs.history.last().map_or(f64::NAN, |h| h.train_loss);
+    let mut test = obs.test;
+    if from_epoch >= cfg.epochs {
         test = evaluate(
             &mut e,
             model,
             sm,
-            &params,
+            &t.params,
             &corpus.test,
             cfg.batch,
-            &mut scratch,
-        )?;
-        let stats = Seq2SeqEpoch {
-            epoch: epoch + 1,
-            train_loss: last_loss,
-            train_perplexity: last_loss.exp(),
-            test_loss: test.0,
-            test_perplexity: test.0.exp(),
-            test_token_accuracy: test.1,
-            seconds: secs,
-        };
-        if cfg.progress {
-            eprintln!(
-                "epoch {}/{}: loss {:.4}, train perplexity {:.2}, test perplexity {:.2}, \
-                 test token accuracy {:.2}%, {:.0} pairs/s",
-                stats.epoch,
-                cfg.epochs,
-                stats.train_loss,
-                stats.train_perplexity,
-                stats.test_perplexity,
-                100.0 * stats.test_token_accuracy,
-                seen as f64 / secs.max(1e-9)
-            );
-            for t in translations(&mut e, model, corpus, &params, max_steps, &mut scratch)? {
-                eprintln!(
-                    "  {} => {} (reference: {})",
-                    t.source, t.output, t.reference
-                );
-            }
-        }
-        history.push(stats);
-        if let Some(dir) = &cfg.checkpoint {
-            let mut h = expected.clone();
-            h.epochs_done = epoch + 1;
-            h.steps_done = step;
-            let st = State {
-                params: params.iter().map(|&v| E::to_bits(v)).collect(),
-                velocity: velocity.iter().map(|&v| E::to_bits(v)).collect(),
-                buffers: Vec::new(),
-            };
-            last_ckpt = Some(checkpoint::save_keeping_previous(dir, &h, &st)?);
-        }
-    }
-    if epoch0 >= cfg.epochs {
-        test = evaluate(
-            &mut e,
-            model,
-            sm,
-            &params,
-            &corpus.test,
-            cfg.batch,
-            &mut scratch,
+            &mut t.scratch,
         )?;
     }
-    let translations = translations(&mut e, model, corpus, &params, max_steps, &mut scratch)?;
+    let translations = translations(&mut e, model, corpus, &t.params, max_steps, &mut t.scratch)?;
     Ok(Seq2SeqResult {
         model: "seq2seq".into(),
         data: data.into(),
@@ -612,15 +747,15 @@ fn run_engine<E: HostEngine>(
         train_loss: last_loss,
         perplexity: test.0.exp(),
         test_token_accuracy: test.1,
-        train_seconds,
-        samples_per_sec: trained as f64 / train_seconds.max(1e-9),
+        train_seconds: obs.train_seconds,
+        samples_per_sec: obs.trained as f64 / obs.train_seconds.max(1e-9),
         overflow_count: e.overflow_count(),
         parameters: n_params,
         src_vocab: model.src_vocab,
         tgt_vocab: model.tgt_vocab,
         embed: model.embed,
         hidden: model.hidden,
-        history,
+        history: obs.history,
         translations,
         checkpoint: last_ckpt,
     })

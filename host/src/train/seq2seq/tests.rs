@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::data::text::TextConfig;
+use crate::train::checkpoint;
 use crate::train::DataKind;
 use rand::Rng;
 use rand::SeedableRng;
