@@ -255,19 +255,22 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
         }
     };
     let mut e = Mpc::new(cfg.party, tc.frac_bits, ch, corr);
-    let test_x = std::mem::take(&mut shares[2]);
-    let buffers = std::mem::take(&mut shares[4]);
-    let params = std::mem::take(&mut shares[3]);
+    let mut take = |i: usize| std::mem::take(&mut shares[i]);
     let data = TrainData {
-        x: std::mem::take(&mut shares[0]),
-        y: std::mem::take(&mut shares[1]),
-        test_x,
+        x: take(0),
+        y: take(1),
+        test_x: take(2),
+        params: take(3),
+        buffers: take(4),
         shape: job.shape(),
         classes: job.classes,
     };
-    train_on_shares(
-        &mut e, cfg, &job, &net, data, params, buffers, held, &expected, set,
-    )
+    let start = Start {
+        held,
+        expected,
+        set,
+    };
+    train_on_shares(&mut e, cfg, &job, &net, data, start)
 }
 
 /// A server's shares of the data.
@@ -278,6 +281,10 @@ pub struct TrainData {
     pub y: Vec<Z64>,
     /// Test images.
     pub test_x: Vec<Z64>,
+    /// Initial parameters.
+    pub params: Vec<Z64>,
+    /// Initial buffers (batch-norm running statistics).
+    pub buffers: Vec<Z64>,
     /// The image shape.
     pub shape: Shape,
     /// Classes.
@@ -415,19 +422,31 @@ impl<'n, C: Channel, R: Correlations> Observer<Mpc<C, R>, Trainer<'n, Mpc<C, R>>
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where a server starts from: the checkpoints it holds (newest first, of one run), the
+/// header its checkpoints must carry, and the id of the sharing it read.
+struct Start {
+    held: Vec<(Header, checkpoint::State)>,
+    expected: Header,
+    set: [u64; 2],
+}
+
 fn train_on_shares<C: Channel, R: Correlations>(
     e: &mut Mpc<C, R>,
     cfg: &TrainServerConfig,
     job: &JobSpec,
     net: &Net,
-    data: TrainData,
-    params: Vec<Z64>,
-    buffers: Vec<Z64>,
-    held: Vec<(Header, checkpoint::State)>,
-    expected: &Header,
-    set: [u64; 2],
+    mut data: TrainData,
+    start: Start,
 ) -> Result<TrainServerReport, ServerError> {
+    let Start {
+        held,
+        expected,
+        set,
+    } = start;
+    let (params, buffers) = (
+        std::mem::take(&mut data.params),
+        std::mem::take(&mut data.buffers),
+    );
     let tc = &job.config;
     let n = job.train_samples;
     let steps_per_epoch = n.div_ceil(tc.batch) as u64;
@@ -460,7 +479,7 @@ fn train_on_shares<C: Channel, R: Correlations>(
     let expected = &Header {
         run: Some(show_id(run)),
         attempt: Some(show_id(agreed.attempt)),
-        ..expected.clone()
+        ..expected
     };
     if let Some((h, st)) = held.iter().find(|(h, _)| {
         cfg.resume && h.epochs_done == from_epoch && attempt_of(h) == agreed.from_attempt
@@ -739,12 +758,17 @@ mod tests {
             x,
             y,
             test_x: vec![Z64::ZERO; n * 784],
+            params: p0,
+            buffers: b0,
             shape: job.shape(),
             classes: 10,
         };
-        let held = vec![(good.clone(), st.clone())];
-        let err = train_on_shares(&mut e, &cfg, &job, &net, data, p0, b0, held, &good, [1, 2])
-            .unwrap_err();
+        let start = Start {
+            held: vec![(good.clone(), st.clone())],
+            expected: good.clone(),
+            set: [1, 2],
+        };
+        let err = train_on_shares(&mut e, &cfg, &job, &net, data, start).unwrap_err();
         drop(e);
         peer.join().unwrap();
         let text = err.to_string();
