@@ -109,7 +109,7 @@ pub struct ServerConfig {
     pub link: PeerLink,
     /// The dealer's address.
     pub dealer: String,
-    /// The [`keygen`] directory (needs `ca.pem` and this party's certificate and key).
+    /// The [`keygen`](super::keys::keygen) directory (needs `ca.pem` and this party's certificate and key).
     pub keys: PathBuf,
     /// Session id, timeouts, frame limit.
     pub net: NetConfig,

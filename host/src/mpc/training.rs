@@ -2,26 +2,29 @@
 //! help, each as its own process, and only the data owner learns the results.
 //!
 //! # Roles and files
-//! - The **owner** ([`share_job`], `ringnn share`) loads the dataset, draws the initial
-//!   model from the run's seed, encodes everything in fixed point and splits it into two
+//! - The **owner** ([`share_job`](super::owner::share_job), `ringnn share`) loads the
+//!   dataset, draws the initial model from the run's seed, encodes everything in fixed point and splits it into two
 //!   additive sharings with a cryptographic RNG: `server0/shares.bin` and
 //!   `server1/shares.bin` (training images, one-hot training labels, test images, initial
 //!   parameters and buffers; each file alone is uniformly random). The public job
-//!   description (`job.json`: model, shapes, hyperparameters, the seed of the sample
-//!   order) goes to both servers; the test labels stay in the owner's `owner.json`. Every
+//!   description (`job.json`: the whole training configuration and the data's shape,
+//!   [`super::job`]) goes to both servers; the test labels stay in the owner's `owner.json`. Every
 //!   share file opens with a tag: its party and the id of the sharing.
 //! - The **dealer** (`ringnn dealer`, [`super::dealer_server`]) serves correlated
 //!   randomness.
 //! - Each **server** ([`run_train_server`], `ringnn server`) reads its share file, greets
-//!   its peer ([`Hello`]), trains on shares with the [`Mpc`] engine running exactly the
-//!   code of the plaintext loop ([`Trainer`]), writes an atomic checkpoint of its shares
+//!   its peer ([`Hello`]), trains on shares with the [`Mpc`] engine through the epoch loop
+//!   of every engine ([`crate::train::epochs`]) and the same training step (`Trainer`),
+//!   observed by counts and times only; it writes an atomic checkpoint of its shares
 //!   after every epoch, and at the end writes its shares of the trained model and of the
 //!   test-set predictions (class indices computed by a secure arg-max) into its output
 //!   folder, with a report of traffic counts.
-//! - The owner ([`reveal`], `ringnn reveal`) adds the two servers' output shares: test
-//!   accuracy from the predictions and its labels, and the model as a `Plain` checkpoint.
+//! - The owner ([`reveal`](super::owner::reveal), `ringnn reveal`) adds the two servers'
+//!   output shares: test accuracy from the predictions and its labels, and the model as a
+//!   `Plain` checkpoint.
 //!
-//! [`train_mpc`] (`ringnn train --engine mpc`) plays the owner and starts the dealer and
+//! [`train_mpc`](super::launch::train_mpc) (`ringnn train --engine mpc`, and
+//! [`crate::train::train`] with engine `mpc`) plays the owner and starts the dealer and
 //! both servers as child processes of the same binary over loopback TCP with mutual TLS.
 //!
 //! # What is revealed, to whom
@@ -76,7 +79,7 @@ pub struct TrainServerConfig {
     pub link: PeerLink,
     /// The dealer's address.
     pub dealer: String,
-    /// The [`keygen`] directory.
+    /// The [`keygen`](super::keys::keygen) directory.
     pub keys: PathBuf,
     /// Session id, timeouts, frame limit.
     pub net: NetConfig,

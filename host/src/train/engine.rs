@@ -24,9 +24,11 @@ pub enum BoundaryError {
     Engine(String),
 }
 
-/// An engine the training loop can drive.
+/// A plaintext engine the training loop can drive and look into: the owner's values go
+/// in and come out directly. (The two-party engine has no such boundary: its values enter
+/// as the owner's shares and leave through the owner's reveal, [`crate::mpc::owner`].)
 pub trait HostEngine: Engine {
-    /// `"float"`, `"plain"` or `"mpc"`.
+    /// `"float"` or `"plain"`.
     fn kind(&self) -> &'static str;
     /// Brings the owner's values in (`what` names them in errors).
     ///

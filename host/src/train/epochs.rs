@@ -3,12 +3,12 @@
 //! Each epoch draws its sample order (and augmentation) from the run's public seed,
 //! brings each batch into the engine, runs one training step, and saves a checkpoint at
 //! its end. What differs between models and executions is kept out of the loop:
-//! - a [`Learner`] is the model in training: one step on a batch, and its state. The
-//!   image networks ([`Trainer`]) and the encoder-decoder
+//! - a `Learner` is the model in training: one step on a batch, and its state. The
+//!   image networks (`Trainer`) and the encoder-decoder
 //!   ([`super::seq2seq`]) are both learners.
-//! - a [`Source`] gives the batches: plaintext datasets encode them
-//!   ([`DatasetSource`]); a two-party server gathers its shares.
-//! - an [`Observer`] sees what its execution may see. On a plaintext engine it reveals the
+//! - a `Source` gives the batches: plaintext datasets encode them
+//!   (`DatasetSource`); a two-party server gathers its shares.
+//! - an `Observer` sees what its execution may see. On a plaintext engine it reveals the
 //!   probabilities for loss and accuracy, drives the progress bar and evaluates each
 //!   epoch; on two servers it counts traffic, rounds and time and reveals nothing. It may
 //!   also choose how a step runs (split over threads on a plaintext engine; announced to

@@ -38,7 +38,7 @@ pub struct TrainResult {
     /// Gradient mode.
     pub grad: String,
     /// Whether softmax subtracted each row's maximum before e^x: `--subtract-max`, and
-    /// always with `--exp exact` ([`training_softmax`]).
+    /// always with `--exp exact` (`training_softmax`).
     pub subtract_max: bool,
     /// Epochs trained (in total, including resumed ones).
     pub epochs: usize,

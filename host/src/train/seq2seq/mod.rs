@@ -19,10 +19,10 @@
 //! element scale, exact on `Plain`), so the final state of every row is the state after
 //! its own last token; the decoder's padded positions get a zero loss mask, so they
 //! contribute nothing (later positions never influence earlier ones). The gate
-//! activations are the configured sigmoid and tanh approximations ([`GruCell`]); the
+//! activations are the configured sigmoid and tanh approximations ([`GruCell`](ringnn_core::layers::GruCell)); the
 //! output softmax uses the configured e^x approximation ([`SeqXent`]).
 //!
-//! Tokens enter as one-hot rows and embeddings are matrix products ([`Embedding`]), so
+//! Tokens enter as one-hot rows and embeddings are matrix products ([`Embedding`](ringnn_core::layers::Embedding)), so
 //! everything the model computes is what a two-party engine could compute on shared
 //! tokens; only reporting (loss, perplexity, greedy decoding) reveals values.
 //!
