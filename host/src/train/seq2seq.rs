@@ -505,11 +505,13 @@ impl Seq2Seq {
                 e,
                 &tr.dec_h[bh..],
                 &params[lay.out_w.clone()],
-                dlogits,
                 rows,
-                Some(&mut dhd),
-                gw,
-                gb,
+                ringnn_core::layers::Grads {
+                    dy: dlogits,
+                    dx: Some(&mut dhd),
+                    dw: gw,
+                    db: gb,
+                },
                 s,
             )?;
         }
@@ -615,14 +617,19 @@ impl Seq2Seq {
         let s = grow(scratch, loss.scratch(tt, bs, v));
         loss.backward(
             e,
-            &logits,
-            &inp.targets,
+            softmax::Labelled {
+                x: &logits,
+                y: &inp.targets,
+            },
             &inp.tgt_mask,
-            tt,
-            bs,
-            v,
-            &mut p,
-            &mut dl,
+            softmax::Rows {
+                rows: tt * bs,
+                cols: v,
+            },
+            softmax::XentOut {
+                p: &mut p,
+                grad: &mut dl,
+            },
             s,
         )?;
         drop(logits);

@@ -6,6 +6,7 @@ use super::{
     LinearGrad,
 };
 use crate::approx::{SigmoidApprox, TanhApprox};
+use crate::engine::MatDims;
 use crate::layers::Activation;
 use crate::Engine;
 
@@ -127,8 +128,30 @@ impl GruCell {
         let (gh, rest) = rest.split_at_mut(batch * g);
         let (tmp, act_s) = rest.split_at_mut(2 * bh);
 
-        linear(e, x, wi, Some(b_i), batch, i, g, gi)?;
-        linear(e, h, wh, Some(b_h), batch, hd, g, gh)?;
+        linear(
+            e,
+            x,
+            wi,
+            Some(b_i),
+            MatDims {
+                m: batch,
+                k: i,
+                n: g,
+            },
+            gi,
+        )?;
+        linear(
+            e,
+            h,
+            wh,
+            Some(b_h),
+            MatDims {
+                m: batch,
+                k: hd,
+                n: g,
+            },
+            gh,
+        )?;
         to_gate_major(gi, batch, hd, 3, 0, a_rz);
         to_gate_major(gh, batch, hd, 3, 0, tmp);
         e.add_assign(a_rz, tmp)?;

@@ -70,31 +70,20 @@ fn from_gate_major<T: Copy>(
     }
 }
 
-/// `out = x w` (`batch x inp` by `inp x g`), rescaled, plus `b` per row when given.
-#[allow(clippy::too_many_arguments)]
+/// `out = x w` (`dims.m x dims.k` by `dims.k x dims.n`), rescaled, plus `b` per row when
+/// given.
 fn linear<E: Engine + ?Sized>(
     e: &mut E,
     x: &[E::Elem],
     w: &[E::Elem],
     b: Option<&[E::Elem]>,
-    batch: usize,
-    inp: usize,
-    g: usize,
+    dims: MatDims,
     out: &mut [E::Elem],
 ) -> Result<(), E::Error> {
-    e.matmul(
-        x,
-        w,
-        MatDims {
-            m: batch,
-            k: inp,
-            n: g,
-        },
-        out,
-    )?;
+    e.matmul(x, w, dims, out)?;
     e.rescale(out)?;
     if let Some(b) = b {
-        super::add_rows(e, out, g, b)?;
+        super::add_rows(e, out, dims.n, b)?;
     }
     Ok(())
 }
@@ -113,21 +102,23 @@ const fn linear_backward_scratch(batch: usize, inp: usize, g: usize) -> usize {
 }
 
 /// `dw += x^T dg`, `db += column sums of dg` when given, and `dx = dg w^T` (overwritten)
-/// when given.
-#[allow(clippy::too_many_arguments)]
+/// when given, for `batch` rows and `g` gate columns.
 fn linear_backward<E: Engine + ?Sized>(
     e: &mut E,
-    x: &[E::Elem],
-    w: &[E::Elem],
-    dg: &[E::Elem],
+    l: LinearGrad<'_, E::Elem>,
     batch: usize,
-    inp: usize,
     g: usize,
-    dw: &mut [E::Elem],
-    db: Option<&mut [E::Elem]>,
-    dx: Option<&mut [E::Elem]>,
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
+    let LinearGrad {
+        x,
+        w,
+        width: inp,
+        dg,
+        dw,
+        db,
+        dx,
+    } = l;
     let (t, rest) = scratch.split_at_mut(max(batch * inp, inp * g));
     let (acc, rest) = rest.split_at_mut(inp * g);
     let sums = &mut rest[..g];
@@ -208,9 +199,7 @@ fn gates_backward<E: Engine + ?Sized>(
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
     for l in [input, recurrent] {
-        linear_backward(
-            e, l.x, l.w, l.dg, batch, l.width, g, l.dw, l.db, l.dx, scratch,
-        )?;
+        linear_backward(e, l, batch, g, scratch)?;
     }
     Ok(())
 }
