@@ -15,7 +15,7 @@
 //! with one engine addition per window row and offset. Unfolding, reordering and folding
 //! are local copies and additions, free on every engine.
 
-use super::windows::Windows;
+use super::windows::{Strided, Windows};
 use super::{transpose, Grads, Image, Params};
 use crate::engine::MatDims;
 use crate::Engine;
@@ -326,11 +326,13 @@ impl Conv2d {
             let g = self.windows(input.height, input.width);
             g.scatter_add(
                 e,
-                cols,
+                Strided {
+                    data: cols,
+                    base: self.t_base(input),
+                    p_stride: 1,
+                    j_stride: rows,
+                },
                 input.planes(),
-                self.t_base(input),
-                1,
-                rows,
                 dx,
                 img,
             )?;
