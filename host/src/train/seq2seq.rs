@@ -51,7 +51,7 @@ use crate::{data, gemm};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use ringnn_core::approx::{SigmoidApprox, TanhApprox};
-use ringnn_core::layers::{sequence_loss, Dense, Embedding, GruCell, SeqXent};
+use ringnn_core::layers::{rnn, sequence_loss, Dense, Embedding, GruCell, SeqXent};
 use ringnn_core::optim::Sgd;
 use ringnn_core::softmax::{self, Softmax};
 use ringnn_core::{Engine, Float, Plain};
@@ -376,9 +376,11 @@ impl Seq2Seq {
             let h = &prev[t * bh..];
             cell.forward(
                 e,
-                &x[t * bd..(t + 1) * bd],
-                h,
-                p,
+                rnn::GruStep {
+                    x: &x[t * bd..(t + 1) * bd],
+                    h,
+                    params: p,
+                },
                 batch,
                 hc,
                 &mut caches[t * cl..(t + 1) * cl],
@@ -452,9 +454,11 @@ impl Seq2Seq {
             let (prev, next) = tr.dec_h.split_at_mut((t + 1) * bh);
             cell.forward(
                 e,
-                &tr.dec_x[t * bd..(t + 1) * bd],
-                &prev[t * bh..],
-                p_dec,
+                rnn::GruStep {
+                    x: &tr.dec_x[t * bd..(t + 1) * bd],
+                    h: &prev[t * bh..],
+                    params: p_dec,
+                },
                 bs,
                 &mut next[..bh],
                 &mut tr.dec_cache[t * cl..(t + 1) * cl],
@@ -529,15 +533,19 @@ impl Seq2Seq {
                 e.add_assign(&mut dh_out, &dh)?;
                 cell.backward(
                     e,
-                    &tr.dec_x[t * bd..(t + 1) * bd],
-                    &tr.dec_h[t * bh..(t + 1) * bh],
-                    p,
+                    rnn::GruStep {
+                        x: &tr.dec_x[t * bd..(t + 1) * bd],
+                        h: &tr.dec_h[t * bh..(t + 1) * bh],
+                        params: p,
+                    },
                     &tr.dec_cache[t * cl..(t + 1) * cl],
-                    &dh_out,
                     bs,
-                    Some(&mut dxd[t * bd..(t + 1) * bd]),
-                    &mut dh,
-                    g,
+                    rnn::GruGrads {
+                        dh_out: &dh_out,
+                        dx: Some(&mut dxd[t * bd..(t + 1) * bd]),
+                        dh: &mut dh,
+                        dparams: g,
+                    },
                     s,
                 )?;
             }
@@ -568,15 +576,19 @@ impl Seq2Seq {
                 e.rescale(&mut dhc)?;
                 cell.backward(
                     e,
-                    &tr.src_x[t * bd..(t + 1) * bd],
-                    &tr.enc_h[t * bh..(t + 1) * bh],
-                    p,
+                    rnn::GruStep {
+                        x: &tr.src_x[t * bd..(t + 1) * bd],
+                        h: &tr.enc_h[t * bh..(t + 1) * bh],
+                        params: p,
+                    },
                     &tr.enc_cache[t * cl..(t + 1) * cl],
-                    &dhc,
                     bs,
-                    Some(&mut dxs[t * bd..(t + 1) * bd]),
-                    &mut dcell,
-                    g,
+                    rnn::GruGrads {
+                        dh_out: &dhc,
+                        dx: Some(&mut dxs[t * bd..(t + 1) * bd]),
+                        dh: &mut dcell,
+                        dparams: g,
+                    },
                     s,
                 )?;
                 e.sub_assign(&mut dh, &dhc)?;
@@ -961,9 +973,11 @@ fn greedy<E: HostEngine>(
         let s = grow(scratch, cell.forward_scratch(bs));
         cell.forward(
             e,
-            &x,
-            &state,
-            &params[lay.dec.clone()],
+            rnn::GruStep {
+                x: &x,
+                h: &state,
+                params: &params[lay.dec.clone()],
+            },
             bs,
             &mut next,
             &mut cache,

@@ -3,7 +3,7 @@
 
 use super::{
     from_gate_major, gates_backward, gates_backward_scratch, linear, max, one_minus, to_gate_major,
-    LinearGrad,
+    GruGrads, GruStep, LinearGrad,
 };
 use crate::approx::{SigmoidApprox, TanhApprox};
 use crate::engine::MatDims;
@@ -90,25 +90,23 @@ impl GruCell {
         (wi, wh, bi, bh)
     }
 
-    /// One step: `h_out = GRU(x, h)`, and the cache for [`GruCell::backward`].
+    /// One step: `h_out = GRU(step.x, step.h)`, and the cache for [`GruCell::backward`].
     ///
     /// # Errors
     /// What the engine reports.
     ///
     /// # Panics
     /// If a slice has the wrong length or the scratch is too short.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward<E: Engine + ?Sized>(
         &self,
         e: &mut E,
-        x: &[E::Elem],
-        h: &[E::Elem],
-        params: &[E::Elem],
+        step: GruStep<'_, E::Elem>,
         batch: usize,
         h_out: &mut [E::Elem],
         cache: &mut [E::Elem],
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
+        let GruStep { x, h, params } = step;
         let (i, hd) = (self.input, self.hidden);
         let (bh, g) = (batch * hd, 3 * hd);
         assert!(
@@ -184,30 +182,31 @@ impl GruCell {
             )
     }
 
-    /// One step back: from `dh_out = dL/dh'`, the step's `x`, `h` and cache, overwrites
-    /// `dx` (when given) and `dh`, and **adds** the parameter gradients to `dparams` (same
-    /// layout as the parameters).
+    /// One step back: from `g.dh_out = dL/dh'`, the step's `x`, `h`, parameters and cache,
+    /// overwrites `g.dx` (when given) and `g.dh`, and **adds** the parameter gradients to
+    /// `g.dparams` (same layout as the parameters).
     ///
     /// # Errors
     /// What the engine reports.
     ///
     /// # Panics
     /// If a slice has the wrong length or the scratch is too short.
-    #[allow(clippy::too_many_arguments)]
     pub fn backward<E: Engine + ?Sized>(
         &self,
         e: &mut E,
-        x: &[E::Elem],
-        h: &[E::Elem],
-        params: &[E::Elem],
+        step: GruStep<'_, E::Elem>,
         cache: &[E::Elem],
-        dh_out: &[E::Elem],
         batch: usize,
-        dx: Option<&mut [E::Elem]>,
-        dh: &mut [E::Elem],
-        dparams: &mut [E::Elem],
+        g: GruGrads<'_, E::Elem>,
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
+        let GruStep { x, h, params } = step;
+        let GruGrads {
+            dh_out,
+            dx,
+            dh,
+            dparams,
+        } = g;
         let (i, hd) = (self.input, self.hidden);
         let (bh, g) = (batch * hd, 3 * hd);
         assert!(

@@ -27,6 +27,32 @@ mod lstm;
 pub use gru::GruCell;
 pub use lstm::LstmCell;
 
+/// What a GRU step reads: the input `x` (`batch x input`), the previous state `h`
+/// (`batch x hidden`) and the cell's parameters (its documented layout).
+#[derive(Clone, Copy, Debug)]
+pub struct GruStep<'a, T> {
+    /// Input.
+    pub x: &'a [T],
+    /// Previous hidden state.
+    pub h: &'a [T],
+    /// Parameters.
+    pub params: &'a [T],
+}
+
+/// The gradients around a GRU step's backward pass: `dh_out = dL/dh'` read; `dx` (when
+/// given) and `dh` overwritten, the parameter gradients `dparams` **added** to.
+#[derive(Debug)]
+pub struct GruGrads<'a, T> {
+    /// Gradient of the new state.
+    pub dh_out: &'a [T],
+    /// Gradient of the input, when wanted.
+    pub dx: Option<&'a mut [T]>,
+    /// Gradient of the previous state.
+    pub dh: &'a mut [T],
+    /// Parameter gradients (accumulated).
+    pub dparams: &'a mut [T],
+}
+
 use super::{column_sums, transpose};
 use crate::engine::MatDims;
 use crate::Engine;
