@@ -401,7 +401,7 @@ impl Traffic {
     }
 }
 
-impl<C: Channel, R: Correlations> Observer<Mpc<C, R>> for Traffic {
+impl<'n, C: Channel, R: Correlations> Observer<Mpc<C, R>, Trainer<'n, Mpc<C, R>>> for Traffic {
     type Error = ServerError;
 
     fn start_epoch(&mut self, epoch: usize, samples: usize) {
@@ -412,11 +412,10 @@ impl<C: Channel, R: Correlations> Observer<Mpc<C, R>> for Traffic {
     fn step(
         &mut self,
         e: &mut Mpc<C, R>,
-        t: &mut Trainer<'_, Mpc<C, R>>,
-        x: Vec<Z64>,
-        y: &[Z64],
-        b: usize,
+        t: &mut Trainer<'n, Mpc<C, R>>,
+        batch: &mut Batch<Z64>,
     ) -> Result<Vec<Z64>, ServerError> {
+        let b = batch.1.len() / t.net.classes;
         let full = b == self.batch;
         let phased = full && self.step_requests.is_some();
         match &self.step_requests {
@@ -431,7 +430,7 @@ impl<C: Channel, R: Correlations> Observer<Mpc<C, R>> for Traffic {
         }
         let t1 = Instant::now();
         // The probabilities stay shared: nothing is opened during training.
-        let p = t.step(e, x, y, b)?;
+        let p = t.step(e, std::mem::take(&mut batch.0), &batch.1, b)?;
         if phased {
             self.report.online_seconds += t1.elapsed().as_secs_f64();
             self.report.online_samples += b as u64;
@@ -447,6 +446,7 @@ impl<C: Channel, R: Correlations> Observer<Mpc<C, R>> for Traffic {
         &mut self,
         e: &mut Mpc<C, R>,
         idx: &[usize],
+        _: &Batch<Z64>,
         _: Vec<Z64>,
     ) -> Result<(), ServerError> {
         self.report.steps += 1;
@@ -464,7 +464,7 @@ impl<C: Channel, R: Correlations> Observer<Mpc<C, R>> for Traffic {
     fn end_epoch(
         &mut self,
         e: &mut Mpc<C, R>,
-        _: &mut Trainer<'_, Mpc<C, R>>,
+        _: &mut Trainer<'n, Mpc<C, R>>,
         epoch: usize,
         secs: f64,
     ) -> Result<(), ServerError> {

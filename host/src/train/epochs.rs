@@ -2,7 +2,10 @@
 //!
 //! Each epoch draws its sample order (and augmentation) from the run's public seed,
 //! brings each batch into the engine, runs one training step, and saves a checkpoint at
-//! its end. What differs between executions is kept out of the loop:
+//! its end. What differs between models and executions is kept out of the loop:
+//! - a [`Learner`] is the model in training: one step on a batch, and its state. The
+//!   image networks ([`Trainer`]) and the encoder-decoder
+//!   ([`super::seq2seq`]) are both learners.
 //! - a [`Source`] gives the batches: plaintext datasets encode them
 //!   ([`DatasetSource`]); a two-party server gathers its shares.
 //! - an [`Observer`] sees what its execution may see. On a plaintext engine it reveals the
@@ -14,7 +17,7 @@
 //! The `Plain` run and the two-party run of one configuration therefore draw the same
 //! orders and crops, take the same steps and save at the same points.
 
-use super::checkpoint::{self, Header};
+use super::checkpoint::{self, Header, State};
 use super::engine::HostEngine;
 use super::error::TrainError;
 use super::trainer::Trainer;
@@ -38,13 +41,54 @@ pub(crate) fn epoch_order(seed: u64, epoch: usize, n: usize) -> (ChaCha8Rng, Vec
 /// A batch inside the engine: images and one-hot labels.
 pub(crate) type Batch<T> = (Vec<T>, Vec<T>);
 
+/// A model in training on engine `E`.
+pub(crate) trait Learner<E: Engine> {
+    /// What one step trains on.
+    type Batch;
+
+    /// One training step on `batch` (which it may empty); returns what an observer may
+    /// look at (probabilities, inside the engine: shares on two servers).
+    ///
+    /// # Errors
+    /// What the engine reports.
+    fn train_step(&mut self, e: &mut E, batch: &mut Self::Batch) -> Result<Vec<E::Elem>, E::Error>;
+
+    /// Optimiser steps done.
+    fn steps_done(&self) -> u64;
+
+    /// The state as raw bits, for a checkpoint.
+    fn state_bits(&self, to_bits: &dyn Fn(E::Elem) -> u64) -> State;
+}
+
+impl<E: Engine> Learner<E> for Trainer<'_, E> {
+    type Batch = Batch<E::Elem>;
+
+    fn train_step(
+        &mut self,
+        e: &mut E,
+        batch: &mut Batch<E::Elem>,
+    ) -> Result<Vec<E::Elem>, E::Error> {
+        let b = batch.1.len() / self.net.classes;
+        let x = std::mem::take(&mut batch.0);
+        self.step(e, x, &batch.1, b)
+    }
+
+    fn steps_done(&self) -> u64 {
+        self.step
+    }
+
+    fn state_bits(&self, to_bits: &dyn Fn(E::Elem) -> u64) -> State {
+        self.state(to_bits)
+    }
+}
+
 /// Where the batches come from.
-pub(crate) trait Source<E: Engine> {
+pub(crate) trait Source<E: Engine, B = Batch<<E as Engine>::Elem>> {
     /// Training samples.
     fn len(&self) -> usize;
 
-    /// The images and one-hot labels of samples `idx` inside `e`; with `augment`, the
-    /// images randomly cropped and flipped with it.
+    /// The batch of samples `idx` (images and one-hot labels inside `e`, for the image
+    /// networks); with `augment`, the images randomly cropped and flipped with it.
     ///
     /// # Errors
     /// A value that cannot enter the engine.
@@ -53,7 +97,7 @@ pub(crate) trait Source<E: Engine> {
         e: &mut E,
         idx: &[usize],
         augment: Option<&mut ChaCha8Rng>,
-    ) -> Result<Batch<E::Elem>, TrainError>;
+    ) -> Result<B, TrainError>;
 }
 
 /// A plaintext dataset: each batch encoded as it is drawn.
@@ -89,29 +133,27 @@ impl<E: HostEngine> Source<E> for DatasetSource<'_> {
 }
 
 /// What an execution sees of its training, and how it runs a step.
-pub(crate) trait Observer<E: Engine> {
+pub(crate) trait Observer<E: Engine, L: Learner<E>> {
     /// Its errors: the engine's and the loop's convert into them.
     type Error: From<E::Error> + From<TrainError>;
 
     /// An epoch of `samples` begins.
     fn start_epoch(&mut self, _epoch: usize, _samples: usize) {}
 
-    /// One training step on a batch of `b`; returns the probabilities (in the engine).
+    /// One training step; returns what [`Learner::train_step`] does.
     ///
     /// # Errors
     /// What the engine reports.
     fn step(
         &mut self,
         e: &mut E,
-        t: &mut Trainer<'_, E>,
-        x: Vec<E::Elem>,
-        y: &[E::Elem],
-        b: usize,
+        t: &mut L,
+        batch: &mut L::Batch,
     ) -> Result<Vec<E::Elem>, Self::Error> {
-        Ok(t.step(e, x, y, b)?)
+        Ok(t.train_step(e, batch)?)
     }
 
-    /// After the step on samples `idx`, with its probabilities.
+    /// After the step on samples `idx` (its batch, emptied or not), with what it returned.
     ///
     /// # Errors
     /// What the engine reports.
@@ -119,7 +161,8 @@ pub(crate) trait Observer<E: Engine> {
         &mut self,
         e: &mut E,
         idx: &[usize],
-        probs: Vec<E::Elem>,
+        batch: &L::Batch,
+        out: Vec<E::Elem>,
     ) -> Result<(), Self::Error>;
 
     /// The epoch (0-based) ended after `seconds` of training; its checkpoint follows.
@@ -129,7 +172,7 @@ pub(crate) trait Observer<E: Engine> {
     fn end_epoch(
         &mut self,
         e: &mut E,
-        t: &mut Trainer<'_, E>,
+        t: &mut L,
         epoch: usize,
         seconds: f64,
     ) -> Result<(), Self::Error>;
@@ -157,9 +200,9 @@ pub(crate) struct Plan<'a> {
 ///
 /// # Errors
 /// The engine's, the source's, the observer's or a checkpoint's.
-pub(crate) fn run_epochs<E, S, O>(
+pub(crate) fn run_epochs<E, L, S, O>(
     e: &mut E,
-    t: &mut Trainer<'_, E>,
+    t: &mut L,
     data: &S,
     plan: &Plan<'_>,
     obs: &mut O,
@@ -167,8 +210,9 @@ pub(crate) fn run_epochs<E, S, O>(
 ) -> Result<Option<PathBuf>, O::Error>
 where
     E: Engine,
-    S: Source<E>,
-    O: Observer<E>,
+    L: Learner<E>,
+    S: Source<E, L::Batch>,
+    O: Observer<E, L>,
 {
     let n = data.len();
     let mut last = None;
@@ -177,18 +221,18 @@ where
         obs.start_epoch(epoch, n);
         let start = Instant::now();
         for chunk in order.chunks(plan.batch) {
-            let (x, y) = data.batch(e, chunk, plan.augment.then_some(&mut rng))?;
-            let p = obs.step(e, t, x, &y, chunk.len())?;
-            obs.after_step(e, chunk, p)?;
+            let mut batch = data.batch(e, chunk, plan.augment.then_some(&mut rng))?;
+            let out = obs.step(e, t, &mut batch)?;
+            obs.after_step(e, chunk, &batch, out)?;
         }
         obs.end_epoch(e, t, epoch, start.elapsed().as_secs_f64())?;
         if let Some((dir, header)) = plan.checkpoint {
             let h = Header {
                 epochs_done: epoch + 1,
-                steps_done: t.step,
+                steps_done: t.steps_done(),
                 ..header.clone()
             };
-            let path = checkpoint::save_keeping_previous(dir, &h, &t.state(&to_bits))
+            let path = checkpoint::save_keeping_previous(dir, &h, &t.state_bits(&to_bits))
                 .map_err(TrainError::from)?;
             last = Some(path);
         }

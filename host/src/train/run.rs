@@ -168,8 +168,6 @@ pub(crate) fn elems<E: HostEngine>(bits: &[u64]) -> Vec<E::Elem> {
     bits.iter().map(|&b| E::from_bits(b)).collect()
 }
 
-pub(crate) use super::epochs::epoch_order;
-
 /// The epoch's progress bar (hidden without `progress`, and by indicatif off a terminal).
 pub(crate) fn epoch_bar(cfg: &TrainConfig, epoch: usize, n: usize) -> ProgressBar {
     if !cfg.progress {
@@ -291,7 +289,7 @@ struct Reveal<'a, E: Engine> {
     _engine: std::marker::PhantomData<E>,
 }
 
-impl<E: HostEngine + Send> Observer<E> for Reveal<'_, E>
+impl<'n, E: HostEngine + Send> Observer<E, Trainer<'n, E>> for Reveal<'_, E>
 where
     E::Elem: Send + Sync,
     E::Error: Send,
@@ -308,16 +306,21 @@ where
     fn step(
         &mut self,
         e: &mut E,
-        t: &mut Trainer<'_, E>,
-        x: Vec<E::Elem>,
-        y: &[E::Elem],
-        b: usize,
+        t: &mut Trainer<'n, E>,
+        (x, y): &mut Batch<E::Elem>,
     ) -> Result<Vec<E::Elem>, TrainError> {
-        t.step_split(e, x, y, b, batch_parts::<E>(self.net, b))
+        let b = y.len() / self.classes;
+        t.step_split(e, std::mem::take(x), y, b, batch_parts::<E>(self.net, b))
             .map_err(engine_err)
     }
 
-    fn after_step(&mut self, e: &mut E, idx: &[usize], p: Vec<E::Elem>) -> Result<(), TrainError> {
+    fn after_step(
+        &mut self,
+        e: &mut E,
+        idx: &[usize],
+        _: &Batch<E::Elem>,
+        p: Vec<E::Elem>,
+    ) -> Result<(), TrainError> {
         let probs = e.reveal(&p)?;
         let classes = self.classes;
         for (r, &i) in idx.iter().enumerate() {
@@ -341,7 +344,7 @@ where
     fn end_epoch(
         &mut self,
         e: &mut E,
-        t: &mut Trainer<'_, E>,
+        t: &mut Trainer<'n, E>,
         epoch: usize,
         secs: f64,
     ) -> Result<(), TrainError> {
