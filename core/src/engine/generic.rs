@@ -515,3 +515,47 @@ pub(crate) fn broadcast<T: Copy>(per_row: &[T], cols: usize, out: &mut [T]) {
         out[i * cols..(i + 1) * cols].fill(v);
     }
 }
+
+/// Scratch of [`argmax_rows`] for `rows` rows of `cols` values.
+pub const fn argmax_rows_scratch(rows: usize, cols: usize) -> usize {
+    2 * cols * rows + max_tree_scratch(cols, rows)
+}
+
+/// `out[r]` = the column of the largest value in row `r` of `v` (`rows x cols`,
+/// row-major), at integer scale: [`Engine::max_tree`] over the columns with its one-hot
+/// selection, then `sum_c c * sel[c]` (local). Nothing is revealed; ties go to the
+/// candidate the tree keeps (the left one at each comparison). Scratch:
+/// [`argmax_rows_scratch`].
+///
+/// # Panics
+/// If the lengths do not match `rows` and `cols`, or `cols` is 0.
+pub fn argmax_rows<E: Engine + ?Sized>(
+    e: &mut E,
+    v: &[E::Elem],
+    rows: usize,
+    cols: usize,
+    out: &mut [E::Elem],
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    assert!(cols > 0, "argmax_rows: no columns");
+    assert_eq!(v.len(), rows * cols, "argmax_rows: shape");
+    assert_eq!(out.len(), rows, "argmax_rows: output length");
+    let n = rows * cols;
+    let (cand, rest) = scratch.split_at_mut(n);
+    let (sel, rest) = rest.split_at_mut(n);
+    // Candidate-major: the tree compares whole columns.
+    for r in 0..rows {
+        for c in 0..cols {
+            cand[c * rows + r] = v[r * cols + c];
+        }
+    }
+    e.max_tree(cand, cols, Some(sel), rest)?;
+    out.fill(E::Elem::default());
+    for c in 1..cols {
+        let s = &mut sel[c * rows..(c + 1) * rows];
+        let k = e.public_int(c as i64);
+        e.mul_public(s, k)?;
+        e.add_assign(out, s)?;
+    }
+    Ok(())
+}

@@ -559,3 +559,52 @@ fn unscaled_weight_gradients_of_parts_sum_to_the_whole_batch() {
 }
 
 mod softmax_xent;
+
+/// The secure arg-max composite on Plain: the column of each row's largest value, ties to
+/// the first column in these rows; the generic tree and Plain's fused tree agree.
+#[test]
+fn argmax_rows_finds_each_rows_largest_column() {
+    let mut p = plain(13);
+    let rows: [&[f64]; 4] = [
+        &[0.1, 0.5, -2.0, 0.5, 0.0],
+        &[3.0, -1.0, 2.9, 0.0, 0.0],
+        &[-5.0, -4.0, -3.0, -2.0, -1.0],
+        &[0.0, 0.0, 0.0, 0.0, 0.0],
+    ];
+    let flat: Vec<f64> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+    let v = enc(&p, &flat);
+    let mut out = vec![Z64::ZERO; 4];
+    let mut sc = vec![Z64::ZERO; generic::argmax_rows_scratch(4, 5)];
+    generic::argmax_rows(&mut p, &v, 4, 5, &mut out, &mut sc).unwrap();
+    let got: Vec<i64> = out.iter().map(|v| v.to_signed()).collect();
+    assert_eq!(got, vec![1, 0, 4, 0]);
+}
+
+proptest! {
+    /// Distinct values: the arg-max of every row, for any number of columns.
+    #[test]
+    fn argmax_rows_matches_plaintext(
+        cols in 1usize..=12,
+        seed in any::<u64>(),
+    ) {
+        let rows = 7;
+        let mut p = plain(13);
+        // Distinct values: a permutation of multiples of 1/8 per row.
+        let mut flat = Vec::new();
+        let mut want = Vec::new();
+        for r in 0..rows {
+            let row: Vec<f64> = (0..cols)
+                .map(|c| ((c as u64 * 7919 + seed.rotate_left(r as u32)) % 1009) as f64 / 8.0 + c as f64 / 4096.0)
+                .collect();
+            let best = (0..cols).fold(0, |b, c| if row[c] > row[b] { c } else { b });
+            want.push(best as i64);
+            flat.extend(row);
+        }
+        let v = enc(&p, &flat);
+        let mut out = vec![Z64::ZERO; rows];
+        let mut sc = vec![Z64::ZERO; generic::argmax_rows_scratch(rows, cols)];
+        generic::argmax_rows(&mut p, &v, rows, cols, &mut out, &mut sc).unwrap();
+        let got: Vec<i64> = out.iter().map(|v| v.to_signed()).collect();
+        prop_assert_eq!(got, want);
+    }
+}

@@ -19,6 +19,7 @@ use super::*;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use ringnn_core::approx::ExpApprox;
+use ringnn_core::engine::generic;
 use ringnn_core::engine::MatDims;
 use ringnn_core::fixed::FracBits;
 use ringnn_core::layers::{Conv2d, Dense, Grads, Image, MaxPool2d, Params, Relu};
@@ -943,7 +944,9 @@ case!(Everything, |e, x| {
     let mut p = vec![Z64::ZERO; rows * cols];
     let mut sc = vec![Z64::ZERO; softmax_scratch(cfg, rows, cols)];
     softmax(e, cfg, &logits, rows, cols, &mut p, &mut sc)?;
-    let am = crate::mpc::training::argmax_rows(e, &logits, rows, cols)?;
+    let mut am = vec![Z64::ZERO; rows];
+    let mut sc = vec![Z64::ZERO; generic::argmax_rows_scratch(rows, cols)];
+    generic::argmax_rows(e, &logits, rows, cols, &mut am, &mut sc)?;
     Ok(vec![r, logits, p, am])
 });
 

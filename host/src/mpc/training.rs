@@ -59,76 +59,13 @@ use crate::train::model::Net;
 use crate::train::run::{self, Batch, TrainError, Trainer};
 use crate::train::TrainConfig;
 use rand_chacha::ChaCha8Rng;
-use ringnn_core::{Engine, Z64};
+use ringnn_core::engine::generic::{argmax_rows, argmax_rows_scratch};
+use ringnn_core::Z64;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// Shares of the class with the largest logit in each of `rows` rows of `cols` logits
-/// (the first one on ties), as integers: a tournament of `ceil(log2 cols)` levels, each
-/// one comparison and one selection over all rows and pairs at once.
-///
-/// # Errors
-/// What the engine reports.
-pub fn argmax_rows<E: Engine>(
-    e: &mut E,
-    logits: &[E::Elem],
-    rows: usize,
-    cols: usize,
-) -> Result<Vec<E::Elem>, E::Error> {
-    assert_eq!(logits.len(), rows * cols, "argmax_rows: shape");
-    let zero = E::Elem::default();
-    // Candidates, column-major: cand[c][r].
-    let mut vals: Vec<Vec<E::Elem>> = (0..cols)
-        .map(|c| (0..rows).map(|r| logits[r * cols + c]).collect())
-        .collect();
-    let mut idx: Vec<Vec<E::Elem>> = Vec::with_capacity(cols);
-    for c in 0..cols {
-        let mut v = vec![zero; rows];
-        let k = e.public_int(c as i64);
-        e.add_public(&mut v, k)?;
-        idx.push(v);
-    }
-    while vals.len() > 1 {
-        let pairs = vals.len() / 2;
-        let n = pairs * rows;
-        let (mut diff, mut a, mut b) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(2 * n),
-            Vec::with_capacity(2 * n),
-        );
-        for k in 0..pairs {
-            let mut d = vals[2 * k].clone();
-            e.sub_assign(&mut d, &vals[2 * k + 1])?;
-            diff.extend_from_slice(&d);
-        }
-        // bit = 1 where vals[2k] < vals[2k+1]: take the second; else keep the first.
-        let mut bits = vec![zero; n];
-        e.is_negative(&diff, &mut bits)?;
-        for k in 0..pairs {
-            a.extend_from_slice(&vals[2 * k + 1]);
-            b.extend_from_slice(&vals[2 * k]);
-        }
-        for k in 0..pairs {
-            a.extend_from_slice(&idx[2 * k + 1]);
-            b.extend_from_slice(&idx[2 * k]);
-        }
-        let bits2: Vec<E::Elem> = bits.iter().chain(&bits).copied().collect();
-        let mut out = vec![zero; 2 * n];
-        e.select(&bits2, &a, &b, &mut out)?;
-        let odd = vals.len() % 2 == 1;
-        let (last_v, last_i) = (vals.last().cloned(), idx.last().cloned());
-        vals = out[..n].chunks(rows).map(<[E::Elem]>::to_vec).collect();
-        idx = out[n..].chunks(rows).map(<[E::Elem]>::to_vec).collect();
-        if odd {
-            vals.push(last_v.expect("odd count"));
-            idx.push(last_i.expect("odd count"));
-        }
-    }
-    Ok(idx.pop().unwrap_or_default())
-}
 
 /// Settings of one training server.
 #[derive(Clone, Debug)]
@@ -569,7 +506,10 @@ fn train_on_shares<C: Channel, R: Correlations>(
     for chunk in test_idx.chunks(tc.batch.max(256)) {
         let x = gather(&data.test_x, px, chunk);
         let logits = t.logits(e, x, chunk.len())?;
-        preds.extend(argmax_rows(e, &logits, chunk.len(), job.classes)?);
+        let mut am = vec![Z64::ZERO; chunk.len()];
+        let mut sc = vec![Z64::ZERO; argmax_rows_scratch(chunk.len(), job.classes)];
+        argmax_rows(e, &logits, chunk.len(), job.classes, &mut am, &mut sc)?;
+        preds.extend(am);
     }
     report.predict_seconds = start.elapsed().as_secs_f64();
     fs::create_dir_all(&cfg.out).map_err(io_err(&cfg.out))?;
@@ -816,23 +756,5 @@ mod tests {
         assert!(!checkpoint::previous_in(&ck).exists());
         assert!(!dir.join("out").exists(), "no output after a failure");
         fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn argmax_on_plain_takes_the_first_largest() {
-        let mut p = Plain::with_frac_bits(13).unwrap();
-        let rows: [&[f64]; 4] = [
-            &[0.1, 0.5, -2.0, 0.5, 0.0],
-            &[3.0, -1.0, 2.9, 0.0, 0.0],
-            &[-5.0, -4.0, -3.0, -2.0, -1.0],
-            &[0.0, 0.0, 0.0, 0.0, 0.0],
-        ];
-        let flat: Vec<Z64> = rows
-            .iter()
-            .flat_map(|r| r.iter().map(|&v| p.public(v)))
-            .collect();
-        let got = argmax_rows(&mut p, &flat, 4, 5).unwrap();
-        let got: Vec<i64> = got.iter().map(|v| v.to_signed()).collect();
-        assert_eq!(got, vec![1, 0, 4, 0]);
     }
 }
