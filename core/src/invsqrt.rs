@@ -102,8 +102,8 @@ pub fn inv_sqrt<E: Engine + ?Sized>(
         (FIXED_THRESHOLDS, -(f as i32))
     };
     let k = thresholds + 1;
-    let (c, rest) = scratch.split_at_mut(k * n);
-    let (bits, rest) = rest.split_at_mut(k * n);
+    // `c` and `bits` together are also `shift_select`'s scratch.
+    let (select, rest) = scratch.split_at_mut(2 * k * n);
     let (onehot, rest) = rest.split_at_mut(k * n);
     let (s, rest) = rest.split_at_mut(n);
     let (y, rest) = rest.split_at_mut(n);
@@ -112,6 +112,7 @@ pub fn inv_sqrt<E: Engine + ?Sized>(
 
     // b_j = [x >= 2^(t0 + j)] = 1 - [x - 2^(t0 + j) < 0], in one comparison call.
     let cmp = thresholds * n;
+    let (c, bits) = select.split_at_mut(k * n);
     for j in 0..thresholds {
         let cj = &mut c[j * n..(j + 1) * n];
         cj.copy_from_slice(x);
@@ -142,7 +143,7 @@ pub fn inv_sqrt<E: Engine + ?Sized>(
         let ex = t0 + j as i32;
         ex + ex.rem_euclid(2)
     };
-    shift_select(e, x, onehot, |j| -even(j), c, bits, s, n, k)?;
+    shift_select(e, x, onehot, |j| -even(j), k, s, select)?;
 
     // y0 = A - B s, then y <- y (3 - s y^2) / 2 (the halving folded into the truncation).
     y.copy_from_slice(s);
@@ -163,23 +164,23 @@ pub fn inv_sqrt<E: Engine + ?Sized>(
     }
 
     // out = y 2^(-E'/2).
-    shift_select(e, y, onehot, |j| -even(j) / 2, c, bits, out, n, k)
+    shift_select(e, y, onehot, |j| -even(j) / 2, k, out, select)
 }
 
-/// `out = sum_j onehot[j] * v * 2^exp(j)` over `k` candidates: right shifts before the
-/// product with the (integer-scaled) one-hot bits, left shifts after it.
-#[allow(clippy::too_many_arguments)]
+/// `out = sum_j onehot[j] * v * 2^exp(j)` over `k` candidates of `n = v.len()` elements
+/// (`onehot` holds at least `k * n`): right shifts before the product with the
+/// (integer-scaled) one-hot bits, left shifts after it. Scratch: `2 k n`.
 fn shift_select<E: Engine + ?Sized>(
     e: &mut E,
     v: &[E::Elem],
     onehot: &[E::Elem],
     exp: impl Fn(usize) -> i32,
-    c: &mut [E::Elem],
-    prod: &mut [E::Elem],
-    out: &mut [E::Elem],
-    n: usize,
     k: usize,
+    out: &mut [E::Elem],
+    scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
+    let n = v.len();
+    let (c, prod) = scratch.split_at_mut(k * n);
     for j in 0..k {
         let cj = &mut c[j * n..(j + 1) * n];
         cj.copy_from_slice(v);

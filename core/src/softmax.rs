@@ -68,6 +68,47 @@ pub struct Softmax {
     pub subtract_max: bool,
 }
 
+/// The shape of a row-major matrix of logits: `rows` rows (one softmax each) of `cols`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Rows {
+    /// Rows (positions, samples).
+    pub rows: usize,
+    /// Entries per row (classes).
+    pub cols: usize,
+}
+
+impl Rows {
+    /// Elements: `rows * cols`.
+    pub const fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Whether there is no element.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Logits `x` and one-hot labels `y` (element scale: 1.0 encoded), both of one [`Rows`]
+/// shape: what softmax cross-entropy reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Labelled<'a, T> {
+    /// Logits.
+    pub x: &'a [T],
+    /// One-hot labels.
+    pub y: &'a [T],
+}
+
+/// What [`softmax_xent_backward`] writes: the softmax `p` and the gradient `grad` with
+/// respect to the logits, both of the logits' shape.
+#[derive(Debug)]
+pub struct XentOut<'a, T> {
+    /// Probabilities.
+    pub p: &'a mut [T],
+    /// Gradient with respect to the logits.
+    pub grad: &'a mut [T],
+}
+
 impl Softmax {
     /// Softmax with `exp`, without max subtraction.
     pub const fn new(exp: ExpApprox) -> Self {
@@ -169,12 +210,12 @@ pub fn softmax<E: Engine + ?Sized>(
     while r0 < rows {
         let r = step.min(rows - r0);
         let span = r0 * cols..(r0 + r) * cols;
+        let shape = Rows { rows: r, cols };
         forward_rows(
             e,
             cfg,
             &x[span.clone()],
-            r,
-            cols,
+            shape,
             &mut out[span],
             false,
             scratch,
@@ -199,22 +240,21 @@ pub fn generic_rows<E: Engine + ?Sized>(
     out: &mut [E::Elem],
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
-    forward_rows(e, cfg, x, rows, cols, out, true, scratch)
+    forward_rows(e, cfg, x, Rows { rows, cols }, out, true, scratch)
 }
 
 /// Softmax of one piece: shift by the row maxima if asked, e^x, then the division (the
 /// engine's, or the generic one when `generic` is set).
-#[allow(clippy::too_many_arguments)]
 fn forward_rows<E: Engine + ?Sized>(
     e: &mut E,
     cfg: Softmax,
     x: &[E::Elem],
-    rows: usize,
-    cols: usize,
+    shape: Rows,
     out: &mut [E::Elem],
     generic: bool,
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
+    let Rows { rows, cols } = shape;
     let n = rows * cols;
     let g = guard_bits(e.frac_bits());
     let (xs, rest) = scratch.split_at_mut(n);
@@ -235,22 +275,24 @@ fn forward_rows<E: Engine + ?Sized>(
     }
 }
 
-/// Softmax of one piece with, for the exact gradient, `E'(x)/S` in `deriv` (with `E'`
-/// masked where `E` was clipped) and `[S == 0]` per row in `zero` (1.0 encoded: the rows
-/// defined as uniform). The same operations as [`forward_rows`] with the generic division,
-/// with the derivative's between them.
-#[allow(clippy::too_many_arguments)]
+/// Softmax of one piece in `out.p` with, for the exact gradient, its first term `E'(x)/S`
+/// in `out.grad` (with `E'` masked where `E` was clipped) and `[S == 0]` per row in `zero`
+/// (1.0 encoded: the rows defined as uniform). The same operations as [`forward_rows`] with
+/// the generic division, with the derivative's between them.
 fn softmax_rows_with_derivative<E: Engine + ?Sized>(
     e: &mut E,
     cfg: Softmax,
     x: &[E::Elem],
-    rows: usize,
-    cols: usize,
-    out: &mut [E::Elem],
-    deriv: &mut [E::Elem],
+    shape: Rows,
+    out: XentOut<'_, E::Elem>,
     zero: &mut [E::Elem],
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
+    let Rows { rows, cols } = shape;
+    let XentOut {
+        p: out,
+        grad: deriv,
+    } = out;
     let n = rows * cols;
     let f = e.frac_bits();
     let g = guard_bits(f);
@@ -343,28 +385,27 @@ fn row_max<E: Engine + ?Sized>(
 }
 
 /// Gradient of mean-free softmax cross-entropy with respect to the logits `x`, for one-hot
-/// labels `y` (element scale: 1.0 encoded), written to `grad`; the softmax itself goes to
-/// `p`. Dividing by the batch size is left to the caller. See the [module
-/// documentation](self) for the two modes. Scratch: [`backward_scratch`].
+/// labels `y` (element scale: 1.0 encoded), both of the given `shape`, written to
+/// `out.grad`; the softmax itself goes to `out.p`. Dividing by the batch size is left to the
+/// caller. See the [module documentation](self) for the two modes. Scratch:
+/// [`backward_scratch`].
 ///
 /// # Errors
 /// What the engine reports.
 ///
 /// # Panics
-/// If a slice is not `rows * cols` long or `scratch` is too short.
-#[allow(clippy::too_many_arguments)]
+/// If a slice is not `shape.len()` long or `scratch` is too short.
 pub fn softmax_xent_backward<E: Engine + ?Sized>(
     e: &mut E,
     cfg: Softmax,
     mode: GradMode,
-    x: &[E::Elem],
-    y: &[E::Elem],
-    rows: usize,
-    cols: usize,
-    p: &mut [E::Elem],
-    grad: &mut [E::Elem],
+    data: Labelled<'_, E::Elem>,
+    shape: Rows,
+    out: XentOut<'_, E::Elem>,
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
+    let (Labelled { x, y }, Rows { rows, cols }) = (data, shape);
+    let XentOut { p, grad } = out;
     let n = rows * cols;
     assert!(
         x.len() == n && y.len() == n && p.len() == n && grad.len() == n,
@@ -382,17 +423,15 @@ pub fn softmax_xent_backward<E: Engine + ?Sized>(
             while r0 < rows {
                 let r = step.min(rows - r0);
                 let span = r0 * cols..(r0 + r) * cols;
-                exact_grad_rows(
-                    e,
-                    cfg,
-                    &x[span.clone()],
-                    &y[span.clone()],
-                    r,
-                    cols,
-                    &mut p[span.clone()],
-                    &mut grad[span],
-                    scratch,
-                )?;
+                let piece = Labelled {
+                    x: &x[span.clone()],
+                    y: &y[span.clone()],
+                };
+                let out = XentOut {
+                    p: &mut p[span.clone()],
+                    grad: &mut grad[span],
+                };
+                exact_grad_rows(e, cfg, piece, Rows { rows: r, cols }, out, scratch)?;
                 r0 += r;
             }
             Ok(())
@@ -400,18 +439,16 @@ pub fn softmax_xent_backward<E: Engine + ?Sized>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn exact_grad_rows<E: Engine + ?Sized>(
     e: &mut E,
     cfg: Softmax,
-    x: &[E::Elem],
-    y: &[E::Elem],
-    rows: usize,
-    cols: usize,
-    p: &mut [E::Elem],
-    grad: &mut [E::Elem],
+    data: Labelled<'_, E::Elem>,
+    shape: Rows,
+    out: XentOut<'_, E::Elem>,
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
+    let (Labelled { x, y }, Rows { rows, cols }) = (data, shape);
+    let XentOut { p, grad } = out;
     let n = rows * cols;
     let f = e.frac_bits();
     let (ev, rest) = scratch.split_at_mut(n);
@@ -423,7 +460,11 @@ fn exact_grad_rows<E: Engine + ?Sized>(
     let (ratio, rest) = rest.split_at_mut(rows);
     let (zero, rest) = rest.split_at_mut(rows);
     // grad = E'/S (the first term) and p; zero = [S == 0] per row.
-    softmax_rows_with_derivative(e, cfg, x, rows, cols, p, grad, zero, rest)?;
+    let first = XentOut {
+        p: &mut *p,
+        grad: &mut *grad,
+    };
+    softmax_rows_with_derivative(e, cfg, x, shape, first, zero, rest)?;
     // E and E' at the label: recompute E (clipped) and E' (masked) for the label entries.
     let xs = &mut wide[..];
     xs.copy_from_slice(x);

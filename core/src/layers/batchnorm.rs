@@ -22,7 +22,7 @@
 //! `dx = gamma / sqrt(var + eps) * (g - dbeta / M - x_hat * dgamma / M)`.
 //! Parameter gradients are overwritten (the layer convention).
 
-use super::{add_rows, broadcast_rows, column_sums_in_place, divide_by, Image};
+use super::{add_rows, broadcast_rows, column_sums_in_place, divide_by, Grads, Image};
 use crate::invsqrt::{inv_sqrt, inv_sqrt_scratch};
 use crate::Engine;
 
@@ -37,6 +37,31 @@ pub struct BatchNorm {
     pub eps: f64,
     /// Weight of the batch statistics in the running statistics (PyTorch: `0.1`).
     pub momentum: f64,
+}
+
+/// Batch norm's per-channel tensors, `channels` entries each: the parameters `gamma` and
+/// `beta`, and the running statistics, read (`S = &[T]`) by [`BatchNorm::forward_eval`]
+/// and updated (`S = &mut [T]`) by [`BatchNorm::forward_train`].
+#[derive(Debug)]
+pub struct PerChannel<'a, T, S> {
+    /// Scale.
+    pub gamma: &'a [T],
+    /// Shift.
+    pub beta: &'a [T],
+    /// Running mean.
+    pub running_mean: S,
+    /// Running (unbiased) variance.
+    pub running_var: S,
+}
+
+/// What [`BatchNorm::forward_train`] writes: the output `y` (NCHW) and the cache for
+/// [`BatchNorm::backward`] ([`BatchNorm::cache_len`] long).
+#[derive(Debug)]
+pub struct TrainOut<'a, T> {
+    /// Output, the input's shape.
+    pub y: &'a mut [T],
+    /// Cache for backward.
+    pub cache: &'a mut [T],
 }
 
 /// `out[(n * hw + s) * C + c] = x[(n * C + c) * hw + s]`.
@@ -121,8 +146,8 @@ impl BatchNorm {
         );
     }
 
-    /// Training forward with batch statistics: `y` (NCHW), the cache for backward, and the
-    /// running statistics updated in place.
+    /// Training forward with batch statistics: `out.y` (NCHW), `out.cache` for backward,
+    /// and the running statistics of `t` updated in place.
     ///
     /// # Errors
     /// What the engine reports.
@@ -130,20 +155,22 @@ impl BatchNorm {
     /// # Panics
     /// If `input.channels != channels`, a slice has the wrong length or the scratch is too
     /// short.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward_train<E: Engine + ?Sized>(
         &self,
         e: &mut E,
         x: &[E::Elem],
         input: Image,
-        gamma: &[E::Elem],
-        beta: &[E::Elem],
-        running_mean: &mut [E::Elem],
-        running_var: &mut [E::Elem],
-        y: &mut [E::Elem],
-        cache: &mut [E::Elem],
+        t: PerChannel<'_, E::Elem, &mut [E::Elem]>,
+        out: TrainOut<'_, E::Elem>,
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
+        let PerChannel {
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+        } = t;
+        let TrainOut { y, cache } = out;
         let (len, c) = (input.len(), self.channels);
         self.check(
             input,
@@ -217,19 +244,21 @@ impl BatchNorm {
     ///
     /// # Panics
     /// As [`BatchNorm::forward_train`].
-    #[allow(clippy::too_many_arguments)]
     pub fn forward_eval<E: Engine + ?Sized>(
         &self,
         e: &mut E,
         x: &[E::Elem],
         input: Image,
-        gamma: &[E::Elem],
-        beta: &[E::Elem],
-        running_mean: &[E::Elem],
-        running_var: &[E::Elem],
+        t: PerChannel<'_, E::Elem, &[E::Elem]>,
         y: &mut [E::Elem],
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
+        let PerChannel {
+            gamma,
+            beta,
+            running_mean,
+            running_var,
+        } = t;
         let (len, c) = (input.len(), self.channels);
         self.check(
             input,
@@ -267,31 +296,36 @@ impl BatchNorm {
         e.add_assign(y, full)
     }
 
-    /// Training backward from `dy` and the cache of [`BatchNorm::forward_train`]: `dx`,
-    /// `dgamma` and `dbeta`, all overwritten. See the [module documentation](self).
+    /// Training backward from `g.dy` and the cache of [`BatchNorm::forward_train`]:
+    /// `g.dw = dgamma`, `g.db = dbeta` and, when asked, `g.dx`, all overwritten. See the
+    /// [module documentation](self).
     ///
     /// # Errors
     /// What the engine reports.
     ///
     /// # Panics
     /// As [`BatchNorm::forward_train`].
-    #[allow(clippy::too_many_arguments)]
     pub fn backward<E: Engine + ?Sized>(
         &self,
         e: &mut E,
-        dy: &[E::Elem],
         input: Image,
         gamma: &[E::Elem],
         cache: &[E::Elem],
-        dx: &mut [E::Elem],
-        dgamma: &mut [E::Elem],
-        dbeta: &mut [E::Elem],
+        g: Grads<'_, E::Elem>,
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
+        let Grads {
+            dy,
+            dx,
+            dw: dgamma,
+            db: dbeta,
+        } = g;
         let (len, c) = (input.len(), self.channels);
         self.check(input, &[gamma.len(), dgamma.len(), dbeta.len()]);
         assert!(
-            dy.len() == len && dx.len() == len && cache.len() == self.cache_len(input),
+            dy.len() == len
+                && dx.as_ref().is_none_or(|dx| dx.len() == len)
+                && cache.len() == self.cache_len(input),
             "batch norm backward: shape mismatch"
         );
         let m = input.batch * input.plane();
@@ -309,6 +343,9 @@ impl BatchNorm {
         e.mul(xhat, g, tmp)?;
         e.rescale(tmp)?;
         column_sums_in_place(e, tmp, m, c, dgamma)?;
+        let Some(dx) = dx else {
+            return Ok(());
+        };
         // g <- g - dbeta / M - x_hat dgamma / M
         mb.copy_from_slice(dbeta);
         divide_by(e, mb, m)?;
@@ -367,7 +404,20 @@ mod tests {
             let mut s = vec![0.0; l.train_scratch(input)];
             let mut e = Float::<f64>::new();
             l.forward_train(
-                &mut e, &x, input, &gamma, &beta, &mut rm, &mut rv, &mut y, &mut cache, &mut s,
+                &mut e,
+                &x,
+                input,
+                PerChannel {
+                    gamma: &gamma,
+                    beta: &beta,
+                    running_mean: &mut rm,
+                    running_var: &mut rv,
+                },
+                TrainOut {
+                    y: &mut y,
+                    cache: &mut cache,
+                },
+                &mut s,
             )
             .unwrap();
             let m = (input.batch * input.plane()) as f64;
@@ -388,8 +438,20 @@ mod tests {
             }
             // Evaluation with the running statistics.
             let mut s = vec![0.0; l.eval_scratch(input)];
-            l.forward_eval(&mut e, &x, input, &gamma, &beta, &rm, &rv, &mut y, &mut s)
-                .unwrap();
+            l.forward_eval(
+                &mut e,
+                &x,
+                input,
+                PerChannel {
+                    gamma: &gamma,
+                    beta: &beta,
+                    running_mean: &rm,
+                    running_var: &rv,
+                },
+                &mut y,
+                &mut s,
+            )
+            .unwrap();
             for (i, v) in x.iter().enumerate() {
                 let ch = (i / input.plane()) % c;
                 let want = gamma[ch] * (v - rm[ch]) / libm::sqrt(rv[ch] + 1e-5) + beta[ch];
@@ -414,12 +476,16 @@ mod tests {
                         &mut Float::<f64>::new(),
                         x,
                         input,
-                        gamma,
-                        beta,
-                        &mut rm,
-                        &mut rv,
-                        y,
-                        &mut cache,
+                        PerChannel {
+                            gamma,
+                            beta,
+                            running_mean: &mut rm,
+                            running_var: &mut rv,
+                        },
+                        TrainOut {
+                            y,
+                            cache: &mut cache,
+                        },
                         &mut s,
                     )
                     .unwrap();
@@ -433,11 +499,36 @@ mod tests {
                     let mut y = vec![0.0; input.len()];
                     let mut s = vec![0.0; l.train_scratch(input).max(l.backward_scratch(input))];
                     l.forward_train(
-                        &mut e, x, input, gamma, beta, &mut rm, &mut rv, &mut y, &mut cache, &mut s,
+                        &mut e,
+                        x,
+                        input,
+                        PerChannel {
+                            gamma,
+                            beta,
+                            running_mean: &mut rm,
+                            running_var: &mut rv,
+                        },
+                        TrainOut {
+                            y: &mut y,
+                            cache: &mut cache,
+                        },
+                        &mut s,
                     )
                     .unwrap();
-                    l.backward(&mut e, dy, input, gamma, &cache, dx, dgamma, dbeta, &mut s)
-                        .unwrap();
+                    l.backward(
+                        &mut e,
+                        input,
+                        gamma,
+                        &cache,
+                        Grads {
+                            dy,
+                            dx: Some(dx),
+                            dw: dgamma,
+                            db: dbeta,
+                        },
+                        &mut s,
+                    )
+                    .unwrap();
                 },
             );
         }
@@ -463,15 +554,50 @@ mod tests {
                 vec![z; len],
             );
             l.forward_train(
-                e, x, input, gamma, beta, &mut rm, &mut rv, &mut y, &mut cache, &mut s,
+                e,
+                x,
+                input,
+                PerChannel {
+                    gamma,
+                    beta,
+                    running_mean: &mut rm,
+                    running_var: &mut rv,
+                },
+                TrainOut {
+                    y: &mut y,
+                    cache: &mut cache,
+                },
+                &mut s,
             )
             .unwrap();
             l.backward(
-                e, dy, input, gamma, &cache, &mut dx, &mut dg, &mut db, &mut s,
+                e,
+                input,
+                gamma,
+                &cache,
+                Grads {
+                    dy,
+                    dx: Some(&mut dx),
+                    dw: &mut dg,
+                    db: &mut db,
+                },
+                &mut s,
             )
             .unwrap();
-            l.forward_eval(e, x, input, gamma, beta, &rm, &rv, &mut ye, &mut s)
-                .unwrap();
+            l.forward_eval(
+                e,
+                x,
+                input,
+                PerChannel {
+                    gamma,
+                    beta,
+                    running_mean: &rm,
+                    running_var: &rv,
+                },
+                &mut ye,
+                &mut s,
+            )
+            .unwrap();
             vec![y, dx, dg, db, rm, rv, ye]
         }
     }

@@ -15,8 +15,8 @@
 //! with one engine addition per window row and offset. Unfolding, reordering and folding
 //! are local copies and additions, free on every engine.
 
-use super::windows::Windows;
-use super::{transpose, Image};
+use super::windows::{Strided, Windows};
+use super::{transpose, Grads, Image, Params};
 use crate::engine::MatDims;
 use crate::Engine;
 
@@ -108,17 +108,16 @@ impl Conv2d {
     /// # Panics
     /// If `input.channels != in_channels`, a slice has the wrong length or the scratch is
     /// too short.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward<E: Engine + ?Sized>(
         &self,
         e: &mut E,
         x: &[E::Elem],
-        w: &[E::Elem],
-        b: &[E::Elem],
+        params: Params<'_, E::Elem>,
         input: Image,
         y: &mut [E::Elem],
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
+        let Params { w, b } = params;
         let out = self.output(input);
         let (rows, patch, o, pl) = (
             self.rows(input),
@@ -215,8 +214,8 @@ impl Conv2d {
         rows * o + rows * self.patch() + self.weights() + input.len()
     }
 
-    /// From `dy` (NCHW, the output's shape): `dw = dY^T cols`, `db = sum of dY's rows`
-    /// (both overwritten) and, when asked, `dx` (overwritten) by `dcols^T = W^T dY^T` and
+    /// From `g.dy` (NCHW, the output's shape): `g.dw = dY^T cols`, `g.db = sum of dY's rows`
+    /// (both overwritten) and, when asked, `g.dx` (overwritten) by `dcols^T = W^T dY^T` and
     /// col2im. Two matrix products (three with `dx`), one rescale each.
     ///
     /// # Errors
@@ -224,20 +223,16 @@ impl Conv2d {
     ///
     /// # Panics
     /// As [`Conv2d::forward`].
-    #[allow(clippy::too_many_arguments)]
     pub fn backward<E: Engine + ?Sized>(
         &self,
         e: &mut E,
         x: &[E::Elem],
         w: &[E::Elem],
-        dy: &[E::Elem],
         input: Image,
-        dx: Option<&mut [E::Elem]>,
-        dw: &mut [E::Elem],
-        db: &mut [E::Elem],
+        g: Grads<'_, E::Elem>,
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
-        self.backward_with(e, x, w, dy, input, dx, dw, db, scratch, true)
+        self.backward_with::<true, E>(e, x, w, input, g, scratch)
     }
 
     /// [`Conv2d::backward`] with `dw` left at twice the fractional bits (not rescaled), so
@@ -249,36 +244,29 @@ impl Conv2d {
     ///
     /// # Panics
     /// As [`Conv2d::forward`].
-    #[allow(clippy::too_many_arguments)]
     pub fn backward_unscaled<E: Engine + ?Sized>(
         &self,
         e: &mut E,
         x: &[E::Elem],
         w: &[E::Elem],
-        dy: &[E::Elem],
         input: Image,
-        dx: Option<&mut [E::Elem]>,
-        dw: &mut [E::Elem],
-        db: &mut [E::Elem],
+        g: Grads<'_, E::Elem>,
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
-        self.backward_with(e, x, w, dy, input, dx, dw, db, scratch, false)
+        self.backward_with::<false, E>(e, x, w, input, g, scratch)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn backward_with<E: Engine + ?Sized>(
+    /// The two backward variants: `RESCALE_DW` tells which.
+    fn backward_with<const RESCALE_DW: bool, E: Engine + ?Sized>(
         &self,
         e: &mut E,
         x: &[E::Elem],
         w: &[E::Elem],
-        dy: &[E::Elem],
         input: Image,
-        dx: Option<&mut [E::Elem]>,
-        dw: &mut [E::Elem],
-        db: &mut [E::Elem],
+        g: Grads<'_, E::Elem>,
         scratch: &mut [E::Elem],
-        rescale_dw: bool,
     ) -> Result<(), E::Error> {
+        let Grads { dy, dx, dw, db } = g;
         let out = self.output(input);
         let (rows, patch, o, pl) = (
             self.rows(input),
@@ -318,7 +306,7 @@ impl Conv2d {
             },
             dw,
         )?;
-        if rescale_dw {
+        if RESCALE_DW {
             e.rescale(dw)?;
         }
         if let Some(dx) = dx {
@@ -338,11 +326,13 @@ impl Conv2d {
             let g = self.windows(input.height, input.width);
             g.scatter_add(
                 e,
-                cols,
+                Strided {
+                    data: cols,
+                    base: self.t_base(input),
+                    p_stride: 1,
+                    j_stride: rows,
+                },
                 input.planes(),
-                self.t_base(input),
-                1,
-                rows,
                 dx,
                 img,
             )?;
@@ -507,18 +497,20 @@ mod tests {
             let z = crate::Z64::ZERO;
             let mut s = vec![z; l.forward_scratch(input).max(l.backward_scratch(input))];
             let mut y = vec![z; out.len()];
-            l.forward(&mut e, &x, &w, &b, input, &mut y, &mut s)
+            l.forward(&mut e, &x, Params { w: &w, b: &b }, input, &mut y, &mut s)
                 .unwrap();
             let (mut dx, mut dw, mut db) = (vec![z; x.len()], vec![z; w.len()], vec![z; b.len()]);
             l.backward(
                 &mut e,
                 &x,
                 &w,
-                &dy,
                 input,
-                Some(&mut dx),
-                &mut dw,
-                &mut db,
+                Grads {
+                    dy: &dy,
+                    dx: Some(&mut dx),
+                    dw: &mut dw,
+                    db: &mut db,
+                },
                 &mut s,
             )
             .unwrap();
@@ -527,8 +519,20 @@ mod tests {
             }
             // Without dx, the parameter gradients are the same.
             let (mut dw2, mut db2) = (vec![z; w.len()], vec![z; b.len()]);
-            l.backward(&mut e, &x, &w, &dy, input, None, &mut dw2, &mut db2, &mut s)
-                .unwrap();
+            l.backward(
+                &mut e,
+                &x,
+                &w,
+                input,
+                Grads {
+                    dy: &dy,
+                    dx: None,
+                    dw: &mut dw2,
+                    db: &mut db2,
+                },
+                &mut s,
+            )
+            .unwrap();
             assert_eq!((&dw2, &db2), (&want[2], &want[3]));
         }
     }
@@ -587,8 +591,15 @@ mod tests {
             let b = values(3, l.out_channels);
             let mut y = vec![0.0; l.output(input).len()];
             let mut s = vec![0.0; l.forward_scratch(input)];
-            l.forward(&mut Float::<f64>::new(), &x, &w, &b, input, &mut y, &mut s)
-                .unwrap();
+            l.forward(
+                &mut Float::<f64>::new(),
+                &x,
+                Params { w: &w, b: &b },
+                input,
+                &mut y,
+                &mut s,
+            )
+            .unwrap();
             for (a, r) in y.iter().zip(reference(&l, &x, &w, &b, input)) {
                 assert!((a - r).abs() < 1e-12);
             }
@@ -610,8 +621,15 @@ mod tests {
                 |x, p, y| {
                     let (w, b) = p.split_at(l.weights());
                     let mut s = vec![0.0; l.forward_scratch(input)];
-                    l.forward(&mut Float::<f64>::new(), x, w, b, input, y, &mut s)
-                        .unwrap();
+                    l.forward(
+                        &mut Float::<f64>::new(),
+                        x,
+                        Params { w, b },
+                        input,
+                        y,
+                        &mut s,
+                    )
+                    .unwrap();
                 },
                 |x, p, dy, dx, dp| {
                     let (w, _) = p.split_at(l.weights());
@@ -621,11 +639,13 @@ mod tests {
                         &mut Float::<f64>::new(),
                         x,
                         w,
-                        dy,
                         input,
-                        Some(dx),
-                        dw,
-                        db,
+                        Grads {
+                            dy,
+                            dx: Some(dx),
+                            dw,
+                            db,
+                        },
                         &mut s,
                     )
                     .unwrap();
@@ -643,10 +663,23 @@ mod tests {
             let z = E::Elem::default();
             let mut y = vec![z; l.output(input).len()];
             let mut s = vec![z; l.forward_scratch(input).max(l.backward_scratch(input))];
-            l.forward(e, x, w, b, input, &mut y, &mut s).unwrap();
-            let (mut dx, mut dw, mut db) = (vec![z; x.len()], vec![z; w.len()], vec![z; b.len()]);
-            l.backward(e, x, w, dy, input, Some(&mut dx), &mut dw, &mut db, &mut s)
+            l.forward(e, x, Params { w, b }, input, &mut y, &mut s)
                 .unwrap();
+            let (mut dx, mut dw, mut db) = (vec![z; x.len()], vec![z; w.len()], vec![z; b.len()]);
+            l.backward(
+                e,
+                x,
+                w,
+                input,
+                Grads {
+                    dy,
+                    dx: Some(&mut dx),
+                    dw: &mut dw,
+                    db: &mut db,
+                },
+                &mut s,
+            )
+            .unwrap();
             vec![y, dx, dw, db]
         }
     }

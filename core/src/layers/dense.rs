@@ -1,6 +1,6 @@
 //! Fully connected layer: `y = x W + b`.
 
-use super::{add_rows, column_sums, transpose};
+use super::{add_rows, column_sums, transpose, Grads};
 use crate::engine::MatDims;
 use crate::Engine;
 
@@ -59,25 +59,25 @@ impl Dense {
         }
     }
 
-    /// From `dy = dL/dy`: `dw = x^T dy`, `db = sum_rows dy` and, when asked,
-    /// `dx = dy w^T`.
+    /// From `g.dy = dL/dy`: `g.dw = x^T dy`, `g.db = sum_rows dy` and, when asked,
+    /// `g.dx = dy w^T`.
     ///
     /// # Errors
     /// What the engine reports.
-    #[allow(clippy::too_many_arguments)]
     pub fn backward<E: Engine + ?Sized>(
         &self,
         e: &mut E,
         x: &[E::Elem],
         w: &[E::Elem],
-        dy: &[E::Elem],
         batch: usize,
-        dx: Option<&mut [E::Elem]>,
-        dw: &mut [E::Elem],
-        db: &mut [E::Elem],
+        g: Grads<'_, E::Elem>,
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
-        self.backward_with(e, x, w, dy, batch, dx, dw, db, scratch, true)
+        let Grads { dy, dx, dw, db } = g;
+        self.weight_grad(e, x, dy, batch, dw, scratch)?;
+        e.rescale(dw)?;
+        column_sums(e, dy, batch, self.outputs, db)?;
+        self.input_grad(e, w, dy, batch, dx, scratch)
     }
 
     /// [`Dense::backward`] with `dw` left at twice the fractional bits (not rescaled). The
@@ -86,35 +86,30 @@ impl Dense {
     ///
     /// # Errors
     /// What the engine reports.
-    #[allow(clippy::too_many_arguments)]
     pub fn backward_unscaled<E: Engine + ?Sized>(
         &self,
         e: &mut E,
         x: &[E::Elem],
         w: &[E::Elem],
-        dy: &[E::Elem],
         batch: usize,
-        dx: Option<&mut [E::Elem]>,
-        dw: &mut [E::Elem],
-        db: &mut [E::Elem],
+        g: Grads<'_, E::Elem>,
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
-        self.backward_with(e, x, w, dy, batch, dx, dw, db, scratch, false)
+        let Grads { dy, dx, dw, db } = g;
+        self.weight_grad(e, x, dy, batch, dw, scratch)?;
+        column_sums(e, dy, batch, self.outputs, db)?;
+        self.input_grad(e, w, dy, batch, dx, scratch)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn backward_with<E: Engine + ?Sized>(
+    /// `dw = x^T dy`, not rescaled.
+    fn weight_grad<E: Engine + ?Sized>(
         &self,
         e: &mut E,
         x: &[E::Elem],
-        w: &[E::Elem],
         dy: &[E::Elem],
         batch: usize,
-        dx: Option<&mut [E::Elem]>,
         dw: &mut [E::Elem],
-        db: &mut [E::Elem],
         scratch: &mut [E::Elem],
-        rescale_dw: bool,
     ) -> Result<(), E::Error> {
         let (i, o) = (self.inputs, self.outputs);
         let xt = &mut scratch[..batch * i];
@@ -128,27 +123,36 @@ impl Dense {
                 n: o,
             },
             dw,
+        )
+    }
+
+    /// `dx = dy w^T`, rescaled, when asked.
+    fn input_grad<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        w: &[E::Elem],
+        dy: &[E::Elem],
+        batch: usize,
+        dx: Option<&mut [E::Elem]>,
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        let Some(dx) = dx else {
+            return Ok(());
+        };
+        let (i, o) = (self.inputs, self.outputs);
+        let wt = &mut scratch[..i * o];
+        transpose(w, i, o, wt);
+        e.matmul(
+            dy,
+            wt,
+            MatDims {
+                m: batch,
+                k: o,
+                n: i,
+            },
+            dx,
         )?;
-        if rescale_dw {
-            e.rescale(dw)?;
-        }
-        column_sums(e, dy, batch, o, db)?;
-        if let Some(dx) = dx {
-            let wt = &mut scratch[..i * o];
-            transpose(w, i, o, wt);
-            e.matmul(
-                dy,
-                wt,
-                MatDims {
-                    m: batch,
-                    k: o,
-                    n: i,
-                },
-                dx,
-            )?;
-            e.rescale(dx)?;
-        }
-        Ok(())
+        e.rescale(dx)
     }
 }
 
@@ -177,8 +181,20 @@ mod tests {
                 let (w, _) = p.split_at(l.weights());
                 let (dw, db) = dp.split_at_mut(l.weights());
                 let mut s = vec![0.0; l.backward_scratch(batch)];
-                l.backward(&mut e, x, w, dy, batch, Some(dx), dw, db, &mut s)
-                    .unwrap();
+                l.backward(
+                    &mut e,
+                    x,
+                    w,
+                    batch,
+                    Grads {
+                        dy,
+                        dx: Some(dx),
+                        dw,
+                        db,
+                    },
+                    &mut s,
+                )
+                .unwrap();
             },
         );
     }

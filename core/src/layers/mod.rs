@@ -47,6 +47,31 @@ pub use seqloss::{sequence_loss, SeqXent};
 
 use crate::Engine;
 
+/// A layer's parameters: the weights (batch norm's `gamma`) and the bias (`beta`), in the
+/// layer's documented layouts.
+#[derive(Clone, Copy, Debug)]
+pub struct Params<'a, T> {
+    /// Weights.
+    pub w: &'a [T],
+    /// Bias.
+    pub b: &'a [T],
+}
+
+/// The gradients around a parameterised layer's backward pass: the output gradient `dy`
+/// it reads, and what it writes (overwriting): the input gradient `dx` when asked, and the
+/// gradients of the weights `dw` and of the bias `db` (batch norm: `dgamma`, `dbeta`).
+#[derive(Debug)]
+pub struct Grads<'a, T> {
+    /// `dL/dy`, the output's shape.
+    pub dy: &'a [T],
+    /// `dL/dx`, the input's shape; `None` when not needed (a first layer).
+    pub dx: Option<&'a mut [T]>,
+    /// `dL/dw`, the weights' shape.
+    pub dw: &'a mut [T],
+    /// `dL/db`, the bias' shape.
+    pub db: &'a mut [T],
+}
+
 /// Shape of a batch of images in NCHW layout: `[batch x channels x height x width]`,
 /// row-major. A `[batch x features]` activation is the image `(batch, features, 1, 1)`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -15,7 +15,7 @@
 //! integer-scaled) and folds the result back. Backward does not recompute the tree.
 //! Ties go to the lower offset, so exactly one bit per window is 1.
 
-use super::windows::Windows;
+use super::windows::{Strided, Windows};
 use super::{column_sums_in_place, divide_by, transpose, Image};
 use crate::Engine;
 
@@ -102,7 +102,7 @@ impl MaxPool2d {
         let planes = input.planes();
         let per = (e.batch_hint() / pl.max(1)).max(1);
         if pl == 0 || 2 * per >= planes {
-            return self.forward_planes(e, &g, x, planes, y, sel, scratch);
+            return Self::forward_planes(e, &g, x, planes, y, sel, scratch);
         }
         // Blocks of `per` planes: at most half the batch, so the block's own selection
         // bits fit in the scratch beside the block's working space.
@@ -112,7 +112,7 @@ impl MaxPool2d {
             let q1 = (q0 + per).min(planes);
             let nb = (q1 - q0) * pl;
             let ls = &mut local[..kk * nb];
-            self.forward_planes(
+            Self::forward_planes(
                 e,
                 &g,
                 &x[q0 * hw..q1 * hw],
@@ -130,10 +130,8 @@ impl MaxPool2d {
         Ok(())
     }
 
-    /// [`MaxPool2d::forward`] on `planes` whole planes at once.
-    #[allow(clippy::too_many_arguments)]
+    /// [`MaxPool2d::forward`] on `planes` whole planes at once, over the windows `g`.
     fn forward_planes<E: Engine + ?Sized>(
-        &self,
         e: &mut E,
         g: &Windows,
         x: &[E::Elem],
@@ -184,7 +182,18 @@ impl MaxPool2d {
             r.copy_from_slice(dy);
         }
         e.mul(sel, rep, prod)?;
-        g.scatter_add(e, prod, input.planes(), |q| q * pl, 1, nn, dx, rest)
+        g.scatter_add(
+            e,
+            Strided {
+                data: prod,
+                base: |q| q * pl,
+                p_stride: 1,
+                j_stride: nn,
+            },
+            input.planes(),
+            dx,
+            rest,
+        )
     }
 }
 
@@ -277,7 +286,18 @@ impl AvgPool2d {
         let (t, rest) = scratch.split_at_mut(nn);
         t.copy_from_slice(dy);
         e.scale(t, 1.0 / kk as f64)?;
-        g.scatter_add(e, t, input.planes(), |q| q * pl, 1, 0, dx, rest)
+        g.scatter_add(
+            e,
+            Strided {
+                data: t,
+                base: |q| q * pl,
+                p_stride: 1,
+                j_stride: 0,
+            },
+            input.planes(),
+            dx,
+            rest,
+        )
     }
 }
 
@@ -469,7 +489,7 @@ mod tests {
             let z = Z64::ZERO;
             let mut sc = vec![z; l.forward_scratch(input)];
             let (mut y1, mut s1) = (vec![z; n], vec![z; l.selection_len(input)]);
-            l.forward_planes(
+            MaxPool2d::forward_planes(
                 &mut e,
                 &g,
                 &x,

@@ -16,7 +16,9 @@
 //! Gradients are sums over positions; dividing by the number of real tokens (or the batch)
 //! is the optimiser's job, as for every layer.
 
-use crate::softmax::{backward_scratch, softmax_xent_backward, GradMode, Softmax};
+use crate::softmax::{
+    backward_scratch, softmax_xent_backward, GradMode, Labelled, Rows, Softmax, XentOut,
+};
 use crate::Engine;
 
 /// Sequence cross-entropy settings.
@@ -40,52 +42,39 @@ impl SeqXent {
         backward_scratch(self.softmax, rows, vocab) + rows * vocab
     }
 
-    /// Probabilities `p` and the gradient `grad = mask * dL/dlogits` (both
-    /// `[time x batch x vocab]`, overwritten) for one-hot `targets` (same shape, element
-    /// scale) and `mask` (`[time x batch]`, element scale).
+    /// Probabilities `out.p` and the gradient `out.grad = mask * dL/dlogits` (both
+    /// `[time x batch x vocab]`, overwritten) for the logits `data.x` and one-hot targets
+    /// `data.y` (same shape, element scale) and `mask` (`[time x batch]`, element scale), with
+    /// `shape` the `time * batch` rows of `vocab`.
     ///
     /// # Errors
     /// What the engine reports.
     ///
     /// # Panics
     /// If a slice has the wrong length or the scratch is too short.
-    #[allow(clippy::too_many_arguments)]
     pub fn backward<E: Engine + ?Sized>(
         &self,
         e: &mut E,
-        logits: &[E::Elem],
-        targets: &[E::Elem],
+        data: Labelled<'_, E::Elem>,
         mask: &[E::Elem],
-        time: usize,
-        batch: usize,
-        vocab: usize,
-        p: &mut [E::Elem],
-        grad: &mut [E::Elem],
+        shape: Rows,
+        out: XentOut<'_, E::Elem>,
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
-        let rows = time * batch;
+        let (rows, vocab) = (shape.rows, shape.cols);
         let n = rows * vocab;
+        let XentOut { p, grad } = out;
         assert!(
-            logits.len() == n
-                && targets.len() == n
+            data.x.len() == n
+                && data.y.len() == n
                 && mask.len() == rows
                 && p.len() == n
                 && grad.len() == n,
             "sequence cross-entropy: shape mismatch"
         );
         let (wide, rest) = scratch.split_at_mut(n);
-        softmax_xent_backward(
-            e,
-            self.softmax,
-            self.mode,
-            logits,
-            targets,
-            rows,
-            vocab,
-            p,
-            wide,
-            rest,
-        )?;
+        let first = XentOut { p, grad: wide };
+        softmax_xent_backward(e, self.softmax, self.mode, data, shape, first, rest)?;
         let m = &mut rest[..n];
         for (row, &v) in m.chunks_mut(vocab.max(1)).zip(mask) {
             row.fill(v);
@@ -185,14 +174,16 @@ mod tests {
                     let (mut p, mut s) = (vec![0.0; n], vec![0.0; l.scratch(T, B, V)]);
                     l.backward(
                         &mut Float::<f64>::new(),
-                        x,
-                        &onehot(),
+                        Labelled { x, y: &onehot() },
                         &MASK,
-                        T,
-                        B,
-                        V,
-                        &mut p,
-                        dx,
+                        Rows {
+                            rows: T * B,
+                            cols: V,
+                        },
+                        XentOut {
+                            p: &mut p,
+                            grad: dx,
+                        },
                         &mut s,
                     )
                     .unwrap();
@@ -212,14 +203,19 @@ mod tests {
         let mut s = vec![0.0; l.scratch(T, B, V)];
         l.backward(
             &mut Float::<f64>::new(),
-            &x,
-            &onehot(),
+            Labelled {
+                x: &x,
+                y: &onehot(),
+            },
             &MASK,
-            T,
-            B,
-            V,
-            &mut p,
-            &mut g,
+            Rows {
+                rows: T * B,
+                cols: V,
+            },
+            XentOut {
+                p: &mut p,
+                grad: &mut g,
+            },
             &mut s,
         )
         .unwrap();
@@ -248,7 +244,21 @@ mod tests {
             let mut s = vec![z; self.0.scratch(T, B, V)];
             self.0
                 .backward(
-                    e, &ins[0], &ins[1], &ins[2], T, B, V, &mut p, &mut g, &mut s,
+                    e,
+                    Labelled {
+                        x: &ins[0],
+                        y: &ins[1],
+                    },
+                    &ins[2],
+                    Rows {
+                        rows: T * B,
+                        cols: V,
+                    },
+                    XentOut {
+                        p: &mut p,
+                        grad: &mut g,
+                    },
+                    &mut s,
                 )
                 .unwrap();
             vec![p, g]

@@ -18,6 +18,19 @@ pub(crate) struct Windows {
     pub ow: usize,
 }
 
+/// Values laid out by plane `q`, window position `p` and window offset `j`: the one for
+/// `(q, p, j)` is `data[base(q) + p * p_stride + j * j_stride]`.
+pub(crate) struct Strided<'a, T, F> {
+    /// The values.
+    pub(crate) data: &'a [T],
+    /// Where plane `q`'s values start.
+    pub(crate) base: F,
+    /// Step between window positions.
+    pub(crate) p_stride: usize,
+    /// Step between window offsets.
+    pub(crate) j_stride: usize,
+}
+
 impl Windows {
     /// # Panics
     /// If `k` or `s` is 0 or the padded plane is smaller than the kernel.
@@ -217,28 +230,29 @@ impl Windows {
         }
     }
 
-    /// The adjoint of [`Windows::gather`]: `dx = sum over (q, p, j) of
-    /// src[base(q) + p * p_stride + j * j_stride]` placed at `(q, source(p, j))`, padding
-    /// dropped (`dx` is overwritten). Engine additions only: at stride 1 with
-    /// `p_stride == 1`, each window row of each offset is one addition of `ow` consecutive
-    /// elements into `dx`; otherwise the offsets are split into groups in which no two
-    /// windows share a position (offsets collide only when their rows and their columns
-    /// differ by multiples of the stride), and each group is placed into `img` and added
-    /// with one engine addition of the whole image: one pass for non-overlapping windows
-    /// (pooling with stride = kernel), `ceil(k/s)^2` in general. `img` holds `dx.len()`
-    /// elements.
-    #[allow(clippy::too_many_arguments)]
+    /// The adjoint of [`Windows::gather`]: `dx = sum over (q, p, j) of the `(q, p, j)` value of `src``
+    /// placed at `(q, source(p, j))`, padding dropped (`dx` is overwritten). Engine
+    /// additions only: at stride 1 with `p_stride == 1`, each window row of each offset is
+    /// one addition of `ow` consecutive elements into `dx`; otherwise the offsets are split
+    /// into groups in which no two windows share a position (offsets collide only when
+    /// their rows and their columns differ by multiples of the stride), and each group is
+    /// placed into `img` and added with one engine addition of the whole image: one pass
+    /// for non-overlapping windows (pooling with stride = kernel), `ceil(k/s)^2` in
+    /// general. `img` holds `dx.len()` elements.
     pub fn scatter_add<E: Engine + ?Sized>(
         &self,
         e: &mut E,
-        src: &[E::Elem],
+        src: Strided<'_, E::Elem, impl Fn(usize) -> usize>,
         planes: usize,
-        base: impl Fn(usize) -> usize,
-        p_stride: usize,
-        j_stride: usize,
         dx: &mut [E::Elem],
         img: &mut [E::Elem],
     ) -> Result<(), E::Error> {
+        let Strided {
+            data: src,
+            base,
+            p_stride,
+            j_stride,
+        } = src;
         let hw = self.h * self.w;
         assert_eq!(dx.len(), planes * hw, "windows: gradient shape mismatch");
         dx.fill(E::Elem::default());
@@ -421,8 +435,19 @@ pub(crate) mod tests {
                 let mut got = vec![crate::Z64(5); x.len()];
                 let mut img = vec![crate::Z64(9); x.len()];
                 let mut e = crate::Plain::with_frac_bits(13).unwrap();
-                g.scatter_add(&mut e, &src, planes, base, ps, js, &mut got, &mut img)
-                    .unwrap();
+                g.scatter_add(
+                    &mut e,
+                    Strided {
+                        data: &src,
+                        base,
+                        p_stride: ps,
+                        j_stride: js,
+                    },
+                    planes,
+                    &mut got,
+                    &mut img,
+                )
+                .unwrap();
                 assert_eq!(got, want, "scatter {h}x{w} k{k} s{st} p{pad} ps{ps} js{js}");
             }
             // Every offset reading the same value (average pooling's backward).
@@ -431,8 +456,19 @@ pub(crate) mod tests {
             scatter_reference(&g, &src, planes, |q| q * pl, 1, 0, &mut want);
             let (mut got, mut img) = (vec![crate::Z64(1); x.len()], vec![crate::Z64(1); x.len()]);
             let mut e = crate::Plain::with_frac_bits(13).unwrap();
-            g.scatter_add(&mut e, &src, planes, |q| q * pl, 1, 0, &mut got, &mut img)
-                .unwrap();
+            g.scatter_add(
+                &mut e,
+                Strided {
+                    data: &src,
+                    base: |q| q * pl,
+                    p_stride: 1,
+                    j_stride: 0,
+                },
+                planes,
+                &mut got,
+                &mut img,
+            )
+            .unwrap();
             assert_eq!(got, want, "shared scatter {h}x{w} k{k} s{st} p{pad}");
         }
     }

@@ -5,7 +5,7 @@
 extern crate std;
 use crate::approx::{ExpApprox, SigmoidApprox, TanhApprox, EXP_DOMAIN};
 use crate::engine::generic;
-use crate::softmax::{self, GradMode, Softmax};
+use crate::softmax::{self, GradMode, Labelled, Rows, Softmax, XentOut};
 use crate::{Engine, Float, Plain, Z64};
 use proptest::prelude::*;
 use std::vec;
@@ -405,7 +405,7 @@ proptest! {
             let cfg = Softmax { exp: a, subtract_max: bits[0] & 1 == 1 };
             let mut s = vec![Z64::ZERO; softmax::backward_scratch(cfg, 1, n)];
             softmax::softmax(&mut p, cfg, &x, 1, n, &mut out, &mut s).unwrap();
-            softmax::softmax_xent_backward(&mut p, cfg, GradMode::Exact, &x, &x, 1, n, &mut out, &mut d, &mut s).unwrap();
+            softmax::softmax_xent_backward(&mut p, cfg, GradMode::Exact, Labelled { x: &x, y: &x }, Rows { rows: 1, cols: n }, XentOut { p: &mut out, grad: &mut d }, &mut s).unwrap();
         }
         for t in TanhApprox::ALL {
             let mut s = vec![Z64::ZERO; t.scratch_len(n)];
@@ -437,7 +437,7 @@ proptest! {
 /// parts of unequal size); the other outputs are per sample or exact ring sums.
 #[test]
 fn unscaled_weight_gradients_of_parts_sum_to_the_whole_batch() {
-    use crate::layers::{Conv2d, Dense, Image};
+    use crate::layers::{Conv2d, Dense, Grads, Image};
     let enc = plain(13);
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut vals = |n: usize| -> Vec<Z64> {
@@ -474,11 +474,13 @@ fn unscaled_weight_gradients_of_parts_sum_to_the_whole_batch() {
         &mut e,
         &x,
         &w,
-        &dy,
         batch,
-        Some(&mut dx),
-        &mut dw,
-        &mut db,
+        Grads {
+            dy: &dy,
+            dx: Some(&mut dx),
+            dw: &mut dw,
+            db: &mut db,
+        },
         &mut s,
     )
     .unwrap();
@@ -489,11 +491,13 @@ fn unscaled_weight_gradients_of_parts_sum_to_the_whole_batch() {
         &mut e,
         &cx,
         &cw,
-        &cdy,
         img,
-        Some(&mut cdx),
-        &mut cdw,
-        &mut cdb,
+        Grads {
+            dy: &cdy,
+            dx: Some(&mut cdx),
+            dw: &mut cdw,
+            db: &mut cdb,
+        },
         &mut cs,
     )
     .unwrap();
@@ -513,11 +517,13 @@ fn unscaled_weight_gradients_of_parts_sum_to_the_whole_batch() {
             &mut e,
             &x[r[0] * 6..r[1] * 6],
             &w,
-            &dy[r[0] * 4..r[1] * 4],
             nb,
-            Some(&mut pdx),
-            &mut pdw,
-            &mut pdb,
+            Grads {
+                dy: &dy[r[0] * 4..r[1] * 4],
+                dx: Some(&mut pdx),
+                dw: &mut pdw,
+                db: &mut pdb,
+            },
             &mut s,
         )
         .unwrap();
@@ -532,11 +538,13 @@ fn unscaled_weight_gradients_of_parts_sum_to_the_whole_batch() {
             &mut e,
             &cx[r[0] * ipl..r[1] * ipl],
             &cw,
-            &cdy[r[0] * opl..r[1] * opl],
             pimg,
-            Some(&mut pcdx),
-            &mut pcdw,
-            &mut pcdb,
+            Grads {
+                dy: &cdy[r[0] * opl..r[1] * opl],
+                dx: Some(&mut pcdx),
+                dw: &mut pcdw,
+                db: &mut pcdb,
+            },
             &mut pcs,
         )
         .unwrap();

@@ -121,12 +121,12 @@ fn exact_gradient_matches_finite_differences_and_surrogate_is_p_minus_y() {
                 &mut e,
                 cfg,
                 GradMode::Exact,
-                &xs,
-                &y,
-                1,
-                cols,
-                &mut p,
-                &mut g,
+                Labelled { x: &xs, y: &y },
+                Rows { rows: 1, cols },
+                XentOut {
+                    p: &mut p,
+                    grad: &mut g,
+                },
                 &mut s,
             )
             .unwrap();
@@ -146,12 +146,12 @@ fn exact_gradient_matches_finite_differences_and_surrogate_is_p_minus_y() {
                 &mut e,
                 cfg,
                 GradMode::Surrogate,
-                &xs,
-                &y,
-                1,
-                cols,
-                &mut p,
-                &mut g,
+                Labelled { x: &xs, y: &y },
+                Rows { rows: 1, cols },
+                XentOut {
+                    p: &mut p,
+                    grad: &mut g,
+                },
                 &mut s,
             )
             .unwrap();
@@ -226,12 +226,12 @@ fn float_exact_gradient_is_finite_where_the_label_exp_is_zero() {
             &mut Float::<T>::new(),
             cfg,
             GradMode::Exact,
-            &x,
-            &y,
-            rows,
-            cols,
-            &mut p,
-            &mut g,
+            Labelled { x: &x, y: &y },
+            Rows { rows, cols },
+            XentOut {
+                p: &mut p,
+                grad: &mut g,
+            },
             &mut s,
         )
         .unwrap();
@@ -293,12 +293,12 @@ fn plain_exact_gradient_is_bounded_around_the_zero_crossing() {
         &mut p,
         cfg,
         GradMode::Exact,
-        &x,
-        &y,
-        rows,
-        cols,
-        &mut pp,
-        &mut pg,
+        Labelled { x: &x, y: &y },
+        Rows { rows, cols },
+        XentOut {
+            p: &mut pp,
+            grad: &mut pg,
+        },
         &mut s,
     )
     .unwrap();
@@ -363,12 +363,12 @@ fn float_xent_grad(cfg: Softmax, xs: &[f64], ys: &[f64], rows: usize, cols: usiz
         &mut fl,
         cfg,
         GradMode::Exact,
-        xs,
-        ys,
-        rows,
-        cols,
-        &mut fp,
-        &mut fg,
+        Labelled { x: xs, y: ys },
+        Rows { rows, cols },
+        XentOut {
+            p: &mut fp,
+            grad: &mut fg,
+        },
         &mut s,
     )
     .unwrap();
@@ -391,12 +391,12 @@ fn plain_xent_grad(
         p,
         cfg,
         GradMode::Exact,
-        &x,
-        &y,
-        rows,
-        cols,
-        &mut pp,
-        &mut pg,
+        Labelled { x: &x, y: &y },
+        Rows { rows, cols },
+        XentOut {
+            p: &mut pp,
+            grad: &mut pg,
+        },
         &mut s,
     )
     .unwrap();

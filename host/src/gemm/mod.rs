@@ -78,7 +78,7 @@ pub use float::{matmul_f32, matmul_f64};
 use exact::{f64_is_exact, matmul_z64_via_f64, F64_PATH_MIN_SIDE};
 use pack::pack_b;
 use rayon::prelude::*;
-use rect::{compute_rect, BSource, OutPtr, Rect};
+use rect::{compute_rect, BSource, Operands, OutPtr, Rect};
 use ringnn_core::engine::MatDims;
 use ringnn_core::Z64;
 use tiles::Kernel;
@@ -205,11 +205,17 @@ fn matmul_with(kernel: Kernel, a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z
                 };
                 let p = t * chunk..((t + 1) * chunk).min(k);
                 let dst = OutPtr(part.as_mut_ptr());
+                let ops = Operands {
+                    a,
+                    b: BSource::Raw(b),
+                    k,
+                    n,
+                };
                 // SAFETY: `part` is this task's own `m x n` buffer, alive and exclusively
                 // borrowed here.
                 #[allow(unsafe_code)]
                 unsafe {
-                    compute_rect(kernel, a, BSource::Raw(b), k, n, rect, p, dst)
+                    compute_rect(kernel, ops, rect, p, dst)
                 };
                 part
             })
@@ -266,12 +272,13 @@ fn matmul_with(kernel: Kernel, a: &[Z64], b: &[Z64], dims: MatDims, out: &mut [Z
             c0: s0 * NR,
             c1: (s1 * NR).min(n),
         };
+        let ops = Operands { a, b: bsrc, k, n };
         // SAFETY: the tasks' rectangles partition `out` (rows split by `rb`, columns by
         // `cb`, both disjoint), `out` is exclusively borrowed for the whole call, and rayon
         // joins every task before `matmul_with` returns.
         #[allow(unsafe_code)]
         unsafe {
-            compute_rect(kernel, a, bsrc, k, n, rect, 0..k, dst)
+            compute_rect(kernel, ops, rect, 0..k, dst)
         };
     };
     let tasks = row_blocks * col_blocks;

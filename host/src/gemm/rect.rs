@@ -13,6 +13,16 @@ pub(super) enum BSource<'a> {
     Raw(&'a [u64]),
 }
 
+/// The operands of a product as [`compute_rect`] reads them: `a` row-major with `k`
+/// columns, `b` as `k x n` (packed or raw).
+#[derive(Clone, Copy)]
+pub(super) struct Operands<'a> {
+    pub(super) a: &'a [u64],
+    pub(super) b: BSource<'a>,
+    pub(super) k: usize,
+    pub(super) n: usize,
+}
+
 /// A rectangle of the output: rows `r0..r1`, columns `c0..c1`.
 #[derive(Clone, Copy)]
 pub(super) struct Rect {
@@ -20,6 +30,18 @@ pub(super) struct Rect {
     pub(super) r1: usize,
     pub(super) c0: usize,
     pub(super) c1: usize,
+}
+
+impl Rect {
+    /// The `rows x cols` rectangle whose top-left element is (`r0`, `c0`).
+    fn at(r0: usize, c0: usize, rows: usize, cols: usize) -> Self {
+        Rect {
+            r0,
+            r1: r0 + rows,
+            c0,
+            c1: c0 + cols,
+        }
+    }
 }
 
 /// An output's base pointer (row-major, `n` wide), shared by tasks that write disjoint
@@ -43,36 +65,21 @@ unsafe impl Sync for OutPtr {}
 /// # Safety
 /// `dst` must address a live row-major output `n` wide with `rect` inside it, and no other
 /// thread may access this rectangle's elements meanwhile.
-#[allow(clippy::too_many_arguments, unsafe_code)]
+#[allow(unsafe_code)]
 pub(super) unsafe fn compute_rect(
     kernel: Kernel,
-    a: &[u64],
-    b: BSource<'_>,
-    k: usize,
-    n: usize,
+    ops: Operands<'_>,
     rect: Rect,
     prange: std::ops::Range<usize>,
     dst: OutPtr,
 ) {
-    debug_assert!(rect.c1 <= n && rect.c0.is_multiple_of(NR) && prange.end <= k);
+    debug_assert!(rect.c1 <= ops.n && rect.c0.is_multiple_of(NR) && prange.end <= ops.k);
     PACK_BUFFERS.with(|cell| match cell.try_borrow_mut() {
         // SAFETY: forwarded from this function's contract.
-        Ok(mut bufs) => unsafe {
-            compute_rect_in(&mut bufs, kernel, a, b, k, n, rect, prange, dst)
-        },
+        Ok(mut bufs) => unsafe { compute_rect_in(&mut bufs, kernel, ops, rect, prange, dst) },
         // SAFETY: as above (a task run while this thread waited inside the first one).
         Err(_) => unsafe {
-            compute_rect_in(
-                &mut PackBuffers::default(),
-                kernel,
-                a,
-                b,
-                k,
-                n,
-                rect,
-                prange,
-                dst,
-            )
+            compute_rect_in(&mut PackBuffers::default(), kernel, ops, rect, prange, dst)
         },
     })
 }
@@ -107,41 +114,34 @@ thread_local! {
 ///
 /// # Safety
 /// As [`compute_rect`].
-#[allow(clippy::too_many_arguments, unsafe_code)]
+#[allow(unsafe_code)]
 unsafe fn compute_rect_in(
     bufs: &mut PackBuffers,
     kernel: Kernel,
-    a: &[u64],
-    b: BSource<'_>,
-    k: usize,
-    n: usize,
+    ops: Operands<'_>,
     rect: Rect,
     prange: std::ops::Range<usize>,
     dst: OutPtr,
 ) {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    #[allow(clippy::too_many_arguments)]
     unsafe fn avx2(
         bufs: &mut PackBuffers,
         kernel: Kernel,
-        a: &[u64],
-        b: BSource<'_>,
-        k: usize,
-        n: usize,
+        ops: Operands<'_>,
         rect: Rect,
         prange: std::ops::Range<usize>,
         dst: OutPtr,
     ) {
         // SAFETY: forwarded.
-        unsafe { compute_rect_body(bufs, kernel, a, b, k, n, rect, prange, dst) }
+        unsafe { compute_rect_body(bufs, kernel, ops, rect, prange, dst) }
     }
     match kernel {
         // SAFETY: `Kernel::Avx2` exists only where AVX2 was detected; the rest forwarded.
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => unsafe { avx2(bufs, kernel, a, b, k, n, rect, prange, dst) },
+        Kernel::Avx2 => unsafe { avx2(bufs, kernel, ops, rect, prange, dst) },
         // SAFETY: forwarded.
-        _ => unsafe { compute_rect_body(bufs, kernel, a, b, k, n, rect, prange, dst) },
+        _ => unsafe { compute_rect_body(bufs, kernel, ops, rect, prange, dst) },
     }
 }
 
@@ -152,19 +152,17 @@ unsafe fn compute_rect_in(
 ///
 /// # Safety
 /// As [`compute_rect`].
-#[allow(clippy::too_many_arguments, unsafe_code)]
+#[allow(unsafe_code)]
 #[inline(always)]
 unsafe fn compute_rect_body(
     bufs: &mut PackBuffers,
     kernel: Kernel,
-    a: &[u64],
-    b: BSource<'_>,
-    k: usize,
-    n: usize,
+    ops: Operands<'_>,
     rect: Rect,
     prange: std::ops::Range<usize>,
     dst: OutPtr,
 ) {
+    let Operands { a, b, k, n } = ops;
     let (h, w) = (rect.r1 - rect.r0, rect.c1 - rect.c0);
     let a_slivers = h.div_ceil(MR);
     let kc_max = KC.min(prange.len());
@@ -328,12 +326,9 @@ unsafe fn compute_rect_body(
                         unsafe {
                             write_tile(
                                 &tile,
-                                rows,
                                 dst,
                                 n,
-                                rect.r0 + t * MR_F64,
-                                rect.c0 + col,
-                                cw,
+                                Rect::at(rect.r0 + t * MR_F64, rect.c0 + col, rows, cw),
                                 first,
                             )
                         };
@@ -348,12 +343,9 @@ unsafe fn compute_rect_body(
                         unsafe {
                             write_tile(
                                 &tile,
-                                rows,
                                 dst,
                                 n,
-                                rect.r0 + t * MR,
-                                rect.c0 + col,
-                                cw,
+                                Rect::at(rect.r0 + t * MR, rect.c0 + col, rows, cw),
                                 first,
                             )
                         };
@@ -365,25 +357,17 @@ unsafe fn compute_rect_body(
     }
 }
 
-/// Stores (`first` panel) or adds the first `rows` rows and `cw` columns of `tile` (rows of
-/// `NR`) into the output at (`r0`, `c0`).
+/// Stores (`first` panel) or adds the top-left `at.r1 - at.r0` rows and `at.c1 - at.c0`
+/// columns of `tile` (rows of `NR`) into the output's rectangle `at`.
 ///
 /// # Safety
-/// `dst` must address a live row-major output `n` wide containing those rows and columns,
-/// which no other thread accesses meanwhile.
-#[allow(clippy::too_many_arguments, unsafe_code)]
+/// `dst` must address a live row-major output `n` wide containing `at`, which no other
+/// thread accesses meanwhile.
+#[allow(unsafe_code)]
 #[inline(always)]
-unsafe fn write_tile(
-    tile: &[u64],
-    rows: usize,
-    dst: OutPtr,
-    n: usize,
-    r0: usize,
-    c0: usize,
-    cw: usize,
-    first: bool,
-) {
-    for i in 0..rows {
+unsafe fn write_tile(tile: &[u64], dst: OutPtr, n: usize, at: Rect, first: bool) {
+    let (r0, c0, cw) = (at.r0, at.c0, at.c1 - at.c0);
+    for i in 0..at.r1 - r0 {
         // SAFETY: the caller's contract.
         let r = unsafe { std::slice::from_raw_parts_mut(dst.0.add((r0 + i) * n + c0), cw) };
         let v = &tile[i * NR..i * NR + cw];

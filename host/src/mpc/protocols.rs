@@ -190,7 +190,6 @@ pub fn mul<C: Channel, R: Correlations + ?Sized>(
 ///
 /// # Panics
 /// If a length does not match `dims`.
-#[allow(clippy::too_many_arguments)]
 pub fn matmul<C: Channel, R: Correlations + ?Sized>(
     link: &mut Link<C>,
     corr: &mut R,

@@ -22,11 +22,11 @@ use ringnn_core::approx::ExpApprox;
 use ringnn_core::engine::generic;
 use ringnn_core::engine::MatDims;
 use ringnn_core::fixed::FracBits;
-use ringnn_core::layers::{Conv2d, Dense, Image, MaxPool2d, Relu};
+use ringnn_core::layers::{Conv2d, Dense, Grads, Image, MaxPool2d, Params, Relu};
 use ringnn_core::optim::Sgd;
 use ringnn_core::softmax::{
     backward_scratch, guard_bits, softmax, softmax_scratch, softmax_xent_backward, GradMode,
-    Softmax,
+    Labelled, Rows, Softmax, XentOut,
 };
 use ringnn_core::{Engine, Fixed, Plain, Z64};
 use std::sync::Arc;
@@ -677,7 +677,16 @@ impl Case for XentGrad {
         let mut g = vec![Z64::ZERO; n];
         let mut s = vec![Z64::ZERO; backward_scratch(cfg, rows, cols)];
         softmax_xent_backward(
-            e, cfg, mode, &x[0], &x[1], rows, cols, &mut p, &mut g, &mut s,
+            e,
+            cfg,
+            mode,
+            Labelled { x: &x[0], y: &x[1] },
+            Rows { rows, cols },
+            XentOut {
+                p: &mut p,
+                grad: &mut g,
+            },
+            &mut s,
         )?;
         Ok(vec![p, g])
     }
@@ -717,11 +726,13 @@ case!(DenseStep, |e, x| {
         e,
         xin,
         w,
-        dy,
         batch,
-        Some(&mut dx),
-        &mut dw,
-        &mut db,
+        Grads {
+            dy,
+            dx: Some(&mut dx),
+            dw: &mut dw,
+            db: &mut db,
+        },
         &mut s,
     )?;
     let sgd = Sgd {
@@ -771,7 +782,14 @@ case!(ConvForward, |e, x| {
     let out = conv.output(input);
     let mut y = vec![Z64::ZERO; out.len()];
     let mut s = vec![Z64::ZERO; conv.forward_scratch(input)];
-    conv.forward(e, &x[0], &x[1], &x[2], input, &mut y, &mut s)?;
+    conv.forward(
+        e,
+        &x[0],
+        Params { w: &x[1], b: &x[2] },
+        input,
+        &mut y,
+        &mut s,
+    )?;
     Ok(vec![y])
 });
 

@@ -7,7 +7,8 @@
 //! optimiser, checkpoints and a two-party engine see one tensor.
 
 use ringnn_core::layers::{
-    AvgPool2d, BatchNorm, Conv2d, Dense, GlobalAvgPool, Image, MaxPool2d, Relu,
+    batchnorm, AvgPool2d, BatchNorm, Conv2d, Dense, GlobalAvgPool, Grads, Image, MaxPool2d, Params,
+    Relu,
 };
 use ringnn_core::Engine;
 use std::ops::Range;
@@ -395,7 +396,7 @@ pub fn forward<E: Engine>(
             Op::Conv(c) => {
                 let (w, b) = p.split_at(c.weights());
                 let s = grow(scratch, c.forward_scratch(inp));
-                c.forward(e, &x, w, b, inp, &mut y, s)?;
+                c.forward(e, &x, Params { w, b }, inp, &mut y, s)?;
             }
             Op::Relu => {
                 let s = grow(scratch, Relu::scratch(x.len()));
@@ -424,10 +425,37 @@ pub fn forward<E: Engine>(
                 if train {
                     trace.cache = vec![E::Elem::default(); bn.cache_len(inp)];
                     let s = grow(scratch, bn.train_scratch(inp));
-                    bn.forward_train(e, &x, inp, gamma, beta, rm, rv, &mut y, &mut trace.cache, s)?;
+                    bn.forward_train(
+                        e,
+                        &x,
+                        inp,
+                        batchnorm::PerChannel {
+                            gamma,
+                            beta,
+                            running_mean: rm,
+                            running_var: rv,
+                        },
+                        batchnorm::TrainOut {
+                            y: &mut y,
+                            cache: &mut trace.cache,
+                        },
+                        s,
+                    )?;
                 } else {
                     let s = grow(scratch, bn.eval_scratch(inp));
-                    bn.forward_eval(e, &x, inp, gamma, beta, rm, rv, &mut y, s)?;
+                    bn.forward_eval(
+                        e,
+                        &x,
+                        inp,
+                        batchnorm::PerChannel {
+                            gamma,
+                            beta,
+                            running_mean: rm,
+                            running_var: rv,
+                        },
+                        &mut y,
+                        s,
+                    )?;
                 }
             }
             Op::Block { main, shortcut } => {
@@ -577,11 +605,13 @@ fn backward_with<E: Engine>(
                     e,
                     &t.input,
                     w,
-                    &dy,
                     batch,
-                    want_dx.then_some(&mut dx[..]),
-                    dw,
-                    db,
+                    Grads {
+                        dy: &dy,
+                        dx: want_dx.then_some(&mut dx[..]),
+                        dw,
+                        db,
+                    },
                     s,
                 )?;
             }
@@ -599,11 +629,13 @@ fn backward_with<E: Engine>(
                     e,
                     &t.input,
                     w,
-                    &dy,
                     inp,
-                    want_dx.then_some(&mut dx[..]),
-                    dw,
-                    db,
+                    Grads {
+                        dy: &dy,
+                        dx: want_dx.then_some(&mut dx[..]),
+                        dw,
+                        db,
+                    },
                     s,
                 )?;
             }
@@ -636,7 +668,19 @@ fn backward_with<E: Engine>(
                 let (dg, dbeta) = grads[n.params.clone()].split_at_mut(bn.channels);
                 let s = grow(scratch, bn.backward_scratch(inp));
                 let mut d = vec![E::Elem::default(); inp.len()];
-                bn.backward(e, &dy, inp, gamma, &t.cache, &mut d, dg, dbeta, s)?;
+                bn.backward(
+                    e,
+                    inp,
+                    gamma,
+                    &t.cache,
+                    Grads {
+                        dy: &dy,
+                        dx: Some(&mut d),
+                        dw: dg,
+                        db: dbeta,
+                    },
+                    s,
+                )?;
                 dx = d;
             }
             Op::Block { main, shortcut } => {

@@ -157,7 +157,19 @@ impl<'n, E: Engine> Trainer<'n, E> {
         let (sm, grad) = (self.sm, self.grad);
         let scratch = self.grow_scratch(softmax::backward_scratch(sm, b, classes));
         softmax::softmax_xent_backward(
-            e, sm, grad, &logits, y, b, classes, &mut p, &mut g, scratch,
+            e,
+            sm,
+            grad,
+            softmax::Labelled { x: &logits, y },
+            softmax::Rows {
+                rows: b,
+                cols: classes,
+            },
+            softmax::XentOut {
+                p: &mut p,
+                grad: &mut g,
+            },
+            scratch,
         )?;
         model::backward(
             e,
@@ -287,12 +299,18 @@ where
                         &mut pe,
                         sm,
                         grad,
-                        &logits,
-                        &y[lo * classes..hi * classes],
-                        nb,
-                        classes,
-                        &mut p,
-                        &mut g,
+                        softmax::Labelled {
+                            x: &logits,
+                            y: &y[lo * classes..hi * classes],
+                        },
+                        softmax::Rows {
+                            rows: nb,
+                            cols: classes,
+                        },
+                        softmax::XentOut {
+                            p: &mut p,
+                            grad: &mut g,
+                        },
                         &mut part.scratch[..need],
                     )?;
                     model::backward_unscaled(

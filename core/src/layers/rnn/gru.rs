@@ -3,9 +3,10 @@
 
 use super::{
     from_gate_major, gates_backward, gates_backward_scratch, linear, max, one_minus, to_gate_major,
-    LinearGrad,
+    GruGrads, GruStep, LinearGrad,
 };
 use crate::approx::{SigmoidApprox, TanhApprox};
+use crate::engine::MatDims;
 use crate::layers::Activation;
 use crate::Engine;
 
@@ -89,25 +90,23 @@ impl GruCell {
         (wi, wh, bi, bh)
     }
 
-    /// One step: `h_out = GRU(x, h)`, and the cache for [`GruCell::backward`].
+    /// One step: `h_out = GRU(step.x, step.h)`, and the cache for [`GruCell::backward`].
     ///
     /// # Errors
     /// What the engine reports.
     ///
     /// # Panics
     /// If a slice has the wrong length or the scratch is too short.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward<E: Engine + ?Sized>(
         &self,
         e: &mut E,
-        x: &[E::Elem],
-        h: &[E::Elem],
-        params: &[E::Elem],
+        step: GruStep<'_, E::Elem>,
         batch: usize,
         h_out: &mut [E::Elem],
         cache: &mut [E::Elem],
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
+        let GruStep { x, h, params } = step;
         let (i, hd) = (self.input, self.hidden);
         let (bh, g) = (batch * hd, 3 * hd);
         assert!(
@@ -127,8 +126,30 @@ impl GruCell {
         let (gh, rest) = rest.split_at_mut(batch * g);
         let (tmp, act_s) = rest.split_at_mut(2 * bh);
 
-        linear(e, x, wi, Some(b_i), batch, i, g, gi)?;
-        linear(e, h, wh, Some(b_h), batch, hd, g, gh)?;
+        linear(
+            e,
+            x,
+            wi,
+            Some(b_i),
+            MatDims {
+                m: batch,
+                k: i,
+                n: g,
+            },
+            gi,
+        )?;
+        linear(
+            e,
+            h,
+            wh,
+            Some(b_h),
+            MatDims {
+                m: batch,
+                k: hd,
+                n: g,
+            },
+            gh,
+        )?;
         to_gate_major(gi, batch, hd, 3, 0, a_rz);
         to_gate_major(gh, batch, hd, 3, 0, tmp);
         e.add_assign(a_rz, tmp)?;
@@ -161,30 +182,31 @@ impl GruCell {
             )
     }
 
-    /// One step back: from `dh_out = dL/dh'`, the step's `x`, `h` and cache, overwrites
-    /// `dx` (when given) and `dh`, and **adds** the parameter gradients to `dparams` (same
-    /// layout as the parameters).
+    /// One step back: from `g.dh_out = dL/dh'`, the step's `x`, `h`, parameters and cache,
+    /// overwrites `g.dx` (when given) and `g.dh`, and **adds** the parameter gradients to
+    /// `g.dparams` (same layout as the parameters).
     ///
     /// # Errors
     /// What the engine reports.
     ///
     /// # Panics
     /// If a slice has the wrong length or the scratch is too short.
-    #[allow(clippy::too_many_arguments)]
     pub fn backward<E: Engine + ?Sized>(
         &self,
         e: &mut E,
-        x: &[E::Elem],
-        h: &[E::Elem],
-        params: &[E::Elem],
+        step: GruStep<'_, E::Elem>,
         cache: &[E::Elem],
-        dh_out: &[E::Elem],
         batch: usize,
-        dx: Option<&mut [E::Elem]>,
-        dh: &mut [E::Elem],
-        dparams: &mut [E::Elem],
+        g: GruGrads<'_, E::Elem>,
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
+        let GruStep { x, h, params } = step;
+        let GruGrads {
+            dh_out,
+            dx,
+            dh,
+            dparams,
+        } = g;
         let (i, hd) = (self.input, self.hidden);
         let (bh, g) = (batch * hd, 3 * hd);
         assert!(

@@ -5,6 +5,7 @@ use super::{
     from_gate_major, gates_backward, gates_backward_scratch, linear, max, to_gate_major, LinearGrad,
 };
 use crate::approx::{SigmoidApprox, TanhApprox};
+use crate::engine::MatDims;
 use crate::layers::{add_rows, Activation};
 use crate::Engine;
 
@@ -132,8 +133,30 @@ impl LstmCell {
         let (tb, rest) = rest.split_at_mut(2 * bh);
         let (prod, act_s) = rest.split_at_mut(2 * bh);
 
-        linear(e, x, wi, None, batch, i, g, g1)?;
-        linear(e, h, wh, None, batch, hd, g, g2)?;
+        linear(
+            e,
+            x,
+            wi,
+            None,
+            MatDims {
+                m: batch,
+                k: i,
+                n: g,
+            },
+            g1,
+        )?;
+        linear(
+            e,
+            h,
+            wh,
+            None,
+            MatDims {
+                m: batch,
+                k: hd,
+                n: g,
+            },
+            g2,
+        )?;
         e.add_assign(g1, g2)?;
         add_rows(e, g1, g, b)?;
         to_gate_major(g1, batch, hd, 4, 0, a);

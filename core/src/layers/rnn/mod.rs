@@ -27,6 +27,32 @@ mod lstm;
 pub use gru::GruCell;
 pub use lstm::LstmCell;
 
+/// What a GRU step reads: the input `x` (`batch x input`), the previous state `h`
+/// (`batch x hidden`) and the cell's parameters (its documented layout).
+#[derive(Clone, Copy, Debug)]
+pub struct GruStep<'a, T> {
+    /// Input.
+    pub x: &'a [T],
+    /// Previous hidden state.
+    pub h: &'a [T],
+    /// Parameters.
+    pub params: &'a [T],
+}
+
+/// The gradients around a GRU step's backward pass: `dh_out = dL/dh'` read; `dx` (when
+/// given) and `dh` overwritten, the parameter gradients `dparams` **added** to.
+#[derive(Debug)]
+pub struct GruGrads<'a, T> {
+    /// Gradient of the new state.
+    pub dh_out: &'a [T],
+    /// Gradient of the input, when wanted.
+    pub dx: Option<&'a mut [T]>,
+    /// Gradient of the previous state.
+    pub dh: &'a mut [T],
+    /// Parameter gradients (accumulated).
+    pub dparams: &'a mut [T],
+}
+
 use super::{column_sums, transpose};
 use crate::engine::MatDims;
 use crate::Engine;
@@ -70,31 +96,20 @@ fn from_gate_major<T: Copy>(
     }
 }
 
-/// `out = x w` (`batch x inp` by `inp x g`), rescaled, plus `b` per row when given.
-#[allow(clippy::too_many_arguments)]
+/// `out = x w` (`dims.m x dims.k` by `dims.k x dims.n`), rescaled, plus `b` per row when
+/// given.
 fn linear<E: Engine + ?Sized>(
     e: &mut E,
     x: &[E::Elem],
     w: &[E::Elem],
     b: Option<&[E::Elem]>,
-    batch: usize,
-    inp: usize,
-    g: usize,
+    dims: MatDims,
     out: &mut [E::Elem],
 ) -> Result<(), E::Error> {
-    e.matmul(
-        x,
-        w,
-        MatDims {
-            m: batch,
-            k: inp,
-            n: g,
-        },
-        out,
-    )?;
+    e.matmul(x, w, dims, out)?;
     e.rescale(out)?;
     if let Some(b) = b {
-        super::add_rows(e, out, g, b)?;
+        super::add_rows(e, out, dims.n, b)?;
     }
     Ok(())
 }
@@ -113,21 +128,23 @@ const fn linear_backward_scratch(batch: usize, inp: usize, g: usize) -> usize {
 }
 
 /// `dw += x^T dg`, `db += column sums of dg` when given, and `dx = dg w^T` (overwritten)
-/// when given.
-#[allow(clippy::too_many_arguments)]
+/// when given, for `batch` rows and `g` gate columns.
 fn linear_backward<E: Engine + ?Sized>(
     e: &mut E,
-    x: &[E::Elem],
-    w: &[E::Elem],
-    dg: &[E::Elem],
+    l: LinearGrad<'_, E::Elem>,
     batch: usize,
-    inp: usize,
     g: usize,
-    dw: &mut [E::Elem],
-    db: Option<&mut [E::Elem]>,
-    dx: Option<&mut [E::Elem]>,
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
+    let LinearGrad {
+        x,
+        w,
+        width: inp,
+        dg,
+        dw,
+        db,
+        dx,
+    } = l;
     let (t, rest) = scratch.split_at_mut(max(batch * inp, inp * g));
     let (acc, rest) = rest.split_at_mut(inp * g);
     let sums = &mut rest[..g];
@@ -208,9 +225,7 @@ fn gates_backward<E: Engine + ?Sized>(
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
     for l in [input, recurrent] {
-        linear_backward(
-            e, l.x, l.w, l.dg, batch, l.width, g, l.dw, l.db, l.dx, scratch,
-        )?;
+        linear_backward(e, l, batch, g, scratch)?;
     }
     Ok(())
 }

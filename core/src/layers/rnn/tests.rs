@@ -1,6 +1,6 @@
 //! Gradient checks and engine equivalence of the recurrent cells.
 
-use super::{GruCell, LstmCell};
+use super::{GruCell, GruGrads, GruStep, LstmCell};
 use crate::approx::{SigmoidApprox, TanhApprox};
 use crate::layers::gradcheck::{check, values, Case};
 use crate::layers::testutil::{compare_engines, Harness};
@@ -44,8 +44,19 @@ fn gru_check(l: GruCell, steps: usize, seed: u64) {
             let mut s = vec![0.0; l.forward_scratch(BATCH)];
             for t in 0..steps {
                 let x = &inp[t * BATCH * i..(t + 1) * BATCH * i];
-                l.forward(&mut e, x, &h, &p, BATCH, y, &mut cache, &mut s)
-                    .unwrap();
+                l.forward(
+                    &mut e,
+                    GruStep {
+                        x,
+                        h: &h,
+                        params: &p,
+                    },
+                    BATCH,
+                    y,
+                    &mut cache,
+                    &mut s,
+                )
+                .unwrap();
                 h.copy_from_slice(y);
             }
         },
@@ -59,8 +70,19 @@ fn gru_check(l: GruCell, steps: usize, seed: u64) {
                 let x = &inp[t * BATCH * i..(t + 1) * BATCH * i];
                 let mut cache = vec![0.0; l.cache_len(BATCH)];
                 let mut h2 = vec![0.0; bh];
-                l.forward(&mut e, x, &hs[t], &p, BATCH, &mut h2, &mut cache, &mut s)
-                    .unwrap();
+                l.forward(
+                    &mut e,
+                    GruStep {
+                        x,
+                        h: &hs[t],
+                        params: &p,
+                    },
+                    BATCH,
+                    &mut h2,
+                    &mut cache,
+                    &mut s,
+                )
+                .unwrap();
                 hs.push(h2);
                 caches.push(cache);
             }
@@ -72,15 +94,19 @@ fn gru_check(l: GruCell, steps: usize, seed: u64) {
                 let dx = &mut dxs[t * BATCH * i..(t + 1) * BATCH * i];
                 l.backward(
                     &mut e,
-                    x,
-                    &hs[t],
-                    &p,
+                    GruStep {
+                        x,
+                        h: &hs[t],
+                        params: &p,
+                    },
                     &caches[t],
-                    &dh_out,
                     BATCH,
-                    Some(dx),
-                    &mut dh,
-                    dp,
+                    GruGrads {
+                        dh_out: &dh_out,
+                        dx: Some(dx),
+                        dh: &mut dh,
+                        dparams: dp,
+                    },
                     &mut s,
                 )
                 .unwrap();
@@ -205,8 +231,19 @@ fn hard_checks_reach_the_saturated_parts() {
     let mut cache = vec![0.0; l.cache_len(BATCH)];
     let mut s = vec![0.0; l.forward_scratch(BATCH)];
     let mut y = vec![0.0; BATCH * 5];
-    l.forward(&mut e, &x, &h, &p, BATCH, &mut y, &mut cache, &mut s)
-        .unwrap();
+    l.forward(
+        &mut e,
+        GruStep {
+            x: &x,
+            h: &h,
+            params: &p,
+        },
+        BATCH,
+        &mut y,
+        &mut cache,
+        &mut s,
+    )
+    .unwrap();
     let bh = BATCH * 5;
     let sat = cache[..2 * bh].iter().filter(|v| v.abs() > 0.5).count();
     let lin = cache[..2 * bh].iter().filter(|v| v.abs() < 0.5).count();
@@ -256,19 +293,34 @@ impl Harness for Body {
             vec![z; bh],
             vec![z; g.params()],
         );
-        g.forward(e, x, h, &ins[5], BATCH, &mut h2, &mut cache, &mut s)
-            .unwrap();
+        g.forward(
+            e,
+            GruStep {
+                x,
+                h,
+                params: &ins[5],
+            },
+            BATCH,
+            &mut h2,
+            &mut cache,
+            &mut s,
+        )
+        .unwrap();
         g.backward(
             e,
-            x,
-            h,
-            &ins[5],
+            GruStep {
+                x,
+                h,
+                params: &ins[5],
+            },
             &cache,
-            dho,
             BATCH,
-            Some(&mut dx),
-            &mut dh,
-            &mut dp,
+            GruGrads {
+                dh_out: dho,
+                dx: Some(&mut dx),
+                dh: &mut dh,
+                dparams: &mut dp,
+            },
             &mut s,
         )
         .unwrap();

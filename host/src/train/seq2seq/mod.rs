@@ -53,7 +53,7 @@ use indicatif::ProgressBar;
 use model::{grow, ones_at};
 pub use model::{Seq2Seq, Seq2SeqDims, SeqBatch};
 use ringnn_core::approx::SigmoidApprox;
-use ringnn_core::layers::{sequence_loss, SeqXent};
+use ringnn_core::layers::{rnn, sequence_loss, SeqXent};
 use ringnn_core::optim::{Schedule, Sgd};
 use ringnn_core::softmax::Softmax;
 use ringnn_core::{Engine, Float, Plain};
@@ -361,9 +361,11 @@ fn greedy<E: HostEngine>(
         let s = grow(scratch, cell.forward_scratch(bs));
         cell.forward(
             e,
-            &x,
-            &state,
-            &params[lay.dec.clone()],
+            rnn::GruStep {
+                x: &x,
+                h: &state,
+                params: &params[lay.dec.clone()],
+            },
             bs,
             &mut next,
             &mut cache,

@@ -5,7 +5,7 @@ use crate::data::text::{self, Pair, TextConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use ringnn_core::approx::{SigmoidApprox, TanhApprox};
-use ringnn_core::layers::{Dense, Embedding, GruCell, SeqXent};
+use ringnn_core::layers::{rnn, Dense, Embedding, Grads, GruCell, SeqXent};
 use ringnn_core::softmax::{self, Softmax};
 use ringnn_core::Engine;
 use std::ops::Range;
@@ -326,9 +326,11 @@ impl Seq2Seq {
             let h = &prev[t * bh..];
             cell.forward(
                 e,
-                &x[t * bd..(t + 1) * bd],
-                h,
-                p,
+                rnn::GruStep {
+                    x: &x[t * bd..(t + 1) * bd],
+                    h,
+                    params: p,
+                },
                 batch,
                 hc,
                 &mut caches[t * cl..(t + 1) * cl],
@@ -402,9 +404,11 @@ impl Seq2Seq {
             let (prev, next) = tr.dec_h.split_at_mut((t + 1) * bh);
             cell.forward(
                 e,
-                &tr.dec_x[t * bd..(t + 1) * bd],
-                &prev[t * bh..],
-                p_dec,
+                rnn::GruStep {
+                    x: &tr.dec_x[t * bd..(t + 1) * bd],
+                    h: &prev[t * bh..],
+                    params: p_dec,
+                },
                 bs,
                 &mut next[..bh],
                 &mut tr.dec_cache[t * cl..(t + 1) * cl],
@@ -455,11 +459,13 @@ impl Seq2Seq {
                 e,
                 &tr.dec_h[bh..],
                 &params[lay.out_w.clone()],
-                dlogits,
                 rows,
-                Some(&mut dhd),
-                gw,
-                gb,
+                Grads {
+                    dy: dlogits,
+                    dx: Some(&mut dhd),
+                    dw: gw,
+                    db: gb,
+                },
                 s,
             )?;
         }
@@ -477,15 +483,19 @@ impl Seq2Seq {
                 e.add_assign(&mut dh_out, &dh)?;
                 cell.backward(
                     e,
-                    &tr.dec_x[t * bd..(t + 1) * bd],
-                    &tr.dec_h[t * bh..(t + 1) * bh],
-                    p,
+                    rnn::GruStep {
+                        x: &tr.dec_x[t * bd..(t + 1) * bd],
+                        h: &tr.dec_h[t * bh..(t + 1) * bh],
+                        params: p,
+                    },
                     &tr.dec_cache[t * cl..(t + 1) * cl],
-                    &dh_out,
                     bs,
-                    Some(&mut dxd[t * bd..(t + 1) * bd]),
-                    &mut dh,
-                    g,
+                    rnn::GruGrads {
+                        dh_out: &dh_out,
+                        dx: Some(&mut dxd[t * bd..(t + 1) * bd]),
+                        dh: &mut dh,
+                        dparams: g,
+                    },
                     s,
                 )?;
             }
@@ -516,15 +526,19 @@ impl Seq2Seq {
                 e.rescale(&mut dhc)?;
                 cell.backward(
                     e,
-                    &tr.src_x[t * bd..(t + 1) * bd],
-                    &tr.enc_h[t * bh..(t + 1) * bh],
-                    p,
+                    rnn::GruStep {
+                        x: &tr.src_x[t * bd..(t + 1) * bd],
+                        h: &tr.enc_h[t * bh..(t + 1) * bh],
+                        params: p,
+                    },
                     &tr.enc_cache[t * cl..(t + 1) * cl],
-                    &dhc,
                     bs,
-                    Some(&mut dxs[t * bd..(t + 1) * bd]),
-                    &mut dcell,
-                    g,
+                    rnn::GruGrads {
+                        dh_out: &dhc,
+                        dx: Some(&mut dxs[t * bd..(t + 1) * bd]),
+                        dh: &mut dcell,
+                        dparams: g,
+                    },
                     s,
                 )?;
                 e.sub_assign(&mut dh, &dhc)?;
@@ -565,14 +579,19 @@ impl Seq2Seq {
         let s = grow(scratch, loss.scratch(tt, bs, v));
         loss.backward(
             e,
-            &logits,
-            &inp.targets,
+            softmax::Labelled {
+                x: &logits,
+                y: &inp.targets,
+            },
             &inp.tgt_mask,
-            tt,
-            bs,
-            v,
-            &mut p,
-            &mut dl,
+            softmax::Rows {
+                rows: tt * bs,
+                cols: v,
+            },
+            softmax::XentOut {
+                p: &mut p,
+                grad: &mut dl,
+            },
             s,
         )?;
         drop(logits);
