@@ -9,10 +9,14 @@ use std::time::{Duration, Instant};
 
 const EXE: &str = env!("CARGO_BIN_EXE_ringnn");
 
+/// A path `name` inside a fresh private folder (not created itself).
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ringnn-mpctrain-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    tempfile::Builder::new()
+        .prefix("ringnn-mpctrain-")
+        .tempdir()
+        .expect("a temporary folder")
+        .keep()
+        .join(name)
 }
 
 fn data_dir() -> Option<PathBuf> {

@@ -12,10 +12,14 @@ fn ringnn(args: &[&str]) -> Output {
         .expect("the ringnn binary runs")
 }
 
+/// A path `name` inside a fresh private folder (not created itself).
 fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ringnn-sweep-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    tempfile::Builder::new()
+        .prefix("ringnn-sweep-")
+        .tempdir()
+        .expect("a temporary folder")
+        .keep()
+        .join(name)
 }
 
 fn lines(path: &Path) -> Vec<String> {

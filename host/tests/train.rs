@@ -35,10 +35,14 @@ fn cfg(model: &str, engine: EngineKind) -> TrainConfig {
     }
 }
 
+/// A path `name` inside a fresh private folder (not created itself).
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ringnn-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    tempfile::Builder::new()
+        .prefix("ringnn-train-")
+        .tempdir()
+        .expect("a temporary folder")
+        .keep()
+        .join(name)
 }
 
 #[test]

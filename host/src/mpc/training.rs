@@ -690,8 +690,8 @@ mod tests {
         let n = 8;
         let (job, tc, net) = job("mlp", 4, n);
         let [x, y, p0, b0] = plain_inputs(&net, n);
-        let dir = std::env::temp_dir().join(format!("ringnn-badframe-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let ck = dir.join("ck");
         let mut good = server_header(&tc, &net, &job, PartyId::P0);
         good.epochs_done = 1;
@@ -782,6 +782,5 @@ mod tests {
         assert_eq!(fs::read(checkpoint::path_in(&ck)).unwrap(), before);
         assert!(!checkpoint::previous_in(&ck).exists());
         assert!(!dir.join("out").exists(), "no output after a failure");
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

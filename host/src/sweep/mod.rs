@@ -79,11 +79,12 @@ pub fn default_jobs() -> usize {
 pub fn check_out_dir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create the output folder {}: {e}", dir.display()))?;
-    let probe = dir.join(format!(".ringnn-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"probe")
-        .map_err(|e| format!("cannot write into the output folder {}: {e}", dir.display()))?;
-    std::fs::remove_file(&probe).map_err(|e| format!("cannot remove {} : {e}", probe.display()))?;
-    Ok(())
+    // A probe file, removed when dropped.
+    tempfile::Builder::new()
+        .prefix(".ringnn-probe-")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| format!("cannot write into the output folder {}: {e}", dir.display()))
 }
 
 /// Errors that stop a sweep (a failing run does not: it is recorded).

@@ -406,8 +406,8 @@ fn exact_softmax_subtracts_the_row_maximum() {
 #[test]
 fn resume_continues_the_same_run() {
     let corpus = copy_corpus(300, 3);
-    let dir = std::env::temp_dir().join(format!("ringnn-s2s-ckpt-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ckpt");
     let base = TrainConfig {
         batch: 16,
         ..config(EngineKind::Plain, 13)
