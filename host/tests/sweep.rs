@@ -205,10 +205,10 @@ fn bad_input_is_refused_before_any_run() {
         ),
         (&["--model", ""], "--model: the list is empty"),
         (&["--tanh", "soft"], "soft"),
-        // The default --exp list holds exact, which two servers cannot compute.
+        // Two servers cannot compute exact e^x: with nothing else, nothing is left to run.
         (
-            &["--engine", "mpc"],
-            "--exp: exact e^x cannot be computed on secret shares",
+            &["--engine", "mpc", "--exp", "exact"],
+            "--exp: no run left: two servers cannot compute exact",
         ),
         (
             &["--engine", "gpu"],
@@ -278,7 +278,7 @@ fn a_sweep_over_plain_and_mpc_records_both_engines_and_the_servers_traffic() {
         "--engine",
         "plain,mpc",
         "--exp",
-        "pwl4,secureml",
+        "exact,pwl4,secureml",
         "--frac-bits",
         "13",
         "--epochs",
@@ -299,7 +299,11 @@ fn a_sweep_over_plain_and_mpc_records_both_engines_and_the_servers_traffic() {
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(records.len(), 4);
+    // exact runs on plain only: two servers have no protocol for it.
+    assert_eq!(records.len(), 5);
+    assert!(!records
+        .iter()
+        .any(|r| r["engine"] == "mpc" && r["exp"] == "exact"));
     for r in &records {
         assert_eq!(r["status"], "ok", "{r}");
         let mpc = r["engine"] == "mpc";

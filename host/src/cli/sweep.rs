@@ -229,27 +229,45 @@ impl SweepArgs {
             },
         };
         let runs = grid.expand()?;
+        if runs.is_empty() {
+            return Err(ConfigError::Value {
+                flag: "exp",
+                message: format!(
+                    "no run left: two servers cannot compute {}; give an approximation",
+                    grid.without_protocol().join(", ")
+                ),
+            });
+        }
         data_dirs(&grid.data, self.data_dir.as_deref())?;
         out_dir(&self.out)?;
+        let mut lines = vec![format!(
+            "{} epoch(s), batch {}, lr {}, momentum {}, schedule {}, grad {}; training \
+                     samples: {}, test samples: {}; seeds 1..={}.",
+            self.epochs,
+            self.batch,
+            self.lr,
+            self.momentum,
+            self.schedule,
+            self.grad,
+            self.train_limit.map_or("all".into(), |n| n.to_string()),
+            self.test_limit.map_or("all".into(), |n| n.to_string()),
+            self.seeds
+        )];
+        let runs_len = runs.len();
+        let missing = grid.without_protocol();
+        if !missing.is_empty() {
+            lines.push(format!(
+                "Two servers have no protocol for e^x {}: those mpc cells are not run.",
+                missing.join(", ")
+            ));
+        }
         Ok(crate::sweep::SweepConfig {
             runs,
             out: self.out.clone(),
             jobs,
             notes: crate::sweep::report::Notes {
-                title: format!("ringnn sweep: {} runs", grid.len()),
-                lines: vec![format!(
-                    "{} epoch(s), batch {}, lr {}, momentum {}, schedule {}, grad {}; training \
-                     samples: {}, test samples: {}; seeds 1..={}.",
-                    self.epochs,
-                    self.batch,
-                    self.lr,
-                    self.momentum,
-                    self.schedule,
-                    self.grad,
-                    self.train_limit.map_or("all".into(), |n| n.to_string()),
-                    self.test_limit.map_or("all".into(), |n| n.to_string()),
-                    self.seeds
-                )],
+                title: format!("ringnn sweep: {} runs", runs_len),
+                lines,
             },
             paper: None,
         })

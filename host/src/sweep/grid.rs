@@ -119,6 +119,12 @@ pub struct RunSpec {
     pub config: TrainConfig,
 }
 
+/// Whether two servers can compute the e^x approximation named `exp` (an unknown name
+/// counts as computable: the configuration's validation names it).
+fn two_party(exp: &str) -> bool {
+    ringnn_core::approx::ExpApprox::parse(exp).map_or(true, |a| a.mpc_ready())
+}
+
 impl Grid {
     /// Number of runs.
     pub fn len(&self) -> usize {
@@ -127,6 +133,25 @@ impl Grid {
             * self.approx.len()
             * self.precisions.len()
             * self.seeds.len()
+    }
+
+    /// The e^x approximations of the grid that two servers cannot compute (their mpc
+    /// cells are left out of [`Grid::expand`]); empty without an mpc precision.
+    pub fn without_protocol(&self) -> Vec<String> {
+        if !self
+            .precisions
+            .iter()
+            .any(|p| matches!(p, Precision::Mpc(_)))
+        {
+            return Vec::new();
+        }
+        let mut v: Vec<String> = Vec::new();
+        for (exp, _) in &self.approx {
+            if !two_party(exp) && !v.contains(exp) {
+                v.push(exp.clone());
+            }
+        }
+        v
     }
 
     /// `true` when a list is empty.
@@ -161,6 +186,11 @@ impl Grid {
                 for model in &self.models {
                     for &precision in &self.precisions {
                         for (exp, tanh) in &self.approx {
+                            if matches!(precision, Precision::Mpc(_)) && !two_party(exp) {
+                                // No protocol computes it: the cell stays empty, and the
+                                // table says why (`Grid::without_protocol`).
+                                continue;
+                            }
                             let config = self.config(model, data, precision, exp, tanh, seed)?;
                             out.push(RunSpec {
                                 key: format!(

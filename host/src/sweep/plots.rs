@@ -9,6 +9,13 @@
 //!   approximation is a dashed line. Written when at least one fixed-point precision ran.
 //! - `loss_curves.*`: training loss per epoch of every run, one panel per model and
 //!   precision, one colour per approximation.
+//! - `accuracy_vs_cost.*`: test accuracy against the two servers' online bytes per training
+//!   step (left) and rounds per step (right), both axes from zero, one row of panels per model and
+//!   dataset, one colour per approximation, one marker per seed: filled for the two-party
+//!   runs, hollow for the `Plain` runs at the same precision (which cost what the
+//!   two-party run of the cell measured). The Pareto front of the cells' mean accuracy
+//!   (no cheaper cell is as accurate) is a black line. Written when a two-party run
+//!   finished.
 
 use super::grid::Precision;
 use super::paper::PaperTable;
@@ -307,6 +314,184 @@ impl Figure for VsFracBits<'_> {
     }
 }
 
+/// One cell of `accuracy_vs_cost`: an approximation at one precision, with its cost.
+#[derive(Clone, Debug, PartialEq)]
+struct CostPoint {
+    /// The approximation's row.
+    row: usize,
+    /// Fractional bits.
+    f: u32,
+    /// Mean online bytes per step (both servers), in MB.
+    mb: f64,
+    /// Mean rounds per step.
+    rounds: f64,
+    /// Accuracies (%) of the two-party runs' seeds.
+    mpc: Vec<f64>,
+    /// Accuracies (%) of the `Plain` runs' seeds at the same precision.
+    plain: Vec<f64>,
+}
+
+/// Per (data, model) with a finished two-party run: its cost points.
+fn cost_panels(sum: &Summary) -> Vec<((String, String), Vec<CostPoint>)> {
+    let mut panels: Vec<((String, String), Vec<CostPoint>)> = Vec::new();
+    for (j, c) in sum.columns.iter().enumerate() {
+        let Precision::Mpc(f) = c.precision else {
+            continue;
+        };
+        let plain_col = sum.columns.iter().position(|p| {
+            p.data == c.data && p.model == c.model && p.precision == Precision::Fixed(f)
+        });
+        for (i, row) in sum.cells.iter().enumerate() {
+            let cell = &row[j];
+            let (Some((mb, _)), Some((rounds, _))) = (
+                mean_std(&cell.bytes_per_step),
+                mean_std(&cell.rounds_per_step),
+            ) else {
+                continue;
+            };
+            let pt = CostPoint {
+                row: i,
+                f,
+                mb: mb / 1e6,
+                rounds,
+                mpc: cell.accuracy.iter().map(|a| 100.0 * a).collect(),
+                plain: plain_col
+                    .map(|pj| row[pj].accuracy.iter().map(|a| 100.0 * a).collect())
+                    .unwrap_or_default(),
+            };
+            let key = (c.data.clone(), c.model.clone());
+            match panels.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(pt),
+                None => panels.push((key, vec![pt])),
+            }
+        }
+    }
+    panels
+}
+
+/// The points of the Pareto front of `(cost, accuracy)`: sorted by cost, each more
+/// accurate than every cheaper one.
+fn pareto(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut v: Vec<(f64, f64)> = points.to_vec();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    let mut front: Vec<(f64, f64)> = Vec::new();
+    for p in v {
+        if front.last().is_none_or(|l| p.1 > l.1) {
+            front.push(p);
+        }
+    }
+    front
+}
+
+struct VsCost<'a> {
+    sum: &'a Summary,
+    panels: Vec<((String, String), Vec<CostPoint>)>,
+}
+
+impl Figure for VsCost<'_> {
+    fn size(&self) -> (u32, u32) {
+        (1240, 480 * self.panels.len() as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> Result<(), String> {
+        let s = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+        root.fill(&WHITE).map_err(s)?;
+        let areas = root.split_evenly((self.panels.len(), 2));
+        for (p, ((data, model), pts)) in self.panels.iter().enumerate() {
+            for (side, by_bytes) in [(0, true), (1, false)] {
+                let x = |c: &CostPoint| if by_bytes { c.mb } else { c.rounds };
+                let xs: Vec<f64> = pts.iter().map(x).collect();
+                let hi = xs.iter().copied().fold(0.0f64, f64::max);
+                // From zero: the ratio between two costs reads off the axis.
+                let range = 0.0..(hi * 1.15).max(1e-9);
+                let (what, unit) = if by_bytes {
+                    ("online MB per step (both servers)", "MB")
+                } else {
+                    ("rounds per step", "rounds")
+                };
+                let mut chart = ChartBuilder::on(&areas[2 * p + side])
+                    .caption(
+                        format!("{model} on {data}: accuracy vs {unit} per step"),
+                        ("sans-serif", 20),
+                    )
+                    .margin(12)
+                    .x_label_area_size(40)
+                    .y_label_area_size(50)
+                    .build_cartesian_2d(range, 0.0..100.0)
+                    .map_err(s)?;
+                chart
+                    .configure_mesh()
+                    .x_desc(what)
+                    .x_labels(8)
+                    .x_label_formatter(&|v: &f64| {
+                        if *v >= 100.0 {
+                            format!("{v:.0}")
+                        } else if *v >= 10.0 {
+                            format!("{v:.1}")
+                        } else {
+                            format!("{v:.2}")
+                        }
+                    })
+                    .y_desc("test accuracy (%): filled mpc, hollow plain")
+                    .draw()
+                    .map_err(s)?;
+                let mut shown: Vec<usize> = Vec::new();
+                for c in pts {
+                    let color = Palette99::pick(c.row).to_rgba();
+                    let at = x(c);
+                    let series = chart
+                        .draw_series(
+                            c.mpc
+                                .iter()
+                                .map(|&a| Circle::new((at, a), 4, color.filled())),
+                        )
+                        .map_err(s)?;
+                    if !shown.contains(&c.row) {
+                        shown.push(c.row);
+                        series
+                            .label(self.sum.row_label(c.row))
+                            .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+                    }
+                    chart
+                        .draw_series(
+                            c.plain
+                                .iter()
+                                .map(|&a| Circle::new((at, a), 6, color.stroke_width(1))),
+                        )
+                        .map_err(s)?;
+                    chart
+                        .draw_series(std::iter::once(Text::new(
+                            format!("f={}", c.f),
+                            (at, 2.0),
+                            ("sans-serif", 11),
+                        )))
+                        .map_err(s)?;
+                }
+                let means: Vec<(f64, f64)> = pts
+                    .iter()
+                    .filter_map(|c| {
+                        let all: Vec<f64> = c.mpc.iter().chain(&c.plain).copied().collect();
+                        mean_std(&all).map(|(m, _)| (x(c), m))
+                    })
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(pareto(&means), BLACK.stroke_width(1)))
+                    .map_err(s)?
+                    .label("Pareto front (mean accuracy)")
+                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+                chart
+                    .configure_series_labels()
+                    .position(SeriesLabelPosition::UpperLeft)
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .draw()
+                    .map_err(s)?;
+            }
+        }
+        root.present().map_err(s)
+    }
+}
+
 struct LossCurves<'a> {
     sum: &'a Summary,
 }
@@ -436,10 +621,43 @@ pub fn write_all(
             &VsFracBits { sum, panels },
         )?);
     }
+    let cost_panels = cost_panels(sum);
+    if cost_panels.is_empty() {
+        skipped
+            .push("accuracy_vs_cost: no two-party (mpc) run finished to give a cost".to_string());
+    } else {
+        files.extend(write_both(
+            dir,
+            "accuracy_vs_cost",
+            &VsCost {
+                sum,
+                panels: cost_panels,
+            },
+        )?);
+    }
     if sum.columns.is_empty() {
         skipped.push("loss_curves: no runs".to_string());
     } else {
         files.extend(write_both(dir, "loss_curves", &LossCurves { sum })?);
     }
     Ok((files, skipped))
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use super::pareto;
+
+    #[test]
+    fn the_pareto_front_keeps_each_point_no_cheaper_one_beats() {
+        let pts = [
+            (3.0, 60.0),
+            (1.0, 10.0),
+            (2.0, 70.0),
+            (4.0, 65.0),
+            (2.0, 50.0),
+            (5.0, 90.0),
+        ];
+        assert_eq!(pareto(&pts), vec![(1.0, 10.0), (2.0, 70.0), (5.0, 90.0)]);
+        assert!(pareto(&[]).is_empty());
+    }
 }
