@@ -97,14 +97,19 @@ pub(super) fn sigmoid_list(
 }
 
 pub(super) fn frac_list(list: &str) -> Result<Vec<FracBits>, ConfigError> {
+    frac_list_of("frac-bits", list)
+}
+
+/// [`frac_list`] for another flag than `--frac-bits`.
+pub(super) fn frac_list_of(flag: &'static str, list: &str) -> Result<Vec<FracBits>, ConfigError> {
     let mut out = Vec::new();
-    for n in items("frac-bits", list)? {
+    for n in items(flag, list)? {
         let f: u32 = n.parse().map_err(|_| ConfigError::Value {
-            flag: "frac-bits",
+            flag,
             message: format!("'{n}' is not a whole number; valid: 1..=40"),
         })?;
         out.push(FracBits::new(f).map_err(|e| ConfigError::Value {
-            flag: "frac-bits",
+            flag,
             message: e.to_string(),
         })?);
     }

@@ -27,6 +27,10 @@ pub struct SweepArgs {
     /// on shares as local processes over TLS, one run per --frac-bits; image models).
     #[arg(long, default_value = "plain")]
     pub engine: String,
+    /// Fractional bits of the mpc engine (default: --frac-bits): two-party runs cost
+    /// about 30 times a plain one, so a sweep may give them fewer precisions.
+    #[arg(long = "mpc-frac-bits", value_name = "LIST")]
+    pub mpc_frac_bits: Option<String>,
     /// Seeds per combination (seeds 1..=N).
     #[arg(long, default_value_t = 1)]
     pub seeds: u64,
@@ -167,17 +171,25 @@ impl SweepArgs {
         }
         let mut precisions = Vec::new();
         for e in sweep_items("engine", &self.engine, "plain, float, mpc")? {
-            let fixed = |p: fn(u32) -> Precision| -> Result<Vec<Precision>, ConfigError> {
-                sweep_items("frac-bits", &self.frac_bits, "1..=40")?;
-                Ok(frac_list(&self.frac_bits)?
+            let fixed = |flag: &'static str,
+                         list: &str,
+                         p: fn(u32) -> Precision|
+             -> Result<Vec<Precision>, ConfigError> {
+                sweep_items(flag, list, "1..=40")?;
+                Ok(frac_list_of(flag, list)?
                     .into_iter()
                     .map(|f| p(f.get()))
                     .collect())
             };
             match e.as_str() {
                 "float" => precisions.push(Precision::Float),
-                "plain" => precisions.extend(fixed(Precision::Fixed)?),
-                "mpc" => precisions.extend(fixed(Precision::Mpc)?),
+                "plain" => {
+                    precisions.extend(fixed("frac-bits", &self.frac_bits, Precision::Fixed)?)
+                }
+                "mpc" => precisions.extend(match &self.mpc_frac_bits {
+                    Some(list) => fixed("mpc-frac-bits", list, Precision::Mpc)?,
+                    None => fixed("frac-bits", &self.frac_bits, Precision::Mpc)?,
+                }),
                 other => {
                     return Err(ConfigError::Name {
                         flag: "engine",

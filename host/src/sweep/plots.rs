@@ -10,7 +10,7 @@
 //! - `loss_curves.*`: training loss per epoch of every run, one panel per model and
 //!   precision, one colour per approximation.
 //! - `accuracy_vs_cost.*`: test accuracy against the two servers' online bytes per training
-//!   step (left) and rounds per step (right), both axes from zero, one row of panels per model and
+//!   step (left) and rounds per step (right), the axes tight around the points, one row of panels per model and
 //!   dataset, one colour per approximation, one marker per seed: filled for the two-party
 //!   runs, hollow for the `Plain` runs at the same precision (which cost what the
 //!   two-party run of the cell measured). The Pareto front of the cells' mean accuracy
@@ -402,8 +402,11 @@ impl Figure for VsCost<'_> {
                 let x = |c: &CostPoint| if by_bytes { c.mb } else { c.rounds };
                 let xs: Vec<f64> = pts.iter().map(x).collect();
                 let hi = xs.iter().copied().fold(0.0f64, f64::max);
-                // From zero: the ratio between two costs reads off the axis.
-                let range = 0.0..(hi * 1.15).max(1e-9);
+                let lo = xs.iter().copied().fold(hi, f64::min);
+                // Tight around the points: the products dominate a step, so approximations
+                // differ by a few percent and an axis from zero would stack them.
+                let pad = ((hi - lo) * 0.08).max(hi * 0.02).max(1e-9);
+                let range = (lo - pad).max(0.0)..hi + pad;
                 let (what, unit) = if by_bytes {
                     ("online MB per step (both servers)", "MB")
                 } else {
@@ -411,7 +414,14 @@ impl Figure for VsCost<'_> {
                 };
                 let mut chart = ChartBuilder::on(&areas[2 * p + side])
                     .caption(
-                        format!("{model} on {data}: accuracy vs {unit} per step"),
+                        if pts.iter().all(|c| c.f == pts[0].f) {
+                            format!(
+                                "{model} on {data}, f={}: accuracy vs {unit} per step",
+                                pts[0].f
+                            )
+                        } else {
+                            format!("{model} on {data}: accuracy vs {unit} per step")
+                        },
                         ("sans-serif", 20),
                     )
                     .margin(12)
@@ -436,6 +446,7 @@ impl Figure for VsCost<'_> {
                     .draw()
                     .map_err(s)?;
                 let mut shown: Vec<usize> = Vec::new();
+                let several_f = pts.iter().any(|c| c.f != pts[0].f);
                 for c in pts {
                     let color = Palette99::pick(c.row).to_rgba();
                     let at = x(c);
@@ -459,13 +470,15 @@ impl Figure for VsCost<'_> {
                                 .map(|&a| Circle::new((at, a), 6, color.stroke_width(1))),
                         )
                         .map_err(s)?;
-                    chart
-                        .draw_series(std::iter::once(Text::new(
-                            format!("f={}", c.f),
-                            (at, 2.0),
-                            ("sans-serif", 11),
-                        )))
-                        .map_err(s)?;
+                    if several_f {
+                        chart
+                            .draw_series(std::iter::once(Text::new(
+                                format!("f={}", c.f),
+                                (at, 2.0),
+                                ("sans-serif", 11),
+                            )))
+                            .map_err(s)?;
+                    }
                 }
                 let means: Vec<(f64, f64)> = pts
                     .iter()
@@ -481,7 +494,7 @@ impl Figure for VsCost<'_> {
                     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
                 chart
                     .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperLeft)
+                    .position(SeriesLabelPosition::LowerRight)
                     .background_style(WHITE.mix(0.85))
                     .border_style(BLACK)
                     .draw()
