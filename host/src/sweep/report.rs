@@ -45,6 +45,10 @@ pub enum Metric {
 pub struct Cell {
     /// Final test accuracies (fractions) of the successful runs.
     pub accuracy: Vec<f64>,
+    /// The accuracies of the successful runs that did not diverge.
+    pub healthy: Vec<f64>,
+    /// Successful runs that diverged (at chance, or a loss worse than uniform).
+    pub diverged: usize,
     /// Final perplexities of the successful runs that report one.
     pub perplexity: Vec<f64>,
     /// Training throughput of the successful runs.
@@ -159,6 +163,11 @@ impl Summary {
             let cell = &mut cells[i][j];
             if r.ok {
                 cell.accuracy.extend(r.test_accuracy);
+                if r.diverged {
+                    cell.diverged += 1;
+                } else {
+                    cell.healthy.extend(r.test_accuracy);
+                }
                 cell.perplexity.extend(r.perplexity);
                 cell.samples_per_sec.extend(r.samples_per_sec);
                 cell.bytes_per_step.extend(r.bytes_per_step);
@@ -220,14 +229,26 @@ fn cell_text(cell: &Cell, metric: Metric, seeds: usize) -> String {
         Metric::Accuracy => (100.0, 1),
         Metric::Perplexity => (1.0, 2),
     };
-    let vals = cell.values(metric);
+    let all = cell.values(metric);
+    // Diverged runs are counted, not averaged in, unless every run diverged.
+    let vals = if metric == Metric::Accuracy && cell.diverged > 0 && !cell.healthy.is_empty() {
+        &cell.healthy[..]
+    } else {
+        all
+    };
     let mut s = match mean_std(vals) {
         None if cell.errors > 0 => "failed".to_string(),
         None => "–".to_string(),
         Some((m, _)) if vals.len() == 1 => format!("{:.digits$}", m * scale),
         Some((m, sd)) => format!("{:.digits$} ± {:.digits$}", m * scale, sd * scale),
     };
-    if !vals.is_empty() && vals.len() < seeds {
+    if metric == Metric::Accuracy && cell.diverged > 0 {
+        if cell.healthy.is_empty() {
+            let _ = write!(s, " (all {} diverged)", cell.diverged);
+        } else {
+            let _ = write!(s, " (+{} diverged)", cell.diverged);
+        }
+    } else if !vals.is_empty() && vals.len() < seeds {
         let _ = write!(s, " (n={})", vals.len());
     }
     if cell.overflow > 0 {
@@ -319,7 +340,8 @@ pub fn table_md(sum: &Summary, notes: &Notes, paper: Option<&PaperTable>) -> Str
     let _ = writeln!(
         md,
         "Cells: mean ± sample standard deviation over the seeds that finished (one value \
-         when one seed); `(n=k)`: only k of the seeds finished; `[overflow N]`: N values \
+         when one seed); `(+k diverged)`: k more runs diverged (at chance, or a loss worse than \
+         uniform) and are listed below instead of averaged in; `(n=k)`: only k of the seeds finished; `[overflow N]`: N values \
          wrapped in Z_2^64, summed over seeds (shown only when non-zero); `failed`: every \
          run of the cell failed (see below); `–`: not run.\n"
     );
@@ -357,6 +379,31 @@ pub fn table_md(sum: &Summary, notes: &Notes, paper: Option<&PaperTable>) -> Str
                 }
             }));
             let _ = writeln!(md, "| {} |", row.join(" | "));
+        }
+    }
+    let diverged: Vec<&RunRow> = sum.runs.iter().filter(|r| r.ok && r.diverged).collect();
+    if !diverged.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Diverged runs (counted beside the means, not in them)\n"
+        );
+        for r in diverged {
+            let cause = if r.overflow_count > 0 {
+                format!("{} products wrapped in Z_2^64", r.overflow_count)
+            } else if r.engine == "mpc" {
+                "at chance on two servers (wraps are not counted on shares)".to_string()
+            } else {
+                "at chance with no value wrapped (docs/results.md: collapses, diagnosed)"
+                    .to_string()
+            };
+            let _ = writeln!(
+                md,
+                "- `{}`: accuracy {}, final train loss {}; {cause}",
+                r.key,
+                r.test_accuracy
+                    .map_or("–".into(), |a| format!("{:.1}%", 100.0 * a)),
+                r.train_loss.map_or("–".into(), |l| format!("{l:.3}")),
+            );
         }
     }
     let errors: Vec<&RunRow> = sum.runs.iter().filter(|r| !r.ok).collect();
@@ -422,6 +469,50 @@ mod tests {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         v
+    }
+
+    #[test]
+    fn diverged_runs_are_counted_beside_the_mean_and_listed_with_a_cause() {
+        let specs = grid(&["mlp"]);
+        let mut records = Vec::new();
+        for s in &specs {
+            // Seed 2 of pwl4 at f=13 collapses with wraps; of exact on float, without.
+            let bad = s.seed == 2
+                && ((s.exp == "pwl4" && s.precision == Precision::Fixed(13))
+                    || (s.exp == "exact" && s.precision == Precision::Float));
+            let (acc, ovf) = if bad {
+                (0.1, u64::from(s.exp == "pwl4") * 7)
+            } else {
+                (0.9, 0)
+            };
+            records.push(rec(
+                s,
+                json!({"test_accuracy": acc, "overflow_count": ovf, "diverged": bad,
+                       "train_loss": if bad { 2.31 } else { 0.3 }}),
+            ));
+        }
+        let md = table_md(&Summary::new(&specs, &records), &Notes::default(), None);
+        assert!(
+            md.contains("| exact | 90.0 (+1 diverged) | 90.0 ± 0.0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| pwl4 | 90.0 ± 0.0 | 90.0 (+1 diverged) [overflow 7] |"),
+            "{md}"
+        );
+        assert!(md.contains("## Diverged runs"), "{md}");
+        assert!(md.contains("7 products wrapped in Z_2^64"), "{md}");
+        assert!(md.contains("at chance with no value wrapped"), "{md}");
+        // Every run of a cell diverged: their mean, said to be all diverged.
+        let all_bad: Vec<Value> = specs
+            .iter()
+            .map(|s| rec(s, json!({"test_accuracy": 0.1, "diverged": true})))
+            .collect();
+        let md = table_md(&Summary::new(&specs, &all_bad), &Notes::default(), None);
+        assert!(
+            md.contains("| exact | 10.0 ± 0.0 (all 2 diverged) |"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "samples_per_sec",
     "overflow_count",
     "parameters",
+    "diverged",
     "mpc_bytes_per_step",
     "mpc_rounds_per_step",
     "error",
@@ -93,6 +94,8 @@ pub struct RunRow {
     pub overflow_count: u64,
     /// Per-epoch history.
     pub history: Vec<EpochPoint>,
+    /// The run failed to learn ([`crate::train::result::diverged`]).
+    pub diverged: bool,
     /// Two-party runs: both servers' online bytes per training step.
     pub bytes_per_step: Option<f64>,
     /// Two-party runs: rounds per training step.
@@ -138,6 +141,7 @@ impl RunRow {
             samples_per_sec: f("samples_per_sec"),
             overflow_count: v.get("overflow_count").and_then(Value::as_u64).unwrap_or(0),
             history,
+            diverged: v.get("diverged").and_then(Value::as_bool).unwrap_or(false),
             bytes_per_step: f("mpc_bytes_per_step"),
             rounds_per_step: f("mpc_rounds_per_step"),
         })

@@ -63,6 +63,8 @@ pub struct TrainResult {
     pub parameters: usize,
     /// Per-epoch figures.
     pub history: Vec<EpochStats>,
+    /// The run failed to learn: see [`diverged`].
+    pub diverged: bool,
     /// The checkpoint written last, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<PathBuf>,
@@ -96,4 +98,34 @@ pub struct MpcCost {
     /// (`--checkpoint DIR`); absent when it was a temporary folder, removed at the end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub work_dir: Option<PathBuf>,
+}
+
+/// Whether a finished run failed to learn: its test accuracy is at chance (at most 1.25
+/// times `1 / classes`), or its final training loss is not finite or above `ln classes`
+/// (worse than predicting every class alike, where a fresh network starts). A two-party
+/// run has no revealed loss and is judged by its accuracy alone. A table averages such a
+/// run with the healthy ones only after saying so ([`crate::sweep::report`]).
+pub fn diverged(test_accuracy: f64, classes: usize, train_loss: f64) -> bool {
+    let classes = classes.max(2) as f64;
+    let at_chance = test_accuracy.is_nan() || test_accuracy <= 1.25 / classes;
+    let loss_blew_up = train_loss.is_infinite() || train_loss > classes.ln() + 1e-9;
+    at_chance || loss_blew_up
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diverged;
+
+    #[test]
+    fn a_run_at_chance_or_worse_than_uniform_has_diverged() {
+        assert!(!diverged(0.93, 10, 0.3));
+        assert!(diverged(0.10, 10, 2.3), "at chance");
+        assert!(diverged(0.124, 10, 1.0), "within 1.25x chance");
+        assert!(!diverged(0.13, 10, 1.0), "learning, slowly");
+        assert!(diverged(0.8, 10, 2.5), "loss above ln 10");
+        assert!(diverged(f64::NAN, 10, 0.3), "no accuracy");
+        assert!(diverged(0.9, 10, f64::INFINITY));
+        // A two-party run reveals no loss (NaN): judged by accuracy.
+        assert!(!diverged(0.9, 10, f64::NAN));
+    }
 }

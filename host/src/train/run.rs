@@ -460,6 +460,7 @@ where
         samples_per_sec: obs.trained as f64 / obs.train_seconds.max(1e-9),
         overflow_count: e.overflow_count(),
         parameters: net.n_params,
+        diverged: super::result::diverged(test_accuracy, net.classes, last_loss),
         history: obs.history,
         checkpoint: last_ckpt,
         mpc: None,

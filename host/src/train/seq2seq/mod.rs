@@ -798,6 +798,8 @@ impl From<Seq2SeqResult> for super::result::TrainResult {
                 })
                 .collect(),
             checkpoint: r.checkpoint,
+            // Perplexity, not accuracy at chance, tells a sequence model's failure.
+            diverged: !r.perplexity.is_finite(),
             mpc: None,
         }
     }
