@@ -239,3 +239,56 @@ where
     }
     Ok(last)
 }
+
+/// A plaintext run's progress: the epoch's bar (hidden without `--progress` and off a
+/// terminal), the samples seen in the epoch, and the training time and samples in all.
+pub(crate) struct Progress {
+    bar: indicatif::ProgressBar,
+    /// Samples of this epoch so far.
+    pub seen: usize,
+    start: Instant,
+    /// Seconds of training in all (evaluation excluded).
+    pub seconds: f64,
+    /// Samples trained on in all.
+    pub trained: usize,
+}
+
+impl Progress {
+    /// Nothing done yet.
+    pub fn new() -> Self {
+        Progress {
+            bar: indicatif::ProgressBar::hidden(),
+            seen: 0,
+            start: Instant::now(),
+            seconds: 0.0,
+            trained: 0,
+        }
+    }
+
+    /// Epoch `epoch` of `samples` begins.
+    pub fn start(&mut self, cfg: &super::TrainConfig, epoch: usize, samples: usize) {
+        self.bar = super::run::epoch_bar(cfg, epoch, samples);
+        self.seen = 0;
+        self.start = Instant::now();
+    }
+
+    /// `n` more samples; `message` gets this epoch's samples per second.
+    pub fn advance(&mut self, n: usize, message: impl FnOnce(f64) -> String) {
+        self.seen += n;
+        let rate = self.seen as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
+        self.bar.set_position(self.seen as u64);
+        self.bar.set_message(message(rate));
+    }
+
+    /// The epoch ended after `secs` of training.
+    pub fn finish(&mut self, secs: f64) {
+        self.bar.finish_and_clear();
+        self.seconds += secs;
+        self.trained += self.seen;
+    }
+
+    /// Samples per second over the whole run.
+    pub fn rate(&self) -> f64 {
+        self.trained as f64 / self.seconds.max(1e-9)
+    }
+}

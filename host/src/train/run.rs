@@ -10,14 +10,13 @@
 use super::checkpoint::{self, Header, State};
 use super::config::{DataKind, EngineKind, TrainConfig};
 use super::engine::{BoundaryError, HostEngine};
-use super::epochs::{run_epochs, DatasetSource, Observer, Plan, Source};
+use super::epochs::{run_epochs, DatasetSource, Observer, Plan, Progress, Source};
 use super::model::{self, Net};
 use crate::data::{self, Dataset, Split};
 use crate::gemm;
 use indicatif::{ProgressBar, ProgressStyle};
 use ringnn_core::layers::Image;
 use ringnn_core::{Engine, Float, Plain};
-use std::time::Instant;
 
 pub(crate) use super::epochs::Batch;
 pub use super::error::TrainError;
@@ -278,14 +277,10 @@ struct Reveal<'a, E: Engine> {
     classes: usize,
     net: &'a Net,
     eval_batch: usize,
-    bar: ProgressBar,
+    progress: Progress,
     loss_sum: f64,
     correct: usize,
-    seen: usize,
-    start: Instant,
     history: Vec<EpochStats>,
-    train_seconds: f64,
-    trained: usize,
     _engine: std::marker::PhantomData<E>,
 }
 
@@ -298,9 +293,8 @@ where
     type Error = TrainError;
 
     fn start_epoch(&mut self, epoch: usize, samples: usize) {
-        self.bar = epoch_bar(self.cfg, epoch, samples);
-        (self.loss_sum, self.correct, self.seen) = (0.0, 0, 0);
-        self.start = Instant::now();
+        self.progress.start(self.cfg, epoch, samples);
+        (self.loss_sum, self.correct) = (0.0, 0);
     }
 
     fn step(
@@ -329,15 +323,15 @@ where
             self.loss_sum -= row[label].max(1e-12).ln();
             self.correct += (argmax(row) == label) as usize;
         }
-        self.seen += idx.len();
-        let secs = self.start.elapsed().as_secs_f64();
-        self.bar.set_position(self.seen as u64);
-        self.bar.set_message(format!(
-            "loss {:.4} acc {:.2}% {:.0} samples/s",
-            self.loss_sum / self.seen as f64,
-            100.0 * self.correct as f64 / self.seen as f64,
-            self.seen as f64 / secs.max(1e-9)
-        ));
+        let (loss, correct) = (self.loss_sum, self.correct);
+        let seen = self.progress.seen + idx.len();
+        self.progress.advance(idx.len(), |rate| {
+            format!(
+                "loss {:.4} acc {:.2}% {rate:.0} samples/s",
+                loss / seen as f64,
+                100.0 * correct as f64 / seen as f64,
+            )
+        });
         Ok(())
     }
 
@@ -348,13 +342,12 @@ where
         epoch: usize,
         secs: f64,
     ) -> Result<(), TrainError> {
-        self.bar.finish_and_clear();
-        self.train_seconds += secs;
-        self.trained += self.seen;
+        self.progress.finish(secs);
+        let seen = self.progress.seen;
         let stats = EpochStats {
             epoch: epoch + 1,
-            train_loss: self.loss_sum / self.seen as f64,
-            train_accuracy: self.correct as f64 / self.seen as f64,
+            train_loss: self.loss_sum / seen as f64,
+            train_accuracy: self.correct as f64 / seen as f64,
             test_accuracy: evaluate(e, t, self.test, self.eval_batch)?,
             seconds: secs,
         };
@@ -366,7 +359,7 @@ where
                 stats.train_loss,
                 100.0 * stats.train_accuracy,
                 100.0 * stats.test_accuracy,
-                self.seen as f64 / secs.max(1e-9)
+                seen as f64 / secs.max(1e-9)
             );
         }
         self.history.push(stats);
@@ -411,14 +404,10 @@ where
         classes: net.classes,
         net,
         eval_batch,
-        bar: ProgressBar::hidden(),
+        progress: Progress::new(),
         loss_sum: 0.0,
         correct: 0,
-        seen: 0,
-        start: Instant::now(),
         history: Vec::new(),
-        train_seconds: 0.0,
-        trained: 0,
         _engine: std::marker::PhantomData,
     };
     let plan = Plan {
@@ -456,8 +445,8 @@ where
         test_accuracy,
         perplexity: None,
         train_loss: last_loss,
-        train_seconds: obs.train_seconds,
-        samples_per_sec: obs.trained as f64 / obs.train_seconds.max(1e-9),
+        train_seconds: obs.progress.seconds,
+        samples_per_sec: obs.progress.rate(),
         overflow_count: e.overflow_count(),
         parameters: net.n_params,
         diverged: super::result::diverged(test_accuracy, net.classes, last_loss),

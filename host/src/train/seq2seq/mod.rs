@@ -45,11 +45,10 @@ mod model;
 use super::checkpoint::{Header, State};
 use super::config::{EngineKind, TrainConfig};
 use super::engine::HostEngine;
-use super::epochs::{self, run_epochs, Observer, Plan, Source};
-use super::run::{argmax, elems, engine_err, epoch_bar, resume_from, training_softmax, TrainError};
+use super::epochs::{self, run_epochs, Observer, Plan, Progress, Source};
+use super::run::{argmax, elems, engine_err, resume_from, training_softmax, TrainError};
 use crate::data::text::{self, Corpus, Pair};
 use crate::{data, gemm};
-use indicatif::ProgressBar;
 use model::{grow, ones_at};
 pub use model::{Seq2Seq, Seq2SeqDims, SeqBatch};
 use ringnn_core::approx::SigmoidApprox;
@@ -59,7 +58,6 @@ use ringnn_core::softmax::Softmax;
 use ringnn_core::{Engine, Float, Plain};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// One epoch's figures.
 #[derive(Clone, Debug, Serialize)]
@@ -533,14 +531,10 @@ struct Reveal<'a> {
     corpus: &'a Corpus,
     sm: Softmax,
     max_steps: usize,
-    bar: ProgressBar,
+    progress: Progress,
     loss_sum: f64,
     tokens: usize,
-    seen: usize,
-    start: Instant,
     history: Vec<Seq2SeqEpoch>,
-    train_seconds: f64,
-    trained: usize,
     test: (f64, f64),
 }
 
@@ -551,9 +545,8 @@ where
     type Error = TrainError;
 
     fn start_epoch(&mut self, epoch: usize, samples: usize) {
-        self.bar = epoch_bar(self.cfg, epoch, samples);
-        (self.loss_sum, self.tokens, self.seen) = (0.0, 0, 0);
-        self.start = Instant::now();
+        self.progress.start(self.cfg, epoch, samples);
+        (self.loss_sum, self.tokens) = (0.0, 0);
     }
 
     fn after_step(
@@ -570,15 +563,10 @@ where
             }
         }
         self.tokens += b.tokens();
-        self.seen += b.batch;
-        let secs = self.start.elapsed().as_secs_f64();
-        self.bar.set_position(self.seen as u64);
-        self.bar.set_message(format!(
-            "loss {:.4} ppl {:.2} {:.0} pairs/s",
-            self.loss_sum / self.tokens as f64,
-            (self.loss_sum / self.tokens as f64).exp(),
-            self.seen as f64 / secs.max(1e-9)
-        ));
+        let loss = self.loss_sum / self.tokens as f64;
+        self.progress.advance(b.batch, |rate| {
+            format!("loss {loss:.4} ppl {:.2} {rate:.0} pairs/s", loss.exp())
+        });
         Ok(())
     }
 
@@ -589,9 +577,7 @@ where
         epoch: usize,
         secs: f64,
     ) -> Result<(), TrainError> {
-        self.bar.finish_and_clear();
-        self.train_seconds += secs;
-        self.trained += self.seen;
+        self.progress.finish(secs);
         let train_loss = self.loss_sum / self.tokens.max(1) as f64;
         self.test = evaluate(
             e,
@@ -621,7 +607,7 @@ where
                 stats.train_perplexity,
                 stats.test_perplexity,
                 100.0 * stats.test_token_accuracy,
-                self.seen as f64 / secs.max(1e-9)
+                self.progress.seen as f64 / secs.max(1e-9)
             );
             let shown = translations(
                 e,
@@ -693,14 +679,10 @@ where
         corpus,
         sm,
         max_steps,
-        bar: ProgressBar::hidden(),
+        progress: Progress::new(),
         loss_sum: 0.0,
         tokens: 0,
-        seen: 0,
-        start: Instant::now(),
         history: Vec::new(),
-        train_seconds: 0.0,
-        trained: 0,
         test: (f64::NAN, f64::NAN),
     };
     let plan = Plan {
@@ -749,8 +731,8 @@ where
         train_loss: last_loss,
         perplexity: test.0.exp(),
         test_token_accuracy: test.1,
-        train_seconds: obs.train_seconds,
-        samples_per_sec: obs.trained as f64 / obs.train_seconds.max(1e-9),
+        train_seconds: obs.progress.seconds,
+        samples_per_sec: obs.progress.rate(),
         overflow_count: e.overflow_count(),
         parameters: n_params,
         src_vocab: model.src_vocab,
