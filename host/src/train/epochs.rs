@@ -22,6 +22,7 @@ use super::engine::HostEngine;
 use super::error::TrainError;
 use super::trainer::Trainer;
 use crate::data::{self, Dataset};
+use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -243,7 +244,7 @@ where
 /// A plaintext run's progress: the epoch's bar (hidden without `--progress` and off a
 /// terminal), the samples seen in the epoch, and the training time and samples in all.
 pub(crate) struct Progress {
-    bar: indicatif::ProgressBar,
+    bar: ProgressBar,
     /// Samples of this epoch so far.
     pub seen: usize,
     start: Instant,
@@ -257,7 +258,7 @@ impl Progress {
     /// Nothing done yet.
     pub fn new() -> Self {
         Progress {
-            bar: indicatif::ProgressBar::hidden(),
+            bar: ProgressBar::hidden(),
             seen: 0,
             start: Instant::now(),
             seconds: 0.0,
@@ -267,7 +268,7 @@ impl Progress {
 
     /// Epoch `epoch` of `samples` begins.
     pub fn start(&mut self, cfg: &super::TrainConfig, epoch: usize, samples: usize) {
-        self.bar = super::run::epoch_bar(cfg, epoch, samples);
+        self.bar = epoch_bar(cfg, epoch, samples);
         self.seen = 0;
         self.start = Instant::now();
     }
@@ -291,4 +292,19 @@ impl Progress {
     pub fn rate(&self) -> f64 {
         self.trained as f64 / self.seconds.max(1e-9)
     }
+}
+
+/// The epoch's progress bar (hidden without `progress`, and by indicatif off a terminal).
+fn epoch_bar(cfg: &super::TrainConfig, epoch: usize, n: usize) -> ProgressBar {
+    if !cfg.progress {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(n as u64);
+    b.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    b.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+    b
 }

@@ -14,7 +14,6 @@ use super::epochs::{run_epochs, DatasetSource, Observer, Plan, Progress, Source}
 use super::model::{self, Net};
 use crate::data::{self, Dataset, Split};
 use crate::gemm;
-use indicatif::{ProgressBar, ProgressStyle};
 use ringnn_core::layers::Image;
 use ringnn_core::{Engine, Float, Plain};
 
@@ -165,21 +164,6 @@ pub(crate) fn resume_from(
 /// Engine elements from a checkpoint's raw bits.
 pub(crate) fn elems<E: HostEngine>(bits: &[u64]) -> Vec<E::Elem> {
     bits.iter().map(|&b| E::from_bits(b)).collect()
-}
-
-/// The epoch's progress bar (hidden without `progress`, and by indicatif off a terminal).
-pub(crate) fn epoch_bar(cfg: &TrainConfig, epoch: usize, n: usize) -> ProgressBar {
-    if !cfg.progress {
-        return ProgressBar::hidden();
-    }
-    let b = ProgressBar::new(n as u64);
-    b.set_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    b.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
-    b
 }
 
 pub(crate) fn argmax(row: &[f64]) -> usize {
