@@ -329,3 +329,69 @@ fn a_sweep_over_plain_and_mpc_records_both_engines_and_the_servers_traffic() {
     );
     assert!(table.contains(" rounds |"), "{table}");
 }
+
+#[test]
+fn shards_run_disjoint_parts_of_the_grid_and_merge_into_one_table() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = |n: &str| root.path().join(n).display().to_string();
+    let grid = |extra: &[&str]| {
+        let mut a = TINY.to_vec();
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<String>>()
+    };
+    let run = |args: Vec<String>| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ringnn(&a);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    // TINY is 4 runs: shard 1/2 takes runs 1 and 3, shard 2/2 runs 2 and 4.
+    let (a, b, all) = (dir("a"), dir("b"), dir("all"));
+    run(grid(&["--shard", "1/2", "--out", &a]));
+    run(grid(&["--shard", "2/2", "--out", &b]));
+    let keys = |d: &str| -> Vec<String> {
+        lines(&Path::new(d).join("runs.jsonl"))
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["key"].to_string())
+            .collect()
+    };
+    let (ka, kb) = (keys(&a), keys(&b));
+    assert_eq!((ka.len(), kb.len()), (2, 2));
+    assert!(ka.iter().all(|k| !kb.contains(k)), "the shards overlap");
+    let table = std::fs::read_to_string(Path::new(&a).join("table.md")).unwrap();
+    assert!(table.contains("2 not run yet"), "{table}");
+    // Merging both shards: nothing left to run, one table of all four.
+    let merge = format!("{a},{b}");
+    let out = run(grid(&["--merge", &merge, "--out", &all]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("0 to run"), "{err}");
+    assert_eq!(keys(&all).len(), 4);
+    let table = std::fs::read_to_string(Path::new(&all).join("table.md")).unwrap();
+    assert!(
+        table.contains("4 runs finished, 0 failed, 0 not run yet"),
+        "{table}"
+    );
+    // Bad shards and merge folders are refused before any run.
+    for (extra, needle) in [
+        (vec!["--shard", "3/2"], "--shard: '3/2' is not K/N"),
+        (vec!["--shard", "0/2"], "--shard"),
+        (
+            vec!["--merge", "/nonexistent-ringnn"],
+            "--merge: /nonexistent-ringnn holds no runs.jsonl",
+        ),
+    ] {
+        let mut args = grid(&extra);
+        args.extend(["--out".to_string(), dir("bad")]);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ringnn(&a);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && e.contains(needle),
+            "{extra:?}: {e}"
+        );
+    }
+}

@@ -75,6 +75,14 @@ pub struct SweepArgs {
     /// already uses every core for its matrix products).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Run only shard K of N of the grid (`K/N`, 1-based: every N-th run from the K-th),
+    /// for one machine or one task of a job array each; `--merge` joins the shards.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// Sweep folders (shards) whose finished runs are copied into --out first (comma
+    /// list), so that its table covers them all; runs still missing are then run.
+    #[arg(long, value_name = "DIRS")]
+    pub merge: Option<String>,
     /// Output folder: runs.jsonl, runs.csv, table.md, plots.
     #[arg(long, default_value = "out/sweep", value_name = "DIR")]
     pub out: PathBuf,
@@ -95,6 +103,49 @@ fn sweep_items(flag: &'static str, list: &str, valid: &str) -> Result<Vec<String
         });
     }
     Ok(v)
+}
+
+/// `--shard K/N`: 1 <= K <= N.
+fn shard_of(s: Option<&str>) -> Result<Option<(usize, usize)>, ConfigError> {
+    let Some(s) = s else { return Ok(None) };
+    let bad = || ConfigError::Value {
+        flag: "shard",
+        message: format!("'{s}' is not K/N with 1 <= K <= N (for example 2/8)"),
+    };
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if k == 0 || k > n {
+        return Err(bad());
+    }
+    Ok(Some((k, n)))
+}
+
+/// `--merge DIRS`: folders holding a `runs.jsonl`, none of them `--out` itself.
+fn merge_dirs(list: Option<&str>, out: &std::path::Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    let mut dirs = Vec::new();
+    for d in sweep_items("merge", list, "sweep folders holding runs.jsonl")? {
+        let dir = PathBuf::from(&d);
+        if !dir.join(crate::sweep::store::JSONL).is_file() {
+            return Err(ConfigError::Value {
+                flag: "merge",
+                message: format!("{d} holds no {}", crate::sweep::store::JSONL),
+            });
+        }
+        if dir == out {
+            return Err(ConfigError::Value {
+                flag: "merge",
+                message: format!("{d} is the --out folder itself"),
+            });
+        }
+        dirs.push(dir);
+    }
+    Ok(dirs)
 }
 
 fn jobs_of(jobs: Option<usize>) -> Result<usize, ConfigError> {
@@ -282,6 +333,8 @@ impl SweepArgs {
                 lines,
             },
             paper: None,
+            shard: shard_of(self.shard.as_deref())?,
+            merge: merge_dirs(self.merge.as_deref(), &self.out)?,
         })
     }
 }
@@ -400,6 +453,8 @@ impl ReproduceArgs {
             jobs,
             notes: s.notes,
             paper: Some(s.paper),
+            shard: None,
+            merge: Vec::new(),
         })
     }
 }

@@ -58,6 +58,12 @@ pub struct SweepConfig {
     pub notes: Notes,
     /// The paper's figures to show beside the measured ones.
     pub paper: Option<&'static PaperTable>,
+    /// Run only shard `k` of `n` (1-based): the runs whose place in [`SweepConfig::runs`]
+    /// is `k - 1` modulo `n`. The table still lists the whole grid.
+    pub shard: Option<(usize, usize)>,
+    /// Other sweep folders (shards) whose finished runs are copied into this one's store
+    /// first, so that one table covers them all.
+    pub merge: Vec<PathBuf>,
 }
 
 /// Runs at a time by default: 1 on up to 2 cores (each run uses every core for its matrix
@@ -180,6 +186,49 @@ fn record(spec: &RunSpec, outcome: &Result<TrainResult, String>, wall: f64) -> M
     m
 }
 
+/// Copies every finished (`ok`) record of the `cfg.merge` folders whose key this store
+/// lacks into it.
+fn merge_stores(cfg: &SweepConfig, log: &mut dyn Write) -> Result<(), SweepError> {
+    if cfg.merge.is_empty() {
+        return Ok(());
+    }
+    let (mine, _) = store::read_records(&cfg.out)?;
+    let mut have: HashSet<String> = mine
+        .iter()
+        .filter(|v| v.get("status").and_then(Value::as_str) == Some("ok"))
+        .filter_map(|v| v.get("key").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let mut st = Store::open(&cfg.out)?;
+    for dir in &cfg.merge {
+        let (records, bad) = store::read_records(dir)?;
+        let mut copied = 0;
+        for v in records {
+            let ok = v.get("status").and_then(Value::as_str) == Some("ok");
+            let Some(key) = v.get("key").and_then(Value::as_str).map(str::to_string) else {
+                continue;
+            };
+            if ok && !have.contains(&key) {
+                if let Value::Object(m) = v {
+                    st.append(&m)?;
+                    have.insert(key);
+                    copied += 1;
+                }
+            }
+        }
+        let _ = writeln!(
+            log,
+            "sweep: merged {copied} finished run(s) from {}{}",
+            dir.join(store::JSONL).display(),
+            if bad > 0 {
+                format!(" ({bad} unreadable line(s) skipped)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
+}
+
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         format!("panicked: {s}")
@@ -220,6 +269,7 @@ fn describe(spec: &RunSpec) -> String {
 /// # Errors
 /// The store, the table or a plot cannot be written (failed runs are recorded instead).
 pub fn run(cfg: &SweepConfig, log: &mut dyn Write) -> Result<SweepReport, SweepError> {
+    merge_stores(cfg, log)?;
     let (records, bad) = store::read_records(&cfg.out)?;
     if bad > 0 {
         let _ = writeln!(
@@ -233,12 +283,24 @@ pub fn run(cfg: &SweepConfig, log: &mut dyn Write) -> Result<SweepReport, SweepE
         .filter(|v| v.get("status").and_then(Value::as_str) == Some("ok"))
         .filter_map(|v| v.get("key").and_then(Value::as_str))
         .collect();
+    let mine = |i: usize| cfg.shard.is_none_or(|(k, n)| i % n == k - 1);
     let todo: Vec<&RunSpec> = cfg
         .runs
         .iter()
-        .filter(|s| !done.contains(s.key.as_str()))
+        .enumerate()
+        .filter(|&(i, s)| mine(i) && !done.contains(s.key.as_str()))
+        .map(|(_, s)| s)
         .collect();
-    let skipped = cfg.runs.len() - todo.len();
+    let skipped = cfg
+        .runs
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| mine(i))
+        .count()
+        - todo.len();
+    if let Some((k, n)) = cfg.shard {
+        let _ = writeln!(log, "sweep: shard {k}/{n} of the grid");
+    }
     let jobs = cfg.jobs.clamp(1, todo.len().max(1));
     let _ = writeln!(
         log,
