@@ -1,8 +1,8 @@
 //! The sweep's pictures, each written as SVG (for documents) and PNG (for quick viewing):
 //!
 //! - `accuracy.*` (and `perplexity.*` when sequence models ran): the final metric per
-//!   approximation, one marker series per model and precision, bars for the spread over
-//!   seeds; in a reproduction the paper's columns for the same datasets as crosses (black,
+//!   approximation, one marker series per model and precision (the mean), bars for the
+//!   spread over seeds (cut at 0 and 100 %), and a small ring for every seed; in a reproduction the paper's columns for the same datasets as crosses (black,
 //!   grey).
 //! - `accuracy_vs_frac_bits.*`: accuracy against the number of fractional bits, one line
 //!   per approximation and one panel per model and dataset; the float result of the same
@@ -155,21 +155,29 @@ impl Figure for PerApprox<'_> {
                 })
                 .collect();
             // The spread over seeds as a vertical bar with caps (plotters' ErrorBar needs
-            // a feature this crate does not enable).
+            // a feature this crate does not enable), kept within what the metric can be.
             let cap = 0.15 * width;
+            let ceiling = match self.metric {
+                Metric::Accuracy => 100.0,
+                Metric::Perplexity => f64::INFINITY,
+            };
             chart
                 .draw_series(pts.iter().filter(|p| p.2 > 0.0).flat_map(|&(x, m, sd)| {
+                    let (lo, hi) = ((m - sd).max(0.0), (m + sd).min(ceiling));
                     [
-                        PathElement::new(vec![(x, m - sd), (x, m + sd)], color.stroke_width(1)),
-                        PathElement::new(
-                            vec![(x - cap, m - sd), (x + cap, m - sd)],
-                            color.stroke_width(1),
-                        ),
-                        PathElement::new(
-                            vec![(x - cap, m + sd), (x + cap, m + sd)],
-                            color.stroke_width(1),
-                        ),
+                        PathElement::new(vec![(x, lo), (x, hi)], color.stroke_width(1)),
+                        PathElement::new(vec![(x - cap, lo), (x + cap, lo)], color.stroke_width(1)),
+                        PathElement::new(vec![(x - cap, hi), (x + cap, hi)], color.stroke_width(1)),
                     ]
+                }))
+                .map_err(s)?;
+            // Every seed, so that a diverged one shows as itself and not only in the spread.
+            let metric = self.metric;
+            chart
+                .draw_series((0..n).flat_map(|i| {
+                    sum.cells[i][j].values(metric).iter().map(move |&v| {
+                        Circle::new((i as f64 + dx, v * k), 2, color.stroke_width(1))
+                    })
                 }))
                 .map_err(s)?;
             chart
