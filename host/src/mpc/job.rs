@@ -359,3 +359,96 @@ pub fn parse_shares(b: &[u8]) -> Result<Vec<Vec<Z64>>, String> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::{EngineKind, Model};
+    use ringnn_core::approx::ExpApprox;
+
+    fn job() -> JobSpec {
+        let cfg = TrainConfig {
+            model: Model::Lenet,
+            engine: EngineKind::Mpc,
+            epochs: 2,
+            batch: 16,
+            progress: true,
+            data_dir: Some("/data".into()),
+            ..TrainConfig::default()
+        };
+        let shape = Shape {
+            channels: 1,
+            height: 28,
+            width: 28,
+        };
+        JobSpec::new(&cfg, shape, 10, [64, 32])
+    }
+
+    #[test]
+    fn a_job_file_round_trips_and_keeps_no_run_time_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.json");
+        let j = job();
+        assert_eq!(j.config.data_dir, None);
+        assert!(!j.config.progress);
+        write_sealed(&path, &j).unwrap();
+        assert_eq!(JobSpec::load(&path).unwrap(), j);
+        // The digest follows every field.
+        let mut other = j.clone();
+        other.config.lr *= 2.0;
+        assert_ne!(other.digest(), j.digest());
+    }
+
+    #[test]
+    fn a_job_the_servers_cannot_run_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.json");
+        let load = |j: &JobSpec| {
+            write_sealed(&path, j).unwrap();
+            JobSpec::load(&path).unwrap_err().to_string()
+        };
+        let mut exact = job();
+        exact.config.exp = ExpApprox::Exact;
+        let e = load(&exact);
+        assert!(e.contains("job.json") && e.contains("--exp"), "{e}");
+        let mut old = job();
+        old.version = 1;
+        let e = load(&old);
+        assert!(e.contains("job version 1, this ringnn reads 2"), "{e}");
+        let mut plain = job();
+        plain.config.engine = EngineKind::Plain;
+        let e = load(&plain);
+        assert!(e.contains("a job runs on mpc"), "{e}");
+        let mut tiny = job();
+        (tiny.height, tiny.width) = (4, 4);
+        let e = load(&tiny);
+        assert!(e.contains("job.json"), "{e}");
+    }
+
+    #[test]
+    fn tagged_files_name_their_party_sharing_and_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shares.bin");
+        let data = vec![Z64(1), Z64(2), Z64(3)];
+        write_shares(&path, &[tag(PartyId::P1, [5, 6], [7, 8]), data.clone()]).unwrap();
+        let (t, tensors) = read_tagged(&path, PartyId::P1).unwrap();
+        assert_eq!(
+            t,
+            Tagged {
+                set: [5, 6],
+                run: [7, 8]
+            }
+        );
+        assert_eq!(tensors, vec![data]);
+        let e = read_tagged(&path, PartyId::P0).unwrap_err().to_string();
+        assert!(e.contains("shares.bin") && e.contains("party 1"), "{e}");
+        // An untagged share file is not a training job's.
+        write_shares(&path, &[vec![Z64(1)]]).unwrap();
+        let e = read_tagged(&path, PartyId::P0).unwrap_err().to_string();
+        assert!(e.contains("no party tag"), "{e}");
+        // Ids print and parse back.
+        let id = [0x0123_4567_89ab_cdef, 42];
+        assert_eq!(parse_id(&show_id(id)), Some(id));
+        assert_eq!(parse_id("xyz"), None);
+    }
+}
