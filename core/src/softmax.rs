@@ -325,22 +325,10 @@ fn softmax_rows_with_derivative<E: Engine + ?Sized>(
         e.sub_assign(deriv, prod)?;
     }
     row_sums(e, out, cols, sum, tmp)?;
-    // z = 1 - [-sum < 0] = [sum <= 0]; E += z, sum += z * cols.
-    tmp.copy_from_slice(sum);
-    e.scale(tmp, -1.0)?;
-    e.is_negative(tmp, z)?;
-    let m1 = e.public_int(-1);
-    let one = e.public_int(1);
-    e.mul_public(z, m1)?;
-    e.add_public(z, one)?;
-    let unit = e.public(1.0);
-    e.mul_public(z, unit)?;
+    // An empty row (sum <= 0) becomes uniform; `zero` remembers which rows were.
+    generic::empty_rows(e, sum, z, tmp)?;
     zero.copy_from_slice(z);
-    broadcast(z, cols, wide);
-    e.add_assign(out, wide)?;
-    let c = e.public_int(cols as i64);
-    e.mul_public(z, c)?;
-    e.add_assign(sum, z)?;
+    generic::fill_empty_rows(e, out, cols, sum, z, wide)?;
     // p = (E * 2^g / S) >> (f + g).
     e.reciprocal(sum, recip, g, rest)?;
     broadcast(recip, cols, wide);

@@ -467,7 +467,25 @@ pub fn normalize_rows<E: Engine + ?Sized>(
         e.sub_assign(v, prod)?;
     }
     row_sums(e, v, cols, sum, tmp)?;
-    // z = 1 - [-sum < 0] = [sum <= 0]; v += z, sum += z * cols.
+    empty_rows(e, sum, z, tmp)?;
+    fill_empty_rows(e, v, cols, sum, z, wide)?;
+    // v = (v * 2^g / sum) >> (f + g).
+    e.reciprocal(sum, recip, guard_bits, rest)?;
+    broadcast(recip, cols, wide);
+    e.mul(v, wide, prod)?;
+    e.shift_right(prod, f + guard_bits)?;
+    v.copy_from_slice(prod);
+    Ok(())
+}
+
+/// `z[i]` = 1 at the element scale where `sum[i] <= 0` (a row with no mass), else 0:
+/// `1 - [-sum < 0]`. `tmp` holds `rows` elements.
+pub(crate) fn empty_rows<E: Engine + ?Sized>(
+    e: &mut E,
+    sum: &[E::Elem],
+    z: &mut [E::Elem],
+    tmp: &mut [E::Elem],
+) -> Result<(), E::Error> {
     tmp.copy_from_slice(sum);
     e.scale(tmp, -1.0)?;
     e.is_negative(tmp, z)?;
@@ -476,19 +494,25 @@ pub fn normalize_rows<E: Engine + ?Sized>(
     e.mul_public(z, m1)?;
     e.add_public(z, one)?;
     let unit = e.public(1.0);
-    e.mul_public(z, unit)?;
+    e.mul_public(z, unit)
+}
+
+/// An empty row (`z` from [`empty_rows`]) becomes all ones, so that it normalises to
+/// `1 / cols`: `v += z` in every column, `sum += z * cols` (`z` is scaled by `cols` on the
+/// way). `wide` holds `rows * cols` elements.
+pub(crate) fn fill_empty_rows<E: Engine + ?Sized>(
+    e: &mut E,
+    v: &mut [E::Elem],
+    cols: usize,
+    sum: &mut [E::Elem],
+    z: &mut [E::Elem],
+    wide: &mut [E::Elem],
+) -> Result<(), E::Error> {
     broadcast(z, cols, wide);
     e.add_assign(v, wide)?;
     let c = e.public_int(cols as i64);
     e.mul_public(z, c)?;
-    e.add_assign(sum, z)?;
-    // v = (v * 2^g / sum) >> (f + g).
-    e.reciprocal(sum, recip, guard_bits, rest)?;
-    broadcast(recip, cols, wide);
-    e.mul(v, wide, prod)?;
-    e.shift_right(prod, f + guard_bits)?;
-    v.copy_from_slice(prod);
-    Ok(())
+    e.add_assign(sum, z)
 }
 
 /// `out[i] = sum_j v[i][j]`, one column at a time (local additions). `col` holds a column.

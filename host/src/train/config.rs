@@ -367,26 +367,7 @@ impl TrainConfig {
                         .into(),
             });
         }
-        for (flag, v) in [("epochs", self.epochs), ("batch", self.batch)] {
-            if v == 0 {
-                return Err(value(flag, "must be at least 1"));
-            }
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(value("lr", format!("must be positive, not {}", self.lr)));
-        }
-        if !(0.0..1.0).contains(&self.momentum) {
-            return Err(value(
-                "momentum",
-                format!("must be in [0, 1), not {}", self.momentum),
-            ));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(value(
-                "weight-decay",
-                format!("must be non-negative, not {}", self.weight_decay),
-            ));
-        }
+        self.validate_schedule()?;
         if self.resume && self.checkpoint.is_none() {
             return Err(value("resume", "needs --checkpoint DIR"));
         }
@@ -425,6 +406,36 @@ impl TrainConfig {
                 "insecure-dealer-seed",
                 "with --resume it would mask new values with the dealer's old masks: resume \
                  without a fixed seed",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The part of [`TrainConfig::validate`] every trainer needs whatever its model and
+    /// data: at least one epoch of batches of at least one, a positive rate, momentum in
+    /// [0, 1) and a non-negative weight decay.
+    ///
+    /// # Errors
+    /// The first problem, naming its flag.
+    pub fn validate_schedule(&self) -> Result<(), ConfigError> {
+        for (flag, v) in [("epochs", self.epochs), ("batch", self.batch)] {
+            if v == 0 {
+                return Err(value(flag, "must be at least 1"));
+            }
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(value("lr", format!("must be positive, not {}", self.lr)));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(value(
+                "momentum",
+                format!("must be in [0, 1), not {}", self.momentum),
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(value(
+                "weight-decay",
+                format!("must be non-negative, not {}", self.weight_decay),
             ));
         }
         Ok(())

@@ -15,7 +15,7 @@ use super::model::{self, Net};
 use crate::data::{self, Dataset, Split};
 use crate::gemm;
 use ringnn_core::layers::Image;
-use ringnn_core::{Engine, Float, Plain};
+use ringnn_core::{Float, Plain};
 
 pub(crate) use super::epochs::Batch;
 pub use super::error::TrainError;
@@ -254,21 +254,19 @@ where
 
 /// What a plaintext run sees: every batch's probabilities revealed for the loss and
 /// training accuracy, a progress bar, and the test accuracy after each epoch.
-struct Reveal<'a, E: Engine> {
+struct Reveal<'a> {
     cfg: &'a TrainConfig,
     labels: &'a [u8],
     test: &'a Dataset,
-    classes: usize,
     net: &'a Net,
     eval_batch: usize,
     progress: Progress,
     loss_sum: f64,
     correct: usize,
     history: Vec<EpochStats>,
-    _engine: std::marker::PhantomData<E>,
 }
 
-impl<'n, E: HostEngine + Send> Observer<E, Trainer<'n, E>> for Reveal<'_, E>
+impl<'n, E: HostEngine + Send> Observer<E, Trainer<'n, E>> for Reveal<'_>
 where
     E::Elem: Send + Sync,
     E::Error: Send,
@@ -287,7 +285,7 @@ where
         t: &mut Trainer<'n, E>,
         (x, y): &mut Batch<E::Elem>,
     ) -> Result<Vec<E::Elem>, TrainError> {
-        let b = y.len() / self.classes;
+        let b = y.len() / self.net.classes;
         t.step_split(e, std::mem::take(x), y, b, batch_parts::<E>(self.net, b))
             .map_err(engine_err)
     }
@@ -300,7 +298,7 @@ where
         p: Vec<E::Elem>,
     ) -> Result<(), TrainError> {
         let probs = e.reveal(&p)?;
-        let classes = self.classes;
+        let classes = self.net.classes;
         for (r, &i) in idx.iter().enumerate() {
             let row = &probs[r * classes..(r + 1) * classes];
             let label = self.labels[i] as usize;
@@ -385,14 +383,12 @@ where
         cfg,
         labels: &split.train.labels,
         test: &split.test,
-        classes: net.classes,
         net,
         eval_batch,
         progress: Progress::new(),
         loss_sum: 0.0,
         correct: 0,
         history: Vec::new(),
-        _engine: std::marker::PhantomData,
     };
     let plan = Plan {
         seed: cfg.seed,
@@ -451,6 +447,7 @@ mod tests {
     use ringnn_core::approx::{SigmoidApprox, TanhApprox};
     use ringnn_core::layers::Image;
     use ringnn_core::softmax::GradMode;
+    use ringnn_core::Engine;
     use ringnn_core::{FracBits, Z64};
 
     pub(super) fn config() -> TrainConfig {

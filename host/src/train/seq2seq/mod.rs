@@ -228,25 +228,13 @@ pub fn train_on_corpus(
     }
 }
 
+/// `cfg`'s schedule ([`TrainConfig::validate_schedule`]; the corpus may be any, so not the
+/// whole validation) and the model's sizes.
 fn check_config(cfg: &TrainConfig, dims: Seq2SeqDims) -> Result<(), TrainError> {
-    if cfg.batch == 0 || cfg.epochs == 0 {
-        return Err(TrainError::Config(
-            "--batch and --epochs must be at least 1".into(),
-        ));
-    }
+    cfg.validate_schedule()?;
     if dims.embed == 0 || dims.hidden == 0 {
         return Err(TrainError::Config(
             "seq2seq: the embedding and hidden sizes must be at least 1".into(),
-        ));
-    }
-    let rates_ok = cfg.lr.is_finite()
-        && cfg.lr > 0.0
-        && (0.0..1.0).contains(&cfg.momentum)
-        && cfg.weight_decay.is_finite()
-        && cfg.weight_decay >= 0.0;
-    if !rates_ok {
-        return Err(TrainError::Config(
-            "--lr must be positive, --momentum in [0, 1), --weight-decay non-negative".into(),
         ));
     }
     Ok(())
