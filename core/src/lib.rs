@@ -38,7 +38,7 @@ pub mod softmax;
 pub mod layers;
 pub mod optim;
 
-pub use engine::{Engine, Exact, ExactEngine};
+pub use engine::{Engine, Exact, ExactEngine, Health};
 pub use fixed::{Fixed, FracBits};
 pub use float::Float;
 pub use plain::Plain;

@@ -14,14 +14,15 @@
 //! returns `floor(x / 2^d)` or one more, one more with probability equal to the dropped
 //! fraction (stochastic rounding), so it stays within one ulp of `Plain`'s result.
 //!
-//! # Overflow
-//! [`Engine::overflow_count`] counts products whose integer value left
-//! `[-2^63, 2^63)` (the ring result then differs from the real one) and public constants or
-//! exact-function results that saturated at the safe range. Matrix products are not
-//! counted.
+//! # Health
+//! [`Engine::health`] counts products whose integer value left `[-2^63, 2^63)` (the ring
+//! result then differs from the real one; matrix products are not checked), public
+//! constants and exact-function results that saturated at the safe range, softmax rows
+//! with no mass, and reciprocal inputs outside `(0, 2^62)`. [`Engine::overflow_count`] is
+//! the first two together.
 
 use crate::approx::lines::Lines;
-use crate::engine::{generic, Engine, Exact, ExactEngine, MatDims, MatmulFn};
+use crate::engine::{generic, Engine, Exact, ExactEngine, Health, MatDims, MatmulFn};
 use crate::fixed::{Fixed, FixedError, FracBits};
 use crate::ring::Z64;
 use core::cell::Cell;
@@ -31,7 +32,7 @@ use core::convert::Infallible;
 #[derive(Clone, Debug)]
 pub struct Plain {
     fx: Fixed,
-    overflows: Cell<u64>,
+    health: Cell<Health>,
     matmul: Option<MatmulFn<Z64>>,
 }
 
@@ -40,7 +41,7 @@ impl Plain {
     pub fn new(f: FracBits) -> Self {
         Plain {
             fx: Fixed::with(f),
-            overflows: Cell::new(0),
+            health: Cell::new(Health::default()),
             matmul: None,
         }
     }
@@ -84,21 +85,45 @@ impl Plain {
         }
     }
 
-    /// Sets the overflow counter back to zero.
-    pub fn reset_overflow_count(&mut self) {
-        self.overflows.set(0);
+    /// Sets the health counters back to zero.
+    pub fn reset_health(&mut self) {
+        self.health.set(Health::default());
     }
 
-    /// Adds `n` to the overflow counter (what a copy of this engine counted on part of
-    /// the work, taken back).
-    pub fn add_overflow_count(&mut self, n: u64) {
-        self.count(n);
+    /// Adds `h` to the health counters (what a copy of this engine counted on part of the
+    /// work, taken back).
+    pub fn add_health(&mut self, h: Health) {
+        self.health.set(self.health.get().plus(h));
     }
 
+    /// Counts `n` wrapped products.
     #[inline]
     fn count(&self, n: u64) {
         if n != 0 {
-            self.overflows.set(self.overflows.get() + n);
+            let mut h = self.health.get();
+            h.wrapped += n;
+            self.health.set(h);
+        }
+    }
+
+    /// Counts `n` saturated encodings.
+    #[inline]
+    fn count_saturated(&self, n: u64) {
+        if n != 0 {
+            let mut h = self.health.get();
+            h.saturated += n;
+            self.health.set(h);
+        }
+    }
+
+    /// Counts `empty` rows without mass and `outside` reciprocal inputs out of its domain.
+    #[inline]
+    fn count_rows(&self, empty: u64, outside: u64) {
+        if empty + outside != 0 {
+            let mut h = self.health.get();
+            h.empty_rows += empty;
+            h.recip_out_of_range += outside;
+            self.health.set(h);
         }
     }
 
@@ -279,14 +304,18 @@ impl Engine for Plain {
     }
     fn public(&self, c: f64) -> Z64 {
         let (v, saturated) = self.fx.encode_saturating(c);
-        self.count(saturated as u64);
+        self.count_saturated(saturated as u64);
         v
     }
     fn public_int(&self, k: i64) -> Z64 {
         Z64::from_signed(k)
     }
-    fn overflow_count(&self) -> u64 {
-        self.overflows.get()
+    fn health(&self) -> Option<Health> {
+        Some(self.health.get())
+    }
+    fn note_empty_rows(&self, flags: &[Z64]) {
+        let n = flags.iter().filter(|z| **z != Z64::ZERO).count();
+        self.count_rows(n as u64, 0);
     }
     fn batch_hint(&self) -> usize {
         2048
@@ -628,7 +657,7 @@ impl Engine for Plain {
         let g = guard_bits;
         let unit = self.public(1.0);
         let k = RecipConsts::new(self);
-        let mut o = 0u64;
+        let (mut o, mut empty, mut outside) = (0u64, 0u64, 0u64);
         for row in v.chunks_mut(cols) {
             if clip {
                 row.iter_mut().for_each(|v| {
@@ -641,13 +670,16 @@ impl Engine for Plain {
             if !sum.wrapping_neg_is_negative() {
                 row.iter_mut().for_each(|v| *v += unit);
                 sum += self.mul_counted(unit, Z64::from_signed(cols as i64), &mut o);
+                empty += 1;
             }
+            outside += !in_recip_domain(sum) as u64;
             let r = self.recip_one(sum, g, &k, &mut o);
             for v in row.iter_mut() {
                 *v = self.mul_counted(*v, r, &mut o).shr_round(f + g);
             }
         }
         self.count(o);
+        self.count_rows(empty, outside);
         Ok(())
     }
 
@@ -670,13 +702,22 @@ impl Engine for Plain {
             *r = self.recip_one(v, extra_bits, &k, &mut o);
         }
         self.count(o);
+        let outside = x.iter().filter(|&&v| !in_recip_domain(v)).count();
+        self.count_rows(0, outside as u64);
         Ok(())
     }
 }
 
+/// Whether the raw value `v` lies in the reciprocal's domain `(0, 2^62)`: positive, and
+/// within the bit lengths its search tries.
+#[inline]
+fn in_recip_domain(v: Z64) -> bool {
+    (1..1i64 << 62).contains(&v.to_signed())
+}
+
 impl ExactEngine for Plain {
     /// Decodes, evaluates in `f64`, encodes rounding to nearest; a result beyond the safe
-    /// range saturates there and is counted by [`Engine::overflow_count`].
+    /// range saturates there and is counted in [`Health::saturated`].
     fn apply_exact(&mut self, func: Exact, x: &mut [Z64]) -> Result<(), Infallible> {
         let mut o = 0u64;
         for v in x.iter_mut() {
@@ -684,7 +725,7 @@ impl ExactEngine for Plain {
             *v = r;
             o += sat as u64;
         }
-        self.count(o);
+        self.count_saturated(o);
         Ok(())
     }
 }

@@ -494,7 +494,9 @@ pub(crate) fn empty_rows<E: Engine + ?Sized>(
     e.mul_public(z, m1)?;
     e.add_public(z, one)?;
     let unit = e.public(1.0);
-    e.mul_public(z, unit)
+    e.mul_public(z, unit)?;
+    e.note_empty_rows(z);
+    Ok(())
 }
 
 /// An empty row (`z` from [`empty_rows`]) becomes all ones, so that it normalises to

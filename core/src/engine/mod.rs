@@ -75,6 +75,38 @@ pub struct MatDims {
 /// element arithmetic (wrapping for Z_2^64).
 pub type MatmulFn<T> = fn(a: &[T], b: &[T], dims: MatDims, out: &mut [T]);
 
+/// Counts of the events that make a fixed-point run drift from its real-number model,
+/// since the engine was made (or its counters reset). Each is what a collapsed run is
+/// diagnosed by (docs/results.md, "Collapses, diagnosed").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Products whose integer value left `[-2^63, 2^63)`: the ring result is not the real
+    /// one. Matrix products are not checked.
+    pub wrapped: u64,
+    /// Public constants and exact-function results that saturated at the safe range when
+    /// encoded (e.g. exact e^x of a large logit).
+    pub saturated: u64,
+    /// Softmax rows whose sum was `<= 0` (every e^x of the row 0, or the sum wrapped),
+    /// made uniform instead of divided by.
+    pub empty_rows: u64,
+    /// Reciprocal inputs outside its domain `(0, 2^62)` (raw value): the result is finite
+    /// but meaningless.
+    pub recip_out_of_range: u64,
+}
+
+impl Health {
+    /// The sum of two counts (a forked engine's counts taken back).
+    #[must_use]
+    pub fn plus(self, o: Health) -> Health {
+        Health {
+            wrapped: self.wrapped + o.wrapped,
+            saturated: self.saturated + o.saturated,
+            empty_rows: self.empty_rows + o.empty_rows,
+            recip_out_of_range: self.recip_out_of_range + o.recip_out_of_range,
+        }
+    }
+}
+
 /// Approximate real arithmetic over slices. See the [module documentation](self).
 pub trait Engine {
     /// One element: a float, a fixed-point ring element, or one party's share of one.
@@ -94,10 +126,22 @@ pub trait Engine {
     /// Encodes the public integer `k` at integer scale (no fractional bits): multiplying by
     /// it needs no rescale.
     fn public_int(&self, k: i64) -> Self::Public;
+    /// What went wrong in the arithmetic so far, where the engine can see it: `None` for
+    /// an engine that cannot look at values (a two-party engine holds shares; counting a
+    /// data-dependent event would open it). See [`Health`].
+    fn health(&self) -> Option<Health> {
+        None
+    }
     /// Number of products that wrapped or constants that saturated so far (0 when the
-    /// engine cannot tell).
+    /// engine cannot tell): `wrapped + saturated` of [`Engine::health`].
     fn overflow_count(&self) -> u64 {
-        0
+        self.health().map_or(0, |h| h.wrapped + h.saturated)
+    }
+    /// Called by the generic composites with the 0/1 flags (at the element scale) of the
+    /// rows that had no mass (`sum <= 0`) and were made uniform; an engine that can read
+    /// values counts them in [`Health::empty_rows`]. The default ignores them.
+    fn note_empty_rows(&self, flags: &[Self::Elem]) {
+        let _ = flags;
     }
     /// How many elements a composite should hand to one call when it may split its work
     /// (softmax splits by rows). Plaintext engines prefer cache-sized pieces; a two-party

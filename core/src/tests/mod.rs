@@ -558,6 +558,7 @@ fn unscaled_weight_gradients_of_parts_sum_to_the_whole_batch() {
     assert_eq!((scdw, scdb, scdx), (cdw, cdb, cdx), "conv");
 }
 
+mod health;
 mod softmax_xent;
 
 /// The secure arg-max composite on Plain: the column of each row's largest value, ties to

@@ -617,10 +617,16 @@ fn train_mpc_in(cfg: &TrainConfig, exe: &Path, dir: &Path) -> Result<TrainResult
         train_seconds: secs,
         samples_per_sec: r0.samples as f64 / secs.max(1e-9),
         overflow_count: 0,
+        health: None,
         parameters: job.net().map_err(ServerError::Config)?.n_params,
         history: Vec::new(),
         checkpoint: Some(revealed.checkpoint),
-        diverged: crate::train::result::diverged(revealed.test_accuracy, job.classes, f64::NAN),
+        diverged: crate::train::result::diverged(
+            revealed.test_accuracy,
+            job.classes,
+            f64::NAN,
+            f64::NAN,
+        ),
         mpc: Some(MpcCost {
             bytes_sent: [reports[0].online_sent, reports[1].online_sent],
             rounds: r0.rounds,

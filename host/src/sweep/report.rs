@@ -59,6 +59,8 @@ pub struct Cell {
     pub rounds_per_step: Vec<f64>,
     /// Overflow counts summed over the successful runs.
     pub overflow: u64,
+    /// The dominant cause ([`divergence_cause`]) of each diverged run.
+    pub causes: Vec<&'static str>,
     /// Runs whose last record is an error.
     pub errors: usize,
 }
@@ -165,6 +167,7 @@ impl Summary {
                 cell.accuracy.extend(r.test_accuracy);
                 if r.diverged {
                     cell.diverged += 1;
+                    cell.causes.push(divergence_cause(r));
                 } else {
                     cell.healthy.extend(r.test_accuracy);
                 }
@@ -243,10 +246,11 @@ fn cell_text(cell: &Cell, metric: Metric, seeds: usize) -> String {
         Some((m, sd)) => format!("{:.digits$} ± {:.digits$}", m * scale, sd * scale),
     };
     if metric == Metric::Accuracy && cell.diverged > 0 {
+        let cause = most_common(&cell.causes);
         if cell.healthy.is_empty() {
-            let _ = write!(s, " (all {} diverged)", cell.diverged);
+            let _ = write!(s, " (all {} diverged: {cause})", cell.diverged);
         } else {
-            let _ = write!(s, " (+{} diverged)", cell.diverged);
+            let _ = write!(s, " (+{} diverged: {cause})", cell.diverged);
         }
     } else if !vals.is_empty() && vals.len() < seeds {
         let _ = write!(s, " (n={})", vals.len());
@@ -255,6 +259,65 @@ fn cell_text(cell: &Cell, metric: Metric, seeds: usize) -> String {
         let _ = write!(s, " [overflow {}]", cell.overflow);
     }
     s
+}
+
+/// The dominant cause of a diverged run: the first health counter that fired, in causal
+/// order ([`RunHealth::counters`]: a wrap or saturation corrupts values, which empties
+/// rows, which leaves labels at probability 0); `none fired` when the run was healthy in
+/// its arithmetic and still failed (a learning failure: the rate, or a gradient that
+/// vanished at this precision); `wrapped` for a record of an older build that counted
+/// only overflows; `on shares` for a two-party run and `uncounted` for a float run, whose
+/// health is not counted.
+pub fn divergence_cause(r: &RunRow) -> &'static str {
+    match &r.health {
+        Some(h) => h
+            .counters()
+            .into_iter()
+            .find(|(_, n)| *n > 0)
+            .map_or("none fired", |(name, _)| name),
+        None if r.overflow_count > 0 => "wrapped",
+        None if r.engine == "mpc" => "on shares",
+        None => "uncounted",
+    }
+}
+
+/// The most frequent of `causes`, the earliest on a tie.
+fn most_common(causes: &[&'static str]) -> &'static str {
+    let count = |c: &str| causes.iter().filter(|x| **x == c).count();
+    causes
+        .iter()
+        .copied()
+        .rev()
+        .max_by_key(|c| count(c))
+        .unwrap_or("none fired")
+}
+
+/// A diverged run's counters that fired, for the list of diverged runs.
+fn health_text(r: &RunRow) -> String {
+    match &r.health {
+        Some(h) => {
+            let fired: Vec<String> = h
+                .counters()
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect();
+            if fired.is_empty() {
+                "no health counter fired: the arithmetic was sound and learning failed \
+                 (see docs/results.md, collapses, diagnosed)"
+                    .into()
+            } else {
+                format!("cause {}: {}", divergence_cause(r), fired.join(", "))
+            }
+        }
+        None if r.overflow_count > 0 => {
+            format!("{} products wrapped in Z_2^64", r.overflow_count)
+        }
+        None if r.engine == "mpc" => {
+            "at chance on two servers (health is not counted on shares: it would open them)".into()
+        }
+        None => format!("no health recorded ({} engine)", r.engine),
+    }
 }
 
 fn paper_text(v: f64, metric: PaperMetric) -> String {
@@ -340,8 +403,12 @@ pub fn table_md(sum: &Summary, notes: &Notes, paper: Option<&PaperTable>) -> Str
     let _ = writeln!(
         md,
         "Cells: mean ± sample standard deviation over the seeds that finished (one value \
-         when one seed); `(+k diverged)`: k more runs diverged (at chance, or a loss worse than \
-         uniform) and are listed below instead of averaged in; `(n=k)`: only k of the seeds finished; `[overflow N]`: N values \
+         when one seed); `(+k diverged: cause)`: k more runs diverged (at chance, or a loss worse than \
+         uniform) and are listed below instead of averaged in, with their most common cause: the \
+         first health counter that fired (`wrapped` products, `saturated` encodings, \
+         `recip_out_of_range`, `empty_rows` of softmax, `label_at_floor`: label probability 0), \
+         `none fired` (sound arithmetic, failed learning), `on shares` (two-party runs are not \
+         counted), `uncounted` (float); `(n=k)`: only k of the seeds finished; `[overflow N]`: N values \
          wrapped in Z_2^64, summed over seeds (shown only when non-zero); `failed`: every \
          run of the cell failed (see below); `–`: not run.\n"
     );
@@ -388,14 +455,7 @@ pub fn table_md(sum: &Summary, notes: &Notes, paper: Option<&PaperTable>) -> Str
             "\n## Diverged runs (counted beside the means, not in them)\n"
         );
         for r in diverged {
-            let cause = if r.overflow_count > 0 {
-                format!("{} products wrapped in Z_2^64", r.overflow_count)
-            } else if r.engine == "mpc" {
-                "at chance on two servers (wraps are not counted on shares)".to_string()
-            } else {
-                "at chance with no value wrapped (docs/results.md: collapses, diagnosed)"
-                    .to_string()
-            };
+            let cause = health_text(r);
             let _ = writeln!(
                 md,
                 "- `{}`: accuracy {}, final train loss {}; {cause}",
@@ -485,24 +545,49 @@ mod tests {
             } else {
                 (0.9, 0)
             };
-            records.push(rec(
-                s,
-                json!({"test_accuracy": acc, "overflow_count": ovf, "diverged": bad,
-                       "train_loss": if bad { 2.31 } else { 0.3 }}),
-            ));
+            let mut extra = json!({"test_accuracy": acc, "overflow_count": ovf, "diverged": bad,
+                       "train_loss": if bad { 2.31 } else { 0.3 }});
+            if s.precision != Precision::Float {
+                // A wrap, then empty rows, then labels at 0: the wrap is the cause.
+                let health = json!({"wrapped": ovf, "saturated": 0, "empty_rows": 3 * ovf,
+                    "recip_out_of_range": 0, "label_at_floor": 11 * ovf});
+                extra
+                    .as_object_mut()
+                    .unwrap()
+                    .extend(health.as_object().unwrap().clone());
+            }
+            records.push(rec(s, extra));
         }
         let md = table_md(&Summary::new(&specs, &records), &Notes::default(), None);
         assert!(
-            md.contains("| exact | 90.0 (+1 diverged) | 90.0 ± 0.0 |"),
+            md.contains("| exact | 90.0 (+1 diverged: uncounted) | 90.0 ± 0.0 |"),
             "{md}"
         );
         assert!(
-            md.contains("| pwl4 | 90.0 ± 0.0 | 90.0 (+1 diverged) [overflow 7] |"),
+            md.contains("| pwl4 | 90.0 ± 0.0 | 90.0 (+1 diverged: wrapped) [overflow 7] |"),
             "{md}"
         );
         assert!(md.contains("## Diverged runs"), "{md}");
-        assert!(md.contains("7 products wrapped in Z_2^64"), "{md}");
-        assert!(md.contains("at chance with no value wrapped"), "{md}");
+        assert!(
+            md.contains("cause wrapped: wrapped 7, empty_rows 21, label_at_floor 77"),
+            "{md}"
+        );
+        assert!(md.contains("no health recorded"), "{md}");
+        // Healthy arithmetic that still failed to learn: no counter fired.
+        let quiet: Vec<Value> = specs
+            .iter()
+            .map(|s| {
+                rec(
+                    s,
+                    json!({"test_accuracy": 0.1, "diverged": true, "wrapped": 0,
+                        "saturated": 0, "empty_rows": 0, "recip_out_of_range": 0,
+                        "label_at_floor": 0}),
+                )
+            })
+            .collect();
+        let md = table_md(&Summary::new(&specs, &quiet), &Notes::default(), None);
+        assert!(md.contains("(all 2 diverged: none fired)"), "{md}");
+        assert!(md.contains("no health counter fired"), "{md}");
         // Every run of a cell diverged: their mean, said to be all diverged.
         let all_bad: Vec<Value> = specs
             .iter()
@@ -510,9 +595,22 @@ mod tests {
             .collect();
         let md = table_md(&Summary::new(&specs, &all_bad), &Notes::default(), None);
         assert!(
-            md.contains("| exact | 10.0 ± 0.0 (all 2 diverged) |"),
+            md.contains("| exact | 10.0 ± 0.0 (all 2 diverged: uncounted) |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn the_most_common_cause_wins_and_a_tie_goes_to_the_earliest() {
+        assert_eq!(
+            most_common(&["empty_rows", "wrapped", "wrapped"]),
+            "wrapped"
+        );
+        assert_eq!(
+            most_common(&["label_at_floor", "wrapped"]),
+            "label_at_floor"
+        );
+        assert_eq!(most_common(&[]), "none fired");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! results with fields this build does not know (a seq2seq run's `perplexity`) are read
 //! when present and ignored when absent.
 
+use crate::train::RunHealth;
 use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -43,6 +44,11 @@ pub const CSV_COLUMNS: &[&str] = &[
     "train_seconds",
     "samples_per_sec",
     "overflow_count",
+    "wrapped",
+    "saturated",
+    "empty_rows",
+    "recip_out_of_range",
+    "label_at_floor",
     "parameters",
     "diverged",
     "mpc_bytes_per_step",
@@ -92,6 +98,8 @@ pub struct RunRow {
     pub samples_per_sec: Option<f64>,
     /// Values that wrapped in Z_2^64.
     pub overflow_count: u64,
+    /// The run's health counters (Plain runs recorded by a build that counts them).
+    pub health: Option<RunHealth>,
     /// Per-epoch history.
     pub history: Vec<EpochPoint>,
     /// The run failed to learn ([`crate::train::result::diverged`]).
@@ -140,6 +148,7 @@ impl RunRow {
             train_loss: f("train_loss"),
             samples_per_sec: f("samples_per_sec"),
             overflow_count: v.get("overflow_count").and_then(Value::as_u64).unwrap_or(0),
+            health: serde_json::from_value(v.clone()).ok(),
             history,
             diverged: v.get("diverged").and_then(Value::as_bool).unwrap_or(false),
             bytes_per_step: f("mpc_bytes_per_step"),
@@ -236,6 +245,43 @@ fn csv_error(path: &Path) -> impl Fn(csv::Error) -> StoreError + '_ {
     move |e| io(path)(e.into())
 }
 
+/// Whether `path` is absent, empty, or starts with this build's header.
+fn csv_header_current(path: &Path) -> Result<bool, StoreError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let mut first = String::new();
+    BufReader::new(file)
+        .read_line(&mut first)
+        .map_err(io(path))?;
+    Ok(first.is_empty() || first.trim_end() == CSV_COLUMNS.join(","))
+}
+
+/// Writes `dir/runs.csv` afresh from `dir/runs.jsonl` (the record of truth), in this
+/// build's columns: a folder that an older build started gains the new columns for every
+/// run instead of rows that disagree with their header. Written to a temporary file and
+/// renamed, so a crash leaves the old file or the new one.
+fn rewrite_csv(dir: &Path) -> Result<(), StoreError> {
+    let path = dir.join(CSV);
+    let (records, _) = read_records(dir)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(&path))?;
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(tmp.as_file());
+    w.write_record(CSV_COLUMNS).map_err(csv_error(&path))?;
+    for r in &records {
+        let row = CSV_COLUMNS.iter().map(|c| csv_value(r.get(*c)));
+        w.write_record(row).map_err(csv_error(&path))?;
+    }
+    w.flush().map_err(io(&path))?;
+    drop(w);
+    tmp.as_file().sync_all().map_err(io(&path))?;
+    tmp.persist(&path).map_err(|e| io(&path)(e.error))?;
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating when absent) `dir/runs.jsonl` and `dir/runs.csv`; writes the CSV
     /// header into an empty CSV file.
@@ -246,6 +292,9 @@ impl Store {
         let jsonl_path = dir.join(JSONL);
         let csv_path = dir.join(CSV);
         let jsonl = open_append(&jsonl_path)?;
+        if !csv_header_current(&csv_path)? {
+            rewrite_csv(dir)?;
+        }
         let file = open_append(&csv_path)?;
         let empty = file.metadata().map_err(io(&csv_path))?.len() == 0;
         let mut csv = csv::WriterBuilder::new()
@@ -318,6 +367,41 @@ mod tests {
             assert_eq!(&row[col("model")], "");
             assert_eq!(&row[col("error")], nasty);
         }
+    }
+
+    /// A folder whose CSV an older build wrote (fewer columns) gets its CSV rewritten from
+    /// the JSON lines, so every row has this build's columns.
+    #[test]
+    fn an_old_csv_header_is_rewritten_from_the_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec: Map<String, Value> = serde_json::from_str(
+            r#"{"key":"a","status":"ok","overflow_count":3,"wrapped":2,"saturated":1,
+                "empty_rows":4,"recip_out_of_range":0,"label_at_floor":9}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(JSONL),
+            format!("{}\n", serde_json::to_string(&rec).unwrap()),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(CSV), "key,status,overflow_count\na,ok,3\n").unwrap();
+        let mut rec2 = rec.clone();
+        rec2.insert("key".into(), "b".into());
+        Store::open(dir.path()).unwrap().append(&rec2).unwrap();
+        let mut reader = csv::Reader::from_path(dir.path().join(CSV)).unwrap();
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(header, CSV_COLUMNS);
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        let col = |name: &str| CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
+        assert_eq!(rows.len(), 2);
+        for (row, key) in rows.iter().zip(["a", "b"]) {
+            assert_eq!(&row[col("key")], key);
+            assert_eq!(&row[col("empty_rows")], "4");
+            assert_eq!(&row[col("label_at_floor")], "9");
+        }
+        let row = RunRow::from_value(&serde_json::to_value(&rec).unwrap()).unwrap();
+        let h = row.health.unwrap();
+        assert_eq!((h.wrapped, h.empty_rows, h.label_at_floor), (2, 4, 9));
     }
 
     #[test]

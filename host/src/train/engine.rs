@@ -78,11 +78,11 @@ impl HostEngine for Plain {
     }
     fn fork(&self) -> Self {
         let mut f = self.clone();
-        f.reset_overflow_count();
+        f.reset_health();
         f
     }
     fn join(&mut self, fork: &Self) {
-        self.add_overflow_count(fork.overflow_count());
+        self.add_health(fork.health().unwrap_or_default());
     }
 }
 

@@ -24,7 +24,7 @@ pub mod trainer;
 
 pub use config::{ConfigError, DataKind, EngineKind, Model, ScheduleSpec, TrainConfig};
 pub use error::TrainError;
-pub use result::{EpochStats, MpcCost, TrainResult};
+pub use result::{EpochStats, MpcCost, RunHealth, TrainResult};
 
 /// Trains as `cfg` says on its engine: `Float` or `Plain` in this process, seq2seq through
 /// its own model, or two servers on shares started as child processes of the `ringnn`

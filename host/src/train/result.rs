@@ -68,6 +68,9 @@ pub struct TrainResult {
     /// The checkpoint written last, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<PathBuf>,
+    /// What went wrong in the arithmetic (Plain runs; see [`RunHealth`]).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub health: Option<RunHealth>,
     /// Two-party runs: what the servers sent and how long each phase took.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub mpc: Option<MpcCost>,
@@ -100,15 +103,69 @@ pub struct MpcCost {
     pub work_dir: Option<PathBuf>,
 }
 
+/// A run's health: the events that make a fixed-point run drift from its real-number
+/// model, counted over this invocation's training steps (evaluation excluded). Recorded
+/// for `Plain` runs only: a float run has no ring to wrap, and a two-party engine holds
+/// shares, where counting a data-dependent event would open it (its encodings of public
+/// constants are counted in `overflow_count`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunHealth {
+    /// Products whose integer value left `[-2^63, 2^63)` (matrix products unchecked).
+    pub wrapped: u64,
+    /// Public constants and exact-function results (exact e^x) saturated on encoding.
+    pub saturated: u64,
+    /// Softmax rows with no mass (every e^x 0), made uniform.
+    pub empty_rows: u64,
+    /// Reciprocal inputs outside `(0, 2^62)` (row sums that wrapped).
+    pub recip_out_of_range: u64,
+    /// Training samples (seq2seq: target tokens) whose label probability was 0, floored at
+    /// `1e-12` in the loss.
+    pub label_at_floor: u64,
+}
+
+impl RunHealth {
+    /// The record's counters and their names, in causal order: a wrap or saturation
+    /// corrupts values, which empties rows and sends the reciprocal out of its domain,
+    /// which leaves labels at probability 0.
+    pub fn counters(&self) -> [(&'static str, u64); 5] {
+        [
+            ("wrapped", self.wrapped),
+            ("saturated", self.saturated),
+            ("recip_out_of_range", self.recip_out_of_range),
+            ("empty_rows", self.empty_rows),
+            ("label_at_floor", self.label_at_floor),
+        ]
+    }
+
+    /// The engine's counts with `label_at_floor` beside them; `None` when the engine
+    /// cannot see values.
+    pub fn of(engine: Option<ringnn_core::Health>, label_at_floor: u64) -> Option<RunHealth> {
+        engine.map(|h| RunHealth {
+            wrapped: h.wrapped,
+            saturated: h.saturated,
+            empty_rows: h.empty_rows,
+            recip_out_of_range: h.recip_out_of_range,
+            label_at_floor,
+        })
+    }
+}
+
 /// Whether a finished run failed to learn: its test accuracy is at chance (at most 1.25
-/// times `1 / classes`), or its final training loss is not finite or above `ln classes`
-/// (worse than predicting every class alike, where a fresh network starts). A two-party
-/// run has no revealed loss and is judged by its accuracy alone. A table averages such a
-/// run with the healthy ones only after saying so ([`crate::sweep::report`]).
-pub fn diverged(test_accuracy: f64, classes: usize, train_loss: f64) -> bool {
+/// times `1 / classes`), or its final training loss is not finite or above its start:
+/// above both `ln classes` (predicting every class alike, about where a fresh network
+/// starts) and `start_loss`, the mean loss of the run's first batch (a fresh network may
+/// start above `ln classes`; NaN when unknown). A two-party run has no revealed loss and
+/// is judged by its accuracy alone. A table averages such a run with the healthy ones only
+/// after saying so ([`crate::sweep::report`]).
+pub fn diverged(test_accuracy: f64, classes: usize, train_loss: f64, start_loss: f64) -> bool {
     let classes = classes.max(2) as f64;
     let at_chance = test_accuracy.is_nan() || test_accuracy <= 1.25 / classes;
-    let loss_blew_up = train_loss.is_infinite() || train_loss > classes.ln() + 1e-9;
+    let start = if start_loss.is_finite() {
+        start_loss.max(classes.ln())
+    } else {
+        classes.ln()
+    };
+    let loss_blew_up = train_loss.is_infinite() || train_loss > start + 1e-9;
     at_chance || loss_blew_up
 }
 
@@ -118,14 +175,30 @@ mod tests {
 
     #[test]
     fn a_run_at_chance_or_worse_than_uniform_has_diverged() {
-        assert!(!diverged(0.93, 10, 0.3));
-        assert!(diverged(0.10, 10, 2.3), "at chance");
-        assert!(diverged(0.124, 10, 1.0), "within 1.25x chance");
-        assert!(!diverged(0.13, 10, 1.0), "learning, slowly");
-        assert!(diverged(0.8, 10, 2.5), "loss above ln 10");
-        assert!(diverged(f64::NAN, 10, 0.3), "no accuracy");
-        assert!(diverged(0.9, 10, f64::INFINITY));
+        let nan = f64::NAN;
+        assert!(!diverged(0.93, 10, 0.3, 2.4));
+        assert!(diverged(0.10, 10, 2.3, 2.4), "at chance");
+        assert!(diverged(0.124, 10, 1.0, 2.4), "within 1.25x chance");
+        assert!(!diverged(0.13, 10, 1.0, 2.4), "learning, slowly");
+        assert!(
+            diverged(0.8, 10, 2.5, nan),
+            "loss above ln 10, start unknown"
+        );
+        assert!(
+            diverged(0.8, 10, 2.5, 2.2),
+            "loss above ln 10 and its start"
+        );
+        assert!(
+            diverged(0.8, 10, 3.1, 3.0),
+            "loss above a start above ln 10"
+        );
+        assert!(
+            !diverged(0.48, 10, 2.5, 2.9),
+            "a short run still below its start"
+        );
+        assert!(diverged(nan, 10, 0.3, 2.4), "no accuracy");
+        assert!(diverged(0.9, 10, f64::INFINITY, 2.4));
         // A two-party run reveals no loss (NaN): judged by accuracy.
-        assert!(!diverged(0.9, 10, f64::NAN));
+        assert!(!diverged(0.9, 10, nan, nan));
     }
 }

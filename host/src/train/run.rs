@@ -19,7 +19,7 @@ use ringnn_core::{Float, Plain};
 
 pub(crate) use super::epochs::Batch;
 pub use super::error::TrainError;
-pub use super::result::{EpochStats, TrainResult};
+pub use super::result::{EpochStats, RunHealth, TrainResult};
 pub(crate) use super::trainer::{batch_parts, training_softmax, Trainer};
 
 pub(crate) fn load_data(cfg: &TrainConfig) -> Result<Split, TrainError> {
@@ -263,6 +263,10 @@ struct Reveal<'a> {
     progress: Progress,
     loss_sum: f64,
     correct: usize,
+    /// Samples whose label probability was 0 (floored in the loss), over the run.
+    at_floor: u64,
+    /// The mean loss of this invocation's first batch (NaN before it).
+    start_loss: f64,
     history: Vec<EpochStats>,
 }
 
@@ -299,11 +303,16 @@ where
     ) -> Result<(), TrainError> {
         let probs = e.reveal(&p)?;
         let classes = self.net.classes;
+        let before = self.loss_sum;
         for (r, &i) in idx.iter().enumerate() {
             let row = &probs[r * classes..(r + 1) * classes];
             let label = self.labels[i] as usize;
+            self.at_floor += (row[label] <= 0.0) as u64;
             self.loss_sum -= row[label].max(1e-12).ln();
             self.correct += (argmax(row) == label) as usize;
+        }
+        if self.start_loss.is_nan() && !idx.is_empty() {
+            self.start_loss = (self.loss_sum - before) / idx.len() as f64;
         }
         let (loss, correct) = (self.loss_sum, self.correct);
         let seen = self.progress.seen + idx.len();
@@ -388,6 +397,8 @@ where
         progress: Progress::new(),
         loss_sum: 0.0,
         correct: 0,
+        at_floor: 0,
+        start_loss: f64::NAN,
         history: Vec::new(),
     };
     let plan = Plan {
@@ -428,8 +439,9 @@ where
         train_seconds: obs.progress.seconds,
         samples_per_sec: obs.progress.rate(),
         overflow_count: e.overflow_count(),
+        health: RunHealth::of(e.health(), obs.at_floor),
         parameters: net.n_params,
-        diverged: super::result::diverged(test_accuracy, net.classes, last_loss),
+        diverged: super::result::diverged(test_accuracy, net.classes, last_loss, obs.start_loss),
         history: obs.history,
         checkpoint: last_ckpt,
         mpc: None,
@@ -707,5 +719,38 @@ mod eval_tests {
             let v = serde_json::to_value(&r).unwrap();
             assert_eq!(v["subtract_max"], shifted, "{exp:?}, --subtract-max {flag}");
         }
+    }
+
+    /// Issue 13: a `Plain` run records its health. secureml's e^x is 0 (and so is its
+    /// derivative) for logits at or below -1: labels sink to probability 0 and the exact
+    /// gradient cannot lift them, which `label_at_floor` counts; exact e^x with the row
+    /// maximum subtracted never leaves a label at 0 here. A float run records none.
+    #[test]
+    fn a_run_records_its_health_and_counts_labels_at_probability_zero() {
+        let cfg = |exp, engine| TrainConfig {
+            model: "mlp".parse().unwrap(),
+            exp,
+            engine,
+            batch: 128,
+            lr: 0.05,
+            train_limit: Some(512),
+            test_limit: Some(256),
+            ..super::tests::config()
+        };
+        let bad = crate::train::train(&cfg(ExpApprox::SecureMl, EngineKind::Plain)).unwrap();
+        let h = bad.health.expect("a Plain run records its health");
+        assert!(h.label_at_floor > 0, "{h:?}");
+        assert!(bad.diverged, "{bad:?}");
+        let v = serde_json::to_value(&bad).unwrap();
+        assert_eq!(v["label_at_floor"], h.label_at_floor);
+        assert_eq!(v["wrapped"], h.wrapped);
+        let good = crate::train::train(&cfg(ExpApprox::Exact, EngineKind::Plain)).unwrap();
+        assert_eq!(good.health.unwrap().label_at_floor, 0);
+        let float = crate::train::train(&cfg(ExpApprox::SecureMl, EngineKind::Float)).unwrap();
+        assert_eq!(float.health, None);
+        assert!(serde_json::to_value(&float)
+            .unwrap()
+            .get("wrapped")
+            .is_none());
     }
 }

@@ -46,6 +46,7 @@ use super::checkpoint::{Header, State};
 use super::config::{EngineKind, TrainConfig};
 use super::engine::HostEngine;
 use super::epochs::{self, run_epochs, Observer, Plan, Progress, Source};
+use super::result::RunHealth;
 use super::run::{argmax, elems, engine_err, resume_from, training_softmax, TrainError};
 use crate::data::text::{self, Corpus, Pair};
 use crate::{data, gemm};
@@ -131,6 +132,9 @@ pub struct Seq2SeqResult {
     pub samples_per_sec: f64,
     /// Products that wrapped in Z_2^64 (Plain), over the whole run.
     pub overflow_count: u64,
+    /// What went wrong in the arithmetic (Plain runs).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub health: Option<RunHealth>,
     /// Trained parameters.
     pub parameters: usize,
     /// Source vocabulary size.
@@ -522,6 +526,8 @@ struct Reveal<'a> {
     progress: Progress,
     loss_sum: f64,
     tokens: usize,
+    /// Target tokens whose probability was 0 (floored in the loss), over the run.
+    at_floor: u64,
     history: Vec<Seq2SeqEpoch>,
     test: (f64, f64),
 }
@@ -547,6 +553,7 @@ where
         let pt = e.reveal(&pt)?;
         for (&p, &m) in pt.iter().zip(&b.tgt_mask) {
             if m {
+                self.at_floor += (p <= 0.0) as u64;
                 self.loss_sum -= p.max(1e-12).ln();
             }
         }
@@ -670,6 +677,7 @@ where
         progress: Progress::new(),
         loss_sum: 0.0,
         tokens: 0,
+        at_floor: 0,
         history: Vec::new(),
         test: (f64::NAN, f64::NAN),
     };
@@ -722,6 +730,7 @@ where
         train_seconds: obs.progress.seconds,
         samples_per_sec: obs.progress.rate(),
         overflow_count: e.overflow_count(),
+        health: RunHealth::of(e.health(), obs.at_floor),
         parameters: n_params,
         src_vocab: model.src_vocab,
         tgt_vocab: model.tgt_vocab,
@@ -755,6 +764,7 @@ impl From<Seq2SeqResult> for super::result::TrainResult {
             train_seconds: r.train_seconds,
             samples_per_sec: r.samples_per_sec,
             overflow_count: r.overflow_count,
+            health: r.health,
             parameters: r.parameters,
             history: r
                 .history

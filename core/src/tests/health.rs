@@ -1,0 +1,113 @@
+//! The health counters of `Plain` ([`crate::Health`]), each forced by an input made to
+//! trigger it and left at 0 by inputs that do not.
+
+use super::*;
+use crate::engine::Exact;
+use crate::{ExactEngine, Health};
+
+fn health(p: &Plain) -> Health {
+    p.health().expect("Plain sees its values")
+}
+
+#[test]
+fn a_product_beyond_the_ring_counts_as_wrapped() {
+    let mut p = plain(13);
+    let a = enc(&p, &[3.0e5, 2.0]);
+    let b = enc(&p, &[3.0e5, 2.0]);
+    let mut out = vec![Z64::ZERO; 2];
+    p.mul(&a, &b, &mut out).unwrap();
+    // (3e5 * 2^13)^2 = 6.0e18 < 2^63 = 9.2e18: no wrap yet; 4e5 would.
+    assert_eq!(health(&p), Health::default());
+    let c = enc(&p, &[4.0e5]);
+    p.mul(&c, &c, &mut out[..1]).unwrap();
+    assert_eq!(health(&p).wrapped, 1);
+    assert_eq!(p.overflow_count(), 1);
+}
+
+#[test]
+fn a_constant_or_exact_result_beyond_the_safe_range_counts_as_saturated() {
+    let mut p = plain(13);
+    let _ = p.public(1.0e3);
+    assert_eq!(health(&p).saturated, 0);
+    let _ = p.public(1.0e30);
+    assert_eq!(health(&p).saturated, 1);
+    // Exact e^x of a logit of 40 at f = 13 is beyond the safe range (e^34.7).
+    let mut x = enc(&p, &[1.0, 40.0, 50.0]);
+    p.apply_exact(Exact::Exp, &mut x).unwrap();
+    let h = health(&p);
+    assert_eq!((h.saturated, h.wrapped), (3, 0));
+    assert_eq!(p.overflow_count(), 3);
+}
+
+#[test]
+fn rows_without_mass_count_as_empty_rows_on_every_softmax_path() {
+    // secureml's e^x is 0 for x <= -1: the first row has no mass, the second has.
+    let cfg = Softmax::new(ExpApprox::SecureMl);
+    let xs = [-1.5, -2.0, -3.0, -4.0, 1.0, 2.0, -1.0, -1.0];
+    let y = [0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0];
+    // Plain's fused softmax (its own normalize_rows), and the generic division.
+    let mut p = plain(13);
+    let x = enc(&p, &xs);
+    let mut out = vec![Z64::ZERO; 8];
+    let mut s = vec![Z64::ZERO; softmax::softmax_scratch(cfg, 2, 4)];
+    softmax::softmax(&mut p, cfg, &x, 2, 4, &mut out, &mut s).unwrap();
+    assert_eq!(health(&p).empty_rows, 1);
+    let mut g = plain(13);
+    softmax::generic_rows(&mut g, cfg, &x, 2, 4, &mut out, &mut s).unwrap();
+    assert_eq!(health(&g).empty_rows, 1);
+    // The training forward and gradient (the fused path through `empty_rows`).
+    let mut t = plain(13);
+    let ye = enc(&t, &y);
+    let (mut pr, mut gr) = (vec![Z64::ZERO; 8], vec![Z64::ZERO; 8]);
+    let mut s = vec![Z64::ZERO; softmax::backward_scratch(cfg, 2, 4)];
+    softmax::softmax_xent_backward(
+        &mut t,
+        cfg,
+        GradMode::Exact,
+        Labelled { x: &x, y: &ye },
+        Rows { rows: 2, cols: 4 },
+        XentOut {
+            p: &mut pr,
+            grad: &mut gr,
+        },
+        &mut s,
+    )
+    .unwrap();
+    let h = health(&t);
+    assert_eq!(h.empty_rows, 1);
+    assert_eq!((h.wrapped, h.recip_out_of_range), (0, 0));
+}
+
+#[test]
+fn reciprocal_inputs_outside_its_domain_are_counted() {
+    let mut p = plain(13);
+    let x = [
+        Z64::from_signed(0),
+        Z64::from_signed(-5),
+        Z64::from_signed(1 << 62),
+        Z64::from_signed(1),
+        Z64::from_signed((1 << 62) - 1),
+        p.public(3.0),
+    ];
+    let mut out = vec![Z64::ZERO; x.len()];
+    p.reciprocal(&x, &mut out, 4, &mut []).unwrap();
+    assert_eq!(health(&p).recip_out_of_range, 3);
+}
+
+#[test]
+fn forked_counts_add_back() {
+    let mut p = plain(13);
+    let _ = p.public(1.0e30);
+    let h = Health {
+        wrapped: 2,
+        saturated: 3,
+        empty_rows: 4,
+        recip_out_of_range: 5,
+    };
+    p.add_health(h);
+    assert_eq!(health(&p), Health { saturated: 4, ..h });
+    p.reset_health();
+    assert_eq!(health(&p), Health::default());
+    // A float engine sees no ring: it reports no health at all.
+    assert_eq!(Float::<f64>::new().health(), None);
+}
