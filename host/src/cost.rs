@@ -12,12 +12,11 @@
 //! Comparisons (ReLU, max-of-lines, hard tanh, the reciprocal's normalisation) use the
 //! arithmetic-to-binary adder over the dealer's AND triples (`comparison: "a2b"`).
 
-use crate::data::Shape;
 use crate::mpc::job::JobSpec;
 use crate::mpc::local::LocalMpc;
 use crate::mpc::{run_in_process, LocalConfig, OfflineStats, Traffic};
 use crate::train::run::Trainer;
-use crate::train::{EngineKind, TrainConfig};
+use crate::train::{DataKind, EngineKind, TrainConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use ringnn_core::approx::{ExpApprox, SigmoidApprox, TanhApprox};
@@ -173,13 +172,28 @@ fn inputs(func: &Function, n: usize, fx: Fixed, seed: u64) -> Vec<Z64> {
 
 /// A training step's job: the model on synthetic-sized inputs, batch `rows`, f bits.
 fn step_job(model: &str, exp: ExpApprox, f: FracBits, rows: usize) -> Result<JobSpec, String> {
-    let (channels, side) = if model == "resnet20" {
-        (3, 32)
+    let data = if model == "resnet20" {
+        DataKind::Cifar10
     } else {
-        (1, 28)
+        DataKind::Mnist
     };
+    step_job_on(model, data, exp, f, rows)
+}
+
+/// The job of one training step of `model` on `data`'s image shape and classes.
+fn step_job_on(
+    model: &str,
+    data: DataKind,
+    exp: ExpApprox,
+    f: FracBits,
+    rows: usize,
+) -> Result<JobSpec, String> {
+    let (shape, classes) = data
+        .image()
+        .ok_or_else(|| format!("{}: not an image dataset", data.name()))?;
     let cfg = TrainConfig {
         model: model.parse()?,
+        data,
         engine: EngineKind::Mpc,
         frac_bits: f,
         exp,
@@ -189,12 +203,72 @@ fn step_job(model: &str, exp: ExpApprox, f: FracBits, rows: usize) -> Result<Job
         ..TrainConfig::default()
     };
     cfg.validate().map_err(|e| e.to_string())?;
-    let shape = Shape {
-        channels,
-        height: side,
-        width: side,
+    Ok(JobSpec::new(&cfg, shape, classes, [rows, rows]))
+}
+
+/// What one training step costs on the two servers, counted (deterministic).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct StepCount {
+    /// Rounds.
+    pub rounds: u64,
+    /// Online bytes both servers send together.
+    pub online_bytes: u64,
+    /// Bytes party 1 receives from the dealer (party 0: its seed only).
+    pub dealer_bytes: u64,
+}
+
+/// Counts one training step of the run configured by `cfg` (its model, dataset shape,
+/// e^x, precision, batch, gradient and optimiser settings) on two servers, run on both
+/// parties in process. The counts depend on shapes only, so they are those of every step
+/// of the two-party run with this configuration.
+///
+/// # Errors
+/// A model or approximation the two-party engine cannot run (exact e^x, seq2seq).
+pub fn count_step(cfg: &TrainConfig) -> Result<StepCount, String> {
+    let f = cfg.frac_bits;
+    let fx = Fixed::new(f.get()).map_err(|e| e.to_string())?;
+    let (shape, classes) = cfg
+        .data
+        .image()
+        .ok_or_else(|| format!("{}: not an image dataset", cfg.data.name()))?;
+    let tc = TrainConfig {
+        engine: EngineKind::Mpc,
+        epochs: 1,
+        checkpoint: None,
+        resume: false,
+        progress: false,
+        ..cfg.clone()
     };
-    Ok(JobSpec::new(&cfg, shape, 10, [rows, rows]))
+    tc.validate().map_err(|e| e.to_string())?;
+    let job = JobSpec::new(&tc, shape, classes, [tc.batch, tc.batch]);
+    let (t, o, _) = step_on_both(&job, fx, 1)?;
+    Ok(StepCount {
+        rounds: t.rounds,
+        online_bytes: 2 * t.sent,
+        dealer_bytes: o.bytes,
+    })
+}
+
+/// One training step of `job` on both parties: party 0's traffic, party 1's dealer
+/// material, the slower party's seconds.
+fn step_on_both(
+    job: &JobSpec,
+    fx: Fixed,
+    seed: u64,
+) -> Result<(Traffic, OfflineStats, f64), String> {
+    let tc = &job.config;
+    let net = job.net()?;
+    let rows = tc.batch;
+    let [xs, ys, ps, bs] = step_inputs(job, fx, seed)?;
+    on_both_parties(tc.frac_bits, seed, |e| {
+        let i = e.party().index();
+        let mut t =
+            Trainer::new(tc, &net, 1, ps[i].clone(), bs[i].clone()).map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        t.step(e, xs[i].clone(), &ys[i], rows)
+            .map_err(|e| e.to_string())?;
+        Ok(start.elapsed().as_secs_f64())
+    })
 }
 
 /// A training step's inputs, shared: images uniform on [0, 1), one-hot labels, the
@@ -298,18 +372,7 @@ fn measure_step(
 ) -> Result<CostRow, String> {
     let fx = Fixed::new(f.get()).map_err(|e| e.to_string())?;
     let job = step_job(model, exp, f, rows)?;
-    let tc = &job.config;
-    let net = job.net()?;
-    let [xs, ys, ps, bs] = step_inputs(&job, fx, seed)?;
-    let (t, o, secs) = on_both_parties(f, seed, |e| {
-        let i = e.party().index();
-        let mut t =
-            Trainer::new(tc, &net, 1, ps[i].clone(), bs[i].clone()).map_err(|e| e.to_string())?;
-        let start = Instant::now();
-        t.step(e, xs[i].clone(), &ys[i], rows)
-            .map_err(|e| e.to_string())?;
-        Ok(start.elapsed().as_secs_f64())
-    })?;
+    let (t, o, secs) = step_on_both(&job, fx, seed)?;
     Ok(row(&Function::Step { model, exp }, f, rows, t, o, secs))
 }
 

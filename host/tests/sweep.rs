@@ -283,8 +283,9 @@ fn a_sweep_over_plain_and_mpc_records_both_engines_and_the_servers_traffic() {
         "13",
         "--epochs",
         "1",
+        // Whole batches of 128, so that every step is alike (the cost check below).
         "--train-limit",
-        "300",
+        "256",
         "--test-limit",
         "100",
         "--out",
@@ -328,6 +329,34 @@ fn a_sweep_over_plain_and_mpc_records_both_engines_and_the_servers_traffic() {
         "{table}"
     );
     assert!(table.contains(" rounds |"), "{table}");
+    // The counted cost of a step (every Plain cell) is what the two-party runs sent.
+    let row_after = |section: &str, label: &str| -> String {
+        let at = table
+            .find(section)
+            .unwrap_or_else(|| panic!("{section}: {table}"));
+        table[at..]
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("{label} under {section}: {table}"))
+            .to_string()
+    };
+    for exp in ["pwl4", "secureml"] {
+        let label = format!("| {exp} |");
+        let measured = row_after("## Two-party cost per training step", &label);
+        let counted = row_after("## Two-party cost of one training step (counted", &label);
+        let nums = |l: &str| -> Vec<f64> {
+            l[label.len()..]
+                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .filter_map(|t| t.parse().ok())
+                .collect()
+        };
+        // measured: MB, rounds; counted: MB, rounds, dealer MB.
+        assert_eq!(
+            nums(&measured)[..2],
+            nums(&counted)[..2],
+            "{measured} vs {counted}"
+        );
+    }
 }
 
 #[test]

@@ -25,6 +25,7 @@
 //! parts of a training step that are not matrix products. A run that fails (an error or a
 //! panic) is recorded with its message and the sweep goes on.
 
+pub mod decision;
 pub mod grid;
 pub mod paper;
 pub mod plots;
@@ -32,8 +33,9 @@ pub mod report;
 pub mod reproduce;
 pub mod store;
 
-use crate::train::TrainResult;
-use grid::RunSpec;
+use crate::cost::StepCount;
+use crate::train::{TrainConfig, TrainResult};
+use grid::{Precision, RunSpec};
 use paper::PaperTable;
 use report::{Notes, Summary};
 use serde_json::{Map, Value};
@@ -141,6 +143,58 @@ pub struct SweepReport {
     pub plots: Vec<PathBuf>,
     /// Plots left out, and why.
     pub plots_skipped: Vec<String>,
+}
+
+/// Models whose training step [`count_costs`] counts: the others (ResNets: minutes per
+/// step in process; seq2seq: not on two servers) show the costs of their two-party runs
+/// only.
+const COUNTED_MODELS: [&str; 2] = ["mlp", "lenet"];
+
+/// Counts one two-party training step for every `Plain` and two-party cell of a counted
+/// model with an e^x the servers can compute, at the cell's precision and batch
+/// ([`crate::cost::count_step`]: deterministic, so once per configuration). A count that
+/// fails is said in `log` and left out.
+fn count_costs(sum: &mut Summary, specs: &[RunSpec], log: &mut dyn Write) {
+    let mut done: Vec<(TrainConfig, StepCount)> = Vec::new();
+    for s in specs {
+        if matches!(s.precision, Precision::Float) {
+            continue;
+        }
+        let tc = &s.config;
+        if !COUNTED_MODELS.contains(&s.model.as_str()) || !tc.exp.mpc_ready() {
+            continue;
+        }
+        // The count depends on the configuration, not on the seed or the engine.
+        let key = TrainConfig {
+            seed: 0,
+            engine: crate::train::EngineKind::Mpc,
+            ..tc.clone()
+        };
+        let count = match done.iter().find(|(k, _)| *k == key) {
+            Some((_, c)) => *c,
+            None => match crate::cost::count_step(tc) {
+                Ok(c) => {
+                    done.push((key, c));
+                    c
+                }
+                Err(e) => {
+                    let _ = writeln!(log, "cost of {} left out: {e}", describe(s));
+                    continue;
+                }
+            },
+        };
+        let i = sum
+            .approx
+            .iter()
+            .position(|a| a.0 == s.exp && a.1 == s.tanh);
+        let j = sum
+            .columns
+            .iter()
+            .position(|c| c.data == s.data && c.model == s.model && c.precision == s.precision);
+        if let (Some(i), Some(j)) = (i, j) {
+            sum.cells[i][j].counted = Some(count);
+        }
+    }
 }
 
 /// The record of one run: the run's identity, `status` and `error`, then every field of
@@ -365,7 +419,8 @@ pub fn run(cfg: &SweepConfig, log: &mut dyn Write) -> Result<SweepReport, SweepE
         })?;
     }
     let (records, _) = store::read_records(&cfg.out)?;
-    let sum = Summary::new(&cfg.runs, &records);
+    let mut sum = Summary::new(&cfg.runs, &records);
+    count_costs(&mut sum, &cfg.runs, log);
     let table_md = report::table_md(&sum, &cfg.notes, cfg.paper);
     let table = cfg.out.join("table.md");
     std::fs::write(&table, &table_md).map_err(|source| SweepError::Io {

@@ -339,41 +339,67 @@ struct CostPoint {
     plain: Vec<f64>,
 }
 
-/// Per (data, model) with a finished two-party run: its cost points.
+/// Per (data, model): a point per approximation and precision that has a cost, counted
+/// ([`super::report::Cell::counted`], for `Plain` cells) or measured (two-party runs),
+/// with the accuracies of both engines' seeds at that precision.
 fn cost_panels(sum: &Summary) -> Vec<((String, String), Vec<CostPoint>)> {
     let mut panels: Vec<((String, String), Vec<CostPoint>)> = Vec::new();
     for (j, c) in sum.columns.iter().enumerate() {
-        let Precision::Mpc(f) = c.precision else {
-            continue;
+        let (f, mpc) = match c.precision {
+            Precision::Mpc(f) => (f, true),
+            Precision::Fixed(f) => (f, false),
+            Precision::Float => continue,
         };
-        let plain_col = sum.columns.iter().position(|p| {
-            p.data == c.data && p.model == c.model && p.precision == Precision::Fixed(f)
-        });
+        let key = (c.data.clone(), c.model.clone());
         for (i, row) in sum.cells.iter().enumerate() {
             let cell = &row[j];
-            let (Some((mb, _)), Some((rounds, _))) = (
+            let measured = match (
                 mean_std(&cell.bytes_per_step),
                 mean_std(&cell.rounds_per_step),
-            ) else {
-                continue;
+            ) {
+                (Some((b, _)), Some((r, _))) => Some((b / 1e6, r)),
+                _ => None,
             };
-            let pt = CostPoint {
-                row: i,
-                f,
-                mb: mb / 1e6,
-                rounds,
-                mpc: cell.accuracy.iter().map(|a| 100.0 * a).collect(),
-                plain: plain_col
-                    .map(|pj| row[pj].accuracy.iter().map(|a| 100.0 * a).collect())
-                    .unwrap_or_default(),
+            let counted = cell
+                .counted
+                .map(|k| (k.online_bytes as f64 / 1e6, k.rounds as f64));
+            let accs: Vec<f64> = cell.accuracy.iter().map(|a| 100.0 * a).collect();
+            let idx = match panels.iter().position(|(k, _)| *k == key) {
+                Some(p) => p,
+                None => {
+                    panels.push((key.clone(), Vec::new()));
+                    panels.len() - 1
+                }
             };
-            let key = (c.data.clone(), c.model.clone());
-            match panels.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, v)) => v.push(pt),
-                None => panels.push((key, vec![pt])),
+            let pts = &mut panels[idx].1;
+            let at = pts.iter().position(|p| p.row == i && p.f == f);
+            let cost = counted.or(measured);
+            let pt = match (at, cost) {
+                (Some(p), _) => &mut pts[p],
+                (None, Some((mb, rounds))) => {
+                    pts.push(CostPoint {
+                        row: i,
+                        f,
+                        mb,
+                        rounds,
+                        mpc: Vec::new(),
+                        plain: Vec::new(),
+                    });
+                    pts.last_mut().expect("just pushed")
+                }
+                (None, None) => continue,
+            };
+            if let Some((mb, rounds)) = counted {
+                (pt.mb, pt.rounds) = (mb, rounds);
+            }
+            if mpc {
+                pt.mpc = accs;
+            } else {
+                pt.plain = accs;
             }
         }
     }
+    panels.retain(|(_, pts)| !pts.is_empty());
     panels
 }
 
@@ -454,7 +480,8 @@ impl Figure for VsCost<'_> {
                     .draw()
                     .map_err(s)?;
                 let mut shown: Vec<usize> = Vec::new();
-                let several_f = pts.iter().any(|c| c.f != pts[0].f);
+                // f is written under each point while that stays legible.
+                let several_f = pts.iter().any(|c| c.f != pts[0].f) && pts.len() <= 24;
                 for c in pts {
                     let color = Palette99::pick(c.row).to_rgba();
                     let at = x(c);

@@ -9,6 +9,7 @@
 use super::grid::{Precision, RunSpec};
 use super::paper::{PaperMetric, PaperTable};
 use super::store::RunRow;
+use crate::cost::StepCount;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -61,6 +62,9 @@ pub struct Cell {
     pub overflow: u64,
     /// The dominant cause ([`divergence_cause`]) of each diverged run.
     pub causes: Vec<&'static str>,
+    /// What one training step of this cell's configuration costs on two servers, counted
+    /// ([`crate::cost::count_step`]); `None` for float, exact e^x and models not counted.
+    pub counted: Option<StepCount>,
     /// Runs whose last record is an error.
     pub errors: usize,
 }
@@ -352,6 +356,7 @@ pub fn table_md(sum: &Summary, notes: &Notes, paper: Option<&PaperTable>) -> Str
         "{ok} runs finished, {failed} failed, {} not run yet; {} seed(s) per cell.\n",
         sum.missing, sum.seeds
     );
+    md.push_str(&super::decision::decision_md(sum));
     for metric in [Metric::Accuracy, Metric::Perplexity] {
         let cols = sum.columns_of(metric);
         if cols.is_empty() {
@@ -412,6 +417,7 @@ pub fn table_md(sum: &Summary, notes: &Notes, paper: Option<&PaperTable>) -> Str
          wrapped in Z_2^64, summed over seeds (shown only when non-zero); `failed`: every \
          run of the cell failed (see below); `–`: not run.\n"
     );
+    md.push_str(&super::decision::counted_md(sum));
     let _ = writeln!(md, "## Training throughput (samples/s, mean over seeds)\n");
     let mut header = vec!["approximation".to_string()];
     header.extend(sum.columns.iter().map(Column::label));

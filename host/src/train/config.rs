@@ -135,6 +135,23 @@ impl DataKind {
         }
     }
 
+    /// An image dataset's image shape and number of classes; `None` for text.
+    pub fn image(self) -> Option<(crate::data::Shape, usize)> {
+        use crate::data::Shape;
+        let (channels, side, classes) = match self {
+            DataKind::Synthetic | DataKind::Mnist => (1, 28, 10),
+            DataKind::Cifar10 => (3, 32, 10),
+            DataKind::Cifar100 => (3, 32, 100),
+            DataKind::Tatoeba => return None,
+        };
+        let shape = Shape {
+            channels,
+            height: side,
+            width: side,
+        };
+        Some((shape, classes))
+    }
+
     /// Whether training batches are augmented (random crop and flip: the CIFAR sets).
     pub fn augments(self) -> bool {
         matches!(self, DataKind::Cifar10 | DataKind::Cifar100)
