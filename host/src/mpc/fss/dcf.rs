@@ -9,7 +9,7 @@
 //! # The tree
 //! Both keys walk the binary tree of `x`'s bits, most significant first. Party `b` holds a
 //! root seed `s_b` and starts with control bit `t = b`. At each level it expands its
-//! seed ([`prg`](super::prg)), keeps the child on `x`'s side, adds `±(v + t·V_CW)` to its
+//! seed ([`prg`]), keeps the child on `x`'s side, adds `±(v + t·V_CW)` to its
 //! output (plus for party 0, minus for party 1) and corrects the child seed and bit by the
 //! level's correction word when `t = 1`. While `x` follows `α`'s path the two parties
 //! hold independent seeds and opposite control bits; where `x` leaves it, the corrections

@@ -21,7 +21,7 @@
 //! `r_{m-1} r_in`. Each party then computes locally its share of `ŷ = d x + r_out` and of
 //! the masked derivative bit `d̂ = d + r_d`, and both are opened:
 //! **one round, 16 bytes per element per party** (8 if the derivative is not needed),
-//! the issue's target. `ŷ` is the next gate's masked input; `d̂` stays for the backward
+//! the target of issue 15. `ŷ` is the next gate's masked input; `d̂` stays for the backward
 //! pass, where `g d = (ĝ - r_g)(d̂ - r_d)` needs only dealer shares of `r_g`, `r_d` and
 //! `r_g r_d`. Both openings are uniform (masked by the dealer's fresh `r_out`, `r_d`).
 //!

@@ -94,13 +94,13 @@ impl Mmo {
 }
 
 /// Splits a seed block into the seed (bit 0 cleared) and the control bit (bit 0).
-pub const fn split(block: u128) -> (u128, u64) {
+pub(super) const fn split(block: u128) -> (u128, u64) {
     (block & SEED_MASK, (block & 1) as u64)
 }
 
 /// Word `k` of a run of value blocks: the low half of block `k / 2` for even `k`, the high
-/// half for odd `k`.
-pub fn word(blocks: &[u128], k: usize) -> u64 {
+/// half for odd `k`. The callers index within the blocks they pushed.
+pub(super) fn word(blocks: &[u128], k: usize) -> u64 {
     (blocks[k / 2] >> (64 * (k % 2))) as u64
 }
 
