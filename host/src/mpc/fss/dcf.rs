@@ -85,9 +85,14 @@ impl DcfKey {
         self.w
     }
 
-    /// Bytes of a serialized key with `n` input bits and `w` output words.
+    /// Bytes of a serialized key with `n` input bits and `w` output words (saturating, so
+    /// any arguments are safe; only 1..=64 and 1..=16 describe real keys).
     pub const fn size(n: u32, w: usize) -> usize {
-        19 + n as usize * (17 + 8 * w) + 8 * w
+        let per_level = 17usize.saturating_add(w.saturating_mul(8));
+        (n as usize)
+            .saturating_mul(per_level)
+            .saturating_add(w.saturating_mul(8))
+            .saturating_add(19)
     }
 }
 

@@ -365,9 +365,9 @@ impl DreluKey {
         self.m
     }
 
-    /// Bytes of a serialized key of width `m` (2..=64).
+    /// Bytes of a serialized key of width `m` (2..=64; saturating outside).
     pub const fn size(m: u32) -> usize {
-        3 + 8 + DcfKey::size(m - 1, 1)
+        DcfKey::size(m.saturating_sub(1), 1).saturating_add(3 + 8)
     }
 
     /// The key's bytes: see the [module documentation](self).
@@ -391,9 +391,9 @@ impl ReluKey {
         self.m
     }
 
-    /// Bytes of a serialized key of width `m` (2..=64).
+    /// Bytes of a serialized key of width `m` (2..=64; saturating outside).
     pub const fn size(m: u32) -> usize {
-        3 + 8 * 5 + DcfKey::size(m - 1, 2)
+        DcfKey::size(m.saturating_sub(1), 2).saturating_add(3 + 8 * 5)
     }
 
     /// The key's bytes: see the [module documentation](self).

@@ -25,6 +25,10 @@ fn round_trip_and_size() {
     }
     assert_eq!(DcfKey::size(64, 1), 1627);
     assert_eq!(DcfKey::size(32, 1), 827);
+    // Sizes of shapes no key has are still answers, not panics.
+    assert_eq!(DcfKey::size(u32::MAX, usize::MAX), usize::MAX);
+    assert_eq!(DreluKey::size(0), DreluKey::size(1));
+    assert!(ReluKey::size(u32::MAX) > ReluKey::size(64));
 }
 
 #[test]
