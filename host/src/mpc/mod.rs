@@ -19,6 +19,8 @@
 //! - [`protocols`]: the protocols themselves, each with `# Security` and
 //!   `# Communication`.
 //! - [`engine`]: [`Mpc`], the [`Engine`](ringnn_core::Engine) implementation.
+//! - [`fss`]: function secret sharing from the dealer: a distributed comparison function
+//!   on fixed-key AES, and the sign and ReLU gates on masked inputs built on it.
 //! - [`local`]: both parties and the dealer in one process (two threads), for tests and
 //!   single-machine runs.
 //! - [`keys`]: the session CA and one certificate per role (`keygen`).
@@ -54,6 +56,7 @@ pub mod channel;
 pub mod dealer;
 pub mod dealer_server;
 pub mod engine;
+pub mod fss;
 pub mod hello;
 pub mod job;
 pub mod keys;

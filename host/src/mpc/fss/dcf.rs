@@ -1,0 +1,378 @@
+//! The distributed comparison function of Boyle, Chandran, Gilboa, Gupta, Ishai, Kohli,
+//! Kumar and Sasikumar (Eurocrypt 2021, "Function Secret Sharing for Mixed-Mode and
+//! Fixed-Point Secure Computation", the DCF with per-level value corrections).
+//!
+//! [`gen`] splits `f(x) = β if x < α else 0` (unsigned `n`-bit comparison, `β` in
+//! `Z_2^64`, or `w` words of it with [`gen_vec`]) into two keys; [`eval`] with either key
+//! gives an additive share of `f(x)`: `eval(P0, k0, x) + eval(P1, k1, x) = f(x) mod 2^64`.
+//!
+//! # The tree
+//! Both keys walk the binary tree of `x`'s bits, most significant first. Party `b` holds a
+//! root seed `s_b` and starts with control bit `t = b`. At each level it expands its
+//! seed ([`prg`]), keeps the child on `x`'s side, adds `±(v + t·V_CW)` to its
+//! output (plus for party 0, minus for party 1) and corrects the child seed and bit by the
+//! level's correction word when `t = 1`. While `x` follows `α`'s path the two parties
+//! hold independent seeds and opposite control bits; where `x` leaves it, the corrections
+//! make the seeds and bits equal (so every later term cancels) and set the sum of the
+//! outputs so far to `β` if `x` turned left of `α` (`x < α`), to 0 if right. At the
+//! leaf, a last correction cancels the sum on `α`'s own path (`x = α` is not `< α`).
+//!
+//! # Key
+//! Both keys share the correction words; only the root seed differs. Serialized
+//! ([`DcfKey::to_bytes`]): a 3-byte header (version, `n`, `w`), the 16-byte root seed, per
+//! level the 16-byte seed correction, `w` 8-byte value corrections and one byte with the
+//! two control-bit corrections (bit 0 left, bit 1 right), and `w` 8-byte leaf
+//! corrections: [`DcfKey::size`] `= 19 + n (17 + 8 w) + 8 w` bytes, 1627 for `n = 64`,
+//! `w = 1` and 827 for `n = 32`.
+//!
+//! # Cost
+//! Generation: `2 (2 + w)` AES blocks per level (both parties' full expansions) and
+//! `2 ceil(w / 2)` at the leaf. Evaluation: `1 + ceil(w / 2)` blocks per level, `ceil(w /
+//! 2)` at the leaf (129 for `n = 64`, `w = 1`), batched over [`LANES`] points.
+
+use super::prg::{self, Mmo, TWEAK_VALUES};
+use super::FssError;
+use crate::mpc::PartyId;
+use rand::{CryptoRng, RngCore};
+use std::fmt;
+
+/// The most output words of one DCF.
+pub const MAX_WORDS: usize = 16;
+
+/// The most input bits.
+pub const MAX_BITS: u32 = 64;
+
+/// How many points [`eval_many`] and [`eval_batch`] walk down their trees together (one AES
+/// call per level for all of them).
+pub const LANES: usize = 16;
+
+/// One party's DCF key. Its [`Debug`] shows the shape only, never the seeds.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DcfKey {
+    /// Input bits, 1..=64.
+    pub(super) n: u32,
+    /// Output words, 1..=[`MAX_WORDS`].
+    pub(super) w: usize,
+    /// This party's root seed (bit 0 clear).
+    pub(super) seed: u128,
+    /// Seed corrections, one per level (bit 0 clear).
+    pub(super) s_cw: Vec<u128>,
+    /// Value corrections, `w` per level.
+    pub(super) v_cw: Vec<u64>,
+    /// Control-bit corrections, one byte per level: bit 0 left, bit 1 right.
+    pub(super) t_cw: Vec<u8>,
+    /// The leaf correction, `w` words.
+    pub(super) leaf: Vec<u64>,
+}
+
+impl fmt::Debug for DcfKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DcfKey")
+            .field("n", &self.n)
+            .field("w", &self.w)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DcfKey {
+    /// Input bits.
+    pub fn bits(&self) -> u32 {
+        self.n
+    }
+
+    /// Output words per point.
+    pub fn words(&self) -> usize {
+        self.w
+    }
+
+    /// Bytes of a serialized key with `n` input bits and `w` output words (saturating, so
+    /// any arguments are safe; only 1..=64 and 1..=16 describe real keys).
+    pub const fn size(n: u32, w: usize) -> usize {
+        let per_level = 17usize.saturating_add(w.saturating_mul(8));
+        (n as usize)
+            .saturating_mul(per_level)
+            .saturating_add(w.saturating_mul(8))
+            .saturating_add(19)
+    }
+}
+
+/// Checks the shape of a DCF: `n` in 1..=64, `w` in 1..=[`MAX_WORDS`].
+pub(super) fn check_shape(n: u32, w: usize) -> Result<(), FssError> {
+    if n == 0 || n > MAX_BITS {
+        return Err(FssError::InputBits { n });
+    }
+    if w == 0 || w > MAX_WORDS {
+        return Err(FssError::OutputWords { w });
+    }
+    Ok(())
+}
+
+/// `x` if `neg` is 0, `-x` if it is 1 (mod 2^64).
+#[inline]
+fn signed(neg: u64, x: u64) -> u64 {
+    let m = neg.wrapping_neg();
+    (x ^ m).wrapping_sub(m)
+}
+
+/// A random seed, bit 0 clear.
+fn random_seed<R: RngCore + CryptoRng>(rng: &mut R) -> u128 {
+    let mut b = [0u8; 16];
+    rng.fill_bytes(&mut b);
+    u128::from_le_bytes(b) & prg::SEED_MASK
+}
+
+/// Splits `x < α ? β : 0` over `n`-bit unsigned inputs into two keys (party 0's, party
+/// 1's).
+///
+/// # Errors
+/// `n` outside 1..=64, or `α` wider than `n` bits.
+pub fn gen<R: RngCore + CryptoRng>(
+    alpha: u64,
+    beta: u64,
+    n: u32,
+    rng: &mut R,
+) -> Result<(DcfKey, DcfKey), FssError> {
+    gen_vec(alpha, &[beta], n, rng)
+}
+
+/// [`gen`] with `w = beta.len()` output words: `x < α ? β : 0` word by word.
+///
+/// # Errors
+/// `n` outside 1..=64, `w` outside 1..=[`MAX_WORDS`], or `α` wider than `n` bits.
+pub fn gen_vec<R: RngCore + CryptoRng>(
+    alpha: u64,
+    beta: &[u64],
+    n: u32,
+    rng: &mut R,
+) -> Result<(DcfKey, DcfKey), FssError> {
+    let w = beta.len();
+    check_shape(n, w)?;
+    if n < 64 && alpha >> n != 0 {
+        return Err(FssError::AlphaTooWide { alpha, n });
+    }
+    let nn = n as usize;
+    let roots = [random_seed(rng), random_seed(rng)];
+    let mut s = roots;
+    let mut t = [0u64, 1u64];
+    let mut v_alpha = vec![0u64; w];
+    let (mut s_cw, mut v_cw, mut t_cw) = (
+        Vec::with_capacity(nn),
+        Vec::with_capacity(nn * w),
+        Vec::with_capacity(nn),
+    );
+    let per = 2 + w; // blocks of one full expansion
+    let mut mmo = Mmo::new();
+    for i in 0..n {
+        let a = ((alpha >> (n - 1 - i)) & 1) as usize;
+        mmo.clear();
+        for &seed in &s {
+            for q in 0..per as u32 {
+                mmo.push(seed, q);
+            }
+        }
+        let out = mmo.run();
+        let (e0, e1) = (&out[..per], &out[per..2 * per]);
+        let child = |e: &[u128], dir: usize| prg::split(e[dir]);
+        let value = |e: &[u128], dir: usize, j: usize| prg::word(&e[2..], dir * w + j);
+        let (keep, lose) = (a, 1 - a);
+        let (sl0, _) = child(e0, lose);
+        let (sl1, _) = child(e1, lose);
+        let sc = sl0 ^ sl1;
+        for j in 0..w {
+            let mut d = value(e1, lose, j)
+                .wrapping_sub(value(e0, lose, j))
+                .wrapping_sub(v_alpha[j]);
+            if lose == 0 {
+                d = d.wrapping_add(beta[j]);
+            }
+            let vc = signed(t[1], d);
+            v_alpha[j] = v_alpha[j]
+                .wrapping_sub(value(e1, keep, j))
+                .wrapping_add(value(e0, keep, j))
+                .wrapping_add(signed(t[1], vc));
+            v_cw.push(vc);
+        }
+        let a = a as u64;
+        let tl = child(e0, 0).1 ^ child(e1, 0).1 ^ a ^ 1;
+        let tr = child(e0, 1).1 ^ child(e1, 1).1 ^ a;
+        let t_keep = if keep == 0 { tl } else { tr };
+        let (sk0, tk0) = child(e0, keep);
+        let (sk1, tk1) = child(e1, keep);
+        s = [sk0 ^ (sc & mask128(t[0])), sk1 ^ (sc & mask128(t[1]))];
+        t = [tk0 ^ (t[0] & t_keep), tk1 ^ (t[1] & t_keep)];
+        s_cw.push(sc);
+        t_cw.push((tl | (tr << 1)) as u8);
+    }
+    let c0 = prg::convert(s[0], w);
+    let c1 = prg::convert(s[1], w);
+    let leaf = (0..w)
+        .map(|j| signed(t[1], c1[j].wrapping_sub(c0[j]).wrapping_sub(v_alpha[j])))
+        .collect();
+    let k0 = DcfKey {
+        n,
+        w,
+        seed: roots[0],
+        s_cw,
+        v_cw,
+        t_cw,
+        leaf,
+    };
+    let k1 = DcfKey {
+        seed: roots[1],
+        ..k0.clone()
+    };
+    Ok((k0, k1))
+}
+
+#[inline]
+fn mask128(bit: u64) -> u128 {
+    u128::from(bit).wrapping_neg()
+}
+
+/// Party `party`'s share of `f(x)`, first output word (the only one of a [`gen`] key).
+/// Only the low `n` bits of `x` count.
+pub fn eval(party: PartyId, key: &DcfKey, x: u64) -> u64 {
+    let mut out = vec![0; key.w];
+    walk(party, |_| key, &[x], &mut out);
+    out[0]
+}
+
+/// Party `party`'s shares of all `w` output words of `f(x)`.
+pub fn eval_vec(party: PartyId, key: &DcfKey, x: u64) -> Vec<u64> {
+    let mut out = vec![0; key.w];
+    walk(party, |_| key, &[x], &mut out);
+    out
+}
+
+/// [`eval_vec`] of one key at many points, [`LANES`] at a time: `w` words per point, point
+/// after point.
+pub fn eval_many(party: PartyId, key: &DcfKey, xs: &[u64]) -> Vec<u64> {
+    let mut out = vec![0; xs.len() * key.w];
+    walk(party, |_| key, xs, &mut out);
+    out
+}
+
+/// [`eval_vec`] of `keys[i]` at `xs[i]` for every `i`, [`LANES`] at a time: `w` words per
+/// point, point after point (keys of different shapes may be mixed; runs of equal shape
+/// are batched).
+///
+/// # Errors
+/// The two slices differ in length.
+pub fn eval_batch(party: PartyId, keys: &[DcfKey], xs: &[u64]) -> Result<Vec<u64>, FssError> {
+    if keys.len() != xs.len() {
+        return Err(FssError::Lengths {
+            keys: keys.len(),
+            points: xs.len(),
+        });
+    }
+    let total = keys.iter().map(|k| k.w).sum();
+    let mut out = vec![0; total];
+    walk(party, |i| &keys[i], xs, &mut out);
+    Ok(out)
+}
+
+/// Evaluates `key(i)` at `xs[i]` for every `i` into `out` (`w` words per point), grouping
+/// runs of up to [`LANES`] keys of one shape.
+pub(super) fn walk<'a>(
+    party: PartyId,
+    key: impl Fn(usize) -> &'a DcfKey,
+    xs: &[u64],
+    out: &mut [u64],
+) {
+    let mut lanes = Lanes::default();
+    let (mut i, mut o) = (0, 0);
+    while i < xs.len() {
+        let first = key(i);
+        let mut end = i + 1;
+        while end < xs.len() && end - i < LANES && {
+            let k = key(end);
+            k.n == first.n && k.w == first.w
+        } {
+            end += 1;
+        }
+        let words = (end - i) * first.w;
+        lanes.run(
+            party,
+            (i..end).map(&key),
+            &xs[i..end],
+            &mut out[o..o + words],
+        );
+        o += words;
+        i = end;
+    }
+}
+
+/// The state of up to [`LANES`] walks down the tree.
+#[derive(Default)]
+struct Lanes<'a> {
+    keys: Vec<&'a DcfKey>,
+    seeds: Vec<u128>,
+    bits: Vec<u64>,
+    mmo: Mmo,
+}
+
+impl<'a> Lanes<'a> {
+    /// Walks every key (all of one shape) at its point; `out` gets `w` words per point.
+    fn run(
+        &mut self,
+        party: PartyId,
+        keys: impl Iterator<Item = &'a DcfKey>,
+        xs: &[u64],
+        out: &mut [u64],
+    ) {
+        self.keys.clear();
+        self.keys.extend(keys);
+        let (n, w) = (self.keys[0].n, self.keys[0].w);
+        let neg = party.index() as u64;
+        let vb = w.div_ceil(2);
+        self.seeds.clear();
+        self.seeds.extend(self.keys.iter().map(|k| k.seed));
+        self.bits.clear();
+        self.bits.resize(self.keys.len(), neg);
+        out.fill(0);
+        for i in 0..n as usize {
+            let shift = n as usize - 1 - i;
+            self.mmo.clear();
+            for (&s, &x) in self.seeds.iter().zip(xs) {
+                let dir = ((x >> shift) & 1) as u32;
+                self.mmo.push(s, dir);
+                let first = dir * w as u32 / 2;
+                for q in 0..vb as u32 {
+                    self.mmo.push(s, TWEAK_VALUES + first + q);
+                }
+            }
+            let res = self.mmo.run();
+            for (l, (k, &x)) in self.keys.iter().zip(xs).enumerate() {
+                let dir = ((x >> shift) & 1) as usize;
+                let blocks = &res[l * (1 + vb)..(l + 1) * (1 + vb)];
+                let t = self.bits[l];
+                let tmask = t.wrapping_neg();
+                let first = dir * w / 2 * 2;
+                let acc = &mut out[l * w..(l + 1) * w];
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let v = prg::word(&blocks[1..], dir * w + j - first);
+                    let term = v.wrapping_add(k.v_cw[i * w + j] & tmask);
+                    *a = a.wrapping_add(signed(neg, term));
+                }
+                let (seed, bit) = prg::split(blocks[0]);
+                self.seeds[l] = seed ^ (k.s_cw[i] & mask128(t));
+                self.bits[l] = bit ^ (t & u64::from(k.t_cw[i] >> dir) & 1);
+            }
+        }
+        self.mmo.clear();
+        for &s in &self.seeds {
+            for q in 0..vb as u32 {
+                self.mmo.push(s, TWEAK_VALUES + q);
+            }
+        }
+        let res = self.mmo.run();
+        for (l, k) in self.keys.iter().enumerate() {
+            let blocks = &res[l * vb..(l + 1) * vb];
+            let tmask = self.bits[l].wrapping_neg();
+            for (j, a) in out[l * w..(l + 1) * w].iter_mut().enumerate() {
+                let term = prg::word(blocks, j).wrapping_add(k.leaf[j] & tmask);
+                *a = a.wrapping_add(signed(neg, term));
+            }
+        }
+    }
+}
