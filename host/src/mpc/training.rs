@@ -60,6 +60,7 @@ use crate::train::checkpoint::{self, Header};
 use crate::train::epochs::{run_epochs, Observer, Plan, Source};
 use crate::train::model::Net;
 use crate::train::run::{self, Batch, TrainError, Trainer};
+use crate::train::trainer::probabilities;
 use crate::train::TrainConfig;
 use rand_chacha::ChaCha8Rng;
 use ringnn_core::engine::generic::{argmax_rows, argmax_rows_scratch};
@@ -528,9 +529,11 @@ fn train_on_shares<C: Channel, R: Correlations>(
     for chunk in test_idx.chunks(tc.batch.max(256)) {
         let x = gather(&data.test_x, px, chunk);
         let logits = t.logits(e, x, chunk.len())?;
+        // The class the model ranks first: the arg-max of its probabilities.
+        let p = probabilities(e, t.sm, &logits, chunk.len(), job.classes)?;
         let mut am = vec![Z64::ZERO; chunk.len()];
         let mut sc = vec![Z64::ZERO; argmax_rows_scratch(chunk.len(), job.classes)];
-        argmax_rows(e, &logits, chunk.len(), job.classes, &mut am, &mut sc)?;
+        argmax_rows(e, &p, chunk.len(), job.classes, &mut am, &mut sc)?;
         preds.extend(am);
     }
     report.predict_seconds = start.elapsed().as_secs_f64();

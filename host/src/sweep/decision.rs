@@ -9,7 +9,7 @@
 //! reference is Float with exact e^x (the real-number model), else the best Float cell.
 
 use super::grid::Precision;
-use super::report::{mean_std, Summary};
+use super::summary::{mean_std, Summary};
 use crate::cost::StepCount;
 use std::fmt::Write;
 
@@ -211,7 +211,7 @@ pub fn counted_md(sum: &Summary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sweep::report::{Cell, Column, Metric};
+    use crate::sweep::summary::{Cell, Column, Metric};
 
     fn count(mb: f64, rounds: u64) -> StepCount {
         StepCount {

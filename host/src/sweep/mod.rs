@@ -32,6 +32,7 @@ pub mod plots;
 pub mod report;
 pub mod reproduce;
 pub mod store;
+pub mod summary;
 
 use crate::cost::StepCount;
 use crate::train::{TrainConfig, TrainResult};

@@ -20,7 +20,7 @@ use ringnn_core::{Float, Plain};
 pub(crate) use super::epochs::Batch;
 pub use super::error::TrainError;
 pub use super::result::{EpochStats, RunHealth, TrainResult};
-pub(crate) use super::trainer::{batch_parts, training_softmax, Trainer};
+pub(crate) use super::trainer::{batch_parts, probabilities, training_softmax, Trainer};
 
 pub(crate) fn load_data(cfg: &TrainConfig) -> Result<Split, TrainError> {
     let dir = data::data_dir(cfg.data_dir.as_deref());
@@ -199,6 +199,7 @@ where
 {
     let net = t.net;
     let classes = net.classes;
+    let sm = t.sm;
     let idx: Vec<usize> = (0..d.len()).collect();
     let count = |out: &[f64], chunk: &[usize]| {
         chunk
@@ -212,7 +213,8 @@ where
         for chunk in idx.chunks(batch) {
             let (x, _) = Source::<E>::batch(&DatasetSource(d), e, chunk, None)?;
             let logits = t.logits(e, x, chunk.len()).map_err(engine_err)?;
-            correct += count(&e.reveal(&logits)?, chunk);
+            let p = probabilities(e, sm, &logits, chunk.len(), classes).map_err(engine_err)?;
+            correct += count(&e.reveal(&p)?, chunk);
         }
         return Ok(correct as f64 / d.len() as f64);
     }
@@ -239,7 +241,9 @@ where
                     &mut scratch,
                 )
                 .map_err(engine_err)?;
-                let c = count(&fe.reveal(&logits)?, chunk);
+                let p = probabilities(&mut fe, sm, &logits, chunk.len(), classes)
+                    .map_err(engine_err)?;
+                let c = count(&fe.reveal(&p)?, chunk);
                 Ok((c, fe))
             })
         })
