@@ -242,7 +242,7 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
             _ => {}
         }
     }
-    let (corr, link) = connect_dealer(&cfg.dealer, &me, &cfg.net)?;
+    let (corr, link) = connect_dealer(&cfg.dealer, &me, &cfg.net, tc.comparison)?;
     if cfg.resume && link.fixed_seed {
         return Err(ServerError::Config(format!(
             "the dealer at {} runs with a fixed seed (--insecure-dealer-seed): resuming would mask new values with masks it already used; restart the dealer without it",
@@ -257,7 +257,7 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
             return Err(ServerError::Config("listen link without a listener".into()))
         }
     };
-    let mut e = Mpc::new(cfg.party, tc.frac_bits, ch, corr);
+    let mut e = Mpc::new(cfg.party, tc.frac_bits, ch, corr).with_comparison(tc.comparison);
     let mut take = |i: usize| std::mem::take(&mut shares[i]);
     let data = TrainData {
         x: take(0),
