@@ -608,6 +608,49 @@ mod tests {
         assert_eq!(p16.unwrap().rounds, 55);
     }
 
+    /// With the FSS comparison every comparison level costs one round instead of eight:
+    /// the pwl4 softmax row of 10 falls from 51 rounds (f = 13; 55 at f = 16) to 23 (27)
+    /// with the adder's four comparison levels at one round each; the rest are products,
+    /// truncations and the reciprocal's Newton steps. Online bytes fall by about half;
+    /// the dealer's bytes grow about 48-fold (a 1613-byte key per comparison and party).
+    #[test]
+    fn the_fss_comparison_cuts_the_rounds_and_says_so() {
+        let sm = |exp| Function::Softmax {
+            exp,
+            cols: 10,
+            subtract_max: false,
+        };
+        for f in [f13(), FracBits::new(16).unwrap()] {
+            let a = measure_once(&sm(ExpApprox::Pwl(4)), f, 16, 1, Comparison::A2b).unwrap();
+            let b = measure_once(&sm(ExpApprox::Pwl(4)), f, 16, 1, Comparison::Fss).unwrap();
+            println!(
+                "pwl4 softmax, 10 columns, f = {}: a2b {} rounds, {} B online, {} B dealer; \
+                 fss {} rounds, {} B online, {} B dealer",
+                f.get(),
+                a.rounds,
+                a.online_bytes,
+                a.dealer_bytes,
+                b.rounds,
+                b.online_bytes,
+                b.dealer_bytes
+            );
+            assert_eq!((a.comparison, b.comparison), ("a2b", "fss"));
+            assert_eq!(b.rounds, ROUNDS_PWL4_FSS[usize::from(f.get() == 16)]);
+            assert!(b.online_bytes < a.online_bytes);
+            assert!(b.dealer_bytes > a.dealer_bytes);
+            // Deterministic: another seed, the same counts.
+            let c = measure_once(&sm(ExpApprox::Pwl(4)), f, 16, 2, Comparison::Fss).unwrap();
+            assert_eq!(
+                (b.rounds, b.online_bytes, b.dealer_bytes),
+                (c.rounds, c.online_bytes, c.dealer_bytes)
+            );
+        }
+    }
+
+    /// Rounds of the pwl4 softmax row of 10 with the FSS comparison, at f = 13 and 16
+    /// (measured 2026-12-06).
+    const ROUNDS_PWL4_FSS: [u64; 2] = [23, 27];
+
     #[test]
     fn exact_functions_are_refused_naming_them() {
         let cfg = CostConfig {
