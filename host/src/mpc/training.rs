@@ -634,7 +634,10 @@ mod tests {
             };
             let (dp, dw) = (ulp(&p_a, &p_f), ulp(&w_a, &w_f));
             eprintln!("{model}: fss vs a2b: probabilities {dp} ulp, parameters {dw} ulp");
-            assert!(dp <= 32, "{model}: fss and a2b probabilities differ by {dp} ulp");
+            assert!(
+                dp <= 32,
+                "{model}: fss and a2b probabilities differ by {dp} ulp"
+            );
             assert!(dw <= 2 * tol, "{model}: parameters differ by {dw} ulp");
         }
     }

@@ -1,9 +1,9 @@
 //! The comparison protocols of the two-party engine, and the choice between them.
 //!
 //! Every comparison of the kernel (ReLU, max pooling, max-of-lines, hard tanh, arg-max,
-//! the reciprocal's normalisation) goes through [`Engine::is_negative`]
-//! (ringnn_core::Engine::is_negative), so this one primitive decides what all of them
-//! cost. Two protocols compute it, with identical results on every ring element:
+//! the reciprocal's normalisation) goes through
+//! [`Engine::is_negative`](ringnn_core::Engine::is_negative), so this one primitive
+//! decides what all of them cost. Two protocols compute it, with identical results on every ring element:
 //!
 //! - [`Comparison::A2b`]: the arithmetic-to-binary adder over the dealer's AND triples
 //!   ([`protocols::is_negative`](super::protocols::is_negative)): 8 rounds, 45.375 bytes

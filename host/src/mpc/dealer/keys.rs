@@ -7,7 +7,9 @@
 //! regenerates both shares from the party seeds, builds each element's key pair for
 //! `r_in` at width `m`, and sends party `i` key `i`. The key pair's randomness is ChaCha20
 //! stream `k` of a seed only the dealer holds, so asking twice (once per party, from two
-//! connections or threads) gives the same pair: no state is kept between the parties.
+//! connections or threads) gives the same pair. To build each pair once, the first
+//! party to ask keeps the other's keys aside until it asks for them; the result does
+//! not depend on that store, only the time does.
 //!
 //! # Security
 //! A party sees its share `r_i` (uniform, independent of `r_in`, which is uniform given
@@ -53,17 +55,34 @@ impl Dealer {
         let Request::Drelu { n, m } = req else {
             return Err(format!("{} carry no FSS keys", req.what()));
         };
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = kept.remove(&(counter, party)) {
+            return Ok(k);
+        }
+        drop(kept);
         let mut r0 = stream(&self.seeds[0], counter);
         let mut r1 = stream(&self.seeds[1], counter);
         let (a, b) = (zs(&mut r0, n), zs(&mut r1, n));
         let mut rng = stream(&self.key_seed, counter);
-        let mut out = Vec::with_capacity(req.key_bytes());
+        let mut out = [
+            Vec::with_capacity(req.key_bytes()),
+            Vec::with_capacity(req.key_bytes()),
+        ];
         for (&x, &y) in a.iter().zip(&b) {
             let (k0, k1) = drelu_gen((x + y).0, m, &mut rng).map_err(|e| e.to_string())?;
-            let mine = if party == PartyId::P0 { k0 } else { k1 };
-            out.extend_from_slice(&mine.to_bytes());
+            out[0].extend_from_slice(&k0.to_bytes());
+            out[1].extend_from_slice(&k1.to_bytes());
         }
-        Ok(out)
+        let [k0, k1] = out;
+        let (mine, theirs) = match party {
+            PartyId::P0 => (k0, k1),
+            PartyId::P1 => (k1, k0),
+        };
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((counter, party.peer()), theirs);
+        Ok(mine)
     }
 }
 
@@ -124,6 +143,8 @@ mod tests {
         let size = DreluKey::size(64) as u64;
         assert_eq!(c0.offline().bytes, 32 + 40 * size);
         assert_eq!(c1.offline().bytes, 32 + 40 * size);
+        // Each pair was built once and nothing is left aside once both took theirs.
+        assert!(dealer.kept.lock().unwrap().is_empty());
         // The same counter gives the same pair whichever party asks first.
         let again = dealer.keys(Request::Drelu { n: 40, m: 64 }, 0, PartyId::P1);
         assert_eq!(

@@ -319,6 +319,9 @@ pub struct Dealer {
     seeds: [Seed; 2],
     /// The seed of FSS key generation: the dealer's alone, never sent.
     key_seed: Seed,
+    /// Keys built with the other party's and not yet asked for, by request counter and
+    /// party ([`Dealer::keys`]).
+    kept: std::sync::Mutex<std::collections::HashMap<(u64, PartyId), Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Dealer {
@@ -339,7 +342,11 @@ impl Dealer {
         // Drawn after the party seeds, which stay those of earlier versions.
         let mut key_seed = [0u8; 32];
         rng.fill_bytes(&mut key_seed);
-        Dealer { seeds, key_seed }
+        Dealer {
+            seeds,
+            key_seed,
+            kept: Default::default(),
+        }
     }
 
     /// The seed `party` receives. It is a secret of that party: send it only over that
