@@ -72,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         resume: false,
         progress: true,
         insecure_dealer_seed: None,
+        comparison: Default::default(),
     };
     let result = train(&cfg)?;
     let sum = export(&dir, &out, inputs, data_dir.as_deref())?;

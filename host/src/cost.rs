@@ -10,11 +10,13 @@
 //! lower bound of a two-server run.
 //!
 //! Comparisons (ReLU, max-of-lines, hard tanh, the reciprocal's normalisation) use the
-//! arithmetic-to-binary adder over the dealer's AND triples (`comparison: "a2b"`).
+//! protocol [`CostConfig::comparison`] names, and every row says which: the
+//! arithmetic-to-binary adder over the dealer's AND triples (`a2b`, the default) or the
+//! dealer's FSS keys (`fss`; see [`crate::mpc::comparison`]).
 
 use crate::mpc::job::JobSpec;
 use crate::mpc::local::LocalMpc;
-use crate::mpc::{run_in_process, LocalConfig, OfflineStats, Traffic};
+use crate::mpc::{run_in_process, Comparison, LocalConfig, OfflineStats, Traffic};
 use crate::train::run::Trainer;
 use crate::train::{DataKind, EngineKind, TrainConfig};
 use rand::{Rng, SeedableRng};
@@ -25,9 +27,6 @@ use ringnn_core::softmax::{softmax, softmax_scratch, Softmax};
 use ringnn_core::{engine::generic, Engine, Z64};
 use serde::Serialize;
 use std::time::Instant;
-
-/// The comparison protocol every measurement here uses.
-pub const COMPARISON: &str = "a2b";
 
 /// One thing to measure.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -119,7 +118,7 @@ pub struct CostRow {
     pub cols: usize,
     /// Softmax: the row maximum subtracted first.
     pub subtract_max: bool,
-    /// The comparison protocol ([`COMPARISON`]).
+    /// The comparison protocol: `a2b` or `fss`.
     pub comparison: &'static str,
     /// Rounds (the same for both parties and any batch).
     pub rounds: u64,
@@ -127,7 +126,9 @@ pub struct CostRow {
     pub online_bytes: u64,
     /// Online bytes each party sends per row.
     pub online_bytes_per_row: f64,
-    /// Bytes party 1 receives from the dealer for the batch (party 0: its seed only).
+    /// Bytes both parties receive from the dealer for the batch, their seeds left out:
+    /// with `a2b` party 1's corrections (party 0 needs its seed only), with `fss` also
+    /// both parties' keys.
     pub dealer_bytes: u64,
     /// The same material written out in full, per party (what a dealer without seeds
     /// would send each party).
@@ -149,6 +150,8 @@ pub struct CostConfig {
     pub rows: usize,
     /// Seed of the inputs and the dealer.
     pub seed: u64,
+    /// The comparison protocol.
+    pub comparison: Comparison,
 }
 
 /// Inputs for `f`: logits ~ N(0, 2) clipped to ±8 (softmax), uniform on [-4, 4] (tanh,
@@ -171,13 +174,19 @@ fn inputs(func: &Function, n: usize, fx: Fixed, seed: u64) -> Vec<Z64> {
 }
 
 /// A training step's job: the model on synthetic-sized inputs, batch `rows`, f bits.
-fn step_job(model: &str, exp: ExpApprox, f: FracBits, rows: usize) -> Result<JobSpec, String> {
+fn step_job(
+    model: &str,
+    exp: ExpApprox,
+    f: FracBits,
+    rows: usize,
+    comparison: Comparison,
+) -> Result<JobSpec, String> {
     let data = if model == "resnet20" {
         DataKind::Cifar10
     } else {
         DataKind::Mnist
     };
-    step_job_on(model, data, exp, f, rows)
+    step_job_on(model, data, exp, f, rows, comparison)
 }
 
 /// The job of one training step of `model` on `data`'s image shape and classes.
@@ -187,6 +196,7 @@ fn step_job_on(
     exp: ExpApprox,
     f: FracBits,
     rows: usize,
+    comparison: Comparison,
 ) -> Result<JobSpec, String> {
     let (shape, classes) = data
         .image()
@@ -200,6 +210,7 @@ fn step_job_on(
         epochs: 1,
         batch: rows,
         weight_decay: 5e-4,
+        comparison,
         ..TrainConfig::default()
     };
     cfg.validate().map_err(|e| e.to_string())?;
@@ -213,12 +224,13 @@ pub struct StepCount {
     pub rounds: u64,
     /// Online bytes both servers send together.
     pub online_bytes: u64,
-    /// Bytes party 1 receives from the dealer (party 0: its seed only).
+    /// Bytes both servers receive from the dealer, their seeds left out (with `a2b`
+    /// party 1's alone).
     pub dealer_bytes: u64,
 }
 
 /// Counts one training step of the run configured by `cfg` (its model, dataset shape,
-/// e^x, precision, batch, gradient and optimiser settings) on two servers, run on both
+/// e^x, precision, batch, gradient and optimiser settings, comparison) on two servers, run on both
 /// parties in process. The counts depend on shapes only, so they are those of every step
 /// of the two-party run with this configuration.
 ///
@@ -249,7 +261,7 @@ pub fn count_step(cfg: &TrainConfig) -> Result<StepCount, String> {
     })
 }
 
-/// One training step of `job` on both parties: party 0's traffic, party 1's dealer
+/// One training step of `job` on both parties: party 0's traffic, both parties' dealer
 /// material, the slower party's seconds.
 fn step_on_both(
     job: &JobSpec,
@@ -260,7 +272,7 @@ fn step_on_both(
     let net = job.net()?;
     let rows = tc.batch;
     let [xs, ys, ps, bs] = step_inputs(job, fx, seed)?;
-    on_both_parties(tc.frac_bits, seed, |e| {
+    on_both_parties(tc.frac_bits, seed, tc.comparison, |e| {
         let i = e.party().index();
         let mut t =
             Trainer::new(tc, &net, 1, ps[i].clone(), bs[i].clone()).map_err(|e| e.to_string())?;
@@ -335,14 +347,20 @@ pub const REPEATS: usize = 5;
 ///
 /// # Errors
 /// What the engine reports (an exact function cannot run on shares).
-pub fn measure(func: &Function, f: FracBits, rows: usize, seed: u64) -> Result<CostRow, String> {
+pub fn measure(
+    func: &Function,
+    f: FracBits,
+    rows: usize,
+    seed: u64,
+    comparison: Comparison,
+) -> Result<CostRow, String> {
     if let Function::Step { model, exp } = *func {
-        return measure_step(model, exp, f, rows, seed);
+        return measure_step(model, exp, f, rows, seed, comparison);
     }
-    let mut first = measure_once(func, f, rows, seed)?;
+    let mut first = measure_once(func, f, rows, seed, comparison)?;
     let mut secs = vec![first.online_seconds];
     for _ in 1..REPEATS {
-        secs.push(measure_once(func, f, rows, seed)?.online_seconds);
+        secs.push(measure_once(func, f, rows, seed, comparison)?.online_seconds);
     }
     secs.sort_by(f64::total_cmp);
     first.online_seconds = secs[REPEATS / 2];
@@ -350,17 +368,23 @@ pub fn measure(func: &Function, f: FracBits, rows: usize, seed: u64) -> Result<C
     Ok(first)
 }
 
-fn measure_once(func: &Function, f: FracBits, rows: usize, seed: u64) -> Result<CostRow, String> {
+fn measure_once(
+    func: &Function,
+    f: FracBits,
+    rows: usize,
+    seed: u64,
+    comparison: Comparison,
+) -> Result<CostRow, String> {
     let fx = Fixed::new(f.get()).map_err(|e| e.to_string())?;
     let x = inputs(func, rows * func.cols(), fx, seed);
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
     let shares = crate::mpc::share(&x, &mut rng);
-    let (t, o, secs) = on_both_parties(f, seed, |e| {
+    let (t, o, secs) = on_both_parties(f, seed, comparison, |e| {
         let start = Instant::now();
         run_one(e, func, &shares[e.party().index()], rows)?;
         Ok(start.elapsed().as_secs_f64())
     })?;
-    Ok(row(func, f, rows, t, o, secs))
+    Ok(row(func, f, rows, comparison, t, o, secs))
 }
 
 fn measure_step(
@@ -369,26 +393,37 @@ fn measure_step(
     f: FracBits,
     rows: usize,
     seed: u64,
+    comparison: Comparison,
 ) -> Result<CostRow, String> {
     let fx = Fixed::new(f.get()).map_err(|e| e.to_string())?;
-    let job = step_job(model, exp, f, rows)?;
+    let job = step_job(model, exp, f, rows, comparison)?;
     let (t, o, secs) = step_on_both(&job, fx, seed)?;
-    Ok(row(&Function::Step { model, exp }, f, rows, t, o, secs))
+    Ok(row(
+        &Function::Step { model, exp },
+        f,
+        rows,
+        comparison,
+        t,
+        o,
+        secs,
+    ))
 }
 
-/// Runs `body` as both parties in one process, with a dealer seeded from `seed`; `body`
-/// times its own work. Returns the traffic of party 0 (both send the same), the dealer
-/// material party 1 received during `body` (its seed left out), and the slower party's
-/// seconds.
+/// Runs `body` as both parties in one process, with a dealer seeded from `seed` and the
+/// comparison `comparison`; `body` times its own work. Returns the traffic of party 0
+/// (both send the same), the dealer material both parties received during `body`
+/// (seeds left out; with `a2b` party 0 receives none), and the slower party's seconds.
 fn on_both_parties(
     f: FracBits,
     seed: u64,
+    comparison: Comparison,
     body: impl Fn(&mut LocalMpc) -> Result<f64, String> + Sync,
 ) -> Result<(Traffic, OfflineStats, f64), String> {
     let mut dealer_seed = [0u8; 32];
     dealer_seed[..8].copy_from_slice(&seed.to_le_bytes());
     let cfg = LocalConfig {
         dealer_seed: Some(dealer_seed),
+        comparison,
         ..LocalConfig::new(f)
     };
     type Measured = Result<(Traffic, OfflineStats, f64), String>;
@@ -403,7 +438,12 @@ fn on_both_parties(
         };
         Ok((e.traffic(), material, secs))
     });
-    let ((t, _, s0), (_, o, s1)) = (m0?, m1?);
+    let ((t, o0, s0), (_, o1, s1)) = (m0?, m1?);
+    let o = OfflineStats {
+        requests: o1.requests,
+        bytes: o0.bytes + o1.bytes,
+        full_bytes: o1.full_bytes,
+    };
     Ok((t, o, s0.max(s1)))
 }
 
@@ -412,6 +452,7 @@ fn row(
     func: &Function,
     f: FracBits,
     rows: usize,
+    comparison: Comparison,
     t: Traffic,
     o: OfflineStats,
     secs: f64,
@@ -429,7 +470,7 @@ fn row(
                 ..
             }
         ),
-        comparison: COMPARISON,
+        comparison: comparison.name(),
         rounds: t.rounds,
         online_bytes: t.sent,
         online_bytes_per_row: t.sent as f64 / rows as f64,
@@ -456,7 +497,7 @@ pub fn run(cfg: &CostConfig) -> Result<Vec<CostRow>, String> {
     for func in &cfg.functions {
         for &f in &cfg.frac_bits {
             out.push(
-                measure(func, f, cfg.rows, cfg.seed)
+                measure(func, f, cfg.rows, cfg.seed, cfg.comparison)
                     .map_err(|e| format!("{} {}: {e}", func.family(), func.approx()))?,
             );
         }
@@ -528,20 +569,20 @@ mod tests {
             (Function::Reciprocal, 21, 93_096, 74_368),
         ];
         for (func, rounds, bytes, dealer) in cases {
-            let a = measure_once(&func, f13(), 16, 1).unwrap();
+            let a = measure_once(&func, f13(), 16, 1, Comparison::A2b).unwrap();
             assert_eq!(
                 (a.rounds, a.online_bytes, a.dealer_bytes),
                 (rounds, bytes, dealer),
                 "{func:?}: the cost moved; if on purpose, update docs/performance.md too"
             );
-            let b = measure_once(&func, f13(), 16, 2).unwrap();
+            let b = measure_once(&func, f13(), 16, 2, Comparison::A2b).unwrap();
             assert_eq!(
                 (a.rounds, a.online_bytes, a.dealer_bytes),
                 (b.rounds, b.online_bytes, b.dealer_bytes),
                 "{func:?}: cost depends on values"
             );
             // Rounds do not grow with the batch; bytes grow with it.
-            let c = measure_once(&func, f13(), 64, 1).unwrap();
+            let c = measure_once(&func, f13(), 64, 1, Comparison::A2b).unwrap();
             assert_eq!(c.rounds, a.rounds, "{func:?}");
             assert!(c.online_bytes > a.online_bytes, "{func:?}");
         }
@@ -551,8 +592,8 @@ mod tests {
             exp: ExpApprox::Pwl(4),
         };
         let (s8, s16) = (
-            measure(&step, f13(), 8, 1).unwrap(),
-            measure(&step, f13(), 16, 1).unwrap(),
+            measure(&step, f13(), 8, 1, Comparison::A2b).unwrap(),
+            measure(&step, f13(), 16, 1, Comparison::A2b).unwrap(),
         );
         assert_eq!(s8.rounds, s16.rounds);
         assert!(s16.online_bytes > s8.online_bytes && s8.dealer_bytes > 0);
@@ -562,9 +603,53 @@ mod tests {
             FracBits::new(16).unwrap(),
             8,
             1,
+            Comparison::A2b,
         );
         assert_eq!(p16.unwrap().rounds, 55);
     }
+
+    /// With the FSS comparison every comparison level costs one round instead of eight:
+    /// the pwl4 softmax row of 10 falls from 51 rounds (f = 13; 55 at f = 16) to 23 (27)
+    /// with the adder's four comparison levels at one round each; the rest are products,
+    /// truncations and the reciprocal's Newton steps. Online bytes fall by about half;
+    /// the dealer's bytes grow about 48-fold (a 1613-byte key per comparison and party).
+    #[test]
+    fn the_fss_comparison_cuts_the_rounds_and_says_so() {
+        let sm = |exp| Function::Softmax {
+            exp,
+            cols: 10,
+            subtract_max: false,
+        };
+        for f in [f13(), FracBits::new(16).unwrap()] {
+            let a = measure_once(&sm(ExpApprox::Pwl(4)), f, 16, 1, Comparison::A2b).unwrap();
+            let b = measure_once(&sm(ExpApprox::Pwl(4)), f, 16, 1, Comparison::Fss).unwrap();
+            println!(
+                "pwl4 softmax, 10 columns, f = {}: a2b {} rounds, {} B online, {} B dealer; \
+                 fss {} rounds, {} B online, {} B dealer",
+                f.get(),
+                a.rounds,
+                a.online_bytes,
+                a.dealer_bytes,
+                b.rounds,
+                b.online_bytes,
+                b.dealer_bytes
+            );
+            assert_eq!((a.comparison, b.comparison), ("a2b", "fss"));
+            assert_eq!(b.rounds, ROUNDS_PWL4_FSS[usize::from(f.get() == 16)]);
+            assert!(b.online_bytes < a.online_bytes);
+            assert!(b.dealer_bytes > a.dealer_bytes);
+            // Deterministic: another seed, the same counts.
+            let c = measure_once(&sm(ExpApprox::Pwl(4)), f, 16, 2, Comparison::Fss).unwrap();
+            assert_eq!(
+                (b.rounds, b.online_bytes, b.dealer_bytes),
+                (c.rounds, c.online_bytes, c.dealer_bytes)
+            );
+        }
+    }
+
+    /// Rounds of the pwl4 softmax row of 10 with the FSS comparison, at f = 13 and 16
+    /// (measured 2026-12-06).
+    const ROUNDS_PWL4_FSS: [u64; 2] = [23, 27];
 
     #[test]
     fn exact_functions_are_refused_naming_them() {
@@ -577,6 +662,7 @@ mod tests {
             frac_bits: vec![f13()],
             rows: 4,
             seed: 1,
+            comparison: Comparison::A2b,
         };
         let err = run(&cfg).unwrap_err();
         assert!(err.contains("softmax exact"), "{err}");

@@ -599,6 +599,7 @@ mod tests {
             weight_decay: 0.0,
             schedule: crate::train::ScheduleSpec::Constant,
             insecure_dealer_seed: None,
+            comparison: Default::default(),
             seed: 5,
             train_limit: Some(300),
             test_limit: Some(40),

@@ -384,3 +384,59 @@ fn cost_prints_rounds_bytes_and_time_per_approximation() {
     assert!(!out.status.success());
     assert!(stderr_of(&out).contains("--exp"), "{}", stderr_of(&out));
 }
+
+/// `ringnn cost --comparison fss`: the rows say which comparison produced them, the pwl4
+/// softmax row of 10 takes fewer rounds than the adder's 51, and a training step runs.
+#[test]
+fn cost_with_the_fss_comparison_says_so_and_takes_fewer_rounds() {
+    let run = |comparison: &str, json: bool| {
+        let mut args = vec![
+            "cost",
+            "--exp",
+            "pwl4",
+            "--tanh",
+            "none",
+            "--sigmoid",
+            "none",
+            "--no-reciprocal",
+            "--cols",
+            "10",
+            "--rows",
+            "8",
+            "--models",
+            "mlp",
+            "--comparison",
+            comparison,
+        ];
+        if json {
+            args.push("--json");
+        }
+        let out = ringnn(&args);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let rows = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (a2b, fss) = (rows(&run("a2b", true)), rows(&run("fss", true)));
+    assert_eq!(a2b.len(), 2);
+    assert_eq!(fss.len(), 2);
+    assert!(a2b.iter().all(|r| r["comparison"] == "a2b"));
+    assert!(fss.iter().all(|r| r["comparison"] == "fss"));
+    assert_eq!(a2b[0]["rounds"], 51);
+    let r = fss[0]["rounds"].as_u64().unwrap();
+    assert!(r < 51, "{r} rounds");
+    assert_eq!(fss[1]["approx"], "mlp/pwl4");
+    assert!(fss[1]["rounds"].as_u64() < a2b[1]["rounds"].as_u64());
+    let table = run("fss", false);
+    assert!(table.contains("Comparisons: fss"), "{table}");
+    let out = ringnn(&["cost", "--comparison", "gc"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("--comparison: unknown comparison 'gc'"),
+        "{}",
+        stderr_of(&out)
+    );
+}

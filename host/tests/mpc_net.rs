@@ -10,7 +10,7 @@ use ringnn_core::layers::Dense;
 use ringnn_core::{Engine, Fixed, Plain, Z64};
 use ringnn_host::mpc::keys::{keygen, Identity, Role};
 use ringnn_host::mpc::launch::{run_local_mpc, Launch, LocalMpcJob};
-use ringnn_host::mpc::net::{self, NetConfig, NetError, SessionId, TlsChannel};
+use ringnn_host::mpc::net::{self, NetConfig, NetError, SessionId, TlsChannel, PROTOCOL_VERSION};
 use ringnn_host::mpc::server::{read_shares, write_shares, Job};
 use ringnn_host::mpc::{reconstruct, share, Dealer, Mpc, MpcError, PartyId, SeededCorrelations};
 use std::net::TcpListener;
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 const F: u32 = 16;
 const P0: Role = Role::Party(PartyId::P0);
 const P1: Role = Role::Party(PartyId::P1);
+const A2B: ringnn_host::mpc::Comparison = ringnn_host::mpc::Comparison::A2b;
 
 /// A path `name` (not yet created) inside a fresh temporary folder, which goes when this
 /// is dropped.
@@ -245,13 +246,14 @@ fn a_wrong_session_or_version_is_refused_with_the_field_named() {
     assert!(msg.contains(&SessionId([2; 16]).to_string()), "{msg}");
     assert!(err_text(b).contains("handshake with party 0: session id mismatch"));
     let mut v2 = c0.clone();
-    v2.version = 2;
+    v2.version = PROTOCOL_VERSION + 1;
     let (a, _) = pair(&dir, &c0, &dir, P1, &v2);
     let msg = err_text(a);
-    assert!(
-        msg.contains("party 1: protocol version mismatch: expected 1, got 2"),
-        "{msg}"
+    let want = format!(
+        "party 1: protocol version mismatch: expected {PROTOCOL_VERSION}, got {}",
+        PROTOCOL_VERSION + 1
     );
+    assert!(msg.contains(&want), "{msg}");
 }
 
 #[test]
@@ -457,12 +459,14 @@ fn dealer_and_servers_as_separate_processes_match_plain() {
 }
 
 /// A dealer server in a thread on `dir`'s keys; `junk`, when given, is sent by a stranger
-/// that connects first; then both parties connect and `body` gets their correlations.
+/// that connects first; then both parties connect for `comparison` and `body` gets
+/// their correlations.
 /// Returns what `body` returns and the dealer's result.
 fn with_dealer<T>(
     dir: &Path,
     net: &NetConfig,
     junk: Option<&[u8]>,
+    comparison: ringnn_host::mpc::Comparison,
     body: impl FnOnce(SeededCorrelations, SeededCorrelations) -> T,
 ) -> (
     T,
@@ -487,8 +491,8 @@ fn with_dealer<T>(
     std::thread::scope(|s| {
         let d = s.spawn(|| serve_dealer_on(l, &dcfg));
         let stranger = junk.map(|b| stranger(&addr, b));
-        let h0 = s.spawn(|| connect_dealer(&addr, &id0, net).unwrap().0);
-        let (c1, _) = connect_dealer(&addr, &id1, net).unwrap();
+        let h0 = s.spawn(|| connect_dealer(&addr, &id0, net, comparison).unwrap().0);
+        let (c1, _) = connect_dealer(&addr, &id1, net, comparison).unwrap();
         let out = body(h0.join().unwrap(), c1);
         drop(stranger);
         (out, d.join().unwrap())
@@ -501,7 +505,7 @@ fn dealer_material_sent_ahead_is_the_same_and_a_different_request_is_refused() {
     use ringnn_host::mpc::Correlations;
     let dir = keys("prefetch");
     let net = cfg(SessionId::random());
-    let (_, dealer) = with_dealer(&dir, &net, None, |mut c0, mut c1| {
+    let (_, dealer) = with_dealer(&dir, &net, None, A2B, |mut c0, mut c1| {
         // Announced, then asked for in the same order: valid triples and pairs.
         c1.prefetch(&[Request::Beaver { n: 6 }, Request::Trunc { n: 3, bits: 9 }])
             .unwrap();
@@ -524,6 +528,50 @@ fn dealer_material_sent_ahead_is_the_same_and_a_different_request_is_refused() {
     });
     // Party 1's run failed: the dealer does not report a completed session.
     assert!(dealer.is_err(), "{dealer:?}");
+}
+
+/// The FSS comparison through the dealer as its own server over TLS: party 0 keeps its
+/// dealer connection for keys, both parties' keys (sent ahead and asked one by one) give
+/// `[x < 0]` exactly, both parties' counts include the keys, and the dealer reports a
+/// completed session once both said goodbye.
+#[test]
+fn fss_keys_from_the_dealer_process_compare_exactly() {
+    use ringnn_host::mpc::dealer::Request;
+    use ringnn_host::mpc::fss::{drelu_eval, DreluKey};
+    use ringnn_host::mpc::{Comparison, Correlations};
+    let dir = keys("fss-dealer");
+    let net = cfg(SessionId::random());
+    let xs = [0u64, 1, u64::MAX, 1 << 63, (1 << 63) - 1, (1 << 63) + 1, 77];
+    let n = xs.len();
+    let (_, dealer) = with_dealer(&dir, &net, None, Comparison::Fss, |mut c0, mut c1| {
+        let (t0, t1) = (c0.beaver(2).unwrap(), c1.beaver(2).unwrap());
+        assert_eq!((t0.a[1] + t1.a[1]) * (t0.b[1] + t1.b[1]), t0.c[1] + t1.c[1]);
+        // Announced ahead (party 0 passes only the key request on), then one by one.
+        let ahead = [Request::Beaver { n: 1 }, Request::Drelu { n, m: 64 }];
+        c0.prefetch(&ahead).unwrap();
+        c1.prefetch(&ahead).unwrap();
+        c0.beaver(1).unwrap();
+        c1.beaver(1).unwrap();
+        for _ in 0..2 {
+            let (a, b) = (c0.drelu(n, 64).unwrap(), c1.drelu(n, 64).unwrap());
+            for (i, &x) in xs.iter().enumerate() {
+                let x_hat = x.wrapping_add((a.r[i] + b.r[i]).0);
+                let ge = drelu_eval(PartyId::P0, &a.keys[i], x_hat).wrapping_add(drelu_eval(
+                    PartyId::P1,
+                    &b.keys[i],
+                    x_hat,
+                ));
+                assert_eq!(ge, u64::from((x as i64) >= 0), "x = {x:#x}");
+            }
+        }
+        let keys = 2 * (n * DreluKey::size(64)) as u64;
+        assert_eq!(c0.offline().bytes, 32 + keys);
+        assert!(c1.offline().bytes > 32 + keys);
+        c0.finish().unwrap();
+        c1.finish().unwrap();
+    });
+    // Party 1: 4 requests; party 0: its 2 key requests.
+    assert_eq!(dealer.unwrap().requests, 6);
 }
 
 /// Connects to `addr` and writes `bytes` (errors ignored: the listener may close first);
@@ -654,7 +702,7 @@ fn the_dealer_outlasts_a_stranger_and_reports_whether_the_run_completed() {
     let dir = keys("dealer-status");
     let net = cfg(SessionId::random());
     let run = |finish: bool| {
-        with_dealer(&dir, &net, Some(&[0xff; 4096]), |mut c0, mut c1| {
+        with_dealer(&dir, &net, Some(&[0xff; 4096]), A2B, |mut c0, mut c1| {
             let (t0, t1) = (c0.beaver(3).unwrap(), c1.beaver(3).unwrap());
             assert_eq!((t0.a[0] + t1.a[0]) * (t0.b[0] + t1.b[0]), t0.c[0] + t1.c[0]);
             if finish {
@@ -666,7 +714,7 @@ fn the_dealer_outlasts_a_stranger_and_reports_whether_the_run_completed() {
     let done = run(true).unwrap();
     assert_eq!(done.requests, 1);
     match run(false) {
-        Err(e @ DealerError::Aborted { requests: 1 }) => {
+        Err(e @ DealerError::Aborted { requests: 1, .. }) => {
             assert!(e.to_string().contains("without completing it"), "{e}")
         }
         other => panic!("expected an aborted session, got {other:?}"),

@@ -108,6 +108,48 @@ fn mpc_training_with_one_dealer_seed_is_reproducible_bit_for_bit() {
     );
 }
 
+/// `--comparison fss` through the real processes (dealer and both servers over TLS):
+/// party 0 keeps its dealer connection for keys, both servers receive them, every step
+/// takes fewer rounds than with the adder, and the model is the adder's up to the
+/// truncations' rounding (comparisons are exact under both).
+#[test]
+fn mpc_training_with_the_fss_comparison_matches_the_adder() {
+    let common = [
+        "--model",
+        "mlp",
+        "--train-limit",
+        "128",
+        "--test-limit",
+        "100",
+        "--epochs",
+        "1",
+        "--batch",
+        "64",
+        "--seed",
+        "5",
+    ];
+    let run = |comparison: &str| {
+        let mut args = common.to_vec();
+        args.extend_from_slice(&["--comparison", comparison]);
+        accuracy("mpc", &args)
+    };
+    let (a, f) = (run("a2b"), run("fss"));
+    let acc = |v: &serde_json::Value| v["test_accuracy"].as_f64().unwrap();
+    // 100 test images: one image is a point.
+    assert!((acc(&a) - acc(&f)).abs() <= 0.03, "a2b {a}\nfss {f}");
+    let rounds = |v: &serde_json::Value| v["rounds"].as_u64().unwrap();
+    assert!(rounds(&f) < rounds(&a), "a2b {a}\nfss {f}");
+    let offline = |v: &serde_json::Value, p: usize| v["offline_bytes"][p].as_u64().unwrap();
+    // Under a2b party 0 gets its seed only; under fss its keys too.
+    assert_eq!(offline(&a, 0), 32, "{a}");
+    assert!(offline(&f, 0) > 1000 * offline(&a, 0), "{f}");
+    // The flag is refused where there is nothing to choose.
+    let out = ringnn(&["train", "--engine", "plain", "--comparison", "fss"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--comparison"), "{err}");
+}
+
 #[test]
 fn mpc_training_on_synthetic_digits_matches_plain() {
     let common = [

@@ -32,6 +32,7 @@ fn cfg(model: &str, engine: EngineKind) -> TrainConfig {
         resume: false,
         progress: false,
         insecure_dealer_seed: None,
+        comparison: Default::default(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::lists::{dedup, exp_list, frac_list, items, sigmoid_list, tanh_list};
 use super::{CliError, ConfigError};
+use crate::mpc::Comparison;
 use clap::Args;
 use ringnn_core::approx::{ExpApprox, TanhApprox};
 use std::io::Write;
@@ -45,6 +46,10 @@ pub struct CostArgs {
     /// Seed of the inputs and the dealer.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The comparison protocol: `a2b` (arithmetic-to-binary adder over dealer AND
+    /// triples) or `fss` (the dealer's DReLU keys on the opened masked input).
+    #[arg(long, default_value = "a2b")]
+    pub comparison: String,
     /// One JSON object per line instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -140,11 +145,20 @@ impl CostArgs {
                 message: "nothing to measure".into(),
             });
         }
+        let comparison = self
+            .comparison
+            .trim()
+            .parse()
+            .map_err(|message| ConfigError::Name {
+                flag: "comparison",
+                message,
+            })?;
         Ok(crate::cost::CostConfig {
             functions,
             frac_bits: frac_list(&self.frac_bits)?,
             rows: self.rows,
             seed: self.seed,
+            comparison,
         })
     }
 }
@@ -162,14 +176,23 @@ pub fn cost(args: &CostArgs, out: &mut dyn Write) -> Result<(), CliError> {
         }
     } else {
         write!(out, "{}", crate::cost::table(&rows))?;
+        let (dealer, how) = match cfg.comparison {
+            Comparison::A2b => (
+                "what party 1 receives from the dealer (party 0: a 32-byte seed)",
+                "arithmetic-to-binary adder over dealer AND triples",
+            ),
+            Comparison::Fss => (
+                "what both parties receive from the dealer besides their seeds (party 1's \
+                 corrections, both parties' keys)",
+                "the dealer's FSS keys on the opened masked input",
+            ),
+        };
         writeln!(
             out,
             "\nrounds and bytes: per batch of {} rows, each party (deterministic); dealer B: \
-             what party 1 receives from the dealer (party 0: a 32-byte seed); time: the \
-             slower party in one process, no network or TLS (a lower bound). Comparisons: \
-             {} (arithmetic-to-binary adder over dealer AND triples).",
-            cfg.rows,
-            crate::cost::COMPARISON
+             {dealer}; time: the slower party in one process, no network or TLS (a lower \
+             bound). Comparisons: {} ({how}).",
+            cfg.rows, cfg.comparison,
         )?;
     }
     Ok(())

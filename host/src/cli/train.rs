@@ -86,6 +86,11 @@ pub struct TrainArgs {
     /// message between the servers.
     #[arg(long = "insecure-dealer-seed", value_name = "N")]
     pub insecure_dealer_seed: Option<u64>,
+    /// With `--engine mpc`: the comparison protocol, `a2b` (arithmetic-to-binary adder
+    /// over dealer AND triples) or `fss` (the dealer's DReLU keys: one round per
+    /// comparison). Both give the same results.
+    #[arg(long, default_value = "a2b")]
+    pub comparison: String,
 }
 
 impl TrainArgs {
@@ -129,6 +134,14 @@ impl TrainArgs {
             schedule: &self.schedule,
         }
         .apply(&mut cfg)?;
+        cfg.comparison = self
+            .comparison
+            .trim()
+            .parse()
+            .map_err(|message| ConfigError::Name {
+                flag: "comparison",
+                message,
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }

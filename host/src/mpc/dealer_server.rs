@@ -1,43 +1,52 @@
 //! The dealer as its own process, over mutual TLS, and the parties' client side.
 //!
 //! [`serve_dealer`] accepts one connection from each party ([`super::net`], role
-//! `dealer`). Party 0 receives its 32-byte seed (and a flag byte) and nothing else. Party
-//! 1 receives its
-//! seed, then sends each request of the [`CorrectionFeed`] design (request counter,
-//! kind, public shape) and receives the correction for it; it ends with a goodbye
-//! message that says whether its run completed, and the dealer's result (its exit
-//! status) follows it: a run that failed, or ended without the goodbye, is an error. [`connect_dealer`] is the parties' side: it returns the party's
-//! [`SeededCorrelations`], for party 1 fed by a [`DealerFeed`].
+//! `dealer`). Each party receives its 32-byte seed (and a flag byte). Party 1 then sends
+//! each request of the [`CorrectionFeed`] design (request counter, kind, public shape)
+//! and receives the correction for it, or its FSS keys for a key request; it ends with a
+//! goodbye message that says whether its run completed, and the dealer's result (its
+//! exit status) follows it: a run that failed, or ended without the goodbye, is an
+//! error. Party 0 either releases the dealer at once (the adder comparison: it needs
+//! nothing but its seed) or, with the FSS comparison, sends its key requests and a
+//! goodbye as party 1 does. [`connect_dealer`] is the parties' side: it returns the
+//! party's [`SeededCorrelations`], fed by a [`DealerFeed`] where the party needs one.
 //!
 //! # Messages (inside [`super::net`] frames)
 //! - dealer to party: the seed, 32 bytes, then a flag byte: bit 0 set when the dealer's
 //!   master seed is fixed (`--insecure-dealer-seed`), so that a resuming server refuses
 //!   it (its masks would serve new values a second time).
-//! - party 1 to dealer: `1` (u8), counter (u64), kind (u8: 0 Beaver, 1 matrix, 2
-//!   truncation, 3 AND, 4 bits), three u64 parameters (`n`; `m, k, n`; `n, bits`;
-//!   `words`; `words`); or `0` (u8): the run completed; or `2` (u8): the run was
-//!   aborted.
-//! - dealer to party 1: `0` (u8), the word count (u64), the correction words; or `1`
-//!   (u8), a message length (u32) and a UTF-8 message, after which the dealer closes.
+//! - party to dealer: `1` (u8), counter (u64), kind (u8: 0 Beaver, 1 matrix, 2
+//!   truncation, 3 AND, 4 bits, 5 DReLU keys), three u64 parameters (`n`; `m, k, n`;
+//!   `n, bits`; `words`; `words`; `n, m`); or `0` (u8): the run completed; or `2` (u8):
+//!   the run was aborted; or (party 0 only, as its first message) `3` (u8): it needs
+//!   nothing more.
+//! - dealer to party: `0` (u8), the word count (u64) and the correction words, or for a
+//!   key request the byte count (u64) and the keys' bytes; or `1` (u8), a message length
+//!   (u32) and a UTF-8 message, after which the dealer closes.
 //!
-//! The dealer checks that counters arrive in order and that sizes fit the frame limit
-//! before computing anything.
+//! The dealer checks, before computing anything, that sizes fit the frame limit and that
+//! counters arrive in order: party 1's one by one, party 0's (key requests only)
+//! increasing, so that no counter, hence no mask, is served to a party twice.
 //!
 //! # Communication
-//! Party 0: 33 bytes once. Party 1: 33 bytes, and per request 34 bytes up and 9 bytes
+//! Party 0: 33 bytes once (and 1 byte up to release the dealer); with FSS keys, as party
+//! 1 for its key requests. Party 1: 33 bytes, and per request 34 bytes up and 9 bytes
 //! plus the correction down (one word per Beaver triple, per matrix-triple output, per
-//! 64 AND gates, per random bit; two per truncation pair): one round trip to the dealer
-//! per request. The corrections do not depend on data, so a later version can stream
-//! them ahead of the requests.
+//! 64 AND gates, per random bit; two per truncation pair) or the keys
+//! ([`Request::key_bytes`]). Requests announced ahead ([`CorrectionFeed::prefetch`]) are
+//! streamed back while the party computes.
 //!
 //! # Security notes
 //! Trust model as in [`super::dealer`]: the dealer is semi-honest and colludes with
 //! neither party. What reaches it from party 1 is the sequence of request shapes, which
 //! are public program structure (the same for any data); nothing derived from data or
-//! shares. Seeds travel only inside TLS to the role whose certificate names it; they are
-//! never logged or shown in errors.
+//! shares; party 0 sends the subsequence of key requests. Seeds and keys travel only
+//! inside TLS to the role whose certificate names it; they are never logged or shown in
+//! errors.
 
+use super::comparison::Comparison;
 use super::dealer::{CorrectionFeed, Dealer, Request, Seed, SeededCorrelations};
+use super::fss::DreluKey;
 use super::keys::{Identity, Role};
 use super::net::{self, NetConfig, NetError, TlsChannel, WireBytes};
 use super::{Channel, MpcError, PartyId};
@@ -66,7 +75,7 @@ pub struct DealerConfig {
 /// What the dealer did.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct DealerReport {
-    /// Requests served to party 1.
+    /// Requests served to both parties.
     pub requests: u64,
     /// Payload bytes sent to party 0 and to party 1.
     pub sent: [u64; 2],
@@ -92,11 +101,13 @@ pub enum DealerError {
     /// Party 1 sent a request the dealer refuses.
     #[error("dealer refused a request of party 1: {0}")]
     Refused(String),
-    /// Party 1 ended the session without completing it (its run failed, or it stopped
+    /// A party ended the session without completing it (its run failed, or it stopped
     /// before any training): the dealer's work did not produce a result.
-    #[error("party 1 ended the session without completing it, after {requests} requests")]
+    #[error("{party} ended the session without completing it, after {requests} requests")]
     Aborted {
-        /// Requests served before the end.
+        /// The party.
+        party: PartyId,
+        /// Requests served to it before the end.
         requests: u64,
     },
 }
@@ -115,8 +126,8 @@ pub fn serve_dealer(cfg: &DealerConfig) -> Result<DealerReport, DealerError> {
     serve_dealer_on(listener, cfg)
 }
 
-/// Serves both parties on `listener` until party 1 says goodbye (party 0 is done after
-/// its seed). See the [module documentation](self).
+/// Serves both parties on `listener` until each says goodbye (or party 0 releases the
+/// dealer after its seed). See the [module documentation](self).
 ///
 /// # Errors
 /// Key files, connection set-up, a party failing or closing early, a refused request.
@@ -163,10 +174,14 @@ pub fn serve_dealer_on(
 
 type Served = (Role, u64, u64, WireBytes);
 
-/// Party 1's last message: its run completed.
+/// A party's last message: its run completed.
 const GOODBYE_DONE: u8 = 0;
-/// Party 1's last message: its run failed or stopped early.
+/// A party's next message is a request.
+const REQUEST: u8 = 1;
+/// A party's last message: its run failed or stopped early.
 const GOODBYE_ABORTED: u8 = 2;
+/// Party 0's only message when it needs nothing but its seed.
+const RELEASE: u8 = 3;
 
 fn serve_one(
     mut ch: TlsChannel,
@@ -176,54 +191,79 @@ fn serve_one(
     max_frame: usize,
 ) -> Result<Served, DealerError> {
     let peer = ch.peer();
+    let party = match peer {
+        Role::Party(p) => p,
+        Role::Dealer => unreachable!("accept admits parties only"),
+    };
     let io = |source| DealerError::Io { peer, source };
     ch.write_all(&seed).map_err(io)?;
     ch.write_all(&[fixed as u8]).map_err(io)?;
     ch.flush().map_err(io)?;
     let mut sent = 33u64;
     let mut requests = 0u64;
-    if peer == Role::Party(PartyId::P1) {
-        loop {
-            let mut op = [0u8; 1];
-            ch.read_exact(&mut op).map_err(io)?;
-            match op[0] {
-                GOODBYE_DONE => break,
-                GOODBYE_ABORTED => return Err(DealerError::Aborted { requests }),
-                _ => {}
+    // The smallest counter this party may ask for next.
+    let mut next = 0u64;
+    loop {
+        let mut op = [0u8; 1];
+        ch.read_exact(&mut op).map_err(io)?;
+        match op[0] {
+            GOODBYE_DONE => break,
+            GOODBYE_ABORTED => return Err(DealerError::Aborted { party, requests }),
+            RELEASE if party == PartyId::P0 && requests == 0 => break,
+            _ => {}
+        }
+        let mut b = [0u8; REQUEST_LEN];
+        ch.read_exact(&mut b).map_err(io)?;
+        let checked = if op[0] != REQUEST {
+            Err(format!("unknown message type {}", op[0]))
+        } else {
+            parse_request_of(party, &b, next, max_frame / 8)
+        };
+        let reply = checked.and_then(|(req, counter)| {
+            next = counter + 1;
+            reply(dealer, party, req, counter)
+        });
+        let mut out = Vec::new();
+        match reply {
+            Ok(body) => {
+                out.reserve(9 + body.1.len());
+                out.push(0);
+                out.extend_from_slice(&body.0.to_le_bytes());
+                out.extend_from_slice(&body.1);
+                ch.write_all(&out).map_err(io)?;
+                ch.flush().map_err(io)?;
+                sent += out.len() as u64;
+                requests += 1;
             }
-            let mut b = [0u8; REQUEST_LEN];
-            ch.read_exact(&mut b).map_err(io)?;
-            let counter = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
-            let checked = if op[0] != 1 {
-                Err(format!("unknown message type {}", op[0]))
-            } else {
-                parse_request(&b, requests, max_frame / 8)
-            };
-            let mut out = Vec::new();
-            match checked {
-                Ok(req) => {
-                    let words = dealer.correction(req, counter);
-                    out.reserve(9 + 8 * words.len());
-                    out.push(0);
-                    out.extend_from_slice(&(words.len() as u64).to_le_bytes());
-                    super::wire::emit_words(&words, &mut out);
-                    ch.write_all(&out).map_err(io)?;
-                    ch.flush().map_err(io)?;
-                    sent += out.len() as u64;
-                    requests += 1;
-                }
-                Err(why) => {
-                    out.push(1);
-                    out.extend_from_slice(&(why.len() as u32).to_le_bytes());
-                    out.extend_from_slice(why.as_bytes());
-                    ch.write_all(&out).map_err(io)?;
-                    ch.flush().map_err(io)?;
-                    return Err(DealerError::Refused(why));
-                }
+            Err(why) => {
+                out.push(1);
+                out.extend_from_slice(&(why.len() as u32).to_le_bytes());
+                out.extend_from_slice(why.as_bytes());
+                ch.write_all(&out).map_err(io)?;
+                ch.flush().map_err(io)?;
+                return Err(DealerError::Refused(format!("{party}: {why}")));
             }
         }
     }
     Ok((peer, requests, sent, ch.wire_bytes()))
+}
+
+/// The reply to a checked request: its count (words of a correction, bytes of keys) and
+/// its bytes.
+fn reply(
+    dealer: &Dealer,
+    party: PartyId,
+    req: Request,
+    counter: u64,
+) -> Result<(u64, Vec<u8>), String> {
+    if req.key_bytes() > 0 {
+        let keys = dealer.keys(req, counter, party)?;
+        return Ok((keys.len() as u64, keys));
+    }
+    let words = dealer.correction(req, counter);
+    let mut body = Vec::with_capacity(8 * words.len());
+    super::wire::emit_words(&words, &mut body);
+    Ok((words.len() as u64, body))
 }
 
 /// Bytes of a request after its message type: counter (u64), kind (u8), three u64.
@@ -239,12 +279,44 @@ pub fn parse_request(
     expected: u64,
     limit: usize,
 ) -> Result<Request, String> {
+    parse_request_of(PartyId::P1, b, expected, limit).map(|(r, _)| r)
+}
+
+/// `party`'s request and its counter from the wire form: party 1's counter must be
+/// `next`; party 0 asks for keys only, with a counter of at least `next` (its requests
+/// are the key requests among all of them, in order).
+///
+/// # Errors
+/// A message naming what is wrong (out-of-order counter, unknown kind, a kind party 0
+/// has no material of, sizes too large).
+pub fn parse_request_of(
+    party: PartyId,
+    b: &[u8; REQUEST_LEN],
+    next: u64,
+    limit: usize,
+) -> Result<(Request, u64), String> {
     let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
     let counter = word(0);
-    if counter != expected {
-        return Err(format!("request number {counter}, expected {expected}"));
+    let in_order = match party {
+        PartyId::P1 => counter == next,
+        PartyId::P0 => counter >= next,
+    };
+    if !in_order {
+        let want = if party == PartyId::P1 {
+            ""
+        } else {
+            "at least "
+        };
+        return Err(format!("request number {counter}, expected {want}{next}"));
     }
-    decode(b[8], [word(9), word(17), word(25)], limit)
+    let req = decode(b[8], [word(9), word(17), word(25)], limit)?;
+    if party == PartyId::P0 && req.key_bytes() == 0 {
+        return Err(format!(
+            "party 0 asked for {}, which it expands from its seed",
+            req.what()
+        ));
+    }
+    Ok((req, counter))
 }
 
 /// A request from its wire form, refusing sizes over `limit` words.
@@ -283,6 +355,20 @@ fn decode(kind: u8, p: [u64; 3], limit: usize) -> Result<Request, String> {
                 .filter(|&v| v <= limit / 64)
                 .ok_or_else(too_big)?,
         },
+        5 => {
+            if !(2..=64).contains(&p[1]) {
+                return Err(format!("DReLU keys of width {} (allowed 2 to 64)", p[1]));
+            }
+            let m = p[1] as u32;
+            let n = usize::try_from(p[0])
+                .ok()
+                .filter(|&n| {
+                    n.checked_mul(DreluKey::size(m))
+                        .is_some_and(|b| b <= limit.saturating_mul(8))
+                })
+                .ok_or_else(too_big)?;
+            Request::Drelu { n, m }
+        }
         _ => return Err(format!("unknown request kind {kind}")),
     };
     Ok(req)
@@ -296,11 +382,13 @@ fn encode(req: Request) -> (u8, [u64; 3]) {
         Request::Trunc { n, bits } => (2, [n as u64, bits as u64, 0]),
         Request::And { words } => (3, [words as u64, 0, 0]),
         Request::Bits { words } => (4, [words as u64, 0, 0]),
+        Request::Drelu { n, m } => (5, [n as u64, u64::from(m), 0]),
     }
 }
 
-/// Party 1's [`CorrectionFeed`] from the dealer process: one request, one reply. Says
-/// goodbye when dropped.
+/// A party's [`CorrectionFeed`] from the dealer process: one request, one reply, or
+/// requests announced ahead and their replies read in order. Tells the dealer the run
+/// was aborted when dropped before [`CorrectionFeed::finish`].
 #[derive(Debug)]
 pub struct DealerFeed<C: Channel = TlsChannel> {
     ch: C,
@@ -319,7 +407,7 @@ impl DealerFeed {
 }
 
 impl<C: Channel> DealerFeed<C> {
-    /// Party 1's feed over `ch`, a connection to the dealer past its seed (for tests and
+    /// A party's feed over `ch`, a connection to the dealer past its seed (for tests and
     /// fuzzing over an in-memory channel).
     pub fn over(ch: C) -> Self {
         DealerFeed {
@@ -333,14 +421,16 @@ impl<C: Channel> DealerFeed<C> {
     fn send_request(&mut self, req: Request, counter: u64) -> io::Result<()> {
         let (kind, p) = encode(req);
         let mut b = Vec::with_capacity(34);
-        b.push(1);
+        b.push(REQUEST);
         b.extend_from_slice(&counter.to_le_bytes());
         b.push(kind);
         p.iter().for_each(|w| b.extend_from_slice(&w.to_le_bytes()));
         self.ch.write_all(&b)
     }
 
-    fn ask(&mut self, req: Request, counter: u64) -> io::Result<Result<Vec<u64>, String>> {
+    /// The reply's bytes to `req` (numbered `counter`): what the dealer sent, of the
+    /// length the request implies, or the dealer's refusal.
+    fn ask(&mut self, req: Request, counter: u64) -> io::Result<Result<Vec<u8>, String>> {
         match self.ahead.pop_front() {
             Some((r, k)) if (r, k) == (req, counter) => {}
             Some((r, k)) => {
@@ -356,7 +446,7 @@ impl<C: Channel> DealerFeed<C> {
         self.read_reply(req)
     }
 
-    fn read_reply(&mut self, req: Request) -> io::Result<Result<Vec<u64>, String>> {
+    fn read_reply(&mut self, req: Request) -> io::Result<Result<Vec<u8>, String>> {
         let mut status = [0u8; 1];
         self.ch.read_exact(&mut status)?;
         if status[0] != 0 {
@@ -367,20 +457,45 @@ impl<C: Channel> DealerFeed<C> {
             self.ch.read_exact(&mut msg)?;
             return Ok(Err(String::from_utf8_lossy(&msg).into_owned()));
         }
+        // Keys are counted in bytes, corrections in words.
+        let (count, unit, what) = match req.key_bytes() {
+            0 => (req.correction_words(), 8, "words"),
+            b => (b, 1, "bytes"),
+        };
         let mut wb = [0u8; 8];
         self.ch.read_exact(&mut wb)?;
-        let words = u64::from_le_bytes(wb);
-        if words != req.correction_words() as u64 {
+        let got = u64::from_le_bytes(wb);
+        if got != count as u64 {
             return Ok(Err(format!(
-                "dealer announced {words} words, expected {}",
-                req.correction_words()
+                "dealer announced {got} {what}, expected {count}"
             )));
         }
-        let mut body = vec![0u8; 8 * req.correction_words()];
+        let mut body = vec![0u8; unit * count];
         self.ch.read_exact(&mut body)?;
-        let mut out = vec![0u64; req.correction_words()];
-        super::wire::parse_words(&body, &mut out);
-        Ok(Ok(out))
+        Ok(Ok(body))
+    }
+
+    /// [`DealerFeed::ask`] with the feed's failure handling: a refusal or a broken
+    /// connection fails this request and every later one.
+    fn fetch(&mut self, req: Request, counter: u64) -> Result<Vec<u8>, MpcError> {
+        let fail = |reason: String| MpcError::Dealer {
+            what: req.what(),
+            reason,
+        };
+        if self.failed {
+            return Err(fail("the connection to the dealer failed earlier".into()));
+        }
+        match self.ask(req, counter) {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(why)) => {
+                self.failed = true;
+                Err(fail(why))
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(fail(e.to_string()))
+            }
+        }
     }
 }
 
@@ -431,24 +546,14 @@ impl<C: Channel + Send> CorrectionFeed for DealerFeed<C> {
     }
 
     fn correction(&mut self, req: Request, counter: u64) -> Result<Vec<u64>, MpcError> {
-        let fail = |reason: String| MpcError::Dealer {
-            what: req.what(),
-            reason,
-        };
-        if self.failed {
-            return Err(fail("the connection to the dealer failed earlier".into()));
-        }
-        match self.ask(req, counter) {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(why)) => {
-                self.failed = true;
-                Err(fail(why))
-            }
-            Err(e) => {
-                self.failed = true;
-                Err(fail(e.to_string()))
-            }
-        }
+        let body = self.fetch(req, counter)?;
+        let mut out = vec![0u64; body.len() / 8];
+        super::wire::parse_words(&body, &mut out);
+        Ok(out)
+    }
+
+    fn keys(&mut self, req: Request, counter: u64) -> Result<Vec<u8>, MpcError> {
+        self.fetch(req, counter)
     }
 }
 
@@ -475,8 +580,9 @@ pub struct DealerLink {
 }
 
 /// Connects `me` (a party) to the dealer at `addr`, receives the seed and returns the
-/// party's correlations: party 0's from its seed alone (the connection is closed),
-/// party 1's fed by a [`DealerFeed`] on the same connection.
+/// party's correlations: party 1's fed by a [`DealerFeed`] on the same connection; party
+/// 0's from its seed alone with the adder `comparison` (the dealer is released and the
+/// connection closed), or with FSS keys from a [`DealerFeed`] with [`Comparison::Fss`].
 ///
 /// # Errors
 /// Connection set-up, or the dealer closing before sending the seed.
@@ -484,6 +590,7 @@ pub fn connect_dealer(
     addr: &str,
     me: &Identity,
     cfg: &NetConfig,
+    comparison: Comparison,
 ) -> Result<(SeededCorrelations, DealerLink), DealerError> {
     let party = match me.role {
         Role::Party(p) => p,
@@ -502,9 +609,17 @@ pub fn connect_dealer(
         seed_wire: ch.wire_bytes(),
         fixed_seed: flags[0] & 1 == 1,
     };
-    let feed: Option<Box<dyn CorrectionFeed>> = match party {
-        PartyId::P0 => None,
-        PartyId::P1 => Some(Box::new(DealerFeed::over(ch))),
+    let feed: Option<Box<dyn CorrectionFeed>> = match (party, comparison) {
+        (PartyId::P0, Comparison::A2b) => {
+            ch.write_all(&[RELEASE])
+                .and_then(|()| ch.flush())
+                .map_err(|source| DealerError::Io {
+                    peer: Role::Dealer,
+                    source,
+                })?;
+            None
+        }
+        _ => Some(Box::new(DealerFeed::over(ch))),
     };
     Ok((SeededCorrelations::new(party, seed, feed), link))
 }
@@ -524,7 +639,7 @@ mod tests {
         let seeds = [PartyId::P0, PartyId::P1].map(|p| dealer.party_seed(p));
         let [mut r0, mut r1] = dealer.correlations();
         let mut s0 = SeededCorrelations::new(PartyId::P0, seeds[0], None);
-        let mut s1 = SeededCorrelations::new(PartyId::P1, seeds[1], Some(Box::new(dealer)));
+        let mut s1 = SeededCorrelations::new(PartyId::P1, seeds[1], Some(dealer.feed(PartyId::P1)));
         let (a0, a1) = (r0.beaver(5).unwrap(), r1.beaver(5).unwrap());
         let (b0, b1) = (s0.beaver(5).unwrap(), s1.beaver(5).unwrap());
         assert_eq!((a0.a, a0.c, a1.a, a1.c), (b0.a, b0.c, b1.a, b1.c));
@@ -542,6 +657,8 @@ mod tests {
             Request::Trunc { n: 5, bits: 16 },
             Request::And { words: 3 },
             Request::Bits { words: 2 },
+            Request::Drelu { n: 9, m: 64 },
+            Request::Drelu { n: 1, m: 2 },
         ];
         for r in reqs {
             let (k, p) = encode(r);
@@ -551,5 +668,38 @@ mod tests {
         assert!(decode(1, [1 << 15, 1 << 15, 1], 1 << 20).is_err());
         assert!(decode(2, [4, 63, 0], 1 << 20).is_err());
         assert!(decode(9, [1, 0, 0], 1 << 20).is_err());
+        // Keys: width 2..=64, and their bytes within the frame limit.
+        assert!(decode(5, [1, 1, 0], 1 << 20).is_err());
+        assert!(decode(5, [1, 65, 0], 1 << 20).is_err());
+        assert!(decode(5, [u64::MAX, 64, 0], 1 << 20).is_err());
+        let fit = (8 << 20) / DreluKey::size(64) as u64;
+        assert!(decode(5, [fit, 64, 0], 1 << 20).is_ok());
+        assert!(decode(5, [fit + 1, 64, 0], 1 << 20).is_err());
+    }
+
+    #[test]
+    fn party_zero_asks_for_keys_only_and_never_for_a_counter_twice() {
+        let (req, k) = (Request::Drelu { n: 2, m: 64 }, 7u64);
+        let wire = |req: Request, k: u64| {
+            let (kind, p) = encode(req);
+            let mut b = [0u8; REQUEST_LEN];
+            b[..8].copy_from_slice(&k.to_le_bytes());
+            b[8] = kind;
+            for (i, w) in p.iter().enumerate() {
+                b[9 + 8 * i..17 + 8 * i].copy_from_slice(&w.to_le_bytes());
+            }
+            b
+        };
+        let p0 = |b: &[u8; REQUEST_LEN], next| parse_request_of(PartyId::P0, b, next, 1 << 20);
+        assert_eq!(p0(&wire(req, k), 3), Ok((req, k)));
+        assert_eq!(p0(&wire(req, k), 7), Ok((req, k)));
+        // The counter after the last one served: an earlier (or the same) one is refused.
+        assert!(p0(&wire(req, k), 8).unwrap_err().contains("at least 8"));
+        let e = p0(&wire(Request::Beaver { n: 2 }, k), 0).unwrap_err();
+        assert!(e.contains("expands from its seed"), "{e}");
+        // Party 1: exactly the next counter, any kind.
+        let p1 = |b: &[u8; REQUEST_LEN], next| parse_request_of(PartyId::P1, b, next, 1 << 20);
+        assert_eq!(p1(&wire(req, k), 7), Ok((req, k)));
+        assert!(p1(&wire(req, k), 3).is_err());
     }
 }

@@ -35,7 +35,8 @@
 //! | `mul` (Beaver) | 1 | 16 |
 //! | `matmul` `m x k` by `k x n` | 1 | `8 (mk + kn)` per product |
 //! | `shift_right` / `rescale` | 1 | 8 |
-//! | `is_negative` | 8 | 45.375 |
+//! | `is_negative` (`a2b`) | 8 | 45.375 |
+//! | `is_negative` (`fss`) | 1 | 8 |
 //! | `select` | 1 | 16 |
 //! | ReLU, ReLU backward, max of two | 9 | 61.375 |
 //! | hard tanh (`clamp`) | 10 | 122.75 |
@@ -54,8 +55,16 @@
 //! ([`Engine::shift_right_chunks`]): softmax with pwl4 measures 55 rounds (129 when each
 //! amount was its own round) and, for 10 columns, about 790 bytes per element per party
 //! (the tests print it).
+//!
+//! # Comparison
+//! [`Comparison::A2b`] (the default) computes `is_negative` with the adder above;
+//! [`Comparison::Fss`] with the dealer's DReLU keys ([`super::comparison`]): one round
+//! and 8 bytes per element, but a 1613-byte key per element to each party offline.
+//! Every composite built on comparisons then costs one round per comparison level
+//! instead of eight (ReLU and max of two: 2 rounds, 24 bytes).
 
 use super::channel::{Channel, Traffic};
+use super::comparison::{self, Comparison};
 use super::dealer::{Correlations, OfflineStats};
 use super::protocols::{self, Link};
 use super::wire;
@@ -86,6 +95,7 @@ pub struct Mpc<C, R> {
     corr: R,
     fx: Fixed,
     trunc: Truncation,
+    comparison: Comparison,
     gemm: MatmulFn<Z64>,
     saturated: Cell<u64>,
 }
@@ -101,14 +111,15 @@ impl<C: Channel, R: Correlations> Mpc<C, R> {
     }
 
     /// `party`'s engine with `f` fractional bits, talking to the peer over `chan` and
-    /// drawing correlated randomness from `corr`. Dealer-assisted truncation and the
-    /// host's blocked GEMM for local products.
+    /// drawing correlated randomness from `corr`. Dealer-assisted truncation, the adder
+    /// comparison and the host's blocked GEMM for local products.
     pub fn new(party: PartyId, f: FracBits, chan: C, corr: R) -> Self {
         Mpc {
             link: Link::new(party, chan),
             corr,
             fx: Fixed::with(f),
             trunc: Truncation::default(),
+            comparison: Comparison::default(),
             gemm: matmul_z64,
             saturated: Cell::new(0),
         }
@@ -118,6 +129,17 @@ impl<C: Channel, R: Correlations> Mpc<C, R> {
     pub fn with_truncation(mut self, trunc: Truncation) -> Self {
         self.trunc = trunc;
         self
+    }
+
+    /// Uses `comparison` for every [`Engine::is_negative`] (both parties must agree).
+    pub fn with_comparison(mut self, comparison: Comparison) -> Self {
+        self.comparison = comparison;
+        self
+    }
+
+    /// The comparison protocol in use.
+    pub fn comparison(&self) -> Comparison {
+        self.comparison
     }
 
     /// Uses `gemm` for the local matrix products.
@@ -339,7 +361,10 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
     }
 
     fn is_negative(&mut self, x: &[Z64], out: &mut [Z64]) -> Result<(), MpcError> {
-        protocols::is_negative(&mut self.link, &mut self.corr, x, out)
+        match self.comparison {
+            Comparison::A2b => protocols::is_negative(&mut self.link, &mut self.corr, x, out),
+            Comparison::Fss => comparison::is_negative_fss(&mut self.link, &mut self.corr, x, out),
+        }
     }
 
     fn select(

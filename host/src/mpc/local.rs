@@ -6,6 +6,7 @@
 //! as two servers would run the same program.
 
 use super::channel::MemChannel;
+use super::comparison::Comparison;
 use super::dealer::{Dealer, Seed, SeededCorrelations};
 use super::engine::{Mpc, Truncation};
 use super::PartyId;
@@ -24,15 +25,19 @@ pub struct LocalConfig {
     pub dealer_seed: Option<Seed>,
     /// The truncation protocol.
     pub truncation: Truncation,
+    /// The comparison protocol.
+    pub comparison: Comparison,
 }
 
 impl LocalConfig {
-    /// `f` fractional bits, an OS-seeded dealer, dealer-assisted truncation.
+    /// `f` fractional bits, an OS-seeded dealer, dealer-assisted truncation, the adder
+    /// comparison.
     pub fn new(frac_bits: FracBits) -> Self {
         LocalConfig {
             frac_bits,
             dealer_seed: None,
             truncation: Truncation::default(),
+            comparison: Comparison::default(),
         }
     }
 }
@@ -61,8 +66,9 @@ where
     std::thread::scope(|s| {
         let run = move |party, ch, corr| {
             move || {
-                let mut e =
-                    Mpc::new(party, cfg.frac_bits, ch, corr).with_truncation(cfg.truncation);
+                let mut e = Mpc::new(party, cfg.frac_bits, ch, corr)
+                    .with_truncation(cfg.truncation)
+                    .with_comparison(cfg.comparison);
                 body(&mut e)
             }
         };

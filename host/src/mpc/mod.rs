@@ -18,6 +18,8 @@
 //!   its trust assumption.
 //! - [`protocols`]: the protocols themselves, each with `# Security` and
 //!   `# Communication`.
+//! - [`comparison`]: the choice of comparison protocol ([`Comparison`]: the adder of
+//!   [`protocols`] or the FSS gate) and the FSS comparison on shares.
 //! - [`engine`]: [`Mpc`], the [`Engine`](ringnn_core::Engine) implementation.
 //! - [`fss`]: function secret sharing from the dealer: a distributed comparison function
 //!   on fixed-key AES, and the sign and ReLU gates on masked inputs built on it.
@@ -53,6 +55,7 @@
 
 pub mod accept;
 pub mod channel;
+pub mod comparison;
 pub mod dealer;
 pub mod dealer_server;
 pub mod engine;
@@ -74,6 +77,7 @@ pub mod wire;
 mod tests;
 
 pub use channel::{Channel, MemChannel, Tracked, Traffic};
+pub use comparison::Comparison;
 pub use dealer::{Correlations, Dealer, OfflineStats, SeededCorrelations};
 pub use engine::{Mpc, Truncation};
 pub use keys::{keygen, Role};

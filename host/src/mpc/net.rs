@@ -75,8 +75,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The protocol version in every handshake frame.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version in every handshake frame: 2 adds the FSS comparison (its frame
+/// tag, and party 0's messages to the dealer: a release, or its key requests).
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The first bytes of a handshake frame.
 pub const MAGIC: [u8; 4] = *b"RGNN";
 /// Length of the handshake frame's payload.

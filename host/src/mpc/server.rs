@@ -24,6 +24,7 @@
 //!   for tests and measurements, not a deployment (one machine sees everything).
 
 use super::channel::Channel;
+use super::comparison::Comparison;
 use super::dealer_server::connect_dealer;
 use super::engine::Mpc;
 pub use super::job::{parse_shares, read_shares, write_shares};
@@ -227,7 +228,8 @@ pub fn run_server_on(
             ),
         });
     }
-    let (corr, _) = connect_dealer(&cfg.dealer, &me, &cfg.net)?;
+    // The fixed demonstration job compares with the adder.
+    let (corr, _) = connect_dealer(&cfg.dealer, &me, &cfg.net, Comparison::A2b)?;
     let peer = Role::Party(cfg.party.peer());
     let ch = match (&cfg.link, listener) {
         (PeerLink::Listen(_), Some(l)) => super::accept::accept(&l, &me, &[peer], &cfg.net)?,

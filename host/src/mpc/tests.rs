@@ -31,32 +31,32 @@ use ringnn_core::softmax::{
 use ringnn_core::{Engine, Fixed, Plain, Z64};
 use std::sync::Arc;
 
-const F: u32 = 16;
+pub(super) const F: u32 = 16;
 
 fn fx() -> Fixed {
     Fixed::new(F).unwrap()
 }
 
-fn config(seed: u8) -> LocalConfig {
+pub(super) fn config(seed: u8) -> LocalConfig {
     LocalConfig {
-        frac_bits: FracBits::new(F).unwrap(),
         dealer_seed: Some([seed; 32]),
         truncation: Truncation::Dealer,
+        ..LocalConfig::new(FracBits::new(F).unwrap())
     }
 }
 
-fn enc(xs: &[f64]) -> Vec<Z64> {
+pub(super) fn enc(xs: &[f64]) -> Vec<Z64> {
     xs.iter().map(|&v| fx().encode(v).unwrap()).collect()
 }
 
-fn uniform(rng: &mut ChaCha20Rng, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+pub(super) fn uniform(rng: &mut ChaCha20Rng, n: usize, lo: f64, hi: f64) -> Vec<f64> {
     (0..n).map(|_| rng.random_range(lo..hi)).collect()
 }
 
-type Outputs = Vec<Vec<Z64>>;
+pub(super) type Outputs = Vec<Vec<Z64>>;
 
 /// One test body, run on any engine over `Z64`.
-trait Case: Sync {
+pub(super) trait Case: Sync {
     fn run<E: Engine<Elem = Z64, Public = Z64>>(
         &self,
         e: &mut E,
@@ -66,7 +66,7 @@ trait Case: Sync {
 
 /// Shares the inputs (each party gets its shares), runs `case` on both parties and
 /// reconstructs every output.
-fn on_mpc<C: Case>(cfg: &LocalConfig, case: &C, inputs: &[Vec<Z64>]) -> Outputs {
+pub(super) fn on_mpc<C: Case>(cfg: &LocalConfig, case: &C, inputs: &[Vec<Z64>]) -> Outputs {
     let mut rng = ChaCha20Rng::seed_from_u64(0x5ead);
     let shares: Vec<[Vec<Z64>; 2]> = inputs.iter().map(|v| share(v, &mut rng)).collect();
     let [o0, o1] = run_in_process(cfg, |e: &mut LocalMpc| {
@@ -77,7 +77,7 @@ fn on_mpc<C: Case>(cfg: &LocalConfig, case: &C, inputs: &[Vec<Z64>]) -> Outputs 
     o0.iter().zip(&o1).map(|(a, b)| reconstruct(a, b)).collect()
 }
 
-fn on_plain<C: Case>(case: &C, inputs: &[Vec<Z64>]) -> Outputs {
+pub(super) fn on_plain<C: Case>(case: &C, inputs: &[Vec<Z64>]) -> Outputs {
     let mut p = Plain::with_frac_bits(F).unwrap();
     match case.run(&mut p, inputs) {
         Ok(o) => o,
@@ -110,7 +110,7 @@ fn assert_within(plain: &[Z64], mpc: &[Z64], tol: impl Fn(usize) -> i64, what: &
 
 macro_rules! case {
     ($name:ident, |$e:ident, $x:ident| $body:block) => {
-        struct $name;
+        pub(super) struct $name;
         impl Case for $name {
             fn run<E: Engine<Elem = Z64, Public = Z64>>(
                 &self,
@@ -824,7 +824,7 @@ case!(Mixed, |e, x| {
 });
 
 /// Party 1's received payload words (frame headers, which are public, dropped).
-fn payload_words(view: &[u8]) -> Vec<u64> {
+pub(super) fn payload_words(view: &[u8]) -> Vec<u64> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < view.len() {
@@ -880,7 +880,7 @@ fn party_one_view_does_not_depend_on_the_inputs() {
 }
 
 /// Every bit position of `words` is 1 about half the time (|z| < 6).
-fn assert_balanced(name: &str, words: &[u64]) {
+pub(super) fn assert_balanced(name: &str, words: &[u64]) {
     let total = words.len() as f64;
     for bit in 0..64 {
         let ones = words.iter().filter(|&&x| (x >> bit) & 1 == 1).count() as f64;
@@ -894,7 +894,7 @@ fn assert_balanced(name: &str, words: &[u64]) {
 
 /// Chi-square of the two byte histograms of `a` and `b` (255 degrees of freedom: the
 /// 0.0001 tail starts near 347).
-fn byte_chi2(a: &[u64], b: &[u64]) -> f64 {
+pub(super) fn byte_chi2(a: &[u64], b: &[u64]) -> f64 {
     let hist = |w: &[u64]| {
         let mut h = [0f64; 256];
         for x in w {
@@ -951,7 +951,7 @@ case!(Everything, |e, x| {
 });
 
 /// A view's messages: each frame's tag and payload words.
-fn messages(view: &[u8]) -> Vec<(u32, Vec<u64>)> {
+pub(super) fn messages(view: &[u8]) -> Vec<(u32, Vec<u64>)> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < view.len() {
@@ -972,7 +972,7 @@ fn messages(view: &[u8]) -> Vec<(u32, Vec<u64>)> {
 /// The values opened in a run, from both parties' views: each party receives the other's
 /// masked share, so the two views' words at one position add up (XOR for bit words) to
 /// the opened value `secret - mask`.
-fn opened_values(view0: &[u8], view1: &[u8]) -> Vec<u64> {
+pub(super) fn opened_values(view0: &[u8], view1: &[u8]) -> Vec<u64> {
     let (m0, m1) = (messages(view0), messages(view1));
     assert_eq!(m0.len(), m1.len(), "both parties exchange every message");
     let mut out = Vec::new();
@@ -989,16 +989,21 @@ fn opened_values(view0: &[u8], view1: &[u8]) -> Vec<u64> {
 }
 
 /// Both parties' views of [`Everything`] on `n` copies of `v`, over `runs` runs with
-/// fresh dealer seeds and fresh sharing randomness: `[party 0's, party 1's]` received
-/// words, and the values opened in each run.
-fn views_of_everything(v: f64, n: usize, runs: u8) -> ([Vec<u64>; 2], Vec<Vec<u64>>) {
+/// fresh dealer seeds (`cfg` of 150, 151, ...) and fresh sharing randomness: `[party
+/// 0's, party 1's]` received words, and the values opened in each run.
+pub(super) fn views_of_everything(
+    cfg: fn(u8) -> LocalConfig,
+    v: f64,
+    n: usize,
+    runs: u8,
+) -> ([Vec<u64>; 2], Vec<Vec<u64>>) {
     let x = enc(&vec![v; n]);
     let mut all = [Vec::new(), Vec::new()];
     let mut opened = Vec::new();
     for run in 0..runs {
         let mut rng = ChaCha20Rng::seed_from_u64(5000 + run as u64 + (v.to_bits() << 8));
         let shares = share(&x, &mut rng);
-        let views = run_in_process(&config(150 + run), |e: &mut LocalMpc| {
+        let views = run_in_process(&cfg(150 + run), |e: &mut LocalMpc| {
             e.record_view();
             let mine = vec![shares[e.party().index()].clone()];
             Everything.run(e, &mine).expect("run failed");
@@ -1022,9 +1027,15 @@ fn views_of_everything(v: f64, n: usize, runs: u8) -> ([Vec<u64>; 2], Vec<Vec<u6
 /// a value opened without one).
 #[test]
 fn both_views_of_every_protocol_are_uniform_and_never_repeat_a_mask() {
+    views_are_uniform_and_never_repeat_a_mask(config);
+}
+
+/// The body of [`both_views_of_every_protocol_are_uniform_and_never_repeat_a_mask`] with
+/// the engines of `cfg`.
+pub(super) fn views_are_uniform_and_never_repeat_a_mask(cfg: fn(u8) -> LocalConfig) {
     let (n, runs) = (1024, 2);
-    let (zero, opened_zero) = views_of_everything(0.0, n, runs);
-    let (other, opened_other) = views_of_everything(-3.25, n, runs);
+    let (zero, opened_zero) = views_of_everything(cfg, 0.0, n, runs);
+    let (other, opened_other) = views_of_everything(cfg, -3.25, n, runs);
     for (name, run) in opened_zero
         .iter()
         .map(|o| ("zero", o))

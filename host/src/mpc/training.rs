@@ -243,7 +243,7 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
             _ => {}
         }
     }
-    let (corr, link) = connect_dealer(&cfg.dealer, &me, &cfg.net)?;
+    let (corr, link) = connect_dealer(&cfg.dealer, &me, &cfg.net, tc.comparison)?;
     if cfg.resume && link.fixed_seed {
         return Err(ServerError::Config(format!(
             "the dealer at {} runs with a fixed seed (--insecure-dealer-seed): resuming would mask new values with masks it already used; restart the dealer without it",
@@ -258,7 +258,7 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
             return Err(ServerError::Config("listen link without a listener".into()))
         }
     };
-    let mut e = Mpc::new(cfg.party, tc.frac_bits, ch, corr);
+    let mut e = Mpc::new(cfg.party, tc.frac_bits, ch, corr).with_comparison(tc.comparison);
     let mut take = |i: usize| std::mem::take(&mut shares[i]);
     let data = TrainData {
         x: take(0),
@@ -561,7 +561,7 @@ mod tests {
     use crate::mpc::local::{run_in_process, LocalConfig};
     use crate::mpc::net::SessionId;
     use crate::mpc::{reconstruct, share};
-    use crate::mpc::{MemChannel, MpcError};
+    use crate::mpc::{Comparison, MemChannel, MpcError};
     use rand::SeedableRng;
     use rand_chacha::ChaCha20Rng;
     use ringnn_core::Plain;
@@ -607,17 +607,52 @@ mod tests {
 
     #[test]
     fn a_lenet_training_step_on_shares_matches_plain() {
-        step_on_shares_matches_plain("lenet", 4);
+        step_on_shares_matches_plain("lenet", 4, Comparison::A2b);
     }
 
     #[test]
     fn a_resnet20_training_step_on_shares_matches_plain() {
         // Batch normalisation (statistics, the fixed-point inverse square root), residual
         // blocks and global average pooling on shares.
-        step_on_shares_matches_plain("resnet20", 8);
+        step_on_shares_matches_plain("resnet20", 8, Comparison::A2b);
     }
 
-    fn step_on_shares_matches_plain(model: &str, b: usize) {
+    /// With the FSS comparison, a whole step (ReLU, max pooling, the softmax's
+    /// max-of-lines and reciprocal, their backward passes) is within the same bounds of
+    /// Plain as with the adder. Comparisons are exact under both, so the two runs differ
+    /// only by the truncations' stochastic rounding (the dealer's truncation masks sit at
+    /// other request counters): the probabilities and parameters of one are within twice
+    /// the bounds of the other's.
+    #[test]
+    fn a_training_step_with_the_fss_comparison_matches_plain_and_the_adder() {
+        for (model, b) in [("mlp", 8), ("lenet", 4)] {
+            let (p_a, w_a, tol) = step_on_shares_matches_plain(model, b, Comparison::A2b);
+            let (p_f, w_f, _) = step_on_shares_matches_plain(model, b, Comparison::Fss);
+            let ulp = |a: &[Z64], b: &[Z64]| {
+                a.iter()
+                    .zip(b)
+                    .map(|(&u, &v)| (u - v).to_signed().abs())
+                    .max()
+                    .unwrap()
+            };
+            let (dp, dw) = (ulp(&p_a, &p_f), ulp(&w_a, &w_f));
+            eprintln!("{model}: fss vs a2b: probabilities {dp} ulp, parameters {dw} ulp");
+            assert!(
+                dp <= 32,
+                "{model}: fss and a2b probabilities differ by {dp} ulp"
+            );
+            assert!(dw <= 2 * tol, "{model}: parameters differ by {dw} ulp");
+        }
+    }
+
+    /// One step of `model` at batch `b` on shares with `comparison`, checked against
+    /// Plain; returns the reconstructed probabilities and parameters, and the parameters'
+    /// tolerance.
+    fn step_on_shares_matches_plain(
+        model: &str,
+        b: usize,
+        comparison: Comparison,
+    ) -> (Vec<Z64>, Vec<Z64>, i64) {
         let (_, tc, net) = job(model, b, b);
         let [x, y, p0, b0] = plain_inputs(&net, b);
         // Plain: one step.
@@ -654,6 +689,7 @@ mod tests {
         // 3-8 and 144-320 ulp. With OS randomness ResNet-20 once exceeded 525.
         let mut lc = LocalConfig::new(tc.frac_bits);
         lc.dealer_seed = Some([1; 32]);
+        lc.comparison = comparison;
         let out = run_in_process(&lc, |e| {
             let i = e.party().index();
             let mut t = Trainer::new(&tc, &net, 1, ps[i].clone(), bs[i].clone()).unwrap();
@@ -671,7 +707,8 @@ mod tests {
         };
         let (dp, dw) = (ulp(&probs, &probs_plain), ulp(&params, &tp.params));
         eprintln!(
-            "{model} step: probabilities within {dp} ulp, parameters within {dw} ulp of Plain"
+            "{model} step ({comparison}): probabilities within {dp} ulp, parameters within \
+             {dw} ulp of Plain"
         );
         // Every truncation may differ by one ulp (stochastic vs nearest rounding). How far
         // that carries depends on the network's conditioning, measured above by moving
@@ -686,6 +723,7 @@ mod tests {
             "{model}: parameters differ by {dw} ulp (tolerance {tol})"
         );
         assert!(params != p0, "the step changed nothing");
+        (probs, params, tol)
     }
 
     #[test]

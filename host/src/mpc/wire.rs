@@ -27,6 +27,8 @@ pub enum Tag {
     Open = 6,
     /// The servers' handshake before a job: protocol version, job digest, checkpoints.
     Hello = 7,
+    /// An FSS gate's input masked by the dealer's fresh mask (`x + r_in`).
+    MaskedInput = 8,
 }
 
 /// A frame header.

@@ -6,6 +6,7 @@
 //! [`Display`] as the command line spells it; the kernel's approximations and gradient
 //! modes go by their `parse` and `name`.
 
+use crate::mpc::comparison::Comparison;
 use ringnn_core::approx::{ExpApprox, SigmoidApprox, TanhApprox};
 use ringnn_core::optim::Schedule;
 use ringnn_core::softmax::GradMode;
@@ -327,6 +328,9 @@ pub struct TrainConfig {
     /// Two-party runs: derive the dealer's randomness from this number (tests only:
     /// whoever knows it can unmask every message).
     pub insecure_dealer_seed: Option<u64>,
+    /// Two-party runs: the comparison protocol (`a2b`, the default, or `fss`). The
+    /// results are the same; the cost is not.
+    pub comparison: Comparison,
 }
 
 impl Default for TrainConfig {
@@ -357,6 +361,7 @@ impl Default for TrainConfig {
             resume: false,
             progress: false,
             insecure_dealer_seed: None,
+            comparison: Comparison::A2b,
         }
     }
 }
@@ -401,6 +406,16 @@ impl TrainConfig {
         if self.engine != EngineKind::Mpc {
             if self.insecure_dealer_seed.is_some() {
                 return Err(value("insecure-dealer-seed", "is for --engine mpc"));
+            }
+            if self.comparison != Comparison::A2b {
+                return Err(value(
+                    "comparison",
+                    format!(
+                        "{} is a two-party protocol: it is for --engine mpc (plain and float \
+                         compare in the clear)",
+                        self.comparison
+                    ),
+                ));
             }
             return Ok(());
         }
@@ -486,6 +501,10 @@ struct ConfigFile {
     seed: u64,
     train_limit: Option<usize>,
     test_limit: Option<usize>,
+    /// Absent for `a2b`, so that job files of earlier versions (which had no such field)
+    /// read as `a2b` and an `a2b` job's file, hence its digest, is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    comparison: Option<String>,
 }
 
 impl From<TrainConfig> for ConfigFile {
@@ -509,6 +528,7 @@ impl From<TrainConfig> for ConfigFile {
             seed: c.seed,
             train_limit: c.train_limit,
             test_limit: c.test_limit,
+            comparison: (c.comparison != Comparison::A2b).then(|| c.comparison.to_string()),
         }
     }
 }
@@ -586,6 +606,12 @@ impl TryFrom<ConfigFile> for TrainConfig {
             schedule: &f.schedule,
         }
         .apply(&mut cfg)?;
+        if let Some(c) = &f.comparison {
+            cfg.comparison = c.parse().map_err(|message| ConfigError::Name {
+                flag: "comparison",
+                message,
+            })?;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -652,6 +678,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--model: unknown model 'lenet7'"), "{e}");
+    }
+
+    #[test]
+    fn the_comparison_is_written_only_when_it_is_not_the_default() {
+        let a2b = TrainConfig {
+            engine: EngineKind::Mpc,
+            ..TrainConfig::default()
+        };
+        let text = serde_json::to_string(&a2b).unwrap();
+        // An a2b file is the file of earlier versions, which read as a2b.
+        assert!(!text.contains("comparison"), "{text}");
+        assert_eq!(serde_json::from_str::<TrainConfig>(&text).unwrap(), a2b);
+        let fss = TrainConfig {
+            comparison: Comparison::Fss,
+            ..a2b.clone()
+        };
+        let text = serde_json::to_string(&fss).unwrap();
+        assert!(text.contains("\"comparison\":\"fss\""), "{text}");
+        assert_eq!(serde_json::from_str::<TrainConfig>(&text).unwrap(), fss);
+        let e = serde_json::from_str::<TrainConfig>(&text.replace("\"fss\"", "\"gc\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--comparison: unknown comparison 'gc'"), "{e}");
+        // Only the two-party engine has a comparison protocol to choose.
+        let plain = TrainConfig {
+            engine: EngineKind::Plain,
+            ..fss
+        };
+        let e = plain.validate().unwrap_err().to_string();
+        assert!(e.starts_with("--comparison"), "{e}");
     }
 
     #[test]

@@ -491,6 +491,7 @@ mod tests {
             resume: false,
             progress: false,
             insecure_dealer_seed: None,
+            comparison: Default::default(),
         }
     }
 

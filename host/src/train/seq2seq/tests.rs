@@ -39,6 +39,7 @@ fn config(engine: EngineKind, f: u32) -> TrainConfig {
         resume: false,
         progress: false,
         insecure_dealer_seed: None,
+        comparison: Default::default(),
     }
 }
 

@@ -12,11 +12,17 @@
 //!
 //! # PRG seeds
 //! The dealer gives party 0 a 32-byte seed once; party 0 expands all its material from it
-//! (a ChaCha20 stream per request) and receives nothing else. Party 1 gets its own seed,
+//! (a ChaCha20 stream per request) and receives nothing else (but FSS keys, below). Party 1 gets its own seed,
 //! expands the uniformly random parts (`a`, `b`, `r`, `u`, `v`, ...) from it, and receives
 //! only the *correction*: the one share that must make the correlation hold (`c1 = (a0 +
 //! a1)(b0 + b1) - c0`, etc.). This cuts the offline traffic to a third of a Beaver triple
 //! and to one of three words of an AND triple. [`OfflineStats`] counts it.
+//!
+//! FSS keys are the exception: a DCF key pair is built from both root seeds and the
+//! mask, and its correction words are shared by the two keys, so neither key follows
+//! from a seed the party holds. The mask itself still comes from the seeds (`r_in = r0 +
+//! r1`, each party's share from its own stream); the dealer sends *each* party its
+//! keys, so party 0 too receives material for these requests ([`CorrectionFeed::keys`]).
 //!
 //! # Staying in step without the dealer talking back
 //! Request number `k` of a party uses ChaCha20 stream `k` of its seed. Both parties run
@@ -24,7 +30,10 @@
 //! program structure), so they consume matching material. The dealer computes party 1's
 //! corrections in the same order: in one process it is called through
 //! [`CorrectionFeed`]; as its own process it runs the same request sequence (or reads it
-//! from party 1, which reveals only public shapes) and streams the corrections.
+//! from party 1, which reveals only public shapes) and streams the corrections. Key
+//! pairs are regenerated for each party from a third seed that only the dealer holds
+//! and the request counter ([`Dealer::keys`]), so the two parties' keys match without
+//! the dealer keeping state between the two connections.
 //!
 //! # Security
 //! Trust assumption: the dealer is semi-honest and colludes with neither server. It
@@ -35,6 +44,7 @@
 //! server sends. Each party's material alone is uniform (its seed is independent of the
 //! other party's), so one server learns nothing from it. Seeds are never logged.
 
+use super::fss::DreluKey;
 use super::{MpcError, PartyId};
 use crate::gemm::matmul_z64;
 use rand::{RngCore, SeedableRng};
@@ -42,6 +52,9 @@ use rand_chacha::ChaCha20Rng;
 use ringnn_core::engine::MatDims;
 use ringnn_core::Z64;
 use std::sync::Arc;
+
+pub mod keys;
+pub use keys::DreluMaterial;
 
 /// A PRG seed.
 pub type Seed = [u8; 32];
@@ -80,6 +93,13 @@ pub enum Request {
         /// Number of 64-bit words.
         words: usize,
     },
+    /// `n` DReLU keys of width `m` (2..=64), with shares of their masks: see [`keys`].
+    Drelu {
+        /// Number of keys.
+        n: usize,
+        /// The gate's width.
+        m: u32,
+    },
 }
 
 impl Request {
@@ -91,6 +111,7 @@ impl Request {
             Request::Trunc { .. } => "truncation pairs",
             Request::And { .. } => "AND triples",
             Request::Bits { .. } => "random bits",
+            Request::Drelu { .. } => "DReLU keys",
         }
     }
 
@@ -102,6 +123,16 @@ impl Request {
             Request::Trunc { n, .. } => 2 * n,
             Request::And { words } => words,
             Request::Bits { words } => 64 * words,
+            Request::Drelu { .. } => 0,
+        }
+    }
+
+    /// Bytes of FSS keys each party receives (0 for every kind but keys). Saturates for
+    /// sizes no request can have.
+    pub fn key_bytes(&self) -> usize {
+        match *self {
+            Request::Drelu { n, m } => n.saturating_mul(DreluKey::size(m)),
+            _ => 0,
         }
     }
 
@@ -114,6 +145,8 @@ impl Request {
             Request::Trunc { n, .. } => 3 * n,
             Request::And { words } => 3 * words,
             Request::Bits { words } => 65 * words,
+            // The mask's share; the keys are counted by `key_bytes`.
+            Request::Drelu { n, .. } => n,
         }
     }
 }
@@ -167,7 +200,8 @@ pub struct RandomBits {
 pub struct OfflineStats {
     /// Requests served.
     pub requests: u64,
-    /// Bytes actually received: the seed plus corrections.
+    /// Bytes actually received: the seed plus corrections (party 1) and FSS keys (both
+    /// parties).
     pub bytes: u64,
     /// Bytes the same material would take written out in full (no seeds).
     pub full_bytes: u64,
@@ -201,6 +235,11 @@ pub trait Correlations: Send {
     /// # Errors
     /// The dealer could not provide them.
     fn random_bits(&mut self, words: usize) -> Result<RandomBits, MpcError>;
+    /// `n` DReLU keys of width `m` (2..=64) and this party's shares of their masks.
+    ///
+    /// # Errors
+    /// The dealer could not provide them, or sent keys that do not parse.
+    fn drelu(&mut self, n: usize, m: u32) -> Result<DreluMaterial, MpcError>;
     /// Offline traffic so far.
     fn offline(&self) -> OfflineStats;
     /// The run completed: a remote dealer is told so (see [`CorrectionFeed::finish`]).
@@ -240,14 +279,22 @@ pub trait Correlations: Send {
     }
 }
 
-/// Where party 1's corrections come from: the dealer in this process, or (later) a
-/// stream from the dealer's process.
+/// What a party receives from the dealer besides its seed: party 1's corrections, and
+/// each party's FSS keys. The dealer in this process ([`Dealer::feed`]) or a stream
+/// from the dealer's process
+/// ([`DealerFeed`](super::dealer_server::DealerFeed)).
 pub trait CorrectionFeed: Send {
-    /// The correction for request number `counter`.
+    /// The correction for request number `counter` (party 1 only).
     ///
     /// # Errors
     /// The dealer could not be reached or refused.
     fn correction(&mut self, req: Request, counter: u64) -> Result<Vec<u64>, MpcError>;
+    /// This party's FSS keys of request number `counter` ([`Request::key_bytes`] bytes,
+    /// the keys' `to_bytes` one after the other), for either party.
+    ///
+    /// # Errors
+    /// The dealer could not be reached or refused.
+    fn keys(&mut self, req: Request, counter: u64) -> Result<Vec<u8>, MpcError>;
     /// Asks for the corrections of these requests ahead of [`CorrectionFeed::correction`]
     /// (which must then come in the same order). The default does nothing.
     ///
@@ -270,6 +317,11 @@ pub trait CorrectionFeed: Send {
 /// The dealer. See the [module documentation](self).
 pub struct Dealer {
     seeds: [Seed; 2],
+    /// The seed of FSS key generation: the dealer's alone, never sent.
+    key_seed: Seed,
+    /// Keys built with the other party's and not yet asked for, by request counter and
+    /// party ([`Dealer::keys`]).
+    kept: std::sync::Mutex<std::collections::HashMap<(u64, PartyId), Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Dealer {
@@ -287,7 +339,14 @@ impl Dealer {
         let mut seeds = [[0u8; 32]; 2];
         rng.fill_bytes(&mut seeds[0]);
         rng.fill_bytes(&mut seeds[1]);
-        Dealer { seeds }
+        // Drawn after the party seeds, which stay those of earlier versions.
+        let mut key_seed = [0u8; 32];
+        rng.fill_bytes(&mut key_seed);
+        Dealer {
+            seeds,
+            key_seed,
+            kept: Default::default(),
+        }
     }
 
     /// The seed `party` receives. It is a secret of that party: send it only over that
@@ -314,10 +373,16 @@ impl Dealer {
 
     /// Both parties' sources, connected to this dealer in this process.
     pub fn correlations(self: &Arc<Self>) -> [SeededCorrelations; 2] {
-        [
-            SeededCorrelations::new(PartyId::P0, self.seeds[0], None),
-            SeededCorrelations::new(PartyId::P1, self.seeds[1], Some(Box::new(self.clone()))),
-        ]
+        [PartyId::P0, PartyId::P1]
+            .map(|p| SeededCorrelations::new(p, self.seeds[p.index()], Some(self.feed(p))))
+    }
+
+    /// `party`'s feed from this dealer in this process: corrections (party 1) and keys.
+    pub fn feed(self: &Arc<Self>, party: PartyId) -> Box<dyn CorrectionFeed> {
+        Box::new(LocalFeed {
+            dealer: self.clone(),
+            party,
+        })
     }
 
     /// Party 1's correction for request number `counter`: the dealer regenerates party
@@ -371,18 +436,40 @@ impl Dealer {
                     })
                     .collect()
             }
+            Request::Drelu { .. } => Vec::new(),
         }
     }
 }
 
-impl CorrectionFeed for Arc<Dealer> {
+/// A party's feed from the dealer in the same process.
+struct LocalFeed {
+    dealer: Arc<Dealer>,
+    party: PartyId,
+}
+
+impl CorrectionFeed for LocalFeed {
     fn correction(&mut self, req: Request, counter: u64) -> Result<Vec<u64>, MpcError> {
-        Ok(Dealer::correction(self, req, counter))
+        if self.party == PartyId::P0 {
+            return Err(MpcError::Dealer {
+                what: req.what(),
+                reason: "party 0 receives no corrections".into(),
+            });
+        }
+        Ok(self.dealer.correction(req, counter))
+    }
+
+    fn keys(&mut self, req: Request, counter: u64) -> Result<Vec<u8>, MpcError> {
+        self.dealer
+            .keys(req, counter, self.party)
+            .map_err(|reason| MpcError::Dealer {
+                what: req.what(),
+                reason,
+            })
     }
 }
 
 /// One party's seeded source of correlations: material expanded from its seed, plus
-/// (party 1) corrections from a [`CorrectionFeed`].
+/// (party 1) corrections and (both) FSS keys from a [`CorrectionFeed`].
 pub struct SeededCorrelations {
     party: PartyId,
     seed: Seed,
@@ -402,6 +489,7 @@ enum Material {
     Trunc(TruncPairs),
     And(AndTriples),
     Bits(RandomBits),
+    Drelu(DreluMaterial),
 }
 
 impl std::fmt::Debug for SeededCorrelations {
@@ -416,15 +504,15 @@ impl std::fmt::Debug for SeededCorrelations {
 }
 
 impl SeededCorrelations {
-    /// The source of `party` from its `seed`; party 1 needs a `feed` of corrections.
+    /// The source of `party` from its `seed`. Party 1 needs a `feed` (corrections);
+    /// party 0 needs one only for FSS keys: without it, a request for keys is an error.
     ///
     /// # Panics
-    /// If party 1 has no feed or party 0 has one (a wiring bug).
+    /// If party 1 has no feed (a wiring bug).
     pub fn new(party: PartyId, seed: Seed, feed: Option<Box<dyn CorrectionFeed>>) -> Self {
-        assert_eq!(
-            feed.is_some(),
-            party == PartyId::P1,
-            "exactly party 1 receives corrections"
+        assert!(
+            feed.is_some() || party == PartyId::P0,
+            "party 1 receives corrections"
         );
         SeededCorrelations {
             party,
@@ -442,34 +530,53 @@ impl SeededCorrelations {
         }
     }
 
-    /// The stream for the next request, and party 1's correction for it.
-    fn next(&mut self, req: Request) -> Result<(ChaCha20Rng, Vec<u64>), MpcError> {
+    /// The stream for the next request, party 1's correction for it, and this party's
+    /// FSS keys (bytes) for it.
+    fn next(&mut self, req: Request) -> Result<(ChaCha20Rng, Vec<u64>, Vec<u8>), MpcError> {
         let k = self.counter;
         self.counter += 1;
         if let Some(r) = self.recording.as_mut() {
             r.push(req);
         }
-        let corr = match self.feed.as_mut() {
-            Some(feed) => {
-                let c = feed.correction(req, k)?;
-                if c.len() != req.correction_words() {
-                    return Err(MpcError::Dealer {
-                        what: req.what(),
-                        reason: format!(
-                            "correction of {} words, expected {}",
-                            c.len(),
-                            req.correction_words()
-                        ),
-                    });
-                }
-                self.stats.bytes += 8 * c.len() as u64;
-                c
-            }
-            None => Vec::new(),
+        let fail = |reason: String| MpcError::Dealer {
+            what: req.what(),
+            reason,
         };
+        let mut corr = Vec::new();
+        let mut keys = Vec::new();
+        if req.key_bytes() > 0 {
+            let Some(feed) = self.feed.as_mut() else {
+                return Err(fail(format!(
+                    "{} has no connection to the dealer for FSS keys",
+                    self.party
+                )));
+            };
+            keys = feed.keys(req, k)?;
+            if keys.len() != req.key_bytes() {
+                return Err(fail(format!(
+                    "keys of {} bytes from the dealer, expected {}",
+                    keys.len(),
+                    req.key_bytes()
+                )));
+            }
+            self.stats.bytes += keys.len() as u64;
+        }
+        if let (PartyId::P1, Some(feed)) = (self.party, self.feed.as_mut()) {
+            if req.correction_words() > 0 {
+                corr = feed.correction(req, k)?;
+                if corr.len() != req.correction_words() {
+                    return Err(fail(format!(
+                        "correction of {} words, expected {}",
+                        corr.len(),
+                        req.correction_words()
+                    )));
+                }
+                self.stats.bytes += 8 * corr.len() as u64;
+            }
+        }
         self.stats.requests += 1;
-        self.stats.full_bytes += 8 * req.full_words() as u64;
-        Ok((stream(&self.seed, k), corr))
+        self.stats.full_bytes += 8 * req.full_words() as u64 + req.key_bytes() as u64;
+        Ok((stream(&self.seed, k), corr, keys))
     }
 
     /// The material of `req`: produced now, or taken from what was preloaded (which
@@ -489,7 +596,7 @@ impl SeededCorrelations {
     }
 
     fn make(&mut self, req: Request) -> Result<Material, MpcError> {
-        let (mut rng, corr) = self.next(req)?;
+        let (mut rng, corr, key_bytes) = self.next(req)?;
         let p0 = self.party == PartyId::P0;
         Ok(match req {
             Request::Beaver { n } => Material::Triples(triples(&mut rng, corr, p0, [n; 3])),
@@ -523,6 +630,15 @@ impl SeededCorrelations {
                     corr.into_iter().map(Z64).collect()
                 };
                 Material::Bits(RandomBits { xor, arith })
+            }
+            Request::Drelu { n, m } => {
+                let r = zs(&mut rng, n);
+                let keys =
+                    keys::parse_drelu(&key_bytes, n, m).map_err(|reason| MpcError::Dealer {
+                        what: req.what(),
+                        reason,
+                    })?;
+                Material::Drelu(DreluMaterial { r, keys })
             }
         })
     }
@@ -592,6 +708,15 @@ impl Correlations for SeededCorrelations {
         }
     }
 
+    fn drelu(&mut self, n: usize, m: u32) -> Result<DreluMaterial, MpcError> {
+        assert!((2..=64).contains(&m), "DReLU keys: width in 2..=64");
+        let req = Request::Drelu { n, m };
+        match self.material(req)? {
+            Material::Drelu(d) => Ok(d),
+            _ => Err(wrong_material(req)),
+        }
+    }
+
     fn offline(&self) -> OfflineStats {
         self.stats
     }
@@ -608,15 +733,21 @@ impl Correlations for SeededCorrelations {
     }
 
     /// Party 1 passes the requests, numbered from the first counter not yet announced,
-    /// to its feed; party 0 expands everything from its seed and has nothing to ask.
+    /// to its feed; party 0 expands everything else from its seed and passes only the
+    /// requests for FSS keys.
     fn prefetch(&mut self, reqs: &[Request]) -> Result<(), MpcError> {
+        let start = self.announced.max(self.counter);
+        self.announced = start + reqs.len() as u64;
         let Some(feed) = self.feed.as_mut() else {
             return Ok(());
         };
-        let start = self.announced.max(self.counter);
-        let numbered: Vec<(Request, u64)> =
-            reqs.iter().zip(start..).map(|(&r, k)| (r, k)).collect();
-        self.announced = start + reqs.len() as u64;
+        let p1 = self.party == PartyId::P1;
+        let numbered: Vec<(Request, u64)> = reqs
+            .iter()
+            .zip(start..)
+            .filter(|(r, _)| p1 || r.key_bytes() > 0)
+            .map(|(&r, k)| (r, k))
+            .collect();
         feed.prefetch(&numbered)
     }
 

@@ -1,0 +1,134 @@
+//! The comparison protocols of the two-party engine, and the choice between them.
+//!
+//! Every comparison of the kernel (ReLU, max pooling, max-of-lines, hard tanh, arg-max,
+//! the reciprocal's normalisation) goes through
+//! [`Engine::is_negative`](ringnn_core::Engine::is_negative), so this one primitive
+//! decides what all of them cost. Two protocols compute it, with identical results on every ring element:
+//!
+//! - [`Comparison::A2b`]: the arithmetic-to-binary adder over the dealer's AND triples
+//!   ([`protocols::is_negative`](super::protocols::is_negative)): 8 rounds, 45.375 bytes
+//!   per element per party online, about 30.6 bytes per element to party 1 offline.
+//! - [`Comparison::Fss`]: function secret sharing ([`is_negative_fss`]): the dealer's
+//!   DReLU keys ([`super::fss::gate`]) on the opened masked input: 1 round, 8 bytes per
+//!   element per party online, one key of 1613 bytes per element to *each* party offline
+//!   (at the full width `m = 64`).
+//!
+//! `a2b` stays the default so that every pinned count and result of earlier versions
+//! holds; the study measures both (`--comparison a2b|fss`).
+
+use super::channel::Channel;
+use super::dealer::Correlations;
+use super::fss::drelu_eval_many;
+use super::protocols::Link;
+use super::wire::Tag;
+use super::{MpcError, PartyId};
+use ringnn_core::Z64;
+use std::fmt;
+use std::str::FromStr;
+
+#[cfg(test)]
+mod tests;
+
+/// Which protocol computes [`Engine::is_negative`](ringnn_core::Engine::is_negative) on
+/// shares. Both parties must use the same one. See the [module documentation](self).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+pub enum Comparison {
+    /// The arithmetic-to-binary adder over AND triples (`a2b`). The default.
+    #[default]
+    A2b,
+    /// The DReLU gate of function secret sharing on the opened masked input (`fss`).
+    Fss,
+}
+
+impl Comparison {
+    /// Both, by command-line name.
+    pub const ALL: [Comparison; 2] = [Comparison::A2b, Comparison::Fss];
+
+    /// The command-line name: `a2b` or `fss`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Comparison::A2b => "a2b",
+            Comparison::Fss => "fss",
+        }
+    }
+}
+
+impl FromStr for Comparison {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("unknown comparison '{s}'; valid: a2b, fss"))
+    }
+}
+
+impl fmt::Display for Comparison {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The width of the FSS comparison's keys: the whole ring, so that the result is
+/// `[x < 0]` for every `x` in `Z_2^64` read as signed, as `Plain` and the adder give.
+pub const FSS_WIDTH: u32 = 64;
+
+/// `[out] = [x < 0]` (0 or 1 at integer scale) from the dealer's DReLU keys, exact on
+/// every ring element.
+///
+/// Each party sends `x_i + r_i` (its share of `x` plus its share of the dealer's mask
+/// `r_in = r_0 + r_1`); both add the two and hold the public `x̂ = x + r_in`. Each
+/// evaluates its key on `x̂` ([`drelu_eval_many`]) and gets an additive share of
+/// `[x ≥ 0]`; `[x < 0] = 1 - [x ≥ 0]`, where party 0 adds the public 1.
+///
+/// # Security
+/// What is opened: `x̂ = x + r_in` for a fresh `r_in` per element, uniform in `Z_2^64`
+/// (each party's share of it is uniform and independent of the other's), so `x̂` is
+/// uniform whatever `x` is and each party's view of the opening is simulated by a
+/// uniform word. Its key reveals nothing about `r_in` (the DCF's security, under the
+/// PRG's assumption: [`super::fss`]), so `x̂` stays a one-time pad. Each `r_in` serves
+/// exactly one opening: it belongs to one dealer request counter, which the protocol
+/// consumes once. The comparison bit stays shared: nothing derived from `x` is opened.
+/// Trust: the dealer knows `r_in` and both keys; it is semi-honest and colludes with
+/// neither server ([`super::dealer`]).
+///
+/// # Communication
+/// 1 round; 8 bytes sent per element per party. Offline: [`DreluKey::size`]`(64)` = 1613
+/// bytes per element to each party (the mask's shares come from the seeds).
+///
+/// [`DreluKey::size`]: super::fss::DreluKey::size
+///
+/// # Errors
+/// A channel or dealer failure (keys that do not parse included).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn is_negative_fss<C: Channel, R: Correlations + ?Sized>(
+    link: &mut Link<C>,
+    corr: &mut R,
+    x: &[Z64],
+    out: &mut [Z64],
+) -> Result<(), MpcError> {
+    let n = x.len();
+    assert_eq!(n, out.len(), "is_negative: length mismatch");
+    if n == 0 {
+        return Ok(());
+    }
+    let mat = corr.drelu(n, FSS_WIDTH)?;
+    let mine: Vec<u64> = x.iter().zip(&mat.r).map(|(&v, &r)| (v + r).0).collect();
+    let mut x_hat = vec![0u64; n];
+    link.exchange(Tag::MaskedInput, "FSS comparison", &mine, &mut x_hat)?;
+    for (t, &m) in x_hat.iter_mut().zip(&mine) {
+        *t = t.wrapping_add(m);
+    }
+    let party = link.party;
+    let ge = drelu_eval_many(party, &mat.keys, &x_hat).map_err(|e| MpcError::Dealer {
+        what: "DReLU keys",
+        reason: e.to_string(),
+    })?;
+    let one = Z64(u64::from(party == PartyId::P0));
+    for (o, d) in out.iter_mut().zip(ge) {
+        *o = one - Z64(d);
+    }
+    Ok(())
+}

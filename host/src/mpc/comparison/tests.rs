@@ -1,0 +1,253 @@
+//! The FSS comparison inside the two-party engine: exact against `Plain` (and the adder)
+//! on the whole ring and at its edges, every composite built on it exact, its counted
+//! cost, and both parties' views.
+
+use super::super::tests::{
+    assert_balanced, byte_chi2, config, enc, messages, on_mpc, on_plain, opened_values,
+    payload_words, uniform, views_are_uniform_and_never_repeat_a_mask, Case, Compare, MaxPool,
+    Outputs, ReluMaxClamp,
+};
+use super::*;
+use crate::mpc::fss::DreluKey;
+use crate::mpc::local::LocalMpc;
+use crate::mpc::{run_in_process, share, LocalConfig};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use ringnn_core::engine::generic;
+use ringnn_core::{Engine, Z64};
+
+/// The engines of the shared tests' [`config`], comparing with FSS keys.
+fn fss(seed: u8) -> LocalConfig {
+    LocalConfig {
+        comparison: Comparison::Fss,
+        ..config(seed)
+    }
+}
+
+/// The ring's edges: 0, ±1, ±2, the bounds of the signed range (2^63 - 1 and -2^63),
+/// -2^63 + 1, 2^64 - 1 (= -1), and 2^62 on both sides.
+const EDGES: [u64; 11] = [
+    0,
+    1,
+    2,
+    u64::MAX,
+    u64::MAX - 1,
+    1 << 63,
+    (1 << 63) - 1,
+    (1 << 63) + 1,
+    1 << 62,
+    u64::MAX - (1 << 62) + 1,
+    (1 << 62) - 1,
+];
+
+#[test]
+fn names_parse_and_print() {
+    for c in Comparison::ALL {
+        assert_eq!(c.to_string().parse::<Comparison>(), Ok(c));
+    }
+    assert_eq!(Comparison::default(), Comparison::A2b);
+    let e = "gc".parse::<Comparison>().unwrap_err();
+    assert!(
+        e.contains("unknown comparison 'gc'") && e.contains("fss"),
+        "{e}"
+    );
+}
+
+#[test]
+fn fss_comparison_equals_plain_and_the_adder_on_the_whole_ring() {
+    let mut rng = ChaCha20Rng::seed_from_u64(40);
+    let mut a: Vec<Z64> = (0..2000).map(|_| Z64(rng.next_u64())).collect();
+    a.extend(EDGES.map(Z64));
+    // Differences that reach the edges as well (max and select work on them).
+    a.extend(EDGES.map(|v| Z64(v.wrapping_neg())));
+    let n = a.len();
+    let b: Vec<Z64> = (0..n).map(|_| Z64(rng.next_u64())).collect();
+    let c: Vec<Z64> = (0..n).map(|_| Z64(rng.next_u64())).collect();
+    let inputs = [a.clone(), b, c];
+    let plain = on_plain(&Compare, &inputs);
+    let with_fss = on_mpc(&fss(7), &Compare, &inputs);
+    assert_eq!(plain, with_fss);
+    assert_eq!(on_mpc(&config(7), &Compare, &inputs), with_fss);
+    // The bits are 0 or 1 at integer scale: [x < 0] read as signed.
+    for (i, &x) in a.iter().enumerate() {
+        assert_eq!(
+            with_fss[0][i],
+            Z64(u64::from(x.is_negative())),
+            "{:#x}",
+            x.0
+        );
+    }
+}
+
+#[test]
+fn composites_on_the_fss_comparison_are_exact() {
+    // ReLU and its backward, max of two, hard tanh with its gradient, max pooling with
+    // ties and its backward: the same as Plain bit for bit.
+    let mut rng = ChaCha20Rng::seed_from_u64(14);
+    let mut a = uniform(&mut rng, 500, -3.0, 3.0);
+    a.extend([0.0, -0.0, 1.0, -1.0, 2.0f64.powi(-16), -(2.0f64.powi(-16))]);
+    let b = uniform(&mut rng, a.len(), -3.0, 3.0);
+    let inputs = [enc(&a), enc(&b)];
+    assert_eq!(
+        on_plain(&ReluMaxClamp, &inputs),
+        on_mpc(&fss(8), &ReluMaxClamp, &inputs)
+    );
+    let mut a = uniform(&mut rng, 2 * 3 * 36, -2.0, 2.0);
+    a[5] = a[4];
+    let b = uniform(&mut rng, a.len(), -1.0, 1.0);
+    let inputs = [enc(&a), enc(&b)];
+    assert_eq!(
+        on_plain(&MaxPool, &inputs),
+        on_mpc(&fss(9), &MaxPool, &inputs)
+    );
+    let (rows, cols) = (37, 10);
+    let mut v = uniform(&mut rng, rows * cols, -4.0, 4.0);
+    v[3] = v[7]; // a tie: the first index wins on both engines
+    let inputs = [enc(&v)];
+    assert_eq!(
+        on_plain(&ArgMax(rows, cols), &inputs),
+        on_mpc(&fss(10), &ArgMax(rows, cols), &inputs)
+    );
+}
+
+struct ArgMax(usize, usize);
+impl Case for ArgMax {
+    fn run<E: Engine<Elem = Z64, Public = Z64>>(
+        &self,
+        e: &mut E,
+        x: &[Vec<Z64>],
+    ) -> Result<Outputs, E::Error> {
+        let (rows, cols) = (self.0, self.1);
+        let mut out = vec![Z64::ZERO; rows];
+        let mut s = vec![Z64::ZERO; generic::argmax_rows_scratch(rows, cols)];
+        generic::argmax_rows(e, &x[0], rows, cols, &mut out, &mut s)?;
+        Ok(vec![out])
+    }
+}
+
+#[test]
+fn fss_is_negative_costs_one_round_and_eight_bytes_per_element() {
+    let n = 3000;
+    let mut rng = ChaCha20Rng::seed_from_u64(41);
+    let x: Vec<Z64> = (0..n).map(|_| Z64(rng.next_u64())).collect();
+    let shares = share(&x, &mut rng);
+    let key = DreluKey::size(FSS_WIDTH) as u64;
+    let counts = run_in_process(&fss(42), |e: &mut LocalMpc| {
+        let (t0, o0) = (e.traffic(), e.offline());
+        let mut bits = vec![Z64::ZERO; n];
+        e.is_negative(&shares[e.party().index()], &mut bits)
+            .unwrap();
+        let (t1, o1) = (e.traffic(), e.offline());
+        // ReLU: the comparison and one select.
+        let mut r = shares[e.party().index()].clone();
+        let mut s = vec![Z64::ZERO; 3 * n];
+        e.relu(&mut r, &mut s).unwrap();
+        let t2 = e.traffic();
+        (
+            t1.rounds - t0.rounds,
+            t1.sent - t0.sent,
+            t1.received - t0.received,
+            o1.bytes - o0.bytes,
+            o1.requests - o0.requests,
+            t2.rounds - t1.rounds,
+            t2.sent - t1.sent,
+        )
+    });
+    for (party, c) in counts.iter().enumerate() {
+        // One round; 8 bytes per element and one 8-byte frame header, each way.
+        let (rounds, sent, received, dealer, requests, relu_rounds, relu_sent) = *c;
+        assert_eq!(rounds, 1, "party {party}");
+        assert_eq!(sent, 8 * n as u64 + 8, "party {party}");
+        assert_eq!(received, sent, "party {party}");
+        // One request; each party receives its keys (and no correction).
+        assert_eq!((requests, dealer), (1, n as u64 * key), "party {party}");
+        assert_eq!(relu_rounds, 2, "party {party}");
+        assert_eq!(relu_sent, 24 * n as u64 + 16, "party {party}");
+    }
+    println!(
+        "FSS is_negative: 1 round, 8 bytes per element per party online, {key} bytes per \
+         element to each party from the dealer; ReLU: 2 rounds, 24 bytes"
+    );
+}
+
+#[test]
+fn the_engine_says_which_comparison_it_uses() {
+    let [a, b] = run_in_process(&fss(43), |e: &mut LocalMpc| e.comparison());
+    assert_eq!((a, b), (Comparison::Fss, Comparison::Fss));
+    let [a, _] = run_in_process(&config(43), |e: &mut LocalMpc| e.comparison());
+    assert_eq!(a, Comparison::A2b);
+}
+
+/// Both parties' received words of `is_negative` on `n` copies of `v` (FSS, dealer
+/// seed `seed`), and the values opened.
+fn masked_inputs(v: f64, n: usize, seed: u8) -> ([Vec<u64>; 2], Vec<u64>) {
+    let x = enc(&vec![v; n]);
+    let mut rng = ChaCha20Rng::seed_from_u64(7000 + seed as u64 + (v.to_bits() << 8));
+    let shares = share(&x, &mut rng);
+    let views = run_in_process(&fss(seed), |e: &mut LocalMpc| {
+        e.record_view();
+        let mut bits = vec![Z64::ZERO; n];
+        e.is_negative(&shares[e.party().index()], &mut bits)
+            .unwrap();
+        e.take_view()
+    });
+    for v in &views {
+        let tags: Vec<u32> = messages(v).iter().map(|m| m.0).collect();
+        assert_eq!(
+            tags,
+            [Tag::MaskedInput as u32],
+            "one message: the masked input"
+        );
+    }
+    let opened = opened_values(&views[0], &views[1]);
+    (views.map(|v| payload_words(&v)), opened)
+}
+
+/// What each server receives in the FSS comparison (the other's share of `x + r_in`) and
+/// what both open (`x + r_in`) look uniform whatever `x` is: here every input 0 against
+/// every input -3.25, so that a mask reused or missing would show as repeated opened
+/// values. With a fixed dealer seed, every opened value is distinct: each mask serves one
+/// opening.
+#[test]
+fn fss_openings_are_uniform_whatever_the_input_and_each_mask_serves_once() {
+    let n = 8192;
+    let (zero, opened_zero) = masked_inputs(0.0, n, 60);
+    let (neg, opened_neg) = masked_inputs(-3.25, n, 61);
+    for (name, opened) in [("zero", &opened_zero), ("-3.25", &opened_neg)] {
+        assert_eq!(opened.len(), n);
+        let mut seen = std::collections::HashSet::new();
+        assert!(
+            opened.iter().all(|w| seen.insert(*w)),
+            "{name}: an opened value repeats: a mask served twice"
+        );
+        assert_balanced(&format!("opened, {name}"), opened);
+    }
+    let chi2 = byte_chi2(&opened_zero, &opened_neg);
+    assert!(
+        chi2 < 347.0,
+        "opened values: byte histograms differ: chi2 = {chi2}"
+    );
+    for party in 0..2 {
+        let (a, b) = (&zero[party], &neg[party]);
+        assert_eq!(
+            a.len(),
+            b.len(),
+            "party {party}: the view's shape is public"
+        );
+        assert_balanced(&format!("party {party}, zero"), a);
+        assert_balanced(&format!("party {party}, -3.25"), b);
+        let chi2 = byte_chi2(a, b);
+        assert!(
+            chi2 < 347.0,
+            "party {party}: byte histograms differ: chi2 = {chi2}"
+        );
+    }
+}
+
+/// The view test of every protocol of training and prediction (products, truncations,
+/// ReLU, a max-of-lines softmax with its reciprocal, the arg-max), with every
+/// comparison through FSS keys.
+#[test]
+fn both_views_with_the_fss_comparison_are_uniform_and_never_repeat_a_mask() {
+    views_are_uniform_and_never_repeat_a_mask(fss);
+}

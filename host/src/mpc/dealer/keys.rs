@@ -1,0 +1,182 @@
+//! FSS keys from the dealer: the material of the sign gate ([`crate::mpc::fss::gate`])
+//! that the FSS comparison ([`crate::mpc::comparison`]) consumes.
+//!
+//! For request number `k` = [`Request::Drelu`]` { n, m }`, party `i` takes its share
+//! `r_i` of each element's input mask from its own stream `k` (as it takes every
+//! uniform share), so `r_in = r_0 + r_1 mod 2^64` costs no dealer bytes. The dealer
+//! regenerates both shares from the party seeds, builds each element's key pair for
+//! `r_in` at width `m`, and sends party `i` key `i`. The key pair's randomness is ChaCha20
+//! stream `k` of a seed only the dealer holds, so asking twice (once per party, from two
+//! connections or threads) gives the same pair. To build each pair once, the first
+//! party to ask keeps the other's keys aside until it asks for them; the result does
+//! not depend on that store, only the time does.
+//!
+//! # Security
+//! A party sees its share `r_i` (uniform, independent of `r_in`, which is uniform given
+//! it) and its key, which by the DCF's security ([`crate::mpc::fss`]) says nothing about
+//! `r_in`. Each `r_in` comes from one request counter, so it masks exactly one opening.
+//! The dealer knows `r_in` and both keys: it is trusted as in the [parent
+//! module](super), and must collude with neither server.
+//!
+//! # Communication
+//! [`DreluKey::size`]`(m)` bytes per element to *each* party (1613 at `m = 64`, 813 at
+//! `m = 32`); the mask's share costs nothing.
+
+use super::{stream, zs, Dealer, Request};
+use crate::mpc::fss::{drelu_gen, DreluKey};
+use crate::mpc::PartyId;
+use ringnn_core::Z64;
+
+/// One party's material of [`Request::Drelu`]: shares of the input masks and the keys.
+#[derive(Clone)]
+pub struct DreluMaterial {
+    /// This party's shares of the masks `r_in` (one per element).
+    pub r: Vec<Z64>,
+    /// This party's keys of `[x ≥ 0]` for `x̂ = x + r_in` (one per element).
+    pub keys: Vec<DreluKey>,
+}
+
+impl std::fmt::Debug for DreluMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Shares and keys are secrets: show the count only.
+        f.debug_struct("DreluMaterial")
+            .field("n", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dealer {
+    /// `party`'s FSS keys of request number `counter`, as bytes ([`Request::key_bytes`]
+    /// of them): see the [module documentation](self).
+    ///
+    /// # Errors
+    /// A request that carries no keys, or a width outside 2..=64.
+    pub fn keys(&self, req: Request, counter: u64, party: PartyId) -> Result<Vec<u8>, String> {
+        let Request::Drelu { n, m } = req else {
+            return Err(format!("{} carry no FSS keys", req.what()));
+        };
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = kept.remove(&(counter, party)) {
+            return Ok(k);
+        }
+        drop(kept);
+        let mut r0 = stream(&self.seeds[0], counter);
+        let mut r1 = stream(&self.seeds[1], counter);
+        let (a, b) = (zs(&mut r0, n), zs(&mut r1, n));
+        let mut rng = stream(&self.key_seed, counter);
+        let mut out = [
+            Vec::with_capacity(req.key_bytes()),
+            Vec::with_capacity(req.key_bytes()),
+        ];
+        for (&x, &y) in a.iter().zip(&b) {
+            let (k0, k1) = drelu_gen((x + y).0, m, &mut rng).map_err(|e| e.to_string())?;
+            out[0].extend_from_slice(&k0.to_bytes());
+            out[1].extend_from_slice(&k1.to_bytes());
+        }
+        let [k0, k1] = out;
+        let (mine, theirs) = match party {
+            PartyId::P0 => (k0, k1),
+            PartyId::P1 => (k1, k0),
+        };
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((counter, party.peer()), theirs);
+        Ok(mine)
+    }
+}
+
+/// `n` DReLU keys of width `m` from the dealer's bytes, each parsed strictly.
+///
+/// # Errors
+/// A length other than `n` keys, a key that does not parse, or one of another width;
+/// never panics.
+pub(super) fn parse_drelu(bytes: &[u8], n: usize, m: u32) -> Result<Vec<DreluKey>, String> {
+    let size = DreluKey::size(m);
+    if Some(bytes.len()) != n.checked_mul(size) {
+        return Err(format!(
+            "keys of {} bytes from the dealer, expected {n} of {size}",
+            bytes.len()
+        ));
+    }
+    bytes
+        .chunks_exact(size)
+        .enumerate()
+        .map(|(i, b)| {
+            let k = DreluKey::from_bytes(b).map_err(|e| format!("key {i} from the dealer: {e}"))?;
+            if k.width() != m {
+                return Err(format!(
+                    "key {i} from the dealer has width {}, expected {m}",
+                    k.width()
+                ));
+            }
+            Ok(k)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::fss::drelu_eval;
+    use std::sync::Arc;
+
+    #[test]
+    fn each_party_gets_its_key_of_one_pair_for_the_shared_mask() {
+        let dealer = Arc::new(Dealer::from_seed([3; 32]));
+        let [mut c0, mut c1] = dealer.correlations();
+        use crate::mpc::Correlations;
+        let (a, b) = (c0.drelu(40, 64).unwrap(), c1.drelu(40, 64).unwrap());
+        let xs = [0u64, 1, u64::MAX, 1 << 63, (1 << 63) - 1, 12345];
+        for i in 0..40 {
+            let r = (a.r[i] + b.r[i]).0;
+            let x = xs[i % xs.len()];
+            let x_hat = x.wrapping_add(r);
+            let d = drelu_eval(PartyId::P0, &a.keys[i], x_hat).wrapping_add(drelu_eval(
+                PartyId::P1,
+                &b.keys[i],
+                x_hat,
+            ));
+            assert_eq!(d, u64::from((x as i64) >= 0), "element {i}, x = {x:#x}");
+        }
+        // Both parties received the keys; only the keys (no correction).
+        let size = DreluKey::size(64) as u64;
+        assert_eq!(c0.offline().bytes, 32 + 40 * size);
+        assert_eq!(c1.offline().bytes, 32 + 40 * size);
+        // Each pair was built once and nothing is left aside once both took theirs.
+        assert!(dealer.kept.lock().unwrap().is_empty());
+        // The same counter gives the same pair whichever party asks first.
+        let again = dealer.keys(Request::Drelu { n: 40, m: 64 }, 0, PartyId::P1);
+        assert_eq!(
+            again.unwrap(),
+            b.keys.iter().flat_map(|k| k.to_bytes()).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn short_long_and_corrupt_key_bytes_are_errors() {
+        let dealer = Dealer::from_seed([4; 32]);
+        let req = Request::Drelu { n: 3, m: 16 };
+        let good = dealer.keys(req, 5, PartyId::P0).unwrap();
+        assert_eq!(parse_drelu(&good, 3, 16).unwrap().len(), 3);
+        assert!(parse_drelu(&good[..good.len() - 1], 3, 16).is_err());
+        let mut long = good.clone();
+        long.push(0);
+        assert!(parse_drelu(&long, 3, 16).is_err());
+        // Another width: right total length for two keys of 16 bits, wrong width asked.
+        assert!(parse_drelu(&good, 3, 17).is_err());
+        let mut bad = good.clone();
+        bad[DreluKey::size(16) + 1] = 9; // the second key's kind byte
+        let e = parse_drelu(&bad, 3, 16).unwrap_err();
+        assert!(e.contains("key 1"), "{e}");
+        // Every single-byte change of a header is refused or parses to a valid key.
+        for i in 0..good.len() {
+            let mut b = good.clone();
+            b[i] ^= 0x80;
+            let _ = parse_drelu(&b, 3, 16);
+        }
+        assert!(dealer
+            .keys(Request::Beaver { n: 1 }, 0, PartyId::P0)
+            .is_err());
+    }
+}
