@@ -226,7 +226,7 @@ impl Summary {
 }
 
 /// The dominant cause of a diverged run: the first health counter that fired, in causal
-/// order ([`RunHealth::counters`]: a wrap or saturation corrupts values, which empties
+/// order ([`crate::train::RunHealth::counters`]: a wrap or saturation corrupts values, which empties
 /// rows, which leaves labels at probability 0); `none fired` when the run was healthy in
 /// its arithmetic and still failed (a learning failure: the rate, or a gradient that
 /// vanished at this precision); `wrapped` for a record of an older build that counted
