@@ -137,6 +137,15 @@ pub struct CostRow {
     pub online_seconds: f64,
     /// The same per 1,000 rows.
     pub seconds_per_1000_rows: f64,
+    /// Training steps with `--processes`: the online seconds of one step with the dealer
+    /// and both servers as separate processes over TLS on loopback (the slower server;
+    /// the step's dealer material at hand), see [`time_step_in_processes`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_online_seconds: Option<f64>,
+    /// The same run's seconds per step producing the dealer's material (PRG expansion,
+    /// and receiving the dealer's messages over TLS), before the step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_dealer_seconds: Option<f64>,
 }
 
 /// What to measure.
@@ -478,7 +487,64 @@ fn row(
         dealer_full_bytes: o.full_bytes,
         online_seconds: secs,
         seconds_per_1000_rows: secs * 1000.0 / rows as f64,
+        process_online_seconds: None,
+        process_dealer_seconds: None,
     }
+}
+
+/// Full training steps [`time_step_in_processes`] runs: the first records the step's
+/// requests for the dealer's material, the others run with it produced beforehand and are
+/// the ones timed.
+pub const PROCESS_STEPS: usize = 4;
+
+/// Times a training step of `model` (`mlp` or `lenet`, on ringnn's synthetic 28x28
+/// digits) at batch `rows` with the real dealer and two servers, each its own process
+/// (`exe`, the `ringnn` binary), over mutual TLS on loopback: [`PROCESS_STEPS`] steps of
+/// one epoch, and the test predictions of one batch. Returns the online and the dealer
+/// seconds per step of the steps whose material was produced beforehand, the slower
+/// server's.
+///
+/// # Errors
+/// A model without a 28x28 dataset (`resnet20`), or what the processes report.
+pub fn time_step_in_processes(
+    model: &str,
+    exp: ExpApprox,
+    f: FracBits,
+    rows: usize,
+    comparison: Comparison,
+    exe: &std::path::Path,
+) -> Result<(f64, f64), String> {
+    if !matches!(model, "mlp" | "lenet") {
+        return Err(format!(
+            "{model}: timed in processes only on the synthetic 28x28 digits (mlp, lenet)"
+        ));
+    }
+    let cfg = TrainConfig {
+        model: model.parse()?,
+        data: DataKind::Synthetic,
+        engine: EngineKind::Mpc,
+        frac_bits: f,
+        exp,
+        comparison,
+        epochs: 1,
+        batch: rows,
+        weight_decay: 5e-4,
+        train_limit: Some(rows * PROCESS_STEPS),
+        test_limit: Some(rows),
+        ..TrainConfig::default()
+    };
+    let r = crate::mpc::launch::train_mpc(&cfg, exe).map_err(|e| e.to_string())?;
+    let c = r
+        .mpc
+        .ok_or_else(|| "the two-party run reported no cost".to_string())?;
+    let timed = (PROCESS_STEPS - 1) as f64;
+    if c.online_samples_per_sec <= 0.0 {
+        return Err("no step ran with its material at hand".into());
+    }
+    Ok((
+        rows as f64 / c.online_samples_per_sec,
+        c.offline_seconds / timed,
+    ))
 }
 
 /// Measures every function at every precision, in order.
@@ -536,6 +602,26 @@ pub fn table(rows: &[CostRow]) -> String {
             r.dealer_bytes,
             r.seconds_per_1000_rows
         ));
+    }
+    let timed: Vec<&CostRow> = rows
+        .iter()
+        .filter(|r| r.process_online_seconds.is_some())
+        .collect();
+    if !timed.is_empty() {
+        s.push_str(&format!(
+            "\n{:<20} {:>3} {:>5} {:>16} {:>16}\n",
+            "step (processes)", "f", "rows", "online s/step", "dealer s/step"
+        ));
+        for r in timed {
+            s.push_str(&format!(
+                "{:<20} {:>3} {:>5} {:>16.4} {:>16.4}\n",
+                r.approx,
+                r.frac_bits,
+                r.rows,
+                r.process_online_seconds.unwrap_or(f64::NAN),
+                r.process_dealer_seconds.unwrap_or(f64::NAN)
+            ));
+        }
     }
     s
 }

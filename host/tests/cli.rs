@@ -440,3 +440,44 @@ fn cost_with_the_fss_comparison_says_so_and_takes_fewer_rounds() {
         stderr_of(&out)
     );
 }
+
+/// `ringnn cost --processes`: each training step is also timed with the dealer and both
+/// servers as processes over TLS; the rows that are not steps carry no such time.
+#[test]
+fn cost_times_training_steps_in_separate_processes() {
+    let out = ringnn(&[
+        "cost",
+        "--exp",
+        "secureml",
+        "--tanh",
+        "none",
+        "--sigmoid",
+        "none",
+        "--no-reciprocal",
+        "--cols",
+        "10",
+        "--rows",
+        "16",
+        "--models",
+        "mlp",
+        "--processes",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows[0].get("process_online_seconds").is_none(),
+        "{}",
+        rows[0]
+    );
+    assert_eq!(rows[1]["approx"], "mlp/secureml");
+    for k in ["process_online_seconds", "process_dealer_seconds"] {
+        let s = rows[1][k].as_f64().unwrap_or(-1.0);
+        assert!(s > 0.0 && s < 60.0, "{k}: {}", rows[1]);
+    }
+}

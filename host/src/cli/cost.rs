@@ -53,6 +53,12 @@ pub struct CostArgs {
     /// One JSON object per line instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also time each training step with the dealer and both servers as separate
+    /// processes over TLS on loopback (mlp and lenet, on the synthetic digits: 4 steps a
+    /// run, the last 3 timed with their dealer material produced beforehand):
+    /// `process_online_seconds` and `process_dealer_seconds` per step.
+    #[arg(long)]
+    pub processes: bool,
 }
 
 impl CostArgs {
@@ -163,13 +169,45 @@ impl CostArgs {
     }
 }
 
+/// Adds to every training-step row the seconds of a run with the dealer and both servers
+/// as processes over TLS ([`crate::cost::time_step_in_processes`]).
+fn time_in_processes(
+    cfg: &crate::cost::CostConfig,
+    rows: &mut [crate::cost::CostRow],
+) -> Result<(), CliError> {
+    let exe = crate::mpc::launch::ringnn_exe()
+        .map_err(|e| CliError::Failed(format!("the ringnn binary: {e}")))?;
+    for r in rows.iter_mut().filter(|r| r.function == "step") {
+        // A step row's approx is `model/exp`.
+        let (model, exp) = r
+            .approx
+            .split_once('/')
+            .and_then(|(m, e)| {
+                let model = crate::cost::MODELS.into_iter().find(|k| *k == m)?;
+                Some((model, ExpApprox::parse(e).ok()?))
+            })
+            .ok_or_else(|| CliError::Failed(format!("step row '{}' unreadable", r.approx)))?;
+        let f =
+            ringnn_core::FracBits::new(r.frac_bits).map_err(|e| CliError::Failed(e.to_string()))?;
+        let (online, dealer) =
+            crate::cost::time_step_in_processes(model, exp, f, cfg.rows, cfg.comparison, &exe)
+                .map_err(|e| CliError::Failed(format!("{}: {e}", r.approx)))?;
+        r.process_online_seconds = Some(online);
+        r.process_dealer_seconds = Some(dealer);
+    }
+    Ok(())
+}
+
 /// Runs `ringnn cost`, writing the table (or JSON lines) to `out`.
 ///
 /// # Errors
 /// A bad argument, or a failed write.
 pub fn cost(args: &CostArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let cfg = args.config()?;
-    let rows = crate::cost::run(&cfg).map_err(CliError::Failed)?;
+    let mut rows = crate::cost::run(&cfg).map_err(CliError::Failed)?;
+    if args.processes {
+        time_in_processes(&cfg, &mut rows)?;
+    }
     if args.json {
         for r in &rows {
             writeln!(out, "{}", serde_json::to_string(r)?)?;
@@ -191,7 +229,8 @@ pub fn cost(args: &CostArgs, out: &mut dyn Write) -> Result<(), CliError> {
             out,
             "\nrounds and bytes: per batch of {} rows, each party (deterministic); dealer B: \
              {dealer}; time: the slower party in one process, no network or TLS (a lower \
-             bound). Comparisons: {} ({how}).",
+             bound; `--processes` adds each training step's seconds with the dealer and both \
+             servers as processes over TLS on loopback). Comparisons: {} ({how}).",
             cfg.rows, cfg.comparison,
         )?;
     }
