@@ -83,6 +83,10 @@ pub struct SweepArgs {
     /// list), so that its table covers them all; runs still missing are then run.
     #[arg(long, value_name = "DIRS")]
     pub merge: Option<String>,
+    /// Comparison protocol of the two-party runs and of the counted cost of each step:
+    /// a2b (the adder over AND triples) or fss (the dealer's DCF keys).
+    #[arg(long, default_value = "a2b")]
+    pub comparison: String,
     /// Output folder: runs.jsonl, runs.csv, table.md, plots.
     #[arg(long, default_value = "out/sweep", value_name = "DIR")]
     pub out: PathBuf,
@@ -263,6 +267,14 @@ impl SweepArgs {
             }
         }
         let jobs = jobs_of(self.jobs)?;
+        let comparison: crate::mpc::Comparison =
+            self.comparison
+                .trim()
+                .parse()
+                .map_err(|message| ConfigError::Name {
+                    flag: "comparison",
+                    message,
+                })?;
         let grid = Grid {
             models,
             data,
@@ -289,6 +301,7 @@ impl SweepArgs {
                 schedule: self.schedule.clone(),
                 train_limit: self.train_limit,
                 test_limit: self.test_limit,
+                comparison,
             },
         };
         let runs = grid.expand()?;
@@ -316,6 +329,13 @@ impl SweepArgs {
             self.test_limit.map_or("all".into(), |n| n.to_string()),
             self.seeds
         )];
+        lines.push(format!(
+            "Two-party comparisons (runs and counted costs): {comparison} ({}).",
+            match comparison {
+                crate::mpc::Comparison::A2b => "the arithmetic-to-binary adder over AND triples",
+                crate::mpc::Comparison::Fss => "the dealer's function-secret-sharing keys",
+            }
+        ));
         let runs_len = runs.len();
         let missing = grid.without_protocol();
         if !missing.is_empty() {
@@ -335,6 +355,7 @@ impl SweepArgs {
             paper: None,
             shard: shard_of(self.shard.as_deref())?,
             merge: merge_dirs(self.merge.as_deref(), &self.out)?,
+            comparison,
         })
     }
 }
@@ -455,6 +476,7 @@ impl ReproduceArgs {
             paper: Some(s.paper),
             shard: None,
             merge: Vec::new(),
+            comparison: crate::mpc::Comparison::A2b,
         })
     }
 }

@@ -6,6 +6,7 @@
 //! `ringnn train` accepts, with the same messages, and picks up new models and datasets
 //! the moment the configuration knows them.
 
+use crate::mpc::Comparison;
 use crate::train::config::Names;
 use crate::train::{ConfigError, TrainConfig};
 use std::path::PathBuf;
@@ -77,6 +78,8 @@ pub struct Common {
     pub train_limit: Option<usize>,
     /// At most this many test samples.
     pub test_limit: Option<usize>,
+    /// The comparison protocol of the two-party runs (and of the counted costs).
+    pub comparison: Comparison,
 }
 
 /// The lists a sweep multiplies out. `approx` pairs an e^x approximation with a tanh
@@ -192,9 +195,15 @@ impl Grid {
                                 continue;
                             }
                             let config = self.config(model, data, precision, exp, tanh, seed)?;
+                            // The adder's keys stay as they were; fss runs get their own.
+                            let cmp = if config.comparison == Comparison::Fss {
+                                "|cmp=fss"
+                            } else {
+                                ""
+                            };
                             out.push(RunSpec {
                                 key: format!(
-                                    "{model}|{data}|{}|exp={exp}|tanh={tanh}|seed={seed}|{settings}",
+                                    "{model}|{data}|{}|exp={exp}|tanh={tanh}|seed={seed}|{settings}{cmp}",
                                     precision.label()
                                 ),
                                 model: model.clone(),
@@ -236,6 +245,11 @@ impl Grid {
             train_limit: c.train_limit,
             test_limit: c.test_limit,
             progress: false,
+            comparison: if matches!(precision, Precision::Mpc(_)) {
+                c.comparison
+            } else {
+                Comparison::A2b
+            },
             ..TrainConfig::default()
         };
         Names {
@@ -252,5 +266,58 @@ impl Grid {
         .apply(&mut cfg)?;
         cfg.validate()?;
         Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid(comparison: Comparison) -> Grid {
+        Grid {
+            models: vec!["mlp".into()],
+            data: vec!["synthetic".into()],
+            approx: vec![("pwl4".into(), "hard".into()), ("exact".into(), "hard".into())],
+            precisions: vec![Precision::Fixed(13), Precision::Mpc(13)],
+            seeds: vec![1],
+            common: Common {
+                data_dir: None,
+                grad: "exact".into(),
+                sigmoid: "secureml".into(),
+                subtract_max: false,
+                epochs: 1,
+                batch: 8,
+                lr: 0.05,
+                momentum: 0.9,
+                weight_decay: 0.0,
+                schedule: "constant".into(),
+                train_limit: Some(16),
+                test_limit: Some(8),
+                comparison,
+            },
+        }
+    }
+
+    /// The two-party runs carry the sweep's comparison, and an fss run has a key of its
+    /// own; Plain runs and the adder's runs keep the keys they had before the choice
+    /// existed (so earlier stores still match).
+    #[test]
+    fn the_comparison_reaches_two_party_runs_and_their_keys_only() {
+        let a2b = grid(Comparison::A2b).expand().unwrap();
+        let fss = grid(Comparison::Fss).expand().unwrap();
+        // exact has no two-party protocol: 3 runs each.
+        assert_eq!((a2b.len(), fss.len()), (3, 3));
+        for (a, f) in a2b.iter().zip(&fss) {
+            assert_eq!(a.precision, f.precision);
+            let mpc = matches!(f.precision, Precision::Mpc(_));
+            assert_eq!(f.config.comparison == Comparison::Fss, mpc, "{}", f.key);
+            assert_eq!(a.config.comparison, Comparison::A2b);
+            assert!(!a.key.contains("cmp="), "{}", a.key);
+            if mpc {
+                assert_eq!(f.key, format!("{}|cmp=fss", a.key));
+            } else {
+                assert_eq!(f.key, a.key);
+            }
+        }
     }
 }

@@ -67,6 +67,9 @@ pub struct SweepConfig {
     /// Other sweep folders (shards) whose finished runs are copied into this one's store
     /// first, so that one table covers them all.
     pub merge: Vec<PathBuf>,
+    /// The comparison protocol of the counted costs (the two-party runs carry theirs in
+    /// their configurations).
+    pub comparison: crate::mpc::Comparison,
 }
 
 /// Runs at a time by default: 1 on up to 2 cores (each run uses every core for its matrix
@@ -155,7 +158,12 @@ const COUNTED_MODELS: [&str; 2] = ["mlp", "lenet"];
 /// model with an e^x the servers can compute, at the cell's precision and batch
 /// ([`crate::cost::count_step`]: deterministic, so once per configuration). A count that
 /// fails is said in `log` and left out.
-fn count_costs(sum: &mut Summary, specs: &[RunSpec], log: &mut dyn Write) {
+fn count_costs(
+    sum: &mut Summary,
+    specs: &[RunSpec],
+    comparison: crate::mpc::Comparison,
+    log: &mut dyn Write,
+) {
     let mut done: Vec<(TrainConfig, StepCount)> = Vec::new();
     for s in specs {
         if matches!(s.precision, Precision::Float) {
@@ -169,11 +177,12 @@ fn count_costs(sum: &mut Summary, specs: &[RunSpec], log: &mut dyn Write) {
         let key = TrainConfig {
             seed: 0,
             engine: crate::train::EngineKind::Mpc,
+            comparison,
             ..tc.clone()
         };
         let count = match done.iter().find(|(k, _)| *k == key) {
             Some((_, c)) => *c,
-            None => match crate::cost::count_step(tc) {
+            None => match crate::cost::count_step(&key) {
                 Ok(c) => {
                     done.push((key, c));
                     c
@@ -421,7 +430,7 @@ pub fn run(cfg: &SweepConfig, log: &mut dyn Write) -> Result<SweepReport, SweepE
     }
     let (records, _) = store::read_records(&cfg.out)?;
     let mut sum = Summary::new(&cfg.runs, &records);
-    count_costs(&mut sum, &cfg.runs, log);
+    count_costs(&mut sum, &cfg.runs, cfg.comparison, log);
     let table_md = report::table_md(&sum, &cfg.notes, cfg.paper);
     let table = cfg.out.join("table.md");
     std::fs::write(&table, &table_md).map_err(|source| SweepError::Io {

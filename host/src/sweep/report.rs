@@ -281,6 +281,7 @@ mod tests {
                 schedule: "constant".into(),
                 train_limit: Some(10),
                 test_limit: Some(10),
+                comparison: crate::mpc::Comparison::A2b,
             },
         }
         .expand()

@@ -113,6 +113,7 @@ pub fn setup(
                     schedule: "constant".into(),
                     train_limit: Some(10_000),
                     test_limit: Some(2_000),
+                    comparison: crate::mpc::Comparison::A2b,
                 },
             },
             notes: Notes {
@@ -166,6 +167,7 @@ pub fn setup(
                     schedule: "step:40000,60000".into(),
                     train_limit: None,
                     test_limit: None,
+                    comparison: crate::mpc::Comparison::A2b,
                 },
             },
             notes: Notes {
@@ -224,6 +226,7 @@ pub fn setup(
                         schedule: "constant".into(),
                         train_limit: quick.then_some(4_000),
                         test_limit: quick.then_some(500),
+                        comparison: crate::mpc::Comparison::A2b,
                     },
                 },
                 notes: Notes {
