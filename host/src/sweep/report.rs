@@ -72,7 +72,10 @@ fn health_text(r: &RunRow) -> String {
                  (see docs/results.md, collapses, diagnosed)"
                     .into()
             } else {
-                format!("cause {}: {}", divergence_cause(r), fired.join(", "))
+                let when = h
+                    .first_fired_step
+                    .map_or(String::new(), |s| format!(" (first, at step {s})"));
+                format!("cause {}{when}: {}", divergence_cause(r), fired.join(", "))
             }
         }
         None if r.overflow_count > 0 => {
@@ -367,6 +370,23 @@ mod tests {
             md.contains("| exact | 10.0 ± 0.0 (all 2 diverged: uncounted) |"),
             "{md}"
         );
+    }
+
+    /// A run whose labels sank to probability 0 first and whose products wrapped later
+    /// is put down to the labels (the recorded order), not to the wraps.
+    #[test]
+    fn the_counter_that_fired_first_is_the_cause() {
+        let v = json!({"key": "k", "status": "ok", "engine": "plain", "diverged": true,
+            "wrapped": 5, "saturated": 0, "empty_rows": 0, "recip_out_of_range": 0,
+            "label_at_floor": 100, "first_fired": "label_at_floor", "first_fired_step": 40});
+        let r = RunRow::from_value(&v).unwrap();
+        assert_eq!(divergence_cause(&r), "label_at_floor");
+        assert!(health_text(&r).starts_with("cause label_at_floor (first, at step 40)"));
+        // Without the order (an older record): the causal order decides.
+        let mut v = v;
+        v.as_object_mut().unwrap().remove("first_fired");
+        let r = RunRow::from_value(&v).unwrap();
+        assert_eq!(divergence_cause(&r), "wrapped");
     }
 
     #[test]

@@ -225,20 +225,26 @@ impl Summary {
     }
 }
 
-/// The dominant cause of a diverged run: the first health counter that fired, in causal
-/// order ([`crate::train::RunHealth::counters`]: a wrap or saturation corrupts values, which empties
-/// rows, which leaves labels at probability 0); `none fired` when the run was healthy in
+/// The dominant cause of a diverged run: the health counter that fired first during its
+/// training (`first_fired`); for records without it, the first that fired in causal
+/// order ([`crate::train::RunHealth::counters`]: a wrap or saturation corrupts values,
+/// which empties rows, which leaves labels at probability 0); `none fired` when the run was healthy in
 /// its arithmetic and still failed (a learning failure: the rate, or a gradient that
 /// vanished at this precision); `wrapped` for a record of an older build that counted
 /// only overflows; `on shares` for a two-party run and `uncounted` for a float run, whose
 /// health is not counted.
 pub fn divergence_cause(r: &RunRow) -> &'static str {
     match &r.health {
-        Some(h) => h
-            .counters()
-            .into_iter()
-            .find(|(_, n)| *n > 0)
-            .map_or("none fired", |(name, _)| name),
+        Some(h) => match h.first_fired.as_deref() {
+            // The recorded order of events, where the build tracked it.
+            Some(first) => h
+                .counters()
+                .into_iter()
+                .map(|(name, _)| name)
+                .find(|name| *name == first)
+                .unwrap_or("none fired"),
+            None => h.fired().unwrap_or("none fired"),
+        },
         None if r.overflow_count > 0 => "wrapped",
         None if r.engine == "mpc" => "on shares",
         None => "uncounted",

@@ -104,11 +104,11 @@ pub struct MpcCost {
 }
 
 /// A run's health: the events that make a fixed-point run drift from its real-number
-/// model, counted over this invocation's training steps (evaluation excluded). Recorded
+/// model, counted over this invocation's training steps and test evaluations. Recorded
 /// for `Plain` runs only: a float run has no ring to wrap, and a two-party engine holds
 /// shares, where counting a data-dependent event would open it (its encodings of public
 /// constants are counted in `overflow_count`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunHealth {
     /// Products whose integer value left `[-2^63, 2^63)` (matrix products unchecked).
     pub wrapped: u64,
@@ -121,6 +121,15 @@ pub struct RunHealth {
     /// Training samples (seq2seq: target tokens) whose label probability was 0, floored at
     /// `1e-12` in the loss.
     pub label_at_floor: u64,
+    /// The counter that fired first (in [`RunHealth::counters`] order when several fired
+    /// in one step): the cause of a collapse, where the totals also count its
+    /// consequences. `None` when none fired (or a seq2seq run, which does not track it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_fired: Option<String>,
+    /// The training step (1-based, this invocation) after which `first_fired` was first
+    /// seen (an event of a test evaluation shows at the next step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_fired_step: Option<u64>,
 }
 
 impl RunHealth {
@@ -137,16 +146,30 @@ impl RunHealth {
         ]
     }
 
-    /// The engine's counts with `label_at_floor` beside them; `None` when the engine
-    /// cannot see values.
-    pub fn of(engine: Option<ringnn_core::Health>, label_at_floor: u64) -> Option<RunHealth> {
+    /// The engine's counts with `label_at_floor` and the first counter to fire beside
+    /// them; `None` when the engine cannot see values.
+    pub fn of(
+        engine: Option<ringnn_core::Health>,
+        label_at_floor: u64,
+        first: Option<(&'static str, u64)>,
+    ) -> Option<RunHealth> {
         engine.map(|h| RunHealth {
             wrapped: h.wrapped,
             saturated: h.saturated,
             empty_rows: h.empty_rows,
             recip_out_of_range: h.recip_out_of_range,
             label_at_floor,
+            first_fired: first.map(|f| f.0.to_string()),
+            first_fired_step: first.map(|f| f.1),
         })
+    }
+
+    /// The first of [`RunHealth::counters`] that is not 0.
+    pub fn fired(&self) -> Option<&'static str> {
+        self.counters()
+            .into_iter()
+            .find(|(_, n)| *n > 0)
+            .map(|(name, _)| name)
     }
 }
 

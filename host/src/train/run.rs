@@ -271,6 +271,9 @@ struct Reveal<'a> {
     at_floor: u64,
     /// The mean loss of this invocation's first batch (NaN before it).
     start_loss: f64,
+    /// Training steps seen, and the first health counter to fire with its step.
+    steps: u64,
+    first: Option<(&'static str, u64)>,
     history: Vec<EpochStats>,
 }
 
@@ -314,6 +317,12 @@ where
             self.at_floor += (row[label] <= 0.0) as u64;
             self.loss_sum -= row[label].max(1e-12).ln();
             self.correct += (argmax(row) == label) as usize;
+        }
+        self.steps += 1;
+        if self.first.is_none() {
+            self.first = RunHealth::of(e.health(), self.at_floor, None)
+                .and_then(|h| h.fired())
+                .map(|name| (name, self.steps));
         }
         if self.start_loss.is_nan() && !idx.is_empty() {
             self.start_loss = (self.loss_sum - before) / idx.len() as f64;
@@ -403,6 +412,8 @@ where
         correct: 0,
         at_floor: 0,
         start_loss: f64::NAN,
+        steps: 0,
+        first: None,
         history: Vec::new(),
     };
     let plan = Plan {
@@ -443,7 +454,7 @@ where
         train_seconds: obs.progress.seconds,
         samples_per_sec: obs.progress.rate(),
         overflow_count: e.overflow_count(),
-        health: RunHealth::of(e.health(), obs.at_floor),
+        health: RunHealth::of(e.health(), obs.at_floor, obs.first),
         parameters: net.n_params,
         diverged: super::result::diverged(test_accuracy, net.classes, last_loss, obs.start_loss),
         history: obs.history,
@@ -743,14 +754,18 @@ mod eval_tests {
             ..super::tests::config()
         };
         let bad = crate::train::train(&cfg(ExpApprox::SecureMl, EngineKind::Plain)).unwrap();
-        let h = bad.health.expect("a Plain run records its health");
+        let h = bad.health.clone().expect("a Plain run records its health");
         assert!(h.label_at_floor > 0, "{h:?}");
+        // The first counter to fire, and when.
+        assert!(h.first_fired.is_some() && h.first_fired_step.is_some_and(|s| s >= 1));
         assert!(bad.diverged, "{bad:?}");
         let v = serde_json::to_value(&bad).unwrap();
         assert_eq!(v["label_at_floor"], h.label_at_floor);
         assert_eq!(v["wrapped"], h.wrapped);
         let good = crate::train::train(&cfg(ExpApprox::Exact, EngineKind::Plain)).unwrap();
-        assert_eq!(good.health.unwrap().label_at_floor, 0);
+        let g = good.health.unwrap();
+        assert_eq!(g.label_at_floor, 0);
+        assert_eq!((g.fired(), g.first_fired.as_deref()), (None, None), "{g:?}");
         let float = crate::train::train(&cfg(ExpApprox::SecureMl, EngineKind::Float)).unwrap();
         assert_eq!(float.health, None);
         assert!(serde_json::to_value(&float)

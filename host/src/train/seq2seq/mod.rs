@@ -730,7 +730,7 @@ where
         train_seconds: obs.progress.seconds,
         samples_per_sec: obs.progress.rate(),
         overflow_count: e.overflow_count(),
-        health: RunHealth::of(e.health(), obs.at_floor),
+        health: RunHealth::of(e.health(), obs.at_floor, None),
         parameters: n_params,
         src_vocab: model.src_vocab,
         tgt_vocab: model.tgt_vocab,
