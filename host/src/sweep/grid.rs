@@ -277,7 +277,10 @@ mod tests {
         Grid {
             models: vec!["mlp".into()],
             data: vec!["synthetic".into()],
-            approx: vec![("pwl4".into(), "hard".into()), ("exact".into(), "hard".into())],
+            approx: vec![
+                ("pwl4".into(), "hard".into()),
+                ("exact".into(), "hard".into()),
+            ],
             precisions: vec![Precision::Fixed(13), Precision::Mpc(13)],
             seeds: vec![1],
             common: Common {
