@@ -62,7 +62,9 @@
 //! and 8 bytes per element, but a 1613-byte key per element to each party offline.
 //! Every composite built on comparisons then costs one round per comparison level
 //! instead of eight (max of two: 2 rounds, 24 bytes); ReLU uses the dealer's ReLU keys
-//! directly ([`comparison::relu_fss`]): 1 round, 8 bytes, a 2157-byte key per element.
+//! directly ([`comparison::relu_fss`]): 1 round, 8 bytes, a 2157-byte key per element;
+//! in training the same round also gives the backward pass's bit `[x > 0]`
+//! ([`Engine::relu_keeping_grad`]), so ReLU's backward is one select (1 round, 16 bytes).
 
 use super::channel::{Channel, Traffic};
 use super::comparison::{self, Comparison};
@@ -373,7 +375,24 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
     fn relu(&mut self, x: &mut [Z64], scratch: &mut [Z64]) -> Result<(), MpcError> {
         match self.comparison {
             Comparison::A2b => ringnn_core::engine::generic::relu(self, x, scratch),
-            Comparison::Fss => comparison::relu_fss(&mut self.link, &mut self.corr, x),
+            Comparison::Fss => comparison::relu_fss(&mut self.link, &mut self.corr, x, None),
+        }
+    }
+
+    /// With [`Comparison::Fss`], the ReLU keys also give the backward pass's bit
+    /// `[x > 0]` in the same round ([`comparison::relu_fss`]); with the adder, nothing is
+    /// kept (the backward pass compares again, as before).
+    fn relu_keeping_grad(
+        &mut self,
+        x: &mut [Z64],
+        grad: &mut [Z64],
+        scratch: &mut [Z64],
+    ) -> Result<bool, MpcError> {
+        match self.comparison {
+            Comparison::A2b => self.relu(x, scratch).map(|()| false),
+            Comparison::Fss => {
+                comparison::relu_fss(&mut self.link, &mut self.corr, x, Some(grad)).map(|()| true)
+            }
         }
     }
 

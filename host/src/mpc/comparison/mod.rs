@@ -160,6 +160,12 @@ fn open_masked<C: Channel>(
 /// (at width 64 the sign is that of `x` read as signed; no truncation is involved).
 /// Nothing is sent after the opening.
 ///
+/// With `grad`, each party also evaluates its key at `x̂ - 1 = (x - 1) + r_in` (local, no
+/// message) and keeps that evaluation's bit output, a share of `[x - 1 ≥ 0]`: that is
+/// `[x > 0]` on every ring element but `-2^63`, where both it and the backward pass's
+/// `[-x < 0]` are 1, so `grad` holds exactly the bit
+/// [`Relu::backward`](ringnn_core::layers::Relu::backward) would recompute.
+///
 /// # Security
 /// What is opened: only `x̂ = x + r_in`, with a fresh `r_in` per element, uniform in
 /// `Z_2^64` and unknown to either party (each holds a uniform share of it), so `x̂` is
@@ -168,8 +174,9 @@ fn open_masked<C: Channel>(
 /// it leaves the gate as additive shares, with no output mask needed (the key's share
 /// words of `r_out = 0` and `r_d = 0` are fresh random shares of zero). Each `r_in`
 /// serves exactly one opening: it belongs to one dealer request counter, consumed once.
-/// Trust: the dealer knows `r_in` and both keys; it is semi-honest and colludes with
-/// neither server ([`super::dealer`]).
+/// The second evaluation for `grad`, at the public `x̂ - 1`, is local and its bit stays
+/// shared like the output. Trust: the dealer knows `r_in` and both keys; it is
+/// semi-honest and colludes with neither server ([`super::dealer`]).
 ///
 /// # Communication
 /// 1 round; 8 bytes sent per element per party (one message for the whole call).
@@ -179,22 +186,37 @@ fn open_masked<C: Channel>(
 ///
 /// # Errors
 /// A channel or dealer failure (keys that do not parse included).
+///
+/// # Panics
+/// If `grad` is not as long as `x`.
 pub fn relu_fss<C: Channel, R: Correlations + ?Sized>(
     link: &mut Link<C>,
     corr: &mut R,
     x: &mut [Z64],
+    grad: Option<&mut [Z64]>,
 ) -> Result<(), MpcError> {
     let n = x.len();
+    if let Some(g) = &grad {
+        assert_eq!(g.len(), n, "relu: length mismatch");
+    }
     if n == 0 {
         return Ok(());
     }
     let mat = corr.relu(n, FSS_WIDTH)?;
     let x_hat = open_masked(link, "FSS ReLU", x, &mat.r)?;
-    let out = relu_eval_many(link.party, &mat.keys, &x_hat).map_err(|e| MpcError::Dealer {
-        what: "ReLU keys",
-        reason: e.to_string(),
-    })?;
-    for (v, s) in x.iter_mut().zip(out) {
+    let eval = |points: &[u64]| {
+        relu_eval_many(link.party, &mat.keys, points).map_err(|e| MpcError::Dealer {
+            what: "ReLU keys",
+            reason: e.to_string(),
+        })
+    };
+    if let Some(g) = grad {
+        let below: Vec<u64> = x_hat.iter().map(|v| v.wrapping_sub(1)).collect();
+        for (b, s) in g.iter_mut().zip(eval(&below)?) {
+            *b = Z64(s.d);
+        }
+    }
+    for (v, s) in x.iter_mut().zip(eval(&x_hat)?) {
         *v = Z64(s.y);
     }
     Ok(())

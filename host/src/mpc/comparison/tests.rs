@@ -155,6 +155,69 @@ fn fss_relu_equals_plain_on_the_whole_ring() {
     assert_eq!(on_mpc(&fss(12), &Relu, &inputs), with_fss);
 }
 
+/// ReLU with its derivative bit: what the engine keeps from the forward pass or, where
+/// it keeps nothing (Plain, the adder), the bit [`ringnn_core::layers::Relu::backward`]
+/// recomputes (`[-x < 0]`).
+struct ReluGrad;
+impl Case for ReluGrad {
+    fn run<E: Engine<Elem = Z64, Public = Z64>>(
+        &self,
+        e: &mut E,
+        x: &[Vec<Z64>],
+    ) -> Result<Outputs, E::Error> {
+        let n = x[0].len();
+        let mut y = x[0].clone();
+        let mut g = vec![Z64::ZERO; n];
+        let mut s = vec![Z64::ZERO; 3 * n];
+        if !e.relu_keeping_grad(&mut y, &mut g, &mut s)? {
+            let mut neg = x[0].clone();
+            e.scale(&mut neg, -1.0)?;
+            e.is_negative(&neg, &mut g)?;
+        }
+        Ok(vec![y, g])
+    }
+}
+
+#[test]
+fn fss_relu_keeps_exactly_the_backward_bit() {
+    let mut rng = ChaCha20Rng::seed_from_u64(45);
+    let mut a: Vec<Z64> = (0..2000).map(|_| Z64(rng.next_u64())).collect();
+    a.extend(EDGES.map(Z64));
+    a.extend(EDGES.map(|v| Z64(v.wrapping_neg())));
+    let inputs = [a.clone()];
+    let plain = on_plain(&ReluGrad, &inputs);
+    let with_fss = on_mpc(&fss(13), &ReluGrad, &inputs);
+    assert_eq!(plain, with_fss);
+    assert_eq!(on_mpc(&config(13), &ReluGrad, &inputs), with_fss);
+    for (i, &x) in a.iter().enumerate() {
+        // [x > 0], but 1 at -2^63 (whose negation is itself): [-x < 0].
+        let want = u64::from(x.0.wrapping_neg() >> 63 == 1);
+        assert_eq!(with_fss[1][i], Z64(want), "{:#x}", x.0);
+    }
+    assert_eq!(with_fss[1][a.len() - EDGES.len() + 5], Z64(1), "-2^63");
+    // The fss engine keeps it in the ReLU's one round; Plain and the adder keep nothing.
+    let n = 100;
+    let x = share(&a[..n], &mut rng);
+    let kept = run_in_process(&fss(14), |e: &mut LocalMpc| {
+        let t0 = e.traffic();
+        let mut y = x[e.party().index()].clone();
+        let (mut g, mut s) = (vec![Z64::ZERO; n], vec![Z64::ZERO; 3 * n]);
+        let kept = e.relu_keeping_grad(&mut y, &mut g, &mut s).unwrap();
+        let t1 = e.traffic();
+        (kept, t1.rounds - t0.rounds, t1.sent - t0.sent)
+    });
+    assert_eq!(kept, [(true, 1, 8 * n as u64 + 8); 2]);
+    let [(kept, ..), _] = run_in_process(&config(14), |e: &mut LocalMpc| {
+        let mut y = x[e.party().index()].clone();
+        let (mut g, mut s) = (vec![Z64::ZERO; n], vec![Z64::ZERO; 3 * n]);
+        (e.relu_keeping_grad(&mut y, &mut g, &mut s).unwrap(), ())
+    });
+    assert!(!kept);
+    let mut p = ringnn_core::Plain::with_frac_bits(16).unwrap();
+    let (mut y, mut g, mut s) = (a.clone(), vec![Z64::ZERO; a.len()], vec![Z64::ZERO; 6000]);
+    assert!(!p.relu_keeping_grad(&mut y, &mut g, &mut s).unwrap());
+}
+
 struct ArgMax(usize, usize);
 impl Case for ArgMax {
     fn run<E: Engine<Elem = Z64, Public = Z64>>(
