@@ -731,11 +731,25 @@ mod tests {
                 (c.rounds, c.online_bytes, c.dealer_bytes)
             );
         }
+        // A training step: ReLU's forward is one round on the dealer's ReLU keys (it was
+        // a comparison and a select, 2 rounds) and keeps the derivative bit, so the
+        // backward is one select (it was a comparison and a select): the mlp/pwl4 step
+        // takes 97 rounds (101 before), whatever the batch.
+        let step = Function::Step {
+            model: "mlp",
+            exp: ExpApprox::Pwl(4),
+        };
+        let s = measure(&step, f13(), 8, 1, Comparison::Fss).unwrap();
+        assert_eq!(s.rounds, ROUNDS_MLP_PWL4_STEP_FSS);
     }
 
     /// Rounds of the pwl4 softmax row of 10 with the FSS comparison, at f = 13 and 16
     /// (measured 2026-12-06).
     const ROUNDS_PWL4_FSS: [u64; 2] = [23, 27];
+
+    /// Rounds of an mlp/pwl4 training step with the FSS comparison, f = 13 (measured
+    /// 2026-12-06, with ReLU on the dealer's ReLU keys; docs/performance.md).
+    const ROUNDS_MLP_PWL4_STEP_FSS: u64 = 97;
 
     #[test]
     fn exact_functions_are_refused_naming_them() {

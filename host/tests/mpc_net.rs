@@ -530,14 +530,14 @@ fn dealer_material_sent_ahead_is_the_same_and_a_different_request_is_refused() {
     assert!(dealer.is_err(), "{dealer:?}");
 }
 
-/// The FSS comparison through the dealer as its own server over TLS: party 0 keeps its
-/// dealer connection for keys, both parties' keys (sent ahead and asked one by one) give
-/// `[x < 0]` exactly, both parties' counts include the keys, and the dealer reports a
-/// completed session once both said goodbye.
+/// The FSS comparison and ReLU through the dealer as its own server over TLS: party 0
+/// keeps its dealer connection for keys, both parties' keys (sent ahead and asked one by
+/// one) give `[x < 0]` and `max(x, 0)` exactly, both parties' counts include the keys,
+/// and the dealer reports a completed session once both said goodbye.
 #[test]
 fn fss_keys_from_the_dealer_process_compare_exactly() {
     use ringnn_host::mpc::dealer::Request;
-    use ringnn_host::mpc::fss::{drelu_eval, DreluKey};
+    use ringnn_host::mpc::fss::{drelu_eval, relu_eval, DreluKey, ReluKey};
     use ringnn_host::mpc::{Comparison, Correlations};
     let dir = keys("fss-dealer");
     let net = cfg(SessionId::random());
@@ -547,7 +547,11 @@ fn fss_keys_from_the_dealer_process_compare_exactly() {
         let (t0, t1) = (c0.beaver(2).unwrap(), c1.beaver(2).unwrap());
         assert_eq!((t0.a[1] + t1.a[1]) * (t0.b[1] + t1.b[1]), t0.c[1] + t1.c[1]);
         // Announced ahead (party 0 passes only the key request on), then one by one.
-        let ahead = [Request::Beaver { n: 1 }, Request::Drelu { n, m: 64 }];
+        let ahead = [
+            Request::Beaver { n: 1 },
+            Request::Drelu { n, m: 64 },
+            Request::Relu { n, m: 64 },
+        ];
         c0.prefetch(&ahead).unwrap();
         c1.prefetch(&ahead).unwrap();
         c0.beaver(1).unwrap();
@@ -563,15 +567,25 @@ fn fss_keys_from_the_dealer_process_compare_exactly() {
                 ));
                 assert_eq!(ge, u64::from((x as i64) >= 0), "x = {x:#x}");
             }
+            // ReLU keys: the output shares add up to max(x, 0), no output mask.
+            let (a, b) = (c0.relu(n, 64).unwrap(), c1.relu(n, 64).unwrap());
+            for (i, &x) in xs.iter().enumerate() {
+                let x_hat = x.wrapping_add((a.r[i] + b.r[i]).0);
+                let y = relu_eval(PartyId::P0, &a.keys[i], x_hat)
+                    .y
+                    .wrapping_add(relu_eval(PartyId::P1, &b.keys[i], x_hat).y);
+                let want = if (x as i64) < 0 { 0 } else { x };
+                assert_eq!(y, want, "ReLU, x = {x:#x}");
+            }
         }
-        let keys = 2 * (n * DreluKey::size(64)) as u64;
+        let keys = 2 * (n * (DreluKey::size(64) + ReluKey::size(64))) as u64;
         assert_eq!(c0.offline().bytes, 32 + keys);
         assert!(c1.offline().bytes > 32 + keys);
         c0.finish().unwrap();
         c1.finish().unwrap();
     });
-    // Party 1: 4 requests; party 0: its 2 key requests.
-    assert_eq!(dealer.unwrap().requests, 6);
+    // Party 1: 6 requests; party 0: its 4 key requests.
+    assert_eq!(dealer.unwrap().requests, 10);
 }
 
 /// Connects to `addr` and writes `bytes` (errors ignored: the listener may close first);

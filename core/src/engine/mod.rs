@@ -257,6 +257,23 @@ pub trait Engine {
         generic::relu(self, x, scratch)
     }
 
+    /// [`Engine::relu`], and, where the engine gets it without another round, the
+    /// derivative bit the backward pass needs: `grad[i] = [x[i] > 0]` (0 or 1 at integer
+    /// scale), exactly the bit [`Relu::backward`](crate::layers::Relu::backward)
+    /// recomputes (`[-x < 0]` on the ring). Returns `true` when `grad` was written,
+    /// `false` when it was left untouched (the default, which is [`Engine::relu`]).
+    /// Lengths equal. Scratch: `3 * x.len()`.
+    fn relu_keeping_grad(
+        &mut self,
+        x: &mut [Self::Elem],
+        grad: &mut [Self::Elem],
+        scratch: &mut [Self::Elem],
+    ) -> Result<bool, Self::Error> {
+        let _ = grad;
+        self.relu(x, scratch)?;
+        Ok(false)
+    }
+
     /// `a[i] = max(a[i], b[i])`. Scratch: `2 * a.len()`.
     fn max_assign(
         &mut self,

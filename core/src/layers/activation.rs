@@ -28,6 +28,23 @@ impl Relu {
         e.relu(y, scratch)
     }
 
+    /// `y = max(x, 0)`, keeping the derivative bit `[x > 0]` in `grad` when the engine
+    /// gets it with the forward ([`Engine::relu_keeping_grad`]): returns whether it did.
+    /// Then [`Relu::backward_kept`] on `grad` gives what [`Relu::backward`] on `x` gives.
+    ///
+    /// # Errors
+    /// What the engine reports.
+    pub fn forward_keeping_grad<E: Engine + ?Sized>(
+        e: &mut E,
+        x: &[E::Elem],
+        y: &mut [E::Elem],
+        grad: &mut [E::Elem],
+        scratch: &mut [E::Elem],
+    ) -> Result<bool, E::Error> {
+        y.copy_from_slice(x);
+        e.relu_keeping_grad(y, grad, scratch)
+    }
+
     /// `dx = dy * [x > 0]` (one comparison and one select per element).
     ///
     /// # Errors
@@ -42,12 +59,27 @@ impl Relu {
         let n = x.len();
         let (neg, rest) = scratch.split_at_mut(n);
         let (bits, rest) = rest.split_at_mut(n);
-        let zeros = &mut rest[..n];
         neg.copy_from_slice(x);
         e.scale(neg, -1.0)?;
         e.is_negative(neg, bits)?;
+        Self::backward_kept(e, bits, dy, dx, rest)
+    }
+
+    /// `dx = dy * grad` for the bits `grad = [x > 0]` kept by
+    /// [`Relu::forward_keeping_grad`] (one select per element).
+    ///
+    /// # Errors
+    /// What the engine reports.
+    pub fn backward_kept<E: Engine + ?Sized>(
+        e: &mut E,
+        grad: &[E::Elem],
+        dy: &[E::Elem],
+        dx: &mut [E::Elem],
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        let zeros = &mut scratch[..grad.len()];
         zeros.fill(E::Elem::default());
-        e.select(bits, dy, zeros, dx)
+        e.select(grad, dy, zeros, dx)
     }
 }
 

@@ -47,7 +47,7 @@ pub struct CostArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// The comparison protocol: `a2b` (arithmetic-to-binary adder over dealer AND
-    /// triples) or `fss` (the dealer's DReLU keys on the opened masked input).
+    /// triples) or `fss` (the dealer's DReLU and ReLU keys on the opened masked input).
     #[arg(long, default_value = "a2b")]
     pub comparison: String,
     /// One JSON object per line instead of the table.

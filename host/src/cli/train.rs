@@ -87,8 +87,8 @@ pub struct TrainArgs {
     #[arg(long = "insecure-dealer-seed", value_name = "N")]
     pub insecure_dealer_seed: Option<u64>,
     /// With `--engine mpc`: the comparison protocol, `a2b` (arithmetic-to-binary adder
-    /// over dealer AND triples) or `fss` (the dealer's DReLU keys: one round per
-    /// comparison). Both give the same results.
+    /// over dealer AND triples) or `fss` (the dealer's DReLU and ReLU keys: one round per
+    /// comparison or ReLU). Both give the same results.
     #[arg(long, default_value = "a2b")]
     pub comparison: String,
 }

@@ -16,8 +16,8 @@
 //!   master seed is fixed (`--insecure-dealer-seed`), so that a resuming server refuses
 //!   it (its masks would serve new values a second time).
 //! - party to dealer: `1` (u8), counter (u64), kind (u8: 0 Beaver, 1 matrix, 2
-//!   truncation, 3 AND, 4 bits, 5 DReLU keys), three u64 parameters (`n`; `m, k, n`;
-//!   `n, bits`; `words`; `words`; `n, m`); or `0` (u8): the run completed; or `2` (u8):
+//!   truncation, 3 AND, 4 bits, 5 DReLU keys, 6 ReLU keys), three u64 parameters (`n`;
+//!   `m, k, n`; `n, bits`; `words`; `words`; `n, m`; `n, m`); or `0` (u8): the run completed; or `2` (u8):
 //!   the run was aborted; or (party 0 only, as its first message) `3` (u8): it needs
 //!   nothing more.
 //! - dealer to party: `0` (u8), the word count (u64) and the correction words, or for a
@@ -46,7 +46,7 @@
 
 use super::comparison::Comparison;
 use super::dealer::{CorrectionFeed, Dealer, Request, Seed, SeededCorrelations};
-use super::fss::DreluKey;
+use super::fss::{DreluKey, ReluKey};
 use super::keys::{Identity, Role};
 use super::net::{self, NetConfig, NetError, TlsChannel, WireBytes};
 use super::{Channel, MpcError, PartyId};
@@ -355,19 +355,30 @@ fn decode(kind: u8, p: [u64; 3], limit: usize) -> Result<Request, String> {
                 .filter(|&v| v <= limit / 64)
                 .ok_or_else(too_big)?,
         },
-        5 => {
+        5 | 6 => {
+            let relu = kind == 6;
+            let what = if relu { "ReLU" } else { "DReLU" };
             if !(2..=64).contains(&p[1]) {
-                return Err(format!("DReLU keys of width {} (allowed 2 to 64)", p[1]));
+                return Err(format!("{what} keys of width {} (allowed 2 to 64)", p[1]));
             }
             let m = p[1] as u32;
+            let size = if relu {
+                ReluKey::size(m)
+            } else {
+                DreluKey::size(m)
+            };
             let n = usize::try_from(p[0])
                 .ok()
                 .filter(|&n| {
-                    n.checked_mul(DreluKey::size(m))
+                    n.checked_mul(size)
                         .is_some_and(|b| b <= limit.saturating_mul(8))
                 })
                 .ok_or_else(too_big)?;
-            Request::Drelu { n, m }
+            if relu {
+                Request::Relu { n, m }
+            } else {
+                Request::Drelu { n, m }
+            }
         }
         _ => return Err(format!("unknown request kind {kind}")),
     };
@@ -383,6 +394,7 @@ fn encode(req: Request) -> (u8, [u64; 3]) {
         Request::And { words } => (3, [words as u64, 0, 0]),
         Request::Bits { words } => (4, [words as u64, 0, 0]),
         Request::Drelu { n, m } => (5, [n as u64, u64::from(m), 0]),
+        Request::Relu { n, m } => (6, [n as u64, u64::from(m), 0]),
     }
 }
 
@@ -659,6 +671,8 @@ mod tests {
             Request::Bits { words: 2 },
             Request::Drelu { n: 9, m: 64 },
             Request::Drelu { n: 1, m: 2 },
+            Request::Relu { n: 9, m: 64 },
+            Request::Relu { n: 1, m: 2 },
         ];
         for r in reqs {
             let (k, p) = encode(r);
@@ -675,6 +689,11 @@ mod tests {
         let fit = (8 << 20) / DreluKey::size(64) as u64;
         assert!(decode(5, [fit, 64, 0], 1 << 20).is_ok());
         assert!(decode(5, [fit + 1, 64, 0], 1 << 20).is_err());
+        assert!(decode(6, [1, 1, 0], 1 << 20).is_err());
+        assert!(decode(6, [1, 65, 0], 1 << 20).is_err());
+        let fit = (8 << 20) / ReluKey::size(64) as u64;
+        assert!(decode(6, [fit, 64, 0], 1 << 20).is_ok());
+        assert!(decode(6, [fit + 1, 64, 0], 1 << 20).is_err());
     }
 
     #[test]

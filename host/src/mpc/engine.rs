@@ -61,7 +61,10 @@
 //! [`Comparison::Fss`] with the dealer's DReLU keys ([`super::comparison`]): one round
 //! and 8 bytes per element, but a 1613-byte key per element to each party offline.
 //! Every composite built on comparisons then costs one round per comparison level
-//! instead of eight (ReLU and max of two: 2 rounds, 24 bytes).
+//! instead of eight (max of two: 2 rounds, 24 bytes); ReLU uses the dealer's ReLU keys
+//! directly ([`comparison::relu_fss`]): 1 round, 8 bytes, a 2157-byte key per element;
+//! in training the same round also gives the backward pass's bit `[x > 0]`
+//! ([`Engine::relu_keeping_grad`]), so ReLU's backward is one select (1 round, 16 bytes).
 
 use super::channel::{Channel, Traffic};
 use super::comparison::{self, Comparison};
@@ -364,6 +367,32 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         match self.comparison {
             Comparison::A2b => protocols::is_negative(&mut self.link, &mut self.corr, x, out),
             Comparison::Fss => comparison::is_negative_fss(&mut self.link, &mut self.corr, x, out),
+        }
+    }
+
+    /// With [`Comparison::Fss`], the dealer's ReLU keys in one round
+    /// ([`comparison::relu_fss`]); with the adder, the kernel's comparison and select.
+    fn relu(&mut self, x: &mut [Z64], scratch: &mut [Z64]) -> Result<(), MpcError> {
+        match self.comparison {
+            Comparison::A2b => ringnn_core::engine::generic::relu(self, x, scratch),
+            Comparison::Fss => comparison::relu_fss(&mut self.link, &mut self.corr, x, None),
+        }
+    }
+
+    /// With [`Comparison::Fss`], the ReLU keys also give the backward pass's bit
+    /// `[x > 0]` in the same round ([`comparison::relu_fss`]); with the adder, nothing is
+    /// kept (the backward pass compares again, as before).
+    fn relu_keeping_grad(
+        &mut self,
+        x: &mut [Z64],
+        grad: &mut [Z64],
+        scratch: &mut [Z64],
+    ) -> Result<bool, MpcError> {
+        match self.comparison {
+            Comparison::A2b => self.relu(x, scratch).map(|()| false),
+            Comparison::Fss => {
+                comparison::relu_fss(&mut self.link, &mut self.corr, x, Some(grad)).map(|()| true)
+            }
         }
     }
 

@@ -617,9 +617,9 @@ mod tests {
         step_on_shares_matches_plain("resnet20", 8, Comparison::A2b);
     }
 
-    /// With the FSS comparison, a whole step (ReLU, max pooling, the softmax's
-    /// max-of-lines and reciprocal, their backward passes) is within the same bounds of
-    /// Plain as with the adder. Comparisons are exact under both, so the two runs differ
+    /// With the FSS comparison, a whole step (ReLU on the dealer's ReLU keys in one round,
+    /// max pooling, the softmax's max-of-lines and reciprocal, their backward passes) is
+    /// within the same bounds of Plain as with the adder. Comparisons are exact under both, so the two runs differ
     /// only by the truncations' stochastic rounding (the dealer's truncation masks sit at
     /// other request counters): the probabilities and parameters of one are within twice
     /// the bounds of the other's.

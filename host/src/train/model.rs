@@ -8,10 +8,12 @@
 
 use ringnn_core::layers::{
     batchnorm, AvgPool2d, BatchNorm, Conv2d, Dense, GlobalAvgPool, Grads, Image, MaxPool2d, Params,
-    Relu,
 };
 use ringnn_core::Engine;
 use std::ops::Range;
+
+mod relu;
+use relu::{relu_backward, relu_forward};
 
 /// One operation.
 #[derive(Clone, Debug)]
@@ -398,10 +400,7 @@ pub fn forward<E: Engine>(
                 let s = grow(scratch, c.forward_scratch(inp));
                 c.forward(e, &x, Params { w, b }, inp, &mut y, s)?;
             }
-            Op::Relu => {
-                let s = grow(scratch, Relu::scratch(x.len()));
-                Relu::forward(e, &x, &mut y, s)?;
-            }
+            Op::Relu => relu_forward(e, &x, &mut y, train, &mut trace.cache, scratch)?,
             Op::MaxPool(mp) => {
                 let s = grow(scratch, mp.forward_scratch(inp));
                 if train {
@@ -486,8 +485,7 @@ pub fn forward<E: Engine>(
                     )?
                 };
                 e.add_assign(&mut sum, &m)?;
-                let s = grow(scratch, Relu::scratch(sum.len()));
-                Relu::forward(e, &sum, &mut y, s)?;
+                relu_forward(e, &sum, &mut y, train, &mut trace.cache, scratch)?;
                 trace.main = tm;
                 trace.shortcut = ts;
                 // For a block, `input` keeps the pre-activation sum; the block input is
@@ -641,8 +639,7 @@ fn backward_with<E: Engine>(
             }
             Op::Relu => {
                 if want_dx {
-                    let s = grow(scratch, Relu::scratch(dy.len()));
-                    Relu::backward(e, &t.input, &dy, &mut dx, s)?;
+                    relu_backward(e, t, &dy, &mut dx, scratch)?;
                 }
             }
             Op::MaxPool(mp) => {
@@ -685,8 +682,7 @@ fn backward_with<E: Engine>(
             }
             Op::Block { main, shortcut } => {
                 let mut ds = vec![E::Elem::default(); dy.len()];
-                let s = grow(scratch, Relu::scratch(dy.len()));
-                Relu::backward(e, &t.input, &dy, &mut ds, s)?;
+                relu_backward(e, t, &dy, &mut ds, scratch)?;
                 let dm = backward_with(
                     e,
                     main,

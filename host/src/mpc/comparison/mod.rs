@@ -13,12 +13,17 @@
 //!   element per party online, one key of 1613 bytes per element to *each* party offline
 //!   (at the full width `m = 64`).
 //!
+//! With `fss`, ReLU does not go through `is_negative` and a select (2 rounds): [`relu_fss`]
+//! evaluates the dealer's ReLU keys on the same kind of opened masked input and keeps the
+//! output shared: 1 round, 8 bytes per element per party online, a 2157-byte key per
+//! element to each party offline.
+//!
 //! `a2b` stays the default so that every pinned count and result of earlier versions
 //! holds; the study measures both (`--comparison a2b|fss`).
 
 use super::channel::Channel;
 use super::dealer::Correlations;
-use super::fss::drelu_eval_many;
+use super::fss::{drelu_eval_many, relu_eval_many};
 use super::protocols::Link;
 use super::wire::Tag;
 use super::{MpcError, PartyId};
@@ -115,12 +120,7 @@ pub fn is_negative_fss<C: Channel, R: Correlations + ?Sized>(
         return Ok(());
     }
     let mat = corr.drelu(n, FSS_WIDTH)?;
-    let mine: Vec<u64> = x.iter().zip(&mat.r).map(|(&v, &r)| (v + r).0).collect();
-    let mut x_hat = vec![0u64; n];
-    link.exchange(Tag::MaskedInput, "FSS comparison", &mine, &mut x_hat)?;
-    for (t, &m) in x_hat.iter_mut().zip(&mine) {
-        *t = t.wrapping_add(m);
-    }
+    let x_hat = open_masked(link, "FSS comparison", x, &mat.r)?;
     let party = link.party;
     let ge = drelu_eval_many(party, &mat.keys, &x_hat).map_err(|e| MpcError::Dealer {
         what: "DReLU keys",
@@ -129,6 +129,95 @@ pub fn is_negative_fss<C: Channel, R: Correlations + ?Sized>(
     let one = Z64(u64::from(party == PartyId::P0));
     for (o, d) in out.iter_mut().zip(ge) {
         *o = one - Z64(d);
+    }
+    Ok(())
+}
+
+/// Each party's share of the public `x̂ = x + r_in`: one round, in which each sends
+/// `x_i + r_i` (its shares of `x` and of the dealer's mask) and adds the peer's.
+fn open_masked<C: Channel>(
+    link: &mut Link<C>,
+    during: &'static str,
+    x: &[Z64],
+    r: &[Z64],
+) -> Result<Vec<u64>, MpcError> {
+    let mine: Vec<u64> = x.iter().zip(r).map(|(&v, &r)| (v + r).0).collect();
+    let mut x_hat = vec![0u64; x.len()];
+    link.exchange(Tag::MaskedInput, during, &mine, &mut x_hat)?;
+    for (t, &m) in x_hat.iter_mut().zip(&mine) {
+        *t = t.wrapping_add(m);
+    }
+    Ok(x_hat)
+}
+
+/// `x[i] = max(x[i], 0)` (read as signed, on every ring element) in one round, from the
+/// dealer's ReLU keys ([`super::fss::gate`]) with the output kept shared.
+///
+/// Each party sends `x_i + r_i` and both hold the public `x̂ = x + r_in`, as in
+/// [`is_negative_fss`]. Each evaluates its ReLU key on `x̂` ([`relu_eval_many`]): the
+/// key was made with the output masks `r_out = r_d = 0`, so its output `y` is directly
+/// an additive share of `[x ≥ 0] x = max(x, 0)`, which `Plain`'s ReLU gives bit for bit
+/// (at width 64 the sign is that of `x` read as signed; no truncation is involved).
+/// Nothing is sent after the opening.
+///
+/// With `grad`, each party also evaluates its key at `x̂ - 1 = (x - 1) + r_in` (local, no
+/// message) and keeps that evaluation's bit output, a share of `[x - 1 ≥ 0]`: that is
+/// `[x > 0]` on every ring element but `-2^63`, where both it and the backward pass's
+/// `[-x < 0]` are 1, so `grad` holds exactly the bit
+/// [`Relu::backward`](ringnn_core::layers::Relu::backward) would recompute.
+///
+/// # Security
+/// What is opened: only `x̂ = x + r_in`, with a fresh `r_in` per element, uniform in
+/// `Z_2^64` and unknown to either party (each holds a uniform share of it), so `x̂` is
+/// uniform whatever `x` is; the keys reveal nothing about `r_in` (the DCF's security
+/// under the PRG's assumption: [`super::fss`]). The output `max(x, 0)` is never opened:
+/// it leaves the gate as additive shares, with no output mask needed (the key's share
+/// words of `r_out = 0` and `r_d = 0` are fresh random shares of zero). Each `r_in`
+/// serves exactly one opening: it belongs to one dealer request counter, consumed once.
+/// The second evaluation for `grad`, at the public `x̂ - 1`, is local and its bit stays
+/// shared like the output. Trust: the dealer knows `r_in` and both keys; it is
+/// semi-honest and colludes with neither server ([`super::dealer`]).
+///
+/// # Communication
+/// 1 round; 8 bytes sent per element per party (one message for the whole call).
+/// Offline: [`ReluKey::size`]`(64)` = 2157 bytes per element to each party.
+///
+/// [`ReluKey::size`]: super::fss::ReluKey::size
+///
+/// # Errors
+/// A channel or dealer failure (keys that do not parse included).
+///
+/// # Panics
+/// If `grad` is not as long as `x`.
+pub fn relu_fss<C: Channel, R: Correlations + ?Sized>(
+    link: &mut Link<C>,
+    corr: &mut R,
+    x: &mut [Z64],
+    grad: Option<&mut [Z64]>,
+) -> Result<(), MpcError> {
+    let n = x.len();
+    if let Some(g) = &grad {
+        assert_eq!(g.len(), n, "relu: length mismatch");
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let mat = corr.relu(n, FSS_WIDTH)?;
+    let x_hat = open_masked(link, "FSS ReLU", x, &mat.r)?;
+    let eval = |points: &[u64]| {
+        relu_eval_many(link.party, &mat.keys, points).map_err(|e| MpcError::Dealer {
+            what: "ReLU keys",
+            reason: e.to_string(),
+        })
+    };
+    if let Some(g) = grad {
+        let below: Vec<u64> = x_hat.iter().map(|v| v.wrapping_sub(1)).collect();
+        for (b, s) in g.iter_mut().zip(eval(&below)?) {
+            *b = Z64(s.d);
+        }
+    }
+    for (v, s) in x.iter_mut().zip(eval(&x_hat)?) {
+        *v = Z64(s.y);
     }
     Ok(())
 }

@@ -8,7 +8,8 @@ use super::super::tests::{
     Outputs, ReluMaxClamp,
 };
 use super::*;
-use crate::mpc::fss::DreluKey;
+use crate::mpc::dealer::Request;
+use crate::mpc::fss::{DreluKey, ReluKey};
 use crate::mpc::local::LocalMpc;
 use crate::mpc::{run_in_process, share, LocalConfig};
 use rand::{RngCore, SeedableRng};
@@ -110,6 +111,113 @@ fn composites_on_the_fss_comparison_are_exact() {
     );
 }
 
+/// ReLU through the engine: on `Mpc` with `fss`, [`relu_fss`]; on Plain (and with the
+/// adder), the kernel's comparison and select.
+struct Relu;
+impl Case for Relu {
+    fn run<E: Engine<Elem = Z64, Public = Z64>>(
+        &self,
+        e: &mut E,
+        x: &[Vec<Z64>],
+    ) -> Result<Outputs, E::Error> {
+        let mut y = x[0].clone();
+        let mut s = vec![Z64::ZERO; 3 * y.len()];
+        e.relu(&mut y, &mut s)?;
+        Ok(vec![y])
+    }
+}
+
+#[test]
+fn fss_relu_equals_plain_on_the_whole_ring() {
+    let mut rng = ChaCha20Rng::seed_from_u64(44);
+    let mut a: Vec<Z64> = (0..2000).map(|_| Z64(rng.next_u64())).collect();
+    a.extend(EDGES.map(Z64));
+    a.extend(EDGES.map(|v| Z64(v.wrapping_neg())));
+    // Small values at the fixed-point scale, both signs.
+    a.extend(enc(&[
+        0.5,
+        -0.5,
+        3.25,
+        -3.25,
+        2.0f64.powi(-16),
+        -(2.0f64.powi(-16)),
+    ]));
+    let inputs = [a.clone()];
+    let plain = on_plain(&Relu, &inputs);
+    let with_fss = on_mpc(&fss(11), &Relu, &inputs);
+    assert_eq!(plain, with_fss);
+    assert_eq!(on_mpc(&config(11), &Relu, &inputs), with_fss);
+    for (i, &x) in a.iter().enumerate() {
+        let want = if x.is_negative() { Z64::ZERO } else { x };
+        assert_eq!(with_fss[0][i], want, "{:#x}", x.0);
+    }
+    // Another dealer seed (other masks and keys), the same result.
+    assert_eq!(on_mpc(&fss(12), &Relu, &inputs), with_fss);
+}
+
+/// ReLU with its derivative bit: what the engine keeps from the forward pass or, where
+/// it keeps nothing (Plain, the adder), the bit [`ringnn_core::layers::Relu::backward`]
+/// recomputes (`[-x < 0]`).
+struct ReluGrad;
+impl Case for ReluGrad {
+    fn run<E: Engine<Elem = Z64, Public = Z64>>(
+        &self,
+        e: &mut E,
+        x: &[Vec<Z64>],
+    ) -> Result<Outputs, E::Error> {
+        let n = x[0].len();
+        let mut y = x[0].clone();
+        let mut g = vec![Z64::ZERO; n];
+        let mut s = vec![Z64::ZERO; 3 * n];
+        if !e.relu_keeping_grad(&mut y, &mut g, &mut s)? {
+            let mut neg = x[0].clone();
+            e.scale(&mut neg, -1.0)?;
+            e.is_negative(&neg, &mut g)?;
+        }
+        Ok(vec![y, g])
+    }
+}
+
+#[test]
+fn fss_relu_keeps_exactly_the_backward_bit() {
+    let mut rng = ChaCha20Rng::seed_from_u64(45);
+    let mut a: Vec<Z64> = (0..2000).map(|_| Z64(rng.next_u64())).collect();
+    a.extend(EDGES.map(Z64));
+    a.extend(EDGES.map(|v| Z64(v.wrapping_neg())));
+    let inputs = [a.clone()];
+    let plain = on_plain(&ReluGrad, &inputs);
+    let with_fss = on_mpc(&fss(13), &ReluGrad, &inputs);
+    assert_eq!(plain, with_fss);
+    assert_eq!(on_mpc(&config(13), &ReluGrad, &inputs), with_fss);
+    for (i, &x) in a.iter().enumerate() {
+        // [x > 0], but 1 at -2^63 (whose negation is itself): [-x < 0].
+        let want = u64::from(x.0.wrapping_neg() >> 63 == 1);
+        assert_eq!(with_fss[1][i], Z64(want), "{:#x}", x.0);
+    }
+    assert_eq!(with_fss[1][a.len() - EDGES.len() + 5], Z64(1), "-2^63");
+    // The fss engine keeps it in the ReLU's one round; Plain and the adder keep nothing.
+    let n = 100;
+    let x = share(&a[..n], &mut rng);
+    let kept = run_in_process(&fss(14), |e: &mut LocalMpc| {
+        let t0 = e.traffic();
+        let mut y = x[e.party().index()].clone();
+        let (mut g, mut s) = (vec![Z64::ZERO; n], vec![Z64::ZERO; 3 * n]);
+        let kept = e.relu_keeping_grad(&mut y, &mut g, &mut s).unwrap();
+        let t1 = e.traffic();
+        (kept, t1.rounds - t0.rounds, t1.sent - t0.sent)
+    });
+    assert_eq!(kept, [(true, 1, 8 * n as u64 + 8); 2]);
+    let [(kept, ..), _] = run_in_process(&config(14), |e: &mut LocalMpc| {
+        let mut y = x[e.party().index()].clone();
+        let (mut g, mut s) = (vec![Z64::ZERO; n], vec![Z64::ZERO; 3 * n]);
+        (e.relu_keeping_grad(&mut y, &mut g, &mut s).unwrap(), ())
+    });
+    assert!(!kept);
+    let mut p = ringnn_core::Plain::with_frac_bits(16).unwrap();
+    let (mut y, mut g, mut s) = (a.clone(), vec![Z64::ZERO; a.len()], vec![Z64::ZERO; 6000]);
+    assert!(!p.relu_keeping_grad(&mut y, &mut g, &mut s).unwrap());
+}
+
 struct ArgMax(usize, usize);
 impl Case for ArgMax {
     fn run<E: Engine<Elem = Z64, Public = Z64>>(
@@ -132,41 +240,62 @@ fn fss_is_negative_costs_one_round_and_eight_bytes_per_element() {
     let x: Vec<Z64> = (0..n).map(|_| Z64(rng.next_u64())).collect();
     let shares = share(&x, &mut rng);
     let key = DreluKey::size(FSS_WIDTH) as u64;
+    let relu_key = ReluKey::size(FSS_WIDTH) as u64;
     let counts = run_in_process(&fss(42), |e: &mut LocalMpc| {
         let (t0, o0) = (e.traffic(), e.offline());
         let mut bits = vec![Z64::ZERO; n];
         e.is_negative(&shares[e.party().index()], &mut bits)
             .unwrap();
         let (t1, o1) = (e.traffic(), e.offline());
-        // ReLU: the comparison and one select.
+        // ReLU: the dealer's ReLU keys, one opening.
         let mut r = shares[e.party().index()].clone();
         let mut s = vec![Z64::ZERO; 3 * n];
+        e.record_requests(true);
         e.relu(&mut r, &mut s).unwrap();
-        let t2 = e.traffic();
+        let reqs = e.take_requests();
+        let (t2, o2) = (e.traffic(), e.offline());
         (
-            t1.rounds - t0.rounds,
-            t1.sent - t0.sent,
-            t1.received - t0.received,
-            o1.bytes - o0.bytes,
-            o1.requests - o0.requests,
-            t2.rounds - t1.rounds,
-            t2.sent - t1.sent,
+            [
+                t1.rounds - t0.rounds,
+                t1.sent - t0.sent,
+                t1.received - t0.received,
+                o1.bytes - o0.bytes,
+                o1.requests - o0.requests,
+            ],
+            [
+                t2.rounds - t1.rounds,
+                t2.sent - t1.sent,
+                t2.received - t1.received,
+                o2.bytes - o1.bytes,
+                o2.requests - o1.requests,
+            ],
+            reqs,
         )
     });
-    for (party, c) in counts.iter().enumerate() {
+    for (party, (neg, relu, reqs)) in counts.iter().enumerate() {
         // One round; 8 bytes per element and one 8-byte frame header, each way.
-        let (rounds, sent, received, dealer, requests, relu_rounds, relu_sent) = *c;
+        let [rounds, sent, received, dealer, requests] = *neg;
         assert_eq!(rounds, 1, "party {party}");
         assert_eq!(sent, 8 * n as u64 + 8, "party {party}");
         assert_eq!(received, sent, "party {party}");
         // One request; each party receives its keys (and no correction).
         assert_eq!((requests, dealer), (1, n as u64 * key), "party {party}");
-        assert_eq!(relu_rounds, 2, "party {party}");
-        assert_eq!(relu_sent, 24 * n as u64 + 16, "party {party}");
+        // ReLU: the same, with one ReLU key per element instead of a DReLU key.
+        let [rounds, sent, received, dealer, requests] = *relu;
+        assert_eq!(rounds, 1, "party {party}: ReLU");
+        assert_eq!(sent, 8 * n as u64 + 8, "party {party}: ReLU");
+        assert_eq!(received, sent, "party {party}: ReLU");
+        assert_eq!(
+            (requests, dealer),
+            (1, n as u64 * relu_key),
+            "party {party}: ReLU"
+        );
+        assert_eq!(reqs, &[Request::Relu { n, m: FSS_WIDTH }], "party {party}");
     }
+    assert_eq!(relu_key, 2157);
     println!(
         "FSS is_negative: 1 round, 8 bytes per element per party online, {key} bytes per \
-         element to each party from the dealer; ReLU: 2 rounds, 24 bytes"
+         element to each party from the dealer; ReLU: 1 round, 8 bytes, {relu_key} bytes"
     );
 }
 
@@ -178,17 +307,23 @@ fn the_engine_says_which_comparison_it_uses() {
     assert_eq!(a, Comparison::A2b);
 }
 
-/// Both parties' received words of `is_negative` on `n` copies of `v` (FSS, dealer
-/// seed `seed`), and the values opened.
-fn masked_inputs(v: f64, n: usize, seed: u8) -> ([Vec<u64>; 2], Vec<u64>) {
+/// Both parties' received words of `is_negative` (or, with `relu`, of ReLU) on `n` copies
+/// of `v` (FSS, dealer seed `seed`), and the values opened.
+fn masked_inputs(v: f64, n: usize, seed: u8, relu: bool) -> ([Vec<u64>; 2], Vec<u64>) {
     let x = enc(&vec![v; n]);
     let mut rng = ChaCha20Rng::seed_from_u64(7000 + seed as u64 + (v.to_bits() << 8));
     let shares = share(&x, &mut rng);
     let views = run_in_process(&fss(seed), |e: &mut LocalMpc| {
         e.record_view();
-        let mut bits = vec![Z64::ZERO; n];
-        e.is_negative(&shares[e.party().index()], &mut bits)
-            .unwrap();
+        let mine = &shares[e.party().index()];
+        if relu {
+            let mut y = mine.clone();
+            let mut s = vec![Z64::ZERO; 3 * n];
+            e.relu(&mut y, &mut s).unwrap();
+        } else {
+            let mut bits = vec![Z64::ZERO; n];
+            e.is_negative(mine, &mut bits).unwrap();
+        }
         e.take_view()
     });
     for v in &views {
@@ -210,9 +345,22 @@ fn masked_inputs(v: f64, n: usize, seed: u8) -> ([Vec<u64>; 2], Vec<u64>) {
 /// opening.
 #[test]
 fn fss_openings_are_uniform_whatever_the_input_and_each_mask_serves_once() {
+    openings_are_uniform_and_each_mask_serves_once(false);
+}
+
+/// As [`fss_openings_are_uniform_whatever_the_input_and_each_mask_serves_once`], for
+/// ReLU on the dealer's ReLU keys: its one message is the masked input, uniform for the
+/// input 0 (every output 0, the boundary) as for -3.25 (every output clipped), and no
+/// mask serves twice; the output itself is never opened.
+#[test]
+fn fss_relu_openings_are_uniform_whatever_the_input_and_each_mask_serves_once() {
+    openings_are_uniform_and_each_mask_serves_once(true);
+}
+
+fn openings_are_uniform_and_each_mask_serves_once(relu: bool) {
     let n = 8192;
-    let (zero, opened_zero) = masked_inputs(0.0, n, 60);
-    let (neg, opened_neg) = masked_inputs(-3.25, n, 61);
+    let (zero, opened_zero) = masked_inputs(0.0, n, 60, relu);
+    let (neg, opened_neg) = masked_inputs(-3.25, n, 61, relu);
     for (name, opened) in [("zero", &opened_zero), ("-3.25", &opened_neg)] {
         assert_eq!(opened.len(), n);
         let mut seen = std::collections::HashSet::new();

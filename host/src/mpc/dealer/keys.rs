@@ -1,11 +1,14 @@
-//! FSS keys from the dealer: the material of the sign gate ([`crate::mpc::fss::gate`])
-//! that the FSS comparison ([`crate::mpc::comparison`]) consumes.
+//! FSS keys from the dealer: the material of the sign and ReLU gates
+//! ([`crate::mpc::fss::gate`]) that the FSS comparison and ReLU
+//! ([`crate::mpc::comparison`]) consume.
 //!
-//! For request number `k` = [`Request::Drelu`]` { n, m }`, party `i` takes its share
+//! For request number `k` = [`Request::Drelu`]` { n, m }` (or [`Request::Relu`]), party `i` takes its share
 //! `r_i` of each element's input mask from its own stream `k` (as it takes every
 //! uniform share), so `r_in = r_0 + r_1 mod 2^64` costs no dealer bytes. The dealer
 //! regenerates both shares from the party seeds, builds each element's key pair for
-//! `r_in` at width `m`, and sends party `i` key `i`. The key pair's randomness is ChaCha20
+//! `r_in` at width `m`, and sends party `i` key `i`. A ReLU key pair is built with the
+//! output masks `r_out = r_d = 0`: its outputs stay additive shares of `ReLU(x)` and
+//! `[x ≥ 0]` and are never opened. The key pair's randomness is ChaCha20
 //! stream `k` of a seed only the dealer holds, so asking twice (once per party, from two
 //! connections or threads) gives the same pair. To build each pair once, the first
 //! party to ask keeps the other's keys aside until it asks for them; the result does
@@ -20,10 +23,12 @@
 //!
 //! # Communication
 //! [`DreluKey::size`]`(m)` bytes per element to *each* party (1613 at `m = 64`, 813 at
-//! `m = 32`); the mask's share costs nothing.
+//! `m = 32`), [`ReluKey::size`]`(m)` for ReLU (2157 at `m = 64`); the mask's share costs
+//! nothing.
 
-use super::{stream, zs, Dealer, Request};
-use crate::mpc::fss::{drelu_gen, DreluKey};
+use super::{stream, zs, Dealer, Material, Request};
+use crate::mpc::fss::{drelu_gen, relu_gen, DreluKey, FssError, ReluKey, ReluMasks};
+use crate::mpc::MpcError;
 use crate::mpc::PartyId;
 use ringnn_core::Z64;
 
@@ -45,6 +50,51 @@ impl std::fmt::Debug for DreluMaterial {
     }
 }
 
+/// One party's material of [`Request::Relu`]: shares of the input masks and the keys.
+#[derive(Clone)]
+pub struct ReluMaterial {
+    /// This party's shares of the masks `r_in` (one per element).
+    pub r: Vec<Z64>,
+    /// This party's keys of `ReLU(x)` (output unmasked, kept shared) for `x̂ = x + r_in`.
+    pub keys: Vec<ReluKey>,
+}
+
+impl std::fmt::Debug for ReluMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Shares and keys are secrets: show the count only.
+        f.debug_struct("ReluMaterial")
+            .field("n", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Both parties' key bytes of one gate for the input mask `r_in`.
+type GenPair = fn(u64, u32, &mut rand_chacha::ChaCha20Rng) -> Result<[Vec<u8>; 2], FssError>;
+
+fn drelu_pair(
+    r_in: u64,
+    m: u32,
+    rng: &mut rand_chacha::ChaCha20Rng,
+) -> Result<[Vec<u8>; 2], FssError> {
+    let (k0, k1) = drelu_gen(r_in, m, rng)?;
+    Ok([k0.to_bytes(), k1.to_bytes()])
+}
+
+/// A ReLU key pair whose outputs are not masked: `r_out = r_d = 0`.
+fn relu_pair(
+    r_in: u64,
+    m: u32,
+    rng: &mut rand_chacha::ChaCha20Rng,
+) -> Result<[Vec<u8>; 2], FssError> {
+    let masks = ReluMasks {
+        r_in,
+        r_out: 0,
+        r_d: 0,
+    };
+    let (k0, k1) = relu_gen(masks, m, rng)?;
+    Ok([k0.to_bytes(), k1.to_bytes()])
+}
+
 impl Dealer {
     /// `party`'s FSS keys of request number `counter`, as bytes ([`Request::key_bytes`]
     /// of them): see the [module documentation](self).
@@ -52,8 +102,10 @@ impl Dealer {
     /// # Errors
     /// A request that carries no keys, or a width outside 2..=64.
     pub fn keys(&self, req: Request, counter: u64, party: PartyId) -> Result<Vec<u8>, String> {
-        let Request::Drelu { n, m } = req else {
-            return Err(format!("{} carry no FSS keys", req.what()));
+        let (n, m, gen): (usize, u32, GenPair) = match req {
+            Request::Drelu { n, m } => (n, m, drelu_pair),
+            Request::Relu { n, m } => (n, m, relu_pair),
+            _ => return Err(format!("{} carry no FSS keys", req.what())),
         };
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = kept.remove(&(counter, party)) {
@@ -69,9 +121,9 @@ impl Dealer {
             Vec::with_capacity(req.key_bytes()),
         ];
         for (&x, &y) in a.iter().zip(&b) {
-            let (k0, k1) = drelu_gen((x + y).0, m, &mut rng).map_err(|e| e.to_string())?;
-            out[0].extend_from_slice(&k0.to_bytes());
-            out[1].extend_from_slice(&k1.to_bytes());
+            let [k0, k1] = gen((x + y).0, m, &mut rng).map_err(|e| e.to_string())?;
+            out[0].extend_from_slice(&k0);
+            out[1].extend_from_slice(&k1);
         }
         let [k0, k1] = out;
         let (mine, theirs) = match party {
@@ -92,7 +144,41 @@ impl Dealer {
 /// A length other than `n` keys, a key that does not parse, or one of another width;
 /// never panics.
 pub(super) fn parse_drelu(bytes: &[u8], n: usize, m: u32) -> Result<Vec<DreluKey>, String> {
-    let size = DreluKey::size(m);
+    parse_keys(
+        bytes,
+        n,
+        m,
+        DreluKey::size(m),
+        DreluKey::from_bytes,
+        DreluKey::width,
+    )
+}
+
+/// `n` ReLU keys of width `m` from the dealer's bytes, each parsed strictly (as
+/// [`parse_drelu`]).
+///
+/// # Errors
+/// A length other than `n` keys, a key that does not parse, or one of another width;
+/// never panics.
+pub(super) fn parse_relu(bytes: &[u8], n: usize, m: u32) -> Result<Vec<ReluKey>, String> {
+    parse_keys(
+        bytes,
+        n,
+        m,
+        ReluKey::size(m),
+        ReluKey::from_bytes,
+        ReluKey::width,
+    )
+}
+
+fn parse_keys<K>(
+    bytes: &[u8],
+    n: usize,
+    m: u32,
+    size: usize,
+    parse: fn(&[u8]) -> Result<K, FssError>,
+    width: fn(&K) -> u32,
+) -> Result<Vec<K>, String> {
     if Some(bytes.len()) != n.checked_mul(size) {
         return Err(format!(
             "keys of {} bytes from the dealer, expected {n} of {size}",
@@ -103,11 +189,11 @@ pub(super) fn parse_drelu(bytes: &[u8], n: usize, m: u32) -> Result<Vec<DreluKey
         .chunks_exact(size)
         .enumerate()
         .map(|(i, b)| {
-            let k = DreluKey::from_bytes(b).map_err(|e| format!("key {i} from the dealer: {e}"))?;
-            if k.width() != m {
+            let k = parse(b).map_err(|e| format!("key {i} from the dealer: {e}"))?;
+            if width(&k) != m {
                 return Err(format!(
                     "key {i} from the dealer has width {}, expected {m}",
-                    k.width()
+                    width(&k)
                 ));
             }
             Ok(k)
@@ -115,10 +201,32 @@ pub(super) fn parse_drelu(bytes: &[u8], n: usize, m: u32) -> Result<Vec<DreluKey
         .collect()
 }
 
+/// The material of a key request from the mask shares `r` and the dealer's key bytes.
+///
+/// # Errors
+/// Keys that do not parse ([`parse_drelu`], [`parse_relu`]), named as the dealer's.
+pub(super) fn material(req: Request, r: Vec<Z64>, bytes: &[u8]) -> Result<Material, MpcError> {
+    let fail = |reason| MpcError::Dealer {
+        what: req.what(),
+        reason,
+    };
+    match req {
+        Request::Drelu { n, m } => Ok(Material::Drelu(DreluMaterial {
+            r,
+            keys: parse_drelu(bytes, n, m).map_err(fail)?,
+        })),
+        Request::Relu { n, m } => Ok(Material::Relu(ReluMaterial {
+            r,
+            keys: parse_relu(bytes, n, m).map_err(fail)?,
+        })),
+        _ => Err(fail(format!("{} carry no FSS keys", req.what()))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mpc::fss::drelu_eval;
+    use crate::mpc::fss::{drelu_eval, relu_eval};
     use std::sync::Arc;
 
     #[test]
@@ -151,6 +259,47 @@ mod tests {
             again.unwrap(),
             b.keys.iter().flat_map(|k| k.to_bytes()).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn relu_keys_give_shares_of_relu_and_its_bit_for_the_shared_mask() {
+        let dealer = Arc::new(Dealer::from_seed([5; 32]));
+        let [mut c0, mut c1] = dealer.correlations();
+        use crate::mpc::Correlations;
+        let (a, b) = (c0.relu(40, 64).unwrap(), c1.relu(40, 64).unwrap());
+        let xs = [0u64, 1, u64::MAX, 1 << 63, (1 << 63) - 1, 12345];
+        for i in 0..40 {
+            let r = (a.r[i] + b.r[i]).0;
+            let x = xs[i % xs.len()];
+            let x_hat = x.wrapping_add(r);
+            let (s0, s1) = (
+                relu_eval(PartyId::P0, &a.keys[i], x_hat),
+                relu_eval(PartyId::P1, &b.keys[i], x_hat),
+            );
+            // No output mask: the shares add up to ReLU(x) and [x ≥ 0] themselves.
+            let ge = u64::from((x as i64) >= 0);
+            assert_eq!(s0.y.wrapping_add(s1.y), x * ge, "element {i}, x = {x:#x}");
+            assert_eq!(s0.d.wrapping_add(s1.d), ge, "element {i}, x = {x:#x}");
+        }
+        let size = ReluKey::size(64) as u64;
+        assert_eq!(c0.offline().bytes, 32 + 40 * size);
+        assert_eq!(c1.offline().bytes, 32 + 40 * size);
+        assert!(dealer.kept.lock().unwrap().is_empty());
+        // A ReLU key is refused where a DReLU key is expected, and the other way round.
+        let req = Request::Relu { n: 2, m: 16 };
+        let good = dealer.keys(req, 9, PartyId::P0).unwrap();
+        assert_eq!(parse_relu(&good, 2, 16).unwrap().len(), 2);
+        assert!(parse_relu(&good[..good.len() - 1], 2, 16).is_err());
+        assert!(parse_drelu(&good, 2, 16).is_err());
+        let mut bad = good.clone();
+        bad[ReluKey::size(16) + 1] = 1; // the second key's kind byte: DReLU
+        let e = parse_relu(&bad, 2, 16).unwrap_err();
+        assert!(e.contains("key 1"), "{e}");
+        let Err(e) = material(req, vec![Z64::ZERO; 2], &bad) else {
+            panic!("corrupt keys accepted");
+        };
+        let e = e.to_string();
+        assert!(e.contains("ReLU keys") && e.contains("key 1"), "{e}");
     }
 
     #[test]

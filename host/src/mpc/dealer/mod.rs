@@ -44,7 +44,7 @@
 //! server sends. Each party's material alone is uniform (its seed is independent of the
 //! other party's), so one server learns nothing from it. Seeds are never logged.
 
-use super::fss::DreluKey;
+use super::fss::{DreluKey, ReluKey};
 use super::{MpcError, PartyId};
 use crate::gemm::matmul_z64;
 use rand::{RngCore, SeedableRng};
@@ -54,7 +54,7 @@ use ringnn_core::Z64;
 use std::sync::Arc;
 
 pub mod keys;
-pub use keys::DreluMaterial;
+pub use keys::{DreluMaterial, ReluMaterial};
 
 /// A PRG seed.
 pub type Seed = [u8; 32];
@@ -100,6 +100,14 @@ pub enum Request {
         /// The gate's width.
         m: u32,
     },
+    /// `n` ReLU keys of width `m` (2..=64) whose output stays shared, with shares of
+    /// their masks: see [`keys`].
+    Relu {
+        /// Number of keys.
+        n: usize,
+        /// The gate's width.
+        m: u32,
+    },
 }
 
 impl Request {
@@ -112,6 +120,7 @@ impl Request {
             Request::And { .. } => "AND triples",
             Request::Bits { .. } => "random bits",
             Request::Drelu { .. } => "DReLU keys",
+            Request::Relu { .. } => "ReLU keys",
         }
     }
 
@@ -123,7 +132,7 @@ impl Request {
             Request::Trunc { n, .. } => 2 * n,
             Request::And { words } => words,
             Request::Bits { words } => 64 * words,
-            Request::Drelu { .. } => 0,
+            Request::Drelu { .. } | Request::Relu { .. } => 0,
         }
     }
 
@@ -132,6 +141,7 @@ impl Request {
     pub fn key_bytes(&self) -> usize {
         match *self {
             Request::Drelu { n, m } => n.saturating_mul(DreluKey::size(m)),
+            Request::Relu { n, m } => n.saturating_mul(ReluKey::size(m)),
             _ => 0,
         }
     }
@@ -146,7 +156,7 @@ impl Request {
             Request::And { words } => 3 * words,
             Request::Bits { words } => 65 * words,
             // The mask's share; the keys are counted by `key_bytes`.
-            Request::Drelu { n, .. } => n,
+            Request::Drelu { n, .. } | Request::Relu { n, .. } => n,
         }
     }
 }
@@ -240,6 +250,12 @@ pub trait Correlations: Send {
     /// # Errors
     /// The dealer could not provide them, or sent keys that do not parse.
     fn drelu(&mut self, n: usize, m: u32) -> Result<DreluMaterial, MpcError>;
+    /// `n` ReLU keys of width `m` (2..=64), output kept shared, and this party's shares
+    /// of their masks.
+    ///
+    /// # Errors
+    /// The dealer could not provide them, or sent keys that do not parse.
+    fn relu(&mut self, n: usize, m: u32) -> Result<ReluMaterial, MpcError>;
     /// Offline traffic so far.
     fn offline(&self) -> OfflineStats;
     /// The run completed: a remote dealer is told so (see [`CorrectionFeed::finish`]).
@@ -436,7 +452,7 @@ impl Dealer {
                     })
                     .collect()
             }
-            Request::Drelu { .. } => Vec::new(),
+            Request::Drelu { .. } | Request::Relu { .. } => Vec::new(),
         }
     }
 }
@@ -490,6 +506,7 @@ enum Material {
     And(AndTriples),
     Bits(RandomBits),
     Drelu(DreluMaterial),
+    Relu(ReluMaterial),
 }
 
 impl std::fmt::Debug for SeededCorrelations {
@@ -631,14 +648,8 @@ impl SeededCorrelations {
                 };
                 Material::Bits(RandomBits { xor, arith })
             }
-            Request::Drelu { n, m } => {
-                let r = zs(&mut rng, n);
-                let keys =
-                    keys::parse_drelu(&key_bytes, n, m).map_err(|reason| MpcError::Dealer {
-                        what: req.what(),
-                        reason,
-                    })?;
-                Material::Drelu(DreluMaterial { r, keys })
+            Request::Drelu { n, .. } | Request::Relu { n, .. } => {
+                keys::material(req, zs(&mut rng, n), &key_bytes)?
             }
         })
     }
@@ -713,6 +724,15 @@ impl Correlations for SeededCorrelations {
         let req = Request::Drelu { n, m };
         match self.material(req)? {
             Material::Drelu(d) => Ok(d),
+            _ => Err(wrong_material(req)),
+        }
+    }
+
+    fn relu(&mut self, n: usize, m: u32) -> Result<ReluMaterial, MpcError> {
+        assert!((2..=64).contains(&m), "ReLU keys: width in 2..=64");
+        let req = Request::Relu { n, m };
+        match self.material(req)? {
+            Material::Relu(d) => Ok(d),
             _ => Err(wrong_material(req)),
         }
     }

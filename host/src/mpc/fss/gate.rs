@@ -25,6 +25,11 @@
 //! pass, where `g d = (ĝ - r_g)(d̂ - r_d)` needs only dealer shares of `r_g`, `r_d` and
 //! `r_g r_d`. Both openings are uniform (masked by the dealer's fresh `r_out`, `r_d`).
 //!
+//! With `r_out = r_d = 0` nothing needs opening: the shares `y` and `d` are then additive
+//! shares of `ReLU(x)` and `[x ≥ 0]` themselves, and the only round is the opening of
+//! `x̂`. The engine's ReLU uses the gate so ([`crate::mpc::comparison::relu_fss`]), since
+//! the kernel's layers take shared inputs, not masked ones.
+//!
 //! # Reduced width
 //! For `m < 64` the gate is exact when `-2^(m-1) ≤ x ≤ 2^(m-1) - 1` (then `x mod 2^m`
 //! read as signed is `x`): keys shrink (a DCF on `m - 1` bits) and evaluation is faster

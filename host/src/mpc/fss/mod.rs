@@ -1,7 +1,8 @@
 //! Function secret sharing from the dealer: a distributed comparison function (DCF) over
 //! `Z_2^n` and the sign and ReLU gates built on it. The primitive layer: keys, their bytes
-//! and their evaluation; the dealer streams DReLU keys ([`crate::mpc::dealer::keys`]) and
-//! the engine compares with them ([`crate::mpc::comparison`]).
+//! and their evaluation; the dealer streams DReLU and ReLU keys
+//! ([`crate::mpc::dealer::keys`]) and the engine compares and computes ReLU with them
+//! ([`crate::mpc::comparison`]).
 //!
 //! # Pieces
 //! - [`prg`]: the PRG, fixed-key AES-128 (AES-NI through the `aes` crate), batched.
