@@ -2,9 +2,11 @@
 //! precision whose accuracy stays within 0.5, 1 and 2 points of Float, with what one
 //! training step costs on two servers; and the table of those costs.
 //!
-//! *Cheapest* is the fewest online bytes per training step (both servers together,
-//! counted: [`crate::cost::count_step`]), then the fewest rounds, then the fewest
-//! fractional bits. A candidate is a `Plain` cell (its accuracy is the two-party engine's
+//! *Cheapest* is the shortest modelled network time of one training step (counted bytes
+//! and rounds: [`crate::cost::count_step`]) on a stated link ([`step_seconds`]), then the
+//! fewest fractional bits. Bytes alone would rank by differences of 0.1% (a Newton step
+//! fewer at a higher precision) and ignore rounds, which cost more than that on any real
+//! network. A candidate is a `Plain` cell (its accuracy is the two-party engine's
 //! up to one ulp per truncation) whose every seed finished and none diverged. The
 //! reference is Float with exact e^x (the real-number model), else the best Float cell.
 
@@ -15,6 +17,19 @@ use std::fmt::Write;
 
 /// The tolerances, in points of accuracy.
 pub const TOLERANCES: [f64; 3] = [0.5, 1.0, 2.0];
+
+/// The link of the cost model: 1 Gbit/s each way between the servers.
+pub const LINK_BYTES_PER_SECOND: f64 = 125e6;
+/// The round trip of the cost model: 1 ms (servers in one region).
+pub const ROUND_TRIP_SECONDS: f64 = 1e-3;
+
+/// The modelled network seconds of a step: each server sends half the online bytes over
+/// [`LINK_BYTES_PER_SECOND`] (both at once), plus one [`ROUND_TRIP_SECONDS`] per round.
+/// Computation is left out: it is the same for every approximation to within a few
+/// percent (docs/performance.md).
+pub fn step_seconds(c: &StepCount) -> f64 {
+    c.online_bytes as f64 / 2.0 / LINK_BYTES_PER_SECOND + c.rounds as f64 * ROUND_TRIP_SECONDS
+}
 
 /// One chosen cell.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,7 +110,11 @@ pub fn decide(sum: &Summary) -> Vec<Decision> {
                 }
             }
         }
-        candidates.sort_by_key(|c| (c.cost.online_bytes, c.cost.rounds, c.f));
+        candidates.sort_by(|a, b| {
+            step_seconds(&a.cost)
+                .total_cmp(&step_seconds(&b.cost))
+                .then(a.f.cmp(&b.f))
+        });
         let choices = TOLERANCES.map(|tol| {
             candidates
                 .iter()
@@ -134,13 +153,14 @@ pub fn decision_md(sum: &Summary) -> String {
             .iter()
             .map(|c| match c {
                 Some(c) => format!(
-                    "{}, f={}: {:.1} ± {:.1}%; {:.2} MB, {} rounds",
+                    "{}, f={}: {:.1} ± {:.1}%; {:.2} MB, {} rounds ({:.0} ms)",
                     sum.row_label(c.row),
                     c.f,
                     100.0 * c.accuracy.0,
                     100.0 * c.accuracy.1,
                     c.cost.online_bytes as f64 / 1e6,
-                    c.cost.rounds
+                    c.cost.rounds,
+                    1e3 * step_seconds(&c.cost)
                 ),
                 None => "none in the grid".into(),
             })
@@ -157,8 +177,10 @@ pub fn decision_md(sum: &Summary) -> String {
     }
     let _ = writeln!(
         md,
-        "\nCheapest: fewest online bytes per training step (both servers, counted at the \
-         sweep's batch), then fewest rounds, then fewest fractional bits. Candidates: `Plain` \
+        "\nCheapest: the shortest network time of a training step on two servers, modelled \
+         from its counted online bytes (both servers, at the sweep's batch) and rounds on a \
+         1 Gbit/s link with a 1 ms round trip (ms in brackets), then the fewest fractional \
+         bits. Candidates: `Plain` \
          cells whose every seed finished and none diverged (the two-party engine computes \
          the same values up to one ulp per truncation); exact e^x cannot run on two servers. \
          Accuracy: mean ± sample deviation over the seeds. Float: its exact e^x row, \
@@ -299,10 +321,12 @@ mod tests {
         let md = decision_md(&sum);
         assert!(
             md.contains(
-                "| mlp, mnist | exact e^x 98.0% | pwl4, f=13: 97.6 ± 0.1%; 31.00 MB, 213 rounds |"
+                "| mlp, mnist | exact e^x 98.0% | pwl4, f=13: 97.6 ± 0.1%; 31.00 MB, 213 rounds (337 ms) |"
             ),
             "{md}"
         );
+        // Fewer rounds outweigh a few more bytes: 30.2 MB in 160 rounds beats 30 MB in 169.
+        assert!(step_seconds(&count(30.2, 160)) < step_seconds(&count(30.0, 169)));
     }
 
     #[test]
