@@ -224,6 +224,18 @@ fn whole(x: &f64) -> String {
     }
 }
 
+/// The median of `v`; `None` when empty.
+fn median(v: &[f64]) -> Option<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(s[n / 2]),
+        _ => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
+    }
+}
+
 struct VsFracBits<'a> {
     sum: &'a Summary,
     /// (data, model) panels that have a fixed-point column.
@@ -271,23 +283,36 @@ impl Figure for VsFracBits<'_> {
                 .x_desc("fractional bits f")
                 .x_labels((hi - lo) as usize + 1)
                 .x_label_formatter(&whole)
-                .y_desc("test accuracy (%)")
+                .y_desc("test accuracy (%): line = median of seeds, rings = each seed")
                 .draw()
                 .map_err(s)?;
             for i in 0..sum.approx.len() {
                 let color = Palette99::pick(i).to_rgba();
                 let mut pts: Vec<(f64, f64)> = Vec::new();
+                let mut seeds: Vec<(f64, f64)> = Vec::new();
                 let mut float = None;
                 for &j in &cols {
-                    let Some((m, _)) = mean_std(&sum.cells[i][j].accuracy) else {
+                    let acc = &sum.cells[i][j].accuracy;
+                    // The median: one collapsed seed of three does not drag the line.
+                    let Some(m) = median(acc) else {
                         continue;
                     };
                     match sum.columns[j].precision {
-                        Precision::Fixed(f) => pts.push((f as f64, 100.0 * m)),
+                        Precision::Fixed(f) => {
+                            pts.push((f as f64, 100.0 * m));
+                            seeds.extend(acc.iter().map(|a| (f as f64, 100.0 * a)));
+                        }
                         Precision::Float => float = Some(100.0 * m),
                         Precision::Mpc(_) => {}
                     }
                 }
+                chart
+                    .draw_series(
+                        seeds
+                            .iter()
+                            .map(|&p| Circle::new(p, 4, color.stroke_width(1))),
+                    )
+                    .map_err(s)?;
                 pts.sort_by(|a, b| a.0.total_cmp(&b.0));
                 if let Some(fl) = float {
                     chart
