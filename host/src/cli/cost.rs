@@ -151,14 +151,7 @@ impl CostArgs {
                 message: "nothing to measure".into(),
             });
         }
-        let comparison = self
-            .comparison
-            .trim()
-            .parse()
-            .map_err(|message| ConfigError::Name {
-                flag: "comparison",
-                message,
-            })?;
+        let comparison = super::lists::comparison(&self.comparison)?;
         Ok(crate::cost::CostConfig {
             functions,
             frac_bits: frac_list(&self.frac_bits)?,

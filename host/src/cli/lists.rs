@@ -138,3 +138,14 @@ pub fn parse_range(s: &str) -> Result<(f64, f64), ConfigError> {
     }
     Ok((lo, hi))
 }
+
+/// The `--comparison` choice (`a2b` or `fss`).
+///
+/// # Errors
+/// An unknown name, with the valid ones.
+pub(super) fn comparison(name: &str) -> Result<crate::mpc::Comparison, ConfigError> {
+    name.trim().parse().map_err(|message| ConfigError::Name {
+        flag: "comparison",
+        message,
+    })
+}

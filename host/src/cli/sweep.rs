@@ -267,14 +267,7 @@ impl SweepArgs {
             }
         }
         let jobs = jobs_of(self.jobs)?;
-        let comparison: crate::mpc::Comparison =
-            self.comparison
-                .trim()
-                .parse()
-                .map_err(|message| ConfigError::Name {
-                    flag: "comparison",
-                    message,
-                })?;
+        let comparison = super::lists::comparison(&self.comparison)?;
         let grid = Grid {
             models,
             data,

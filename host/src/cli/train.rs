@@ -134,14 +134,7 @@ impl TrainArgs {
             schedule: &self.schedule,
         }
         .apply(&mut cfg)?;
-        cfg.comparison = self
-            .comparison
-            .trim()
-            .parse()
-            .map_err(|message| ConfigError::Name {
-                flag: "comparison",
-                message,
-            })?;
+        cfg.comparison = super::lists::comparison(&self.comparison)?;
         cfg.validate()?;
         Ok(cfg)
     }
