@@ -174,7 +174,7 @@ impl RunHealth {
 }
 
 /// Whether a finished run failed to learn: its test accuracy is at chance (at most 1.25
-/// times `1 / classes`), or its final training loss is not finite or above its start:
+/// times `1 / classes`), or its final training loss is infinite or above its start:
 /// above both `ln classes` (predicting every class alike, about where a fresh network
 /// starts) and `start_loss`, the mean loss of the run's first batch (a fresh network may
 /// start above `ln classes`; NaN when unknown). A two-party run has no revealed loss and
