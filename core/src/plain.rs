@@ -93,38 +93,42 @@ impl Plain {
     /// Adds `h` to the health counters (what a copy of this engine counted on part of the
     /// work, taken back).
     pub fn add_health(&mut self, h: Health) {
-        self.health.set(self.health.get().plus(h));
+        self.tally(h);
+    }
+
+    #[inline]
+    fn tally(&self, h: Health) {
+        if h != Health::default() {
+            self.health.set(self.health.get().plus(h));
+        }
     }
 
     /// Counts `n` wrapped products.
     #[inline]
     fn count(&self, n: u64) {
-        if n != 0 {
-            let mut h = self.health.get();
-            h.wrapped += n;
-            self.health.set(h);
-        }
+        self.tally(Health {
+            wrapped: n,
+            ..Health::default()
+        });
     }
 
     /// Counts `n` saturated encodings.
     #[inline]
     fn count_saturated(&self, n: u64) {
-        if n != 0 {
-            let mut h = self.health.get();
-            h.saturated += n;
-            self.health.set(h);
-        }
+        self.tally(Health {
+            saturated: n,
+            ..Health::default()
+        });
     }
 
     /// Counts `empty` rows without mass and `outside` reciprocal inputs out of its domain.
     #[inline]
     fn count_rows(&self, empty: u64, outside: u64) {
-        if empty + outside != 0 {
-            let mut h = self.health.get();
-            h.empty_rows += empty;
-            h.recip_out_of_range += outside;
-            self.health.set(h);
-        }
+        self.tally(Health {
+            empty_rows: empty,
+            recip_out_of_range: outside,
+            ..Health::default()
+        });
     }
 
     #[inline]

@@ -161,6 +161,10 @@ pub struct CostConfig {
     pub seed: u64,
     /// The comparison protocol.
     pub comparison: Comparison,
+    /// Also time each mlp and LeNet training step with the dealer and both servers as
+    /// processes of this binary ([`time_step_in_processes`]); ResNet-20's step keeps its
+    /// in-process time only (it needs 32x32 colour images).
+    pub processes: bool,
 }
 
 /// Inputs for `f`: logits ~ N(0, 2) clipped to ±8 (softmax), uniform on [-4, 4] (tanh,
@@ -559,13 +563,27 @@ pub fn run(cfg: &CostConfig) -> Result<Vec<CostRow>, String> {
             func.approx()
         ));
     }
+    let exe = if cfg.processes {
+        Some(crate::mpc::launch::ringnn_exe().map_err(|e| format!("the ringnn binary: {e}"))?)
+    } else {
+        None
+    };
     let mut out = Vec::new();
     for func in &cfg.functions {
         for &f in &cfg.frac_bits {
-            out.push(
-                measure(func, f, cfg.rows, cfg.seed, cfg.comparison)
-                    .map_err(|e| format!("{} {}: {e}", func.family(), func.approx()))?,
-            );
+            let what = || format!("{} {}", func.family(), func.approx());
+            let mut row = measure(func, f, cfg.rows, cfg.seed, cfg.comparison)
+                .map_err(|e| format!("{}: {e}", what()))?;
+            if let (Some(exe), Function::Step { model, exp }) = (&exe, *func) {
+                if matches!(model, "mlp" | "lenet") {
+                    let (online, dealer) =
+                        time_step_in_processes(model, exp, f, cfg.rows, cfg.comparison, exe)
+                            .map_err(|e| format!("{}: {e}", what()))?;
+                    row.process_online_seconds = Some(online);
+                    row.process_dealer_seconds = Some(dealer);
+                }
+            }
+            out.push(row);
         }
     }
     Ok(out)
@@ -763,6 +781,7 @@ mod tests {
             rows: 4,
             seed: 1,
             comparison: Comparison::A2b,
+            processes: false,
         };
         let err = run(&cfg).unwrap_err();
         assert!(err.contains("softmax exact"), "{err}");

@@ -158,41 +158,9 @@ impl CostArgs {
             rows: self.rows,
             seed: self.seed,
             comparison,
+            processes: self.processes,
         })
     }
-}
-
-/// Adds to every training-step row the seconds of a run with the dealer and both servers
-/// as processes over TLS ([`crate::cost::time_step_in_processes`]).
-fn time_in_processes(
-    cfg: &crate::cost::CostConfig,
-    rows: &mut [crate::cost::CostRow],
-) -> Result<(), CliError> {
-    let exe = crate::mpc::launch::ringnn_exe()
-        .map_err(|e| CliError::Failed(format!("the ringnn binary: {e}")))?;
-    for r in rows.iter_mut().filter(|r| r.function == "step") {
-        // A step row's approx is `model/exp`.
-        let (model, exp) = r
-            .approx
-            .split_once('/')
-            .and_then(|(m, e)| {
-                let model = crate::cost::MODELS.into_iter().find(|k| *k == m)?;
-                Some((model, ExpApprox::parse(e).ok()?))
-            })
-            .ok_or_else(|| CliError::Failed(format!("step row '{}' unreadable", r.approx)))?;
-        if !matches!(model, "mlp" | "lenet") {
-            // ResNet-20 needs 32x32 colour images: its row keeps only the in-process time.
-            continue;
-        }
-        let f =
-            ringnn_core::FracBits::new(r.frac_bits).map_err(|e| CliError::Failed(e.to_string()))?;
-        let (online, dealer) =
-            crate::cost::time_step_in_processes(model, exp, f, cfg.rows, cfg.comparison, &exe)
-                .map_err(|e| CliError::Failed(format!("{}: {e}", r.approx)))?;
-        r.process_online_seconds = Some(online);
-        r.process_dealer_seconds = Some(dealer);
-    }
-    Ok(())
 }
 
 /// Runs `ringnn cost`, writing the table (or JSON lines) to `out`.
@@ -201,10 +169,7 @@ fn time_in_processes(
 /// A bad argument, or a failed write.
 pub fn cost(args: &CostArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let cfg = args.config()?;
-    let mut rows = crate::cost::run(&cfg).map_err(CliError::Failed)?;
-    if args.processes {
-        time_in_processes(&cfg, &mut rows)?;
-    }
+    let rows = crate::cost::run(&cfg).map_err(CliError::Failed)?;
     if args.json {
         for r in &rows {
             writeln!(out, "{}", serde_json::to_string(r)?)?;
