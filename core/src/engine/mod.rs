@@ -285,7 +285,7 @@ pub trait Engine {
     }
 
     /// `x[i] = min(max(x[i], lo), hi)`, and `grad[i] = 1` where `lo < x[i] < hi`, else 0
-    /// (the derivative), when asked. Scratch: `3 * x.len()`.
+    /// (the derivative), when asked. Scratch: `4 * x.len()`.
     fn clamp(
         &mut self,
         x: &mut [Self::Elem],

@@ -65,15 +65,21 @@
 //! directly ([`comparison::relu_fss`]): 1 round, 8 bytes, a 2157-byte key per element;
 //! in training the same round also gives the backward pass's bit `[x > 0]`
 //! ([`Engine::relu_keeping_grad`]), so ReLU's backward is one select (1 round, 16 bytes).
+//! Max-of-lines (every e^x of the paper's family, SecureML's and Piranha's) and `clamp`
+//! (hard tanh, SecureML's sigmoid) are one spline gate ([`comparison::spline_fss`]):
+//! one opening whatever the number of parts, the same ReLU key evaluated locally at
+//! each knot, then (max-of-lines) one truncation: 2 rounds and 16 bytes per element
+//! (clamp: 1 round, 8 bytes), with `Plain`'s slope for the backward pass.
 
 use super::channel::{Channel, Traffic};
-use super::comparison::{self, Comparison};
+use super::comparison::{self, Comparison, Spline, SplineError};
 use super::dealer::{Correlations, OfflineStats};
 use super::protocols::{self, Link};
 use super::wire;
 use super::{MpcError, PartyId};
 use crate::gemm::matmul_z64;
-use ringnn_core::engine::{Engine, MatDims, MatmulFn};
+use ringnn_core::approx::Lines;
+use ringnn_core::engine::{generic, Engine, MatDims, MatmulFn};
 use ringnn_core::fixed::{Fixed, FracBits};
 use ringnn_core::Z64;
 use std::cell::Cell;
@@ -101,9 +107,45 @@ pub struct Mpc<C, R> {
     comparison: Comparison,
     gemm: MatmulFn<Z64>,
     saturated: Cell<u64>,
+    /// The splines built so far (public data of the approximation and `f`).
+    splines: Vec<(SplineOf, Option<Spline>)>,
+}
+
+/// What a cached [`Spline`] computes.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum SplineOf {
+    Lines(Lines),
+    Clamp(u64, u64),
 }
 
 impl<C: Channel, R: Correlations> Mpc<C, R> {
+    /// The spline of `of`, built once per engine (it depends on `f` and the function
+    /// only); `None` where the gate cannot reproduce `Plain` (max-of-lines at `f` above
+    /// about 29, where its products leave the ring: [`SplineError::NoRange`]), and the
+    /// comparison tree serves instead.
+    fn spline(&mut self, of: SplineOf) -> Result<Option<Spline>, MpcError> {
+        if let Some((_, s)) = self.splines.iter().find(|(k, _)| *k == of) {
+            return Ok(s.clone());
+        }
+        let f = FracBits::new(self.fx.frac_bits()).expect("the engine's f was validated");
+        let built = match of {
+            SplineOf::Lines(lines) => Spline::max_of_lines(&lines, f),
+            SplineOf::Clamp(lo, hi) => Spline::clamp(f64::from_bits(lo), f64::from_bits(hi), f),
+        };
+        let built = match built {
+            Ok(s) => Some(s),
+            Err(SplineError::NoRange { .. } | SplineError::TooManyPoints { .. }) => None,
+            Err(e) => {
+                return Err(MpcError::Dealer {
+                    what: "spline",
+                    reason: e.to_string(),
+                })
+            }
+        };
+        self.splines.push((of, built.clone()));
+        Ok(built)
+    }
+
     /// The run on this engine completed: tells a remote dealer so, which makes its exit
     /// status a success. An engine dropped without it reports an aborted run.
     ///
@@ -125,6 +167,7 @@ impl<C: Channel, R: Correlations> Mpc<C, R> {
             comparison: Comparison::default(),
             gemm: matmul_z64,
             saturated: Cell::new(0),
+            splines: Vec::new(),
         }
     }
 
@@ -394,6 +437,55 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
                 comparison::relu_fss(&mut self.link, &mut self.corr, x, Some(grad)).map(|()| true)
             }
         }
+    }
+
+    /// With [`Comparison::Fss`], one spline gate ([`comparison::spline_fss`]): one round
+    /// whatever the number of lines, then one truncation; with the adder, the kernel's
+    /// comparison tree.
+    fn max_of_lines(
+        &mut self,
+        lines: &Lines,
+        x: &[Z64],
+        out: &mut [Z64],
+        grad: Option<&mut [Z64]>,
+        scratch: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        let spline = match self.comparison {
+            Comparison::A2b => None,
+            Comparison::Fss => self.spline(SplineOf::Lines(*lines))?,
+        };
+        let Some(spline) = spline else {
+            return generic::max_of_lines(self, lines, x, out, grad, scratch);
+        };
+        comparison::spline_fss(&mut self.link, &mut self.corr, &spline, x, out, grad)?;
+        self.shift_right(out, spline.shift())
+    }
+
+    /// With [`Comparison::Fss`] and `lo <= hi`, one spline gate ([`comparison::spline_fss`]):
+    /// one round, exact (integer slopes need no truncation); otherwise the kernel's two
+    /// comparisons and selects.
+    fn clamp(
+        &mut self,
+        x: &mut [Z64],
+        lo: f64,
+        hi: f64,
+        grad: Option<&mut [Z64]>,
+        scratch: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        let spline = match self.comparison {
+            Comparison::Fss if self.public(lo).to_signed() <= self.public(hi).to_signed() => {
+                self.spline(SplineOf::Clamp(lo.to_bits(), hi.to_bits()))?
+            }
+            _ => None,
+        };
+        let Some(spline) = spline else {
+            return generic::clamp(self, x, lo, hi, grad, scratch);
+        };
+        let n = x.len();
+        let out = &mut scratch[..n];
+        comparison::spline_fss(&mut self.link, &mut self.corr, &spline, x, out, grad)?;
+        x.copy_from_slice(out);
+        Ok(())
     }
 
     fn select(

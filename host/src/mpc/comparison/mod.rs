@@ -18,6 +18,10 @@
 //! output shared: 1 round, 8 bytes per element per party online, a 2157-byte key per
 //! element to each party offline.
 //!
+//! With `fss`, max-of-lines and clamp go through the spline gate ([`spline_fss`]): one
+//! opening and one ReLU key per element evaluated at every knot, so pwl7 costs what
+//! SecureML's `max(0, x)` costs online.
+//!
 //! `a2b` stays the default so that every pinned count and result of earlier versions
 //! holds; the study measures both (`--comparison a2b|fss`).
 
@@ -31,8 +35,13 @@ use ringnn_core::Z64;
 use std::fmt;
 use std::str::FromStr;
 
+mod spline;
+pub use spline::{spline_fss, Piece, Spline, SplineError};
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_spline;
 
 /// Which protocol computes [`Engine::is_negative`](ringnn_core::Engine::is_negative) on
 /// shares. Both parties must use the same one. See the [module documentation](self).

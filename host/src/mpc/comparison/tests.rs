@@ -307,22 +307,35 @@ fn the_engine_says_which_comparison_it_uses() {
     assert_eq!(a, Comparison::A2b);
 }
 
-/// Both parties' received words of `is_negative` (or, with `relu`, of ReLU) on `n` copies
-/// of `v` (FSS, dealer seed `seed`), and the values opened.
-fn masked_inputs(v: f64, n: usize, seed: u8, relu: bool) -> ([Vec<u64>; 2], Vec<u64>) {
+/// The one-message FSS gates whose views are tested.
+#[derive(Clone, Copy)]
+enum Gate {
+    /// `is_negative`: the DReLU gate.
+    Sign,
+    /// ReLU: the ReLU gate.
+    Relu,
+    /// Hard tanh: the spline gate (no truncation follows it).
+    Clamp,
+}
+
+/// Both parties' received words of `gate` on `n` copies of `v` (FSS, dealer seed
+/// `seed`), and the values opened.
+fn masked_inputs(v: f64, n: usize, seed: u8, gate: Gate) -> ([Vec<u64>; 2], Vec<u64>) {
     let x = enc(&vec![v; n]);
     let mut rng = ChaCha20Rng::seed_from_u64(7000 + seed as u64 + (v.to_bits() << 8));
     let shares = share(&x, &mut rng);
     let views = run_in_process(&fss(seed), |e: &mut LocalMpc| {
         e.record_view();
         let mine = &shares[e.party().index()];
-        if relu {
-            let mut y = mine.clone();
-            let mut s = vec![Z64::ZERO; 3 * n];
-            e.relu(&mut y, &mut s).unwrap();
-        } else {
-            let mut bits = vec![Z64::ZERO; n];
-            e.is_negative(mine, &mut bits).unwrap();
+        let mut y = mine.clone();
+        let mut s = vec![Z64::ZERO; 3 * n];
+        match gate {
+            Gate::Relu => e.relu(&mut y, &mut s).unwrap(),
+            Gate::Sign => e.is_negative(mine, &mut y).unwrap(),
+            Gate::Clamp => {
+                let (g, rest) = s.split_at_mut(n);
+                e.clamp(&mut y, -1.0, 1.0, Some(g), rest).unwrap()
+            }
         }
         e.take_view()
     });
@@ -345,7 +358,7 @@ fn masked_inputs(v: f64, n: usize, seed: u8, relu: bool) -> ([Vec<u64>; 2], Vec<
 /// opening.
 #[test]
 fn fss_openings_are_uniform_whatever_the_input_and_each_mask_serves_once() {
-    openings_are_uniform_and_each_mask_serves_once(false);
+    openings_are_uniform_and_each_mask_serves_once(Gate::Sign);
 }
 
 /// As [`fss_openings_are_uniform_whatever_the_input_and_each_mask_serves_once`], for
@@ -354,13 +367,21 @@ fn fss_openings_are_uniform_whatever_the_input_and_each_mask_serves_once() {
 /// mask serves twice; the output itself is never opened.
 #[test]
 fn fss_relu_openings_are_uniform_whatever_the_input_and_each_mask_serves_once() {
-    openings_are_uniform_and_each_mask_serves_once(true);
+    openings_are_uniform_and_each_mask_serves_once(Gate::Relu);
 }
 
-fn openings_are_uniform_and_each_mask_serves_once(relu: bool) {
+/// As [`fss_openings_are_uniform_whatever_the_input_and_each_mask_serves_once`], for the
+/// spline gate (hard tanh with its derivative): one message, the masked input, uniform
+/// for 0 (inside) as for -3.25 (clipped); the knots are evaluated locally.
+#[test]
+fn fss_spline_openings_are_uniform_whatever_the_input_and_each_mask_serves_once() {
+    openings_are_uniform_and_each_mask_serves_once(Gate::Clamp);
+}
+
+fn openings_are_uniform_and_each_mask_serves_once(gate: Gate) {
     let n = 8192;
-    let (zero, opened_zero) = masked_inputs(0.0, n, 60, relu);
-    let (neg, opened_neg) = masked_inputs(-3.25, n, 61, relu);
+    let (zero, opened_zero) = masked_inputs(0.0, n, 60, gate);
+    let (neg, opened_neg) = masked_inputs(-3.25, n, 61, gate);
     for (name, opened) in [("zero", &opened_zero), ("-3.25", &opened_neg)] {
         assert_eq!(opened.len(), n);
         let mut seen = std::collections::HashSet::new();
