@@ -1,7 +1,7 @@
 //! The provided composites of [`Engine`] as free functions, built only from primitives.
 //! Engines that override a composite are tested against these.
 
-use super::Engine;
+use super::{ConvUnfold, Engine, MatDims};
 use crate::approx::lines::Lines;
 
 /// Scratch elements [`max_of_lines`] needs for `n` inputs.
@@ -28,6 +28,66 @@ pub const fn newton_iterations(f: u32) -> u32 {
     } else {
         4
     }
+}
+
+/// [`Engine::conv_forward_product`]: unfolds `x` into `cols` and calls
+/// [`Engine::matmul`].
+///
+/// # Errors
+/// What the engine reports.
+///
+/// # Panics
+/// If a length does not match the shape.
+pub fn conv_forward_product<E: Engine + ?Sized>(
+    e: &mut E,
+    conv: &dyn ConvUnfold<E::Elem>,
+    x: &[E::Elem],
+    w: &[E::Elem],
+    out: &mut [E::Elem],
+    cols: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let s = conv.shape();
+    conv.unfold_t(x, cols);
+    e.matmul(
+        w,
+        cols,
+        MatDims {
+            m: s.out_channels,
+            k: s.patch(),
+            n: s.rows(),
+        },
+        out,
+    )
+}
+
+/// [`Engine::conv_weight_product`]: unfolds `x` into `cols` (row-major) and calls
+/// [`Engine::matmul`].
+///
+/// # Errors
+/// What the engine reports.
+///
+/// # Panics
+/// If a length does not match the shape.
+pub fn conv_weight_product<E: Engine + ?Sized>(
+    e: &mut E,
+    conv: &dyn ConvUnfold<E::Elem>,
+    dyt: &[E::Elem],
+    x: &[E::Elem],
+    dw: &mut [E::Elem],
+    cols: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let s = conv.shape();
+    conv.im2col(x, cols);
+    e.matmul(
+        dyt,
+        cols,
+        MatDims {
+            m: s.out_channels,
+            k: s.rows(),
+            n: s.patch(),
+        },
+        dw,
+    )
 }
 
 /// See [`Engine::relu`]. Scratch: `3 * x.len()`.

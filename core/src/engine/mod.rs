@@ -70,6 +70,78 @@ pub struct MatDims {
     pub n: usize,
 }
 
+/// The public geometry of a convolution over a batch of NCHW images: what an engine (and a
+/// two-party engine's dealer) needs to know of a [`Conv2d`](crate::layers::Conv2d) applied
+/// to an input shape. Built by [`Conv2d::shape`](crate::layers::Conv2d::shape), which
+/// checks that the kernel fits.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ConvShape {
+    /// Images in the batch.
+    pub batch: usize,
+    /// Input channels.
+    pub channels: usize,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// Kernel side.
+    pub kernel: usize,
+    /// Stride (both directions).
+    pub stride: usize,
+    /// Zero padding on every side.
+    pub padding: usize,
+    /// Output channels.
+    pub out_channels: usize,
+}
+
+impl ConvShape {
+    /// Elements of the input batch: `batch * channels * height * width`.
+    pub const fn image_len(&self) -> usize {
+        self.batch * self.channels * self.height * self.width
+    }
+
+    /// Elements of one unfolded patch: `channels * kernel^2`.
+    pub const fn patch(&self) -> usize {
+        self.channels * self.kernel * self.kernel
+    }
+
+    /// Output height and width: `(h + 2p - k) / s + 1` each.
+    ///
+    /// # Panics
+    /// If the stride is 0 or the padded input is smaller than the kernel (a shape
+    /// [`Conv2d::shape`](crate::layers::Conv2d::shape) does not build).
+    pub const fn output_size(&self) -> (usize, usize) {
+        let p = 2 * self.padding;
+        (
+            (self.height + p - self.kernel) / self.stride + 1,
+            (self.width + p - self.kernel) / self.stride + 1,
+        )
+    }
+
+    /// Output positions of the whole batch, the columns of the transposed unfolding:
+    /// `batch * oh * ow`.
+    ///
+    /// # Panics
+    /// As [`ConvShape::output_size`].
+    pub const fn rows(&self) -> usize {
+        let (oh, ow) = self.output_size();
+        self.batch * oh * ow
+    }
+}
+
+/// A convolution bound to its input shape, as the engine's convolution products see it:
+/// its [`ConvShape`] and its two unfoldings of an image (local copies, linear in the
+/// image, zero in the padding). [`Conv2d`](crate::layers::Conv2d) provides it; the trait
+/// keeps this module free of the layers.
+pub trait ConvUnfold<T> {
+    /// The geometry.
+    fn shape(&self) -> ConvShape;
+    /// The transposed unfolding of `x` (`image_len` elements) into `cols`, `patch x rows`.
+    fn unfold_t(&self, x: &[T], cols: &mut [T]);
+    /// The row-major unfolding of `x` into `cols`, `rows x patch`.
+    fn im2col(&self, x: &[T], cols: &mut [T]);
+}
+
 /// A matrix-product routine an engine can be given in place of its portable loop (the host
 /// supplies blocked, multi-threaded ones). It must compute exactly `out = a * b` in the
 /// element arithmetic (wrapping for Z_2^64).
@@ -246,6 +318,51 @@ pub trait Engine {
         x.fill(Self::Elem::default());
         let p = self.public(c);
         self.add_public(x, p)
+    }
+
+    /// A convolution's forward product, without rescale: `out = w * cols^T`, where `cols^T`
+    /// is [`ConvUnfold::unfold_t`] of the image `x`, `w` is `out_channels x patch` and
+    /// `out` is `out_channels x rows` ([`ConvShape`]).
+    ///
+    /// The provided version unfolds `x` into `cols` and calls [`Engine::matmul`]: what
+    /// [`Conv2d::forward`](crate::layers::Conv2d::forward) always did, so a plaintext
+    /// engine's results are unchanged. A two-party engine overrides it to mask the image,
+    /// not its unfolding, which is about `k^2 / stride^2` times larger. Scratch: `cols`,
+    /// `patch * rows` elements (left spent).
+    ///
+    /// # Panics
+    /// If a length does not match the shape.
+    fn conv_forward_product(
+        &mut self,
+        conv: &dyn ConvUnfold<Self::Elem>,
+        x: &[Self::Elem],
+        w: &[Self::Elem],
+        out: &mut [Self::Elem],
+        cols: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::conv_forward_product(self, conv, x, w, out, cols)
+    }
+
+    /// A convolution's weight-gradient product, without rescale: `dw = dyt * cols`, where
+    /// `cols` is [`ConvUnfold::im2col`] of the image `x`, `dyt` is `out_channels x rows`
+    /// and `dw` is `out_channels x patch`.
+    ///
+    /// The provided version unfolds `x` into `cols` and calls [`Engine::matmul`], what
+    /// [`Conv2d::backward`](crate::layers::Conv2d::backward) always did; a two-party engine
+    /// overrides it as [`Engine::conv_forward_product`]. Scratch: `cols`, `rows * patch`
+    /// elements (left spent).
+    ///
+    /// # Panics
+    /// If a length does not match the shape.
+    fn conv_weight_product(
+        &mut self,
+        conv: &dyn ConvUnfold<Self::Elem>,
+        dyt: &[Self::Elem],
+        x: &[Self::Elem],
+        dw: &mut [Self::Elem],
+        cols: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::conv_weight_product(self, conv, dyt, x, dw, cols)
     }
 
     /// `x[i] = max(x[i], 0)`. Scratch: `2 * x.len()`.

@@ -14,10 +14,16 @@
 //! product each; `db` is a sum of `dY^T`'s columns, and `dx` folds `dcols^T` back (col2im)
 //! with one engine addition per window row and offset. Unfolding, reordering and folding
 //! are local copies and additions, free on every engine.
+//!
+//! The two products that read the unfolded input, `W cols^T` and `dY^T cols`, go through
+//! the engine's [`Engine::conv_forward_product`] and [`Engine::conv_weight_product`],
+//! which are exactly the unfolding and [`Engine::matmul`] above unless an engine overrides
+//! them: the two-party engine does, to mask the input image instead of its unfolding
+//! (a convolution triple, `ringnn-host`'s `mpc::protocols::conv_product`).
 
 use super::windows::{Strided, Windows};
 use super::{transpose, Grads, Image, Params};
-use crate::engine::MatDims;
+use crate::engine::{ConvShape, ConvUnfold, MatDims};
 use crate::Engine;
 
 /// A 2-D convolution with a square kernel. Weights are `out_channels x (in_channels *
@@ -87,9 +93,47 @@ impl Conv2d {
         Windows::new(h, w, self.kernel, self.stride, self.padding)
     }
 
-    /// Output rows of the unfolded matrix: `batch * oh * ow`.
-    fn rows(&self, input: Image) -> usize {
+    /// Output positions of the whole batch, the columns of the transposed unfolding (rows
+    /// of [`Conv2d::im2col`]): `batch * oh * ow`.
+    ///
+    /// # Panics
+    /// As [`Conv2d::output_size`].
+    pub fn rows(&self, input: Image) -> usize {
         self.output(input).plane() * input.batch
+    }
+
+    /// The public geometry of this layer on `input`, as the engine's convolution products
+    /// take it.
+    ///
+    /// # Panics
+    /// If `input.channels != in_channels`, or as [`Conv2d::output_size`].
+    pub fn shape(&self, input: Image) -> ConvShape {
+        assert_eq!(input.channels, self.in_channels, "conv2d: input channels");
+        let _ = self.windows(input.height, input.width);
+        ConvShape {
+            batch: input.batch,
+            channels: input.channels,
+            height: input.height,
+            width: input.width,
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+            out_channels: self.out_channels,
+        }
+    }
+
+    /// The layer and input shape of `shape` (its inverse).
+    pub fn from_shape(shape: ConvShape) -> (Conv2d, Image) {
+        (
+            Conv2d::new(
+                shape.channels,
+                shape.out_channels,
+                shape.kernel,
+                shape.stride,
+                shape.padding,
+            ),
+            Image::new(shape.batch, shape.channels, shape.height, shape.width),
+        )
     }
 
     /// Scratch for [`Conv2d::forward`]: the unfolded input, the product and one output
@@ -136,17 +180,7 @@ impl Conv2d {
         let (cols, rest) = scratch.split_at_mut(patch * rows);
         let (prod, rest) = rest.split_at_mut(o * rows);
         let bias = &mut rest[..pl * o];
-        self.unfold_t(x, input, cols);
-        e.matmul(
-            w,
-            cols,
-            MatDims {
-                m: o,
-                k: patch,
-                n: rows,
-            },
-            prod,
-        )?;
+        e.conv_forward_product(&Bound(*self, input), x, w, prod, cols)?;
         e.rescale(prod)?;
         // prod[oc * rows + n * P + p] -> y[(n * O + oc) * P + p]: copies of whole planes.
         if pl > 0 {
@@ -165,8 +199,20 @@ impl Conv2d {
         Ok(())
     }
 
-    /// `cols[(n * P + p) * patch + c * k^2 + j] = x[n][c][window p, offset j]`.
-    fn im2col<T: Copy + Default>(&self, x: &[T], input: Image, cols: &mut [T]) {
+    /// The row-major unfolding, `rows x patch` ([`Conv2d::rows`], [`Conv2d::patch`]):
+    /// `cols[(n * P + p) * patch + c * k^2 + j] = x[n][c][window p, offset j]`, zero in the
+    /// padding. Linear in `x` (a copy), so the unfolding of a sharing is a sharing of the
+    /// unfolding.
+    ///
+    /// # Panics
+    /// If `input.channels != in_channels`, or `x` or `cols` has the wrong length.
+    pub fn im2col<T: Copy + Default>(&self, x: &[T], input: Image, cols: &mut [T]) {
+        assert!(
+            input.channels == self.in_channels
+                && x.len() == input.len()
+                && cols.len() == self.rows(input) * self.patch(),
+            "conv2d im2col: shape mismatch"
+        );
         let g = self.windows(input.height, input.width);
         let (c_in, kk, pl, patch) = (self.in_channels, g.offsets(), g.positions(), self.patch());
         g.gather(
@@ -193,9 +239,19 @@ impl Conv2d {
     }
 
     /// The transposed unfolding, `patch x rows`:
-    /// `cols[(c * k^2 + j) * rows + n * P + p] = x[n][c][window p, offset j]`. Each window
-    /// row of each offset is a run of consecutive outputs (one copy at stride 1).
-    fn unfold_t<T: Copy + Default>(&self, x: &[T], input: Image, cols: &mut [T]) {
+    /// `cols[(c * k^2 + j) * rows + n * P + p] = x[n][c][window p, offset j]`, zero in the
+    /// padding. Each window row of each offset is a run of consecutive outputs (one copy
+    /// at stride 1). Linear in `x`, as [`Conv2d::im2col`], whose transpose it is.
+    ///
+    /// # Panics
+    /// If `input.channels != in_channels`, or `x` or `cols` has the wrong length.
+    pub fn unfold_t<T: Copy + Default>(&self, x: &[T], input: Image, cols: &mut [T]) {
+        assert!(
+            input.channels == self.in_channels
+                && x.len() == input.len()
+                && cols.len() == self.rows(input) * self.patch(),
+            "conv2d unfold: shape mismatch"
+        );
         let g = self.windows(input.height, input.width);
         g.gather(
             x,
@@ -295,17 +351,7 @@ impl Conv2d {
                 }
             }
         }
-        self.im2col(x, input, cols);
-        e.matmul(
-            dyt,
-            cols,
-            MatDims {
-                m: o,
-                k: rows,
-                n: patch,
-            },
-            dw,
-        )?;
+        e.conv_weight_product(&Bound(*self, input), dyt, x, dw, cols)?;
         if RESCALE_DW {
             e.rescale(dw)?;
         }
@@ -338,6 +384,23 @@ impl Conv2d {
             )?;
         }
         row_sums_in_place(e, dyt, o, rows, db)
+    }
+}
+
+/// A layer bound to its input shape: what the engine's convolution products take.
+struct Bound(Conv2d, Image);
+
+impl<T: Copy + Default> ConvUnfold<T> for Bound {
+    fn shape(&self) -> ConvShape {
+        self.0.shape(self.1)
+    }
+
+    fn unfold_t(&self, x: &[T], cols: &mut [T]) {
+        self.0.unfold_t(x, self.1, cols);
+    }
+
+    fn im2col(&self, x: &[T], cols: &mut [T]) {
+        self.0.im2col(x, self.1, cols);
     }
 }
 

@@ -16,10 +16,15 @@
 //!   master seed is fixed (`--insecure-dealer-seed`), so that a resuming server refuses
 //!   it (its masks would serve new values a second time).
 //! - party to dealer: `1` (u8), counter (u64), kind (u8: 0 Beaver, 1 matrix, 2
-//!   truncation, 3 AND, 4 bits, 5 DReLU keys, 6 ReLU keys), three u64 parameters (`n`;
-//!   `m, k, n`; `n, bits`; `words`; `words`; `n, m`; `n, m`); or `0` (u8): the run completed; or `2` (u8):
-//!   the run was aborted; or (party 0 only, as its first message) `3` (u8): it needs
-//!   nothing more.
+//!   truncation, 3 AND, 4 bits, 5 DReLU keys, 6 ReLU keys, 7 forward convolution
+//!   triple, 8 weight-gradient convolution triple), then the kind's u64 parameters:
+//!   three for kinds 0 to 6 (`n`; `m, k, n`; `n, bits`; `words`; `words`; `n, m`; `n,
+//!   m`), eight for kinds 7 and 8 (the [`ConvShape`]: batch, channels, height, width,
+//!   kernel, stride, padding, out channels; [`CONV_FIELDS`]); or `0` (u8): the run
+//!   completed; or `2` (u8): the run was aborted; or (party 0 only, as its first
+//!   message) `3` (u8): it needs nothing more. [`parse_request_of`] reads one request
+//!   from its bytes and refuses one that is short, long, of an unknown kind or of a shape
+//!   no layer has, naming the field.
 //! - dealer to party: `0` (u8), the word count (u64) and the correction words, or for a
 //!   key request the byte count (u64) and the keys' bytes; or `1` (u8), a message length
 //!   (u32) and a UTF-8 message, after which the dealer closes.
@@ -30,7 +35,8 @@
 //!
 //! # Communication
 //! Party 0: 33 bytes once (and 1 byte up to release the dealer); with FSS keys, as party
-//! 1 for its key requests. Party 1: 33 bytes, and per request 34 bytes up and 9 bytes
+//! 1 for its key requests. Party 1: 33 bytes, and per request 34 bytes up (74 for a
+//! convolution triple) and 9 bytes
 //! plus the correction down (one word per Beaver triple, per matrix-triple output, per
 //! 64 AND gates, per random bit; two per truncation pair) or the keys
 //! ([`Request::key_bytes`]). Requests announced ahead ([`CorrectionFeed::prefetch`]) are
@@ -45,13 +51,13 @@
 //! errors.
 
 use super::comparison::Comparison;
-use super::dealer::{CorrectionFeed, Dealer, Request, Seed, SeededCorrelations};
+use super::dealer::{ConvProduct, CorrectionFeed, Dealer, Request, Seed, SeededCorrelations};
 use super::fss::{DreluKey, ReluKey};
 use super::keys::{Identity, Role};
 use super::net::{self, NetConfig, NetError, TlsChannel, WireBytes};
 use super::{Channel, MpcError, PartyId};
 use rand::RngCore;
-use ringnn_core::engine::MatDims;
+use ringnn_core::engine::{ConvShape, MatDims};
 use std::io;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -212,12 +218,19 @@ fn serve_one(
             RELEASE if party == PartyId::P0 && requests == 0 => break,
             _ => {}
         }
-        let mut b = [0u8; REQUEST_LEN];
+        let mut b = vec![0u8; REQUEST_HEAD];
         ch.read_exact(&mut b).map_err(io)?;
         let checked = if op[0] != REQUEST {
             Err(format!("unknown message type {}", op[0]))
         } else {
-            parse_request_of(party, &b, next, max_frame / 8)
+            match params_len(b[8]) {
+                Ok(len) => {
+                    b.resize(REQUEST_HEAD + len, 0);
+                    ch.read_exact(&mut b[REQUEST_HEAD..]).map_err(io)?;
+                    parse_request_of(party, &b, next, max_frame / 8)
+                }
+                Err(why) => Err(why),
+            }
         };
         let reply = checked.and_then(|(req, counter)| {
             next = counter + 1;
@@ -266,36 +279,78 @@ fn reply(
     Ok((words.len() as u64, body))
 }
 
-/// Bytes of a request after its message type: counter (u64), kind (u8), three u64.
-pub const REQUEST_LEN: usize = 33;
+/// Bytes of a request's head after its message type: counter (u64), kind (u8). Its
+/// parameters follow ([`params_len`]).
+pub const REQUEST_HEAD: usize = 9;
+
+/// The fields of a convolution request's parameters, in wire order: the [`ConvShape`].
+pub const CONV_FIELDS: [&str; 8] = [
+    "batch",
+    "channels",
+    "height",
+    "width",
+    "kernel",
+    "stride",
+    "padding",
+    "out channels",
+];
+
+/// Bytes of the parameters of a request of `kind` (three u64, or eight for a
+/// convolution triple).
+///
+/// # Errors
+/// An unknown kind.
+pub fn params_len(kind: u8) -> Result<usize, String> {
+    match kind {
+        0..=6 => Ok(24),
+        7 | 8 => Ok(8 * CONV_FIELDS.len()),
+        _ => Err(format!("unknown request kind {kind}")),
+    }
+}
 
 /// Party 1's request from its wire form (after the message type byte): it must carry
 /// the counter `expected` and sizes of at most `limit` words.
 ///
 /// # Errors
-/// A message naming what is wrong (out-of-order counter, unknown kind, sizes too large).
-pub fn parse_request(
-    b: &[u8; REQUEST_LEN],
-    expected: u64,
-    limit: usize,
-) -> Result<Request, String> {
+/// As [`parse_request_of`].
+pub fn parse_request(b: &[u8], expected: u64, limit: usize) -> Result<Request, String> {
     parse_request_of(PartyId::P1, b, expected, limit).map(|(r, _)| r)
 }
 
-/// `party`'s request and its counter from the wire form: party 1's counter must be
+/// `party`'s request and its counter from the wire form (the bytes after the message
+/// type: [`REQUEST_HEAD`] and the parameters, nothing more): party 1's counter must be
 /// `next`; party 0 asks for keys only, with a counter of at least `next` (its requests
 /// are the key requests among all of them, in order).
 ///
 /// # Errors
-/// A message naming what is wrong (out-of-order counter, unknown kind, a kind party 0
-/// has no material of, sizes too large).
+/// A message naming what is wrong: too short or too long for its kind, an out-of-order
+/// counter, an unknown kind, a kind party 0 has no material of, a field out of range
+/// (named), sizes too large.
 pub fn parse_request_of(
     party: PartyId,
-    b: &[u8; REQUEST_LEN],
+    b: &[u8],
     next: u64,
     limit: usize,
 ) -> Result<(Request, u64), String> {
-    let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    if b.len() < REQUEST_HEAD {
+        return Err(format!(
+            "request of {} bytes, shorter than its {REQUEST_HEAD}-byte head (counter, kind)",
+            b.len()
+        ));
+    }
+    let kind = b[8];
+    let want = REQUEST_HEAD + params_len(kind)?;
+    if b.len() != want {
+        return Err(format!(
+            "request of kind {kind} has {} bytes, expected {want}",
+            b.len()
+        ));
+    }
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
     let counter = word(0);
     let in_order = match party {
         PartyId::P1 => counter == next,
@@ -309,7 +364,8 @@ pub fn parse_request_of(
         };
         return Err(format!("request number {counter}, expected {want}{next}"));
     }
-    let req = decode(b[8], [word(9), word(17), word(25)], limit)?;
+    let params: Vec<u64> = (REQUEST_HEAD..want).step_by(8).map(word).collect();
+    let req = decode(kind, &params, limit)?;
     if party == PartyId::P0 && req.key_bytes() == 0 {
         return Err(format!(
             "party 0 asked for {}, which it expands from its seed",
@@ -319,8 +375,78 @@ pub fn parse_request_of(
     Ok((req, counter))
 }
 
-/// A request from its wire form, refusing sizes over `limit` words.
-fn decode(kind: u8, p: [u64; 3], limit: usize) -> Result<Request, String> {
+/// A convolution triple's request from its eight parameters ([`CONV_FIELDS`]): every
+/// field within `limit`, a kernel and stride of at least 1, a kernel that fits the padded
+/// input, and the triple, the unfolded image the dealer builds and the product within
+/// `limit` words.
+fn decode_conv(product: ConvProduct, p: &[u64], limit: usize) -> Result<Request, String> {
+    let mut f = [0usize; 8];
+    for ((v, &w), name) in f.iter_mut().zip(p).zip(CONV_FIELDS) {
+        *v = usize::try_from(w)
+            .ok()
+            .filter(|&v| v <= limit)
+            .ok_or_else(|| format!("convolution request: {name} {w} is over {limit}"))?;
+    }
+    let [batch, channels, height, width, kernel, stride, padding, out_channels] = f;
+    for (v, name) in [(kernel, "kernel"), (stride, "stride")] {
+        if v == 0 {
+            return Err(format!("convolution request: {name} 0 (at least 1)"));
+        }
+    }
+    for (side, name) in [(height, "height"), (width, "width")] {
+        if side.saturating_add(padding.saturating_mul(2)) < kernel {
+            return Err(format!(
+                "convolution request: kernel {kernel} is larger than the {name} {side} \
+                 with padding {padding}"
+            ));
+        }
+    }
+    let over = |what: &str| format!("convolution request: the {what} is over {limit} words");
+    let mul = |xs: &[usize], what: &str| {
+        xs.iter()
+            .try_fold(1usize, |acc, &x| acc.checked_mul(x))
+            .filter(|&v| v <= limit)
+            .ok_or_else(|| over(what))
+    };
+    // The padded sides are at least the kernel (above); saturating for any `limit`.
+    let out_side = |side: usize| {
+        side.saturating_add(padding.saturating_mul(2))
+            .saturating_sub(kernel)
+            / stride
+            + 1
+    };
+    let (oh, ow) = (out_side(height), out_side(width));
+    mul(&[batch, channels, height, width], "image")?;
+    let patch = mul(&[channels, kernel, kernel], "patch")?;
+    let rows = mul(&[batch, oh, ow], "output")?;
+    mul(&[patch, rows], "unfolded image")?;
+    mul(&[out_channels, patch], "kernel matrix")?;
+    mul(&[out_channels, rows], "output matrix")?;
+    Ok(Request::Conv {
+        shape: ConvShape {
+            batch,
+            channels,
+            height,
+            width,
+            kernel,
+            stride,
+            padding,
+            out_channels,
+        },
+        product,
+    })
+}
+
+/// A request from its wire form, refusing sizes over `limit` words. `p` holds the
+/// kind's parameters ([`params_len`]).
+fn decode(kind: u8, p: &[u64], limit: usize) -> Result<Request, String> {
+    if p.len() * 8 != params_len(kind)? {
+        return Err(format!(
+            "request of kind {kind} with {} parameters, expected {}",
+            p.len(),
+            params_len(kind)? / 8
+        ));
+    }
     let size = |x: u64| usize::try_from(x).ok().filter(|&v| v <= limit);
     let too_big = || format!("request of kind {kind} with sizes {p:?} is over {limit} words");
     let one = || size(p[0]).ok_or_else(too_big);
@@ -380,22 +506,52 @@ fn decode(kind: u8, p: [u64; 3], limit: usize) -> Result<Request, String> {
                 Request::Drelu { n, m }
             }
         }
+        7 => decode_conv(ConvProduct::Forward, p, limit)?,
+        8 => decode_conv(ConvProduct::Weights, p, limit)?,
         _ => return Err(format!("unknown request kind {kind}")),
     };
     Ok(req)
 }
 
-/// The wire form of a request: kind and three parameters.
-fn encode(req: Request) -> (u8, [u64; 3]) {
+/// The wire form of a request: kind and parameters ([`params_len`]).
+fn encode(req: Request) -> (u8, Vec<u64>) {
     match req {
-        Request::Beaver { n } => (0, [n as u64, 0, 0]),
-        Request::Matrix { dims } => (1, [dims.m as u64, dims.k as u64, dims.n as u64]),
-        Request::Trunc { n, bits } => (2, [n as u64, bits as u64, 0]),
-        Request::And { words } => (3, [words as u64, 0, 0]),
-        Request::Bits { words } => (4, [words as u64, 0, 0]),
-        Request::Drelu { n, m } => (5, [n as u64, u64::from(m), 0]),
-        Request::Relu { n, m } => (6, [n as u64, u64::from(m), 0]),
+        Request::Beaver { n } => (0, vec![n as u64, 0, 0]),
+        Request::Matrix { dims } => (1, vec![dims.m as u64, dims.k as u64, dims.n as u64]),
+        Request::Trunc { n, bits } => (2, vec![n as u64, bits as u64, 0]),
+        Request::And { words } => (3, vec![words as u64, 0, 0]),
+        Request::Bits { words } => (4, vec![words as u64, 0, 0]),
+        Request::Drelu { n, m } => (5, vec![n as u64, u64::from(m), 0]),
+        Request::Relu { n, m } => (6, vec![n as u64, u64::from(m), 0]),
+        Request::Conv { shape: s, product } => {
+            let kind = match product {
+                ConvProduct::Forward => 7,
+                ConvProduct::Weights => 8,
+            };
+            let f = [
+                s.batch,
+                s.channels,
+                s.height,
+                s.width,
+                s.kernel,
+                s.stride,
+                s.padding,
+                s.out_channels,
+            ];
+            (kind, f.iter().map(|&v| v as u64).collect())
+        }
     }
+}
+
+/// The bytes a party sends for `req` numbered `counter`, after the message type:
+/// [`REQUEST_HEAD`] and the parameters.
+pub fn request_bytes(req: Request, counter: u64) -> Vec<u8> {
+    let (kind, p) = encode(req);
+    let mut b = Vec::with_capacity(REQUEST_HEAD + 8 * p.len());
+    b.extend_from_slice(&counter.to_le_bytes());
+    b.push(kind);
+    p.iter().for_each(|w| b.extend_from_slice(&w.to_le_bytes()));
+    b
 }
 
 /// A party's [`CorrectionFeed`] from the dealer process: one request, one reply, or
@@ -431,12 +587,8 @@ impl<C: Channel> DealerFeed<C> {
     }
 
     fn send_request(&mut self, req: Request, counter: u64) -> io::Result<()> {
-        let (kind, p) = encode(req);
-        let mut b = Vec::with_capacity(34);
-        b.push(REQUEST);
-        b.extend_from_slice(&counter.to_le_bytes());
-        b.push(kind);
-        p.iter().for_each(|w| b.extend_from_slice(&w.to_le_bytes()));
+        let mut b = vec![REQUEST];
+        b.extend_from_slice(&request_bytes(req, counter));
         self.ch.write_all(&b)
     }
 
@@ -673,43 +825,184 @@ mod tests {
             Request::Drelu { n: 1, m: 2 },
             Request::Relu { n: 9, m: 64 },
             Request::Relu { n: 1, m: 2 },
+            Request::Conv {
+                shape: ConvShape {
+                    batch: 8,
+                    ..LENET_CONV1
+                },
+                product: ConvProduct::Forward,
+            },
+            Request::Conv {
+                shape: ConvShape {
+                    padding: 2,
+                    stride: 2,
+                    ..LENET_CONV1
+                },
+                product: ConvProduct::Weights,
+            },
         ];
         for r in reqs {
             let (k, p) = encode(r);
-            assert_eq!(decode(k, p, 1 << 20), Ok(r));
+            assert_eq!(decode(k, &p, 1 << 20), Ok(r));
         }
-        assert!(decode(0, [u64::MAX, 0, 0], 1 << 20).is_err());
-        assert!(decode(1, [1 << 15, 1 << 15, 1], 1 << 20).is_err());
-        assert!(decode(2, [4, 63, 0], 1 << 20).is_err());
-        assert!(decode(9, [1, 0, 0], 1 << 20).is_err());
+        assert!(decode(0, &[u64::MAX, 0, 0], 1 << 20).is_err());
+        assert!(decode(1, &[1 << 15, 1 << 15, 1], 1 << 20).is_err());
+        assert!(decode(2, &[4, 63, 0], 1 << 20).is_err());
+        assert!(decode(9, &[1, 0, 0], 1 << 20).is_err());
         // Keys: width 2..=64, and their bytes within the frame limit.
-        assert!(decode(5, [1, 1, 0], 1 << 20).is_err());
-        assert!(decode(5, [1, 65, 0], 1 << 20).is_err());
-        assert!(decode(5, [u64::MAX, 64, 0], 1 << 20).is_err());
+        assert!(decode(5, &[1, 1, 0], 1 << 20).is_err());
+        assert!(decode(5, &[1, 65, 0], 1 << 20).is_err());
+        assert!(decode(5, &[u64::MAX, 64, 0], 1 << 20).is_err());
         let fit = (8 << 20) / DreluKey::size(64) as u64;
-        assert!(decode(5, [fit, 64, 0], 1 << 20).is_ok());
-        assert!(decode(5, [fit + 1, 64, 0], 1 << 20).is_err());
-        assert!(decode(6, [1, 1, 0], 1 << 20).is_err());
-        assert!(decode(6, [1, 65, 0], 1 << 20).is_err());
+        assert!(decode(5, &[fit, 64, 0], 1 << 20).is_ok());
+        assert!(decode(5, &[fit + 1, 64, 0], 1 << 20).is_err());
+        assert!(decode(6, &[1, 1, 0], 1 << 20).is_err());
+        assert!(decode(6, &[1, 65, 0], 1 << 20).is_err());
         let fit = (8 << 20) / ReluKey::size(64) as u64;
-        assert!(decode(6, [fit, 64, 0], 1 << 20).is_ok());
-        assert!(decode(6, [fit + 1, 64, 0], 1 << 20).is_err());
+        assert!(decode(6, &[fit, 64, 0], 1 << 20).is_ok());
+        assert!(decode(6, &[fit + 1, 64, 0], 1 << 20).is_err());
+    }
+
+    /// LeNet's first convolution at batch 128.
+    const LENET_CONV1: ConvShape = ConvShape {
+        batch: 128,
+        channels: 1,
+        height: 28,
+        width: 28,
+        kernel: 5,
+        stride: 1,
+        padding: 0,
+        out_channels: 16,
+    };
+
+    #[test]
+    fn convolution_requests_round_trip_and_short_and_long_ones_are_refused() {
+        let limit = 1 << 27;
+        for product in [ConvProduct::Forward, ConvProduct::Weights] {
+            let req = Request::Conv {
+                shape: LENET_CONV1,
+                product,
+            };
+            let b = request_bytes(req, 4);
+            assert_eq!(b.len(), REQUEST_HEAD + 64);
+            assert_eq!(parse_request(&b, 4, limit), Ok(req));
+            // Every shorter prefix is refused with its length, and so is one more byte.
+            for cut in 0..b.len() {
+                let e = parse_request(&b[..cut], 4, limit).unwrap_err();
+                assert!(
+                    e.contains(&format!("request of {cut} bytes"))
+                        || e.contains(&format!("has {cut} bytes")),
+                    "{e}"
+                );
+            }
+            let mut long = b.clone();
+            long.push(0);
+            let e = parse_request(&long, 4, limit).unwrap_err();
+            assert!(e.contains("has 74 bytes, expected 73"), "{e}");
+            // The three parameters of the other kinds are a short convolution request.
+            let e = parse_request(&b[..REQUEST_HEAD + 24], 4, limit).unwrap_err();
+            assert!(e.contains("expected 73"), "{e}");
+        }
+        // A three-parameter kind with eight parameters is too long.
+        let mut b = request_bytes(Request::Beaver { n: 3 }, 0);
+        b.extend_from_slice(&[0u8; 40]);
+        let e = parse_request(&b, 0, limit).unwrap_err();
+        assert!(e.contains("has 73 bytes, expected 33"), "{e}");
+    }
+
+    #[test]
+    fn corrupt_convolution_requests_are_refused_naming_the_field() {
+        let limit = 1 << 27;
+        let with = |i: usize, v: u64| {
+            let mut b = request_bytes(
+                Request::Conv {
+                    shape: LENET_CONV1,
+                    product: ConvProduct::Weights,
+                },
+                0,
+            );
+            b[REQUEST_HEAD + 8 * i..REQUEST_HEAD + 8 * i + 8].copy_from_slice(&v.to_le_bytes());
+            parse_request(&b, 0, limit)
+        };
+        for (i, name) in CONV_FIELDS.iter().enumerate() {
+            let e = with(i, u64::MAX).unwrap_err();
+            assert!(e.contains(&format!("{name} {}", u64::MAX)), "{e}");
+            let e = with(i, limit as u64 + 1).unwrap_err();
+            assert!(e.contains(name), "{e}");
+        }
+        assert!(with(4, 0).unwrap_err().contains("kernel 0"));
+        assert!(with(5, 0).unwrap_err().contains("stride 0"));
+        let e = with(2, 4).unwrap_err();
+        assert!(e.contains("height 4 with padding 0"), "{e}");
+        let e = with(3, 4).unwrap_err();
+        assert!(e.contains("width 4 with padding 0"), "{e}");
+        // Sizes within the limit one by one, too large together.
+        let e = with(0, 1 << 20).unwrap_err();
+        assert!(e.contains("the image is over"), "{e}");
+        let e = with(7, 1 << 23).unwrap_err();
+        assert!(e.contains("the kernel matrix is over"), "{e}");
+        let e = with(1, 1 << 8).unwrap_err();
+        assert!(e.contains("the unfolded image is over"), "{e}");
+        let e = with(7, 1 << 16).unwrap_err();
+        assert!(e.contains("the output matrix is over"), "{e}");
+        // Kind 9 does not exist, whatever follows.
+        let mut b = request_bytes(Request::Beaver { n: 1 }, 0);
+        b[8] = 9;
+        assert!(parse_request(&b, 0, limit)
+            .unwrap_err()
+            .contains("unknown request kind 9"));
+        // A counter out of order is refused before the fields are read.
+        let b = request_bytes(
+            Request::Conv {
+                shape: LENET_CONV1,
+                product: ConvProduct::Forward,
+            },
+            3,
+        );
+        assert!(parse_request(&b, 2, limit)
+            .unwrap_err()
+            .contains("request number 3, expected 2"));
+    }
+
+    #[test]
+    fn random_request_bytes_never_panic_and_accepted_shapes_can_be_served() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(77);
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..90);
+            let mut b: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            if len > 8 {
+                b[8] = rng.random_range(0..10);
+            }
+            let _ = parse_request(
+                &b,
+                u64::from_le_bytes([b.first().copied().unwrap_or(0), 0, 0, 0, 0, 0, 0, 0]),
+                1 << 20,
+            );
+        }
+        // Small fields of every value: what is accepted is a shape the dealer serves.
+        let dealer = Dealer::from_seed([3; 32]);
+        let mut served = 0;
+        for i in 0..4_000u64 {
+            let kind = 7 + (i % 2) as u8;
+            let f: Vec<u64> = (0..8).map(|_| rng.random_range(0..7)).collect();
+            let mut b = i.to_le_bytes().to_vec();
+            b.push(kind);
+            f.iter().for_each(|w| b.extend_from_slice(&w.to_le_bytes()));
+            if let Ok(req) = parse_request(&b, i, 1 << 20) {
+                let c = dealer.correction(req, i);
+                assert_eq!(c.len(), req.correction_words());
+                served += 1;
+            }
+        }
+        assert!(served > 100, "only {served} random shapes were valid");
     }
 
     #[test]
     fn party_zero_asks_for_keys_only_and_never_for_a_counter_twice() {
         let (req, k) = (Request::Drelu { n: 2, m: 64 }, 7u64);
-        let wire = |req: Request, k: u64| {
-            let (kind, p) = encode(req);
-            let mut b = [0u8; REQUEST_LEN];
-            b[..8].copy_from_slice(&k.to_le_bytes());
-            b[8] = kind;
-            for (i, w) in p.iter().enumerate() {
-                b[9 + 8 * i..17 + 8 * i].copy_from_slice(&w.to_le_bytes());
-            }
-            b
-        };
-        let p0 = |b: &[u8; REQUEST_LEN], next| parse_request_of(PartyId::P0, b, next, 1 << 20);
+        let wire = request_bytes;
+        let p0 = |b: &[u8], next| parse_request_of(PartyId::P0, b, next, 1 << 20);
         assert_eq!(p0(&wire(req, k), 3), Ok((req, k)));
         assert_eq!(p0(&wire(req, k), 7), Ok((req, k)));
         // The counter after the last one served: an earlier (or the same) one is refused.
@@ -717,7 +1010,7 @@ mod tests {
         let e = p0(&wire(Request::Beaver { n: 2 }, k), 0).unwrap_err();
         assert!(e.contains("expands from its seed"), "{e}");
         // Party 1: exactly the next counter, any kind.
-        let p1 = |b: &[u8; REQUEST_LEN], next| parse_request_of(PartyId::P1, b, next, 1 << 20);
+        let p1 = |b: &[u8], next| parse_request_of(PartyId::P1, b, next, 1 << 20);
         assert_eq!(p1(&wire(req, k), 7), Ok((req, k)));
         assert!(p1(&wire(req, k), 3).is_err());
     }

@@ -34,6 +34,7 @@
 //! | add, sub, add/mul public | 0 | 0 |
 //! | `mul` (Beaver) | 1 | 16 |
 //! | `matmul` `m x k` by `k x n` | 1 | `8 (mk + kn)` per product |
+//! | convolution product (forward, weight gradient) | 1 | `8 (image + mk)` per product: the input image, not its unfolding ([`protocols::conv_product`]) |
 //! | `shift_right` / `rescale` | 1 | 8 |
 //! | `is_negative` (`a2b`) | 8 | 45.375 |
 //! | `is_negative` (`fss`) | 1 | 8 |
@@ -73,13 +74,13 @@
 
 use super::channel::{Channel, Traffic};
 use super::comparison::{self, Comparison, Spline, SplineError};
-use super::dealer::{Correlations, OfflineStats};
+use super::dealer::{ConvProduct, Correlations, OfflineStats};
 use super::protocols::{self, Link};
 use super::wire;
 use super::{MpcError, PartyId};
 use crate::gemm::matmul_z64;
 use ringnn_core::approx::Lines;
-use ringnn_core::engine::{generic, Engine, MatDims, MatmulFn};
+use ringnn_core::engine::{generic, ConvUnfold, Engine, MatDims, MatmulFn};
 use ringnn_core::fixed::{Fixed, FracBits};
 use ringnn_core::Z64;
 use std::cell::Cell;
@@ -356,6 +357,34 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         out: &mut [Z64],
     ) -> Result<(), MpcError> {
         protocols::matmul(&mut self.link, &mut self.corr, a, b, dims, out, self.gemm)
+    }
+
+    /// On a convolution triple ([`protocols::conv_product`]): opens the input image, not
+    /// its unfolding. `cols` is not used.
+    fn conv_forward_product(
+        &mut self,
+        conv: &dyn ConvUnfold<Z64>,
+        x: &[Z64],
+        w: &[Z64],
+        out: &mut [Z64],
+        _cols: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
+        protocols::conv_product(link, corr, conv, ConvProduct::Forward, x, w, out, gemm)
+    }
+
+    /// On a convolution triple ([`protocols::conv_product`]), as
+    /// [`Engine::conv_forward_product`].
+    fn conv_weight_product(
+        &mut self,
+        conv: &dyn ConvUnfold<Z64>,
+        dyt: &[Z64],
+        x: &[Z64],
+        dw: &mut [Z64],
+        _cols: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
+        protocols::conv_product(link, corr, conv, ConvProduct::Weights, x, dyt, dw, gemm)
     }
 
     fn shift_right(&mut self, x: &mut [Z64], bits: u32) -> Result<(), MpcError> {

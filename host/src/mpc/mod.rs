@@ -74,6 +74,8 @@ pub mod training;
 pub mod wire;
 
 #[cfg(test)]
+mod conv_tests;
+#[cfg(test)]
 mod tests;
 
 pub use channel::{Channel, MemChannel, Tracked, Traffic};

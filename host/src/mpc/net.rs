@@ -76,8 +76,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The protocol version in every handshake frame: 2 adds the FSS comparison (its frame
-/// tag, and party 0's messages to the dealer: a release, or its key requests).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// tag, and party 0's messages to the dealer: a release, or its key requests); 3 adds
+/// convolution triples (their frame tag, and the dealer requests of kinds 7 and 8, with
+/// eight parameters).
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The first bytes of a handshake frame.
 pub const MAGIC: [u8; 4] = *b"RGNN";
 /// Length of the handshake frame's payload.

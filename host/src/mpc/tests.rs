@@ -94,7 +94,7 @@ fn diff(a: Z64, b: Z64) -> i64 {
     (a - b).to_signed()
 }
 
-fn assert_within(plain: &[Z64], mpc: &[Z64], tol: impl Fn(usize) -> i64, what: &str) {
+pub(super) fn assert_within(plain: &[Z64], mpc: &[Z64], tol: impl Fn(usize) -> i64, what: &str) {
     assert_eq!(plain.len(), mpc.len());
     for (i, (&p, &m)) in plain.iter().zip(mpc).enumerate() {
         let d = diff(m, p).abs();
@@ -919,8 +919,8 @@ pub(super) fn byte_chi2(a: &[u64], b: &[u64]) -> f64 {
 
 case!(Everything, |e, x| {
     // Every protocol that sends during training and prediction: products, truncation,
-    // comparisons, a matrix product, a max-of-lines softmax (its reciprocal included) and
-    // the secure arg-max.
+    // comparisons, a matrix product, a max-of-lines softmax (its reciprocal included),
+    // the secure arg-max and a convolution layer (both directions).
     let n = x[0].len();
     let mut prod = vec![Z64::ZERO; n];
     e.mul(&x[0], &x[0], &mut prod)?;
@@ -947,7 +947,30 @@ case!(Everything, |e, x| {
     let mut am = vec![Z64::ZERO; rows];
     let mut sc = vec![Z64::ZERO; generic::argmax_rows_scratch(rows, cols)];
     generic::argmax_rows(e, &logits, rows, cols, &mut am, &mut sc)?;
-    Ok(vec![r, logits, p, am])
+    // A convolution layer's forward and backward pass: both convolution products on
+    // convolution triples (the image opened twice, each time under its own mask), the
+    // input gradient's matrix product.
+    let (conv, input) = (Conv2d::new(2, 3, 3, 1, 1), Image::new(2, 2, 8, 8));
+    let out = conv.output(input);
+    let (img, nw) = (input.len(), conv.weights());
+    let (cx, cw, cdy) = (&x[0][..img], &x[0][img..img + nw], &x[0][n - out.len()..]);
+    let mut y = vec![Z64::ZERO; out.len()];
+    let mut s = vec![
+        Z64::ZERO;
+        conv.forward_scratch(input)
+            .max(conv.backward_scratch(input))
+    ];
+    let bias = vec![Z64::ZERO; conv.out_channels];
+    conv.forward(e, cx, Params { w: cw, b: &bias }, input, &mut y, &mut s)?;
+    let (mut dx, mut dw, mut db) = (vec![Z64::ZERO; img], vec![Z64::ZERO; nw], bias.clone());
+    let g = Grads {
+        dy: cdy,
+        dx: Some(&mut dx),
+        dw: &mut dw,
+        db: &mut db,
+    };
+    conv.backward(e, cx, cw, input, g, &mut s)?;
+    Ok(vec![r, logits, p, am, y, dx, dw])
 });
 
 /// A view's messages: each frame's tag and payload words.

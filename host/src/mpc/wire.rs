@@ -29,6 +29,9 @@ pub enum Tag {
     Hello = 7,
     /// An FSS gate's input masked by the dealer's fresh mask (`x + r_in`).
     MaskedInput = 8,
+    /// A convolution product on a convolution triple: the masked image and the masked
+    /// other factor (kernel or output gradient).
+    Conv = 9,
 }
 
 /// A frame header.

@@ -5,6 +5,9 @@
 //! Orca):
 //! - Beaver triples `c = a b` (multiplication, select),
 //! - matrix triples `C = A B` for each matrix-product shape (SecureML),
+//! - convolution triples: an image-shaped `A`, a matrix `B` and `C = B U(A)`, where `U`
+//!   is one of the convolution's unfoldings ([`ConvProduct`]), so that a convolution opens
+//!   its input image rather than the unfolded matrix,
 //! - truncation pairs: `r`, its top bit and `(r mod 2^63) >> d` (dealer-assisted
 //!   truncation),
 //! - binary AND triples `w = u & v` on packed 64-bit words (the sign-bit circuit),
@@ -49,7 +52,8 @@ use super::{MpcError, PartyId};
 use crate::gemm::matmul_z64;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use ringnn_core::engine::MatDims;
+use ringnn_core::engine::{ConvShape, MatDims};
+use ringnn_core::layers::Conv2d;
 use ringnn_core::Z64;
 use std::sync::Arc;
 
@@ -75,6 +79,14 @@ pub enum Request {
     Matrix {
         /// The product's shape.
         dims: MatDims,
+    },
+    /// One convolution triple: `A` of the input's shape, `B` and `C = B U(A)` as
+    /// [`ConvProduct::dims`] says.
+    Conv {
+        /// The convolution's geometry.
+        shape: ConvShape,
+        /// Which of its products the triple serves.
+        product: ConvProduct,
     },
     /// `n` truncation pairs for a shift by `bits` (1..=62).
     Trunc {
@@ -110,12 +122,72 @@ pub enum Request {
     },
 }
 
+/// Which product of a convolution a convolution triple serves: both are `M U(X)` for the
+/// input image `X`, a matrix `M` and an unfolding `U` of `X`
+/// ([`ringnn_core::engine::ConvUnfold`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ConvProduct {
+    /// The forward product `W U(X)`: `W` is `out_channels x patch`, `U` the transposed
+    /// unfolding (`patch x rows`), the result `out_channels x rows`.
+    Forward,
+    /// The weight gradient `dY^T U(X)`: `dY^T` is `out_channels x rows`, `U` the
+    /// row-major unfolding (`rows x patch`), the result `out_channels x patch`.
+    Weights,
+}
+
+impl ConvProduct {
+    /// The product's shape as a matrix product: `M` is `m x k`, `U(X)` is `k x n`.
+    ///
+    /// # Panics
+    /// As [`ConvShape::rows`], for a shape no layer builds.
+    pub fn dims(self, shape: ConvShape) -> MatDims {
+        let (o, patch, rows) = (shape.out_channels, shape.patch(), shape.rows());
+        match self {
+            ConvProduct::Forward => MatDims {
+                m: o,
+                k: patch,
+                n: rows,
+            },
+            ConvProduct::Weights => MatDims {
+                m: o,
+                k: rows,
+                n: patch,
+            },
+        }
+    }
+
+    /// Sizes of the triple's `A` (the image), `B` (`m x k`) and `C` (`m x n`).
+    pub fn sizes(self, shape: ConvShape) -> [usize; 3] {
+        let d = self.dims(shape);
+        [shape.image_len(), d.m * d.k, d.m * d.n]
+    }
+
+    /// `M U(x)` in the clear (the dealer's `C`, and the tests' reference), with the
+    /// core's unfolding.
+    ///
+    /// # Panics
+    /// If a length does not match the shape.
+    pub fn product(self, shape: ConvShape, x: &[Z64], m: &[Z64]) -> Vec<Z64> {
+        let (conv, input) = Conv2d::from_shape(shape);
+        let d = self.dims(shape);
+        let mut cols = vec![Z64::ZERO; d.k * d.n];
+        match self {
+            ConvProduct::Forward => conv.unfold_t(x, input, &mut cols),
+            ConvProduct::Weights => conv.im2col(x, input, &mut cols),
+        }
+        let mut out = vec![Z64::ZERO; d.m * d.n];
+        matmul_z64(m, &cols, d, &mut out);
+        out
+    }
+}
+
 impl Request {
     /// What the request is for, in error messages.
     pub fn what(&self) -> &'static str {
         match self {
             Request::Beaver { .. } => "Beaver triples",
             Request::Matrix { .. } => "a matrix triple",
+            Request::Conv { .. } => "a convolution triple",
             Request::Trunc { .. } => "truncation pairs",
             Request::And { .. } => "AND triples",
             Request::Bits { .. } => "random bits",
@@ -129,6 +201,7 @@ impl Request {
         match *self {
             Request::Beaver { n } => n,
             Request::Matrix { dims } => dims.m * dims.n,
+            Request::Conv { shape, product } => product.sizes(shape)[2],
             Request::Trunc { n, .. } => 2 * n,
             Request::And { words } => words,
             Request::Bits { words } => 64 * words,
@@ -152,6 +225,7 @@ impl Request {
         match *self {
             Request::Beaver { n } => 3 * n,
             Request::Matrix { dims } => dims.m * dims.k + dims.k * dims.n + dims.m * dims.n,
+            Request::Conv { shape, product } => product.sizes(shape).iter().sum(),
             Request::Trunc { n, .. } => 3 * n,
             Request::And { words } => 3 * words,
             Request::Bits { words } => 65 * words,
@@ -230,6 +304,12 @@ pub trait Correlations: Send {
     /// # Errors
     /// The dealer could not provide it.
     fn matrix(&mut self, dims: MatDims) -> Result<Triples, MpcError>;
+    /// A convolution triple for `product` of the convolution `shape`: `a` has the
+    /// input's shape, `b` and `c` the shapes of [`ConvProduct::sizes`], `c = b U(a)`.
+    ///
+    /// # Errors
+    /// The dealer could not provide it.
+    fn conv(&mut self, shape: ConvShape, product: ConvProduct) -> Result<Triples, MpcError>;
     /// `n` truncation pairs for a shift by `bits` (1..=62).
     ///
     /// # Errors
@@ -422,6 +502,13 @@ impl Dealer {
                 let b = add(&b0, &b1);
                 let mut c = vec![Z64::ZERO; m * n];
                 matmul_z64(&a, &b, dims, &mut c);
+                c.iter().zip(&c0).map(|(&x, &y)| (x - y).0).collect()
+            }
+            Request::Conv { shape, product } => {
+                let [na, nb, nc] = product.sizes(shape);
+                let (a0, b0, c0) = (zs(&mut r0, na), zs(&mut r0, nb), zs(&mut r0, nc));
+                let (a1, b1) = (zs(&mut r1, na), zs(&mut r1, nb));
+                let c = product.product(shape, &add(&a0, &a1), &add(&b0, &b1));
                 c.iter().zip(&c0).map(|(&x, &y)| (x - y).0).collect()
             }
             Request::Trunc { n, bits } => {
@@ -621,6 +708,9 @@ impl SeededCorrelations {
                 let MatDims { m, k, n } = dims;
                 Material::Triples(triples(&mut rng, corr, p0, [m * k, k * n, m * n]))
             }
+            Request::Conv { shape, product } => {
+                Material::Triples(triples(&mut rng, corr, p0, product.sizes(shape)))
+            }
             Request::Trunc { n, .. } => {
                 let r = zs(&mut rng, n);
                 let (msb, low) = if p0 {
@@ -688,6 +778,14 @@ impl Correlations for SeededCorrelations {
 
     fn matrix(&mut self, dims: MatDims) -> Result<Triples, MpcError> {
         let req = Request::Matrix { dims };
+        match self.material(req)? {
+            Material::Triples(t) => Ok(t),
+            _ => Err(wrong_material(req)),
+        }
+    }
+
+    fn conv(&mut self, shape: ConvShape, product: ConvProduct) -> Result<Triples, MpcError> {
+        let req = Request::Conv { shape, product };
         match self.material(req)? {
             Material::Triples(t) => Ok(t),
             _ => Err(wrong_material(req)),
