@@ -35,7 +35,7 @@ use ringnn_core::Z64;
 use std::fmt;
 use std::str::FromStr;
 
-mod spline;
+pub mod spline;
 pub use spline::{spline_fss, Piece, Spline, SplineError};
 
 #[cfg(test)]
