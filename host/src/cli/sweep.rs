@@ -40,10 +40,10 @@ pub struct SweepArgs {
     /// Batch size.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
-    /// Learning rate (0.05: at 0.1 the exact gradient through pwl4 and other
-    /// approximations that reach 0 diverged in 5 of 24 short MNIST runs, docs/results.md).
-    #[arg(long, default_value_t = 0.05)]
-    pub lr: f64,
+    /// Learning rate [default: per model, as `ringnn train`: 0.01 for lenet, 0.05 for
+    /// the others].
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Momentum.
     #[arg(long, default_value_t = 0.9)]
     pub momentum: f64,
@@ -314,7 +314,10 @@ impl SweepArgs {
                      samples: {}, test samples: {}; seeds 1..={}.",
             self.epochs,
             self.batch,
-            self.lr,
+            self.lr.map_or_else(
+                || "per model (lenet 0.01, others 0.05)".into(),
+                |v| v.to_string()
+            ),
             self.momentum,
             self.schedule,
             self.grad,

@@ -66,8 +66,8 @@ pub struct Common {
     pub epochs: usize,
     /// Batch size.
     pub batch: usize,
-    /// Learning rate.
-    pub lr: f64,
+    /// Learning rate; `None`: the model's [`Model::default_lr`](crate::train::Model::default_lr).
+    pub lr: Option<f64>,
     /// Momentum.
     pub momentum: f64,
     /// Weight decay.
@@ -169,11 +169,13 @@ impl Grid {
     /// The first invalid name or setting, as `ringnn train` reports it.
     pub fn expand(&self) -> Result<Vec<RunSpec>, ConfigError> {
         let c = &self.common;
-        let settings = format!(
+        // The rate as each run resolves it (the model's default unless given).
+        let settings = |lr: f64| {
+            format!(
             "epochs={}|batch={}|lr={}|momentum={}|wd={}|schedule={}|grad={}|sigmoid={}|submax={}|train={}|test={}",
             c.epochs,
             c.batch,
-            c.lr,
+            lr,
             c.momentum,
             c.weight_decay,
             c.schedule,
@@ -182,7 +184,8 @@ impl Grid {
             c.subtract_max,
             c.train_limit.map_or("all".into(), |n| n.to_string()),
             c.test_limit.map_or("all".into(), |n| n.to_string()),
-        );
+        )
+        };
         let mut out = Vec::with_capacity(self.len());
         for &seed in &self.seeds {
             for data in &self.data {
@@ -203,8 +206,9 @@ impl Grid {
                             };
                             out.push(RunSpec {
                                 key: format!(
-                                    "{model}|{data}|{}|exp={exp}|tanh={tanh}|seed={seed}|{settings}{cmp}",
-                                    precision.label()
+                                    "{model}|{data}|{}|exp={exp}|tanh={tanh}|seed={seed}|{}{cmp}",
+                                    precision.label(),
+                                    settings(config.lr)
                                 ),
                                 model: model.clone(),
                                 data: data.clone(),
@@ -238,7 +242,7 @@ impl Grid {
             subtract_max: c.subtract_max,
             epochs: c.epochs,
             batch: c.batch,
-            lr: c.lr,
+            lr: f64::NAN, // set below, once the model is known
             momentum: c.momentum,
             weight_decay: c.weight_decay,
             seed,
@@ -264,6 +268,7 @@ impl Grid {
             schedule: &c.schedule,
         }
         .apply(&mut cfg)?;
+        cfg.lr = c.lr.unwrap_or_else(|| cfg.model.default_lr());
         cfg.validate()?;
         Ok(cfg)
     }
@@ -290,7 +295,7 @@ mod tests {
                 subtract_max: false,
                 epochs: 1,
                 batch: 8,
-                lr: 0.05,
+                lr: Some(0.05),
                 momentum: 0.9,
                 weight_decay: 0.0,
                 schedule: "constant".into(),
@@ -322,5 +327,29 @@ mod tests {
                 assert_eq!(f.key, a.key);
             }
         }
+    }
+
+    /// Without `--lr` each run takes its model's rate (LeNet does not train at the mlp's
+    /// 0.05), and its key says which; a given rate holds for every model.
+    #[test]
+    fn each_model_gets_its_default_rate_unless_one_is_given() {
+        let mut g = grid(Comparison::A2b);
+        g.models = vec!["mlp".into(), "lenet".into()];
+        g.data = vec!["mnist".into()];
+        g.precisions = vec![Precision::Float];
+        g.approx.truncate(1);
+        g.common.lr = None;
+        let runs = g.expand().unwrap();
+        let rate = |m: &str| runs.iter().find(|r| r.model == m).unwrap();
+        assert_eq!(rate("mlp").config.lr, 0.05);
+        assert_eq!(rate("lenet").config.lr, 0.01);
+        assert!(
+            rate("lenet").key.contains("|lr=0.01|"),
+            "{}",
+            rate("lenet").key
+        );
+        assert!(rate("mlp").key.contains("|lr=0.05|"), "{}", rate("mlp").key);
+        g.common.lr = Some(0.02);
+        assert!(g.expand().unwrap().iter().all(|r| r.config.lr == 0.02));
     }
 }

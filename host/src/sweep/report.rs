@@ -278,7 +278,7 @@ mod tests {
                 subtract_max: false,
                 epochs: 1,
                 batch: 8,
-                lr: 0.1,
+                lr: Some(0.1),
                 momentum: 0.9,
                 weight_decay: 0.0,
                 schedule: "constant".into(),
