@@ -365,6 +365,61 @@ pub trait Engine {
         generic::conv_weight_product(self, conv, dyt, x, dw, cols)
     }
 
+    /// A dense layer's forward product in training, without rescale: `out = x * w`
+    /// (`dims`: `x` is `m x k`, `w` is `k x n`), whose backward pass will call
+    /// [`Engine::dense_backward_products`] with the same `slot`, `x` and `w`. The slot is
+    /// the caller's name for the layer (unique within the network, e.g. its parameters'
+    /// offset).
+    ///
+    /// The provided version is [`Engine::matmul`] and keeps nothing: a plaintext engine's
+    /// results are those of [`Dense::forward`](crate::layers::Dense::forward). A
+    /// two-party engine overrides it to keep the masked operands it opened, so that the
+    /// backward pass reuses them instead of opening `x` and `w` again.
+    ///
+    /// # Panics
+    /// If a length does not match `dims`.
+    fn dense_forward_product(
+        &mut self,
+        slot: usize,
+        x: &[Self::Elem],
+        w: &[Self::Elem],
+        dims: MatDims,
+        out: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        let _ = slot;
+        self.matmul(x, w, dims, out)
+    }
+
+    /// A dense layer's backward products, without rescale: `dw = x^T * dy` (`k x n`) and,
+    /// when asked, `dx = dy * w^T` (`m x k`), for the `x` (`m x k`), `w` (`k x n`) and
+    /// `dims` of the [`Engine::dense_forward_product`] of the same `slot`; `dy` is
+    /// `m x n`. Scratch: `max(m k, k n)` elements (left spent).
+    ///
+    /// The provided version transposes into `scratch` and calls [`Engine::matmul`] twice,
+    /// what [`Dense::backward`](crate::layers::Dense::backward) always did, so a
+    /// plaintext engine's results are unchanged. A two-party engine overrides it to
+    /// open only `dy` (masked) and compute both products from what the forward product
+    /// opened.
+    ///
+    /// # Panics
+    /// If a length does not match `dims`; a two-party engine also panics if `x` or `w` is
+    /// not what the slot's forward product was given (a bug in the caller).
+    #[allow(clippy::too_many_arguments)]
+    fn dense_backward_products(
+        &mut self,
+        slot: usize,
+        x: &[Self::Elem],
+        w: &[Self::Elem],
+        dy: &[Self::Elem],
+        dims: MatDims,
+        dw: &mut [Self::Elem],
+        dx: Option<&mut [Self::Elem]>,
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        let _ = slot;
+        generic::dense_backward_products(self, x, w, dy, dims, dw, dx, scratch)
+    }
+
     /// `x[i] = max(x[i], 0)`. Scratch: `2 * x.len()`.
     fn relu(
         &mut self,

@@ -7,8 +7,8 @@
 
 use super::channel::MemChannel;
 use super::dealer::{
-    AndTriples, ConvProduct, Correlations, DreluMaterial, OfflineStats, RandomBits, ReluMaterial,
-    SeededCorrelations, Triples, TruncPairs,
+    AndTriples, ConvProduct, Correlations, DenseMasks, DreluMaterial, OfflineStats, RandomBits,
+    ReluMaterial, SeededCorrelations, Triples, TruncPairs,
 };
 use super::tests::{assert_within, config, enc, on_mpc, on_plain, uniform, Case, Outputs};
 use super::wire::Tag;
@@ -237,11 +237,11 @@ fn a_convolution_product_sends_the_image_not_its_unfolding() {
 
 /// A party's correlations that keep, in order, the mask of every value the protocols open
 /// with them: a triple's `a` then `b` (the order of the masked operands in each
-/// message), a truncation pair's `r`. Comparison material (AND triples, random bits, FSS
+/// message), a truncation pair's `r`, dense backward masks' `d`. Comparison material (AND triples, random bits, FSS
 /// keys) is not kept: the body below makes no comparison, and asking for it fails.
-struct Keeping {
-    inner: SeededCorrelations,
-    log: Arc<Mutex<Vec<Vec<Z64>>>>,
+pub(super) struct Keeping {
+    pub(super) inner: SeededCorrelations,
+    pub(super) log: Arc<Mutex<Vec<Vec<Z64>>>>,
 }
 
 impl Keeping {
@@ -274,6 +274,19 @@ impl Correlations for Keeping {
         let t = self.inner.conv(shape, product)?;
         self.keep(&t);
         Ok(t)
+    }
+    fn dense_backward(
+        &mut self,
+        dims: MatDims,
+        back: usize,
+        dx: bool,
+    ) -> Result<DenseMasks, MpcError> {
+        let t = self.inner.dense_backward(dims, back, dx)?;
+        self.log.lock().unwrap().push(t.d.clone());
+        Ok(t)
+    }
+    fn consumed(&self) -> u64 {
+        self.inner.consumed()
     }
     fn trunc(&mut self, n: usize, bits: u32) -> Result<TruncPairs, MpcError> {
         let t = self.inner.trunc(n, bits)?;

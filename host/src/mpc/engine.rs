@@ -25,6 +25,17 @@
 //! views are simulated message by message by uniform values. Nothing derived from data
 //! is ever opened: comparison results, softmax outputs, logits and accuracy stay shared.
 //!
+//! One opening serves several products within a training step, never one mask several
+//! secrets: a dense layer's forward product opens `X - A` and `W - B` once
+//! ([`Engine::dense_forward_product`]), and its backward pass opens only `dY - D`
+//! ([`Engine::dense_backward_products`], [`protocols::dense_backward`]) and computes
+//! `X^T dY` and `dY W^T` locally from the three opened values and the dealer's `A^T D`,
+//! `D B^T`. `A` hides only `X`, `B` only `W`, `D` only `dY`, each opened once: using an
+//! opened value again is local computation on what the party already holds, so the
+//! views are those of fresh masks minus the repeated openings. The next step's products
+//! get new masks (the kept values are dropped by the backward pass, or replaced by the
+//! next forward product).
+//!
 //! # Communication
 //! Per element, per party, payload bytes sent (the receiver gets the same), with the
 //! default truncation; every message adds an 8-byte header.
@@ -34,6 +45,8 @@
 //! | add, sub, add/mul public | 0 | 0 |
 //! | `mul` (Beaver) | 1 | 16 |
 //! | `matmul` `m x k` by `k x n` | 1 | `8 (mk + kn)` per product |
+//! | dense forward product in training (`X W`, `X` `m x k`, `W` `k x n`) | 1 | `8 (mk + kn)`, as `matmul`; `X - A` and `W - B` are kept |
+//! | dense backward products (`X^T dY` and `dY W^T`) | 1 | `8 mn` per layer: `dY` only ([`protocols::dense_backward`]); two fresh products took 2 rounds and `8 (2mn + mk + kn)` |
 //! | convolution product (forward, weight gradient) | 1 | `8 (image + mk)` per product: the input image, not its unfolding ([`protocols::conv_product`]) |
 //! | `shift_right` / `rescale` | 1 | 8 |
 //! | `is_negative` (`a2b`) | 8 | 45.375 |
@@ -84,6 +97,7 @@ use ringnn_core::engine::{generic, ConvUnfold, Engine, MatDims, MatmulFn};
 use ringnn_core::fixed::{Fixed, FracBits};
 use ringnn_core::Z64;
 use std::cell::Cell;
+use std::collections::HashMap;
 
 /// Which truncation protocol [`Engine::shift_right`] uses. See the [module
 /// documentation](self).
@@ -110,6 +124,18 @@ pub struct Mpc<C, R> {
     saturated: Cell<u64>,
     /// The splines built so far (public data of the approximation and `f`).
     splines: Vec<(SplineOf, Option<Spline>)>,
+    /// What each dense layer's forward product in training kept for its backward pass,
+    /// by slot ([`Engine::dense_forward_product`]), with this party's shares of the
+    /// operands (to check that the backward pass is given the same ones).
+    kept: HashMap<usize, Kept>,
+}
+
+/// A dense layer's forward product kept until its backward pass.
+#[derive(Debug)]
+struct Kept {
+    product: protocols::KeptProduct,
+    x: Vec<Z64>,
+    w: Vec<Z64>,
 }
 
 /// What a cached [`Spline`] computes.
@@ -169,6 +195,7 @@ impl<C: Channel, R: Correlations> Mpc<C, R> {
             gemm: matmul_z64,
             saturated: Cell::new(0),
             splines: Vec::new(),
+            kept: HashMap::new(),
         }
     }
 
@@ -385,6 +412,65 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
     ) -> Result<(), MpcError> {
         let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
         protocols::conv_product(link, corr, conv, ConvProduct::Weights, x, dyt, dw, gemm)
+    }
+
+    /// [`protocols::matmul_keeping`]: the forward product opens `X - A` and `W - B` as
+    /// [`Engine::matmul`] does and keeps them, with this party's shares of `A` and `B`,
+    /// under `slot` (replacing what a forward product without a backward pass left
+    /// there).
+    fn dense_forward_product(
+        &mut self,
+        slot: usize,
+        x: &[Z64],
+        w: &[Z64],
+        dims: MatDims,
+        out: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
+        match protocols::matmul_keeping(link, corr, x, w, dims, out, gemm)? {
+            Some(product) => {
+                let kept = Kept {
+                    product,
+                    x: x.to_vec(),
+                    w: w.to_vec(),
+                };
+                self.kept.insert(slot, kept);
+            }
+            None => {
+                self.kept.remove(&slot);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`protocols::dense_backward`] on what the slot's forward product kept: one round
+    /// that opens `dY - D` only. A slot with nothing kept (a product with nothing to
+    /// mask, or no forward product in training) takes the provided path, two matrix
+    /// products; both parties run the same program, so they take the same path.
+    ///
+    /// # Panics
+    /// If the slot's forward product had another shape or other operands (this party's
+    /// shares of `x` or `w` differ): a bug in the caller.
+    fn dense_backward_products(
+        &mut self,
+        slot: usize,
+        x: &[Z64],
+        w: &[Z64],
+        dy: &[Z64],
+        dims: MatDims,
+        dw: &mut [Z64],
+        dx: Option<&mut [Z64]>,
+        scratch: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        let Some(kept) = self.kept.remove(&slot) else {
+            return generic::dense_backward_products(self, x, w, dy, dims, dw, dx, scratch);
+        };
+        assert!(
+            kept.product.dims == dims && kept.x == x && kept.w == w,
+            "dense_backward_products: slot {slot} kept a forward product of other operands"
+        );
+        let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
+        protocols::dense_backward(link, corr, &kept.product, dy, dw, dx, gemm)
     }
 
     fn shift_right(&mut self, x: &mut [Z64], bits: u32) -> Result<(), MpcError> {

@@ -177,7 +177,8 @@ pub fn mul<C: Channel, R: Correlations + ?Sized>(
 /// `C` and the public `E`, `F` (two local products, no party-specific term).
 /// A convolution's products that read the unfolded input use [`conv_product`] instead,
 /// which opens the image rather than its unfolding; its input gradient `W^T dY^T` is an
-/// ordinary matrix product (neither factor is unfolded).
+/// ordinary matrix product (neither factor is unfolded). A dense layer in training uses
+/// [`matmul_keeping`] and [`dense_backward`].
 ///
 /// # Security
 /// `E` and `F` are masked by the uniform, fresh `A` and `B`.
@@ -200,19 +201,72 @@ pub fn matmul<C: Channel, R: Correlations + ?Sized>(
     out: &mut [Z64],
     gemm: MatmulFn<Z64>,
 ) -> Result<(), MpcError> {
+    matmul_keeping(link, corr, x, y, dims, out, gemm).map(drop)
+}
+
+/// What a dense layer's forward product ([`matmul_keeping`]) keeps for its backward pass
+/// ([`dense_backward`]): the public `E = X - A` and `F = W - B`, this party's shares of
+/// the masks `A` and `B`, and the number of the matrix triple's request. Its `Debug`
+/// shows the shape and the request only.
+pub struct KeptProduct {
+    /// The forward product's shape.
+    pub dims: MatDims,
+    /// The number of the forward's matrix-triple request.
+    pub request: u64,
+    e: Vec<Z64>,
+    f: Vec<Z64>,
+    a: Vec<Z64>,
+    b: Vec<Z64>,
+}
+
+impl std::fmt::Debug for KeptProduct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print masks or their shares.
+        f.debug_struct("KeptProduct")
+            .field("dims", &self.dims)
+            .field("request", &self.request)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`matmul`], keeping what the backward pass of a dense layer needs: `None` for a
+/// product with nothing to mask (`m n = 0` or `k = 0`), which opens nothing.
+///
+/// # Security
+/// As [`matmul`]; what is kept is this party's view (the public `E`, `F`) and its own
+/// material.
+///
+/// # Communication
+/// As [`matmul`].
+///
+/// # Errors
+/// A channel or dealer failure.
+///
+/// # Panics
+/// If a length does not match `dims`.
+pub fn matmul_keeping<C: Channel, R: Correlations + ?Sized>(
+    link: &mut Link<C>,
+    corr: &mut R,
+    x: &[Z64],
+    y: &[Z64],
+    dims: MatDims,
+    out: &mut [Z64],
+    gemm: MatmulFn<Z64>,
+) -> Result<Option<KeptProduct>, MpcError> {
     let MatDims { m, k, n } = dims;
     assert!(
         x.len() == m * k && y.len() == k * n && out.len() == m * n,
         "matmul: shape mismatch"
     );
     if m * n == 0 {
-        return Ok(());
+        return Ok(None);
     }
     if k == 0 {
         out.fill(Z64::ZERO);
-        return Ok(());
+        return Ok(None);
     }
     let t = corr.matrix(dims)?;
+    let request = corr.consumed() - 1;
     let mut send = Vec::with_capacity(m * k + k * n);
     send.extend(x.iter().zip(&t.a).map(|(&v, &a)| (v - a).0));
     send.extend(y.iter().zip(&t.b).map(|(&v, &b)| (v - b).0));
@@ -224,6 +278,100 @@ pub fn matmul<C: Channel, R: Correlations + ?Sized>(
     gemm(&t.a, &f, dims, &mut af);
     for ((o, &p), &c) in out.iter_mut().zip(&af).zip(&t.c) {
         *o += p + c;
+    }
+    Ok(Some(KeptProduct {
+        dims,
+        request,
+        e,
+        f,
+        a: t.a,
+        b: t.b,
+    }))
+}
+
+/// A dense layer's backward products on the masks of its forward product:
+/// `[dW] = [X]^T [dY]` (`k x n`) and, with `dx`, `[dX] = [dY] [W]^T` (`m x k`), exact in
+/// Z_2^64, where `kept` is what [`matmul_keeping`] kept of the forward product `X W`
+/// (`X` is `m x k`, `W` is `k x n`, `dY` is `m x n`).
+///
+/// The dealer's dense backward masks ([`Request::DenseBackward`](super::dealer::Request))
+/// are a fresh `[D]` (`m x n`), `[C_w] = [A^T D]` and `[C_x] = [D B^T]`, `A` and `B` being
+/// the forward triple's masks. The parties open only `G = dY - D`, and with the forward's
+/// public `E = X - A` and `F = W - B`:
+/// `X^T dY = E^T [dY] + [A]^T G + [C_w]` (since `A^T dY = A^T G + A^T D`) and
+/// `dY W^T = [dY] F^T + G [B]^T + [C_x]`: four local products, no party-specific term.
+/// Fresh triples would open `X^T - A'`, `dY - B'` for the first product and `dY - A''`,
+/// `W^T - B''` for the second.
+///
+/// # Security
+/// Each mask hides exactly one secret: `A` only `X`, `B` only `W` (both opened once, in the
+/// forward product), `D` only `dY` (opened once, here); each is uniform, fresh, and used
+/// for no other opening. Using `E` and `F` again is local computation on values the
+/// parties already received, so a party's view of the step is its view with fresh masks
+/// for every product, minus the second openings of `X` and `W` and the second opening of
+/// `dY`: simulated, as before, by uniform words. The products `A^T D` and `D B^T` travel
+/// only as party 1's correction, one-time padded by party 0's fresh shares of them.
+///
+/// # Communication
+/// 1 round; `8 m n` bytes sent per party (fresh triples: 2 rounds, `8 (2 m n + m k + k n)`
+/// bytes). Offline: `8 (k n + m k)` bytes to party 1 (`8 k n` without `dx`), what the two
+/// fresh triples' corrections took.
+///
+/// # Errors
+/// A channel or dealer failure.
+///
+/// # Panics
+/// If a length does not match `kept.dims`.
+pub fn dense_backward<C: Channel, R: Correlations + ?Sized>(
+    link: &mut Link<C>,
+    corr: &mut R,
+    kept: &KeptProduct,
+    dy: &[Z64],
+    dw: &mut [Z64],
+    dx: Option<&mut [Z64]>,
+    gemm: MatmulFn<Z64>,
+) -> Result<(), MpcError> {
+    let MatDims { m, k, n } = kept.dims;
+    assert!(
+        dy.len() == m * n && dw.len() == k * n && dx.as_ref().is_none_or(|d| d.len() == m * k),
+        "dense_backward: shape mismatch"
+    );
+    let back = corr.consumed() - kept.request;
+    let back = usize::try_from(back).map_err(|_| MpcError::Dealer {
+        what: "dense backward masks",
+        reason: format!("the forward product was {back} requests ago"),
+    })?;
+    let t = corr.dense_backward(kept.dims, back, dx.is_some())?;
+    let send: Vec<u64> = dy.iter().zip(&t.d).map(|(&v, &d)| (v - d).0).collect();
+    let g: Vec<Z64> = link
+        .open_add(Tag::DenseBackward, "dense backward", &send)?
+        .into_iter()
+        .map(Z64)
+        .collect();
+    // dW = E^T [dY] + [A]^T G + [C_w].
+    let tdims = MatDims { m: k, k: m, n };
+    let mut t_of = vec![Z64::ZERO; k * m];
+    ringnn_core::layers::transpose(&kept.e, m, k, &mut t_of);
+    gemm(&t_of, dy, tdims, dw);
+    ringnn_core::layers::transpose(&kept.a, m, k, &mut t_of);
+    let mut p = vec![Z64::ZERO; k * n];
+    gemm(&t_of, &g, tdims, &mut p);
+    for ((o, &q), &c) in dw.iter_mut().zip(&p).zip(&t.c_w) {
+        *o += q + c;
+    }
+    let Some(dx) = dx else {
+        return Ok(());
+    };
+    // dX = [dY] F^T + G [B]^T + [C_x].
+    let xdims = MatDims { m, k: n, n: k };
+    let mut t_of = vec![Z64::ZERO; n * k];
+    ringnn_core::layers::transpose(&kept.f, k, n, &mut t_of);
+    gemm(dy, &t_of, xdims, dx);
+    ringnn_core::layers::transpose(&kept.b, k, n, &mut t_of);
+    let mut p = vec![Z64::ZERO; m * k];
+    gemm(&g, &t_of, xdims, &mut p);
+    for ((o, &q), &c) in dx.iter_mut().zip(&p).zip(&t.c_x) {
+        *o += q + c;
     }
     Ok(())
 }

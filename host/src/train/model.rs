@@ -393,7 +393,12 @@ pub fn forward<E: Engine>(
         match &n.op {
             Op::Dense(d) => {
                 let (w, b) = p.split_at(d.weights());
-                d.forward(e, &x, w, b, batch, &mut y)?;
+                if train {
+                    // The slot is the layer's parameter offset: unique in the network.
+                    d.forward_keeping(e, n.params.start, &x, w, b, batch, &mut y)?;
+                } else {
+                    d.forward(e, &x, w, b, batch, &mut y)?;
+                }
             }
             Op::Conv(c) => {
                 let (w, b) = p.split_at(c.weights());
@@ -593,14 +598,9 @@ fn backward_with<E: Engine>(
                 let (w, _) = p.split_at(d.weights());
                 let (dw, db) = grads[n.params.clone()].split_at_mut(d.weights());
                 let s = grow(scratch, d.backward_scratch(batch));
-                let f = if unscaled {
-                    Dense::backward_unscaled
-                } else {
-                    Dense::backward
-                };
-                f(
-                    d,
+                d.backward_kept(
                     e,
+                    n.params.start,
                     &t.input,
                     w,
                     batch,
@@ -611,6 +611,7 @@ fn backward_with<E: Engine>(
                         db,
                     },
                     s,
+                    unscaled,
                 )?;
             }
             Op::Conv(c) => {

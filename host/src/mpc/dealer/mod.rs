@@ -8,6 +8,10 @@
 //! - convolution triples: an image-shaped `A`, a matrix `B` and `C = B U(A)`, where `U`
 //!   is one of the convolution's unfoldings ([`ConvProduct`]), so that a convolution opens
 //!   its input image rather than the unfolded matrix,
+//! - a dense layer's backward masks: a fresh `D` for the output gradient and
+//!   `C_w = A^T D`, `C_x = D B^T`, where `A` and `B` are the masks of the matrix triple of
+//!   the layer's forward product, an earlier request ([`Request::DenseBackward`]), so that
+//!   the backward pass opens only `dY - D` and reuses the forward's `X - A` and `W - B`,
 //! - truncation pairs: `r`, its top bit and `(r mod 2^63) >> d` (dealer-assisted
 //!   truncation),
 //! - binary AND triples `w = u & v` on packed 64-bit words (the sign-bit circuit),
@@ -87,6 +91,18 @@ pub enum Request {
         shape: ConvShape,
         /// Which of its products the triple serves.
         product: ConvProduct,
+    },
+    /// A dense layer's backward masks ([`DenseMasks`]): a fresh `D` (`m x n`), shares of
+    /// `C_w = A^T D` (`k x n`) and, with `dx`, of `C_x = D B^T` (`m x k`), where `A`
+    /// (`m x k`) and `B` (`k x n`) are the masks of the matrix triple of shape `dims`
+    /// served `back` requests earlier (the layer's forward product).
+    DenseBackward {
+        /// The forward product's shape: `X` is `m x k`, `W` is `k x n`, `dY` is `m x n`.
+        dims: MatDims,
+        /// How many requests earlier the forward product's matrix triple was (at least 1).
+        back: usize,
+        /// Whether the input gradient `dY W^T` is computed (`C_x` included).
+        dx: bool,
     },
     /// `n` truncation pairs for a shift by `bits` (1..=62).
     Trunc {
@@ -188,6 +204,7 @@ impl Request {
             Request::Beaver { .. } => "Beaver triples",
             Request::Matrix { .. } => "a matrix triple",
             Request::Conv { .. } => "a convolution triple",
+            Request::DenseBackward { .. } => "dense backward masks",
             Request::Trunc { .. } => "truncation pairs",
             Request::And { .. } => "AND triples",
             Request::Bits { .. } => "random bits",
@@ -202,10 +219,48 @@ impl Request {
             Request::Beaver { n } => n,
             Request::Matrix { dims } => dims.m * dims.n,
             Request::Conv { shape, product } => product.sizes(shape)[2],
+            Request::DenseBackward { .. } => {
+                let [_, cw, cx] = self.dense_sizes();
+                cw + cx
+            }
             Request::Trunc { n, .. } => 2 * n,
             Request::And { words } => words,
             Request::Bits { words } => 64 * words,
             Request::Drelu { .. } | Request::Relu { .. } => 0,
+        }
+    }
+
+    /// Sizes of a [`Request::DenseBackward`]'s `D`, `C_w` and `C_x` (0 without `dx`); all
+    /// 0 for other kinds.
+    pub fn dense_sizes(&self) -> [usize; 3] {
+        match *self {
+            Request::DenseBackward { dims, dx, .. } => {
+                let MatDims { m, k, n } = dims;
+                [m * n, k * n, if dx { m * k } else { 0 }]
+            }
+            _ => [0; 3],
+        }
+    }
+
+    /// The number of the request a [`Request::DenseBackward`] numbered `counter` refers
+    /// to: `counter - back`.
+    ///
+    /// # Errors
+    /// `back` is 0 or more than `counter` (no earlier request), or the request is of
+    /// another kind.
+    pub fn linked(&self, counter: u64) -> Result<u64, String> {
+        match *self {
+            Request::DenseBackward { back, .. } => u64::try_from(back)
+                .ok()
+                .filter(|&b| b >= 1 && b <= counter)
+                .map(|b| counter - b)
+                .ok_or_else(|| {
+                    format!(
+                        "dense backward request number {counter} refers {back} requests \
+                         back (allowed 1 to {counter})"
+                    )
+                }),
+            _ => Err(format!("{} refer to no earlier request", self.what())),
         }
     }
 
@@ -226,6 +281,7 @@ impl Request {
             Request::Beaver { n } => 3 * n,
             Request::Matrix { dims } => dims.m * dims.k + dims.k * dims.n + dims.m * dims.n,
             Request::Conv { shape, product } => product.sizes(shape).iter().sum(),
+            Request::DenseBackward { .. } => self.dense_sizes().iter().sum(),
             Request::Trunc { n, .. } => 3 * n,
             Request::And { words } => 3 * words,
             Request::Bits { words } => 65 * words,
@@ -244,6 +300,19 @@ pub struct Triples {
     pub b: Vec<Z64>,
     /// Shares of `c = a b` (element-wise or matrix product).
     pub c: Vec<Z64>,
+}
+
+/// A dense layer's backward masks ([`Request::DenseBackward`]): shares of a fresh `D`
+/// (the output gradient's mask) and of the products of `D` with the forward product's
+/// masks `A` and `B`.
+#[derive(Clone, Debug)]
+pub struct DenseMasks {
+    /// Shares of `D` (`m x n`).
+    pub d: Vec<Z64>,
+    /// Shares of `C_w = A^T D` (`k x n`).
+    pub c_w: Vec<Z64>,
+    /// Shares of `C_x = D B^T` (`m x k`); empty when the input gradient is not asked for.
+    pub c_x: Vec<Z64>,
 }
 
 /// Truncation pairs: shares of a uniform `r`, of its top bit, and of
@@ -310,6 +379,20 @@ pub trait Correlations: Send {
     /// # Errors
     /// The dealer could not provide it.
     fn conv(&mut self, shape: ConvShape, product: ConvProduct) -> Result<Triples, MpcError>;
+    /// A dense layer's backward masks ([`Request::DenseBackward`]) for the matrix triple
+    /// of shape `dims` served `back` requests earlier.
+    ///
+    /// # Errors
+    /// The dealer could not provide them.
+    fn dense_backward(
+        &mut self,
+        dims: MatDims,
+        back: usize,
+        dx: bool,
+    ) -> Result<DenseMasks, MpcError>;
+    /// The number of the next request whose material will be handed out (requests
+    /// served so far): after a request, this less one is its number.
+    fn consumed(&self) -> u64;
     /// `n` truncation pairs for a shift by `bits` (1..=62).
     ///
     /// # Errors
@@ -511,6 +594,35 @@ impl Dealer {
                 let c = product.product(shape, &add(&a0, &a1), &add(&b0, &b1));
                 c.iter().zip(&c0).map(|(&x, &y)| (x - y).0).collect()
             }
+            Request::DenseBackward { dims, .. } => {
+                let MatDims { m, k, n } = dims;
+                let [nd, nw, nx] = req.dense_sizes();
+                // The forward product's masks, from the streams of its request.
+                let linked = req
+                    .linked(counter)
+                    .expect("the linked request was checked when the request was read");
+                let (mut f0, mut f1) = (
+                    stream(&self.seeds[0], linked),
+                    stream(&self.seeds[1], linked),
+                );
+                let a = add(&zs(&mut f0, m * k), &zs(&mut f1, m * k));
+                let b = add(&zs(&mut f0, k * n), &zs(&mut f1, k * n));
+                let (d0, cw0, cx0) = (zs(&mut r0, nd), zs(&mut r0, nw), zs(&mut r0, nx));
+                let d = add(&d0, &zs(&mut r1, nd));
+                let mut at = vec![Z64::ZERO; k * m];
+                ringnn_core::layers::transpose(&a, m, k, &mut at);
+                let mut cw = vec![Z64::ZERO; k * n];
+                matmul_z64(&at, &d, MatDims { m: k, k: m, n }, &mut cw);
+                let mut out: Vec<u64> = cw.iter().zip(&cw0).map(|(&x, &y)| (x - y).0).collect();
+                if nx > 0 {
+                    let mut bt = vec![Z64::ZERO; n * k];
+                    ringnn_core::layers::transpose(&b, k, n, &mut bt);
+                    let mut cx = vec![Z64::ZERO; m * k];
+                    matmul_z64(&d, &bt, MatDims { m, k: n, n: k }, &mut cx);
+                    out.extend(cx.iter().zip(&cx0).map(|(&x, &y)| (x - y).0));
+                }
+                out
+            }
             Request::Trunc { n, bits } => {
                 let (rr0, m0, l0) = (zs(&mut r0, n), zs(&mut r0, n), zs(&mut r0, n));
                 let rr1 = zs(&mut r1, n);
@@ -558,6 +670,12 @@ impl CorrectionFeed for LocalFeed {
                 reason: "party 0 receives no corrections".into(),
             });
         }
+        if let Request::DenseBackward { .. } = req {
+            req.linked(counter).map_err(|reason| MpcError::Dealer {
+                what: req.what(),
+                reason,
+            })?;
+        }
         Ok(self.dealer.correction(req, counter))
     }
 
@@ -589,6 +707,7 @@ pub struct SeededCorrelations {
 /// One request's material.
 enum Material {
     Triples(Triples),
+    Dense(DenseMasks),
     Trunc(TruncPairs),
     And(AndTriples),
     Bits(RandomBits),
@@ -711,6 +830,17 @@ impl SeededCorrelations {
             Request::Conv { shape, product } => {
                 Material::Triples(triples(&mut rng, corr, p0, product.sizes(shape)))
             }
+            Request::DenseBackward { .. } => {
+                let [nd, nw, nx] = req.dense_sizes();
+                let d = zs(&mut rng, nd);
+                let (c_w, c_x) = if p0 {
+                    (zs(&mut rng, nw), zs(&mut rng, nx))
+                } else {
+                    let mut c = corr.into_iter().map(Z64);
+                    (c.by_ref().take(nw).collect(), c.collect())
+                };
+                Material::Dense(DenseMasks { d, c_w, c_x })
+            }
             Request::Trunc { n, .. } => {
                 let r = zs(&mut rng, n);
                 let (msb, low) = if p0 {
@@ -790,6 +920,23 @@ impl Correlations for SeededCorrelations {
             Material::Triples(t) => Ok(t),
             _ => Err(wrong_material(req)),
         }
+    }
+
+    fn dense_backward(
+        &mut self,
+        dims: MatDims,
+        back: usize,
+        dx: bool,
+    ) -> Result<DenseMasks, MpcError> {
+        let req = Request::DenseBackward { dims, back, dx };
+        match self.material(req)? {
+            Material::Dense(d) => Ok(d),
+            _ => Err(wrong_material(req)),
+        }
+    }
+
+    fn consumed(&self) -> u64 {
+        self.counter - self.preloaded.len() as u64
     }
 
     fn trunc(&mut self, n: usize, bits: u32) -> Result<TruncPairs, MpcError> {
