@@ -32,7 +32,10 @@
 //! `X^T dY` and `dY W^T` locally from the three opened values and the dealer's `A^T D`,
 //! `D B^T`. `A` hides only `X`, `B` only `W`, `D` only `dY`, each opened once: using an
 //! opened value again is local computation on what the party already holds, so the
-//! views are those of fresh masks minus the repeated openings. The next step's products
+//! views are those of fresh masks minus the repeated openings. A convolution likewise:
+//! its forward product opens the image and the kernel once
+//! ([`Engine::conv_forward_keeping`]), its backward pass `dY^T - D` only
+//! ([`Engine::conv_backward_products`], [`protocols::conv_backward`]). The next step's products
 //! get new masks (the kept values are dropped by the backward pass, or replaced by the
 //! next forward product).
 //!
@@ -47,6 +50,7 @@
 //! | `matmul` `m x k` by `k x n` | 1 | `8 (mk + kn)` per product |
 //! | dense forward product in training (`X W`, `X` `m x k`, `W` `k x n`) | 1 | `8 (mk + kn)`, as `matmul`; `X - A` and `W - B` are kept |
 //! | dense backward products (`X^T dY` and `dY W^T`) | 1 | `8 mn` per layer: `dY` only ([`protocols::dense_backward`]); two fresh products took 2 rounds and `8 (2mn + mk + kn)` |
+//! | convolution backward products in training (weight and input gradients) | 1 | `8 mn` per layer for `dY^T` (`m x n` = `out_channels x rows`) only ([`protocols::conv_backward`]); fresh ones took 2 rounds and `8 (image + 2mn + mk)` |
 //! | convolution product (forward, weight gradient) | 1 | `8 (image + mk)` per product: the input image, not its unfolding ([`protocols::conv_product`]) |
 //! | `shift_right` / `rescale` | 1 | 8 |
 //! | `is_negative` (`a2b`) | 8 | 45.375 |
@@ -128,6 +132,16 @@ pub struct Mpc<C, R> {
     /// by slot ([`Engine::dense_forward_product`]), with this party's shares of the
     /// operands (to check that the backward pass is given the same ones).
     kept: HashMap<usize, Kept>,
+    /// The same for each convolution.
+    kept_conv: HashMap<usize, KeptConv>,
+}
+
+/// A convolution's forward product kept until its backward pass.
+#[derive(Debug)]
+struct KeptConv {
+    product: protocols::KeptConv,
+    x: Vec<Z64>,
+    w: Vec<Z64>,
 }
 
 /// A dense layer's forward product kept until its backward pass.
@@ -196,6 +210,7 @@ impl<C: Channel, R: Correlations> Mpc<C, R> {
             saturated: Cell::new(0),
             splines: Vec::new(),
             kept: HashMap::new(),
+            kept_conv: HashMap::new(),
         }
     }
 
@@ -471,6 +486,68 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         );
         let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
         protocols::dense_backward(link, corr, &kept.product, dy, dw, dx, gemm)
+    }
+
+    /// [`protocols::conv_product_keeping`]: the forward product as
+    /// [`Engine::conv_forward_product`], keeping the opened image and kernel, with this
+    /// party's shares of their masks, under `slot`. `cols` is not used.
+    fn conv_forward_keeping(
+        &mut self,
+        slot: usize,
+        conv: &dyn ConvUnfold<Z64>,
+        x: &[Z64],
+        w: &[Z64],
+        out: &mut [Z64],
+        _cols: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
+        let fwd = ConvProduct::Forward;
+        match protocols::conv_product_keeping(link, corr, conv, fwd, x, w, out, gemm)? {
+            Some(product) => {
+                let kept = KeptConv {
+                    product,
+                    x: x.to_vec(),
+                    w: w.to_vec(),
+                };
+                self.kept_conv.insert(slot, kept);
+            }
+            None => {
+                self.kept_conv.remove(&slot);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`protocols::conv_backward`] on what the slot's forward product kept: one round
+    /// that opens `dY^T - D` only. A slot with nothing kept takes the provided path (the
+    /// weight-gradient triple and a matrix product), on both parties alike. `wt` is not
+    /// used.
+    ///
+    /// # Panics
+    /// If the slot's forward product had another shape or other operands: a bug in the
+    /// caller.
+    fn conv_backward_products(
+        &mut self,
+        slot: usize,
+        conv: &dyn ConvUnfold<Z64>,
+        x: &[Z64],
+        w: &[Z64],
+        dyt: &[Z64],
+        dw: &mut [Z64],
+        dx: bool,
+        cols: &mut [Z64],
+        wt: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        let Some(kept) = self.kept_conv.remove(&slot) else {
+            return generic::conv_backward_products(self, conv, x, w, dyt, dw, dx, cols, wt);
+        };
+        assert!(
+            kept.product.shape == conv.shape() && kept.x == x && kept.w == w,
+            "conv_backward_products: slot {slot} kept a forward product of other operands"
+        );
+        let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
+        let dcols = dx.then_some(cols);
+        protocols::conv_backward(link, corr, &kept.product, conv, dyt, dw, dcols, gemm)
     }
 
     fn shift_right(&mut self, x: &mut [Z64], bits: u32) -> Result<(), MpcError> {

@@ -15,7 +15,7 @@ use super::channel::{Channel, Tracked};
 use super::dealer::{ConvProduct, Correlations, LOW63};
 use super::wire::{emit_words, parse_words, Header, Tag, HEADER_LEN};
 use super::{MpcError, PartyId};
-use ringnn_core::engine::{ConvUnfold, MatDims, MatmulFn};
+use ringnn_core::engine::{ConvShape, ConvUnfold, MatDims, MatmulFn};
 use ringnn_core::Z64;
 
 /// One party's end of the connection: who it is and the counted channel to the peer.
@@ -396,8 +396,11 @@ pub fn dense_backward<C: Channel, R: Correlations + ?Sized>(
 /// uniform word from the dealer, used for this opening only): both are uniform whatever
 /// `X` and `M` are, so each party's view (the other's shares of `E` and `F`) is simulated
 /// by uniform words. What a party holds afterwards is a share of `Z`, as with [`matmul`].
-/// The image `X` of a layer is opened (masked) once in its forward product and once, under
-/// another mask, in its weight gradient; no mask serves both.
+/// Through [`Conv2d::backward`](ringnn_core::layers::Conv2d::backward) the image `X` of a
+/// layer is opened (masked) once in its forward product and once, under another mask, in
+/// its weight gradient; no mask serves both. In training
+/// ([`Conv2d::backward_kept`](ringnn_core::layers::Conv2d::backward_kept)) the weight
+/// gradient reuses the forward's opening instead ([`conv_backward`]).
 ///
 /// # Communication
 /// 1 round; `8 (batch c h w + m k)` bytes sent per party (the image once, and `M`),
@@ -420,6 +423,60 @@ pub fn conv_product<C: Channel, R: Correlations + ?Sized>(
     out: &mut [Z64],
     gemm: MatmulFn<Z64>,
 ) -> Result<(), MpcError> {
+    conv_product_keeping(link, corr, conv, product, x, m_in, out, gemm).map(drop)
+}
+
+/// What a convolution's forward product ([`conv_product_keeping`]) keeps for its
+/// backward pass ([`conv_backward`]): the public `E = X - A` (the image's shape) and
+/// `F = W - B`, this party's shares of `A` and `B`, and the number of the triple's
+/// request. Its `Debug` shows the shape and the request only.
+pub struct KeptConv {
+    /// The convolution's geometry.
+    pub shape: ConvShape,
+    /// The number of the forward's convolution-triple request.
+    pub request: u64,
+    e: Vec<Z64>,
+    f: Vec<Z64>,
+    a: Vec<Z64>,
+    b: Vec<Z64>,
+}
+
+impl std::fmt::Debug for KeptConv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print masks or their shares.
+        f.debug_struct("KeptConv")
+            .field("shape", &self.shape)
+            .field("request", &self.request)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`conv_product`], keeping what the backward pass needs ([`KeptConv`]; meaningful for
+/// the forward product): `None` for a product with nothing to mask, which opens
+/// nothing.
+///
+/// # Security
+/// As [`conv_product`]; what is kept is this party's view and its own material.
+///
+/// # Communication
+/// As [`conv_product`].
+///
+/// # Errors
+/// A channel or dealer failure.
+///
+/// # Panics
+/// If a length does not match the shape.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_product_keeping<C: Channel, R: Correlations + ?Sized>(
+    link: &mut Link<C>,
+    corr: &mut R,
+    conv: &dyn ConvUnfold<Z64>,
+    product: ConvProduct,
+    x: &[Z64],
+    m_in: &[Z64],
+    out: &mut [Z64],
+    gemm: MatmulFn<Z64>,
+) -> Result<Option<KeptConv>, MpcError> {
     let shape = conv.shape();
     let dims = product.dims(shape);
     let MatDims { m, k, n } = dims;
@@ -429,17 +486,18 @@ pub fn conv_product<C: Channel, R: Correlations + ?Sized>(
         "conv_product: shape mismatch"
     );
     if m * n == 0 {
-        return Ok(());
+        return Ok(None);
     }
     if k == 0 {
         out.fill(Z64::ZERO);
-        return Ok(());
+        return Ok(None);
     }
     let unfold = |v: &[Z64], cols: &mut [Z64]| match product {
         ConvProduct::Forward => conv.unfold_t(v, cols),
         ConvProduct::Weights => conv.im2col(v, cols),
     };
     let t = corr.conv(shape, product)?;
+    let request = corr.consumed() - 1;
     let mut send = Vec::with_capacity(img + m * k);
     send.extend(x.iter().zip(&t.a).map(|(&v, &a)| (v - a).0));
     send.extend(m_in.iter().zip(&t.b).map(|(&v, &b)| (v - b).0));
@@ -455,6 +513,117 @@ pub fn conv_product<C: Channel, R: Correlations + ?Sized>(
     gemm(&t.b, &cols, dims, &mut be);
     for ((o, &p), &c) in out.iter_mut().zip(&be).zip(&t.c) {
         *o += p + c;
+    }
+    Ok(Some(KeptConv {
+        shape,
+        request,
+        e,
+        f,
+        a: t.a,
+        b: t.b,
+    }))
+}
+
+/// A convolution's backward products on the masks of its forward product:
+/// `[dW] = [dY^T] U([X])` (`out_channels x patch`, `U` the row-major unfolding) and, with
+/// `dcols`, the input gradient's unfolded form `[W]^T [dY^T]` (`patch x rows`), exact in
+/// Z_2^64, where `kept` is what [`conv_product_keeping`] kept of the forward product
+/// `W U^T(X)`.
+///
+/// The dealer's convolution backward masks
+/// ([`Request::ConvBackward`](super::dealer::Request)) are a fresh `[D]` (`out_channels x
+/// rows`), `[C_w] = [D U(A)]` and `[C_x] = [B^T D]`, `A` (the image's shape) and `B` the
+/// forward triple's masks. The parties open only `G = dY^T - D`; with the forward's public
+/// `E = X - A` and `F = W - B`, and `U` linear:
+/// `dY^T U(X) = [dY^T] U(E) + G U([A]) + [C_w]` and
+/// `W^T dY^T = F^T [dY^T] + [B]^T G + [C_x]`: four local products, no party-specific
+/// term. Fresh triples would open the image and `dY^T` for the first product
+/// ([`conv_product`]) and `W^T` and `dY^T` for the second ([`matmul`]).
+///
+/// # Security
+/// Each mask hides exactly one secret: `A` only the image `X`, `B` only `W` (both opened
+/// once, in the forward product), `D` only `dY^T` (opened once, here); each is uniform,
+/// fresh and used for no other opening. Using `E` and `F` again is local computation on
+/// values already received, so a party's view is its view with fresh masks for every
+/// product minus the repeated openings of `X`, `W` and `dY^T`. `D U(A)` and `B^T D`
+/// reach party 1 only as its correction, one-time padded by party 0's fresh shares.
+///
+/// # Communication
+/// 1 round; `8 out_channels rows` bytes sent per party (fresh triples: 2 rounds and
+/// `8 (image + 2 out_channels rows + patch out_channels)` bytes with `dcols`, 1 round and
+/// `8 (image + out_channels rows)` without). Offline: `8 (out_channels patch + patch
+/// rows)` bytes to party 1 (`8 out_channels patch` without `dcols`), what the fresh
+/// triples' corrections took.
+///
+/// # Errors
+/// A channel or dealer failure.
+///
+/// # Panics
+/// If a length does not match `kept.shape`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_backward<C: Channel, R: Correlations + ?Sized>(
+    link: &mut Link<C>,
+    corr: &mut R,
+    kept: &KeptConv,
+    conv: &dyn ConvUnfold<Z64>,
+    dyt: &[Z64],
+    dw: &mut [Z64],
+    dcols: Option<&mut [Z64]>,
+    gemm: MatmulFn<Z64>,
+) -> Result<(), MpcError> {
+    let shape = kept.shape;
+    let (o, patch, rows) = (shape.out_channels, shape.patch(), shape.rows());
+    assert!(
+        conv.shape() == shape
+            && dyt.len() == o * rows
+            && dw.len() == o * patch
+            && dcols.as_ref().is_none_or(|d| d.len() == patch * rows),
+        "conv_backward: shape mismatch"
+    );
+    let back = corr.consumed() - kept.request;
+    let back = usize::try_from(back).map_err(|_| MpcError::Dealer {
+        what: "convolution backward masks",
+        reason: format!("the forward product was {back} requests ago"),
+    })?;
+    let t = corr.conv_backward(shape, back, dcols.is_some())?;
+    let send: Vec<u64> = dyt.iter().zip(&t.d).map(|(&v, &d)| (v - d).0).collect();
+    let g: Vec<Z64> = link
+        .open_add(Tag::ConvBackward, "convolution backward", &send)?
+        .into_iter()
+        .map(Z64)
+        .collect();
+    // dW = [dY^T] U(E) + G U([A]) + [C_w].
+    let wdims = MatDims {
+        m: o,
+        k: rows,
+        n: patch,
+    };
+    let mut cols = vec![Z64::ZERO; rows * patch];
+    conv.im2col(&kept.e, &mut cols);
+    gemm(dyt, &cols, wdims, dw);
+    conv.im2col(&kept.a, &mut cols);
+    let mut p = vec![Z64::ZERO; o * patch];
+    gemm(&g, &cols, wdims, &mut p);
+    for ((v, &q), &c) in dw.iter_mut().zip(&p).zip(&t.c_w) {
+        *v += q + c;
+    }
+    let Some(dcols) = dcols else {
+        return Ok(());
+    };
+    // W^T dY^T = F^T [dY^T] + [B]^T G + [C_x].
+    let xdims = MatDims {
+        m: patch,
+        k: o,
+        n: rows,
+    };
+    let mut t_of = vec![Z64::ZERO; patch * o];
+    ringnn_core::layers::transpose(&kept.f, o, patch, &mut t_of);
+    gemm(&t_of, dyt, xdims, dcols);
+    ringnn_core::layers::transpose(&kept.b, o, patch, &mut t_of);
+    let mut p = vec![Z64::ZERO; patch * rows];
+    gemm(&t_of, &g, xdims, &mut p);
+    for ((v, &q), &c) in dcols.iter_mut().zip(&p).zip(&t.c_x) {
+        *v += q + c;
     }
     Ok(())
 }

@@ -35,6 +35,9 @@ pub enum Tag {
     /// A dense layer's backward pass: the output gradient masked by the dealer's fresh
     /// `D` (the forward's masked operands are reused, not sent again).
     DenseBackward = 10,
+    /// A convolution's backward pass: the transposed output gradient masked by the
+    /// dealer's fresh `D` (the forward's masked image and kernel are reused).
+    ConvBackward = 11,
 }
 
 /// A frame header.

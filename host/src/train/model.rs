@@ -403,7 +403,11 @@ pub fn forward<E: Engine>(
             Op::Conv(c) => {
                 let (w, b) = p.split_at(c.weights());
                 let s = grow(scratch, c.forward_scratch(inp));
-                c.forward(e, &x, Params { w, b }, inp, &mut y, s)?;
+                if train {
+                    c.forward_keeping(e, n.params.start, &x, Params { w, b }, inp, &mut y, s)?;
+                } else {
+                    c.forward(e, &x, Params { w, b }, inp, &mut y, s)?;
+                }
             }
             Op::Relu => relu_forward(e, &x, &mut y, train, &mut trace.cache, scratch)?,
             Op::MaxPool(mp) => {
@@ -618,14 +622,9 @@ fn backward_with<E: Engine>(
                 let (w, _) = p.split_at(c.weights());
                 let (dw, db) = grads[n.params.clone()].split_at_mut(c.weights());
                 let s = grow(scratch, c.backward_scratch(inp));
-                let f = if unscaled {
-                    Conv2d::backward_unscaled
-                } else {
-                    Conv2d::backward
-                };
-                f(
-                    c,
+                c.backward_kept(
                     e,
+                    n.params.start,
                     &t.input,
                     w,
                     inp,
@@ -636,6 +635,7 @@ fn backward_with<E: Engine>(
                         db,
                     },
                     s,
+                    unscaled,
                 )?;
             }
             Op::Relu => {

@@ -11,7 +11,8 @@
 //! - a dense layer's backward masks: a fresh `D` for the output gradient and
 //!   `C_w = A^T D`, `C_x = D B^T`, where `A` and `B` are the masks of the matrix triple of
 //!   the layer's forward product, an earlier request ([`Request::DenseBackward`]), so that
-//!   the backward pass opens only `dY - D` and reuses the forward's `X - A` and `W - B`,
+//!   the backward pass opens only `dY - D` and reuses the forward's `X - A` and `W - B`;
+//!   a convolution's likewise (`C_w = D U(A)`, `C_x = B^T D`, [`Request::ConvBackward`]),
 //! - truncation pairs: `r`, its top bit and `(r mod 2^63) >> d` (dealer-assisted
 //!   truncation),
 //! - binary AND triples `w = u & v` on packed 64-bit words (the sign-bit circuit),
@@ -92,7 +93,7 @@ pub enum Request {
         /// Which of its products the triple serves.
         product: ConvProduct,
     },
-    /// A dense layer's backward masks ([`DenseMasks`]): a fresh `D` (`m x n`), shares of
+    /// A dense layer's backward masks ([`BackwardMasks`]): a fresh `D` (`m x n`), shares of
     /// `C_w = A^T D` (`k x n`) and, with `dx`, of `C_x = D B^T` (`m x k`), where `A`
     /// (`m x k`) and `B` (`k x n`) are the masks of the matrix triple of shape `dims`
     /// served `back` requests earlier (the layer's forward product).
@@ -102,6 +103,20 @@ pub enum Request {
         /// How many requests earlier the forward product's matrix triple was (at least 1).
         back: usize,
         /// Whether the input gradient `dY W^T` is computed (`C_x` included).
+        dx: bool,
+    },
+    /// A convolution's backward masks ([`BackwardMasks`]): a fresh `D` (`out_channels x
+    /// rows`, the transposed output gradient's shape), shares of `C_w = D U(A)`
+    /// (`out_channels x patch`, `U` the row-major unfolding) and, with `dx`, of
+    /// `C_x = B^T D` (`patch x rows`), where the image-shaped `A` and `B` (`out_channels x
+    /// patch`) are the masks of the forward convolution triple of `shape` served `back`
+    /// requests earlier.
+    ConvBackward {
+        /// The convolution's geometry.
+        shape: ConvShape,
+        /// How many requests earlier the forward product's triple was (at least 1).
+        back: usize,
+        /// Whether the input gradient `W^T dY^T` is computed (`C_x` included).
         dx: bool,
     },
     /// `n` truncation pairs for a shift by `bits` (1..=62).
@@ -205,6 +220,7 @@ impl Request {
             Request::Matrix { .. } => "a matrix triple",
             Request::Conv { .. } => "a convolution triple",
             Request::DenseBackward { .. } => "dense backward masks",
+            Request::ConvBackward { .. } => "convolution backward masks",
             Request::Trunc { .. } => "truncation pairs",
             Request::And { .. } => "AND triples",
             Request::Bits { .. } => "random bits",
@@ -219,8 +235,8 @@ impl Request {
             Request::Beaver { n } => n,
             Request::Matrix { dims } => dims.m * dims.n,
             Request::Conv { shape, product } => product.sizes(shape)[2],
-            Request::DenseBackward { .. } => {
-                let [_, cw, cx] = self.dense_sizes();
+            Request::DenseBackward { .. } | Request::ConvBackward { .. } => {
+                let [_, cw, cx] = self.backward_sizes();
                 cw + cx
             }
             Request::Trunc { n, .. } => 2 * n,
@@ -230,36 +246,45 @@ impl Request {
         }
     }
 
-    /// Sizes of a [`Request::DenseBackward`]'s `D`, `C_w` and `C_x` (0 without `dx`); all
-    /// 0 for other kinds.
-    pub fn dense_sizes(&self) -> [usize; 3] {
+    /// Sizes of a [`Request::DenseBackward`]'s or [`Request::ConvBackward`]'s `D`, `C_w`
+    /// and `C_x` (0 without `dx`); all 0 for other kinds.
+    ///
+    /// # Panics
+    /// As [`ConvShape::rows`], for a shape no layer builds.
+    pub fn backward_sizes(&self) -> [usize; 3] {
         match *self {
             Request::DenseBackward { dims, dx, .. } => {
                 let MatDims { m, k, n } = dims;
                 [m * n, k * n, if dx { m * k } else { 0 }]
             }
+            Request::ConvBackward { shape, dx, .. } => {
+                let (o, patch, rows) = (shape.out_channels, shape.patch(), shape.rows());
+                [o * rows, o * patch, if dx { patch * rows } else { 0 }]
+            }
             _ => [0; 3],
         }
     }
 
-    /// The number of the request a [`Request::DenseBackward`] numbered `counter` refers
-    /// to: `counter - back`.
+    /// The number of the request a [`Request::DenseBackward`] or [`Request::ConvBackward`]
+    /// numbered `counter` refers to: `counter - back`.
     ///
     /// # Errors
     /// `back` is 0 or more than `counter` (no earlier request), or the request is of
     /// another kind.
     pub fn linked(&self, counter: u64) -> Result<u64, String> {
         match *self {
-            Request::DenseBackward { back, .. } => u64::try_from(back)
-                .ok()
-                .filter(|&b| b >= 1 && b <= counter)
-                .map(|b| counter - b)
-                .ok_or_else(|| {
-                    format!(
-                        "dense backward request number {counter} refers {back} requests \
-                         back (allowed 1 to {counter})"
-                    )
-                }),
+            Request::DenseBackward { back, .. } | Request::ConvBackward { back, .. } => {
+                u64::try_from(back)
+                    .ok()
+                    .filter(|&b| b >= 1 && b <= counter)
+                    .map(|b| counter - b)
+                    .ok_or_else(|| {
+                        format!(
+                            "backward request number {counter} refers {back} requests \
+                             back (allowed 1 to {counter})"
+                        )
+                    })
+            }
             _ => Err(format!("{} refer to no earlier request", self.what())),
         }
     }
@@ -281,7 +306,9 @@ impl Request {
             Request::Beaver { n } => 3 * n,
             Request::Matrix { dims } => dims.m * dims.k + dims.k * dims.n + dims.m * dims.n,
             Request::Conv { shape, product } => product.sizes(shape).iter().sum(),
-            Request::DenseBackward { .. } => self.dense_sizes().iter().sum(),
+            Request::DenseBackward { .. } | Request::ConvBackward { .. } => {
+                self.backward_sizes().iter().sum()
+            }
             Request::Trunc { n, .. } => 3 * n,
             Request::And { words } => 3 * words,
             Request::Bits { words } => 65 * words,
@@ -302,16 +329,18 @@ pub struct Triples {
     pub c: Vec<Z64>,
 }
 
-/// A dense layer's backward masks ([`Request::DenseBackward`]): shares of a fresh `D`
-/// (the output gradient's mask) and of the products of `D` with the forward product's
-/// masks `A` and `B`.
+/// A dense layer's or a convolution's backward masks ([`Request::DenseBackward`],
+/// [`Request::ConvBackward`]): shares of a fresh `D` (the output gradient's mask) and of
+/// the products of `D` with the forward product's masks `A` and `B`.
 #[derive(Clone, Debug)]
-pub struct DenseMasks {
-    /// Shares of `D` (`m x n`).
+pub struct BackwardMasks {
+    /// Shares of `D` (dense: `m x n`; convolution: `out_channels x rows`).
     pub d: Vec<Z64>,
-    /// Shares of `C_w = A^T D` (`k x n`).
+    /// Shares of `C_w` (dense: `A^T D`, `k x n`; convolution: `D U(A)`, `out_channels x
+    /// patch`).
     pub c_w: Vec<Z64>,
-    /// Shares of `C_x = D B^T` (`m x k`); empty when the input gradient is not asked for.
+    /// Shares of `C_x` (dense: `D B^T`, `m x k`; convolution: `B^T D`, `patch x rows`);
+    /// empty when the input gradient is not asked for.
     pub c_x: Vec<Z64>,
 }
 
@@ -389,7 +418,18 @@ pub trait Correlations: Send {
         dims: MatDims,
         back: usize,
         dx: bool,
-    ) -> Result<DenseMasks, MpcError>;
+    ) -> Result<BackwardMasks, MpcError>;
+    /// A convolution's backward masks ([`Request::ConvBackward`]) for the forward
+    /// convolution triple of `shape` served `back` requests earlier.
+    ///
+    /// # Errors
+    /// The dealer could not provide them.
+    fn conv_backward(
+        &mut self,
+        shape: ConvShape,
+        back: usize,
+        dx: bool,
+    ) -> Result<BackwardMasks, MpcError>;
     /// The number of the next request whose material will be handed out (requests
     /// served so far): after a request, this less one is its number.
     fn consumed(&self) -> u64;
@@ -596,7 +636,7 @@ impl Dealer {
             }
             Request::DenseBackward { dims, .. } => {
                 let MatDims { m, k, n } = dims;
-                let [nd, nw, nx] = req.dense_sizes();
+                let [nd, nw, nx] = req.backward_sizes();
                 // The forward product's masks, from the streams of its request.
                 let linked = req
                     .linked(counter)
@@ -619,6 +659,42 @@ impl Dealer {
                     ringnn_core::layers::transpose(&b, k, n, &mut bt);
                     let mut cx = vec![Z64::ZERO; m * k];
                     matmul_z64(&d, &bt, MatDims { m, k: n, n: k }, &mut cx);
+                    out.extend(cx.iter().zip(&cx0).map(|(&x, &y)| (x - y).0));
+                }
+                out
+            }
+            Request::ConvBackward { shape, .. } => {
+                let [nd, nw, nx] = req.backward_sizes();
+                let (o, patch, rows) = (shape.out_channels, shape.patch(), shape.rows());
+                let img = shape.image_len();
+                // The forward triple's masks, from the streams of its request.
+                let linked = req
+                    .linked(counter)
+                    .expect("the linked request was checked when the request was read");
+                let (mut f0, mut f1) = (
+                    stream(&self.seeds[0], linked),
+                    stream(&self.seeds[1], linked),
+                );
+                let a = add(&zs(&mut f0, img), &zs(&mut f1, img));
+                let b = add(&zs(&mut f0, o * patch), &zs(&mut f1, o * patch));
+                let (d0, cw0, cx0) = (zs(&mut r0, nd), zs(&mut r0, nw), zs(&mut r0, nx));
+                let d = add(&d0, &zs(&mut r1, nd));
+                let cw = ConvProduct::Weights.product(shape, &a, &d);
+                let mut out: Vec<u64> = cw.iter().zip(&cw0).map(|(&x, &y)| (x - y).0).collect();
+                if nx > 0 {
+                    let mut bt = vec![Z64::ZERO; patch * o];
+                    ringnn_core::layers::transpose(&b, o, patch, &mut bt);
+                    let mut cx = vec![Z64::ZERO; patch * rows];
+                    matmul_z64(
+                        &bt,
+                        &d,
+                        MatDims {
+                            m: patch,
+                            k: o,
+                            n: rows,
+                        },
+                        &mut cx,
+                    );
                     out.extend(cx.iter().zip(&cx0).map(|(&x, &y)| (x - y).0));
                 }
                 out
@@ -670,7 +746,7 @@ impl CorrectionFeed for LocalFeed {
                 reason: "party 0 receives no corrections".into(),
             });
         }
-        if let Request::DenseBackward { .. } = req {
+        if let Request::DenseBackward { .. } | Request::ConvBackward { .. } = req {
             req.linked(counter).map_err(|reason| MpcError::Dealer {
                 what: req.what(),
                 reason,
@@ -707,7 +783,7 @@ pub struct SeededCorrelations {
 /// One request's material.
 enum Material {
     Triples(Triples),
-    Dense(DenseMasks),
+    Backward(BackwardMasks),
     Trunc(TruncPairs),
     And(AndTriples),
     Bits(RandomBits),
@@ -830,8 +906,8 @@ impl SeededCorrelations {
             Request::Conv { shape, product } => {
                 Material::Triples(triples(&mut rng, corr, p0, product.sizes(shape)))
             }
-            Request::DenseBackward { .. } => {
-                let [nd, nw, nx] = req.dense_sizes();
+            Request::DenseBackward { .. } | Request::ConvBackward { .. } => {
+                let [nd, nw, nx] = req.backward_sizes();
                 let d = zs(&mut rng, nd);
                 let (c_w, c_x) = if p0 {
                     (zs(&mut rng, nw), zs(&mut rng, nx))
@@ -839,7 +915,7 @@ impl SeededCorrelations {
                     let mut c = corr.into_iter().map(Z64);
                     (c.by_ref().take(nw).collect(), c.collect())
                 };
-                Material::Dense(DenseMasks { d, c_w, c_x })
+                Material::Backward(BackwardMasks { d, c_w, c_x })
             }
             Request::Trunc { n, .. } => {
                 let r = zs(&mut rng, n);
@@ -927,10 +1003,23 @@ impl Correlations for SeededCorrelations {
         dims: MatDims,
         back: usize,
         dx: bool,
-    ) -> Result<DenseMasks, MpcError> {
+    ) -> Result<BackwardMasks, MpcError> {
         let req = Request::DenseBackward { dims, back, dx };
         match self.material(req)? {
-            Material::Dense(d) => Ok(d),
+            Material::Backward(d) => Ok(d),
+            _ => Err(wrong_material(req)),
+        }
+    }
+
+    fn conv_backward(
+        &mut self,
+        shape: ConvShape,
+        back: usize,
+        dx: bool,
+    ) -> Result<BackwardMasks, MpcError> {
+        let req = Request::ConvBackward { shape, back, dx };
+        match self.material(req)? {
+            Material::Backward(d) => Ok(d),
             _ => Err(wrong_material(req)),
         }
     }
