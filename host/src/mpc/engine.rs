@@ -129,27 +129,41 @@ pub struct Mpc<C, R> {
     /// The splines built so far (public data of the approximation and `f`).
     splines: Vec<(SplineOf, Option<Spline>)>,
     /// What each dense layer's forward product in training kept for its backward pass,
-    /// by slot ([`Engine::dense_forward_product`]), with this party's shares of the
-    /// operands (to check that the backward pass is given the same ones).
+    /// by slot ([`Engine::dense_forward_product`]): the opened values and a fingerprint
+    /// of the operands (to check that the backward pass is given the same ones).
     kept: HashMap<usize, Kept>,
     /// The same for each convolution.
     kept_conv: HashMap<usize, KeptConv>,
 }
 
-/// A convolution's forward product kept until its backward pass.
+/// A convolution's forward product kept until its backward pass, as [`Kept`].
 #[derive(Debug)]
 struct KeptConv {
     product: protocols::KeptConv,
-    x: Vec<Z64>,
-    w: Vec<Z64>,
+    operands: u64,
 }
 
-/// A dense layer's forward product kept until its backward pass.
+/// A fingerprint of this party's shares of a product's operands (FNV-1a over the words
+/// and lengths): it tells the backward pass whether it was given the forward's operands
+/// (a check against bugs in the caller, not a digest of any secret; never sent).
+fn fingerprint(x: &[Z64], w: &[Z64]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [x, w] {
+        h = (h ^ part.len() as u64).wrapping_mul(PRIME);
+        for v in part {
+            h = (h ^ v.0).wrapping_mul(PRIME);
+        }
+    }
+    h
+}
+
+/// A dense layer's forward product kept until its backward pass, with a fingerprint of
+/// this party's shares of its operands.
 #[derive(Debug)]
 struct Kept {
     product: protocols::KeptProduct,
-    x: Vec<Z64>,
-    w: Vec<Z64>,
+    operands: u64,
 }
 
 /// What a cached [`Spline`] computes.
@@ -430,9 +444,9 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
     }
 
     /// [`protocols::matmul_keeping`]: the forward product opens `X - A` and `W - B` as
-    /// [`Engine::matmul`] does and keeps them, with this party's shares of `A` and `B`,
-    /// under `slot` (replacing what a forward product without a backward pass left
-    /// there).
+    /// [`Engine::matmul`] does and keeps them (public values, and a fingerprint of this
+    /// party's operands) under `slot`, replacing what a forward product without a
+    /// backward pass left there.
     fn dense_forward_product(
         &mut self,
         slot: usize,
@@ -444,12 +458,8 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
         match protocols::matmul_keeping(link, corr, x, w, dims, out, gemm)? {
             Some(product) => {
-                let kept = Kept {
-                    product,
-                    x: x.to_vec(),
-                    w: w.to_vec(),
-                };
-                self.kept.insert(slot, kept);
+                let operands = fingerprint(x, w);
+                self.kept.insert(slot, Kept { product, operands });
             }
             None => {
                 self.kept.remove(&slot);
@@ -481,16 +491,16 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
             return generic::dense_backward_products(self, x, w, dy, dims, dw, dx, scratch);
         };
         assert!(
-            kept.product.dims == dims && kept.x == x && kept.w == w,
+            kept.product.dims == dims && kept.operands == fingerprint(x, w),
             "dense_backward_products: slot {slot} kept a forward product of other operands"
         );
         let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
-        protocols::dense_backward(link, corr, &kept.product, dy, dw, dx, gemm)
+        protocols::dense_backward(link, corr, &kept.product, x, w, dy, dw, dx, gemm)
     }
 
     /// [`protocols::conv_product_keeping`]: the forward product as
-    /// [`Engine::conv_forward_product`], keeping the opened image and kernel, with this
-    /// party's shares of their masks, under `slot`. `cols` is not used.
+    /// [`Engine::conv_forward_product`], keeping the opened image and kernel (and a
+    /// fingerprint of this party's operands) under `slot`. `cols` is not used.
     fn conv_forward_keeping(
         &mut self,
         slot: usize,
@@ -504,12 +514,8 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         let fwd = ConvProduct::Forward;
         match protocols::conv_product_keeping(link, corr, conv, fwd, x, w, out, gemm)? {
             Some(product) => {
-                let kept = KeptConv {
-                    product,
-                    x: x.to_vec(),
-                    w: w.to_vec(),
-                };
-                self.kept_conv.insert(slot, kept);
+                let operands = fingerprint(x, w);
+                self.kept_conv.insert(slot, KeptConv { product, operands });
             }
             None => {
                 self.kept_conv.remove(&slot);
@@ -542,12 +548,12 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
             return generic::conv_backward_products(self, conv, x, w, dyt, dw, dx, cols, wt);
         };
         assert!(
-            kept.product.shape == conv.shape() && kept.x == x && kept.w == w,
+            kept.product.shape == conv.shape() && kept.operands == fingerprint(x, w),
             "conv_backward_products: slot {slot} kept a forward product of other operands"
         );
         let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
         let dcols = dx.then_some(cols);
-        protocols::conv_backward(link, corr, &kept.product, conv, dyt, dw, dcols, gemm)
+        protocols::conv_backward(link, corr, &kept.product, conv, x, w, dyt, dw, dcols, gemm)
     }
 
     fn shift_right(&mut self, x: &mut [Z64], bits: u32) -> Result<(), MpcError> {

@@ -204,9 +204,21 @@ pub fn matmul<C: Channel, R: Correlations + ?Sized>(
     matmul_keeping(link, corr, x, y, dims, out, gemm).map(drop)
 }
 
+/// This party's share of the mask `A = X - E` from its share of `X` and the public `E`:
+/// `[X] - E` for party 0, `[X]` for party 1.
+fn mask_share(p0: bool, x: &[Z64], e: &[Z64]) -> Vec<Z64> {
+    if p0 {
+        x.iter().zip(e).map(|(&v, &d)| v - d).collect()
+    } else {
+        x.to_vec()
+    }
+}
+
 /// What a dense layer's forward product ([`matmul_keeping`]) keeps for its backward pass
-/// ([`dense_backward`]): the public `E = X - A` and `F = W - B`, this party's shares of
-/// the masks `A` and `B`, and the number of the matrix triple's request. Its `Debug`
+/// ([`dense_backward`]): the public `E = X - A` and `F = W - B` and the number of the
+/// matrix triple's request. Nothing else: the backward pass shares the masks as
+/// `[A] = [X] - E` and `[B] = [W] - F` (party 0 subtracting), from the operands it is
+/// given again, so a layer holds no mask-sized share between its passes. Its `Debug`
 /// shows the shape and the request only.
 pub struct KeptProduct {
     /// The forward product's shape.
@@ -215,8 +227,6 @@ pub struct KeptProduct {
     pub request: u64,
     e: Vec<Z64>,
     f: Vec<Z64>,
-    a: Vec<Z64>,
-    b: Vec<Z64>,
 }
 
 impl std::fmt::Debug for KeptProduct {
@@ -233,8 +243,7 @@ impl std::fmt::Debug for KeptProduct {
 /// product with nothing to mask (`m n = 0` or `k = 0`), which opens nothing.
 ///
 /// # Security
-/// As [`matmul`]; what is kept is this party's view (the public `E`, `F`) and its own
-/// material.
+/// As [`matmul`]; what is kept is this party's view (the public `E`, `F`).
 ///
 /// # Communication
 /// As [`matmul`].
@@ -284,22 +293,22 @@ pub fn matmul_keeping<C: Channel, R: Correlations + ?Sized>(
         request,
         e,
         f,
-        a: t.a,
-        b: t.b,
     }))
 }
 
 /// A dense layer's backward products on the masks of its forward product:
 /// `[dW] = [X]^T [dY]` (`k x n`) and, with `dx`, `[dX] = [dY] [W]^T` (`m x k`), exact in
-/// Z_2^64, where `kept` is what [`matmul_keeping`] kept of the forward product `X W`
-/// (`X` is `m x k`, `W` is `k x n`, `dY` is `m x n`).
+/// Z_2^64, where `kept` is what [`matmul_keeping`] kept of the forward product `X W` of
+/// the same `[X]` (`m x k`) and `[W]` (`k x n`); `dY` is `m x n`.
 ///
 /// The dealer's dense backward masks ([`Request::DenseBackward`](super::dealer::Request))
 /// are a fresh `[D]` (`m x n`), `[C_w] = [A^T D]` and `[C_x] = [D B^T]`, `A` and `B` being
 /// the forward triple's masks. The parties open only `G = dY - D`, and with the forward's
 /// public `E = X - A` and `F = W - B`:
 /// `X^T dY = E^T [dY] + [A]^T G + [C_w]` (since `A^T dY = A^T G + A^T D`) and
-/// `dY W^T = [dY] F^T + G [B]^T + [C_x]`: four local products, no party-specific term.
+/// `dY W^T = [dY] F^T + G [B]^T + [C_x]`: four local products. The products are linear in
+/// the sharing of the masks, so any sharing of `A` and `B` will do: `[A] = [X] - E` and
+/// `[B] = [W] - F`, party 0 subtracting the public values.
 /// Fresh triples would open `X^T - A'`, `dY - B'` for the first product and `dY - A''`,
 /// `W^T - B''` for the second.
 ///
@@ -322,10 +331,13 @@ pub fn matmul_keeping<C: Channel, R: Correlations + ?Sized>(
 ///
 /// # Panics
 /// If a length does not match `kept.dims`.
+#[allow(clippy::too_many_arguments)]
 pub fn dense_backward<C: Channel, R: Correlations + ?Sized>(
     link: &mut Link<C>,
     corr: &mut R,
     kept: &KeptProduct,
+    x: &[Z64],
+    w: &[Z64],
     dy: &[Z64],
     dw: &mut [Z64],
     dx: Option<&mut [Z64]>,
@@ -333,7 +345,11 @@ pub fn dense_backward<C: Channel, R: Correlations + ?Sized>(
 ) -> Result<(), MpcError> {
     let MatDims { m, k, n } = kept.dims;
     assert!(
-        dy.len() == m * n && dw.len() == k * n && dx.as_ref().is_none_or(|d| d.len() == m * k),
+        x.len() == m * k
+            && w.len() == k * n
+            && dy.len() == m * n
+            && dw.len() == k * n
+            && dx.as_ref().is_none_or(|d| d.len() == m * k),
         "dense_backward: shape mismatch"
     );
     let back = corr.consumed() - kept.request;
@@ -353,7 +369,8 @@ pub fn dense_backward<C: Channel, R: Correlations + ?Sized>(
     let mut t_of = vec![Z64::ZERO; k * m];
     ringnn_core::layers::transpose(&kept.e, m, k, &mut t_of);
     gemm(&t_of, dy, tdims, dw);
-    ringnn_core::layers::transpose(&kept.a, m, k, &mut t_of);
+    let a = mask_share(link.is_p0(), x, &kept.e);
+    ringnn_core::layers::transpose(&a, m, k, &mut t_of);
     let mut p = vec![Z64::ZERO; k * n];
     gemm(&t_of, &g, tdims, &mut p);
     for ((o, &q), &c) in dw.iter_mut().zip(&p).zip(&t.c_w) {
@@ -367,7 +384,8 @@ pub fn dense_backward<C: Channel, R: Correlations + ?Sized>(
     let mut t_of = vec![Z64::ZERO; n * k];
     ringnn_core::layers::transpose(&kept.f, k, n, &mut t_of);
     gemm(dy, &t_of, xdims, dx);
-    ringnn_core::layers::transpose(&kept.b, k, n, &mut t_of);
+    let b = mask_share(link.is_p0(), w, &kept.f);
+    ringnn_core::layers::transpose(&b, k, n, &mut t_of);
     let mut p = vec![Z64::ZERO; m * k];
     gemm(&g, &t_of, xdims, &mut p);
     for ((o, &q), &c) in dx.iter_mut().zip(&p).zip(&t.c_x) {
@@ -428,8 +446,9 @@ pub fn conv_product<C: Channel, R: Correlations + ?Sized>(
 
 /// What a convolution's forward product ([`conv_product_keeping`]) keeps for its
 /// backward pass ([`conv_backward`]): the public `E = X - A` (the image's shape) and
-/// `F = W - B`, this party's shares of `A` and `B`, and the number of the triple's
-/// request. Its `Debug` shows the shape and the request only.
+/// `F = W - B`, and the number of the triple's request (the masks are shared again from
+/// the operands, as for [`KeptProduct`]). Its `Debug` shows the shape and the request
+/// only.
 pub struct KeptConv {
     /// The convolution's geometry.
     pub shape: ConvShape,
@@ -437,8 +456,6 @@ pub struct KeptConv {
     pub request: u64,
     e: Vec<Z64>,
     f: Vec<Z64>,
-    a: Vec<Z64>,
-    b: Vec<Z64>,
 }
 
 impl std::fmt::Debug for KeptConv {
@@ -456,7 +473,7 @@ impl std::fmt::Debug for KeptConv {
 /// nothing.
 ///
 /// # Security
-/// As [`conv_product`]; what is kept is this party's view and its own material.
+/// As [`conv_product`]; what is kept is this party's view (the public `E`, `F`).
 ///
 /// # Communication
 /// As [`conv_product`].
@@ -519,8 +536,6 @@ pub fn conv_product_keeping<C: Channel, R: Correlations + ?Sized>(
         request,
         e,
         f,
-        a: t.a,
-        b: t.b,
     }))
 }
 
@@ -536,8 +551,8 @@ pub fn conv_product_keeping<C: Channel, R: Correlations + ?Sized>(
 /// forward triple's masks. The parties open only `G = dY^T - D`; with the forward's public
 /// `E = X - A` and `F = W - B`, and `U` linear:
 /// `dY^T U(X) = [dY^T] U(E) + G U([A]) + [C_w]` and
-/// `W^T dY^T = F^T [dY^T] + [B]^T G + [C_x]`: four local products, no party-specific
-/// term. Fresh triples would open the image and `dY^T` for the first product
+/// `W^T dY^T = F^T [dY^T] + [B]^T G + [C_x]`: four local products, on the masks shared as
+/// `[A] = [X] - E`, `[B] = [W] - F` (as [`dense_backward`]). Fresh triples would open the image and `dY^T` for the first product
 /// ([`conv_product`]) and `W^T` and `dY^T` for the second ([`matmul`]).
 ///
 /// # Security
@@ -566,6 +581,8 @@ pub fn conv_backward<C: Channel, R: Correlations + ?Sized>(
     corr: &mut R,
     kept: &KeptConv,
     conv: &dyn ConvUnfold<Z64>,
+    x: &[Z64],
+    w: &[Z64],
     dyt: &[Z64],
     dw: &mut [Z64],
     dcols: Option<&mut [Z64]>,
@@ -575,6 +592,8 @@ pub fn conv_backward<C: Channel, R: Correlations + ?Sized>(
     let (o, patch, rows) = (shape.out_channels, shape.patch(), shape.rows());
     assert!(
         conv.shape() == shape
+            && x.len() == shape.image_len()
+            && w.len() == o * patch
             && dyt.len() == o * rows
             && dw.len() == o * patch
             && dcols.as_ref().is_none_or(|d| d.len() == patch * rows),
@@ -601,7 +620,7 @@ pub fn conv_backward<C: Channel, R: Correlations + ?Sized>(
     let mut cols = vec![Z64::ZERO; rows * patch];
     conv.im2col(&kept.e, &mut cols);
     gemm(dyt, &cols, wdims, dw);
-    conv.im2col(&kept.a, &mut cols);
+    conv.im2col(&mask_share(link.is_p0(), x, &kept.e), &mut cols);
     let mut p = vec![Z64::ZERO; o * patch];
     gemm(&g, &cols, wdims, &mut p);
     for ((v, &q), &c) in dw.iter_mut().zip(&p).zip(&t.c_w) {
@@ -619,7 +638,8 @@ pub fn conv_backward<C: Channel, R: Correlations + ?Sized>(
     let mut t_of = vec![Z64::ZERO; patch * o];
     ringnn_core::layers::transpose(&kept.f, o, patch, &mut t_of);
     gemm(&t_of, dyt, xdims, dcols);
-    ringnn_core::layers::transpose(&kept.b, o, patch, &mut t_of);
+    let b = mask_share(link.is_p0(), w, &kept.f);
+    ringnn_core::layers::transpose(&b, o, patch, &mut t_of);
     let mut p = vec![Z64::ZERO; patch * rows];
     gemm(&t_of, &g, xdims, &mut p);
     for ((v, &q), &c) in dcols.iter_mut().zip(&p).zip(&t.c_x) {

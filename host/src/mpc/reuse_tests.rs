@@ -528,3 +528,31 @@ fn no_mask_serves_two_secrets_over_two_steps_of_a_convolution() {
     let masks = check_views(&steps, step, &views, 121);
     assert!(masks[0].iter().zip(&masks[5]).all(|(a, b)| a != b));
 }
+
+/// A backward pass given other operands than its slot's forward product is a bug in the
+/// caller: the engine stops rather than compute with the forward's openings.
+#[test]
+#[should_panic(expected = "kept a forward product of other operands")]
+fn a_backward_pass_given_other_operands_panics() {
+    struct Other;
+    impl Case for Other {
+        fn run<E: Engine<Elem = Z64, Public = Z64>>(
+            &self,
+            e: &mut E,
+            x: &[Vec<Z64>],
+        ) -> Result<Outputs, E::Error> {
+            let d = MatDims { m: 2, k: 3, n: 2 };
+            let mut y = vec![Z64::ZERO; 4];
+            e.dense_forward_product(1, &x[0], &x[1], d, &mut y)?;
+            let (mut dw, mut s) = (vec![Z64::ZERO; 6], vec![Z64::ZERO; 6]);
+            // x[3] is another input of X's shape.
+            e.dense_backward_products(1, &x[3], &x[1], &x[2], d, &mut dw, None, &mut s)?;
+            Ok(vec![dw])
+        }
+    }
+    let mut x = inputs(MatDims { m: 2, k: 3, n: 2 }, 130);
+    x.push(enc(&[0.5; 6]));
+    // Plain keeps nothing and computes with what it is given; the two-party engine panics.
+    on_plain(&Other, &x);
+    on_mpc(&config(131), &Other, &x);
+}

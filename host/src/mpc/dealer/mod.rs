@@ -51,6 +51,15 @@
 //! collusion*: the dealer together with one server could unmask every message the other
 //! server sends. Each party's material alone is uniform (its seed is independent of the
 //! other party's), so one server learns nothing from it. Seeds are never logged.
+//!
+//! Backward masks ([`Request::DenseBackward`], [`Request::ConvBackward`]) are the one
+//! kind whose material depends on an earlier request's: the dealer recomputes that
+//! request's masks `A` and `B` from both seeds and returns party 1's share of `A^T D`,
+//! `D B^T` (or their convolution forms), each padded by party 0's fresh share of the
+//! same product, which nobody else sees. So the correction is uniform to party 1 even if
+//! the request named another earlier request than the forward product's (the results
+//! would then be wrong, nothing would be revealed). `D` is fresh, and `A` and `B` still
+//! mask only the values opened under them once (see [`super::protocols::dense_backward`]).
 
 use super::fss::{DreluKey, ReluKey};
 use super::{MpcError, PartyId};
