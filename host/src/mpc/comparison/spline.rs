@@ -81,7 +81,8 @@ pub struct Piece {
     pub slope: u64,
 }
 
-/// A piecewise-linear function as public data. See the [module documentation](self).
+/// A piecewise-linear function as public data. See the documentation of the (private)
+/// module, `comparison/spline.rs`.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Spline {
     knots: Vec<i64>,
@@ -349,8 +350,9 @@ fn near_tie_windows(
 
 /// Shares of `mul x + add` of the piece that serves each `x` (before the rounding by
 /// [`Spline::shift`], which the engine does), and with `grad` shares of the piece's
-/// slope, from one opening and one dealer ReLU key per element. See the [module
-/// documentation](self) for the method, `# Security` and `# Communication`.
+/// slope, from one opening and one dealer ReLU key per element. See the documentation of
+/// the (private) module, `comparison/spline.rs`, for the method, `# Security` and
+/// `# Communication`.
 ///
 /// # Errors
 /// A channel or dealer failure (keys that do not parse included).
