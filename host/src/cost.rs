@@ -751,9 +751,9 @@ mod tests {
         }
         // A training step: ReLU's forward is one round on the dealer's ReLU keys (it was
         // a comparison and a select, 2 rounds) and keeps the derivative bit, so the
-        // backward is one select (it was a comparison and a select), and e^x is one
-        // spline gate: the mlp/pwl4 step takes 77 rounds (101, then 97, before), whatever
-        // the batch.
+        // backward is one select (it was a comparison and a select); max-of-lines is one
+        // spline gate; a dense layer's backward pass is one opening: the mlp/pwl4 step
+        // takes 75 rounds, whatever the batch.
         let step = Function::Step {
             model: "mlp",
             exp: ExpApprox::Pwl(4),
@@ -763,15 +763,13 @@ mod tests {
     }
 
     /// Rounds of the pwl4 softmax row of 10 with the FSS comparison, at f = 13 and 16
-    /// (measured 2026-12-06, with e^x as one spline gate: 2 rounds where the comparison
-    /// tree took 6; 23 and 27 before).
+    /// (measured 2026-12-06 with the spline gate, which took them from 23 and 27).
     const ROUNDS_PWL4_FSS: [u64; 2] = [19, 23];
 
     /// Rounds of an mlp/pwl4 training step with the FSS comparison, f = 13 (measured
-    /// 2026-12-06, with ReLU on the dealer's ReLU keys and e^x with its slope as one
-    /// spline gate in the forward and in the exact gradient; 97 before the spline;
-    /// docs/performance.md).
-    const ROUNDS_MLP_PWL4_STEP_FSS: u64 = 77;
+    /// 2026-12-06: 97 with ReLU on the dealer's ReLU keys, 77 with the spline gate, 75
+    /// with masks reused within a step; docs/performance.md).
+    const ROUNDS_MLP_PWL4_STEP_FSS: u64 = 75;
 
     #[test]
     fn exact_functions_are_refused_naming_them() {

@@ -187,5 +187,10 @@ fn mpc_with_a_fixed_dealer_seed_is_pinned() {
         "--batch",
         "64",
     ];
-    check(&a, "model", (0x674f_3482, 0.46));
+    // Re-pinned when masks were reused within a step (branch mask-reuse): a dense
+    // layer's backward pass takes one dealer request instead of two, so every later
+    // truncation mask sits at another request counter and the stochastic roundings
+    // differ (the products are exact; the whole-step tests bound the difference to
+    // Plain). It was (0x674f_3482, 0.46).
+    check(&a, "model", (0xf28a_65ad, 0.49));
 }

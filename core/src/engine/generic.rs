@@ -90,6 +90,76 @@ pub fn conv_weight_product<E: Engine + ?Sized>(
     )
 }
 
+/// [`Engine::dense_backward_products`]: `dw = x^T dy` and, when asked, `dx = dy w^T`,
+/// each transposed into `scratch` and computed by [`Engine::matmul`].
+///
+/// # Errors
+/// What the engine reports.
+///
+/// # Panics
+/// If a length does not match `dims` or `scratch` is shorter than `max(m k, k n)`.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_backward_products<E: Engine + ?Sized>(
+    e: &mut E,
+    x: &[E::Elem],
+    w: &[E::Elem],
+    dy: &[E::Elem],
+    dims: MatDims,
+    dw: &mut [E::Elem],
+    dx: Option<&mut [E::Elem]>,
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let MatDims { m, k, n } = dims;
+    let xt = &mut scratch[..m * k];
+    crate::layers::transpose(x, m, k, xt);
+    e.matmul(xt, dy, MatDims { m: k, k: m, n }, dw)?;
+    let Some(dx) = dx else {
+        return Ok(());
+    };
+    let wt = &mut scratch[..k * n];
+    crate::layers::transpose(w, k, n, wt);
+    e.matmul(dy, wt, MatDims { m, k: n, n: k }, dx)
+}
+
+/// [`Engine::conv_backward_products`]: [`Engine::conv_weight_product`], then (with `dx`)
+/// `w` transposed into `wt` and `cols = wt * dyt` by [`Engine::matmul`].
+///
+/// # Errors
+/// What the engine reports.
+///
+/// # Panics
+/// If a length does not match the shape.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_backward_products<E: Engine + ?Sized>(
+    e: &mut E,
+    conv: &dyn ConvUnfold<E::Elem>,
+    x: &[E::Elem],
+    w: &[E::Elem],
+    dyt: &[E::Elem],
+    dw: &mut [E::Elem],
+    dx: bool,
+    cols: &mut [E::Elem],
+    wt: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    e.conv_weight_product(conv, dyt, x, dw, cols)?;
+    if !dx {
+        return Ok(());
+    }
+    let s = conv.shape();
+    let (o, patch) = (s.out_channels, s.patch());
+    crate::layers::transpose(w, o, patch, wt);
+    e.matmul(
+        wt,
+        dyt,
+        MatDims {
+            m: patch,
+            k: o,
+            n: s.rows(),
+        },
+        cols,
+    )
+}
+
 /// See [`Engine::relu`]. Scratch: `3 * x.len()`.
 pub fn relu<E: Engine + ?Sized>(
     e: &mut E,

@@ -365,6 +365,118 @@ pub trait Engine {
         generic::conv_weight_product(self, conv, dyt, x, dw, cols)
     }
 
+    /// A dense layer's forward product in training, without rescale: `out = x * w`
+    /// (`dims`: `x` is `m x k`, `w` is `k x n`), whose backward pass will call
+    /// [`Engine::dense_backward_products`] with the same `slot`, `x` and `w`. The slot is
+    /// the caller's name for the layer (unique within the network, e.g. its parameters'
+    /// offset).
+    ///
+    /// The provided version is [`Engine::matmul`] and keeps nothing: a plaintext engine's
+    /// results are those of [`Dense::forward`](crate::layers::Dense::forward). A
+    /// two-party engine overrides it to keep the masked operands it opened, so that the
+    /// backward pass reuses them instead of opening `x` and `w` again.
+    ///
+    /// # Panics
+    /// If a length does not match `dims`.
+    fn dense_forward_product(
+        &mut self,
+        slot: usize,
+        x: &[Self::Elem],
+        w: &[Self::Elem],
+        dims: MatDims,
+        out: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        let _ = slot;
+        self.matmul(x, w, dims, out)
+    }
+
+    /// A dense layer's backward products, without rescale: `dw = x^T * dy` (`k x n`) and,
+    /// when asked, `dx = dy * w^T` (`m x k`), for the `x` (`m x k`), `w` (`k x n`) and
+    /// `dims` of the [`Engine::dense_forward_product`] of the same `slot`; `dy` is
+    /// `m x n`. Scratch: `max(m k, k n)` elements (left spent).
+    ///
+    /// The provided version transposes into `scratch` and calls [`Engine::matmul`] twice,
+    /// what [`Dense::backward`](crate::layers::Dense::backward) always did, so a
+    /// plaintext engine's results are unchanged. A two-party engine overrides it to
+    /// open only `dy` (masked) and compute both products from what the forward product
+    /// opened.
+    ///
+    /// # Panics
+    /// If a length does not match `dims`; a two-party engine also panics if `x` or `w` is
+    /// not what the slot's forward product was given (a bug in the caller).
+    #[allow(clippy::too_many_arguments)]
+    fn dense_backward_products(
+        &mut self,
+        slot: usize,
+        x: &[Self::Elem],
+        w: &[Self::Elem],
+        dy: &[Self::Elem],
+        dims: MatDims,
+        dw: &mut [Self::Elem],
+        dx: Option<&mut [Self::Elem]>,
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        let _ = slot;
+        generic::dense_backward_products(self, x, w, dy, dims, dw, dx, scratch)
+    }
+
+    /// A convolution's forward product in training: [`Engine::conv_forward_product`],
+    /// whose backward pass will call [`Engine::conv_backward_products`] with the same
+    /// `slot` (the caller's name for the layer), `x` and `w`.
+    ///
+    /// The provided version is [`Engine::conv_forward_product`] and keeps nothing. A
+    /// two-party engine overrides it to keep the masked image and kernel it opened for
+    /// the backward pass.
+    ///
+    /// # Panics
+    /// If a length does not match the shape.
+    fn conv_forward_keeping(
+        &mut self,
+        slot: usize,
+        conv: &dyn ConvUnfold<Self::Elem>,
+        x: &[Self::Elem],
+        w: &[Self::Elem],
+        out: &mut [Self::Elem],
+        cols: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        let _ = slot;
+        self.conv_forward_product(conv, x, w, out, cols)
+    }
+
+    /// A convolution's backward products, without rescale, after the
+    /// [`Engine::conv_forward_keeping`] of the same `slot`, `x` (the image) and `w`
+    /// (`out_channels x patch`): `dw = dyt * cols` with `cols` the row-major unfolding of
+    /// `x` (`out_channels x patch`, as [`Engine::conv_weight_product`]) and, with `dx`,
+    /// the input gradient's unfolded form `w^T * dyt` (`patch x rows`) written into `cols`.
+    /// Scratch: `cols`, `patch * rows` (left spent without `dx`), and `wt`,
+    /// `patch * out_channels` (left spent).
+    ///
+    /// The provided version is [`Engine::conv_weight_product`], then `w` transposed into
+    /// `wt` and [`Engine::matmul`]: the products [`Conv2d::backward`](crate::layers::Conv2d::backward)
+    /// always computed, so a plaintext engine's results are unchanged. A two-party engine
+    /// overrides it to open only `dyt` (masked) and compute both products from what the
+    /// forward product opened.
+    ///
+    /// # Panics
+    /// If a length does not match the shape; a two-party engine also panics if `x` or `w`
+    /// is not what the slot's forward product was given (a bug in the caller).
+    #[allow(clippy::too_many_arguments)]
+    fn conv_backward_products(
+        &mut self,
+        slot: usize,
+        conv: &dyn ConvUnfold<Self::Elem>,
+        x: &[Self::Elem],
+        w: &[Self::Elem],
+        dyt: &[Self::Elem],
+        dw: &mut [Self::Elem],
+        dx: bool,
+        cols: &mut [Self::Elem],
+        wt: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        let _ = slot;
+        generic::conv_backward_products(self, conv, x, w, dyt, dw, dx, cols, wt)
+    }
+
     /// `x[i] = max(x[i], 0)`. Scratch: `2 * x.len()`.
     fn relu(
         &mut self,

@@ -161,6 +161,45 @@ impl Conv2d {
         y: &mut [E::Elem],
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
+        self.forward_with(e, None, x, params, input, y, scratch)
+    }
+
+    /// [`Conv2d::forward`] in training: the product goes through
+    /// [`Engine::conv_forward_keeping`] under `slot` (the layer's name, unique within the
+    /// network), so that [`Conv2d::backward_kept`] with the same slot, `x` and `w` can
+    /// reuse what a two-party engine opened here. A plaintext engine's results are those
+    /// of [`Conv2d::forward`], bit for bit.
+    ///
+    /// # Errors
+    /// What the engine reports.
+    ///
+    /// # Panics
+    /// As [`Conv2d::forward`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_keeping<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        slot: usize,
+        x: &[E::Elem],
+        params: Params<'_, E::Elem>,
+        input: Image,
+        y: &mut [E::Elem],
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        self.forward_with(e, Some(slot), x, params, input, y, scratch)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_with<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        slot: Option<usize>,
+        x: &[E::Elem],
+        params: Params<'_, E::Elem>,
+        input: Image,
+        y: &mut [E::Elem],
+        scratch: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
         let Params { w, b } = params;
         let out = self.output(input);
         let (rows, patch, o, pl) = (
@@ -180,7 +219,10 @@ impl Conv2d {
         let (cols, rest) = scratch.split_at_mut(patch * rows);
         let (prod, rest) = rest.split_at_mut(o * rows);
         let bias = &mut rest[..pl * o];
-        e.conv_forward_product(&Bound(*self, input), x, w, prod, cols)?;
+        match slot {
+            Some(slot) => e.conv_forward_keeping(slot, &Bound(*self, input), x, w, prod, cols)?,
+            None => e.conv_forward_product(&Bound(*self, input), x, w, prod, cols)?,
+        }
         e.rescale(prod)?;
         // prod[oc * rows + n * P + p] -> y[(n * O + oc) * P + p]: copies of whole planes.
         if pl > 0 {
@@ -288,7 +330,7 @@ impl Conv2d {
         g: Grads<'_, E::Elem>,
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
-        self.backward_with::<true, E>(e, x, w, input, g, scratch)
+        self.backward_with::<true, E>(e, None, x, w, input, g, scratch)
     }
 
     /// [`Conv2d::backward`] with `dw` left at twice the fractional bits (not rescaled), so
@@ -309,13 +351,44 @@ impl Conv2d {
         g: Grads<'_, E::Elem>,
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
-        self.backward_with::<false, E>(e, x, w, input, g, scratch)
+        self.backward_with::<false, E>(e, None, x, w, input, g, scratch)
+    }
+
+    /// [`Conv2d::backward`] (or, with `unscaled`, [`Conv2d::backward_unscaled`]) after
+    /// [`Conv2d::forward_keeping`] of the same `slot`, `x` and `w`: both products through
+    /// [`Engine::conv_backward_products`]. A plaintext engine's results are those of
+    /// [`Conv2d::backward`], bit for bit. Scratch: [`Conv2d::backward_scratch`].
+    ///
+    /// # Errors
+    /// What the engine reports.
+    ///
+    /// # Panics
+    /// As [`Conv2d::forward`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_kept<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        slot: usize,
+        x: &[E::Elem],
+        w: &[E::Elem],
+        input: Image,
+        g: Grads<'_, E::Elem>,
+        scratch: &mut [E::Elem],
+        unscaled: bool,
+    ) -> Result<(), E::Error> {
+        if unscaled {
+            self.backward_with::<false, E>(e, Some(slot), x, w, input, g, scratch)
+        } else {
+            self.backward_with::<true, E>(e, Some(slot), x, w, input, g, scratch)
+        }
     }
 
     /// The two backward variants: `RESCALE_DW` tells which.
+    #[allow(clippy::too_many_arguments)]
     fn backward_with<const RESCALE_DW: bool, E: Engine + ?Sized>(
         &self,
         e: &mut E,
+        slot: Option<usize>,
         x: &[E::Elem],
         w: &[E::Elem],
         input: Image,
@@ -351,23 +424,35 @@ impl Conv2d {
                 }
             }
         }
-        e.conv_weight_product(&Bound(*self, input), dyt, x, dw, cols)?;
-        if RESCALE_DW {
-            e.rescale(dw)?;
+        let bound = Bound(*self, input);
+        if let Some(slot) = slot {
+            // Both products at once (one opening on two parties), then the rescales.
+            let want = dx.is_some();
+            e.conv_backward_products(slot, &bound, x, w, dyt, dw, want, cols, wt)?;
+            if RESCALE_DW {
+                e.rescale(dw)?;
+            }
+        } else {
+            e.conv_weight_product(&bound, dyt, x, dw, cols)?;
+            if RESCALE_DW {
+                e.rescale(dw)?;
+            }
         }
         if let Some(dx) = dx {
             assert_eq!(dx.len(), input.len(), "conv2d backward: dx shape mismatch");
-            transpose(w, o, patch, wt);
-            e.matmul(
-                wt,
-                dyt,
-                MatDims {
-                    m: patch,
-                    k: o,
-                    n: rows,
-                },
-                cols,
-            )?;
+            if slot.is_none() {
+                transpose(w, o, patch, wt);
+                e.matmul(
+                    wt,
+                    dyt,
+                    MatDims {
+                        m: patch,
+                        k: o,
+                        n: rows,
+                    },
+                    cols,
+                )?;
+            }
             e.rescale(cols)?;
             let g = self.windows(input.height, input.width);
             g.scatter_add(
@@ -597,6 +682,44 @@ mod tests {
             )
             .unwrap();
             assert_eq!((&dw2, &db2), (&want[2], &want[3]));
+            // The training path (forward_keeping, backward_kept) gives the same, with and
+            // without dx; unscaled, the weight gradients of `backward_unscaled`.
+            for with_dx in [true, false] {
+                let mut y3 = vec![z; out.len()];
+                let p = Params { w: &w, b: &b };
+                l.forward_keeping(&mut e, 7, &x, p, input, &mut y3, &mut s)
+                    .unwrap();
+                assert_eq!(y3, want[0], "{l:?} {input:?}: kept forward");
+                for unscaled in [false, true] {
+                    let (mut dx3, mut dw3, mut db3) =
+                        (vec![z; x.len()], vec![z; w.len()], vec![z; b.len()]);
+                    let g = Grads {
+                        dy: &dy,
+                        dx: with_dx.then_some(&mut dx3[..]),
+                        dw: &mut dw3,
+                        db: &mut db3,
+                    };
+                    l.backward_kept(&mut e, 7, &x, &w, input, g, &mut s, unscaled)
+                        .unwrap();
+                    let mut dw_want = vec![z; w.len()];
+                    let g = Grads {
+                        dy: &dy,
+                        dx: None,
+                        dw: &mut dw_want,
+                        db: &mut db2,
+                    };
+                    if unscaled {
+                        l.backward_unscaled(&mut e, &x, &w, input, g, &mut s)
+                            .unwrap();
+                    } else {
+                        l.backward(&mut e, &x, &w, input, g, &mut s).unwrap();
+                    }
+                    assert_eq!((&dw3, &db3), (&dw_want, &want[3]), "{l:?} {input:?}");
+                    if with_dx {
+                        assert_eq!(dx3, want[1], "{l:?} {input:?}: kept dx");
+                    }
+                }
+            }
         }
     }
 

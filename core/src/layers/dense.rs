@@ -48,6 +48,71 @@ impl Dense {
         add_rows(e, y, self.outputs, b)
     }
 
+    /// [`Dense::forward`] in training: the product goes through
+    /// [`Engine::dense_forward_product`] under `slot` (the layer's name, unique within the
+    /// network), so that [`Dense::backward_kept`] with the same slot, `x` and `w` can reuse
+    /// what a two-party engine opened here. A plaintext engine's results are those of
+    /// [`Dense::forward`], bit for bit.
+    ///
+    /// # Errors
+    /// What the engine reports.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_keeping<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        slot: usize,
+        x: &[E::Elem],
+        w: &[E::Elem],
+        b: &[E::Elem],
+        batch: usize,
+        y: &mut [E::Elem],
+    ) -> Result<(), E::Error> {
+        e.dense_forward_product(slot, x, w, self.dims(batch), y)?;
+        e.rescale(y)?;
+        add_rows(e, y, self.outputs, b)
+    }
+
+    /// [`Dense::backward`] (or, with `unscaled`, [`Dense::backward_unscaled`]) after
+    /// [`Dense::forward_keeping`] of the same `slot`, `x` and `w`: both products through
+    /// [`Engine::dense_backward_products`]. A plaintext engine's results are those of
+    /// [`Dense::backward`], bit for bit. Scratch: [`Dense::backward_scratch`].
+    ///
+    /// # Errors
+    /// What the engine reports.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_kept<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        slot: usize,
+        x: &[E::Elem],
+        w: &[E::Elem],
+        batch: usize,
+        g: Grads<'_, E::Elem>,
+        scratch: &mut [E::Elem],
+        unscaled: bool,
+    ) -> Result<(), E::Error> {
+        let Grads { dy, mut dx, dw, db } = g;
+        let dims = self.dims(batch);
+        e.dense_backward_products(slot, x, w, dy, dims, dw, dx.as_deref_mut(), scratch)?;
+        if !unscaled {
+            e.rescale(dw)?;
+        }
+        column_sums(e, dy, batch, self.outputs, db)?;
+        match dx {
+            Some(dx) => e.rescale(dx),
+            None => Ok(()),
+        }
+    }
+
+    /// The forward product's shape at `batch` rows.
+    const fn dims(&self, batch: usize) -> MatDims {
+        MatDims {
+            m: batch,
+            k: self.inputs,
+            n: self.outputs,
+        }
+    }
+
     /// Scratch for [`Dense::backward`].
     pub const fn backward_scratch(&self, batch: usize) -> usize {
         let a = batch * self.inputs;
@@ -163,6 +228,62 @@ mod tests {
     use crate::Float;
     extern crate std;
     use std::vec;
+
+    /// The training path (`forward_keeping`, `backward_kept`) gives `Plain` exactly the
+    /// results of `forward` and `backward`, scaled and unscaled, with and without `dx`.
+    #[test]
+    fn the_kept_path_equals_the_plain_path_bit_for_bit() {
+        use crate::{Plain, Z64};
+        let l = Dense::new(7, 5);
+        let batch = 3;
+        let p = Plain::with_frac_bits(13).unwrap();
+        let enc = |n: usize, seed: u64| -> vec::Vec<Z64> {
+            (0..n)
+                .map(|i| {
+                    let v = (((i as u64 + 1) * (seed * 2 + 1) * 2654435761) % 2001) as f64;
+                    p.format().encode(v / 1000.0 - 1.0).unwrap()
+                })
+                .collect()
+        };
+        let (x, w, b) = (enc(batch * 7, 1), enc(35, 2), enc(5, 3));
+        let dy = enc(batch * 5, 4);
+        for (unscaled, with_dx) in [(false, true), (true, true), (false, false), (true, false)] {
+            let run = |kept: bool| {
+                let mut e = Plain::with_frac_bits(13).unwrap();
+                let mut y = vec![Z64::ZERO; batch * 5];
+                let (mut dx, mut dw, mut db) = (
+                    vec![Z64::ZERO; batch * 7],
+                    vec![Z64::ZERO; 35],
+                    vec![Z64::ZERO; 5],
+                );
+                let mut s = vec![Z64::ZERO; l.backward_scratch(batch)];
+                let g = Grads {
+                    dy: &dy,
+                    dx: with_dx.then_some(&mut dx[..]),
+                    dw: &mut dw,
+                    db: &mut db,
+                };
+                if kept {
+                    l.forward_keeping(&mut e, 9, &x, &w, &b, batch, &mut y)
+                        .unwrap();
+                    l.backward_kept(&mut e, 9, &x, &w, batch, g, &mut s, unscaled)
+                        .unwrap();
+                } else {
+                    l.forward(&mut e, &x, &w, &b, batch, &mut y).unwrap();
+                    let f = if unscaled {
+                        Dense::backward_unscaled
+                    } else {
+                        Dense::backward
+                    };
+                    f(&l, &mut e, &x, &w, batch, g, &mut s).unwrap();
+                }
+                (y, dx, dw, db)
+            };
+            let (old, new) = (run(false), run(true));
+            assert_eq!(old, new, "unscaled {unscaled}, dx {with_dx}");
+            assert!(old.2.iter().any(|v| *v != Z64::ZERO));
+        }
+    }
 
     #[test]
     fn gradients_match_finite_differences() {

@@ -7,8 +7,8 @@
 
 use super::channel::MemChannel;
 use super::dealer::{
-    AndTriples, ConvProduct, Correlations, DreluMaterial, OfflineStats, RandomBits, ReluMaterial,
-    SeededCorrelations, Triples, TruncPairs,
+    AndTriples, BackwardMasks, ConvProduct, Correlations, DreluMaterial, OfflineStats, RandomBits,
+    ReluMaterial, SeededCorrelations, Triples, TruncPairs,
 };
 use super::tests::{assert_within, config, enc, on_mpc, on_plain, uniform, Case, Outputs};
 use super::wire::Tag;
@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 /// Layers and inputs of every kind of geometry: LeNet's 5x5 without padding, 3x3 with
 /// padding, stride 2 with and without padding, a 1x1 kernel, a kernel as large as the
 /// padded input, one image of one channel.
-const SHAPES: [(Conv2d, Image); 7] = [
+pub(super) const SHAPES: [(Conv2d, Image); 7] = [
     (Conv2d::new(1, 4, 5, 1, 0), Image::new(2, 1, 9, 8)),
     (Conv2d::new(2, 3, 3, 1, 1), Image::new(2, 2, 5, 4)),
     (Conv2d::new(3, 2, 3, 2, 0), Image::new(2, 3, 7, 6)),
@@ -60,7 +60,7 @@ impl Case for Products {
 }
 
 /// A layer bound to its input, as [`Conv2d`]'s own passes hand it to the engine.
-struct Bound(Conv2d, Image);
+pub(super) struct Bound(pub(super) Conv2d, pub(super) Image);
 
 impl ringnn_core::engine::ConvUnfold<Z64> for Bound {
     fn shape(&self) -> ConvShape {
@@ -76,7 +76,7 @@ impl ringnn_core::engine::ConvUnfold<Z64> for Bound {
 
 /// Inputs of [`Products`]: the image, the weights and `dY^T`, uniform on the whole ring
 /// (the products are exact, so any value must come out right).
-fn product_inputs(conv: Conv2d, input: Image, seed: u64) -> Vec<Vec<Z64>> {
+pub(super) fn product_inputs(conv: Conv2d, input: Image, seed: u64) -> Vec<Vec<Z64>> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let s = conv.shape(input);
     vec![
@@ -237,11 +237,11 @@ fn a_convolution_product_sends_the_image_not_its_unfolding() {
 
 /// A party's correlations that keep, in order, the mask of every value the protocols open
 /// with them: a triple's `a` then `b` (the order of the masked operands in each
-/// message), a truncation pair's `r`. Comparison material (AND triples, random bits, FSS
+/// message), a truncation pair's `r`, backward masks' `d`. Comparison material (AND triples, random bits, FSS
 /// keys) is not kept: the body below makes no comparison, and asking for it fails.
-struct Keeping {
-    inner: SeededCorrelations,
-    log: Arc<Mutex<Vec<Vec<Z64>>>>,
+pub(super) struct Keeping {
+    pub(super) inner: SeededCorrelations,
+    pub(super) log: Arc<Mutex<Vec<Vec<Z64>>>>,
 }
 
 impl Keeping {
@@ -274,6 +274,29 @@ impl Correlations for Keeping {
         let t = self.inner.conv(shape, product)?;
         self.keep(&t);
         Ok(t)
+    }
+    fn dense_backward(
+        &mut self,
+        dims: MatDims,
+        back: usize,
+        dx: bool,
+    ) -> Result<BackwardMasks, MpcError> {
+        let t = self.inner.dense_backward(dims, back, dx)?;
+        self.log.lock().unwrap().push(t.d.clone());
+        Ok(t)
+    }
+    fn conv_backward(
+        &mut self,
+        shape: ConvShape,
+        back: usize,
+        dx: bool,
+    ) -> Result<BackwardMasks, MpcError> {
+        let t = self.inner.conv_backward(shape, back, dx)?;
+        self.log.lock().unwrap().push(t.d.clone());
+        Ok(t)
+    }
+    fn consumed(&self) -> u64 {
+        self.inner.consumed()
     }
     fn trunc(&mut self, n: usize, bits: u32) -> Result<TruncPairs, MpcError> {
         let t = self.inner.trunc(n, bits)?;

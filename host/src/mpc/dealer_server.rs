@@ -17,10 +17,15 @@
 //!   it (its masks would serve new values a second time).
 //! - party to dealer: `1` (u8), counter (u64), kind (u8: 0 Beaver, 1 matrix, 2
 //!   truncation, 3 AND, 4 bits, 5 DReLU keys, 6 ReLU keys, 7 forward convolution
-//!   triple, 8 weight-gradient convolution triple), then the kind's u64 parameters:
+//!   triple, 8 weight-gradient convolution triple, 9 dense backward masks with the input
+//!   gradient, 10 without, 11 convolution backward masks with the input gradient, 12
+//!   without), then the kind's u64 parameters:
 //!   three for kinds 0 to 6 (`n`; `m, k, n`; `n, bits`; `words`; `words`; `n, m`; `n,
 //!   m`), eight for kinds 7 and 8 (the [`ConvShape`]: batch, channels, height, width,
-//!   kernel, stride, padding, out channels; [`CONV_FIELDS`]); or `0` (u8): the run
+//!   kernel, stride, padding, out channels; [`CONV_FIELDS`]), four for kinds 9 and 10
+//!   (`m, k, n, back`: the forward product's shape and how many requests earlier its
+//!   matrix triple was; [`DENSE_FIELDS`]), nine for kinds 11 and 12 (the eight of the
+//!   [`ConvShape`], then `back`); or `0` (u8): the run
 //!   completed; or `2` (u8): the run was aborted; or (party 0 only, as its first
 //!   message) `3` (u8): it needs nothing more. [`parse_request_of`] reads one request
 //!   from its bytes and refuses one that is short, long, of an unknown kind or of a shape
@@ -36,7 +41,7 @@
 //! # Communication
 //! Party 0: 33 bytes once (and 1 byte up to release the dealer); with FSS keys, as party
 //! 1 for its key requests. Party 1: 33 bytes, and per request 34 bytes up (74 for a
-//! convolution triple) and 9 bytes
+//! convolution triple, 42 for dense and 82 for convolution backward masks) and 9 bytes
 //! plus the correction down (one word per Beaver triple, per matrix-triple output, per
 //! 64 AND gates, per random bit; two per truncation pair) or the keys
 //! ([`Request::key_bytes`]). Requests announced ahead ([`CorrectionFeed::prefetch`]) are
@@ -295,8 +300,12 @@ pub const CONV_FIELDS: [&str; 8] = [
     "out channels",
 ];
 
-/// Bytes of the parameters of a request of `kind` (three u64, or eight for a
-/// convolution triple).
+/// The parameters of dense backward masks (kinds 9 and 10), in wire order, as errors
+/// name them.
+pub const DENSE_FIELDS: [&str; 4] = ["m", "k", "n", "back"];
+
+/// Bytes of the parameters of a request of `kind` (three u64, eight for a convolution
+/// triple, four for dense backward masks).
 ///
 /// # Errors
 /// An unknown kind.
@@ -304,6 +313,8 @@ pub fn params_len(kind: u8) -> Result<usize, String> {
     match kind {
         0..=6 => Ok(24),
         7 | 8 => Ok(8 * CONV_FIELDS.len()),
+        9 | 10 => Ok(8 * DENSE_FIELDS.len()),
+        11 | 12 => Ok(8 * (CONV_FIELDS.len() + 1)),
         _ => Err(format!("unknown request kind {kind}")),
     }
 }
@@ -366,6 +377,9 @@ pub fn parse_request_of(
     }
     let params: Vec<u64> = (REQUEST_HEAD..want).step_by(8).map(word).collect();
     let req = decode(kind, &params, limit)?;
+    if let Request::DenseBackward { .. } | Request::ConvBackward { .. } = req {
+        req.linked(counter)?;
+    }
     if party == PartyId::P0 && req.key_bytes() == 0 {
         return Err(format!(
             "party 0 asked for {}, which it expands from its seed",
@@ -434,6 +448,34 @@ fn decode_conv(product: ConvProduct, p: &[u64], limit: usize) -> Result<Request,
             out_channels,
         },
         product,
+    })
+}
+
+/// Dense backward masks' request from its four parameters ([`DENSE_FIELDS`]): every
+/// field within `limit` (`back` at least 1; that it reaches no further back than the
+/// first request is checked against the counter), and the forward product's three
+/// matrices, `D` and both products within `limit` words.
+fn decode_dense(dx: bool, p: &[u64], limit: usize) -> Result<Request, String> {
+    let mut f = [0usize; 4];
+    for ((v, &w), name) in f.iter_mut().zip(p).zip(DENSE_FIELDS) {
+        *v = usize::try_from(w)
+            .ok()
+            .filter(|&v| v <= limit)
+            .ok_or_else(|| format!("dense backward request: {name} {w} is over {limit}"))?;
+    }
+    let [m, k, n, back] = f;
+    if back == 0 {
+        return Err("dense backward request: back 0 (at least 1)".into());
+    }
+    for ((a, b), what) in [((m, k), "m x k"), ((k, n), "k x n"), ((m, n), "m x n")] {
+        a.checked_mul(b)
+            .filter(|&v| v <= limit)
+            .ok_or_else(|| format!("dense backward request: {what} is over {limit} words"))?;
+    }
+    Ok(Request::DenseBackward {
+        dims: MatDims { m, k, n },
+        back,
+        dx,
     })
 }
 
@@ -508,6 +550,28 @@ fn decode(kind: u8, p: &[u64], limit: usize) -> Result<Request, String> {
         }
         7 => decode_conv(ConvProduct::Forward, p, limit)?,
         8 => decode_conv(ConvProduct::Weights, p, limit)?,
+        9 => decode_dense(true, p, limit)?,
+        10 => decode_dense(false, p, limit)?,
+        11 | 12 => {
+            let shape = match decode_conv(ConvProduct::Forward, &p[..8], limit)? {
+                Request::Conv { shape, .. } => shape,
+                other => return Err(format!("{} where a convolution was expected", other.what())),
+            };
+            let back = usize::try_from(p[8])
+                .ok()
+                .filter(|&v| (1..=limit).contains(&v))
+                .ok_or_else(|| {
+                    format!(
+                        "convolution backward request: back {} (allowed 1 to {limit})",
+                        p[8]
+                    )
+                })?;
+            Request::ConvBackward {
+                shape,
+                back,
+                dx: kind == 11,
+            }
+        }
         _ => return Err(format!("unknown request kind {kind}")),
     };
     Ok(req)
@@ -523,6 +587,27 @@ fn encode(req: Request) -> (u8, Vec<u64>) {
         Request::Bits { words } => (4, vec![words as u64, 0, 0]),
         Request::Drelu { n, m } => (5, vec![n as u64, u64::from(m), 0]),
         Request::Relu { n, m } => (6, vec![n as u64, u64::from(m), 0]),
+        Request::DenseBackward { dims, back, dx } => (
+            if dx { 9 } else { 10 },
+            vec![dims.m as u64, dims.k as u64, dims.n as u64, back as u64],
+        ),
+        Request::ConvBackward { shape: s, back, dx } => {
+            let f = [
+                s.batch,
+                s.channels,
+                s.height,
+                s.width,
+                s.kernel,
+                s.stride,
+                s.padding,
+                s.out_channels,
+                back,
+            ];
+            (
+                if dx { 11 } else { 12 },
+                f.iter().map(|&v| v as u64).collect(),
+            )
+        }
         Request::Conv { shape: s, product } => {
             let kind = match product {
                 ConvProduct::Forward => 7,
@@ -848,7 +933,7 @@ mod tests {
         assert!(decode(0, &[u64::MAX, 0, 0], 1 << 20).is_err());
         assert!(decode(1, &[1 << 15, 1 << 15, 1], 1 << 20).is_err());
         assert!(decode(2, &[4, 63, 0], 1 << 20).is_err());
-        assert!(decode(9, &[1, 0, 0], 1 << 20).is_err());
+        assert!(decode(13, &[1, 0, 0], 1 << 20).is_err());
         // Keys: width 2..=64, and their bytes within the frame limit.
         assert!(decode(5, &[1, 1, 0], 1 << 20).is_err());
         assert!(decode(5, &[1, 65, 0], 1 << 20).is_err());
@@ -947,10 +1032,10 @@ mod tests {
         assert!(e.contains("the output matrix is over"), "{e}");
         // Kind 9 does not exist, whatever follows.
         let mut b = request_bytes(Request::Beaver { n: 1 }, 0);
-        b[8] = 9;
+        b[8] = 13;
         assert!(parse_request(&b, 0, limit)
             .unwrap_err()
-            .contains("unknown request kind 9"));
+            .contains("unknown request kind 13"));
         // A counter out of order is refused before the fields are read.
         let b = request_bytes(
             Request::Conv {
@@ -972,7 +1057,7 @@ mod tests {
             let len = rng.random_range(0..90);
             let mut b: Vec<u8> = (0..len).map(|_| rng.random()).collect();
             if len > 8 {
-                b[8] = rng.random_range(0..10);
+                b[8] = rng.random_range(0..14);
             }
             let _ = parse_request(
                 &b,
@@ -996,6 +1081,129 @@ mod tests {
             }
         }
         assert!(served > 100, "only {served} random shapes were valid");
+    }
+
+    /// The mlp's second layer at batch 128, its forward triple 5 requests earlier.
+    const DENSE: Request = Request::DenseBackward {
+        dims: MatDims {
+            m: 128,
+            k: 128,
+            n: 10,
+        },
+        back: 5,
+        dx: true,
+    };
+
+    #[test]
+    fn dense_backward_requests_round_trip_and_bad_ones_are_refused_naming_the_field() {
+        let limit = 1 << 20;
+        for dx in [true, false] {
+            let req = Request::DenseBackward {
+                dims: MatDims { m: 3, k: 4, n: 2 },
+                back: 7,
+                dx,
+            };
+            let b = request_bytes(req, 7);
+            assert_eq!(b.len(), REQUEST_HEAD + 32);
+            assert_eq!(b[8], if dx { 9 } else { 10 });
+            assert_eq!(parse_request(&b, 7, limit), Ok(req));
+            for cut in 0..b.len() {
+                assert!(parse_request(&b[..cut], 7, limit).is_err(), "{cut} bytes");
+            }
+            let mut long = b.clone();
+            long.push(0);
+            let e = parse_request(&long, 7, limit).unwrap_err();
+            assert!(e.contains("has 42 bytes, expected 41"), "{e}");
+        }
+        // Each field over the limit is named, and so is a back of 0.
+        let with = |i: usize, v: u64, counter: u64| {
+            let mut b = request_bytes(DENSE, counter);
+            b[REQUEST_HEAD + 8 * i..REQUEST_HEAD + 8 * i + 8].copy_from_slice(&v.to_le_bytes());
+            parse_request(&b, counter, limit)
+        };
+        for (i, name) in DENSE_FIELDS.iter().enumerate() {
+            let e = with(i, u64::MAX, 9).unwrap_err();
+            assert!(e.contains(&format!("{name} {}", u64::MAX)), "{e}");
+        }
+        assert!(with(3, 0, 9).unwrap_err().contains("back 0"));
+        // Within the limit one by one, too large together.
+        let e = with(1, 1 << 14, 9).unwrap_err();
+        assert!(e.contains("m x k is over"), "{e}");
+        let e = with(2, 1 << 14, 9).unwrap_err();
+        assert!(e.contains("k x n is over"), "{e}");
+        // A request that refers to before the first request.
+        assert_eq!(parse_request(&request_bytes(DENSE, 5), 5, limit), Ok(DENSE));
+        let e = parse_request(&request_bytes(DENSE, 4), 4, limit).unwrap_err();
+        assert!(e.contains("refers 5 requests back (allowed 1 to 4)"), "{e}");
+        // Party 0 expands them from its seed.
+        let e = parse_request_of(PartyId::P0, &request_bytes(DENSE, 5), 0, limit).unwrap_err();
+        assert!(e.contains("expands from its seed"), "{e}");
+        // What is accepted can be served.
+        let dealer = Dealer::from_seed([4; 32]);
+        let c = dealer.correction(DENSE, 5);
+        assert_eq!(c.len(), DENSE.correction_words());
+        assert_eq!(c.len(), 128 * 10 + 128 * 128);
+    }
+
+    #[test]
+    fn convolution_backward_requests_round_trip_and_bad_ones_are_refused() {
+        let limit = 1 << 27;
+        for dx in [true, false] {
+            let req = Request::ConvBackward {
+                shape: LENET_CONV1,
+                back: 3,
+                dx,
+            };
+            let b = request_bytes(req, 9);
+            assert_eq!(b.len(), REQUEST_HEAD + 72);
+            assert_eq!(b[8], if dx { 11 } else { 12 });
+            assert_eq!(parse_request(&b, 9, limit), Ok(req));
+            for cut in 0..b.len() {
+                assert!(parse_request(&b[..cut], 9, limit).is_err(), "{cut} bytes");
+            }
+            let mut long = b.clone();
+            long.push(0);
+            let e = parse_request(&long, 9, limit).unwrap_err();
+            assert!(e.contains("has 82 bytes, expected 81"), "{e}");
+        }
+        let with = |i: usize, v: u64, counter: u64| {
+            let req = Request::ConvBackward {
+                shape: LENET_CONV1,
+                back: 3,
+                dx: true,
+            };
+            let mut b = request_bytes(req, counter);
+            b[REQUEST_HEAD + 8 * i..REQUEST_HEAD + 8 * i + 8].copy_from_slice(&v.to_le_bytes());
+            parse_request(&b, counter, limit)
+        };
+        // The shape's fields as a convolution triple's, then `back`.
+        for (i, name) in CONV_FIELDS.iter().enumerate() {
+            let e = with(i, u64::MAX, 9).unwrap_err();
+            assert!(e.contains(&format!("{name} {}", u64::MAX)), "{e}");
+        }
+        assert!(with(4, 0, 9).unwrap_err().contains("kernel 0"));
+        let e = with(8, 0, 9).unwrap_err();
+        assert!(e.contains("convolution backward request: back 0"), "{e}");
+        let e = with(8, u64::MAX, 9).unwrap_err();
+        assert!(e.contains(&format!("back {}", u64::MAX)), "{e}");
+        let e = with(8, 10, 9).unwrap_err();
+        assert!(
+            e.contains("refers 10 requests back (allowed 1 to 9)"),
+            "{e}"
+        );
+        // What is accepted can be served.
+        let small = Request::ConvBackward {
+            shape: ConvShape {
+                batch: 2,
+                ..LENET_CONV1
+            },
+            back: 2,
+            dx: true,
+        };
+        let dealer = Dealer::from_seed([5; 32]);
+        let c = dealer.correction(small, 4);
+        assert_eq!(c.len(), small.correction_words());
+        assert_eq!(c.len(), 16 * 25 + 25 * 2 * 576);
     }
 
     #[test]

@@ -25,6 +25,20 @@
 //! views are simulated message by message by uniform values. Nothing derived from data
 //! is ever opened: comparison results, softmax outputs, logits and accuracy stay shared.
 //!
+//! One opening serves several products within a training step, never one mask several
+//! secrets: a dense layer's forward product opens `X - A` and `W - B` once
+//! ([`Engine::dense_forward_product`]), and its backward pass opens only `dY - D`
+//! ([`Engine::dense_backward_products`], [`protocols::dense_backward`]) and computes
+//! `X^T dY` and `dY W^T` locally from the three opened values and the dealer's `A^T D`,
+//! `D B^T`. `A` hides only `X`, `B` only `W`, `D` only `dY`, each opened once: using an
+//! opened value again is local computation on what the party already holds, so the
+//! views are those of fresh masks minus the repeated openings. A convolution likewise:
+//! its forward product opens the image and the kernel once
+//! ([`Engine::conv_forward_keeping`]), its backward pass `dY^T - D` only
+//! ([`Engine::conv_backward_products`], [`protocols::conv_backward`]). The next step's products
+//! get new masks (the kept values are dropped by the backward pass, or replaced by the
+//! next forward product).
+//!
 //! # Communication
 //! Per element, per party, payload bytes sent (the receiver gets the same), with the
 //! default truncation; every message adds an 8-byte header.
@@ -34,6 +48,9 @@
 //! | add, sub, add/mul public | 0 | 0 |
 //! | `mul` (Beaver) | 1 | 16 |
 //! | `matmul` `m x k` by `k x n` | 1 | `8 (mk + kn)` per product |
+//! | dense forward product in training (`X W`, `X` `m x k`, `W` `k x n`) | 1 | `8 (mk + kn)`, as `matmul`; `X - A` and `W - B` are kept |
+//! | dense backward products (`X^T dY` and `dY W^T`) | 1 | `8 mn` per layer: `dY` only ([`protocols::dense_backward`]); two fresh products took 2 rounds and `8 (2mn + mk + kn)` |
+//! | convolution backward products in training (weight and input gradients) | 1 | `8 mn` per layer for `dY^T` (`m x n` = `out_channels x rows`) only ([`protocols::conv_backward`]); fresh ones took 2 rounds and `8 (image + 2mn + mk)` |
 //! | convolution product (forward, weight gradient) | 1 | `8 (image + mk)` per product: the input image, not its unfolding ([`protocols::conv_product`]) |
 //! | `shift_right` / `rescale` | 1 | 8 |
 //! | `is_negative` (`a2b`) | 8 | 45.375 |
@@ -84,6 +101,7 @@ use ringnn_core::engine::{generic, ConvUnfold, Engine, MatDims, MatmulFn};
 use ringnn_core::fixed::{Fixed, FracBits};
 use ringnn_core::Z64;
 use std::cell::Cell;
+use std::collections::HashMap;
 
 /// Which truncation protocol [`Engine::shift_right`] uses. See the [module
 /// documentation](self).
@@ -110,6 +128,42 @@ pub struct Mpc<C, R> {
     saturated: Cell<u64>,
     /// The splines built so far (public data of the approximation and `f`).
     splines: Vec<(SplineOf, Option<Spline>)>,
+    /// What each dense layer's forward product in training kept for its backward pass,
+    /// by slot ([`Engine::dense_forward_product`]): the opened values and a fingerprint
+    /// of the operands (to check that the backward pass is given the same ones).
+    kept: HashMap<usize, Kept>,
+    /// The same for each convolution.
+    kept_conv: HashMap<usize, KeptConv>,
+}
+
+/// A convolution's forward product kept until its backward pass, as [`Kept`].
+#[derive(Debug)]
+struct KeptConv {
+    product: protocols::KeptConv,
+    operands: u64,
+}
+
+/// A fingerprint of this party's shares of a product's operands (FNV-1a over the words
+/// and lengths): it tells the backward pass whether it was given the forward's operands
+/// (a check against bugs in the caller, not a digest of any secret; never sent).
+fn fingerprint(x: &[Z64], w: &[Z64]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [x, w] {
+        h = (h ^ part.len() as u64).wrapping_mul(PRIME);
+        for v in part {
+            h = (h ^ v.0).wrapping_mul(PRIME);
+        }
+    }
+    h
+}
+
+/// A dense layer's forward product kept until its backward pass, with a fingerprint of
+/// this party's shares of its operands.
+#[derive(Debug)]
+struct Kept {
+    product: protocols::KeptProduct,
+    operands: u64,
 }
 
 /// What a cached [`Spline`] computes.
@@ -169,6 +223,8 @@ impl<C: Channel, R: Correlations> Mpc<C, R> {
             gemm: matmul_z64,
             saturated: Cell::new(0),
             splines: Vec::new(),
+            kept: HashMap::new(),
+            kept_conv: HashMap::new(),
         }
     }
 
@@ -385,6 +441,119 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
     ) -> Result<(), MpcError> {
         let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
         protocols::conv_product(link, corr, conv, ConvProduct::Weights, x, dyt, dw, gemm)
+    }
+
+    /// [`protocols::matmul_keeping`]: the forward product opens `X - A` and `W - B` as
+    /// [`Engine::matmul`] does and keeps them (public values, and a fingerprint of this
+    /// party's operands) under `slot`, replacing what a forward product without a
+    /// backward pass left there.
+    fn dense_forward_product(
+        &mut self,
+        slot: usize,
+        x: &[Z64],
+        w: &[Z64],
+        dims: MatDims,
+        out: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
+        match protocols::matmul_keeping(link, corr, x, w, dims, out, gemm)? {
+            Some(product) => {
+                let operands = fingerprint(x, w);
+                self.kept.insert(slot, Kept { product, operands });
+            }
+            None => {
+                self.kept.remove(&slot);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`protocols::dense_backward`] on what the slot's forward product kept: one round
+    /// that opens `dY - D` only. A slot with nothing kept (a product with nothing to
+    /// mask, or no forward product in training) takes the provided path, two matrix
+    /// products; both parties run the same program, so they take the same path.
+    ///
+    /// # Panics
+    /// If the slot's forward product had another shape or other operands (this party's
+    /// shares of `x` or `w` differ): a bug in the caller.
+    fn dense_backward_products(
+        &mut self,
+        slot: usize,
+        x: &[Z64],
+        w: &[Z64],
+        dy: &[Z64],
+        dims: MatDims,
+        dw: &mut [Z64],
+        dx: Option<&mut [Z64]>,
+        scratch: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        let Some(kept) = self.kept.remove(&slot) else {
+            return generic::dense_backward_products(self, x, w, dy, dims, dw, dx, scratch);
+        };
+        assert!(
+            kept.product.dims == dims && kept.operands == fingerprint(x, w),
+            "dense_backward_products: slot {slot} kept a forward product of other operands"
+        );
+        let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
+        protocols::dense_backward(link, corr, &kept.product, x, w, dy, dw, dx, gemm)
+    }
+
+    /// [`protocols::conv_product_keeping`]: the forward product as
+    /// [`Engine::conv_forward_product`], keeping the opened image and kernel (and a
+    /// fingerprint of this party's operands) under `slot`. `cols` is not used.
+    fn conv_forward_keeping(
+        &mut self,
+        slot: usize,
+        conv: &dyn ConvUnfold<Z64>,
+        x: &[Z64],
+        w: &[Z64],
+        out: &mut [Z64],
+        _cols: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
+        let fwd = ConvProduct::Forward;
+        match protocols::conv_product_keeping(link, corr, conv, fwd, x, w, out, gemm)? {
+            Some(product) => {
+                let operands = fingerprint(x, w);
+                self.kept_conv.insert(slot, KeptConv { product, operands });
+            }
+            None => {
+                self.kept_conv.remove(&slot);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`protocols::conv_backward`] on what the slot's forward product kept: one round
+    /// that opens `dY^T - D` only. A slot with nothing kept takes the provided path (the
+    /// weight-gradient triple and a matrix product), on both parties alike. `wt` is not
+    /// used.
+    ///
+    /// # Panics
+    /// If the slot's forward product had another shape or other operands: a bug in the
+    /// caller.
+    fn conv_backward_products(
+        &mut self,
+        slot: usize,
+        conv: &dyn ConvUnfold<Z64>,
+        x: &[Z64],
+        w: &[Z64],
+        dyt: &[Z64],
+        dw: &mut [Z64],
+        dx: bool,
+        cols: &mut [Z64],
+        wt: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        let Some(kept) = self.kept_conv.remove(&slot) else {
+            return generic::conv_backward_products(self, conv, x, w, dyt, dw, dx, cols, wt);
+        };
+        assert!(
+            kept.product.shape == conv.shape() && kept.operands == fingerprint(x, w),
+            "conv_backward_products: slot {slot} kept a forward product of other operands"
+        );
+        let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
+        let dcols = dx.then_some(cols);
+        protocols::conv_backward(link, corr, &kept.product, conv, x, w, dyt, dw, dcols, gemm)
     }
 
     fn shift_right(&mut self, x: &mut [Z64], bits: u32) -> Result<(), MpcError> {

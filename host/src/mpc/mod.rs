@@ -76,6 +76,8 @@ pub mod wire;
 #[cfg(test)]
 mod conv_tests;
 #[cfg(test)]
+mod reuse_tests;
+#[cfg(test)]
 mod tests;
 
 pub use channel::{Channel, MemChannel, Tracked, Traffic};

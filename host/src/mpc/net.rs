@@ -78,8 +78,9 @@ use std::time::{Duration, Instant};
 /// The protocol version in every handshake frame: 2 adds the FSS comparison (its frame
 /// tag, and party 0's messages to the dealer: a release, or its key requests); 3 adds
 /// convolution triples (their frame tag, and the dealer requests of kinds 7 and 8, with
-/// eight parameters).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// eight parameters); 4 adds masks reused within a training step (the frame tags of the
+/// dense and convolution backward passes, and the dealer requests of kinds 9 to 12).
+pub const PROTOCOL_VERSION: u32 = 4;
 /// The first bytes of a handshake frame.
 pub const MAGIC: [u8; 4] = *b"RGNN";
 /// Length of the handshake frame's payload.

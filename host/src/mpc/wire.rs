@@ -32,6 +32,12 @@ pub enum Tag {
     /// A convolution product on a convolution triple: the masked image and the masked
     /// other factor (kernel or output gradient).
     Conv = 9,
+    /// A dense layer's backward pass: the output gradient masked by the dealer's fresh
+    /// `D` (the forward's masked operands are reused, not sent again).
+    DenseBackward = 10,
+    /// A convolution's backward pass: the transposed output gradient masked by the
+    /// dealer's fresh `D` (the forward's masked image and kernel are reused).
+    ConvBackward = 11,
 }
 
 /// A frame header.

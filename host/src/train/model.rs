@@ -393,12 +393,21 @@ pub fn forward<E: Engine>(
         match &n.op {
             Op::Dense(d) => {
                 let (w, b) = p.split_at(d.weights());
-                d.forward(e, &x, w, b, batch, &mut y)?;
+                if train {
+                    // The slot is the layer's parameter offset: unique in the network.
+                    d.forward_keeping(e, n.params.start, &x, w, b, batch, &mut y)?;
+                } else {
+                    d.forward(e, &x, w, b, batch, &mut y)?;
+                }
             }
             Op::Conv(c) => {
                 let (w, b) = p.split_at(c.weights());
                 let s = grow(scratch, c.forward_scratch(inp));
-                c.forward(e, &x, Params { w, b }, inp, &mut y, s)?;
+                if train {
+                    c.forward_keeping(e, n.params.start, &x, Params { w, b }, inp, &mut y, s)?;
+                } else {
+                    c.forward(e, &x, Params { w, b }, inp, &mut y, s)?;
+                }
             }
             Op::Relu => relu_forward(e, &x, &mut y, train, &mut trace.cache, scratch)?,
             Op::MaxPool(mp) => {
@@ -593,14 +602,9 @@ fn backward_with<E: Engine>(
                 let (w, _) = p.split_at(d.weights());
                 let (dw, db) = grads[n.params.clone()].split_at_mut(d.weights());
                 let s = grow(scratch, d.backward_scratch(batch));
-                let f = if unscaled {
-                    Dense::backward_unscaled
-                } else {
-                    Dense::backward
-                };
-                f(
-                    d,
+                d.backward_kept(
                     e,
+                    n.params.start,
                     &t.input,
                     w,
                     batch,
@@ -611,20 +615,16 @@ fn backward_with<E: Engine>(
                         db,
                     },
                     s,
+                    unscaled,
                 )?;
             }
             Op::Conv(c) => {
                 let (w, _) = p.split_at(c.weights());
                 let (dw, db) = grads[n.params.clone()].split_at_mut(c.weights());
                 let s = grow(scratch, c.backward_scratch(inp));
-                let f = if unscaled {
-                    Conv2d::backward_unscaled
-                } else {
-                    Conv2d::backward
-                };
-                f(
-                    c,
+                c.backward_kept(
                     e,
+                    n.params.start,
                     &t.input,
                     w,
                     inp,
@@ -635,6 +635,7 @@ fn backward_with<E: Engine>(
                         db,
                     },
                     s,
+                    unscaled,
                 )?;
             }
             Op::Relu => {

@@ -8,6 +8,11 @@
 //! - convolution triples: an image-shaped `A`, a matrix `B` and `C = B U(A)`, where `U`
 //!   is one of the convolution's unfoldings ([`ConvProduct`]), so that a convolution opens
 //!   its input image rather than the unfolded matrix,
+//! - a dense layer's backward masks: a fresh `D` for the output gradient and
+//!   `C_w = A^T D`, `C_x = D B^T`, where `A` and `B` are the masks of the matrix triple of
+//!   the layer's forward product, an earlier request ([`Request::DenseBackward`]), so that
+//!   the backward pass opens only `dY - D` and reuses the forward's `X - A` and `W - B`;
+//!   a convolution's likewise (`C_w = D U(A)`, `C_x = B^T D`, [`Request::ConvBackward`]),
 //! - truncation pairs: `r`, its top bit and `(r mod 2^63) >> d` (dealer-assisted
 //!   truncation),
 //! - binary AND triples `w = u & v` on packed 64-bit words (the sign-bit circuit),
@@ -46,6 +51,15 @@
 //! collusion*: the dealer together with one server could unmask every message the other
 //! server sends. Each party's material alone is uniform (its seed is independent of the
 //! other party's), so one server learns nothing from it. Seeds are never logged.
+//!
+//! Backward masks ([`Request::DenseBackward`], [`Request::ConvBackward`]) are the one
+//! kind whose material depends on an earlier request's: the dealer recomputes that
+//! request's masks `A` and `B` from both seeds and returns party 1's share of `A^T D`,
+//! `D B^T` (or their convolution forms), each padded by party 0's fresh share of the
+//! same product, which nobody else sees. So the correction is uniform to party 1 even if
+//! the request named another earlier request than the forward product's (the results
+//! would then be wrong, nothing would be revealed). `D` is fresh, and `A` and `B` still
+//! mask only the values opened under them once (see [`super::protocols::dense_backward`]).
 
 use super::fss::{DreluKey, ReluKey};
 use super::{MpcError, PartyId};
@@ -87,6 +101,32 @@ pub enum Request {
         shape: ConvShape,
         /// Which of its products the triple serves.
         product: ConvProduct,
+    },
+    /// A dense layer's backward masks ([`BackwardMasks`]): a fresh `D` (`m x n`), shares of
+    /// `C_w = A^T D` (`k x n`) and, with `dx`, of `C_x = D B^T` (`m x k`), where `A`
+    /// (`m x k`) and `B` (`k x n`) are the masks of the matrix triple of shape `dims`
+    /// served `back` requests earlier (the layer's forward product).
+    DenseBackward {
+        /// The forward product's shape: `X` is `m x k`, `W` is `k x n`, `dY` is `m x n`.
+        dims: MatDims,
+        /// How many requests earlier the forward product's matrix triple was (at least 1).
+        back: usize,
+        /// Whether the input gradient `dY W^T` is computed (`C_x` included).
+        dx: bool,
+    },
+    /// A convolution's backward masks ([`BackwardMasks`]): a fresh `D` (`out_channels x
+    /// rows`, the transposed output gradient's shape), shares of `C_w = D U(A)`
+    /// (`out_channels x patch`, `U` the row-major unfolding) and, with `dx`, of
+    /// `C_x = B^T D` (`patch x rows`), where the image-shaped `A` and `B` (`out_channels x
+    /// patch`) are the masks of the forward convolution triple of `shape` served `back`
+    /// requests earlier.
+    ConvBackward {
+        /// The convolution's geometry.
+        shape: ConvShape,
+        /// How many requests earlier the forward product's triple was (at least 1).
+        back: usize,
+        /// Whether the input gradient `W^T dY^T` is computed (`C_x` included).
+        dx: bool,
     },
     /// `n` truncation pairs for a shift by `bits` (1..=62).
     Trunc {
@@ -188,6 +228,8 @@ impl Request {
             Request::Beaver { .. } => "Beaver triples",
             Request::Matrix { .. } => "a matrix triple",
             Request::Conv { .. } => "a convolution triple",
+            Request::DenseBackward { .. } => "dense backward masks",
+            Request::ConvBackward { .. } => "convolution backward masks",
             Request::Trunc { .. } => "truncation pairs",
             Request::And { .. } => "AND triples",
             Request::Bits { .. } => "random bits",
@@ -202,10 +244,57 @@ impl Request {
             Request::Beaver { n } => n,
             Request::Matrix { dims } => dims.m * dims.n,
             Request::Conv { shape, product } => product.sizes(shape)[2],
+            Request::DenseBackward { .. } | Request::ConvBackward { .. } => {
+                let [_, cw, cx] = self.backward_sizes();
+                cw + cx
+            }
             Request::Trunc { n, .. } => 2 * n,
             Request::And { words } => words,
             Request::Bits { words } => 64 * words,
             Request::Drelu { .. } | Request::Relu { .. } => 0,
+        }
+    }
+
+    /// Sizes of a [`Request::DenseBackward`]'s or [`Request::ConvBackward`]'s `D`, `C_w`
+    /// and `C_x` (0 without `dx`); all 0 for other kinds.
+    ///
+    /// # Panics
+    /// As [`ConvShape::rows`], for a shape no layer builds.
+    pub fn backward_sizes(&self) -> [usize; 3] {
+        match *self {
+            Request::DenseBackward { dims, dx, .. } => {
+                let MatDims { m, k, n } = dims;
+                [m * n, k * n, if dx { m * k } else { 0 }]
+            }
+            Request::ConvBackward { shape, dx, .. } => {
+                let (o, patch, rows) = (shape.out_channels, shape.patch(), shape.rows());
+                [o * rows, o * patch, if dx { patch * rows } else { 0 }]
+            }
+            _ => [0; 3],
+        }
+    }
+
+    /// The number of the request a [`Request::DenseBackward`] or [`Request::ConvBackward`]
+    /// numbered `counter` refers to: `counter - back`.
+    ///
+    /// # Errors
+    /// `back` is 0 or more than `counter` (no earlier request), or the request is of
+    /// another kind.
+    pub fn linked(&self, counter: u64) -> Result<u64, String> {
+        match *self {
+            Request::DenseBackward { back, .. } | Request::ConvBackward { back, .. } => {
+                u64::try_from(back)
+                    .ok()
+                    .filter(|&b| b >= 1 && b <= counter)
+                    .map(|b| counter - b)
+                    .ok_or_else(|| {
+                        format!(
+                            "backward request number {counter} refers {back} requests \
+                             back (allowed 1 to {counter})"
+                        )
+                    })
+            }
+            _ => Err(format!("{} refer to no earlier request", self.what())),
         }
     }
 
@@ -226,6 +315,9 @@ impl Request {
             Request::Beaver { n } => 3 * n,
             Request::Matrix { dims } => dims.m * dims.k + dims.k * dims.n + dims.m * dims.n,
             Request::Conv { shape, product } => product.sizes(shape).iter().sum(),
+            Request::DenseBackward { .. } | Request::ConvBackward { .. } => {
+                self.backward_sizes().iter().sum()
+            }
             Request::Trunc { n, .. } => 3 * n,
             Request::And { words } => 3 * words,
             Request::Bits { words } => 65 * words,
@@ -244,6 +336,21 @@ pub struct Triples {
     pub b: Vec<Z64>,
     /// Shares of `c = a b` (element-wise or matrix product).
     pub c: Vec<Z64>,
+}
+
+/// A dense layer's or a convolution's backward masks ([`Request::DenseBackward`],
+/// [`Request::ConvBackward`]): shares of a fresh `D` (the output gradient's mask) and of
+/// the products of `D` with the forward product's masks `A` and `B`.
+#[derive(Clone, Debug)]
+pub struct BackwardMasks {
+    /// Shares of `D` (dense: `m x n`; convolution: `out_channels x rows`).
+    pub d: Vec<Z64>,
+    /// Shares of `C_w` (dense: `A^T D`, `k x n`; convolution: `D U(A)`, `out_channels x
+    /// patch`).
+    pub c_w: Vec<Z64>,
+    /// Shares of `C_x` (dense: `D B^T`, `m x k`; convolution: `B^T D`, `patch x rows`);
+    /// empty when the input gradient is not asked for.
+    pub c_x: Vec<Z64>,
 }
 
 /// Truncation pairs: shares of a uniform `r`, of its top bit, and of
@@ -310,6 +417,31 @@ pub trait Correlations: Send {
     /// # Errors
     /// The dealer could not provide it.
     fn conv(&mut self, shape: ConvShape, product: ConvProduct) -> Result<Triples, MpcError>;
+    /// A dense layer's backward masks ([`Request::DenseBackward`]) for the matrix triple
+    /// of shape `dims` served `back` requests earlier.
+    ///
+    /// # Errors
+    /// The dealer could not provide them.
+    fn dense_backward(
+        &mut self,
+        dims: MatDims,
+        back: usize,
+        dx: bool,
+    ) -> Result<BackwardMasks, MpcError>;
+    /// A convolution's backward masks ([`Request::ConvBackward`]) for the forward
+    /// convolution triple of `shape` served `back` requests earlier.
+    ///
+    /// # Errors
+    /// The dealer could not provide them.
+    fn conv_backward(
+        &mut self,
+        shape: ConvShape,
+        back: usize,
+        dx: bool,
+    ) -> Result<BackwardMasks, MpcError>;
+    /// The number of the next request whose material will be handed out (requests
+    /// served so far): after a request, this less one is its number.
+    fn consumed(&self) -> u64;
     /// `n` truncation pairs for a shift by `bits` (1..=62).
     ///
     /// # Errors
@@ -511,6 +643,71 @@ impl Dealer {
                 let c = product.product(shape, &add(&a0, &a1), &add(&b0, &b1));
                 c.iter().zip(&c0).map(|(&x, &y)| (x - y).0).collect()
             }
+            Request::DenseBackward { dims, .. } => {
+                let MatDims { m, k, n } = dims;
+                let [nd, nw, nx] = req.backward_sizes();
+                // The forward product's masks, from the streams of its request.
+                let linked = req
+                    .linked(counter)
+                    .expect("the linked request was checked when the request was read");
+                let (mut f0, mut f1) = (
+                    stream(&self.seeds[0], linked),
+                    stream(&self.seeds[1], linked),
+                );
+                let a = add(&zs(&mut f0, m * k), &zs(&mut f1, m * k));
+                let b = add(&zs(&mut f0, k * n), &zs(&mut f1, k * n));
+                let (d0, cw0, cx0) = (zs(&mut r0, nd), zs(&mut r0, nw), zs(&mut r0, nx));
+                let d = add(&d0, &zs(&mut r1, nd));
+                let mut at = vec![Z64::ZERO; k * m];
+                ringnn_core::layers::transpose(&a, m, k, &mut at);
+                let mut cw = vec![Z64::ZERO; k * n];
+                matmul_z64(&at, &d, MatDims { m: k, k: m, n }, &mut cw);
+                let mut out: Vec<u64> = cw.iter().zip(&cw0).map(|(&x, &y)| (x - y).0).collect();
+                if nx > 0 {
+                    let mut bt = vec![Z64::ZERO; n * k];
+                    ringnn_core::layers::transpose(&b, k, n, &mut bt);
+                    let mut cx = vec![Z64::ZERO; m * k];
+                    matmul_z64(&d, &bt, MatDims { m, k: n, n: k }, &mut cx);
+                    out.extend(cx.iter().zip(&cx0).map(|(&x, &y)| (x - y).0));
+                }
+                out
+            }
+            Request::ConvBackward { shape, .. } => {
+                let [nd, nw, nx] = req.backward_sizes();
+                let (o, patch, rows) = (shape.out_channels, shape.patch(), shape.rows());
+                let img = shape.image_len();
+                // The forward triple's masks, from the streams of its request.
+                let linked = req
+                    .linked(counter)
+                    .expect("the linked request was checked when the request was read");
+                let (mut f0, mut f1) = (
+                    stream(&self.seeds[0], linked),
+                    stream(&self.seeds[1], linked),
+                );
+                let a = add(&zs(&mut f0, img), &zs(&mut f1, img));
+                let b = add(&zs(&mut f0, o * patch), &zs(&mut f1, o * patch));
+                let (d0, cw0, cx0) = (zs(&mut r0, nd), zs(&mut r0, nw), zs(&mut r0, nx));
+                let d = add(&d0, &zs(&mut r1, nd));
+                let cw = ConvProduct::Weights.product(shape, &a, &d);
+                let mut out: Vec<u64> = cw.iter().zip(&cw0).map(|(&x, &y)| (x - y).0).collect();
+                if nx > 0 {
+                    let mut bt = vec![Z64::ZERO; patch * o];
+                    ringnn_core::layers::transpose(&b, o, patch, &mut bt);
+                    let mut cx = vec![Z64::ZERO; patch * rows];
+                    matmul_z64(
+                        &bt,
+                        &d,
+                        MatDims {
+                            m: patch,
+                            k: o,
+                            n: rows,
+                        },
+                        &mut cx,
+                    );
+                    out.extend(cx.iter().zip(&cx0).map(|(&x, &y)| (x - y).0));
+                }
+                out
+            }
             Request::Trunc { n, bits } => {
                 let (rr0, m0, l0) = (zs(&mut r0, n), zs(&mut r0, n), zs(&mut r0, n));
                 let rr1 = zs(&mut r1, n);
@@ -558,6 +755,12 @@ impl CorrectionFeed for LocalFeed {
                 reason: "party 0 receives no corrections".into(),
             });
         }
+        if let Request::DenseBackward { .. } | Request::ConvBackward { .. } = req {
+            req.linked(counter).map_err(|reason| MpcError::Dealer {
+                what: req.what(),
+                reason,
+            })?;
+        }
         Ok(self.dealer.correction(req, counter))
     }
 
@@ -589,6 +792,7 @@ pub struct SeededCorrelations {
 /// One request's material.
 enum Material {
     Triples(Triples),
+    Backward(BackwardMasks),
     Trunc(TruncPairs),
     And(AndTriples),
     Bits(RandomBits),
@@ -711,6 +915,17 @@ impl SeededCorrelations {
             Request::Conv { shape, product } => {
                 Material::Triples(triples(&mut rng, corr, p0, product.sizes(shape)))
             }
+            Request::DenseBackward { .. } | Request::ConvBackward { .. } => {
+                let [nd, nw, nx] = req.backward_sizes();
+                let d = zs(&mut rng, nd);
+                let (c_w, c_x) = if p0 {
+                    (zs(&mut rng, nw), zs(&mut rng, nx))
+                } else {
+                    let mut c = corr.into_iter().map(Z64);
+                    (c.by_ref().take(nw).collect(), c.collect())
+                };
+                Material::Backward(BackwardMasks { d, c_w, c_x })
+            }
             Request::Trunc { n, .. } => {
                 let r = zs(&mut rng, n);
                 let (msb, low) = if p0 {
@@ -790,6 +1005,36 @@ impl Correlations for SeededCorrelations {
             Material::Triples(t) => Ok(t),
             _ => Err(wrong_material(req)),
         }
+    }
+
+    fn dense_backward(
+        &mut self,
+        dims: MatDims,
+        back: usize,
+        dx: bool,
+    ) -> Result<BackwardMasks, MpcError> {
+        let req = Request::DenseBackward { dims, back, dx };
+        match self.material(req)? {
+            Material::Backward(d) => Ok(d),
+            _ => Err(wrong_material(req)),
+        }
+    }
+
+    fn conv_backward(
+        &mut self,
+        shape: ConvShape,
+        back: usize,
+        dx: bool,
+    ) -> Result<BackwardMasks, MpcError> {
+        let req = Request::ConvBackward { shape, back, dx };
+        match self.material(req)? {
+            Material::Backward(d) => Ok(d),
+            _ => Err(wrong_material(req)),
+        }
+    }
+
+    fn consumed(&self) -> u64 {
+        self.counter - self.preloaded.len() as u64
     }
 
     fn trunc(&mut self, n: usize, bits: u32) -> Result<TruncPairs, MpcError> {
