@@ -30,6 +30,7 @@ use super::{stream, zs, Dealer, Material, Request};
 use crate::mpc::fss::{drelu_gen, relu_gen, DreluKey, FssError, ReluKey, ReluMasks};
 use crate::mpc::MpcError;
 use crate::mpc::PartyId;
+use rand_chacha::ChaCha20Rng;
 use ringnn_core::Z64;
 
 /// One party's material of [`Request::Drelu`]: shares of the input masks and the keys.
@@ -68,31 +69,37 @@ impl std::fmt::Debug for ReluMaterial {
     }
 }
 
-/// Both parties' key bytes of one gate for the input mask `r_in`.
-type GenPair = fn(u64, u32, &mut rand_chacha::ChaCha20Rng) -> Result<[Vec<u8>; 2], FssError>;
+/// Appends both parties' key bytes of one gate for the input mask `r_in` to `out`.
+type GenPair = fn(u64, u32, &mut ChaCha20Rng, &mut [Vec<u8>; 2]) -> Result<(), FssError>;
 
 fn drelu_pair(
     r_in: u64,
     m: u32,
-    rng: &mut rand_chacha::ChaCha20Rng,
-) -> Result<[Vec<u8>; 2], FssError> {
+    rng: &mut ChaCha20Rng,
+    out: &mut [Vec<u8>; 2],
+) -> Result<(), FssError> {
     let (k0, k1) = drelu_gen(r_in, m, rng)?;
-    Ok([k0.to_bytes(), k1.to_bytes()])
+    k0.write_to(&mut out[0]);
+    k1.write_to(&mut out[1]);
+    Ok(())
 }
 
 /// A ReLU key pair whose outputs are not masked: `r_out = r_d = 0`.
 fn relu_pair(
     r_in: u64,
     m: u32,
-    rng: &mut rand_chacha::ChaCha20Rng,
-) -> Result<[Vec<u8>; 2], FssError> {
+    rng: &mut ChaCha20Rng,
+    out: &mut [Vec<u8>; 2],
+) -> Result<(), FssError> {
     let masks = ReluMasks {
         r_in,
         r_out: 0,
         r_d: 0,
     };
     let (k0, k1) = relu_gen(masks, m, rng)?;
-    Ok([k0.to_bytes(), k1.to_bytes()])
+    k0.write_to(&mut out[0]);
+    k1.write_to(&mut out[1]);
+    Ok(())
 }
 
 impl Dealer {
@@ -121,9 +128,7 @@ impl Dealer {
             Vec::with_capacity(req.key_bytes()),
         ];
         for (&x, &y) in a.iter().zip(&b) {
-            let [k0, k1] = gen((x + y).0, m, &mut rng).map_err(|e| e.to_string())?;
-            out[0].extend_from_slice(&k0);
-            out[1].extend_from_slice(&k1);
+            gen((x + y).0, m, &mut rng, &mut out).map_err(|e| e.to_string())?;
         }
         let [k0, k1] = out;
         let (mine, theirs) = match party {

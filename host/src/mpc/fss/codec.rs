@@ -48,10 +48,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(super) fn u8(&mut self) -> Result<u8, FssError> {
-        Ok(self.take::<1>()?[0])
-    }
-
     pub(super) fn u64(&mut self) -> Result<u64, FssError> {
         Ok(u64::from_le_bytes(self.take()?))
     }
@@ -100,19 +96,15 @@ impl DcfKey {
     /// The key's bytes: [`DcfKey::size`] of them; see the [module documentation](self).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(Self::size(self.n, self.w));
-        b.extend_from_slice(&[VERSION, self.n as u8, self.w as u8]);
-        b.extend_from_slice(&self.seed.to_le_bytes());
-        for i in 0..self.n as usize {
-            b.extend_from_slice(&self.s_cw[i].to_le_bytes());
-            for v in &self.v_cw[i * self.w..(i + 1) * self.w] {
-                b.extend_from_slice(&v.to_le_bytes());
-            }
-            b.push(self.t_cw[i]);
-        }
-        for v in &self.leaf {
-            b.extend_from_slice(&v.to_le_bytes());
-        }
+        self.write_to(&mut b);
         b
+    }
+
+    /// Appends the key's bytes ([`DcfKey::to_bytes`]) to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[VERSION, self.n as u8, self.w as u8]);
+        out.extend_from_slice(&self.seed.to_le_bytes());
+        out.extend_from_slice(&self.body);
     }
 
     /// Parses a key written by [`DcfKey::to_bytes`].
@@ -138,32 +130,23 @@ impl DcfKey {
         check_len(WHAT, bytes.len(), Self::size(n, w))?;
         let mut r = Reader::new(bytes, 3, WHAT, Self::size(n, w));
         let root = seed(r.u128()?, None)?;
-        let nn = n as usize;
-        let (mut s_cw, mut v_cw, mut t_cw) = (
-            Vec::with_capacity(nn),
-            Vec::with_capacity(nn * w),
-            Vec::with_capacity(nn),
-        );
-        for level in 0..n {
-            s_cw.push(seed(r.u128()?, Some(level))?);
-            for _ in 0..w {
-                v_cw.push(r.u64()?);
+        let body = r.rest();
+        let per = Self::level_bytes(w);
+        // The length is checked: `n` whole levels and `w` leaf words follow the root.
+        for (level, l) in (0..n).zip(body.chunks_exact(per)) {
+            if l[0] & 1 != 0 {
+                return Err(FssError::SeedBit { level: Some(level) });
             }
-            let byte = r.u8()?;
+            let byte = l[per - 1];
             if byte > 3 {
                 return Err(FssError::ControlBits { level, byte });
             }
-            t_cw.push(byte);
         }
-        let leaf = (0..w).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
         Ok(DcfKey {
             n,
             w,
             seed: root,
-            s_cw,
-            v_cw,
-            t_cw,
-            leaf,
+            body: body.to_vec(),
         })
     }
 }

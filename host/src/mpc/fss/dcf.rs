@@ -47,6 +47,10 @@ pub const MAX_BITS: u32 = 64;
 pub const LANES: usize = 16;
 
 /// One party's DCF key. Its [`Debug`] shows the shape only, never the seeds.
+///
+/// The correction words live in one buffer, `body`, in the serialized layout (per level
+/// the seed correction, `w` value corrections and the control-bit byte; then the `w` leaf
+/// words): parsing is one check and one copy, and the walk reads the words in place.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DcfKey {
     /// Input bits, 1..=64.
@@ -55,14 +59,8 @@ pub struct DcfKey {
     pub(super) w: usize,
     /// This party's root seed (bit 0 clear).
     pub(super) seed: u128,
-    /// Seed corrections, one per level (bit 0 clear).
-    pub(super) s_cw: Vec<u128>,
-    /// Value corrections, `w` per level.
-    pub(super) v_cw: Vec<u64>,
-    /// Control-bit corrections, one byte per level: bit 0 left, bit 1 right.
-    pub(super) t_cw: Vec<u8>,
-    /// The leaf correction, `w` words.
-    pub(super) leaf: Vec<u64>,
+    /// The correction words, [`DcfKey::size`]` - 19` bytes (checked when made).
+    pub(super) body: Vec<u8>,
 }
 
 impl fmt::Debug for DcfKey {
@@ -83,6 +81,39 @@ impl DcfKey {
     /// Output words per point.
     pub fn words(&self) -> usize {
         self.w
+    }
+
+    /// Bytes of one level in [`DcfKey::body`].
+    #[inline]
+    pub(super) const fn level_bytes(w: usize) -> usize {
+        17 + 8 * w
+    }
+
+    /// Level `i`'s seed correction (bit 0 clear).
+    #[inline]
+    pub(super) fn s_cw(&self, i: usize) -> u128 {
+        let o = i * Self::level_bytes(self.w);
+        u128::from_le_bytes(self.body[o..o + 16].try_into().expect("16 bytes"))
+    }
+
+    /// Level `i`'s value correction of word `j`.
+    #[inline]
+    pub(super) fn v_cw(&self, i: usize, j: usize) -> u64 {
+        let o = i * Self::level_bytes(self.w) + 16 + 8 * j;
+        u64::from_le_bytes(self.body[o..o + 8].try_into().expect("8 bytes"))
+    }
+
+    /// Level `i`'s control-bit corrections: bit 0 left, bit 1 right.
+    #[inline]
+    pub(super) fn t_cw(&self, i: usize) -> u8 {
+        self.body[(i + 1) * Self::level_bytes(self.w) - 1]
+    }
+
+    /// The leaf correction of word `j`.
+    #[inline]
+    pub(super) fn leaf(&self, j: usize) -> u64 {
+        let o = self.n as usize * Self::level_bytes(self.w) + 8 * j;
+        u64::from_le_bytes(self.body[o..o + 8].try_into().expect("8 bytes"))
     }
 
     /// Bytes of a serialized key with `n` input bits and `w` output words (saturating, so
@@ -150,16 +181,11 @@ pub fn gen_vec<R: RngCore + CryptoRng>(
     if n < 64 && alpha >> n != 0 {
         return Err(FssError::AlphaTooWide { alpha, n });
     }
-    let nn = n as usize;
     let roots = [random_seed(rng), random_seed(rng)];
     let mut s = roots;
     let mut t = [0u64, 1u64];
-    let mut v_alpha = vec![0u64; w];
-    let (mut s_cw, mut v_cw, mut t_cw) = (
-        Vec::with_capacity(nn),
-        Vec::with_capacity(nn * w),
-        Vec::with_capacity(nn),
-    );
+    let mut v_alpha = [0u64; MAX_WORDS];
+    let mut body = Vec::with_capacity(DcfKey::size(n, w) - 19);
     let per = 2 + w; // blocks of one full expansion
     let mut mmo = Mmo::new();
     for i in 0..n {
@@ -178,6 +204,7 @@ pub fn gen_vec<R: RngCore + CryptoRng>(
         let (sl0, _) = child(e0, lose);
         let (sl1, _) = child(e1, lose);
         let sc = sl0 ^ sl1;
+        body.extend_from_slice(&sc.to_le_bytes());
         for j in 0..w {
             let mut d = value(e1, lose, j)
                 .wrapping_sub(value(e0, lose, j))
@@ -190,7 +217,7 @@ pub fn gen_vec<R: RngCore + CryptoRng>(
                 .wrapping_sub(value(e1, keep, j))
                 .wrapping_add(value(e0, keep, j))
                 .wrapping_add(signed(t[1], vc));
-            v_cw.push(vc);
+            body.extend_from_slice(&vc.to_le_bytes());
         }
         let a = a as u64;
         let tl = child(e0, 0).1 ^ child(e1, 0).1 ^ a ^ 1;
@@ -200,22 +227,19 @@ pub fn gen_vec<R: RngCore + CryptoRng>(
         let (sk1, tk1) = child(e1, keep);
         s = [sk0 ^ (sc & mask128(t[0])), sk1 ^ (sc & mask128(t[1]))];
         t = [tk0 ^ (t[0] & t_keep), tk1 ^ (t[1] & t_keep)];
-        s_cw.push(sc);
-        t_cw.push((tl | (tr << 1)) as u8);
+        body.push((tl | (tr << 1)) as u8);
     }
     let c0 = prg::convert(s[0], w);
     let c1 = prg::convert(s[1], w);
-    let leaf = (0..w)
-        .map(|j| signed(t[1], c1[j].wrapping_sub(c0[j]).wrapping_sub(v_alpha[j])))
-        .collect();
+    for j in 0..w {
+        let leaf = signed(t[1], c1[j].wrapping_sub(c0[j]).wrapping_sub(v_alpha[j]));
+        body.extend_from_slice(&leaf.to_le_bytes());
+    }
     let k0 = DcfKey {
         n,
         w,
         seed: roots[0],
-        s_cw,
-        v_cw,
-        t_cw,
-        leaf,
+        body,
     };
     let k1 = DcfKey {
         seed: roots[1],
@@ -351,12 +375,12 @@ impl<'a> Lanes<'a> {
                 let acc = &mut out[l * w..(l + 1) * w];
                 for (j, a) in acc.iter_mut().enumerate() {
                     let v = prg::word(&blocks[1..], dir * w + j - first);
-                    let term = v.wrapping_add(k.v_cw[i * w + j] & tmask);
+                    let term = v.wrapping_add(k.v_cw(i, j) & tmask);
                     *a = a.wrapping_add(signed(neg, term));
                 }
                 let (seed, bit) = prg::split(blocks[0]);
-                self.seeds[l] = seed ^ (k.s_cw[i] & mask128(t));
-                self.bits[l] = bit ^ (t & u64::from(k.t_cw[i] >> dir) & 1);
+                self.seeds[l] = seed ^ (k.s_cw(i) & mask128(t));
+                self.bits[l] = bit ^ (t & u64::from(k.t_cw(i) >> dir) & 1);
             }
         }
         self.mmo.clear();
@@ -370,7 +394,7 @@ impl<'a> Lanes<'a> {
             let blocks = &res[l * vb..(l + 1) * vb];
             let tmask = self.bits[l].wrapping_neg();
             for (j, a) in out[l * w..(l + 1) * w].iter_mut().enumerate() {
-                let term = prg::word(blocks, j).wrapping_add(k.leaf[j] & tmask);
+                let term = prg::word(blocks, j).wrapping_add(k.leaf(j) & tmask);
                 *a = a.wrapping_add(signed(neg, term));
             }
         }

@@ -355,13 +355,12 @@ fn parse_gate<const K: usize>(
     Ok((m, words, dcf))
 }
 
-fn write_gate(kind: u8, m: u32, words: &[u64], dcf: &DcfKey) -> Vec<u8> {
-    let mut b = vec![VERSION, kind, m as u8];
+fn write_gate(out: &mut Vec<u8>, kind: u8, m: u32, words: &[u64], dcf: &DcfKey) {
+    out.extend_from_slice(&[VERSION, kind, m as u8]);
     for v in words {
-        b.extend_from_slice(&v.to_le_bytes());
+        out.extend_from_slice(&v.to_le_bytes());
     }
-    b.extend_from_slice(&dcf.to_bytes());
-    b
+    dcf.write_to(out);
 }
 
 impl DreluKey {
@@ -377,7 +376,14 @@ impl DreluKey {
 
     /// The key's bytes: see the [module documentation](self).
     pub fn to_bytes(&self) -> Vec<u8> {
-        write_gate(KIND_DRELU, self.m, &[self.top], &self.dcf)
+        let mut b = Vec::with_capacity(Self::size(self.m));
+        self.write_to(&mut b);
+        b
+    }
+
+    /// Appends the key's bytes ([`DreluKey::to_bytes`]) to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        write_gate(out, KIND_DRELU, self.m, &[self.top], &self.dcf);
     }
 
     /// Parses a key written by [`DreluKey::to_bytes`].
@@ -403,7 +409,14 @@ impl ReluKey {
 
     /// The key's bytes: see the [module documentation](self).
     pub fn to_bytes(&self) -> Vec<u8> {
-        write_gate(KIND_RELU, self.m, &self.words, &self.dcf)
+        let mut b = Vec::with_capacity(Self::size(self.m));
+        self.write_to(&mut b);
+        b
+    }
+
+    /// Appends the key's bytes ([`ReluKey::to_bytes`]) to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        write_gate(out, KIND_RELU, self.m, &self.words, &self.dcf);
     }
 
     /// Parses a key written by [`ReluKey::to_bytes`].

@@ -29,12 +29,12 @@ pub(super) fn reference_eval(party: PartyId, key: &DcfKey, x: u64) -> Vec<u64> {
         let dir = ((x >> (n - 1 - i)) & 1) as usize;
         let e = prg::expand(s, w);
         for (j, o) in out.iter_mut().enumerate() {
-            let corr = if t == 1 { key.v_cw[i * w + j] } else { 0 };
+            let corr = if t == 1 { key.v_cw(i, j) } else { 0 };
             *o = o.wrapping_add(sign(e.values[dir * w + j].wrapping_add(corr)));
         }
-        let tcw = u64::from((key.t_cw[i] >> dir) & 1);
+        let tcw = u64::from((key.t_cw(i) >> dir) & 1);
         let (sn, tn) = if t == 1 {
-            (e.seeds[dir] ^ key.s_cw[i], e.bits[dir] ^ tcw)
+            (e.seeds[dir] ^ key.s_cw(i), e.bits[dir] ^ tcw)
         } else {
             (e.seeds[dir], e.bits[dir])
         };
@@ -43,7 +43,7 @@ pub(super) fn reference_eval(party: PartyId, key: &DcfKey, x: u64) -> Vec<u64> {
     }
     let c = prg::convert(s, w);
     for (j, o) in out.iter_mut().enumerate() {
-        let corr = if t == 1 { key.leaf[j] } else { 0 };
+        let corr = if t == 1 { key.leaf(j) } else { 0 };
         *o = o.wrapping_add(sign(c[j].wrapping_add(corr)));
     }
     out
