@@ -12,7 +12,9 @@
 //! stream `k` of a seed only the dealer holds, so asking twice (once per party, from two
 //! connections or threads) gives the same pair. To build each pair once, the first
 //! party to ask keeps the other's keys aside until it asks for them; the result does
-//! not depend on that store, only the time does.
+//! not depend on that store, only the time does. The pairs are built in chunks of
+//! [`KEY_CHUNK`] elements over the rayon pool, chunk `c` drawing from word `2^40 c` of
+//! that stream: the keys depend on the chunk size, not on the number of threads.
 //!
 //! # Security
 //! A party sees its share `r_i` (uniform, independent of `r_in`, which is uniform given
@@ -31,6 +33,7 @@ use crate::mpc::fss::{drelu_gen, relu_gen, DreluKey, FssError, ReluKey, ReluMask
 use crate::mpc::MpcError;
 use crate::mpc::PartyId;
 use rand_chacha::ChaCha20Rng;
+use rayon::prelude::*;
 use ringnn_core::Z64;
 
 /// One party's material of [`Request::Drelu`]: shares of the input masks and the keys.
@@ -68,6 +71,9 @@ impl std::fmt::Debug for ReluMaterial {
             .finish_non_exhaustive()
     }
 }
+
+/// Keys generated together on one thread, from one position of the dealer's stream.
+pub const KEY_CHUNK: usize = 1024;
 
 /// Appends both parties' key bytes of one gate for the input mask `r_in` to `out`.
 type GenPair = fn(u64, u32, &mut ChaCha20Rng, &mut [Vec<u8>; 2]) -> Result<(), FssError>;
@@ -109,9 +115,9 @@ impl Dealer {
     /// # Errors
     /// A request that carries no keys, or a width outside 2..=64.
     pub fn keys(&self, req: Request, counter: u64, party: PartyId) -> Result<Vec<u8>, String> {
-        let (n, m, gen): (usize, u32, GenPair) = match req {
-            Request::Drelu { n, m } => (n, m, drelu_pair),
-            Request::Relu { n, m } => (n, m, relu_pair),
+        let (n, m, size, gen): (usize, u32, usize, GenPair) = match req {
+            Request::Drelu { n, m } => (n, m, DreluKey::size(m), drelu_pair),
+            Request::Relu { n, m } => (n, m, ReluKey::size(m), relu_pair),
             _ => return Err(format!("{} carry no FSS keys", req.what())),
         };
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
@@ -122,14 +128,33 @@ impl Dealer {
         let mut r0 = stream(&self.seeds[0], counter);
         let mut r1 = stream(&self.seeds[1], counter);
         let (a, b) = (zs(&mut r0, n), zs(&mut r1, n));
-        let mut rng = stream(&self.key_seed, counter);
-        let mut out = [
-            Vec::with_capacity(req.key_bytes()),
-            Vec::with_capacity(req.key_bytes()),
-        ];
-        for (&x, &y) in a.iter().zip(&b) {
-            gen((x + y).0, m, &mut rng, &mut out).map_err(|e| e.to_string())?;
-        }
+        let r_in: Vec<u64> = a.iter().zip(&b).map(|(&x, &y)| (x + y).0).collect();
+        let mut out = [vec![0u8; n * size], vec![0u8; n * size]];
+        let [o0, o1] = &mut out;
+        // Chunk `c`'s keys draw from word 2^40 c of stream `counter` (a chunk uses far
+        // fewer words), so the keys depend on the chunk size, never on the threads.
+        r_in.par_chunks(KEY_CHUNK)
+            .zip(o0.par_chunks_mut(KEY_CHUNK * size))
+            .zip(o1.par_chunks_mut(KEY_CHUNK * size))
+            .enumerate()
+            .try_for_each(|(c, ((r_in, o0), o1))| {
+                let mut rng = stream(&self.key_seed, counter);
+                rng.set_word_pos((c as u128) << 40);
+                let mut pair = [Vec::with_capacity(size), Vec::with_capacity(size)];
+                for ((&r, k0), k1) in r_in
+                    .iter()
+                    .zip(o0.chunks_exact_mut(size))
+                    .zip(o1.chunks_exact_mut(size))
+                {
+                    pair[0].clear();
+                    pair[1].clear();
+                    gen(r, m, &mut rng, &mut pair)?;
+                    k0.copy_from_slice(&pair[0]);
+                    k1.copy_from_slice(&pair[1]);
+                }
+                Ok::<(), FssError>(())
+            })
+            .map_err(|e| e.to_string())?;
         let [k0, k1] = out;
         let (mine, theirs) = match party {
             PartyId::P0 => (k0, k1),
@@ -264,6 +289,51 @@ mod tests {
             again.unwrap(),
             b.keys.iter().flat_map(|k| k.to_bytes()).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn keys_across_chunks_are_correct_fresh_and_independent_of_the_threads() {
+        // Three chunks, the last one short: every key works, no two chunks share a
+        // key, and the bytes are the same on one thread and on several.
+        let n = 2 * KEY_CHUNK + 7;
+        let req = Request::Relu { n, m: 20 };
+        let make = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let dealer = Dealer::from_seed([8; 32]);
+            pool.install(|| [PartyId::P0, PartyId::P1].map(|p| dealer.keys(req, 4, p).unwrap()))
+        };
+        let [k0, k1] = make(1);
+        assert_eq!(make(3), [k0.clone(), k1.clone()]);
+        let (a, b) = (
+            parse_relu(&k0, n, 20).unwrap(),
+            parse_relu(&k1, n, 20).unwrap(),
+        );
+        let dealer = Dealer::from_seed([8; 32]);
+        let (mut r0, mut r1) = (stream(&dealer.seeds[0], 4), stream(&dealer.seeds[1], 4));
+        let r: Vec<u64> = zs(&mut r0, n)
+            .iter()
+            .zip(zs(&mut r1, n))
+            .map(|(x, y)| (*x + y).0)
+            .collect();
+        for (i, &x) in [0u64, 1, 5, (1 << 19) - 1, 1 << 19, u64::MAX]
+            .iter()
+            .cycle()
+            .take(n)
+            .enumerate()
+        {
+            let x_hat = x.wrapping_add(r[i]);
+            let y = relu_eval(PartyId::P0, &a[i], x_hat)
+                .y
+                .wrapping_add(relu_eval(PartyId::P1, &b[i], x_hat).y);
+            assert_eq!(y, crate::mpc::fss::gate::relu_plain(x, 20), "element {i}");
+        }
+        let size = ReluKey::size(20);
+        let first = |c: usize| &k0[c * KEY_CHUNK * size..c * KEY_CHUNK * size + size];
+        assert_ne!(first(0), first(1));
+        assert_ne!(first(1), first(2));
     }
 
     #[test]

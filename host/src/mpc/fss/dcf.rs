@@ -34,6 +34,7 @@ use super::prg::{self, Mmo, TWEAK_VALUES};
 use super::FssError;
 use crate::mpc::PartyId;
 use rand::{CryptoRng, RngCore};
+use rayon::prelude::*;
 use std::fmt;
 
 /// The most output words of one DCF.
@@ -324,6 +325,34 @@ pub(super) fn walk<'a>(
         o += words;
         i = end;
     }
+}
+
+/// Points that one thread walks when a gate batch is split over the rayon pool.
+pub const PARALLEL_CHUNK: usize = 64 * LANES;
+
+/// [`walk`] split over the rayon pool in chunks of [`PARALLEL_CHUNK`] points, for keys
+/// that all have the same number of words (a gate's batch); otherwise, or for fewer
+/// points than two chunks, one thread. The output does not depend on the split.
+pub(super) fn walk_parallel<'a>(
+    party: PartyId,
+    key: impl Fn(usize) -> &'a DcfKey + Sync,
+    xs: &[u64],
+    out: &mut [u64],
+) {
+    let w = match xs.len() {
+        0 => return,
+        _ => key(0).w,
+    };
+    if xs.len() < 2 * PARALLEL_CHUNK || (0..xs.len()).any(|i| key(i).w != w) {
+        return walk(party, key, xs, out);
+    }
+    out.par_chunks_mut(PARALLEL_CHUNK * w)
+        .zip(xs.par_chunks(PARALLEL_CHUNK))
+        .enumerate()
+        .for_each(|(c, (out, xs))| {
+            let first = c * PARALLEL_CHUNK;
+            walk(party, |i| key(first + i), xs, out);
+        });
 }
 
 /// The state of up to [`LANES`] walks down the tree.

@@ -161,7 +161,7 @@ pub fn drelu_eval_many(
 fn batch<'a>(
     party: PartyId,
     keys: usize,
-    dcf_of: impl Fn(usize) -> &'a DcfKey,
+    dcf_of: impl Fn(usize) -> &'a DcfKey + Sync,
     x_hat: &[u64],
 ) -> Result<Vec<u64>, FssError> {
     if keys != x_hat.len() {
@@ -172,7 +172,7 @@ fn batch<'a>(
     }
     let total = (0..keys).map(|i| dcf_of(i).w).sum();
     let mut out = vec![0; total];
-    dcf::walk(party, dcf_of, x_hat, &mut out);
+    dcf::walk_parallel(party, dcf_of, x_hat, &mut out);
     Ok(out)
 }
 

@@ -262,3 +262,36 @@ proptest! {
         prop_assert_eq!(gates(inside, r_in, m, &mut rng(seed)), (bit, relu, bit));
     }
 }
+
+#[test]
+fn gate_batches_split_over_threads_match_one_by_one() {
+    // More than two parallel chunks, the last one short, mixed widths of one word count.
+    let count = 2 * super::super::dcf::PARALLEL_CHUNK + 37;
+    let mut r = rng(25);
+    let (mut k, mut xs) = ([vec![], vec![]], vec![]);
+    for i in 0..count {
+        let masks = ReluMasks {
+            r_in: r.next_u64(),
+            r_out: r.next_u64(),
+            r_d: r.next_u64(),
+        };
+        let (a, b) = gate::relu_gen(masks, [9, 12][i % 2], &mut r).unwrap();
+        k[0].push(a);
+        k[1].push(b);
+        xs.push(r.next_u64());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    for p in [P0, P1] {
+        let i = p.index();
+        let many = pool.install(|| gate::relu_eval_many(p, &k[i], &xs).unwrap());
+        let one: Vec<_> = k[i]
+            .iter()
+            .zip(&xs)
+            .map(|(k, &x)| gate::relu_eval(p, k, x))
+            .collect();
+        assert_eq!(many, one, "party {i}");
+    }
+}
