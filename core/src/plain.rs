@@ -18,11 +18,14 @@
 //! [`Engine::health`] counts products whose integer value left `[-2^63, 2^63)` (the ring
 //! result then differs from the real one; matrix products are not checked), public
 //! constants and exact-function results that saturated at the safe range, softmax rows
-//! with no mass, and reciprocal inputs outside `(0, 2^62)`. [`Engine::overflow_count`] is
-//! the first two together.
+//! with no mass, reciprocal inputs outside `(0, 2^62)`, and ReLU, clamp and max-of-lines
+//! inputs outside the range of the two-party engine's one-round gates
+//! ([`Health::beyond_fss_width`]). [`Engine::overflow_count`] is the first two together.
 
 use crate::approx::lines::Lines;
-use crate::engine::{generic, Engine, Exact, ExactEngine, Health, MatDims, MatmulFn};
+use crate::engine::{
+    fss_width, generic, within_fss_width, Engine, Exact, ExactEngine, Health, MatDims, MatmulFn,
+};
 use crate::fixed::{Fixed, FixedError, FracBits};
 use crate::ring::Z64;
 use core::cell::Cell;
@@ -129,6 +132,23 @@ impl Plain {
             recip_out_of_range: outside,
             ..Health::default()
         });
+    }
+
+    /// Counts the inputs of a ReLU, clamp or max-of-lines outside the range of the
+    /// two-party engine's one-round gates ([`Health::beyond_fss_width`]).
+    #[inline]
+    fn count_beyond_fss_width(&self, x: &[Z64]) {
+        let f = self.f();
+        if fss_width(f) < 64 {
+            let n = x
+                .iter()
+                .filter(|v| !within_fss_width(v.to_signed(), f))
+                .count();
+            self.tally(Health {
+                beyond_fss_width: n as u64,
+                ..Health::default()
+            });
+        }
     }
 
     #[inline]
@@ -491,12 +511,25 @@ impl Engine for Plain {
     }
 
     fn relu(&mut self, x: &mut [Z64], _scratch: &mut [Z64]) -> Result<(), Infallible> {
+        self.count_beyond_fss_width(x);
         x.iter_mut().for_each(|v| {
             if v.is_negative() {
                 *v = Z64::ZERO
             }
         });
         Ok(())
+    }
+
+    fn clamp(
+        &mut self,
+        x: &mut [Z64],
+        lo: f64,
+        hi: f64,
+        grad: Option<&mut [Z64]>,
+        scratch: &mut [Z64],
+    ) -> Result<(), Infallible> {
+        self.count_beyond_fss_width(x);
+        generic::clamp(self, x, lo, hi, grad, scratch)
     }
 
     fn max_of_lines(
@@ -507,6 +540,7 @@ impl Engine for Plain {
         grad: Option<&mut [Z64]>,
         _scratch: &mut [Z64],
     ) -> Result<(), Infallible> {
+        self.count_beyond_fss_width(x);
         const CAP: usize = crate::approx::lines::MAX_LINES + 1;
         let n = x.len();
         assert_eq!(out.len(), n, "max_of_lines: length mismatch");

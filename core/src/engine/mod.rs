@@ -164,6 +164,40 @@ pub struct Health {
     /// Reciprocal inputs outside its domain `(0, 2^62)` (raw value): the result is finite
     /// but meaningless.
     pub recip_out_of_range: u64,
+    /// ReLU, max-of-lines and clamp inputs outside the range of the two-party engine's
+    /// one-round gates, `|x| < 2^(W-2)` raw for `W = `[`fss_width`]`(f)`: there those gates
+    /// (`--comparison fss`) read the sign of `x mod 2^W` and may differ from this result.
+    /// Not a fault of this run; a run with 0 here computes what those gates compute.
+    pub beyond_fss_width: u64,
+}
+
+/// The bit width `W` of the two-party engine's one-round ReLU and spline gates at `f`
+/// fractional bits: `min(64, 67 - f)`. Their inputs must satisfy `|x| < 2^(W-2)` raw
+/// (`2^(65-f)`, twice the largest truncated product that did not wrap, `2^(63-f)`, plus
+/// room for a bias of the same size), which leaves the gates' comparisons of `x` against
+/// knots up to `2^(W-2)` inside the signed `W`-bit range. [`Health::beyond_fss_width`]
+/// counts the inputs that are not.
+pub const fn fss_width(frac_bits: u32) -> u32 {
+    if frac_bits <= 3 {
+        64
+    } else if frac_bits >= 63 {
+        4
+    } else {
+        67 - frac_bits
+    }
+}
+
+/// Whether the raw value `x` is inside the range of the gates of width [`fss_width`]`(f)`:
+/// `|x| < 2^(W-2)`.
+#[inline]
+pub const fn within_fss_width(x: i64, frac_bits: u32) -> bool {
+    let w = fss_width(frac_bits);
+    if w >= 64 {
+        true
+    } else {
+        let lim = 1i64 << (w - 2);
+        -lim <= x && x < lim
+    }
 }
 
 impl Health {
@@ -175,6 +209,7 @@ impl Health {
             saturated: self.saturated + o.saturated,
             empty_rows: self.empty_rows + o.empty_rows,
             recip_out_of_range: self.recip_out_of_range + o.recip_out_of_range,
+            beyond_fss_width: self.beyond_fss_width + o.beyond_fss_width,
         }
     }
 }

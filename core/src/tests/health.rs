@@ -103,6 +103,7 @@ fn forked_counts_add_back() {
         saturated: 3,
         empty_rows: 4,
         recip_out_of_range: 5,
+        beyond_fss_width: 6,
     };
     p.add_health(h);
     assert_eq!(health(&p), Health { saturated: 4, ..h });
@@ -110,4 +111,41 @@ fn forked_counts_add_back() {
     assert_eq!(health(&p), Health::default());
     // A float engine sees no ring: it reports no health at all.
     assert_eq!(Float::<f64>::new().health(), None);
+}
+
+#[test]
+fn relu_clamp_and_max_of_lines_count_inputs_beyond_the_fss_width() {
+    use crate::approx::ExpApprox;
+    use crate::engine::{fss_width, within_fss_width};
+    assert_eq!(
+        [0, 3, 4, 13, 16, 24, 62, 63, 70].map(fss_width),
+        [64, 64, 63, 54, 51, 43, 5, 4, 4]
+    );
+    let mut p = plain(13);
+    let lim = 1i64 << (fss_width(13) - 2); // 2^52
+    assert!(within_fss_width(lim - 1, 13) && within_fss_width(-lim, 13));
+    assert!(!within_fss_width(lim, 13) && !within_fss_width(-lim - 1, 13));
+    assert!(within_fss_width(i64::MIN, 3), "full width: every value");
+    let edges = [0, 1, -1, lim - 1, -lim, lim, -lim - 1, i64::MAX, i64::MIN].map(Z64::from_signed);
+    let mut s = vec![Z64::ZERO; 64];
+    let mut x = edges;
+    p.relu(&mut x, &mut s).unwrap();
+    assert_eq!(health(&p).beyond_fss_width, 4);
+    let mut x = edges;
+    p.clamp(&mut x, -1.0, 1.0, None, &mut s).unwrap();
+    assert_eq!(health(&p).beyond_fss_width, 8);
+    let l = ExpApprox::Pwl(4).lines().unwrap();
+    let mut out = [Z64::ZERO; 9];
+    p.max_of_lines(&l, &edges, &mut out, None, &mut s).unwrap();
+    let h = health(&p);
+    assert_eq!(h.beyond_fss_width, 12);
+    // Inputs within the range count nothing; at f <= 3 the width is full.
+    let mut q = plain(13);
+    let mut x = enc(&q, &[-3.5, 0.0, 2.0, 1.0e5]);
+    q.relu(&mut x, &mut s).unwrap();
+    assert_eq!(health(&q).beyond_fss_width, 0);
+    let mut r = plain(3);
+    let mut x = edges;
+    r.relu(&mut x, &mut s).unwrap();
+    assert_eq!(health(&r).beyond_fss_width, 0);
 }

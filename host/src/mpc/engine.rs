@@ -80,7 +80,9 @@
 //! and 8 bytes per element, but a 1613-byte key per element to each party offline.
 //! Every composite built on comparisons then costs one round per comparison level
 //! instead of eight (max of two: 2 rounds, 24 bytes); ReLU uses the dealer's ReLU keys
-//! directly ([`comparison::relu_fss`]): 1 round, 8 bytes, a 2157-byte key per element;
+//! directly ([`comparison::relu_fss`]): 1 round, 8 bytes, a key of 1827 bytes per element
+//! at f = 13 (keys of the reduced width [`fss_width`]`(f)`, where `Plain` counts the
+//! inputs beyond their range in `Health::beyond_fss_width`; 2157 at the full width);
 //! in training the same round also gives the backward pass's bit `[x > 0]`
 //! ([`Engine::relu_keeping_grad`]), so ReLU's backward is one select (1 round, 16 bytes).
 //! Max-of-lines (every e^x of the paper's family, SecureML's and Piranha's) and `clamp`
@@ -97,7 +99,7 @@ use super::wire;
 use super::{MpcError, PartyId};
 use crate::gemm::matmul_z64;
 use ringnn_core::approx::Lines;
-use ringnn_core::engine::{generic, ConvUnfold, Engine, MatDims, MatmulFn};
+use ringnn_core::engine::{fss_width, generic, ConvUnfold, Engine, MatDims, MatmulFn};
 use ringnn_core::fixed::{Fixed, FracBits};
 use ringnn_core::Z64;
 use std::cell::Cell;
@@ -616,7 +618,10 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
     fn relu(&mut self, x: &mut [Z64], scratch: &mut [Z64]) -> Result<(), MpcError> {
         match self.comparison {
             Comparison::A2b => ringnn_core::engine::generic::relu(self, x, scratch),
-            Comparison::Fss => comparison::relu_fss(&mut self.link, &mut self.corr, x, None),
+            Comparison::Fss => {
+                let w = fss_width(self.frac_bits());
+                comparison::relu_fss(&mut self.link, &mut self.corr, x, None, w)
+            }
         }
     }
 
@@ -632,7 +637,9 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         match self.comparison {
             Comparison::A2b => self.relu(x, scratch).map(|()| false),
             Comparison::Fss => {
-                comparison::relu_fss(&mut self.link, &mut self.corr, x, Some(grad)).map(|()| true)
+                let w = fss_width(self.frac_bits());
+                comparison::relu_fss(&mut self.link, &mut self.corr, x, Some(grad), w)
+                    .map(|()| true)
             }
         }
     }
@@ -655,7 +662,8 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         let Some(spline) = spline else {
             return generic::max_of_lines(self, lines, x, out, grad, scratch);
         };
-        comparison::spline_fss(&mut self.link, &mut self.corr, &spline, x, out, grad)?;
+        let w = spline.width(self.frac_bits());
+        comparison::spline_fss(&mut self.link, &mut self.corr, &spline, x, out, grad, w)?;
         self.shift_right(out, spline.shift())
     }
 
@@ -681,7 +689,8 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         };
         let n = x.len();
         let out = &mut scratch[..n];
-        comparison::spline_fss(&mut self.link, &mut self.corr, &spline, x, out, grad)?;
+        let w = spline.width(self.frac_bits());
+        comparison::spline_fss(&mut self.link, &mut self.corr, &spline, x, out, grad, w)?;
         x.copy_from_slice(out);
         Ok(())
     }

@@ -121,6 +121,12 @@ pub struct RunHealth {
     /// Training samples (seq2seq: target tokens) whose label probability was 0, floored at
     /// `1e-12` in the loss.
     pub label_at_floor: u64,
+    /// ReLU, clamp and max-of-lines inputs outside the range of the two-party engine's
+    /// one-round gates ([`ringnn_core::Health::beyond_fss_width`]): 0 means the run is
+    /// what `--comparison fss` computes. Not a cause of collapse, so not among
+    /// [`RunHealth::counters`]. Absent (0) in records of older builds.
+    #[serde(default)]
+    pub beyond_fss_width: u64,
     /// The counter that fired first (in [`RunHealth::counters`] order when several fired
     /// in one step): the cause of a collapse, where the totals also count its
     /// consequences. `None` when none fired (or a seq2seq run, which does not track it).
@@ -158,6 +164,7 @@ impl RunHealth {
             saturated: h.saturated,
             empty_rows: h.empty_rows,
             recip_out_of_range: h.recip_out_of_range,
+            beyond_fss_width: h.beyond_fss_width,
             label_at_floor,
             first_fired: first.map(|f| f.0.to_string()),
             first_fired_step: first.map(|f| f.1),

@@ -15,8 +15,9 @@
 //!
 //! With `fss`, ReLU does not go through `is_negative` and a select (2 rounds): [`relu_fss`]
 //! evaluates the dealer's ReLU keys on the same kind of opened masked input and keeps the
-//! output shared: 1 round, 8 bytes per element per party online, a 2157-byte key per
-//! element to each party offline.
+//! output shared: 1 round, 8 bytes per element per party online, a key of 2157 bytes per
+//! element to each party offline at the full width, 1827 at the reduced width of f = 13
+//! ([`ringnn_core::engine::fss_width`]; exact where `Plain` counts no input beyond it).
 //!
 //! With `fss`, max-of-lines and clamp go through the spline gate ([`spline_fss`]): one
 //! opening and one ReLU key per element evaluated at every knot, so pwl7 costs what
@@ -31,6 +32,8 @@ use super::fss::{drelu_eval_many, relu_eval_many};
 use super::protocols::Link;
 use super::wire::Tag;
 use super::{MpcError, PartyId};
+#[cfg(doc)]
+use ringnn_core::engine::fss_width;
 use ringnn_core::Z64;
 use std::fmt;
 use std::str::FromStr;
@@ -166,8 +169,12 @@ fn open_masked<C: Channel>(
 /// [`is_negative_fss`]. Each evaluates its ReLU key on `x̂` ([`relu_eval_many`]): the
 /// key was made with the output masks `r_out = r_d = 0`, so its output `y` is directly
 /// an additive share of `[x ≥ 0] x = max(x, 0)`, which `Plain`'s ReLU gives bit for bit
-/// (at width 64 the sign is that of `x` read as signed; no truncation is involved).
-/// Nothing is sent after the opening.
+/// on every input with `|x| < 2^(width-2)` (no truncation is involved). The engine asks
+/// for keys of the reduced width [`fss_width`]`(f)`: beyond that range the gate reads the
+/// sign of `x mod 2^width`, and `Plain` counts each such input in
+/// [`Health::beyond_fss_width`](ringnn_core::Health::beyond_fss_width) (at width 64 the
+/// sign is that of `x` read as signed, on the whole ring). Nothing is sent after the
+/// opening.
 ///
 /// With `grad`, each party also evaluates its key at `x̂ - 1 = (x - 1) + r_in` (local, no
 /// message) and keeps that evaluation's bit output, a share of `[x - 1 ≥ 0]`: that is
@@ -189,7 +196,8 @@ fn open_masked<C: Channel>(
 ///
 /// # Communication
 /// 1 round; 8 bytes sent per element per party (one message for the whole call).
-/// Offline: [`ReluKey::size`]`(64)` = 2157 bytes per element to each party.
+/// Offline: [`ReluKey::size`]`(width)` bytes per element to each party: 2157 at 64, 1827
+/// at 54 (f = 13).
 ///
 /// [`ReluKey::size`]: super::fss::ReluKey::size
 ///
@@ -203,6 +211,7 @@ pub fn relu_fss<C: Channel, R: Correlations + ?Sized>(
     corr: &mut R,
     x: &mut [Z64],
     grad: Option<&mut [Z64]>,
+    width: u32,
 ) -> Result<(), MpcError> {
     let n = x.len();
     if let Some(g) = &grad {
@@ -211,7 +220,7 @@ pub fn relu_fss<C: Channel, R: Correlations + ?Sized>(
     if n == 0 {
         return Ok(());
     }
-    let mat = corr.relu(n, FSS_WIDTH)?;
+    let mat = corr.relu(n, width)?;
     let x_hat = open_masked(link, "FSS ReLU", x, &mat.r)?;
     let eval = |points: &[u64]| {
         relu_eval_many(link.party, &mat.keys, points).map_err(|e| MpcError::Dealer {

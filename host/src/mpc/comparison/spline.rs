@@ -56,8 +56,15 @@
 //! # Communication
 //! 1 round, 8 bytes sent per element per party, whatever the number of pieces; then the
 //! truncation (1 round, 8 bytes) when `shift > 0`. Offline: one ReLU key per element to
-//! each party ([`crate::mpc::fss::ReluKey::size`]`(64)` = 2157 bytes). Work: `K` DCF
-//! evaluations per element and party.
+//! each party ([`crate::mpc::fss::ReluKey::size`]`(width)`: 2157 bytes at 64, 1827 at the
+//! reduced width 54 of f = 13). Work: `K` DCF evaluations per element and party.
+//!
+//! # Reduced width
+//! With keys of width `W = `[`fss_width`]`(f)`, the gate equals `Plain` on every input
+//! with `|x| < 2^(W-2)` when every knot is in that range too (then each `x - p_k` is in
+//! the signed `W`-bit range); `Plain` counts the inputs beyond it
+//! (`Health::beyond_fss_width`), and a spline whose knots are not all in range keeps
+//! the full width ([`Spline::width`]).
 
 use super::{open_masked, FSS_WIDTH};
 use crate::mpc::channel::Channel;
@@ -67,6 +74,7 @@ use crate::mpc::protocols::Link;
 use crate::mpc::{MpcError, PartyId};
 use ringnn_core::approx::Lines;
 use ringnn_core::engine::generic;
+use ringnn_core::engine::{fss_width, within_fss_width};
 use ringnn_core::{Engine, FracBits, Plain, Z64};
 use std::fmt;
 
@@ -159,6 +167,19 @@ impl Spline {
     /// The rounding shift applied to `mul x + add`.
     pub fn shift(&self) -> u32 {
         self.shift
+    }
+
+    /// The width of the gate's keys at `f` fractional bits: the reduced width
+    /// [`fss_width`]`(f)` when every knot is within its range (`|p| < 2^(W-2)`), so that
+    /// `x - p` is inside the signed `W`-bit range for every input with `|x| < 2^(W-2)`,
+    /// the inputs `Plain` does not count in `beyond_fss_width`; otherwise the full 64.
+    pub fn width(&self, frac_bits: u32) -> u32 {
+        let w = fss_width(frac_bits);
+        if self.knots.iter().all(|&p| within_fss_width(p, frac_bits)) {
+            w
+        } else {
+            FSS_WIDTH
+        }
     }
 
     /// The spline equals `Plain` for `|x| <= bound` (raw).
@@ -349,8 +370,9 @@ fn near_tie_windows(
 
 /// Shares of `mul x + add` of the piece that serves each `x` (before the rounding by
 /// [`Spline::shift`], which the engine does), and with `grad` shares of the piece's
-/// slope, from one opening and one dealer ReLU key per element. See the [module
-/// documentation](self) for the method, `# Security` and `# Communication`.
+/// slope, from one opening and one dealer ReLU key of width `width` per element
+/// ([`Spline::width`]). See the [module documentation](self) for the method,
+/// `# Security` and `# Communication`.
 ///
 /// # Errors
 /// A channel or dealer failure (keys that do not parse included).
@@ -364,6 +386,7 @@ pub fn spline_fss<C: Channel, R: Correlations + ?Sized>(
     x: &[Z64],
     out: &mut [Z64],
     grad: Option<&mut [Z64]>,
+    width: u32,
 ) -> Result<(), MpcError> {
     let n = x.len();
     assert_eq!(out.len(), n, "spline: length mismatch");
@@ -381,7 +404,7 @@ pub fn spline_fss<C: Channel, R: Correlations + ?Sized>(
     if n == 0 || spline.knots.is_empty() {
         return Ok(());
     }
-    let mat = corr.relu(n, FSS_WIDTH)?;
+    let mat = corr.relu(n, width)?;
     let x_hat = open_masked(link, "FSS spline", x, &mat.r)?;
     let mut points = vec![0u64; n];
     for (k, &p) in spline.knots.iter().enumerate() {

@@ -5,16 +5,17 @@
 use super::super::tests::{
     assert_balanced, byte_chi2, config, enc, messages, on_mpc, on_plain, opened_values,
     payload_words, uniform, views_are_uniform_and_never_repeat_a_mask, Case, Compare, MaxPool,
-    Outputs, ReluMaxClamp,
+    Outputs, ReluMaxClamp, F,
 };
 use super::*;
 use crate::mpc::dealer::Request;
+use crate::mpc::fss::gate::{drelu_plain, relu_plain};
 use crate::mpc::fss::{DreluKey, ReluKey};
 use crate::mpc::local::LocalMpc;
 use crate::mpc::{run_in_process, share, LocalConfig};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use ringnn_core::engine::generic;
+use ringnn_core::engine::{fss_width, generic, within_fss_width};
 use ringnn_core::{Engine, Z64};
 
 /// The engines of the shared tests' [`config`], comparing with FSS keys.
@@ -127,13 +128,18 @@ impl Case for Relu {
     }
 }
 
-#[test]
-fn fss_relu_equals_plain_on_the_whole_ring() {
-    let mut rng = ChaCha20Rng::seed_from_u64(44);
+/// Whole-ring inputs for the reduced-width gates: random words, the ring's edges (both
+/// signs), the edges of the gates' range at `F` (`±2^(W-2)`, one inside and one outside,
+/// and `2^(W-1)`, which reads as negative at `W` bits), and small values of both signs.
+fn ring_and_width_edges(rng: &mut ChaCha20Rng) -> Vec<Z64> {
     let mut a: Vec<Z64> = (0..2000).map(|_| Z64(rng.next_u64())).collect();
     a.extend(EDGES.map(Z64));
     a.extend(EDGES.map(|v| Z64(v.wrapping_neg())));
-    // Small values at the fixed-point scale, both signs.
+    let lim = 1i64 << (fss_width(F) - 2);
+    for v in [lim - 1, lim, lim + 1, 2 * lim, 2 * lim - 1, 4 * lim] {
+        a.push(Z64::from_signed(v));
+        a.push(Z64::from_signed(-v));
+    }
     a.extend(enc(&[
         0.5,
         -0.5,
@@ -142,15 +148,44 @@ fn fss_relu_equals_plain_on_the_whole_ring() {
         2.0f64.powi(-16),
         -(2.0f64.powi(-16)),
     ]));
+    a
+}
+
+/// `Plain`'s count of inputs beyond the gates' range ([`ringnn_core::Health`]).
+fn plain_beyond<C: Case>(case: &C, inputs: &[Vec<Z64>]) -> u64 {
+    let mut p = ringnn_core::Plain::with_frac_bits(F).unwrap();
+    let Ok(_) = case.run(&mut p, inputs);
+    p.health().unwrap().beyond_fss_width
+}
+
+#[test]
+fn fss_relu_equals_plain_within_its_width_and_reads_w_bits_beyond() {
+    // The gate's keys have width W = fss_width(F) < 64: on inputs with |x| < 2^(W-2)
+    // (those Plain does not count) it is Plain's ReLU; beyond, it is x times the sign
+    // of x mod 2^W, and Plain counts each such input. The adder stays exact everywhere.
+    let w = fss_width(F);
+    assert!(w < 64, "F = {F} must reduce the width");
+    let mut rng = ChaCha20Rng::seed_from_u64(44);
+    let a = ring_and_width_edges(&mut rng);
     let inputs = [a.clone()];
     let plain = on_plain(&Relu, &inputs);
     let with_fss = on_mpc(&fss(11), &Relu, &inputs);
-    assert_eq!(plain, with_fss);
-    assert_eq!(on_mpc(&config(11), &Relu, &inputs), with_fss);
+    assert_eq!(
+        on_mpc(&config(11), &Relu, &inputs),
+        plain,
+        "the adder: whole ring"
+    );
+    let mut beyond = 0;
     for (i, &x) in a.iter().enumerate() {
-        let want = if x.is_negative() { Z64::ZERO } else { x };
-        assert_eq!(with_fss[0][i], want, "{:#x}", x.0);
+        if within_fss_width(x.to_signed(), F) {
+            assert_eq!(with_fss[0][i], plain[0][i], "{:#x}", x.0);
+        } else {
+            beyond += 1;
+            assert_eq!(with_fss[0][i].0, relu_plain(x.0, w), "{:#x}", x.0);
+        }
     }
+    assert!(beyond > 2000 - 10, "most random words are beyond: {beyond}");
+    assert_eq!(plain_beyond(&Relu, &inputs), beyond);
     // Another dealer seed (other masks and keys), the same result.
     assert_eq!(on_mpc(&fss(12), &Relu, &inputs), with_fss);
 }
@@ -180,21 +215,42 @@ impl Case for ReluGrad {
 
 #[test]
 fn fss_relu_keeps_exactly_the_backward_bit() {
+    // Within the gates' range the kept bit is the one the backward pass recomputes,
+    // [-x < 0]; beyond it, the sign at W bits of x - 1 (the key's second evaluation).
+    let w = fss_width(F);
     let mut rng = ChaCha20Rng::seed_from_u64(45);
-    let mut a: Vec<Z64> = (0..2000).map(|_| Z64(rng.next_u64())).collect();
-    a.extend(EDGES.map(Z64));
-    a.extend(EDGES.map(|v| Z64(v.wrapping_neg())));
+    let a = ring_and_width_edges(&mut rng);
     let inputs = [a.clone()];
     let plain = on_plain(&ReluGrad, &inputs);
     let with_fss = on_mpc(&fss(13), &ReluGrad, &inputs);
-    assert_eq!(plain, with_fss);
-    assert_eq!(on_mpc(&config(13), &ReluGrad, &inputs), with_fss);
+    assert_eq!(
+        on_mpc(&config(13), &ReluGrad, &inputs),
+        plain,
+        "the adder: whole ring"
+    );
     for (i, &x) in a.iter().enumerate() {
-        // [x > 0], but 1 at -2^63 (whose negation is itself): [-x < 0].
-        let want = u64::from(x.0.wrapping_neg() >> 63 == 1);
-        assert_eq!(with_fss[1][i], Z64(want), "{:#x}", x.0);
+        if within_fss_width(x.to_signed(), F) {
+            assert_eq!(with_fss[0][i], plain[0][i], "{:#x}", x.0);
+            assert_eq!(with_fss[1][i], plain[1][i], "{:#x}", x.0);
+            // [x > 0] there ([-x < 0] differs from it only at -2^63, beyond the range).
+            assert_eq!(
+                with_fss[1][i],
+                Z64(u64::from(x.to_signed() > 0)),
+                "{:#x}",
+                x.0
+            );
+        } else {
+            assert_eq!(with_fss[0][i].0, relu_plain(x.0, w), "{:#x}", x.0);
+            assert_eq!(
+                with_fss[1][i].0,
+                drelu_plain(x.0.wrapping_sub(1), w),
+                "{:#x}",
+                x.0
+            );
+        }
     }
-    assert_eq!(with_fss[1][a.len() - EDGES.len() + 5], Z64(1), "-2^63");
+    // On the adder the backward bit is exact on the whole ring, -2^63 included.
+    assert_eq!(plain[1][2000 + 5], Z64(1), "-2^63");
     // The fss engine keeps it in the ReLU's one round; Plain and the adder keep nothing.
     let n = 100;
     let x = share(&a[..n], &mut rng);
@@ -240,7 +296,7 @@ fn fss_is_negative_costs_one_round_and_eight_bytes_per_element() {
     let x: Vec<Z64> = (0..n).map(|_| Z64(rng.next_u64())).collect();
     let shares = share(&x, &mut rng);
     let key = DreluKey::size(FSS_WIDTH) as u64;
-    let relu_key = ReluKey::size(FSS_WIDTH) as u64;
+    let relu_key = ReluKey::size(fss_width(F)) as u64;
     let counts = run_in_process(&fss(42), |e: &mut LocalMpc| {
         let (t0, o0) = (e.traffic(), e.offline());
         let mut bits = vec![Z64::ZERO; n];
@@ -290,9 +346,13 @@ fn fss_is_negative_costs_one_round_and_eight_bytes_per_element() {
             (1, n as u64 * relu_key),
             "party {party}: ReLU"
         );
-        assert_eq!(reqs, &[Request::Relu { n, m: FSS_WIDTH }], "party {party}");
+        assert_eq!(
+            reqs,
+            &[Request::Relu { n, m: fss_width(F) }],
+            "party {party}"
+        );
     }
-    assert_eq!(relu_key, 2157);
+    assert_eq!(ReluKey::size(FSS_WIDTH), 2157);
     println!(
         "FSS is_negative: 1 round, 8 bytes per element per party online, {key} bytes per \
          element to each party from the dealer; ReLU: 1 round, 8 bytes, {relu_key} bytes"

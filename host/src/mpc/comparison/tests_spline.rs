@@ -11,7 +11,7 @@ use crate::mpc::{run_in_process, share, LocalConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use ringnn_core::approx::{lines, ExpApprox, Lines};
-use ringnn_core::engine::generic;
+use ringnn_core::engine::{fss_width, generic};
 use ringnn_core::{Engine, FracBits, Plain, Z64};
 
 fn fss(seed: u8) -> LocalConfig {
@@ -182,7 +182,7 @@ fn an_fss_max_of_lines_costs_one_gate_and_one_truncation_whatever_its_parts() {
     let mut rng = ChaCha20Rng::seed_from_u64(93);
     let x = enc(&uniform(&mut rng, n, -8.0, 4.0));
     let shares = share(&x, &mut rng);
-    let key = ReluKey::size(FSS_WIDTH) as u64;
+    let key = ReluKey::size(fss_width(F)) as u64;
     for (name, l) in sets() {
         let counts = run_in_process(&fss(21), |e: &mut LocalMpc| {
             let (t0, o0) = (e.traffic(), e.offline());
@@ -211,7 +211,7 @@ fn an_fss_max_of_lines_costs_one_gate_and_one_truncation_whatever_its_parts() {
             // The masked input and the truncation: 8 bytes per element and a header each.
             assert_eq!(*rounds, 2, "{name} party {party}");
             assert_eq!(*sent, 2 * (8 * n as u64 + 8), "{name} party {party}");
-            assert_eq!(reqs[0], Request::Relu { n, m: FSS_WIDTH }, "{name}");
+            assert_eq!(reqs[0], Request::Relu { n, m: fss_width(F) }, "{name}");
             assert_eq!(reqs.len(), 2, "{name}: the keys and the truncation pairs");
             // Each party receives one ReLU key per element (party 1 also the truncation's
             // correction words).
