@@ -177,7 +177,9 @@ pub fn table_md(sum: &Summary, notes: &Notes, paper: Option<&PaperTable>) -> Str
          first health counter that fired (`wrapped` products, `saturated` encodings, \
          `recip_out_of_range`, `empty_rows` of softmax, `label_at_floor`: label probability 0), \
          `none fired` (sound arithmetic, failed learning), `on shares` (two-party runs are not \
-         counted), `uncounted` (float); `(n=k)`: only k of the seeds finished; `[overflow N]`: N values \
+         counted), `uncounted` (float); `none fired` and `uncounted` gain `, uniform output` when the \
+         run ended at the loss of uniform predictions (ln classes: it stopped learning, its \
+         output no longer depends on the input); `(n=k)`: only k of the seeds finished; `[overflow N]`: N values \
          wrapped in Z_2^64, summed over seeds (shown only when non-zero); `failed`: every \
          run of the cell failed (see below); `–`: not run.\n"
     );
@@ -332,7 +334,7 @@ mod tests {
         }
         let md = table_md(&Summary::new(&specs, &records), &Notes::default(), None);
         assert!(
-            md.contains("| exact | 90.0 (+1 diverged: uncounted) | 90.0 ± 0.0 |"),
+            md.contains("| exact | 90.0 (+1 diverged: uncounted, uniform output) | 90.0 ± 0.0 |"),
             "{md}"
         );
         assert!(
@@ -387,6 +389,53 @@ mod tests {
         v.as_object_mut().unwrap().remove("first_fired");
         let r = RunRow::from_value(&v).unwrap();
         assert_eq!(divergence_cause(&r), "wrapped");
+    }
+
+    /// A diverged run whose loss ended at ln(classes) is said to predict uniformly; one
+    /// that blew up, or one on text data, is not.
+    #[test]
+    fn a_run_that_ended_at_the_uniform_loss_says_so() {
+        let row = |data: &str, engine: &str, last: f64| {
+            let mut v = json!({"key": "k", "status": "ok", "engine": engine, "data": data,
+                "diverged": true, "test_accuracy": 0.1,
+                "history": [{"epoch": 1, "train_loss": 2.0}, {"epoch": 2, "train_loss": last}]});
+            if engine == "plain" {
+                let o = v.as_object_mut().unwrap();
+                for k in [
+                    "wrapped",
+                    "saturated",
+                    "empty_rows",
+                    "recip_out_of_range",
+                    "label_at_floor",
+                ] {
+                    o.insert(k.into(), json!(0));
+                }
+            }
+            RunRow::from_value(&v).unwrap()
+        };
+        let ln10 = 10f64.ln();
+        assert_eq!(
+            divergence_cause(&row("cifar10", "float", 2.3024)),
+            "uncounted, uniform output"
+        );
+        assert_eq!(
+            divergence_cause(&row("mnist", "plain", ln10)),
+            "none fired, uniform output"
+        );
+        assert_eq!(
+            divergence_cause(&row("cifar100", "float", ln10)),
+            "uncounted"
+        );
+        assert_eq!(
+            divergence_cause(&row("cifar100", "float", 100f64.ln())),
+            "uncounted, uniform output"
+        );
+        assert_eq!(divergence_cause(&row("cifar10", "float", 3.1)), "uncounted");
+        assert_eq!(
+            divergence_cause(&row("tatoeba", "float", ln10)),
+            "uncounted"
+        );
+        assert_eq!(divergence_cause(&row("mnist", "mpc", ln10)), "on shares");
     }
 
     #[test]

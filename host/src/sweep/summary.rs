@@ -5,6 +5,7 @@
 use super::grid::{Precision, RunSpec};
 use super::store::RunRow;
 use crate::cost::StepCount;
+use crate::train::config::DataKind;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -232,8 +233,39 @@ impl Summary {
 /// its arithmetic and still failed (a learning failure: the rate, or a gradient that
 /// vanished at this precision); `wrapped` for a record of an older build that counted
 /// only overflows; `on shares` for a two-party run and `uncounted` for a float run, whose
-/// health is not counted.
+/// health is not counted. `none fired` and `uncounted` gain `, uniform output` when the
+/// run ended with the loss of uniform predictions ([`uniform_output`]).
 pub fn divergence_cause(r: &RunRow) -> &'static str {
+    let cause = counted_cause(r);
+    match cause {
+        "none fired" if uniform_output(r) => "none fired, uniform output",
+        "uncounted" if uniform_output(r) => "uncounted, uniform output",
+        _ => cause,
+    }
+}
+
+/// Whether a run ended predicting every class alike: the training loss of its last
+/// recorded epoch within 0.5 % of `ln classes` (the loss of uniform predictions), on an
+/// image dataset. Such a run has stopped learning rather than blown up: its logits no
+/// longer depend on the input (a network whose last ReLUs are all off, or whose logits
+/// were driven flat). A two-party run reveals no loss and is never said to be so.
+pub fn uniform_output(r: &RunRow) -> bool {
+    let classes = DataKind::parse(&r.data)
+        .ok()
+        .and_then(DataKind::image)
+        .map(|(_, c)| c);
+    let loss = r.history.last().and_then(|p| p.train_loss).or(r.train_loss);
+    match (classes, loss) {
+        (Some(c), Some(l)) => {
+            let ln = (c as f64).ln();
+            (l - ln).abs() <= 0.005 * ln
+        }
+        _ => false,
+    }
+}
+
+/// [`divergence_cause`] from the health counters alone.
+fn counted_cause(r: &RunRow) -> &'static str {
     match &r.health {
         Some(h) => match h.first_fired.as_deref() {
             // The recorded order of events, where the build tracked it.
