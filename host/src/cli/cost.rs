@@ -6,6 +6,7 @@ use super::{CliError, ConfigError};
 use crate::mpc::Comparison;
 use clap::Args;
 use ringnn_core::approx::{ExpApprox, TanhApprox};
+use ringnn_core::engine::fss_width;
 use std::io::Write;
 
 /// Arguments of `ringnn cost`.
@@ -187,12 +188,28 @@ pub fn cost(args: &CostArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 "the dealer's FSS keys on the opened masked input",
             ),
         };
+        let widths = match cfg.comparison {
+            Comparison::A2b => String::new(),
+            Comparison::Fss => {
+                let w: Vec<String> = cfg
+                    .frac_bits
+                    .iter()
+                    .map(|f| format!("{} at f = {}", fss_width(f.get()), f.get()))
+                    .collect();
+                format!(
+                    " ReLU and spline keys at the reduced width {} (exact where `Plain` counts \
+                     no input beyond it, `beyond_fss_width`); max pooling, arg-max and the \
+                     reciprocal at 64.",
+                    w.join(", ")
+                )
+            }
+        };
         writeln!(
             out,
             "\nrounds and bytes: per batch of {} rows, each party (deterministic); dealer B: \
              {dealer}; time: the slower party in one process, no network or TLS (a lower \
              bound; `--processes` adds each training step's seconds with the dealer and both \
-             servers as processes over TLS on loopback). Comparisons: {} ({how}).",
+             servers as processes over TLS on loopback). Comparisons: {} ({how}).{widths}",
             cfg.rows, cfg.comparison,
         )?;
     }
