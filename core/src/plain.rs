@@ -151,6 +151,27 @@ impl Plain {
         }
     }
 
+    /// Counts the differences compared by [`Engine::is_negative_diff`] (or the tree of
+    /// [`Engine::max_tree`]) outside the signed range of the gates' width,
+    /// `[-2^(W-1), 2^(W-1))` ([`Health::beyond_fss_width`]).
+    #[inline]
+    fn count_diffs_beyond_fss_width(&self, d: impl Iterator<Item = Z64>) {
+        let w = fss_width(self.f());
+        if w < 64 {
+            let lim = 1i64 << (w - 1);
+            let n = d
+                .filter(|v| {
+                    let v = v.to_signed();
+                    v < -lim || v >= lim
+                })
+                .count();
+            self.tally(Health {
+                beyond_fss_width: n as u64,
+                ..Health::default()
+            });
+        }
+    }
+
     #[inline]
     fn f(&self) -> u32 {
         self.fx.frac_bits()
@@ -406,6 +427,10 @@ impl Engine for Plain {
         x.iter_mut().for_each(|a| *a = a.shr_round(bits));
         Ok(())
     }
+    fn is_negative_diff(&mut self, x: &[Z64], out: &mut [Z64]) -> Result<(), Infallible> {
+        self.count_diffs_beyond_fss_width(x.iter().copied());
+        self.is_negative(x, out)
+    }
     fn is_negative(&mut self, x: &[Z64], out: &mut [Z64]) -> Result<(), Infallible> {
         assert_eq!(x.len(), out.len(), "is_negative: length mismatch");
         for (o, &v) in out.iter_mut().zip(x) {
@@ -464,6 +489,7 @@ impl Engine for Plain {
             let h = cnt / 2;
             let w = h * nn;
             let (left, right) = v.split_at_mut(w);
+            self.count_diffs_beyond_fss_width(left.iter().zip(&right[..w]).map(|(&l, &r)| l - r));
             // `left < right` as the generic tree decides it: the sign of the ring difference.
             match sel.as_deref_mut() {
                 Some(s) => {

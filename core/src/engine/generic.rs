@@ -190,7 +190,7 @@ pub fn max_assign<E: Engine + ?Sized>(
     let bits = &mut rest[..n];
     d.copy_from_slice(a);
     e.sub_assign(d, b)?;
-    e.is_negative(d, bits)?;
+    e.is_negative_diff(d, bits)?;
     e.select(bits, b, a, d)?;
     a.copy_from_slice(d);
     Ok(())
@@ -240,7 +240,7 @@ pub fn max_tree<E: Engine + ?Sized>(
         // bits = [left < right]: the right half wins.
         d[..w].copy_from_slice(left);
         e.sub_assign(&mut d[..w], &right[..w])?;
-        e.is_negative(&d[..w], &mut bits[..w])?;
+        e.is_negative_diff(&d[..w], &mut bits[..w])?;
         e.select(&bits[..w], &right[..w], left, &mut t[..w])?;
         left.copy_from_slice(&t[..w]);
         if let Some(s) = sel.as_deref_mut() {

@@ -165,9 +165,11 @@ pub struct Health {
     /// but meaningless.
     pub recip_out_of_range: u64,
     /// ReLU, max-of-lines and clamp inputs outside the range of the two-party engine's
-    /// one-round gates, `|x| < 2^(W-2)` raw for `W = `[`fss_width`]`(f)`: there those gates
-    /// (`--comparison fss`) read the sign of `x mod 2^W` and may differ from this result.
-    /// Not a fault of this run; a run with 0 here computes what those gates compute.
+    /// one-round gates, `|x| < 2^(W-2)` raw for `W = `[`fss_width`]`(f)`, and differences
+    /// compared by [`Engine::is_negative_diff`] outside `[-2^(W-1), 2^(W-1))`: there those
+    /// gates (`--comparison fss`) read the sign of `x mod 2^W` and may differ from this
+    /// result. Not a fault of this run; a run with 0 here computes what those gates
+    /// compute.
     pub beyond_fss_width: u64,
 }
 
@@ -307,6 +309,18 @@ pub trait Engine {
     }
     /// `out[i] = 1` (integer scale) if `x[i] < 0`, else `0`. Lengths equal.
     fn is_negative(&mut self, x: &[Self::Elem], out: &mut [Self::Elem]) -> Result<(), Self::Error>;
+    /// [`Engine::is_negative`] of the differences `a - b` of two values a layer compares
+    /// (the maximum of two, max pooling, arg-max). A two-party engine may compare them at
+    /// the reduced width [`fss_width`]`(f)`, exact for `-2^(W-1) <= x < 2^(W-1)`; `Plain`
+    /// counts the differences outside that range in [`Health::beyond_fss_width`]. The
+    /// default is [`Engine::is_negative`].
+    fn is_negative_diff(
+        &mut self,
+        x: &[Self::Elem],
+        out: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        self.is_negative(x, out)
+    }
     /// `out[i] = if bits[i] == 1 { a[i] } else { b[i] }`, for bits produced by
     /// [`Engine::is_negative`] or derived from them (0 or 1 at integer scale). Lengths equal.
     fn select(

@@ -149,3 +149,31 @@ fn relu_clamp_and_max_of_lines_count_inputs_beyond_the_fss_width() {
     r.relu(&mut x, &mut s).unwrap();
     assert_eq!(health(&r).beyond_fss_width, 0);
 }
+
+#[test]
+fn compared_differences_count_beyond_the_signed_range_of_the_fss_width() {
+    use crate::engine::fss_width;
+    let mut p = plain(13);
+    let lim = 1i64 << (fss_width(13) - 1); // 2^53: differences must lie in [-lim, lim)
+    let half = lim / 2;
+    // a - b: 0, lim - 1, -lim (inside); lim, -lim - 1 (outside).
+    let a = [0, half, -half, half, -half - 1].map(Z64::from_signed);
+    let b = [0, -half + 1, half, -half, half].map(Z64::from_signed);
+    let mut x = a;
+    let mut s = vec![Z64::ZERO; 16];
+    p.max_assign(&mut x, &b, &mut s).unwrap();
+    assert_eq!(health(&p).beyond_fss_width, 2);
+    // The same pairs through the pooling tree (2 candidates per position), with and
+    // without the selection: the same differences, counted each time.
+    let mut v: Vec<Z64> = a.iter().chain(&b).copied().collect();
+    p.max_tree(&mut v, 2, None, &mut []).unwrap();
+    assert_eq!(health(&p).beyond_fss_width, 4);
+    let mut v: Vec<Z64> = a.iter().chain(&b).copied().collect();
+    let mut sel = vec![Z64::ZERO; 10];
+    p.max_tree(&mut v, 2, Some(&mut sel), &mut []).unwrap();
+    assert_eq!(health(&p).beyond_fss_width, 6);
+    // The plain comparison itself counts nothing.
+    let mut bits = [Z64::ZERO; 5];
+    p.is_negative(&a, &mut bits).unwrap();
+    assert_eq!(health(&p).beyond_fss_width, 6);
+}

@@ -197,9 +197,9 @@ pub fn cost(args: &CostArgs, out: &mut dyn Write) -> Result<(), CliError> {
                     .map(|f| format!("{} at f = {}", fss_width(f.get()), f.get()))
                     .collect();
                 format!(
-                    " ReLU and spline keys at the reduced width {} (exact where `Plain` counts \
-                     no input beyond it, `beyond_fss_width`); max pooling, arg-max and the \
-                     reciprocal at 64.",
+                    " ReLU, spline and max (pooling, arg-max) keys at the reduced width {} \
+                     (exact where `Plain` counts no input beyond it, `beyond_fss_width`); the \
+                     reciprocal's comparisons at 64.",
                     w.join(", ")
                 )
             }

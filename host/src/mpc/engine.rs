@@ -92,7 +92,7 @@
 //! (clamp: 1 round, 8 bytes), with `Plain`'s slope for the backward pass.
 
 use super::channel::{Channel, Traffic};
-use super::comparison::{self, Comparison, Spline, SplineError};
+use super::comparison::{self, Comparison, Spline, SplineError, FSS_WIDTH};
 use super::dealer::{ConvProduct, Correlations, OfflineStats};
 use super::protocols::{self, Link};
 use super::wire;
@@ -609,7 +609,21 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
     fn is_negative(&mut self, x: &[Z64], out: &mut [Z64]) -> Result<(), MpcError> {
         match self.comparison {
             Comparison::A2b => protocols::is_negative(&mut self.link, &mut self.corr, x, out),
-            Comparison::Fss => comparison::is_negative_fss(&mut self.link, &mut self.corr, x, out),
+            Comparison::Fss => {
+                comparison::is_negative_fss(&mut self.link, &mut self.corr, x, out, FSS_WIDTH)
+            }
+        }
+    }
+
+    /// With [`Comparison::Fss`], DReLU keys of the reduced width [`fss_width`]`(f)`
+    /// (`Plain` counts the differences beyond it); with the adder, [`Engine::is_negative`].
+    fn is_negative_diff(&mut self, x: &[Z64], out: &mut [Z64]) -> Result<(), MpcError> {
+        match self.comparison {
+            Comparison::A2b => protocols::is_negative(&mut self.link, &mut self.corr, x, out),
+            Comparison::Fss => {
+                let w = fss_width(self.frac_bits());
+                comparison::is_negative_fss(&mut self.link, &mut self.corr, x, out, w)
+            }
         }
     }
 

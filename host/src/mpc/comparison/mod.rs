@@ -90,8 +90,9 @@ impl fmt::Display for Comparison {
 /// `[x < 0]` for every `x` in `Z_2^64` read as signed, as `Plain` and the adder give.
 pub const FSS_WIDTH: u32 = 64;
 
-/// `[out] = [x < 0]` (0 or 1 at integer scale) from the dealer's DReLU keys, exact on
-/// every ring element.
+/// `[out] = [x < 0]` (0 or 1 at integer scale) from the dealer's DReLU keys of width
+/// `width`: exact on every ring element at [`FSS_WIDTH`] = 64, and for
+/// `-2^(width-1) <= x < 2^(width-1)` below it (beyond, the sign of `x mod 2^width`).
 ///
 /// Each party sends `x_i + r_i` (its share of `x` plus its share of the dealer's mask
 /// `r_in = r_0 + r_1`); both add the two and hold the public `x̂ = x + r_in`. Each
@@ -125,13 +126,14 @@ pub fn is_negative_fss<C: Channel, R: Correlations + ?Sized>(
     corr: &mut R,
     x: &[Z64],
     out: &mut [Z64],
+    width: u32,
 ) -> Result<(), MpcError> {
     let n = x.len();
     assert_eq!(n, out.len(), "is_negative: length mismatch");
     if n == 0 {
         return Ok(());
     }
-    let mat = corr.drelu(n, FSS_WIDTH)?;
+    let mat = corr.drelu(n, width)?;
     let x_hat = open_masked(link, "FSS comparison", x, &mat.r)?;
     let party = link.party;
     let ge = drelu_eval_many(party, &mat.keys, &x_hat).map_err(|e| MpcError::Dealer {

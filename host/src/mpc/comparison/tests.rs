@@ -190,6 +190,82 @@ fn fss_relu_equals_plain_within_its_width_and_reads_w_bits_beyond() {
     assert_eq!(on_mpc(&fss(12), &Relu, &inputs), with_fss);
 }
 
+/// The maximum of two, elementwise, with the requests it made.
+struct MaxOfTwo;
+impl Case for MaxOfTwo {
+    fn run<E: Engine<Elem = Z64, Public = Z64>>(
+        &self,
+        e: &mut E,
+        x: &[Vec<Z64>],
+    ) -> Result<Outputs, E::Error> {
+        let mut a = x[0].clone();
+        let mut s = vec![Z64::ZERO; 2 * a.len()];
+        e.max_assign(&mut a, &x[1], &mut s)?;
+        Ok(vec![a])
+    }
+}
+
+#[test]
+fn fss_max_compares_differences_at_the_reduced_width() {
+    // max(a, b) compares a - b with DReLU keys of width W: Plain's result wherever the
+    // difference is in [-2^(W-1), 2^(W-1)), the W-bit reading beyond, and Plain counts
+    // exactly the differences beyond.
+    let w = fss_width(F);
+    let lim = 1i64 << (w - 1);
+    let mut rng = ChaCha20Rng::seed_from_u64(46);
+    let mut a: Vec<Z64> = (0..1000).map(|_| Z64(rng.next_u64())).collect();
+    let mut b: Vec<Z64> = (0..1000).map(|_| Z64(rng.next_u64())).collect();
+    for d in [0, 1, -1, lim - 1, -lim, lim, -lim - 1, 2 * lim] {
+        let base = rng.next_u64() as i64 >> 2;
+        a.push(Z64::from_signed(base.wrapping_add(d)));
+        b.push(Z64::from_signed(base));
+    }
+    let small = enc(&uniform(&mut rng, 200, -4.0, 4.0));
+    let small_b = enc(&uniform(&mut rng, 200, -4.0, 4.0));
+    a.extend(&small);
+    b.extend(&small_b);
+    let inputs = [a.clone(), b.clone()];
+    let plain = on_plain(&MaxOfTwo, &inputs);
+    let with_fss = on_mpc(&fss(15), &MaxOfTwo, &inputs);
+    assert_eq!(
+        on_mpc(&config(15), &MaxOfTwo, &inputs),
+        plain,
+        "the adder: whole ring"
+    );
+    let mut beyond = 0;
+    for i in 0..a.len() {
+        let d = (a[i] - b[i]).to_signed();
+        if (-lim..lim).contains(&d) {
+            assert_eq!(with_fss[0][i], plain[0][i], "a - b = {d}");
+        } else {
+            beyond += 1;
+            let a_wins = drelu_plain((a[i] - b[i]).0, w) == 1;
+            assert_eq!(
+                with_fss[0][i],
+                if a_wins { a[i] } else { b[i] },
+                "a - b = {d}"
+            );
+        }
+    }
+    assert!(
+        beyond > 900,
+        "random pairs mostly differ beyond the width: {beyond}"
+    );
+    assert_eq!(plain_beyond(&MaxOfTwo, &inputs), beyond);
+    // The keys asked for: n DReLU keys of width W.
+    let n = a.len();
+    let reqs = run_in_process(&fss(15), |e: &mut LocalMpc| {
+        let mut x = inputs[0].clone();
+        let mut s = vec![Z64::ZERO; 2 * n];
+        e.record_requests(true);
+        e.max_assign(&mut x, &b, &mut s).unwrap();
+        e.take_requests()
+    });
+    for r in &reqs {
+        assert!(r.contains(&Request::Drelu { n, m: w }), "{r:?}");
+    }
+}
+
 /// ReLU with its derivative bit: what the engine keeps from the forward pass or, where
 /// it keeps nothing (Plain, the adder), the bit [`ringnn_core::layers::Relu::backward`]
 /// recomputes (`[-x < 0]`).
