@@ -80,7 +80,8 @@ use std::time::{Duration, Instant};
 /// convolution triples (their frame tag, and the dealer requests of kinds 7 and 8, with
 /// eight parameters); 4 adds masks reused within a training step (the frame tags of the
 /// dense and convolution backward passes, and the dealer requests of kinds 9 to 12); 5
-/// asks for the ReLU and spline gates' keys at the reduced width `fss_width(f)` (two
+/// asks for the ReLU, spline and max (pooling, arg-max) keys at the reduced width
+/// `fss_width(f)` (two
 /// servers of versions 4 and 5 would ask for keys of different widths for one request).
 pub const PROTOCOL_VERSION: u32 = 5;
 /// The first bytes of a handshake frame.
