@@ -454,6 +454,29 @@ struct Learner<'m, E: Engine> {
     step: u64,
 }
 
+impl<'m, E: Engine> Learner<'m, E> {
+    /// `model` at `params` with zero momentum, before its first step, for a run of
+    /// `total_steps` steps as `cfg` says (softmax, gradient, optimiser, schedule).
+    fn new(cfg: &TrainConfig, model: &'m Seq2Seq, total_steps: u64, params: Vec<E::Elem>) -> Self {
+        let n = model.n_params();
+        Learner {
+            model,
+            loss: SeqXent::new(training_softmax(cfg), cfg.grad),
+            sgd: Sgd {
+                momentum: cfg.momentum,
+                weight_decay: cfg.weight_decay,
+            },
+            sched: cfg.lr_schedule(total_steps),
+            base_lr: cfg.lr,
+            params,
+            velocity: vec![E::Elem::default(); n],
+            grads: vec![E::Elem::default(); n],
+            scratch: Vec::new(),
+            step: 0,
+        }
+    }
+}
+
 impl<E: Engine> epochs::Learner<E> for Learner<'_, E> {
     type Batch = SeqBatch;
 
@@ -639,21 +662,8 @@ where
     let steps_per_epoch = n_train.div_ceil(cfg.batch) as u64;
     let expected = header(cfg, model, e.kind(), data, n_train);
     let sm = training_softmax(cfg);
-    let mut t = Learner {
-        model,
-        loss: SeqXent::new(sm, cfg.grad),
-        sgd: Sgd {
-            momentum: cfg.momentum,
-            weight_decay: cfg.weight_decay,
-        },
-        sched: cfg.lr_schedule(steps_per_epoch * cfg.epochs as u64),
-        base_lr: cfg.lr,
-        params: e.input("initial parameters", &model.init(cfg.seed))?,
-        velocity: vec![E::Elem::default(); n_params],
-        grads: vec![E::Elem::default(); n_params],
-        scratch: Vec::new(),
-        step: 0,
-    };
+    let params = e.input("initial parameters", &model.init(cfg.seed))?;
+    let mut t = Learner::new(cfg, model, steps_per_epoch * cfg.epochs as u64, params);
     let mut from_epoch = 0usize;
     if let Some((h, st)) = resume_from(cfg, &expected)? {
         t.params = elems::<E>(&st.params);
@@ -785,5 +795,7 @@ impl From<Seq2SeqResult> for super::result::TrainResult {
     }
 }
 
+#[cfg(test)]
+mod mpc_tests;
 #[cfg(test)]
 mod tests;
