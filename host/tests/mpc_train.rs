@@ -625,7 +625,8 @@ fn copy_tatoeba(n: usize) -> PathBuf {
 /// Seq2seq on two server processes and a dealer over TLS (the owner in this process):
 /// the revealed test perplexity and token accuracy are `Plain`'s, on a tiny
 /// encoder-decoder and a copy task, with the paper's hard tanh, SecureML sigmoid and
-/// pwl4 softmax at f = 13; the revealed model is `Plain`'s within the truncations' noise.
+/// pwl4 softmax at f = 13; the revealed model is `Plain`'s within the truncations' noise;
+/// a resumed run continues from the servers' checkpoints.
 #[test]
 fn mpc_seq2seq_matches_plain() {
     use ringnn_core::approx::{ExpApprox, SigmoidApprox, TanhApprox};
@@ -723,6 +724,38 @@ fn mpc_seq2seq_matches_plain() {
         e.perplexity
     );
     assert_eq!(m.test_accuracy, e.test_token_accuracy);
+    // The servers checkpointed their shares after each epoch: one more epoch with
+    // --resume continues from them (the dealer's randomness from the operating system,
+    // as a resume requires) and lands where Plain's run of all three epochs does.
+    let more = TrainConfig {
+        epochs: 3,
+        resume: true,
+        insecure_dealer_seed: None,
+        ..cfg.clone()
+    };
+    let r = ringnn_host::mpc::launch::train_mpc_sized(&more, dims, Path::new(EXE)).unwrap();
+    assert_eq!(
+        r.mpc.as_ref().unwrap().steps,
+        2,
+        "only the third epoch runs"
+    );
+    let plain3 = TrainConfig {
+        epochs: 3,
+        checkpoint: Some(tmp("seq2seq-plain3")),
+        ..plain_cfg.clone()
+    };
+    let corpus = seq2seq::load_corpus(&plain3, dims).unwrap();
+    let p3 = seq2seq::train_on_corpus(&plain3, plain3.sigmoid, dims, corpus, "tatoeba").unwrap();
+    let r3 = r.perplexity.unwrap();
+    eprintln!(
+        "after a resumed third epoch: mpc {r3}, plain {}",
+        p3.perplexity
+    );
+    assert!(
+        (r3 - p3.perplexity).abs() <= 0.02 * p3.perplexity,
+        "mpc {r3} plain {}",
+        p3.perplexity
+    );
     // Training on shares against Plain (measured 0.04%); a wrong mask, a misplaced target
     // or a lost update moves the perplexity by far more than 1%.
     assert!((pm - pp).abs() <= 0.01 * pp, "mpc {pm} plain {pp}");
