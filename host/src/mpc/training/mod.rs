@@ -1,5 +1,5 @@
 //! Secure training: two servers train a network (an image model, or the seq2seq
-//! encoder-decoder: [`seq2seq`]) on secret-shared data with a dealer's help, each as its
+//! encoder-decoder: `training::seq2seq`) on secret-shared data with a dealer's help, each as its
 //! own process, and only the data owner learns the results.
 //!
 //! # Roles and files
@@ -8,7 +8,7 @@
 //!   additive sharings with a cryptographic RNG: `server0/shares.bin` and
 //!   `server1/shares.bin` (training images, one-hot training labels, test images, initial
 //!   parameters and buffers; for seq2seq, the one-hot sentence pairs padded to a fixed
-//!   length with their masks, and the initial parameters: [`JobSpec::share_lens`]; each
+//!   length with their masks, and the initial parameters: `JobSpec::share_lens`; each
 //!   file alone is uniformly random). The public job
 //!   description (`job.json`: the whole training configuration and the data's shape,
 //!   [`super::job`]) goes to both servers; the test labels stay in the owner's `owner.json`. Every
@@ -47,7 +47,7 @@
 //! a setting and not a property of the data), and which positions hold a word travels
 //! in shared masks that the model multiplies by, so no batch's shape, no branch and no
 //! opened value depends on a sentence's length; the price is the steps a batch of short
-//! sentences would not need. See [`seq2seq`]. (The plaintext runs pad each batch to its
+//! sentences would not need. See `training::seq2seq`. (The plaintext runs pad each batch to its
 //! longest pair; the results are the same bit for bit on `Plain`, as a test checks.)
 //!
 //! # Faults
@@ -106,7 +106,8 @@ pub struct TrainServerConfig {
     pub job: PathBuf,
     /// This server's share file.
     pub shares: PathBuf,
-    /// Output folder: `model.bin`, `predictions.bin` (shares) and `report.json`.
+    /// Output folder: `model.bin`, `predictions.bin` (and for seq2seq `probabilities.bin`;
+    /// shares) and `report.json`.
     pub out: PathBuf,
     /// Checkpoint folder (this server's shares of the model state, every epoch).
     pub checkpoint: Option<PathBuf>,
@@ -258,7 +259,12 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
     }
     // Outputs of an earlier run in this folder go now: a rerun that fails before it
     // writes its own must leave nothing that `reveal` could take for its result.
-    for name in ["predictions.bin", "model.bin", "report.json"] {
+    for name in [
+        "predictions.bin",
+        "probabilities.bin",
+        "model.bin",
+        "report.json",
+    ] {
         let path = cfg.out.join(name);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

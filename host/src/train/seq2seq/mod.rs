@@ -1,7 +1,8 @@
 //! Sequence-to-sequence translation (English to French, Tatoeba): a GRU encoder-decoder
-//! trained in fixed point (`Plain`) or floating point (`Float<f32>`), the recurrent
-//! experiment of the paper (section 3.2, Table 3: perplexity with hard tanh and 4- to
-//! 7-part piecewise-linear softmax).
+//! trained in fixed point (`Plain`), floating point (`Float<f32>`) or on two servers'
+//! shares (the same `Learner` over shared batches: `crate::mpc::training`), the
+//! recurrent experiment of the paper (section 3.2, Table 3: perplexity with hard tanh and
+//! 4- to 7-part piecewise-linear softmax).
 //!
 //! # Model
 //! ```text
@@ -33,7 +34,7 @@
 //! batch is a power of two), so the learning rate is per sentence, not per token.
 //!
 //! # Reporting
-//! Each epoch: the mean training cross-entropy per target token (from the revealed
+//! On `Plain` and `Float`, each epoch: the mean training cross-entropy per target token (from the revealed
 //! probability of each target), the test perplexity `exp(mean cross-entropy per target
 //! token)` with teacher forcing (EOS counted, padding not), computed from revealed
 //! probabilities of the model's own (approximated) softmax, the test token accuracy
