@@ -410,9 +410,24 @@ fn an_mpc_run_the_servers_cannot_compute_is_refused_before_any_process_starts() 
         !err.contains("secure training in"),
         "a process started: {err}"
     );
+    // Seq2seq trains on two servers too, and is held to the same checks.
+    let out = ringnn(&[
+        "train", "--engine", "mpc", "--model", "seq2seq", "--data", "tatoeba", "--exp", "exact",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--exp") && !err.contains("secure training in"),
+        "{err}"
+    );
+    // Without its corpus, the owner's side fails before a dealer or server starts.
     let out = ringnn(&[
         "train", "--engine", "mpc", "--model", "seq2seq", "--data", "tatoeba",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--engine") && err.contains("seq2seq"), "{err}");
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--data-dir") && !err.contains("[dealer]"),
+        "{err}"
+    );
 }

@@ -257,9 +257,14 @@ pub(super) fn share_command(a: &ShareArgs, out: &mut dyn Write) -> Result<(), Cl
     let s = crate::mpc::owner::share_job(&cfg, &a.out)?;
     writeln!(
         out,
-        "shared {} training and {} test images of {} for {}: {} and {} (one per server), {} (both), {} (keep)",
+        "shared {} training and {} test {} of {} for {}: {} and {} (one per server), {} (both), {} (keep)",
         s.job.train_samples,
         s.job.test_samples,
+        if s.job.seq2seq.is_some() {
+            "sentence pairs"
+        } else {
+            "images"
+        },
         s.job.config.data,
         s.job.config.model,
         s.shares[0].display(),
@@ -286,7 +291,15 @@ pub(super) fn reveal_command(a: &RevealArgs, out: &mut dyn Write) -> Result<(), 
         writeln!(
             out,
             "{}",
-            serde_json::json!({"test_accuracy": r.test_accuracy, "test_samples": r.predictions.len(), "checkpoint": r.checkpoint})
+            serde_json::json!({"test_accuracy": r.test_accuracy, "perplexity": r.perplexity, "test_samples": r.predictions.len(), "checkpoint": r.checkpoint})
+        )?;
+    } else if let Some(p) = r.perplexity {
+        writeln!(
+            out,
+            "test perplexity {p:.2}, token accuracy {:.2}% on {} target tokens; model written to {}",
+            100.0 * r.test_accuracy,
+            r.predictions.len(),
+            r.checkpoint.display()
         )?;
     } else {
         writeln!(

@@ -158,7 +158,7 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
         // The two-party servers and the dealer (child processes) inherit it.
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());
     }
-    if cfg.model == crate::train::Model::Seq2seq {
+    if cfg.model == crate::train::Model::Seq2seq && cfg.engine != crate::train::EngineKind::Mpc {
         let r = crate::train::seq2seq::train_seq2seq(&cfg, cfg.sigmoid, Default::default())?;
         if args.json {
             writeln!(out, "{}", serde_json::to_string(&r)?)?;
@@ -195,15 +195,19 @@ pub fn train(args: &TrainArgs, out: &mut dyn Write) -> Result<(), CliError> {
     } else if let Some(m) = &r.mpc {
         writeln!(
             out,
-            "{} on {} ({} train / {} test), two servers over TLS f={}, exp {}, grad {}: test accuracy {:.2}% (revealed to the owner only at the end) after {} epochs; {:.1} samples/s; per step {:.0} / {:.0} bytes sent by server 0 / 1 and {:.0} rounds; model in {}",
+            "{} on {} ({} train / {} test), two servers over TLS f={}, exp {}{}, grad {}: test {} (revealed to the owner only at the end) after {} epochs; {:.1} samples/s; per step {:.0} / {:.0} bytes sent by server 0 / 1 and {:.0} rounds; model in {}",
             r.model,
             r.data,
             r.train_samples,
             r.test_samples,
             r.frac_bits.unwrap_or_default(),
             r.exp,
+            r.tanh.as_ref().map_or(String::new(), |t| format!(", tanh {t}")),
             r.grad,
-            100.0 * r.test_accuracy,
+            match r.perplexity {
+                Some(p) => format!("perplexity {p:.2}, token accuracy {:.2}%", 100.0 * r.test_accuracy),
+                None => format!("accuracy {:.2}%", 100.0 * r.test_accuracy),
+            },
             r.epochs,
             r.samples_per_sec,
             m.bytes_per_step[0],

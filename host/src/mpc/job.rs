@@ -6,7 +6,8 @@ use super::server::ServerError;
 use super::PartyId;
 use crate::data::Shape;
 use crate::train::model::{self, Net};
-use crate::train::{EngineKind, TrainConfig};
+use crate::train::seq2seq::Seq2Seq;
+use crate::train::{EngineKind, Model, TrainConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use ringnn_core::layers::Image;
@@ -16,9 +17,29 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 
-/// Version of `job.json` and of the servers' handshake: 2 holds the whole training
+/// Version of `job.json`, of the share files' tensor list and of the servers' handshake:
+/// 3 adds the seq2seq jobs (`seq2seq`, and their tensors), 2 holds the whole training
 /// configuration (1 mirrored some of its fields and fixed the rest).
-pub const JOB_VERSION: u32 = 2;
+pub const JOB_VERSION: u32 = 3;
+
+/// The public sizes of a seq2seq job: the model's and the fixed number of steps every
+/// batch is padded to (so that no batch's shape tells a sentence's length).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeqJob {
+    /// Source vocabulary size.
+    pub src_vocab: usize,
+    /// Target vocabulary size.
+    pub tgt_vocab: usize,
+    /// Embedding dimension.
+    pub embed: usize,
+    /// Hidden size.
+    pub hidden: usize,
+    /// Encoder steps: the longest source the data may hold.
+    pub src_steps: usize,
+    /// Decoder steps: the longest target the data may hold, plus one (BOS in, EOS out).
+    pub tgt_steps: usize,
+}
 
 /// The public description of a training job: what both servers must agree on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,6 +61,10 @@ pub struct JobSpec {
     pub train_samples: usize,
     /// Test samples.
     pub test_samples: usize,
+    /// The sizes of a seq2seq job (`null` for an image model, whose data is images of
+    /// `channels x height x width` in `classes` classes; a seq2seq job has 0 there and
+    /// its target vocabulary as `classes`).
+    pub seq2seq: Option<SeqJob>,
 }
 
 impl JobSpec {
@@ -63,7 +88,43 @@ impl JobSpec {
             classes,
             train_samples: n[0],
             test_samples: n[1],
+            seq2seq: None,
         }
+    }
+
+    /// The job of training seq2seq as `cfg` says with sizes `s` on `n` (training, test)
+    /// sentence pairs.
+    pub fn seq2seq(cfg: &TrainConfig, s: SeqJob, n: [usize; 2]) -> Self {
+        let shape = Shape {
+            channels: 0,
+            height: 0,
+            width: 0,
+        };
+        JobSpec {
+            seq2seq: Some(s),
+            ..JobSpec::new(cfg, shape, s.tgt_vocab, n)
+        }
+    }
+
+    /// The encoder-decoder of a seq2seq job.
+    ///
+    /// # Errors
+    /// An image job.
+    pub fn seq2seq_model(&self) -> Result<(Seq2Seq, SeqJob), String> {
+        let s = self
+            .seq2seq
+            .ok_or_else(|| format!("{} is an image model, not seq2seq", self.config.model))?;
+        Ok((
+            Seq2Seq {
+                src_vocab: s.src_vocab,
+                tgt_vocab: s.tgt_vocab,
+                embed: s.embed,
+                hidden: s.hidden,
+                sigmoid: self.config.sigmoid,
+                tanh: self.config.tanh,
+            },
+            s,
+        ))
     }
 
     /// The image shape.
@@ -80,6 +141,9 @@ impl JobSpec {
     /// # Errors
     /// A model that does not fit the images.
     pub fn net(&self) -> Result<Net, String> {
+        if self.seq2seq.is_some() {
+            return Err("a seq2seq job has no image network".into());
+        }
         let input = Image {
             batch: 1,
             channels: self.channels,
@@ -89,17 +153,52 @@ impl JobSpec {
         model::build(self.config.model.name(), input, self.classes)
     }
 
-    /// The tensor lengths of a server's share file, in order: training images, one-hot
-    /// training labels, test images, parameters, buffers.
-    pub(crate) fn share_lens(&self, net: &Net) -> [usize; 5] {
-        let px = self.shape().len();
-        [
-            self.train_samples * px,
-            self.train_samples * self.classes,
-            self.test_samples * px,
-            net.n_params,
-            net.n_buffers,
-        ]
+    /// The tensor lengths of a server's share file after its tag, in order, and what
+    /// they are. An image job: training images, one-hot training labels, test images,
+    /// parameters, buffers. A seq2seq job, for the training pairs then the test pairs:
+    /// one-hot sources (`src_steps x V_s` per pair, reversed, padded), source masks
+    /// (`src_steps`), one-hot target sequences (`tgt_steps + 1 x V_t`: BOS, the target,
+    /// EOS, padding; the decoder reads the first `tgt_steps` and predicts the last),
+    /// target masks (`tgt_steps`, training only); then the parameters.
+    ///
+    /// # Errors
+    /// A model that does not fit the data.
+    pub(crate) fn share_lens(&self) -> Result<(Vec<usize>, &'static str), String> {
+        let n = [self.train_samples, self.test_samples];
+        match self.seq2seq {
+            None => {
+                let net = self.net()?;
+                let px = self.shape().len();
+                Ok((
+                    vec![
+                        n[0] * px,
+                        n[0] * self.classes,
+                        n[1] * px,
+                        net.n_params,
+                        net.n_buffers,
+                    ],
+                    "images, labels, test images, parameters, buffers",
+                ))
+            }
+            Some(s) => {
+                let (m, _) = self.seq2seq_model()?;
+                let (src, seq) = (s.src_steps * s.src_vocab, (s.tgt_steps + 1) * s.tgt_vocab);
+                Ok((
+                    vec![
+                        n[0] * src,
+                        n[0] * s.src_steps,
+                        n[0] * seq,
+                        n[0] * s.tgt_steps,
+                        n[1] * src,
+                        n[1] * s.src_steps,
+                        n[1] * seq,
+                        m.n_params(),
+                    ],
+                    "sources, source masks, target sequences, target masks, test sources, \
+                     test source masks, test target sequences, parameters",
+                ))
+            }
+        }
     }
 
     /// A digest of the canonical JSON, exchanged in the handshake.
@@ -117,7 +216,50 @@ impl JobSpec {
         if self.train_samples == 0 || self.test_samples == 0 {
             return Err("train_samples and test_samples must be at least 1".into());
         }
-        self.net().map(drop)
+        let seq = self.config.model == Model::Seq2seq;
+        match self.seq2seq {
+            Some(_) if !seq => Err(format!(
+                "seq2seq: sizes of a seq2seq job, but model {}",
+                self.config.model
+            )),
+            None if seq => Err("seq2seq: model seq2seq needs its sizes (null)".into()),
+            Some(s) => {
+                let sizes = [
+                    s.src_vocab,
+                    s.tgt_vocab,
+                    s.embed,
+                    s.hidden,
+                    s.src_steps,
+                    s.tgt_steps,
+                ];
+                if sizes.contains(&0) {
+                    return Err(format!("seq2seq: every size must be at least 1: {s:?}"));
+                }
+                // Bounds that keep every product of sizes (parameters, tensor lengths) far
+                // from overflowing: a damaged job is an error, never a panic.
+                if sizes.iter().any(|&n| n > 1 << 20) {
+                    return Err(format!("seq2seq: sizes too large (at most 2^20): {s:?}"));
+                }
+                if s.tgt_vocab != self.classes || s.tgt_vocab <= crate::data::text::EOS as usize {
+                    return Err(format!(
+                        "seq2seq: target vocabulary {} (classes {}) must hold BOS and EOS",
+                        s.tgt_vocab, self.classes
+                    ));
+                }
+                // Each tensor's length must fit in memory's words: the share file says
+                // the same, but a job must be refused before any is read.
+                let words = self
+                    .train_samples
+                    .checked_add(self.test_samples)
+                    .and_then(|n| n.checked_mul(s.tgt_steps + 1))
+                    .and_then(|n| n.checked_mul(s.tgt_vocab.max(s.src_vocab)));
+                if words.is_none_or(|w| w > 1 << 40) {
+                    return Err(format!("seq2seq: sizes too large: {s:?}"));
+                }
+                Ok(())
+            }
+            None => self.net().map(drop),
+        }
     }
 
     /// Reads `job.json`.
@@ -363,7 +505,6 @@ pub fn parse_shares(b: &[u8]) -> Result<Vec<Vec<Z64>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::{EngineKind, Model};
     use ringnn_core::approx::ExpApprox;
 
     fn job() -> JobSpec {
@@ -414,7 +555,7 @@ mod tests {
         let mut old = job();
         old.version = 1;
         let e = load(&old);
-        assert!(e.contains("job version 1, this ringnn reads 2"), "{e}");
+        assert!(e.contains("job version 1, this ringnn reads 3"), "{e}");
         let mut plain = job();
         plain.config.engine = EngineKind::Plain;
         let e = load(&plain);
@@ -423,6 +564,86 @@ mod tests {
         (tiny.height, tiny.width) = (4, 4);
         let e = load(&tiny);
         assert!(e.contains("job.json"), "{e}");
+    }
+
+    fn seq_job() -> JobSpec {
+        let cfg = TrainConfig {
+            model: Model::Seq2seq,
+            data: crate::train::DataKind::Tatoeba,
+            engine: EngineKind::Mpc,
+            ..TrainConfig::default()
+        };
+        let s = SeqJob {
+            src_vocab: 20,
+            tgt_vocab: 30,
+            embed: 4,
+            hidden: 8,
+            src_steps: 10,
+            tgt_steps: 11,
+        };
+        JobSpec::seq2seq(&cfg, s, [64, 16])
+    }
+
+    #[test]
+    fn a_seq2seq_job_round_trips_with_its_sizes_and_tensors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.json");
+        let j = seq_job();
+        write_sealed(&path, &j).unwrap();
+        assert_eq!(JobSpec::load(&path).unwrap(), j);
+        let (lens, _) = j.share_lens().unwrap();
+        let (m, _) = j.seq2seq_model().unwrap();
+        assert_eq!(
+            lens,
+            [
+                64 * 10 * 20,
+                64 * 10,
+                64 * 12 * 30,
+                64 * 11,
+                16 * 10 * 20,
+                16 * 10,
+                16 * 12 * 30,
+                m.n_params()
+            ]
+        );
+        assert!(j.net().is_err());
+    }
+
+    #[test]
+    fn a_seq2seq_job_without_sizes_or_with_bad_ones_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.json");
+        let load = |j: &JobSpec| {
+            write_sealed(&path, j).unwrap();
+            JobSpec::load(&path).unwrap_err().to_string()
+        };
+        let mut none = seq_job();
+        none.seq2seq = None;
+        let e = load(&none);
+        assert!(
+            e.contains("job.json") && e.contains("needs its sizes"),
+            "{e}"
+        );
+        let mut image = job();
+        image.seq2seq = seq_job().seq2seq;
+        let e = load(&image);
+        assert!(e.contains("sizes of a seq2seq job, but model lenet"), "{e}");
+        let mut zero = seq_job();
+        zero.seq2seq.as_mut().unwrap().hidden = 0;
+        let e = load(&zero);
+        assert!(e.contains("at least 1"), "{e}");
+        let mut huge = seq_job();
+        huge.seq2seq.as_mut().unwrap().src_vocab = usize::MAX / 2;
+        let e = load(&huge);
+        assert!(e.contains("too large"), "{e}");
+        let mut wide = seq_job();
+        wide.seq2seq.as_mut().unwrap().hidden = 1 << 40;
+        let e = load(&wide);
+        assert!(e.contains("too large"), "{e}");
+        let mut classes = seq_job();
+        classes.classes = 7;
+        let e = load(&classes);
+        assert!(e.contains("target vocabulary 30 (classes 7)"), "{e}");
     }
 
     #[test]

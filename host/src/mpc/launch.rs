@@ -13,7 +13,7 @@ use super::job::read_shares;
 use super::job::{io_err, read_json};
 use super::keys::keygen;
 use super::net::{NetConfig, SessionId};
-use super::owner::{reveal, share_job};
+use super::owner::{reveal, share_job_sized};
 use super::server::{
     owner_dense_shares, run_server_on, synthetic_inputs, Job, PeerLink, ServerConfig, ServerReport,
 };
@@ -22,6 +22,7 @@ use super::PartyId;
 use super::{reconstruct, ServerError};
 use crate::train::result::MpcCost;
 use crate::train::run::{training_softmax, TrainResult};
+use crate::train::seq2seq::Seq2SeqDims;
 use crate::train::TrainConfig;
 use ringnn_core::{Plain, Z64};
 use std::fs;
@@ -492,6 +493,19 @@ pub fn train_server_args(cfg: &TrainServerConfig) -> Vec<String> {
 /// anyone who knows it can unmask every message, so it is never for real data; it is
 /// refused with `--resume`, which would reuse the dealer's masks on new values.
 pub fn train_mpc(cfg: &TrainConfig, exe: &Path) -> Result<TrainResult, ServerError> {
+    train_mpc_sized(cfg, Seq2SeqDims::default(), exe)
+}
+
+/// [`train_mpc`] with the encoder-decoder's sizes and text preparation `dims` (seq2seq;
+/// ignored for the image models), as [`crate::train::seq2seq::train_seq2seq`] takes them.
+///
+/// # Errors
+/// As [`train_mpc`].
+pub fn train_mpc_sized(
+    cfg: &TrainConfig,
+    dims: Seq2SeqDims,
+    exe: &Path,
+) -> Result<TrainResult, ServerError> {
     cfg.validate()
         .map_err(|e| ServerError::Config(e.to_string()))?;
     stop_on_signal();
@@ -514,7 +528,7 @@ pub fn train_mpc(cfg: &TrainConfig, exe: &Path) -> Result<TrainResult, ServerErr
         }
     };
     let temporary = cfg.checkpoint.is_none();
-    train_mpc_in(cfg, exe, &dir).map(|mut r| {
+    train_mpc_in(cfg, dims, exe, &dir).map(|mut r| {
         if temporary {
             r.checkpoint = None;
             if let Some(m) = &mut r.mpc {
@@ -525,9 +539,14 @@ pub fn train_mpc(cfg: &TrainConfig, exe: &Path) -> Result<TrainResult, ServerErr
     })
 }
 
-fn train_mpc_in(cfg: &TrainConfig, exe: &Path, dir: &Path) -> Result<TrainResult, ServerError> {
+fn train_mpc_in(
+    cfg: &TrainConfig,
+    dims: Seq2SeqDims,
+    exe: &Path,
+    dir: &Path,
+) -> Result<TrainResult, ServerError> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let shared = share_job(cfg, dir)?;
+    let shared = share_job_sized(cfg, dims, dir)?;
     let keys = dir.join("keys");
     keygen(&keys)?;
     check_interrupted()?;
@@ -595,6 +614,14 @@ fn train_mpc_in(cfg: &TrainConfig, exe: &Path, dir: &Path) -> Result<TrainResult
         &dir.join("model"),
     )?;
     let job = &shared.job;
+    let parameters = match job.seq2seq {
+        Some(_) => job
+            .seq2seq_model()
+            .map_err(ServerError::Config)?
+            .0
+            .n_params(),
+        None => job.net().map_err(ServerError::Config)?.n_params,
+    };
     let r0 = &reports[0];
     let secs = reports.iter().map(|r| r.train_seconds).fold(0.0, f64::max);
     let steps = r0.steps.max(1);
@@ -605,28 +632,32 @@ fn train_mpc_in(cfg: &TrainConfig, exe: &Path, dir: &Path) -> Result<TrainResult
         engine: "mpc".into(),
         frac_bits: Some(tc.frac_bits.get()),
         exp: tc.exp.name().into(),
-        tanh: None,
+        tanh: job.seq2seq.map(|_| tc.tanh.name().into()),
         grad: tc.grad.name().into(),
         subtract_max: training_softmax(tc).subtract_max,
         epochs: tc.epochs,
         train_samples: job.train_samples,
         test_samples: job.test_samples,
         test_accuracy: revealed.test_accuracy,
-        perplexity: None,
+        perplexity: revealed.perplexity,
         train_loss: f64::NAN,
         train_seconds: secs,
         samples_per_sec: r0.samples as f64 / secs.max(1e-9),
         overflow_count: 0,
         health: None,
-        parameters: job.net().map_err(ServerError::Config)?.n_params,
+        parameters,
         history: Vec::new(),
         checkpoint: Some(revealed.checkpoint),
-        diverged: crate::train::result::diverged(
-            revealed.test_accuracy,
-            job.classes,
-            f64::NAN,
-            f64::NAN,
-        ),
+        // Perplexity, not accuracy at chance, tells a sequence model's failure.
+        diverged: match revealed.perplexity {
+            Some(p) => !p.is_finite(),
+            None => crate::train::result::diverged(
+                revealed.test_accuracy,
+                job.classes,
+                f64::NAN,
+                f64::NAN,
+            ),
+        },
         mpc: Some(MpcCost {
             bytes_sent: [reports[0].online_sent, reports[1].online_sent],
             rounds: r0.rounds,

@@ -439,13 +439,6 @@ impl TrainConfig {
                  (pwl4, taylor3, secureml, ...) for --engine mpc",
             ));
         }
-        if self.model == Model::Seq2seq {
-            return Err(value(
-                "engine",
-                "mpc trains the image models (mlp, lenet, resnet20, resnet32, resnet18); seq2seq \
-                 runs on plain and float",
-            ));
-        }
         if self.resume && self.insecure_dealer_seed.is_some() {
             return Err(value(
                 "insecure-dealer-seed",

@@ -141,7 +141,7 @@ pub(crate) trait Observer<E: Engine, L: Learner<E>> {
     /// An epoch of `samples` begins.
     fn start_epoch(&mut self, _epoch: usize, _samples: usize) {}
 
-    /// One training step; returns what [`Learner::train_step`] does.
+    /// One training step on samples `idx`; returns what [`Learner::train_step`] does.
     ///
     /// # Errors
     /// What the engine reports.
@@ -149,6 +149,7 @@ pub(crate) trait Observer<E: Engine, L: Learner<E>> {
         &mut self,
         e: &mut E,
         t: &mut L,
+        _idx: &[usize],
         batch: &mut L::Batch,
     ) -> Result<Vec<E::Elem>, Self::Error> {
         Ok(t.train_step(e, batch)?)
@@ -223,7 +224,7 @@ where
         let start = Instant::now();
         for chunk in order.chunks(plan.batch) {
             let mut batch = data.batch(e, chunk, plan.augment.then_some(&mut rng))?;
-            let out = obs.step(e, t, &mut batch)?;
+            let out = obs.step(e, t, chunk, &mut batch)?;
             obs.after_step(e, chunk, &batch, out)?;
         }
         obs.end_epoch(e, t, epoch, start.elapsed().as_secs_f64())?;

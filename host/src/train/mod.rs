@@ -26,9 +26,9 @@ pub use config::{ConfigError, DataKind, EngineKind, Model, ScheduleSpec, TrainCo
 pub use error::TrainError;
 pub use result::{EpochStats, MpcCost, RunHealth, TrainResult};
 
-/// Trains as `cfg` says on its engine: `Float` or `Plain` in this process, seq2seq through
-/// its own model, or two servers on shares started as child processes of the `ringnn`
-/// binary ([`crate::mpc::launch::train_mpc`]). Progress goes to stderr.
+/// Trains as `cfg` says on its engine: `Float` or `Plain` in this process (seq2seq through
+/// its own learner), or two servers on shares started as child processes of the `ringnn`
+/// binary ([`crate::mpc::launch::train_mpc`], every model). Progress goes to stderr.
 ///
 /// # Errors
 /// A configuration that does not validate, bad data, an unencodable value, a checkpoint
@@ -36,14 +36,14 @@ pub use result::{EpochStats, MpcCost, RunHealth, TrainResult};
 pub fn train(cfg: &TrainConfig) -> Result<TrainResult, TrainError> {
     cfg.validate()?;
     match (cfg.model, cfg.engine) {
-        (Model::Seq2seq, _) => {
-            Ok(seq2seq::train_seq2seq(cfg, cfg.sigmoid, Default::default())?.into())
-        }
         (_, EngineKind::Mpc) => {
             let exe = crate::mpc::launch::ringnn_exe().map_err(|e| {
                 TrainError::Config(format!("the ringnn binary for the servers: {e}"))
             })?;
             crate::mpc::launch::train_mpc(cfg, &exe).map_err(|e| TrainError::Mpc(Box::new(e)))
+        }
+        (Model::Seq2seq, _) => {
+            Ok(seq2seq::train_seq2seq(cfg, cfg.sigmoid, Default::default())?.into())
         }
         _ => run::train_plaintext(cfg),
     }

@@ -294,6 +294,7 @@ where
         &mut self,
         e: &mut E,
         t: &mut Trainer<'n, E>,
+        _: &[usize],
         (x, y): &mut Batch<E::Elem>,
     ) -> Result<Vec<E::Elem>, TrainError> {
         let b = y.len() / self.net.classes;

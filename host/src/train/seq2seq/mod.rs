@@ -1,7 +1,8 @@
 //! Sequence-to-sequence translation (English to French, Tatoeba): a GRU encoder-decoder
-//! trained in fixed point (`Plain`) or floating point (`Float<f32>`), the recurrent
-//! experiment of the paper (section 3.2, Table 3: perplexity with hard tanh and 4- to
-//! 7-part piecewise-linear softmax).
+//! trained in fixed point (`Plain`), floating point (`Float<f32>`) or on two servers'
+//! shares (the same `Learner` over shared batches: `crate::mpc::training`), the
+//! recurrent experiment of the paper (section 3.2, Table 3: perplexity with hard tanh and
+//! 4- to 7-part piecewise-linear softmax).
 //!
 //! # Model
 //! ```text
@@ -33,7 +34,7 @@
 //! batch is a power of two), so the learning rate is per sentence, not per token.
 //!
 //! # Reporting
-//! Each epoch: the mean training cross-entropy per target token (from the revealed
+//! On `Plain` and `Float`, each epoch: the mean training cross-entropy per target token (from the revealed
 //! probability of each target), the test perplexity `exp(mean cross-entropy per target
 //! token)` with teacher forcing (EOS counted, padding not), computed from revealed
 //! probabilities of the model's own (approximated) softmax, the test token accuracy
@@ -50,8 +51,9 @@ use super::result::RunHealth;
 use super::run::{argmax, elems, engine_err, resume_from, training_softmax, TrainError};
 use crate::data::text::{self, Corpus, Pair};
 use crate::{data, gemm};
+pub(crate) use model::Inputs;
 use model::{grow, ones_at};
-pub use model::{Seq2Seq, Seq2SeqDims, SeqBatch};
+pub use model::{Seq2Seq, Seq2SeqDims, SeqBatch, Steps};
 use ringnn_core::approx::SigmoidApprox;
 use ringnn_core::layers::{rnn, sequence_loss, SeqXent};
 use ringnn_core::optim::{Schedule, Sgd};
@@ -171,6 +173,15 @@ pub fn train_seq2seq(
     dims: Seq2SeqDims,
 ) -> Result<Seq2SeqResult, TrainError> {
     check_config(cfg, dims)?;
+    let corpus = load_corpus(cfg, dims)?;
+    train_on_corpus(cfg, sigmoid, dims, corpus, "tatoeba")
+}
+
+/// The Tatoeba corpus of the data directory (`cfg.data_dir`, else `RINGNN_DATA`).
+///
+/// # Errors
+/// No data directory, or bad data.
+pub fn load_corpus(cfg: &TrainConfig, dims: Seq2SeqDims) -> Result<Corpus, TrainError> {
     let dir = data::data_dir(cfg.data_dir.as_deref()).ok_or_else(|| {
         TrainError::Config(
             "--model seq2seq trains on Tatoeba and needs a data directory holding \
@@ -178,23 +189,14 @@ pub fn train_seq2seq(
                 .into(),
         )
     })?;
-    let corpus = text::load_tatoeba(&dir, &dims.text)?;
-    train_on_corpus(cfg, sigmoid, dims, corpus, "tatoeba")
+    Ok(text::load_tatoeba(&dir, &dims.text)?)
 }
 
-/// [`train_seq2seq`] on a corpus already loaded; `data` names it in the result and the
-/// checkpoint.
+/// `corpus` cut to `cfg.train_limit` and `cfg.test_limit` pairs.
 ///
 /// # Errors
-/// As [`train_seq2seq`].
-pub fn train_on_corpus(
-    cfg: &TrainConfig,
-    sigmoid: SigmoidApprox,
-    dims: Seq2SeqDims,
-    mut corpus: Corpus,
-    data: &str,
-) -> Result<Seq2SeqResult, TrainError> {
-    check_config(cfg, dims)?;
+/// An empty training or test set.
+pub fn limit_corpus(cfg: &TrainConfig, mut corpus: Corpus) -> Result<Corpus, TrainError> {
     if let Some(n) = cfg.train_limit {
         corpus.train.truncate(n);
     }
@@ -209,6 +211,23 @@ pub fn train_on_corpus(
             corpus.test.len()
         )));
     }
+    Ok(corpus)
+}
+
+/// [`train_seq2seq`] on a corpus already loaded; `data` names it in the result and the
+/// checkpoint.
+///
+/// # Errors
+/// As [`train_seq2seq`].
+pub fn train_on_corpus(
+    cfg: &TrainConfig,
+    sigmoid: SigmoidApprox,
+    dims: Seq2SeqDims,
+    corpus: Corpus,
+    data: &str,
+) -> Result<Seq2SeqResult, TrainError> {
+    check_config(cfg, dims)?;
+    let corpus = limit_corpus(cfg, corpus)?;
     let model = Seq2Seq {
         src_vocab: corpus.src_vocab.len(),
         tgt_vocab: corpus.tgt_vocab.len(),
@@ -218,8 +237,13 @@ pub fn train_on_corpus(
         tanh: cfg.tanh,
     };
     match cfg.engine {
+        // The owner's side of a two-party run reads the corpus from the data directory
+        // itself (`mpc::owner::share_job`), in another process than the servers.
         EngineKind::Mpc => Err(TrainError::Config(
-            "seq2seq does not train on the mpc engine yet; use --engine plain or float".into(),
+            "seq2seq on --engine mpc runs through ringnn_host::train::train (two server \
+             processes and a dealer), which shares the corpus of the data directory; this \
+             function trains in this process on plain or float"
+                .into(),
         )),
         EngineKind::Plain => {
             let e = Plain::new(cfg.frac_bits).with_matmul(gemm::matmul_z64);
@@ -416,12 +440,20 @@ fn translations<E: HostEngine>(
         .collect())
 }
 
-fn header(cfg: &TrainConfig, model: &Seq2Seq, kind: &str, data: &str, n_train: usize) -> Header {
+/// The checkpoint header of a seq2seq run on engine `kind` (`plain`, `float`, `mpc-p0`,
+/// `mpc-p1`).
+pub(crate) fn header(
+    cfg: &TrainConfig,
+    model: &Seq2Seq,
+    kind: &str,
+    data: &str,
+    n_train: usize,
+) -> Header {
     Header {
         model: "seq2seq".into(),
         data: data.into(),
         engine: kind.into(),
-        frac_bits: if cfg.engine == EngineKind::Plain {
+        frac_bits: if cfg.engine != EngineKind::Float {
             cfg.frac_bits.get()
         } else {
             0
@@ -439,34 +471,130 @@ fn header(cfg: &TrainConfig, model: &Seq2Seq, kind: &str, data: &str, n_train: u
     }
 }
 
+/// A batch of sentence pairs as a training step takes it: public token ids that the
+/// model one-hot encodes inside the engine ([`SeqBatch`], the plaintext runs), or tokens
+/// and masks already inside it ([`SharedBatch`], the two servers' shares).
+pub(crate) trait SeqInput<E: Engine> {
+    /// Its sizes.
+    fn steps(&self) -> Steps;
+
+    /// Its tokens and masks inside the engine (a shared batch hands its own over).
+    ///
+    /// # Errors
+    /// What the engine reports.
+    fn inputs(&mut self, e: &mut E, model: &Seq2Seq) -> Result<Inputs<E::Elem>, E::Error>;
+
+    /// What a training step returns from the softmax `p` (`tgt_steps * batch x V_t`).
+    fn observed(&self, model: &Seq2Seq, p: Vec<E::Elem>) -> Vec<E::Elem>;
+}
+
+impl<E: Engine> SeqInput<E> for SeqBatch {
+    fn steps(&self) -> Steps {
+        SeqBatch::steps(self)
+    }
+
+    fn inputs(&mut self, e: &mut E, model: &Seq2Seq) -> Result<Inputs<E::Elem>, E::Error> {
+        model.inputs(e, self)
+    }
+
+    /// The probability of each target token (time-major, padding included): the ids are
+    /// public, so picking is free.
+    fn observed(&self, model: &Seq2Seq, p: Vec<E::Elem>) -> Vec<E::Elem> {
+        model.pick(&p, &self.dec_out)
+    }
+}
+
+/// A batch whose tokens and masks are already inside the engine (on two servers, their
+/// shares): only its sizes are public.
+pub(crate) struct SharedBatch<T> {
+    /// Its sizes.
+    pub steps: Steps,
+    /// Tokens and masks.
+    pub inputs: Inputs<T>,
+}
+
+impl<E: Engine> SeqInput<E> for SharedBatch<E::Elem> {
+    fn steps(&self) -> Steps {
+        self.steps
+    }
+
+    fn inputs(&mut self, _: &mut E, _: &Seq2Seq) -> Result<Inputs<E::Elem>, E::Error> {
+        Ok(std::mem::take(&mut self.inputs))
+    }
+
+    /// The whole softmax: picking the targets would take a product on shares, and no one
+    /// looks at it during two-party training.
+    fn observed(&self, _: &Seq2Seq, p: Vec<E::Elem>) -> Vec<E::Elem> {
+        p
+    }
+}
+
 /// The encoder-decoder in training: its parameters, momentum and working buffers, one
-/// gradient and one SGD step per batch of sentence pairs.
-struct Learner<'m, E: Engine> {
+/// gradient and one SGD step per batch of sentence pairs (of kind `B`).
+pub(crate) struct Learner<'m, E: Engine, B = SeqBatch> {
     model: &'m Seq2Seq,
     loss: SeqXent,
     sgd: Sgd,
     sched: Schedule,
     base_lr: f64,
-    params: Vec<E::Elem>,
-    velocity: Vec<E::Elem>,
+    /// Parameters, in [`Seq2Seq`]'s layout.
+    pub params: Vec<E::Elem>,
+    /// SGD momentum.
+    pub velocity: Vec<E::Elem>,
     grads: Vec<E::Elem>,
     scratch: Vec<E::Elem>,
-    step: u64,
+    /// Steps done.
+    pub step: u64,
+    batch: std::marker::PhantomData<B>,
 }
 
-impl<E: Engine> epochs::Learner<E> for Learner<'_, E> {
-    type Batch = SeqBatch;
+impl<'m, E: Engine, B> Learner<'m, E, B> {
+    /// `model` at `params` with zero momentum, before its first step, for a run of
+    /// `total_steps` steps as `cfg` says (softmax, gradient, optimiser, schedule).
+    pub(crate) fn new(
+        cfg: &TrainConfig,
+        model: &'m Seq2Seq,
+        total_steps: u64,
+        params: Vec<E::Elem>,
+    ) -> Self {
+        let n = model.n_params();
+        Learner {
+            model,
+            loss: SeqXent::new(training_softmax(cfg), cfg.grad),
+            sgd: Sgd {
+                momentum: cfg.momentum,
+                weight_decay: cfg.weight_decay,
+            },
+            sched: cfg.lr_schedule(total_steps),
+            base_lr: cfg.lr,
+            params,
+            velocity: vec![E::Elem::default(); n],
+            grads: vec![E::Elem::default(); n],
+            scratch: Vec::new(),
+            step: 0,
+            batch: std::marker::PhantomData,
+        }
+    }
+}
 
-    /// Returns the probability of each target token (time-major, padding included).
-    fn train_step(&mut self, e: &mut E, b: &mut SeqBatch) -> Result<Vec<E::Elem>, E::Error> {
-        let pt = self.model.gradient(
+impl<E: Engine, B: SeqInput<E>> epochs::Learner<E> for Learner<'_, E, B> {
+    type Batch = B;
+
+    /// Returns [`SeqInput::observed`] of the step's softmax.
+    fn train_step(&mut self, e: &mut E, b: &mut B) -> Result<Vec<E::Elem>, E::Error> {
+        let inp = b.inputs(e, self.model)?;
+        let p = self.model.gradient_of(
             e,
             self.loss,
             &self.params,
-            b,
+            b.steps(),
+            &inp,
             &mut self.grads,
             &mut self.scratch,
         )?;
+        drop(inp);
+        let pt = b.observed(self.model, p);
+        let batch = b.steps().batch;
         let lr = self.sched.rate(self.base_lr, self.step);
         let n = self.params.len();
         self.sgd.step(
@@ -475,7 +603,7 @@ impl<E: Engine> epochs::Learner<E> for Learner<'_, E> {
             &self.grads,
             &mut self.velocity,
             lr,
-            b.batch,
+            batch,
             grow(&mut self.scratch, n),
         )?;
         self.step += 1;
@@ -639,21 +767,8 @@ where
     let steps_per_epoch = n_train.div_ceil(cfg.batch) as u64;
     let expected = header(cfg, model, e.kind(), data, n_train);
     let sm = training_softmax(cfg);
-    let mut t = Learner {
-        model,
-        loss: SeqXent::new(sm, cfg.grad),
-        sgd: Sgd {
-            momentum: cfg.momentum,
-            weight_decay: cfg.weight_decay,
-        },
-        sched: cfg.lr_schedule(steps_per_epoch * cfg.epochs as u64),
-        base_lr: cfg.lr,
-        params: e.input("initial parameters", &model.init(cfg.seed))?,
-        velocity: vec![E::Elem::default(); n_params],
-        grads: vec![E::Elem::default(); n_params],
-        scratch: Vec::new(),
-        step: 0,
-    };
+    let params = e.input("initial parameters", &model.init(cfg.seed))?;
+    let mut t = Learner::new(cfg, model, steps_per_epoch * cfg.epochs as u64, params);
     let mut from_epoch = 0usize;
     if let Some((h, st)) = resume_from(cfg, &expected)? {
         t.params = elems::<E>(&st.params);
@@ -785,5 +900,7 @@ impl From<Seq2SeqResult> for super::result::TrainResult {
     }
 }
 
+#[cfg(test)]
+mod mpc_tests;
 #[cfg(test)]
 mod tests;

@@ -84,12 +84,36 @@ pub struct SeqBatch {
     pub tgt_mask: Vec<bool>,
 }
 
+/// The sizes of a batch: what the model's arithmetic depends on besides its values.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Steps {
+    /// Sentence pairs.
+    pub batch: usize,
+    /// Encoder steps.
+    pub src_steps: usize,
+    /// Decoder steps.
+    pub tgt_steps: usize,
+}
+
 impl SeqBatch {
-    /// The batch of `pairs`.
+    /// The batch of `pairs`, padded to its longest sentences.
     pub fn new(pairs: &[&Pair]) -> Self {
-        let b = pairs.len();
         let ts = pairs.iter().map(|p| p.src.len()).max().unwrap_or(0).max(1);
         let tt = pairs.iter().map(|p| p.tgt.len()).max().unwrap_or(0) + 1;
+        Self::padded(pairs, ts, tt)
+    }
+
+    /// The batch of `pairs` padded to `src_steps` encoder and `tgt_steps` decoder steps,
+    /// whatever their lengths (the two-party runs' public shape).
+    ///
+    /// # Panics
+    /// If a source is longer than `src_steps` or a target not shorter than `tgt_steps`.
+    pub fn padded(pairs: &[&Pair], ts: usize, tt: usize) -> Self {
+        let b = pairs.len();
+        assert!(
+            pairs.iter().all(|p| p.src.len() <= ts && p.tgt.len() < tt),
+            "SeqBatch::padded: a sentence is longer than the steps"
+        );
         let pad = text::PAD as usize;
         let mut s = SeqBatch {
             batch: b,
@@ -124,20 +148,30 @@ impl SeqBatch {
     pub fn tokens(&self) -> usize {
         self.tgt_mask.iter().filter(|&&m| m).count()
     }
+
+    /// Its sizes.
+    pub fn steps(&self) -> Steps {
+        Steps {
+            batch: self.batch,
+            src_steps: self.src_steps,
+            tgt_steps: self.tgt_steps,
+        }
+    }
 }
 
-/// A batch inside the engine.
-pub(super) struct Inputs<T> {
+/// A batch inside the engine (shares on two servers).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Inputs<T> {
     /// `src_steps * batch x V_s`.
-    pub(super) src_onehot: Vec<T>,
+    pub(crate) src_onehot: Vec<T>,
     /// `src_steps * batch x H`: 1 where the row has a token at that step.
-    pub(super) src_mask: Vec<T>,
+    pub(crate) src_mask: Vec<T>,
     /// `tgt_steps * batch x V_t`.
-    pub(super) dec_onehot: Vec<T>,
+    pub(crate) dec_onehot: Vec<T>,
     /// `tgt_steps * batch x V_t`.
-    pub(super) targets: Vec<T>,
+    pub(crate) targets: Vec<T>,
     /// `tgt_steps * batch`.
-    pub(super) tgt_mask: Vec<T>,
+    pub(crate) tgt_mask: Vec<T>,
 }
 
 /// What backward needs from forward.
@@ -353,7 +387,7 @@ impl Seq2Seq {
         &self,
         e: &mut E,
         params: &[E::Elem],
-        b: &SeqBatch,
+        b: Steps,
         inp: &Inputs<E::Elem>,
         tr: &mut Trace<E::Elem>,
         scratch: &mut Vec<E::Elem>,
@@ -434,7 +468,7 @@ impl Seq2Seq {
         &self,
         e: &mut E,
         params: &[E::Elem],
-        b: &SeqBatch,
+        b: Steps,
         inp: &Inputs<E::Elem>,
         tr: &Trace<E::Elem>,
         dlogits: &[E::Elem],
@@ -561,6 +595,7 @@ impl Seq2Seq {
     /// gradient of the masked sequence cross-entropy and returns, for every decoder
     /// position (`tgt_steps * batch`, time-major), the softmax probability of its target
     /// token (padding positions included; the caller masks them).
+    #[cfg(test)]
     pub(super) fn gradient<E: Engine + ?Sized>(
         &self,
         e: &mut E,
@@ -570,10 +605,37 @@ impl Seq2Seq {
         grads: &mut [E::Elem],
         scratch: &mut Vec<E::Elem>,
     ) -> Result<Vec<E::Elem>, E::Error> {
-        let z = E::Elem::default();
         let inp = self.inputs(e, b)?;
+        let p = self.gradient_of(e, loss, params, b.steps(), &inp, grads, scratch)?;
+        Ok(self.pick(&p, &b.dec_out))
+    }
+
+    /// For each row of `p` (`targets.len() x V_t`), its entry at the public `targets`.
+    pub(super) fn pick<T: Copy>(&self, p: &[T], targets: &[usize]) -> Vec<T> {
+        let v = self.tgt_vocab;
+        targets
+            .iter()
+            .enumerate()
+            .map(|(i, &y)| p[i * v + y])
+            .collect()
+    }
+
+    /// [`Seq2Seq::gradient`] of a batch already inside the engine: returns the whole
+    /// softmax (`tgt_steps * batch x V_t`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gradient_of<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        loss: SeqXent,
+        params: &[E::Elem],
+        b: Steps,
+        inp: &Inputs<E::Elem>,
+        grads: &mut [E::Elem],
+        scratch: &mut Vec<E::Elem>,
+    ) -> Result<Vec<E::Elem>, E::Error> {
+        let z = E::Elem::default();
         let mut tr = Trace::new();
-        let logits = self.forward(e, params, b, &inp, &mut tr, scratch)?;
+        let logits = self.forward(e, params, b, inp, &mut tr, scratch)?;
         let (tt, bs, v) = (b.tgt_steps, b.batch, self.tgt_vocab);
         let (mut p, mut dl) = (vec![z; logits.len()], vec![z; logits.len()]);
         let s = grow(scratch, loss.scratch(tt, bs, v));
@@ -595,12 +657,8 @@ impl Seq2Seq {
             s,
         )?;
         drop(logits);
-        self.backward(e, params, b, &inp, &tr, &dl, grads, scratch)?;
-        Ok(b.dec_out
-            .iter()
-            .enumerate()
-            .map(|(i, &y)| p[i * v + y])
-            .collect())
+        self.backward(e, params, b, inp, &tr, &dl, grads, scratch)?;
+        Ok(p)
     }
 
     /// Teacher-forced probabilities of the model's softmax (`tgt_steps * batch x V_t`).
@@ -613,8 +671,21 @@ impl Seq2Seq {
         scratch: &mut Vec<E::Elem>,
     ) -> Result<Vec<E::Elem>, E::Error> {
         let inp = self.inputs(e, b)?;
+        self.probabilities_of(e, sm, params, b.steps(), &inp, scratch)
+    }
+
+    /// [`Seq2Seq::probabilities`] of a batch already inside the engine.
+    pub(crate) fn probabilities_of<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        sm: Softmax,
+        params: &[E::Elem],
+        b: Steps,
+        inp: &Inputs<E::Elem>,
+        scratch: &mut Vec<E::Elem>,
+    ) -> Result<Vec<E::Elem>, E::Error> {
         let mut tr = Trace::new();
-        let logits = self.forward(e, params, b, &inp, &mut tr, scratch)?;
+        let logits = self.forward(e, params, b, inp, &mut tr, scratch)?;
         let rows = b.tgt_steps * b.batch;
         let mut p = vec![E::Elem::default(); logits.len()];
         let s = grow(scratch, softmax::softmax_scratch(sm, rows, self.tgt_vocab));

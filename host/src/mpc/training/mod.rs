@@ -1,12 +1,15 @@
-//! Secure training: two servers train a network on secret-shared data with a dealer's
-//! help, each as its own process, and only the data owner learns the results.
+//! Secure training: two servers train a network (an image model, or the seq2seq
+//! encoder-decoder: `training::seq2seq`) on secret-shared data with a dealer's help, each as its
+//! own process, and only the data owner learns the results.
 //!
 //! # Roles and files
 //! - The **owner** ([`share_job`](super::owner::share_job), `ringnn share`) loads the
 //!   dataset, draws the initial model from the run's seed, encodes everything in fixed point and splits it into two
 //!   additive sharings with a cryptographic RNG: `server0/shares.bin` and
 //!   `server1/shares.bin` (training images, one-hot training labels, test images, initial
-//!   parameters and buffers; each file alone is uniformly random). The public job
+//!   parameters and buffers; for seq2seq, the one-hot sentence pairs padded to a fixed
+//!   length with their masks, and the initial parameters: `JobSpec::share_lens`; each
+//!   file alone is uniformly random). The public job
 //!   description (`job.json`: the whole training configuration and the data's shape,
 //!   [`super::job`]) goes to both servers; the test labels stay in the owner's `owner.json`. Every
 //!   share file opens with a tag: its party and the id of the sharing.
@@ -14,14 +17,18 @@
 //!   randomness.
 //! - Each **server** ([`run_train_server`], `ringnn server`) reads its share file, greets
 //!   its peer ([`Hello`]), trains on shares with the [`Mpc`] engine through the epoch loop
-//!   of every engine ([`crate::train::epochs`]) and the same training step (`Trainer`),
+//!   of every engine ([`crate::train::epochs`]) and the same training step (`Trainer`;
+//!   seq2seq's learner for the encoder-decoder),
 //!   observed by counts and times only; it writes an atomic checkpoint of its shares
 //!   after every epoch, and at the end writes its shares of the trained model and of the
 //!   test-set predictions (class indices computed by a secure arg-max) into its output
-//!   folder, with a report of traffic counts.
+//!   folder, with a report of traffic counts. A seq2seq server writes instead its shares
+//!   of the probability of every test target position and of each position's arg-max.
 //! - The owner ([`reveal`](super::owner::reveal), `ringnn reveal`) adds the two servers'
-//!   output shares: test accuracy from the predictions and its labels, and the model as a
-//!   `Plain` checkpoint.
+//!   output shares: test accuracy from the predictions and its labels (seq2seq: the test
+//!   perplexity from the probabilities and the token accuracy from the arg-maxes, over
+//!   the target positions only it knows to count), and the model as a `Plain`
+//!   checkpoint.
 //!
 //! [`train_mpc`](super::launch::train_mpc) (`ringnn train --engine mpc`, and
 //! [`crate::train::train`] with engine `mpc`) plays the owner and starts the dealer and
@@ -32,7 +39,16 @@
 //! no logits, no comparison results (the servers print step counts, seconds and bytes).
 //! The sample order and the augmentation offsets come from the public seed, so they do
 //! not depend on data. The only values the owner reconstructs are the final model and one
-//! predicted class per test image.
+//! predicted class per test image (seq2seq: per test position, the predicted token and
+//! the probability of the reference token).
+//!
+//! Seq2seq sentence lengths are not public: every pair is padded to the job's fixed
+//! number of steps (the text preparation's maximum sentence length, 10 tokens by default,
+//! a setting and not a property of the data), and which positions hold a word travels
+//! in shared masks that the model multiplies by, so no batch's shape, no branch and no
+//! opened value depends on a sentence's length; the price is the steps a batch of short
+//! sentences would not need. See `training::seq2seq`. (The plaintext runs pad each batch to its
+//! longest pair; the results are the same bit for bit on `Plain`, as a test checks.)
 //!
 //! # Faults
 //! Every connection has the read timeout of [`NetConfig`]: a server whose peer dies
@@ -55,9 +71,11 @@ use super::net::{self, NetConfig};
 use super::server::{PeerLink, ServerError};
 use super::wire::Tag;
 use super::{Channel, PartyId};
+
+mod seq2seq;
 use crate::data::{self, Shape};
 use crate::train::checkpoint::{self, Header};
-use crate::train::epochs::{run_epochs, Observer, Plan, Source};
+use crate::train::epochs::{run_epochs, Learner, Observer, Plan, Source};
 use crate::train::model::Net;
 use crate::train::run::{self, Batch, TrainError, Trainer};
 use crate::train::trainer::probabilities;
@@ -88,7 +106,8 @@ pub struct TrainServerConfig {
     pub job: PathBuf,
     /// This server's share file.
     pub shares: PathBuf,
-    /// Output folder: `model.bin`, `predictions.bin` (shares) and `report.json`.
+    /// Output folder: `model.bin`, `predictions.bin` (and for seq2seq `probabilities.bin`;
+    /// shares) and `report.json`.
     pub out: PathBuf,
     /// Checkpoint folder (this server's shares of the model state, every epoch).
     pub checkpoint: Option<PathBuf>,
@@ -174,21 +193,27 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
     };
     let job = JobSpec::load(&cfg.job)?;
     let tc = job.config.clone();
-    let net = job.net().map_err(ServerError::Config)?;
     let me = Identity::load(&cfg.keys, Role::Party(cfg.party))?;
     let (Tagged { set, .. }, mut shares) = read_tagged(&cfg.shares, cfg.party)?;
     let lens: Vec<usize> = shares.iter().map(Vec::len).collect();
-    if lens != job.share_lens(&net) {
+    let (want, what) = job.share_lens().map_err(ServerError::Config)?;
+    if lens != want {
         return Err(ServerError::File {
             path: cfg.shares.clone(),
             what: format!(
-                "tensor lengths {lens:?}, but {} needs {:?} (images, labels, test images, parameters, buffers)",
+                "tensor lengths {lens:?}, but {} needs {want:?} ({what})",
                 cfg.job.display(),
-                job.share_lens(&net)
             ),
         });
     }
-    let expected = server_header(&tc, &net, &job, cfg.party);
+    let net = match job.seq2seq {
+        None => Some(job.net().map_err(ServerError::Config)?),
+        Some(_) => None,
+    };
+    let expected = match &net {
+        Some(net) => server_header(&tc, net, &job, cfg.party),
+        None => seq2seq::server_header(&job, cfg.party)?,
+    };
     let mut held = Vec::new();
     if let (false, Some(dir)) = (cfg.resume, &cfg.checkpoint) {
         // A fresh start never writes over another run's checkpoints.
@@ -234,7 +259,12 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
     }
     // Outputs of an earlier run in this folder go now: a rerun that fails before it
     // writes its own must leave nothing that `reveal` could take for its result.
-    for name in ["predictions.bin", "model.bin", "report.json"] {
+    for name in [
+        "predictions.bin",
+        "probabilities.bin",
+        "model.bin",
+        "report.json",
+    ] {
         let path = cfg.out.join(name);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -259,6 +289,14 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
         }
     };
     let mut e = Mpc::new(cfg.party, tc.frac_bits, ch, corr).with_comparison(tc.comparison);
+    let start = Start {
+        held,
+        expected,
+        set,
+    };
+    let Some(net) = net else {
+        return seq2seq::train_on_shares(&mut e, cfg, &job, shares, start);
+    };
     let mut take = |i: usize| std::mem::take(&mut shares[i]);
     let data = TrainData {
         x: take(0),
@@ -268,11 +306,6 @@ pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, Se
         buffers: take(4),
         shape: job.shape(),
         classes: job.classes,
-    };
-    let start = Start {
-        held,
-        expected,
-        set,
     };
     train_on_shares(&mut e, cfg, &job, &net, data, start)
 }
@@ -349,7 +382,32 @@ impl Traffic {
     }
 }
 
-impl<'n, C: Channel, R: Correlations> Observer<Mpc<C, R>, Trainer<'n, Mpc<C, R>>> for Traffic {
+impl Traffic {
+    /// The observer of `party`'s run of `job` from epoch `from_epoch`, with progress lines
+    /// or not.
+    fn new(party: PartyId, job: &JobSpec, from_epoch: usize, progress: bool) -> Self {
+        Traffic {
+            who: format!("party {}", party.index()),
+            batch: job.config.batch,
+            epochs: job.config.epochs,
+            from_epoch,
+            progress,
+            step_requests: None,
+            report: TrainServerReport {
+                party: party.index() as u8,
+                resumed_from: from_epoch,
+                epochs_done: from_epoch,
+                ..Default::default()
+            },
+            epoch: from_epoch,
+            samples: job.train_samples,
+            start: Instant::now(),
+            last_line: Instant::now(),
+        }
+    }
+}
+
+impl<C: Channel, R: Correlations, L: Learner<Mpc<C, R>>> Observer<Mpc<C, R>, L> for Traffic {
     type Error = ServerError;
 
     fn start_epoch(&mut self, epoch: usize, samples: usize) {
@@ -360,10 +418,11 @@ impl<'n, C: Channel, R: Correlations> Observer<Mpc<C, R>, Trainer<'n, Mpc<C, R>>
     fn step(
         &mut self,
         e: &mut Mpc<C, R>,
-        t: &mut Trainer<'n, Mpc<C, R>>,
-        batch: &mut Batch<Z64>,
+        t: &mut L,
+        idx: &[usize],
+        batch: &mut L::Batch,
     ) -> Result<Vec<Z64>, ServerError> {
-        let b = batch.1.len() / t.net.classes;
+        let b = idx.len();
         let full = b == self.batch;
         let phased = full && self.step_requests.is_some();
         match &self.step_requests {
@@ -378,7 +437,7 @@ impl<'n, C: Channel, R: Correlations> Observer<Mpc<C, R>, Trainer<'n, Mpc<C, R>>
         }
         let t1 = Instant::now();
         // The probabilities stay shared: nothing is opened during training.
-        let p = t.step(e, std::mem::take(&mut batch.0), &batch.1, b)?;
+        let p = t.train_step(e, batch)?;
         if phased {
             self.report.online_seconds += t1.elapsed().as_secs_f64();
             self.report.online_samples += b as u64;
@@ -394,7 +453,7 @@ impl<'n, C: Channel, R: Correlations> Observer<Mpc<C, R>, Trainer<'n, Mpc<C, R>>
         &mut self,
         e: &mut Mpc<C, R>,
         idx: &[usize],
-        _: &Batch<Z64>,
+        _: &L::Batch,
         _: Vec<Z64>,
     ) -> Result<(), ServerError> {
         self.report.steps += 1;
@@ -412,7 +471,7 @@ impl<'n, C: Channel, R: Correlations> Observer<Mpc<C, R>, Trainer<'n, Mpc<C, R>>
     fn end_epoch(
         &mut self,
         e: &mut Mpc<C, R>,
-        _: &mut Trainer<'n, Mpc<C, R>>,
+        _: &mut L,
         epoch: usize,
         secs: f64,
     ) -> Result<(), ServerError> {
@@ -455,60 +514,18 @@ fn train_on_shares<C: Channel, R: Correlations>(
     let n = job.train_samples;
     let steps_per_epoch = n.div_ceil(tc.batch) as u64;
     let mut t = Trainer::new(tc, net, steps_per_epoch * tc.epochs as u64, params, buffers)?;
-    let attempt_of = |h: &Header| h.attempt.as_deref().and_then(parse_id).unwrap_or([0; 2]);
-    let (mut epochs, mut attempts) = ([u64::MAX; 2], [[0; 2]; 2]);
-    for (i, (h, _)) in held.iter().take(2).enumerate() {
-        epochs[i] = h.epochs_done as u64;
-        attempts[i] = attempt_of(h);
+    let (agreed, restore) = agree(e, cfg, job, &held, set)?;
+    if let Some((h, st)) = restore {
+        t.restore(st, h.steps_done, Z64::from_bits);
     }
-    let run = match held.first() {
-        Some((h, _)) => h.run.as_deref().and_then(parse_id).unwrap_or([0; 2]),
-        None => random_id(),
-    };
-    let hello = Hello {
-        version: JOB_VERSION as u64,
-        digest: job.digest(),
-        resume: cfg.resume as u64,
-        epochs,
-        set,
-        run,
-        attempts,
-        attempt: random_id(),
-    };
-    let theirs = e.exchange_public("handshake", &hello.words(), Tag::Hello)?;
-    let agreed = hello
-        .agree(&Hello::from_words(&theirs), cfg.party.peer())
-        .map_err(ServerError::Config)?;
-    let (from_epoch, run) = (agreed.epoch, agreed.run);
+    let from_epoch = agreed.from_epoch;
     let expected = &Header {
-        run: Some(show_id(run)),
+        run: Some(show_id(agreed.run)),
         attempt: Some(show_id(agreed.attempt)),
         ..expected
     };
-    if let Some((h, st)) = held.iter().find(|(h, _)| {
-        cfg.resume && h.epochs_done == from_epoch && attempt_of(h) == agreed.from_attempt
-    }) {
-        t.restore(st, h.steps_done, Z64::from_bits);
-    }
     let start_all = Instant::now();
-    let mut obs = Traffic {
-        who: format!("party {}", cfg.party.index()),
-        batch: tc.batch,
-        epochs: tc.epochs,
-        from_epoch,
-        progress: cfg.progress,
-        step_requests: None,
-        report: TrainServerReport {
-            party: cfg.party.index() as u8,
-            resumed_from: from_epoch,
-            epochs_done: from_epoch,
-            ..Default::default()
-        },
-        epoch: from_epoch,
-        samples: n,
-        start: Instant::now(),
-        last_line: Instant::now(),
-    };
+    let mut obs = Traffic::new(cfg.party, job, from_epoch, cfg.progress);
     let plan = Plan {
         seed: tc.seed,
         epochs: tc.epochs,
@@ -537,22 +554,101 @@ fn train_on_shares<C: Channel, R: Correlations>(
         preds.extend(am);
     }
     report.predict_seconds = start.elapsed().as_secs_f64();
-    fs::create_dir_all(&cfg.out).map_err(io_err(&cfg.out))?;
-    let me = tag(cfg.party, set, run);
-    write_shares(&cfg.out.join("predictions.bin"), &[me.clone(), preds])?;
-    write_shares(
-        &cfg.out.join("model.bin"),
-        &[me, t.params.clone(), t.buffers.clone()],
+    let me = tag(cfg.party, set, agreed.run);
+    write_outputs(
+        e,
+        cfg,
+        &mut report,
+        &[
+            ("predictions.bin", vec![me.clone(), preds]),
+            ("model.bin", vec![me, t.params.clone(), t.buffers.clone()]),
+        ],
     )?;
+    Ok(report)
+}
+
+/// Writes the output share files `files` (name and tensors) and the report into the
+/// output folder, with the run's final traffic counts, and closes the session.
+fn write_outputs<C: Channel, R: Correlations>(
+    e: &mut Mpc<C, R>,
+    cfg: &TrainServerConfig,
+    report: &mut TrainServerReport,
+    files: &[(&str, Vec<Vec<Z64>>)],
+) -> Result<(), ServerError> {
+    fs::create_dir_all(&cfg.out).map_err(io_err(&cfg.out))?;
+    for (name, tensors) in files {
+        write_shares(&cfg.out.join(name), tensors)?;
+    }
     let (tr, off) = (e.traffic(), e.offline());
     report.online_sent = tr.sent;
     report.online_received = tr.received;
     report.rounds = tr.rounds;
     report.offline_bytes = off.bytes;
     report.offline_full_bytes = off.full_bytes;
-    write_json(&cfg.out.join("report.json"), &report)?;
+    write_json(&cfg.out.join("report.json"), &*report)?;
     e.finish()?;
-    Ok(report)
+    Ok(())
+}
+
+/// A checkpoint a server holds: its header and state.
+type Held = (Header, checkpoint::State);
+
+/// What the two servers agreed in their handshake.
+struct Agreed {
+    /// The epoch both continue from.
+    from_epoch: usize,
+    /// The training run's id.
+    run: [u64; 2],
+    /// This attempt's id.
+    attempt: [u64; 2],
+}
+
+/// The handshake: both servers' job digests, sharings, runs and checkpointed epochs
+/// ([`Hello`]); returns what they agreed and the checkpoint of `held` to continue from
+/// (none for a fresh start).
+fn agree<'h, C: Channel, R: Correlations>(
+    e: &mut Mpc<C, R>,
+    cfg: &TrainServerConfig,
+    job: &JobSpec,
+    held: &'h [Held],
+    set: [u64; 2],
+) -> Result<(Agreed, Option<&'h Held>), ServerError> {
+    let attempt_of = |h: &Header| h.attempt.as_deref().and_then(parse_id).unwrap_or([0; 2]);
+    let (mut epochs, mut attempts) = ([u64::MAX; 2], [[0; 2]; 2]);
+    for (i, (h, _)) in held.iter().take(2).enumerate() {
+        epochs[i] = h.epochs_done as u64;
+        attempts[i] = attempt_of(h);
+    }
+    let run = match held.first() {
+        Some((h, _)) => h.run.as_deref().and_then(parse_id).unwrap_or([0; 2]),
+        None => random_id(),
+    };
+    let hello = Hello {
+        version: JOB_VERSION as u64,
+        digest: job.digest(),
+        resume: cfg.resume as u64,
+        epochs,
+        set,
+        run,
+        attempts,
+        attempt: random_id(),
+    };
+    let theirs = e.exchange_public("handshake", &hello.words(), Tag::Hello)?;
+    let agreed = hello
+        .agree(&Hello::from_words(&theirs), cfg.party.peer())
+        .map_err(ServerError::Config)?;
+    let (from_epoch, run) = (agreed.epoch, agreed.run);
+    let restore = held.iter().find(|(h, _)| {
+        cfg.resume && h.epochs_done == from_epoch && attempt_of(h) == agreed.from_attempt
+    });
+    Ok((
+        Agreed {
+            from_epoch,
+            run,
+            attempt: agreed.attempt,
+        },
+        restore,
+    ))
 }
 
 #[cfg(test)]
