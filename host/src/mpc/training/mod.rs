@@ -407,6 +407,48 @@ impl Traffic {
     }
 }
 
+/// The one epoch loop on shares ([`run_epochs`]) from `from_epoch`, observed by
+/// [`Traffic`] only, each epoch's checkpoint written under `expected`: the report, with
+/// the training's seconds, bytes sent and rounds.
+///
+/// # Errors
+/// The engine's, the source's or a checkpoint's.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn train_observed<C, R, L, S>(
+    e: &mut Mpc<C, R>,
+    t: &mut L,
+    data: &S,
+    cfg: &TrainServerConfig,
+    job: &JobSpec,
+    from_epoch: usize,
+    augment: bool,
+    expected: &Header,
+) -> Result<TrainServerReport, ServerError>
+where
+    C: Channel,
+    R: Correlations,
+    L: Learner<Mpc<C, R>>,
+    S: Source<Mpc<C, R>, L::Batch>,
+{
+    let tc = &job.config;
+    let start_all = Instant::now();
+    let mut obs = Traffic::new(cfg.party, job, from_epoch, cfg.progress);
+    let plan = Plan {
+        seed: tc.seed,
+        epochs: tc.epochs,
+        batch: tc.batch,
+        augment,
+        from_epoch,
+        checkpoint: cfg.checkpoint.as_deref().map(|d| (d, expected)),
+    };
+    run_epochs(e, t, data, &plan, &mut obs, Z64::to_bits)?;
+    let mut report = obs.report;
+    report.train_seconds = start_all.elapsed().as_secs_f64();
+    let tr = e.traffic();
+    (report.train_sent, report.train_rounds) = (tr.sent, tr.rounds);
+    Ok(report)
+}
+
 impl<C: Channel, R: Correlations, L: Learner<Mpc<C, R>>> Observer<Mpc<C, R>, L> for Traffic {
     type Error = ServerError;
 
@@ -524,21 +566,8 @@ fn train_on_shares<C: Channel, R: Correlations>(
         attempt: Some(show_id(agreed.attempt)),
         ..expected
     };
-    let start_all = Instant::now();
-    let mut obs = Traffic::new(cfg.party, job, from_epoch, cfg.progress);
-    let plan = Plan {
-        seed: tc.seed,
-        epochs: tc.epochs,
-        batch: tc.batch,
-        augment: tc.data.augments(),
-        from_epoch,
-        checkpoint: cfg.checkpoint.as_deref().map(|d| (d, expected)),
-    };
-    run_epochs(e, &mut t, &data, &plan, &mut obs, Z64::to_bits)?;
-    let mut report = obs.report;
-    report.train_seconds = start_all.elapsed().as_secs_f64();
-    let tr = e.traffic();
-    (report.train_sent, report.train_rounds) = (tr.sent, tr.rounds);
+    let augment = tc.data.augments();
+    let mut report = train_observed(e, &mut t, &data, cfg, job, from_epoch, augment, expected)?;
     let start = Instant::now();
     let mut preds = Vec::with_capacity(job.test_samples);
     let test_idx: Vec<usize> = (0..job.test_samples).collect();

@@ -14,14 +14,14 @@
 //! probability of every test target position (padding included: the owner knows which
 //! count) and of the arg-max of every test position's softmax.
 
-use super::{agree, write_outputs, Start, Traffic, TrainServerConfig, TrainServerReport};
+use super::{agree, train_observed, write_outputs, Start, TrainServerConfig, TrainServerReport};
 use crate::mpc::dealer::Correlations;
 use crate::mpc::engine::Mpc;
 use crate::mpc::job::{tag, JobSpec, SeqJob};
 use crate::mpc::server::ServerError;
 use crate::mpc::{Channel, PartyId};
 use crate::train::checkpoint::Header;
-use crate::train::epochs::{run_epochs, Plan, Source};
+use crate::train::epochs::Source;
 use crate::train::run::{training_softmax, TrainError};
 use crate::train::seq2seq::{self, Inputs, Learner, SharedBatch, Steps};
 use rand_chacha::ChaCha8Rng;
@@ -181,21 +181,7 @@ pub(super) fn train_on_shares<C: Channel, R: Correlations>(
         attempt: Some(crate::mpc::job::show_id(agreed.attempt)),
         ..expected
     };
-    let start_all = Instant::now();
-    let mut obs = Traffic::new(cfg.party, job, from_epoch, cfg.progress);
-    let plan = Plan {
-        seed: tc.seed,
-        epochs: tc.epochs,
-        batch: tc.batch,
-        augment: false,
-        from_epoch,
-        checkpoint: cfg.checkpoint.as_deref().map(|d| (d, expected)),
-    };
-    run_epochs(e, &mut t, &train, &plan, &mut obs, Z64::to_bits)?;
-    let mut report = obs.report;
-    report.train_seconds = start_all.elapsed().as_secs_f64();
-    let tr = e.traffic();
-    (report.train_sent, report.train_rounds) = (tr.sent, tr.rounds);
+    let mut report = train_observed(e, &mut t, &train, cfg, job, from_epoch, false, expected)?;
 
     let start = Instant::now();
     let (sm, v, tt) = (training_softmax(tc), s.tgt_vocab, s.tgt_steps);
