@@ -49,6 +49,27 @@ pub enum PeerLink {
     Connect(String),
 }
 
+impl PeerLink {
+    /// The bound listener of a [`PeerLink::Listen`] (`None` for [`PeerLink::Connect`]);
+    /// `party` is this server, named in the error as the peer's side.
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub fn bind(&self, party: PartyId) -> Result<Option<TcpListener>, ServerError> {
+        match self {
+            PeerLink::Listen(a) => Ok(Some(TcpListener::bind(a).map_err(|source| {
+                net::NetError::Io {
+                    peer: party.peer().to_string(),
+                    addr: a.clone(),
+                    during: "bind",
+                    source,
+                }
+            })?)),
+            PeerLink::Connect(_) => Ok(None),
+        }
+    }
+}
+
 /// A fixed computation. See the [module documentation](self).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Job {
@@ -193,15 +214,7 @@ pub fn owner_dense_shares(dir: &Path, inputs: &[Vec<Z64>]) -> Result<[PathBuf; 2
 /// # Errors
 /// As [`run_server_on`], or the address cannot be bound.
 pub fn run_server(cfg: &ServerConfig) -> Result<ServerReport, ServerError> {
-    let listener = match &cfg.link {
-        PeerLink::Listen(a) => Some(TcpListener::bind(a).map_err(|source| net::NetError::Io {
-            peer: cfg.party.peer().to_string(),
-            addr: a.clone(),
-            during: "bind",
-            source,
-        })?),
-        PeerLink::Connect(_) => None,
-    };
+    let listener = cfg.link.bind(cfg.party)?;
     run_server_on(cfg, listener)
 }
 

@@ -85,7 +85,6 @@ use ringnn_core::engine::generic::{argmax_rows, argmax_rows_scratch};
 use ringnn_core::Z64;
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -182,15 +181,7 @@ fn server_header(tc: &TrainConfig, net: &Net, job: &JobSpec, party: PartyId) -> 
 /// Key, job, share or checkpoint files; connections; the peer (gone, out of step, another
 /// job); the computation.
 pub fn run_train_server(cfg: &TrainServerConfig) -> Result<TrainServerReport, ServerError> {
-    let listener = match &cfg.link {
-        PeerLink::Listen(a) => Some(TcpListener::bind(a).map_err(|source| net::NetError::Io {
-            peer: cfg.party.peer().to_string(),
-            addr: a.clone(),
-            during: "bind",
-            source,
-        })?),
-        PeerLink::Connect(_) => None,
-    };
+    let listener = cfg.link.bind(cfg.party)?;
     let job = JobSpec::load(&cfg.job)?;
     let tc = job.config.clone();
     let me = Identity::load(&cfg.keys, Role::Party(cfg.party))?;
@@ -748,18 +739,20 @@ mod tests {
     /// only by the truncations' stochastic rounding (the dealer's truncation masks sit at
     /// other request counters): the probabilities and parameters of one are within twice
     /// the bounds of the other's.
+    /// The largest difference, in ulp, between two equally long vectors.
+    fn ulp(a: &[Z64], b: &[Z64]) -> i64 {
+        a.iter()
+            .zip(b)
+            .map(|(&u, &v)| (u - v).to_signed().abs())
+            .max()
+            .unwrap_or(0)
+    }
+
     #[test]
     fn a_training_step_with_the_fss_comparison_matches_plain_and_the_adder() {
         for (model, b) in [("mlp", 8), ("lenet", 4)] {
             let (p_a, w_a, tol) = step_on_shares_matches_plain(model, b, Comparison::A2b);
             let (p_f, w_f, _) = step_on_shares_matches_plain(model, b, Comparison::Fss);
-            let ulp = |a: &[Z64], b: &[Z64]| {
-                a.iter()
-                    .zip(b)
-                    .map(|(&u, &v)| (u - v).to_signed().abs())
-                    .max()
-                    .unwrap()
-            };
             let (dp, dw) = (ulp(&p_a, &p_f), ulp(&w_a, &w_f));
             eprintln!("{model}: fss vs a2b: probabilities {dp} ulp, parameters {dw} ulp");
             assert!(
@@ -823,13 +816,6 @@ mod tests {
         });
         let probs = reconstruct(&out[0].0, &out[1].0);
         let params = reconstruct(&out[0].1, &out[1].1);
-        let ulp = |a: &[Z64], b: &[Z64]| {
-            a.iter()
-                .zip(b)
-                .map(|(&u, &v)| (u - v).to_signed().abs())
-                .max()
-                .unwrap()
-        };
         let (dp, dw) = (ulp(&probs, &probs_plain), ulp(&params, &tp.params));
         eprintln!(
             "{model} step ({comparison}): probabilities within {dp} ulp, parameters within \
