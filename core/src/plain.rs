@@ -19,8 +19,8 @@
 //! result then differs from the real one; matrix products are not checked), public
 //! constants and exact-function results that saturated at the safe range, softmax rows
 //! with no mass, reciprocal inputs outside `(0, 2^62)`, and ReLU, clamp and max-of-lines
-//! inputs outside the range of the two-party engine's one-round gates
-//! ([`Health::beyond_fss_width`]). [`Engine::overflow_count`] is the first two together.
+//! inputs (and the differences that max, pooling and arg-max compare) outside the range of
+//! the two-party engine's one-round gates ([`Health::beyond_fss_width`]). [`Engine::overflow_count`] is the first two together.
 
 use crate::approx::lines::Lines;
 use crate::engine::{

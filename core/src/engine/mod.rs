@@ -173,12 +173,14 @@ pub struct Health {
     pub beyond_fss_width: u64,
 }
 
-/// The bit width `W` of the two-party engine's one-round ReLU and spline gates at `f`
-/// fractional bits: `min(64, 67 - f)`. Their inputs must satisfy `|x| < 2^(W-2)` raw
+/// The bit width `W` of the two-party engine's one-round ReLU, spline and max
+/// ([`Engine::is_negative_diff`]) gates at `f` fractional bits: `min(64, 67 - f)`. The
+/// ReLU and spline inputs must satisfy `|x| < 2^(W-2)` raw
 /// (`2^(65-f)`, twice the largest truncated product that did not wrap, `2^(63-f)`, plus
 /// room for a bias of the same size), which leaves the gates' comparisons of `x` against
-/// knots up to `2^(W-2)` inside the signed `W`-bit range. [`Health::beyond_fss_width`]
-/// counts the inputs that are not.
+/// knots up to `2^(W-2)` inside the signed `W`-bit range; a compared difference of two
+/// such values is inside `[-2^(W-1), 2^(W-1))`. [`Health::beyond_fss_width`] counts the
+/// inputs and differences that are not.
 pub const fn fss_width(frac_bits: u32) -> u32 {
     if frac_bits <= 3 {
         64
