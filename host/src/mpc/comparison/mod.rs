@@ -156,12 +156,7 @@ fn open_masked<C: Channel>(
     r: &[Z64],
 ) -> Result<Vec<u64>, MpcError> {
     let mine: Vec<u64> = x.iter().zip(r).map(|(&v, &r)| (v + r).0).collect();
-    let mut x_hat = vec![0u64; x.len()];
-    link.exchange(Tag::MaskedInput, during, &mine, &mut x_hat)?;
-    for (t, &m) in x_hat.iter_mut().zip(&mine) {
-        *t = t.wrapping_add(m);
-    }
-    Ok(x_hat)
+    link.open_add(Tag::MaskedInput, during, &mine)
 }
 
 /// `x[i] = max(x[i], 0)` (read as signed, on every ring element) in one round, from the

@@ -98,7 +98,7 @@ impl<C: Channel> Link<C> {
     }
 
     /// Opens `mine`: returns `mine + peer's share` element by element.
-    fn open_add(
+    pub(crate) fn open_add(
         &mut self,
         tag: Tag,
         during: &'static str,

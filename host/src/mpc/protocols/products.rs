@@ -55,6 +55,62 @@ fn mask_share(p0: bool, x: &[Z64], e: &[Z64]) -> Vec<Z64> {
     }
 }
 
+/// Opens `x - a` and `y - b` in one message: the public `(E, F)` of a product triple.
+fn open_pair<C: Channel>(
+    link: &mut Link<C>,
+    tag: Tag,
+    during: &'static str,
+    (x, a): (&[Z64], &[Z64]),
+    (y, b): (&[Z64], &[Z64]),
+) -> Result<(Vec<Z64>, Vec<Z64>), MpcError> {
+    let mut send = Vec::with_capacity(x.len() + y.len());
+    send.extend(x.iter().zip(a).map(|(&v, &m)| (v - m).0));
+    send.extend(y.iter().zip(b).map(|(&v, &m)| (v - m).0));
+    let opened = link.open_add(tag, during, &send)?;
+    let (e, f) = opened.split_at(x.len());
+    Ok((
+        e.iter().map(|&w| Z64(w)).collect(),
+        f.iter().map(|&w| Z64(w)).collect(),
+    ))
+}
+
+/// Opens `G = dY - D`, a backward pass's one opening.
+fn open_difference<C: Channel>(
+    link: &mut Link<C>,
+    tag: Tag,
+    during: &'static str,
+    dy: &[Z64],
+    d: &[Z64],
+) -> Result<Vec<Z64>, MpcError> {
+    let send: Vec<u64> = dy.iter().zip(d).map(|(&v, &m)| (v - m).0).collect();
+    Ok(link
+        .open_add(tag, during, &send)?
+        .into_iter()
+        .map(Z64)
+        .collect())
+}
+
+/// How many dealer requests back the forward product's (number `request`) was: what the
+/// backward masks' request names.
+fn requests_back<R: Correlations + ?Sized>(
+    corr: &R,
+    request: u64,
+    what: &'static str,
+) -> Result<usize, MpcError> {
+    let back = corr.consumed() - request;
+    usize::try_from(back).map_err(|_| MpcError::Dealer {
+        what,
+        reason: format!("the forward product was {back} requests ago"),
+    })
+}
+
+/// `out[i] += p[i] + c[i]`: a share's second product and the dealer's correction.
+fn add_with_correction(out: &mut [Z64], p: &[Z64], c: &[Z64]) {
+    for ((o, &q), &c) in out.iter_mut().zip(p).zip(c) {
+        *o += q + c;
+    }
+}
+
 /// What a dense layer's forward product ([`matmul_keeping`]) keeps for its backward pass
 /// ([`dense_backward`]): the public `E = X - A` and `F = W - B` and the number of the
 /// matrix triple's request. Nothing else: the backward pass shares the masks as
@@ -117,18 +173,11 @@ pub fn matmul_keeping<C: Channel, R: Correlations + ?Sized>(
     }
     let t = corr.matrix(dims)?;
     let request = corr.consumed() - 1;
-    let mut send = Vec::with_capacity(m * k + k * n);
-    send.extend(x.iter().zip(&t.a).map(|(&v, &a)| (v - a).0));
-    send.extend(y.iter().zip(&t.b).map(|(&v, &b)| (v - b).0));
-    let opened = link.open_add(Tag::Matmul, "matrix product", &send)?;
-    let e: Vec<Z64> = opened[..m * k].iter().map(|&w| Z64(w)).collect();
-    let f: Vec<Z64> = opened[m * k..].iter().map(|&w| Z64(w)).collect();
+    let (e, f) = open_pair(link, Tag::Matmul, "matrix product", (x, &t.a), (y, &t.b))?;
     let mut af = vec![Z64::ZERO; m * n];
     gemm(&e, y, dims, out);
     gemm(&t.a, &f, dims, &mut af);
-    for ((o, &p), &c) in out.iter_mut().zip(&af).zip(&t.c) {
-        *o += p + c;
-    }
+    add_with_correction(out, &af, &t.c);
     Ok(Some(KeptProduct {
         dims,
         request,
@@ -193,18 +242,9 @@ pub fn dense_backward<C: Channel, R: Correlations + ?Sized>(
             && dx.as_ref().is_none_or(|d| d.len() == m * k),
         "dense_backward: shape mismatch"
     );
-    let back = corr.consumed() - kept.request;
-    let back = usize::try_from(back).map_err(|_| MpcError::Dealer {
-        what: "dense backward masks",
-        reason: format!("the forward product was {back} requests ago"),
-    })?;
+    let back = requests_back(corr, kept.request, "dense backward masks")?;
     let t = corr.dense_backward(kept.dims, back, dx.is_some())?;
-    let send: Vec<u64> = dy.iter().zip(&t.d).map(|(&v, &d)| (v - d).0).collect();
-    let g: Vec<Z64> = link
-        .open_add(Tag::DenseBackward, "dense backward", &send)?
-        .into_iter()
-        .map(Z64)
-        .collect();
+    let g = open_difference(link, Tag::DenseBackward, "dense backward", dy, &t.d)?;
     // dW = E^T [dY] + [A]^T G + [C_w].
     let tdims = MatDims { m: k, k: m, n };
     let mut t_of = vec![Z64::ZERO; k * m];
@@ -214,9 +254,7 @@ pub fn dense_backward<C: Channel, R: Correlations + ?Sized>(
     ringnn_core::layers::transpose(&a, m, k, &mut t_of);
     let mut p = vec![Z64::ZERO; k * n];
     gemm(&t_of, &g, tdims, &mut p);
-    for ((o, &q), &c) in dw.iter_mut().zip(&p).zip(&t.c_w) {
-        *o += q + c;
-    }
+    add_with_correction(dw, &p, &t.c_w);
     let Some(dx) = dx else {
         return Ok(());
     };
@@ -229,9 +267,7 @@ pub fn dense_backward<C: Channel, R: Correlations + ?Sized>(
     ringnn_core::layers::transpose(&b, k, n, &mut t_of);
     let mut p = vec![Z64::ZERO; m * k];
     gemm(&g, &t_of, xdims, &mut p);
-    for ((o, &q), &c) in dx.iter_mut().zip(&p).zip(&t.c_x) {
-        *o += q + c;
-    }
+    add_with_correction(dx, &p, &t.c_x);
     Ok(())
 }
 
@@ -356,12 +392,13 @@ pub fn conv_product_keeping<C: Channel, R: Correlations + ?Sized>(
     };
     let t = corr.conv(shape, product)?;
     let request = corr.consumed() - 1;
-    let mut send = Vec::with_capacity(img + m * k);
-    send.extend(x.iter().zip(&t.a).map(|(&v, &a)| (v - a).0));
-    send.extend(m_in.iter().zip(&t.b).map(|(&v, &b)| (v - b).0));
-    let opened = link.open_add(Tag::Conv, "convolution product", &send)?;
-    let e: Vec<Z64> = opened[..img].iter().map(|&w| Z64(w)).collect();
-    let f: Vec<Z64> = opened[img..].iter().map(|&w| Z64(w)).collect();
+    let (e, f) = open_pair(
+        link,
+        Tag::Conv,
+        "convolution product",
+        (x, &t.a),
+        (m_in, &t.b),
+    )?;
     let mut cols = vec![Z64::ZERO; k * n];
     // F U([X]) into `out`, then [B] U(E) beside it.
     unfold(x, &mut cols);
@@ -369,9 +406,7 @@ pub fn conv_product_keeping<C: Channel, R: Correlations + ?Sized>(
     unfold(&e, &mut cols);
     let mut be = vec![Z64::ZERO; m * n];
     gemm(&t.b, &cols, dims, &mut be);
-    for ((o, &p), &c) in out.iter_mut().zip(&be).zip(&t.c) {
-        *o += p + c;
-    }
+    add_with_correction(out, &be, &t.c);
     Ok(Some(KeptConv {
         shape,
         request,
@@ -440,18 +475,9 @@ pub fn conv_backward<C: Channel, R: Correlations + ?Sized>(
             && dcols.as_ref().is_none_or(|d| d.len() == patch * rows),
         "conv_backward: shape mismatch"
     );
-    let back = corr.consumed() - kept.request;
-    let back = usize::try_from(back).map_err(|_| MpcError::Dealer {
-        what: "convolution backward masks",
-        reason: format!("the forward product was {back} requests ago"),
-    })?;
+    let back = requests_back(corr, kept.request, "convolution backward masks")?;
     let t = corr.conv_backward(shape, back, dcols.is_some())?;
-    let send: Vec<u64> = dyt.iter().zip(&t.d).map(|(&v, &d)| (v - d).0).collect();
-    let g: Vec<Z64> = link
-        .open_add(Tag::ConvBackward, "convolution backward", &send)?
-        .into_iter()
-        .map(Z64)
-        .collect();
+    let g = open_difference(link, Tag::ConvBackward, "convolution backward", dyt, &t.d)?;
     // dW = [dY^T] U(E) + G U([A]) + [C_w].
     let wdims = MatDims {
         m: o,
@@ -464,9 +490,7 @@ pub fn conv_backward<C: Channel, R: Correlations + ?Sized>(
     conv.im2col(&mask_share(link.is_p0(), x, &kept.e), &mut cols);
     let mut p = vec![Z64::ZERO; o * patch];
     gemm(&g, &cols, wdims, &mut p);
-    for ((v, &q), &c) in dw.iter_mut().zip(&p).zip(&t.c_w) {
-        *v += q + c;
-    }
+    add_with_correction(dw, &p, &t.c_w);
     let Some(dcols) = dcols else {
         return Ok(());
     };
@@ -483,8 +507,6 @@ pub fn conv_backward<C: Channel, R: Correlations + ?Sized>(
     ringnn_core::layers::transpose(&b, o, patch, &mut t_of);
     let mut p = vec![Z64::ZERO; patch * rows];
     gemm(&t_of, &g, xdims, &mut p);
-    for ((v, &q), &c) in dcols.iter_mut().zip(&p).zip(&t.c_x) {
-        *v += q + c;
-    }
+    add_with_correction(dcols, &p, &t.c_x);
     Ok(())
 }
