@@ -133,16 +133,9 @@ pub struct Mpc<C, R> {
     /// What each dense layer's forward product in training kept for its backward pass,
     /// by slot ([`Engine::dense_forward_product`]): the opened values and a fingerprint
     /// of the operands (to check that the backward pass is given the same ones).
-    kept: HashMap<usize, Kept>,
+    kept: HashMap<usize, Held<protocols::KeptProduct>>,
     /// The same for each convolution.
-    kept_conv: HashMap<usize, KeptConv>,
-}
-
-/// A convolution's forward product kept until its backward pass, as [`Kept`].
-#[derive(Debug)]
-struct KeptConv {
-    product: protocols::KeptConv,
-    operands: u64,
+    kept_conv: HashMap<usize, Held<protocols::KeptConv>>,
 }
 
 /// A fingerprint of this party's shares of a product's operands (FNV-1a over the words
@@ -160,11 +153,11 @@ fn fingerprint(x: &[Z64], w: &[Z64]) -> u64 {
     h
 }
 
-/// A dense layer's forward product kept until its backward pass, with a fingerprint of
-/// this party's shares of its operands.
+/// A forward product (dense or convolution) kept until its backward pass, with a
+/// fingerprint of this party's shares of its operands.
 #[derive(Debug)]
-struct Kept {
-    product: protocols::KeptProduct,
+struct Held<P> {
+    product: P,
     operands: u64,
 }
 
@@ -461,7 +454,7 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         match protocols::matmul_keeping(link, corr, x, w, dims, out, gemm)? {
             Some(product) => {
                 let operands = fingerprint(x, w);
-                self.kept.insert(slot, Kept { product, operands });
+                self.kept.insert(slot, Held { product, operands });
             }
             None => {
                 self.kept.remove(&slot);
@@ -493,7 +486,7 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
             return generic::dense_backward_products(self, x, w, dy, dims, dw, dx, scratch);
         };
         assert!(
-            kept.product.dims == dims && kept.operands == fingerprint(x, w),
+            kept.product.shape == dims && kept.operands == fingerprint(x, w),
             "dense_backward_products: slot {slot} kept a forward product of other operands"
         );
         let (link, corr, gemm) = (&mut self.link, &mut self.corr, self.gemm);
@@ -517,7 +510,7 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         match protocols::conv_product_keeping(link, corr, conv, fwd, x, w, out, gemm)? {
             Some(product) => {
                 let operands = fingerprint(x, w);
-                self.kept_conv.insert(slot, KeptConv { product, operands });
+                self.kept_conv.insert(slot, Held { product, operands });
             }
             None => {
                 self.kept_conv.remove(&slot);

@@ -20,7 +20,7 @@ use ringnn_core::Z64;
 mod products;
 pub use products::{
     conv_backward, conv_product, conv_product_keeping, dense_backward, matmul, matmul_keeping,
-    KeptConv, KeptProduct,
+    Kept, KeptConv, KeptProduct,
 };
 
 /// One party's end of the connection: who it is and the counted channel to the peer.

@@ -111,30 +111,33 @@ fn add_with_correction(out: &mut [Z64], p: &[Z64], c: &[Z64]) {
     }
 }
 
-/// What a dense layer's forward product ([`matmul_keeping`]) keeps for its backward pass
-/// ([`dense_backward`]): the public `E = X - A` and `F = W - B` and the number of the
-/// matrix triple's request. Nothing else: the backward pass shares the masks as
-/// `[A] = [X] - E` and `[B] = [W] - F` (party 0 subtracting), from the operands it is
-/// given again, so a layer holds no mask-sized share between its passes. Its `Debug`
-/// shows the shape and the request only.
-pub struct KeptProduct {
+/// What a forward product keeps for its backward pass: the public `E = X - A` and
+/// `F = W - B`, the product's shape and the number of its triple's request. Nothing
+/// else: the backward pass shares the masks as `[A] = [X] - E` and `[B] = [W] - F`
+/// (party 0 subtracting), from the operands it is given again, so a layer holds no
+/// mask-sized share between its passes. Its `Debug` shows the shape and the request only.
+pub struct Kept<S> {
     /// The forward product's shape.
-    pub dims: MatDims,
-    /// The number of the forward's matrix-triple request.
+    pub shape: S,
+    /// The number of the forward's triple request.
     pub request: u64,
     e: Vec<Z64>,
     f: Vec<Z64>,
 }
 
-impl std::fmt::Debug for KeptProduct {
+impl<S: std::fmt::Debug> std::fmt::Debug for Kept<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print masks or their shares.
-        f.debug_struct("KeptProduct")
-            .field("dims", &self.dims)
+        f.debug_struct("Kept")
+            .field("shape", &self.shape)
             .field("request", &self.request)
             .finish_non_exhaustive()
     }
 }
+
+/// What a dense layer's forward product ([`matmul_keeping`]) keeps for its backward pass
+/// ([`dense_backward`]).
+pub type KeptProduct = Kept<MatDims>;
 
 /// [`matmul`], keeping what the backward pass of a dense layer needs: `None` for a
 /// product with nothing to mask (`m n = 0` or `k = 0`), which opens nothing.
@@ -179,7 +182,7 @@ pub fn matmul_keeping<C: Channel, R: Correlations + ?Sized>(
     gemm(&t.a, &f, dims, &mut af);
     add_with_correction(out, &af, &t.c);
     Ok(Some(KeptProduct {
-        dims,
+        shape: dims,
         request,
         e,
         f,
@@ -220,7 +223,7 @@ pub fn matmul_keeping<C: Channel, R: Correlations + ?Sized>(
 /// A channel or dealer failure.
 ///
 /// # Panics
-/// If a length does not match `kept.dims`.
+/// If a length does not match `kept.shape`.
 #[allow(clippy::too_many_arguments)]
 pub fn dense_backward<C: Channel, R: Correlations + ?Sized>(
     link: &mut Link<C>,
@@ -233,7 +236,7 @@ pub fn dense_backward<C: Channel, R: Correlations + ?Sized>(
     dx: Option<&mut [Z64]>,
     gemm: MatmulFn<Z64>,
 ) -> Result<(), MpcError> {
-    let MatDims { m, k, n } = kept.dims;
+    let MatDims { m, k, n } = kept.shape;
     assert!(
         x.len() == m * k
             && w.len() == k * n
@@ -243,7 +246,7 @@ pub fn dense_backward<C: Channel, R: Correlations + ?Sized>(
         "dense_backward: shape mismatch"
     );
     let back = requests_back(corr, kept.request, "dense backward masks")?;
-    let t = corr.dense_backward(kept.dims, back, dx.is_some())?;
+    let t = corr.dense_backward(kept.shape, back, dx.is_some())?;
     let g = open_difference(link, Tag::DenseBackward, "dense backward", dy, &t.d)?;
     // dW = E^T [dY] + [A]^T G + [C_w].
     let tdims = MatDims { m: k, k: m, n };
@@ -322,28 +325,8 @@ pub fn conv_product<C: Channel, R: Correlations + ?Sized>(
 }
 
 /// What a convolution's forward product ([`conv_product_keeping`]) keeps for its
-/// backward pass ([`conv_backward`]): the public `E = X - A` (the image's shape) and
-/// `F = W - B`, and the number of the triple's request (the masks are shared again from
-/// the operands, as for [`KeptProduct`]). Its `Debug` shows the shape and the request
-/// only.
-pub struct KeptConv {
-    /// The convolution's geometry.
-    pub shape: ConvShape,
-    /// The number of the forward's convolution-triple request.
-    pub request: u64,
-    e: Vec<Z64>,
-    f: Vec<Z64>,
-}
-
-impl std::fmt::Debug for KeptConv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print masks or their shares.
-        f.debug_struct("KeptConv")
-            .field("shape", &self.shape)
-            .field("request", &self.request)
-            .finish_non_exhaustive()
-    }
-}
+/// backward pass ([`conv_backward`]): `E` has the image's shape.
+pub type KeptConv = Kept<ConvShape>;
 
 /// [`conv_product`], keeping what the backward pass needs ([`KeptConv`]; meaningful for
 /// the forward product): `None` for a product with nothing to mask, which opens
