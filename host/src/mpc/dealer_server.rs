@@ -207,6 +207,9 @@ fn serve_one(
         Role::Dealer => unreachable!("accept admits parties only"),
     };
     let io = |source| DealerError::Io { peer, source };
+    // A party reads its material when it needs it: what it has not taken yet waits in
+    // the socket and in at most this much memory, not in a queue as long as a step.
+    ch.limit_send_queue(DEALER_SEND_QUEUE);
     ch.write_all(&seed).map_err(io)?;
     ch.write_all(&[fixed as u8]).map_err(io)?;
     ch.flush().map_err(io)?;
@@ -243,14 +246,15 @@ fn serve_one(
         });
         let mut out = Vec::new();
         match reply {
-            Ok(body) => {
-                out.reserve(9 + body.1.len());
+            Ok((count, body)) => {
                 out.push(0);
-                out.extend_from_slice(&body.0.to_le_bytes());
-                out.extend_from_slice(&body.1);
+                out.extend_from_slice(&count.to_le_bytes());
                 ch.write_all(&out).map_err(io)?;
+                ch.write_all(&body).map_err(io)?;
+                let body_len = body.len();
+                drop(body);
                 ch.flush().map_err(io)?;
-                sent += out.len() as u64;
+                sent += (out.len() + body_len) as u64;
                 requests += 1;
             }
             Err(why) => {
@@ -283,6 +287,10 @@ fn reply(
     super::wire::emit_words(&words, &mut body);
     Ok((words.len() as u64, body))
 }
+
+/// The most encrypted bytes the dealer leaves queued for one party's socket
+/// ([`TlsChannel::limit_send_queue`]).
+const DEALER_SEND_QUEUE: u64 = 64 << 20;
 
 /// Bytes of a request's head after its message type: counter (u64), kind (u8). Its
 /// parameters follow ([`params_len`]).

@@ -453,6 +453,10 @@ pub struct TlsChannel {
     sent: Arc<AtomicU64>,
     received: u64,
     out: Vec<u8>,
+    /// Bytes handed to the writer thread so far (`sent` counts those it wrote).
+    queued: u64,
+    /// The most bytes to leave queued for the writer ([`TlsChannel::limit_send_queue`]).
+    send_limit: Option<u64>,
     frame_left: usize,
     peer: Role,
     max_frame: usize,
@@ -510,6 +514,8 @@ impl TlsChannel {
             sent,
             received: 0,
             out: Vec::new(),
+            queued: 0,
+            send_limit: None,
             frame_left: 0,
             peer,
             max_frame: cfg.max_frame,
@@ -605,6 +611,33 @@ impl TlsChannel {
         io::Error::new(kind, msg)
     }
 
+    /// Keeps at most about `bytes` of encrypted data waiting for the socket: each
+    /// [`Channel::flush`] then waits, between pieces of 4 MiB, until the
+    /// writer thread has passed the rest to the socket. For a side that only answers,
+    /// such as the dealer, whose replies would otherwise pile up in memory while a party
+    /// is busy computing; not for a channel whose peer may be writing a large message to
+    /// it at the same time without reading (two servers exchanging masked values), where
+    /// both would wait.
+    pub fn limit_send_queue(&mut self, bytes: u64) {
+        self.send_limit = Some(bytes);
+    }
+
+    /// Waits until the queue is within [`TlsChannel::limit_send_queue`]'s bound (nothing
+    /// to wait for without one); an error once the writer has stopped (the peer took
+    /// nothing for the timeout, or the connection failed).
+    fn wait_for_queue(&self) -> io::Result<()> {
+        let Some(limit) = self.send_limit else {
+            return Ok(());
+        };
+        while self.queued - self.sent.load(Ordering::Relaxed) > limit {
+            if self.writer.as_ref().is_none_or(|w| w.is_finished()) {
+                return Err(self.writer_error());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
     /// Hands what TLS has to send to the writer thread.
     fn push_tls(&mut self) -> io::Result<()> {
         if !self.conn.wants_write() {
@@ -614,6 +647,7 @@ impl TlsChannel {
         while self.conn.wants_write() {
             self.conn.write_tls(&mut buf)?;
         }
+        self.queued += buf.len() as u64;
         let failed = self.tx.as_ref().map(|tx| tx.send(buf).is_err());
         if failed != Some(false) {
             return Err(self.writer_error());
@@ -721,6 +755,9 @@ impl TlsChannel {
     }
 }
 
+/// Plaintext bytes encrypted at a time by [`Channel::flush`] on a [`TlsChannel`].
+const SEND_PIECE: usize = 4 << 20;
+
 impl Channel for TlsChannel {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.out.extend_from_slice(bytes);
@@ -743,10 +780,17 @@ impl Channel for TlsChannel {
             ));
         }
         let out = std::mem::take(&mut self.out);
-        let mut w = self.conn.writer();
-        w.write_all(&(out.len() as u32).to_le_bytes())?;
-        w.write_all(&out)?;
-        self.push_tls()
+        self.conn
+            .writer()
+            .write_all(&(out.len() as u32).to_le_bytes())?;
+        // In pieces: TLS holds one piece's records at a time, and a limited queue
+        // (`limit_send_queue`) is waited on between them.
+        for piece in out.chunks(SEND_PIECE) {
+            self.conn.writer().write_all(piece)?;
+            self.push_tls()?;
+            self.wait_for_queue()?;
+        }
+        Ok(())
     }
 
     fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {

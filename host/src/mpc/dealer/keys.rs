@@ -11,9 +11,11 @@
 //! `[x ≥ 0]` and are never opened. The key pair's randomness is ChaCha20
 //! stream `k` of a seed only the dealer holds, so asking twice (once per party, from two
 //! connections or threads) gives the same pair. To build each pair once, the first
-//! party to ask keeps the other's keys aside until it asks for them; the result does
-//! not depend on that store, only the time does. The pairs are built in chunks of
-//! [`KEY_CHUNK`] elements over the rayon pool, chunk `c` drawing from word `2^40 c` of
+//! party to ask builds it (the other, asking meanwhile, waits) and keeps the other's keys
+//! aside until it asks for them; the result does not depend on that store, only the time
+//! does. The pairs are built in chunks of
+//! [`KEY_CHUNK`] elements over the rayon pool (a chunk's trees level by level together,
+//! [`drelu_gen_batch`]: the same keys as one gate at a time), chunk `c` drawing from word `2^40 c` of
 //! that stream: the keys depend on the chunk size, not on the number of threads.
 //!
 //! # Security
@@ -29,7 +31,8 @@
 //! nothing.
 
 use super::{stream, zs, Dealer, Material, Request};
-use crate::mpc::fss::{drelu_gen, relu_gen, DreluKey, FssError, ReluKey, ReluMasks};
+use crate::mpc::fss::gate::{drelu_gen_batch, relu_gen_batch, GateBatch};
+use crate::mpc::fss::{DreluKey, FssError, ReluKey};
 use crate::mpc::MpcError;
 use crate::mpc::PartyId;
 use rand_chacha::ChaCha20Rng;
@@ -75,38 +78,9 @@ impl std::fmt::Debug for ReluMaterial {
 /// Keys generated together on one thread, from one position of the dealer's stream.
 pub const KEY_CHUNK: usize = 1024;
 
-/// Appends both parties' key bytes of one gate for the input mask `r_in` to `out`.
-type GenPair = fn(u64, u32, &mut ChaCha20Rng, &mut [Vec<u8>; 2]) -> Result<(), FssError>;
-
-fn drelu_pair(
-    r_in: u64,
-    m: u32,
-    rng: &mut ChaCha20Rng,
-    out: &mut [Vec<u8>; 2],
-) -> Result<(), FssError> {
-    let (k0, k1) = drelu_gen(r_in, m, rng)?;
-    k0.write_to(&mut out[0]);
-    k1.write_to(&mut out[1]);
-    Ok(())
-}
-
-/// A ReLU key pair whose outputs are not masked: `r_out = r_d = 0`.
-fn relu_pair(
-    r_in: u64,
-    m: u32,
-    rng: &mut ChaCha20Rng,
-    out: &mut [Vec<u8>; 2],
-) -> Result<(), FssError> {
-    let masks = ReluMasks {
-        r_in,
-        r_out: 0,
-        r_d: 0,
-    };
-    let (k0, k1) = relu_gen(masks, m, rng)?;
-    k0.write_to(&mut out[0]);
-    k1.write_to(&mut out[1]);
-    Ok(())
-}
+/// Writes both parties' keys of a batch of gates for the input masks `r_in` at width `m`.
+type GenBatchFn =
+    fn(&[u64], u32, &mut ChaCha20Rng, &mut GateBatch, [&mut [u8]; 2]) -> Result<(), FssError>;
 
 impl Dealer {
     /// `party`'s FSS keys of request number `counter`, as bytes ([`Request::key_bytes`]
@@ -115,16 +89,56 @@ impl Dealer {
     /// # Errors
     /// A request that carries no keys, or a width outside 2..=64.
     pub fn keys(&self, req: Request, counter: u64, party: PartyId) -> Result<Vec<u8>, String> {
-        let (n, m, size, gen): (usize, u32, usize, GenPair) = match req {
-            Request::Drelu { n, m } => (n, m, DreluKey::size(m), drelu_pair),
-            Request::Relu { n, m } => (n, m, ReluKey::size(m), relu_pair),
+        let (n, m, size, gen): (usize, u32, usize, GenBatchFn) = match req {
+            Request::Drelu { n, m } => (n, m, DreluKey::size(m), drelu_gen_batch),
+            Request::Relu { n, m } => (n, m, ReluKey::size(m), relu_gen_batch),
             _ => return Err(format!("{} carry no FSS keys", req.what())),
         };
+        // One build per counter: the first party to ask builds both keys while the other
+        // waits for it, and takes its own keys when it asks (never a second build).
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(k) = kept.remove(&(counter, party)) {
-            return Ok(k);
+        loop {
+            match kept.remove(&counter) {
+                None => break,
+                Some(Pending::Ready(p, k)) if p == party => return Ok(k),
+                Some(Pending::Building) => {
+                    kept.insert(counter, Pending::Building);
+                    kept = self.built.wait(kept).unwrap_or_else(|p| p.into_inner());
+                }
+                Some(ready @ Pending::Ready(..)) => {
+                    kept.insert(counter, ready);
+                    return Err(format!("the keys of request {counter} were already given"));
+                }
+            }
         }
+        kept.insert(counter, Pending::Building);
         drop(kept);
+        let built = self.build_keys(n, m, size, gen, counter);
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.remove(&counter);
+        let result = built.map(|[k0, k1]| {
+            let (mine, theirs) = match party {
+                PartyId::P0 => (k0, k1),
+                PartyId::P1 => (k1, k0),
+            };
+            kept.insert(counter, Pending::Ready(party.peer(), theirs));
+            mine
+        });
+        drop(kept);
+        self.built.notify_all();
+        result
+    }
+
+    /// Both parties' keys of request number `counter`: `n` gates of width `m`, `size`
+    /// bytes each, by `gen`.
+    fn build_keys(
+        &self,
+        n: usize,
+        m: u32,
+        size: usize,
+        gen: GenBatchFn,
+        counter: u64,
+    ) -> Result<[Vec<u8>; 2], String> {
         let mut r0 = stream(&self.seeds[0], counter);
         let mut r1 = stream(&self.seeds[1], counter);
         let (a, b) = (zs(&mut r0, n), zs(&mut r1, n));
@@ -137,35 +151,21 @@ impl Dealer {
             .zip(o0.par_chunks_mut(KEY_CHUNK * size))
             .zip(o1.par_chunks_mut(KEY_CHUNK * size))
             .enumerate()
-            .try_for_each(|(c, ((r_in, o0), o1))| {
+            .try_for_each_init(GateBatch::default, |scratch, (c, ((r_in, o0), o1))| {
                 let mut rng = stream(&self.key_seed, counter);
                 rng.set_word_pos((c as u128) << 40);
-                let mut pair = [Vec::with_capacity(size), Vec::with_capacity(size)];
-                for ((&r, k0), k1) in r_in
-                    .iter()
-                    .zip(o0.chunks_exact_mut(size))
-                    .zip(o1.chunks_exact_mut(size))
-                {
-                    pair[0].clear();
-                    pair[1].clear();
-                    gen(r, m, &mut rng, &mut pair)?;
-                    k0.copy_from_slice(&pair[0]);
-                    k1.copy_from_slice(&pair[1]);
-                }
-                Ok::<(), FssError>(())
+                gen(r_in, m, &mut rng, scratch, [o0, o1])
             })
             .map_err(|e| e.to_string())?;
-        let [k0, k1] = out;
-        let (mine, theirs) = match party {
-            PartyId::P0 => (k0, k1),
-            PartyId::P1 => (k1, k0),
-        };
-        self.kept
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((counter, party.peer()), theirs);
-        Ok(mine)
+        Ok(out)
     }
+}
+
+/// The keys of one request counter at the dealer: being built by the thread of the party
+/// that asked first, or built and waiting for the other party (named) to ask.
+pub(super) enum Pending {
+    Building,
+    Ready(PartyId, Vec<u8>),
 }
 
 /// `n` DReLU keys of width `m` from the dealer's bytes, each parsed strictly.
@@ -289,6 +289,48 @@ mod tests {
             again.unwrap(),
             b.keys.iter().flat_map(|k| k.to_bytes()).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn parties_asking_at_once_share_one_build_and_leave_nothing_aside() {
+        // Both parties' threads ask for the same counters at the same time, as they do
+        // when both announce a step's requests: each pair is built once (a second build
+        // would leave a copy of the other party's keys aside for ever), and the keys the
+        // two threads get are the two halves of one pair.
+        let dealer = Arc::new(Dealer::from_seed([5; 32]));
+        let req = Request::Drelu { n: 300, m: 20 };
+        let got: Vec<Vec<Vec<u8>>> = std::thread::scope(|s| {
+            let threads: Vec<_> = [PartyId::P0, PartyId::P1]
+                .map(|p| {
+                    let dealer = &dealer;
+                    s.spawn(move || {
+                        (0..24)
+                            .map(|c| dealer.keys(req, c, p).unwrap())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .into_iter()
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(dealer.kept.lock().unwrap().is_empty());
+        for (c, (b0, b1)) in got[0].iter().zip(&got[1]).enumerate() {
+            let k0 = parse_drelu(b0, 300, 20).unwrap();
+            let k1 = parse_drelu(b1, 300, 20).unwrap();
+            for (i, (a, b)) in k0.iter().zip(&k1).enumerate() {
+                // A mask makes the two evaluations sum to a bit, 0 or 1, for any input.
+                let x_hat = (i as u64) * 0x9e37_79b9;
+                let d = drelu_eval(PartyId::P0, a, x_hat).wrapping_add(drelu_eval(
+                    PartyId::P1,
+                    b,
+                    x_hat,
+                ));
+                assert!(
+                    d <= 1,
+                    "counter {c}, key {i}: the two keys are not one pair"
+                );
+            }
+        }
     }
 
     #[test]

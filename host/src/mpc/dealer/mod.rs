@@ -301,9 +301,10 @@ pub struct Dealer {
     seeds: [Seed; 2],
     /// The seed of FSS key generation: the dealer's alone, never sent.
     key_seed: Seed,
-    /// Keys built with the other party's and not yet asked for, by request counter and
-    /// party ([`Dealer::keys`]).
-    kept: std::sync::Mutex<std::collections::HashMap<(u64, PartyId), Vec<u8>>>,
+    /// Keys of each request counter being built, or built with the other party's and not
+    /// yet asked for ([`Dealer::keys`]), and the signal that one is ready.
+    kept: std::sync::Mutex<std::collections::HashMap<u64, keys::Pending>>,
+    built: std::sync::Condvar,
 }
 
 impl std::fmt::Debug for Dealer {
@@ -328,6 +329,7 @@ impl Dealer {
             seeds,
             key_seed,
             kept: Default::default(),
+            built: Default::default(),
         }
     }
 

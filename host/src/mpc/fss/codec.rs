@@ -102,9 +102,9 @@ impl DcfKey {
 
     /// Appends the key's bytes ([`DcfKey::to_bytes`]) to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&[VERSION, self.n as u8, self.w as u8]);
-        out.extend_from_slice(&self.seed.to_le_bytes());
-        out.extend_from_slice(&self.body);
+        let at = out.len();
+        out.resize(at + 19 + self.body.len(), 0);
+        put_key(&mut out[at..], self.n, self.w, self.seed, &self.body);
     }
 
     /// Parses a key written by [`DcfKey::to_bytes`].
@@ -149,6 +149,15 @@ impl DcfKey {
             body: body.to_vec(),
         })
     }
+}
+
+/// Writes the bytes of a key with `n` input bits, `w` words, root seed `seed` and
+/// correction words `body` ([`DcfKey::to_bytes`]) into `out`, which has exactly their
+/// length (`19 + body.len()`).
+pub(super) fn put_key(out: &mut [u8], n: u32, w: usize, seed: u128, body: &[u8]) {
+    out[..3].copy_from_slice(&[VERSION, n as u8, w as u8]);
+    out[3..19].copy_from_slice(&seed.to_le_bytes());
+    out[19..].copy_from_slice(body);
 }
 
 /// Refuses a seed (the root's for `level = None`) with bit 0 set.

@@ -27,7 +27,8 @@
 //!
 //! # Cost
 //! Generation: `2 (2 + w)` AES blocks per level (both parties' full expansions) and
-//! `2 ceil(w / 2)` at the leaf. Evaluation: `1 + ceil(w / 2)` blocks per level, `ceil(w /
+//! `2 ceil(w / 2)` at the leaf, for many keys at once in one AES call per level
+//! ([`GenBatch`]). Evaluation: `1 + ceil(w / 2)` blocks per level, `ceil(w /
 //! 2)` at the leaf (129 for `n = 64`, `w = 1`), batched over [`LANES`] points.
 
 use super::prg::{self, Mmo, TWEAK_VALUES};
@@ -179,63 +180,9 @@ pub fn gen_vec<R: RngCore + CryptoRng>(
 ) -> Result<(DcfKey, DcfKey), FssError> {
     let w = beta.len();
     check_shape(n, w)?;
-    if n < 64 && alpha >> n != 0 {
-        return Err(FssError::AlphaTooWide { alpha, n });
-    }
-    let roots = [random_seed(rng), random_seed(rng)];
-    let mut s = roots;
-    let mut t = [0u64, 1u64];
-    let mut v_alpha = [0u64; MAX_WORDS];
-    let mut body = Vec::with_capacity(DcfKey::size(n, w) - 19);
-    let per = 2 + w; // blocks of one full expansion
-    let mut mmo = Mmo::new();
-    for i in 0..n {
-        let a = ((alpha >> (n - 1 - i)) & 1) as usize;
-        mmo.clear();
-        for &seed in &s {
-            for q in 0..per as u32 {
-                mmo.push(seed, q);
-            }
-        }
-        let out = mmo.run();
-        let (e0, e1) = (&out[..per], &out[per..2 * per]);
-        let child = |e: &[u128], dir: usize| prg::split(e[dir]);
-        let value = |e: &[u128], dir: usize, j: usize| prg::word(&e[2..], dir * w + j);
-        let (keep, lose) = (a, 1 - a);
-        let (sl0, _) = child(e0, lose);
-        let (sl1, _) = child(e1, lose);
-        let sc = sl0 ^ sl1;
-        body.extend_from_slice(&sc.to_le_bytes());
-        for j in 0..w {
-            let mut d = value(e1, lose, j)
-                .wrapping_sub(value(e0, lose, j))
-                .wrapping_sub(v_alpha[j]);
-            if lose == 0 {
-                d = d.wrapping_add(beta[j]);
-            }
-            let vc = signed(t[1], d);
-            v_alpha[j] = v_alpha[j]
-                .wrapping_sub(value(e1, keep, j))
-                .wrapping_add(value(e0, keep, j))
-                .wrapping_add(signed(t[1], vc));
-            body.extend_from_slice(&vc.to_le_bytes());
-        }
-        let a = a as u64;
-        let tl = child(e0, 0).1 ^ child(e1, 0).1 ^ a ^ 1;
-        let tr = child(e0, 1).1 ^ child(e1, 1).1 ^ a;
-        let t_keep = if keep == 0 { tl } else { tr };
-        let (sk0, tk0) = child(e0, keep);
-        let (sk1, tk1) = child(e1, keep);
-        s = [sk0 ^ (sc & mask128(t[0])), sk1 ^ (sc & mask128(t[1]))];
-        t = [tk0 ^ (t[0] & t_keep), tk1 ^ (t[1] & t_keep)];
-        body.push((tl | (tr << 1)) as u8);
-    }
-    let c0 = prg::convert(s[0], w);
-    let c1 = prg::convert(s[1], w);
-    for j in 0..w {
-        let leaf = signed(t[1], c1[j].wrapping_sub(c0[j]).wrapping_sub(v_alpha[j]));
-        body.extend_from_slice(&leaf.to_le_bytes());
-    }
+    let roots = random_roots(rng);
+    let mut body = vec![0u8; DcfKey::size(n, w) - 19];
+    GenBatch::default().run(&[alpha], beta, &[roots], n, &mut body)?;
     let k0 = DcfKey {
         n,
         w,
@@ -247,6 +194,141 @@ pub fn gen_vec<R: RngCore + CryptoRng>(
         ..k0.clone()
     };
     Ok((k0, k1))
+}
+
+/// Two random root seeds (party 0's, party 1's), bit 0 clear: what [`gen_vec`] draws
+/// from its generator, and all it draws.
+pub fn random_roots<R: RngCore + CryptoRng>(rng: &mut R) -> [u128; 2] {
+    [random_seed(rng), random_seed(rng)]
+}
+
+/// Key generation for many DCFs of one shape at once, level by level: one AES call per
+/// level for all of them (the AES-NI pipeline full, no call per key), the buffers kept
+/// from one batch to the next. Each key's correction words equal [`gen_vec`]'s for the
+/// same `α`, `β` and root seeds.
+#[derive(Default)]
+pub struct GenBatch {
+    mmo: Mmo,
+    seeds: Vec<[u128; 2]>,
+    bits: Vec<[u64; 2]>,
+    v_alpha: Vec<u64>,
+}
+
+impl GenBatch {
+    /// The correction words of the DCFs `x < α_e ? β_e : 0`, `α_e = alphas[e]`, `β_e` the
+    /// `w` words `betas[e w..(e + 1) w]` (`w = betas.len() / alphas.len()`), with root
+    /// seeds `roots[e]` (bit 0 clear): each [`DcfKey`]'s body, [`DcfKey::size`]`(n, w) - 19`
+    /// bytes, one after the other in `bodies`. A key's bytes are `[version, n, w]`, its
+    /// party's root seed (little-endian) and its body ([`DcfKey::to_bytes`]).
+    ///
+    /// # Errors
+    /// `n` or `w` out of range, an `α` wider than `n` bits, or lengths that disagree.
+    pub fn run(
+        &mut self,
+        alphas: &[u64],
+        betas: &[u64],
+        roots: &[[u128; 2]],
+        n: u32,
+        bodies: &mut [u8],
+    ) -> Result<(), FssError> {
+        let keys = alphas.len();
+        let w = betas.len().checked_div(keys).unwrap_or(1);
+        check_shape(n, w)?;
+        let body_len = DcfKey::size(n, w) - 19;
+        if betas.len() != keys * w || roots.len() != keys || bodies.len() != keys * body_len {
+            return Err(FssError::BatchShape {
+                keys,
+                betas: betas.len(),
+                roots: roots.len(),
+                bytes: bodies.len(),
+            });
+        }
+        if let Some(&alpha) = alphas.iter().find(|&&a| n < 64 && a >> n != 0) {
+            return Err(FssError::AlphaTooWide { alpha, n });
+        }
+        let level = DcfKey::level_bytes(w);
+        let per = 2 + w; // blocks of one full expansion
+        self.seeds.clear();
+        self.seeds.extend_from_slice(roots);
+        self.bits.clear();
+        self.bits.resize(keys, [0, 1]);
+        self.v_alpha.clear();
+        self.v_alpha.resize(keys * w, 0);
+        for i in 0..n as usize {
+            self.mmo.clear();
+            for pair in &self.seeds {
+                for &seed in pair {
+                    for q in 0..per as u32 {
+                        self.mmo.push(seed, q);
+                    }
+                }
+            }
+            let out = self.mmo.run();
+            for (e, (body, &alpha)) in bodies.chunks_exact_mut(body_len).zip(alphas).enumerate() {
+                let at = &mut body[i * level..(i + 1) * level];
+                let blocks = &out[e * 2 * per..(e + 1) * 2 * per];
+                let (e0, e1) = (&blocks[..per], &blocks[per..]);
+                let child = |e: &[u128], dir: usize| prg::split(e[dir]);
+                let value = |e: &[u128], dir: usize, j: usize| prg::word(&e[2..], dir * w + j);
+                let a = ((alpha >> (n as usize - 1 - i)) & 1) as usize;
+                let (keep, lose) = (a, 1 - a);
+                let t = self.bits[e];
+                let v_alpha = &mut self.v_alpha[e * w..(e + 1) * w];
+                let sc = child(e0, lose).0 ^ child(e1, lose).0;
+                at[..16].copy_from_slice(&sc.to_le_bytes());
+                for (j, va) in v_alpha.iter_mut().enumerate() {
+                    let mut d = value(e1, lose, j)
+                        .wrapping_sub(value(e0, lose, j))
+                        .wrapping_sub(*va);
+                    if lose == 0 {
+                        d = d.wrapping_add(betas[e * w + j]);
+                    }
+                    let vc = signed(t[1], d);
+                    *va = va
+                        .wrapping_sub(value(e1, keep, j))
+                        .wrapping_add(value(e0, keep, j))
+                        .wrapping_add(signed(t[1], vc));
+                    at[16 + 8 * j..24 + 8 * j].copy_from_slice(&vc.to_le_bytes());
+                }
+                let a = a as u64;
+                let tl = child(e0, 0).1 ^ child(e1, 0).1 ^ a ^ 1;
+                let tr = child(e0, 1).1 ^ child(e1, 1).1 ^ a;
+                let t_keep = if keep == 0 { tl } else { tr };
+                let (sk0, tk0) = child(e0, keep);
+                let (sk1, tk1) = child(e1, keep);
+                self.seeds[e] = [sk0 ^ (sc & mask128(t[0])), sk1 ^ (sc & mask128(t[1]))];
+                self.bits[e] = [tk0 ^ (t[0] & t_keep), tk1 ^ (t[1] & t_keep)];
+                at[level - 1] = (tl | (tr << 1)) as u8;
+            }
+        }
+        // The leaf: both parties' first `w` value words of their last seeds.
+        let vb = w.div_ceil(2) as u32;
+        self.mmo.clear();
+        for pair in &self.seeds {
+            for &seed in pair {
+                for q in 0..vb {
+                    self.mmo.push(seed, TWEAK_VALUES + q);
+                }
+            }
+        }
+        let out = self.mmo.run();
+        let vb = vb as usize;
+        for (e, body) in bodies.chunks_exact_mut(body_len).enumerate() {
+            let (c0, c1) = (
+                &out[2 * e * vb..(2 * e + 1) * vb],
+                &out[(2 * e + 1) * vb..(2 * e + 2) * vb],
+            );
+            let t1 = self.bits[e][1];
+            for j in 0..w {
+                let d = prg::word(c1, j)
+                    .wrapping_sub(prg::word(c0, j))
+                    .wrapping_sub(self.v_alpha[e * w + j]);
+                let at = n as usize * level + 8 * j;
+                body[at..at + 8].copy_from_slice(&signed(t1, d).to_le_bytes());
+            }
+        }
+        Ok(())
+    }
 }
 
 #[inline]

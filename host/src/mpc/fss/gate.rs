@@ -42,7 +42,7 @@
 //! `r_{m-1}`; 5 for ReLU: `r_{m-1}`, `r_{m-1} r_in`, `r_in`, `r_out`, `r_d`), then the DCF
 //! key: [`DreluKey::size`]`(64) = 1613` bytes, [`ReluKey::size`]`(64) = 2157`.
 
-use super::codec::{check_len, check_version, Reader, VERSION};
+use super::codec::{check_len, check_version, put_key, Reader, VERSION};
 use super::dcf::{self, DcfKey};
 use super::FssError;
 use crate::mpc::PartyId;
@@ -356,11 +356,146 @@ fn parse_gate<const K: usize>(
 }
 
 fn write_gate(out: &mut Vec<u8>, kind: u8, m: u32, words: &[u64], dcf: &DcfKey) {
-    out.extend_from_slice(&[VERSION, kind, m as u8]);
-    for v in words {
-        out.extend_from_slice(&v.to_le_bytes());
+    let at = out.len();
+    out.resize(at + 3 + 8 * words.len() + 19 + dcf.body.len(), 0);
+    put_gate(&mut out[at..], kind, m, words, dcf.w, dcf.seed, &dcf.body);
+}
+
+/// Writes a gate key's bytes (header, share words, inner DCF key of `m - 1` bits and `w`
+/// words) into `out`, which has exactly their length.
+fn put_gate(out: &mut [u8], kind: u8, m: u32, words: &[u64], w: usize, seed: u128, body: &[u8]) {
+    out[..3].copy_from_slice(&[VERSION, kind, m as u8]);
+    for (o, v) in out[3..].chunks_exact_mut(8).zip(words) {
+        o.copy_from_slice(&v.to_le_bytes());
     }
-    dcf.write_to(out);
+    put_key(&mut out[3 + 8 * words.len()..], m - 1, w, seed, body);
+}
+
+/// Scratch of [`drelu_gen_batch`] and [`relu_gen_batch`], kept from one batch to the next.
+#[derive(Default)]
+pub struct GateBatch {
+    dcf: dcf::GenBatch,
+    alphas: Vec<u64>,
+    betas: Vec<u64>,
+    roots: Vec<[u128; 2]>,
+    shares: Vec<u64>,
+    bodies: Vec<u8>,
+}
+
+impl GateBatch {
+    /// Draws, gate by gate in the order of the single-gate generators, the root seeds and
+    /// then the shares of the `K` words that `each` gives for the gate's mask (beside the
+    /// DCF's `β`), and builds all the trees. `m` is checked by the caller.
+    fn build<R: RngCore + CryptoRng, const K: usize>(
+        &mut self,
+        r_in: &[u64],
+        m: u32,
+        w: usize,
+        rng: &mut R,
+        each: impl Fn(u64, u64) -> ([u64; 2], [u64; K]),
+    ) -> Result<(), FssError> {
+        self.alphas.clear();
+        self.betas.clear();
+        self.roots.clear();
+        self.shares.clear();
+        for &r in r_in {
+            let (alpha, top) = split_mask(r, m);
+            let (beta, plain) = each(r, top);
+            self.alphas.push(alpha);
+            self.betas.extend_from_slice(&beta[..w]);
+            self.roots.push(dcf::random_roots(rng));
+            for v in plain {
+                let s = share(v, rng);
+                self.shares.extend_from_slice(&s);
+            }
+        }
+        let body = DcfKey::size(m - 1, w) - 19;
+        self.bodies.clear();
+        self.bodies.resize(r_in.len() * body, 0);
+        self.dcf.run(
+            &self.alphas,
+            &self.betas,
+            &self.roots,
+            m - 1,
+            &mut self.bodies,
+        )
+    }
+
+    /// Writes party `b`'s keys, `size` bytes each, into `out[b]`.
+    fn write<const K: usize>(&self, kind: u8, m: u32, w: usize, size: usize, out: [&mut [u8]; 2]) {
+        let body = DcfKey::size(m - 1, w) - 19;
+        for (b, out) in out.into_iter().enumerate() {
+            for (e, key) in out.chunks_exact_mut(size).enumerate() {
+                let words: [u64; K] = std::array::from_fn(|j| self.shares[(e * K + j) * 2 + b]);
+                let seed = self.roots[e][b];
+                let body = &self.bodies[e * body..(e + 1) * body];
+                put_gate(key, kind, m, &words, w, seed, body);
+            }
+        }
+    }
+}
+
+/// Checks that `out` holds `n` keys of `size` bytes for each party.
+fn check_batch(n: usize, size: usize, out: &[&mut [u8]; 2]) -> Result<(), FssError> {
+    match out.iter().find(|o| o.len() != n * size) {
+        Some(o) => Err(FssError::BatchShape {
+            keys: n,
+            betas: n,
+            roots: n,
+            bytes: o.len(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Both parties' keys of [`drelu_gen`] for every mask of `r_in` at width `m`, written
+/// into `out[0]` and `out[1]` ([`DreluKey::size`]`(m)` bytes per key, in order): the same
+/// keys as [`drelu_gen`] called gate by gate with the same generator, the trees built
+/// together ([`dcf::GenBatch`]).
+///
+/// # Errors
+/// `m` outside 2..=64, or an output of another length.
+pub fn drelu_gen_batch<R: RngCore + CryptoRng>(
+    r_in: &[u64],
+    m: u32,
+    rng: &mut R,
+    scratch: &mut GateBatch,
+    out: [&mut [u8]; 2],
+) -> Result<(), FssError> {
+    check_width(m)?;
+    check_batch(r_in.len(), DreluKey::size(m), &out)?;
+    scratch.build::<R, 1>(r_in, m, 1, rng, |_, top| {
+        ([1u64.wrapping_sub(2 * top), 0], [top])
+    })?;
+    scratch.write::<1>(KIND_DRELU, m, 1, DreluKey::size(m), out);
+    Ok(())
+}
+
+/// Both parties' keys of [`relu_gen`] for every mask of `r_in` at width `m`, with the
+/// output masks `r_out = r_d = 0` (the outputs stay additive shares), written into
+/// `out[0]` and `out[1]` ([`ReluKey::size`]`(m)` bytes per key): the same keys as
+/// [`relu_gen`] gate by gate with the same generator, the trees built together.
+///
+/// # Errors
+/// `m` outside 2..=64, or an output of another length.
+pub fn relu_gen_batch<R: RngCore + CryptoRng>(
+    r_in: &[u64],
+    m: u32,
+    rng: &mut R,
+    scratch: &mut GateBatch,
+    out: [&mut [u8]; 2],
+) -> Result<(), FssError> {
+    check_width(m)?;
+    check_batch(r_in.len(), ReluKey::size(m), &out)?;
+    scratch.build::<R, 5>(r_in, m, 2, rng, |r, top| {
+        let sign = 1u64.wrapping_sub(2 * top);
+        (
+            [sign, sign.wrapping_mul(r)],
+            [top, top.wrapping_mul(r), r, 0, 0],
+        )
+    })?;
+    scratch.write::<5>(KIND_RELU, m, 2, ReluKey::size(m), out);
+    Ok(())
 }
 
 impl DreluKey {

@@ -120,6 +120,18 @@ pub enum FssError {
         /// The input width.
         n: u32,
     },
+    /// A batch of key generations whose lengths disagree.
+    #[error("key batch of {keys} keys with {betas} output words, {roots} root pairs and {bytes} body bytes")]
+    BatchShape {
+        /// Keys (comparison points).
+        keys: usize,
+        /// Output words given in all.
+        betas: usize,
+        /// Root seed pairs given.
+        roots: usize,
+        /// Bytes given for the bodies.
+        bytes: usize,
+    },
     /// A gate's width outside 2..=64.
     #[error("gate width m = {m} is outside 2..=64")]
     GateBits {

@@ -79,3 +79,58 @@ fn throughput() {
         );
     }
 }
+
+#[test]
+#[ignore = "a measurement: run in release with --ignored --nocapture"]
+fn key_generation_one_by_one_and_in_batches() {
+    let mut r = rng(31);
+    let count = 32 * 1024;
+    let masks: Vec<u64> = (0..count).map(|_| r.next_u64()).collect();
+    let mut scratch = gate::GateBatch::default();
+    for m in [54u32, 64] {
+        let size = gate::DreluKey::size(m);
+        let one_s = best_of_3(|| {
+            let mut out = [
+                Vec::with_capacity(count * size),
+                Vec::with_capacity(count * size),
+            ];
+            for &mask in &masks {
+                let (k0, k1) = gate::drelu_gen(mask, m, &mut r).unwrap();
+                k0.write_to(&mut out[0]);
+                k1.write_to(&mut out[1]);
+            }
+            out
+        });
+        let batch_s = best_of_3(|| {
+            let mut out = [vec![0u8; count * size], vec![0u8; count * size]];
+            let [a, b] = &mut out;
+            for ((c, a), b) in masks
+                .chunks(1024)
+                .zip(a.chunks_mut(1024 * size))
+                .zip(b.chunks_mut(1024 * size))
+            {
+                gate::drelu_gen_batch(c, m, &mut r, &mut scratch, [a, b]).unwrap();
+            }
+            out
+        });
+        let size = gate::ReluKey::size(m);
+        let relu_s = best_of_3(|| {
+            let mut out = [vec![0u8; count * size], vec![0u8; count * size]];
+            let [a, b] = &mut out;
+            for ((c, a), b) in masks
+                .chunks(1024)
+                .zip(a.chunks_mut(1024 * size))
+                .zip(b.chunks_mut(1024 * size))
+            {
+                gate::relu_gen_batch(c, m, &mut r, &mut scratch, [a, b]).unwrap();
+            }
+            out
+        });
+        println!(
+            "m={m}, one thread: DReLU key pairs one by one {}, in batches of 1024 {}; ReLU in batches {}",
+            rate(count, one_s),
+            rate(count, batch_s),
+            rate(count, relu_s)
+        );
+    }
+}

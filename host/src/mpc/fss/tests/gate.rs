@@ -295,3 +295,87 @@ fn gate_batches_split_over_threads_match_one_by_one() {
         assert_eq!(many, one, "party {i}");
     }
 }
+
+#[test]
+fn keys_built_in_batches_equal_keys_built_one_by_one() {
+    let mut scratch = gate::GateBatch::default();
+    for (m, count) in [(2, 5), (9, 37), (54, 1), (54, 70), (64, 33), (64, 0)] {
+        let r_in: Vec<u64> = {
+            let mut r = rng(u64::from(m) * 1000 + count as u64);
+            (0..count).map(|_| r.next_u64()).collect()
+        };
+        // DReLU: the same generator state gives the same bytes, key for key.
+        let (size, seed) = (gate::DreluKey::size(m), 40 + u64::from(m));
+        let mut out = [vec![0u8; count * size], vec![0u8; count * size]];
+        let [a, b] = &mut out;
+        gate::drelu_gen_batch(&r_in, m, &mut rng(seed), &mut scratch, [a, b]).unwrap();
+        let mut r = rng(seed);
+        for (i, &mask) in r_in.iter().enumerate() {
+            let (k0, k1) = gate::drelu_gen(mask, m, &mut r).unwrap();
+            assert_eq!(
+                out[0][i * size..(i + 1) * size],
+                k0.to_bytes(),
+                "drelu m {m} key {i}"
+            );
+            assert_eq!(
+                out[1][i * size..(i + 1) * size],
+                k1.to_bytes(),
+                "drelu m {m} key {i}"
+            );
+        }
+        // ReLU with unmasked outputs.
+        let size = gate::ReluKey::size(m);
+        let mut out = [vec![0u8; count * size], vec![0u8; count * size]];
+        let [a, b] = &mut out;
+        gate::relu_gen_batch(&r_in, m, &mut rng(seed), &mut scratch, [a, b]).unwrap();
+        let mut r = rng(seed);
+        for (i, &r_in) in r_in.iter().enumerate() {
+            let masks = ReluMasks {
+                r_in,
+                r_out: 0,
+                r_d: 0,
+            };
+            let (k0, k1) = gate::relu_gen(masks, m, &mut r).unwrap();
+            assert_eq!(
+                out[0][i * size..(i + 1) * size],
+                k0.to_bytes(),
+                "relu m {m} key {i}"
+            );
+            assert_eq!(
+                out[1][i * size..(i + 1) * size],
+                k1.to_bytes(),
+                "relu m {m} key {i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn key_batches_of_the_wrong_shape_are_refused() {
+    let mut scratch = gate::GateBatch::default();
+    let size = gate::DreluKey::size(20);
+    let (mut a, mut b) = (vec![0u8; 3 * size], vec![0u8; 3 * size - 1]);
+    let got = gate::drelu_gen_batch(&[1, 2, 3], 20, &mut rng(1), &mut scratch, [&mut a, &mut b]);
+    assert!(
+        matches!(got, Err(FssError::BatchShape { keys: 3, .. })),
+        "{got:?}"
+    );
+    let got = gate::relu_gen_batch(&[1], 65, &mut rng(1), &mut scratch, [&mut a, &mut b]);
+    assert_eq!(got, Err(FssError::GateBits { m: 65 }));
+    let mut body = vec![0u8; super::super::dcf::DcfKey::size(8, 1) - 19];
+    let mut batch = super::super::dcf::GenBatch::default();
+    let got = batch.run(&[1, 2], &[1, 1], &[[0, 0]], 8, &mut body);
+    assert!(
+        matches!(
+            got,
+            Err(FssError::BatchShape {
+                keys: 2,
+                roots: 1,
+                ..
+            })
+        ),
+        "{got:?}"
+    );
+    let got = batch.run(&[256], &[1], &[[0, 0]], 8, &mut body);
+    assert_eq!(got, Err(FssError::AlphaTooWide { alpha: 256, n: 8 }));
+}
