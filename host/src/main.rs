@@ -1,7 +1,30 @@
 //! The `ringnn` command line.
 use clap::Parser;
 
+/// mimalloc, told never to give freed memory back to the system: the two-party engine
+/// allocates and frees buffers of many megabytes per protocol step (FSS keys, masks,
+/// opened values), which the system allocator maps afresh each time, so that the kernel
+/// zeroes every page again; on this machine that was half of a two-party step's CPU
+/// (docs/performance.md). A process keeps its peak memory until it exits. No result
+/// depends on the allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` in mimalloc.h (the enum's 16th option in versions 2 and 3):
+/// milliseconds before freed memory is returned to the system, -1 for never.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+fn keep_freed_memory() {
+    // SAFETY: sets one of mimalloc's process-wide options (a plain integer store), valid at
+    // any time; no memory is touched.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1)
+    };
+}
+
 fn main() -> std::process::ExitCode {
+    keep_freed_memory();
     let cli = ringnn_host::cli::Cli::parse();
     match ringnn_host::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -55,5 +78,26 @@ mod tests {
             message(&e),
             "dealer, serving party 1: connection to party 1 is closed"
         );
+    }
+}
+
+#[cfg(test)]
+mod allocator_tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_delay_option_is_the_one_set() {
+        // mimalloc's default purge delay is 1000 ms; its neighbours in the enum default to
+        // other values (eager commit delay 1, NUMA nodes 0), so this checks the index.
+        #[allow(unsafe_code)]
+        let got = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert!(
+            got == 1000 || got == -1,
+            "option {MI_OPTION_PURGE_DELAY} is {got}"
+        );
+        keep_freed_memory();
+        #[allow(unsafe_code)]
+        let got = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(got, -1);
     }
 }
