@@ -588,6 +588,35 @@ fn fss_keys_from_the_dealer_process_compare_exactly() {
     assert_eq!(dealer.unwrap().requests, 10);
 }
 
+/// Keys longer than a frame travel in several frames: with 16 KiB frames, 40 DReLU keys
+/// of width 64 (65 KB) reach both parties whole and compare exactly.
+#[test]
+fn fss_keys_longer_than_a_frame_arrive_in_several_frames() {
+    use ringnn_host::mpc::fss::{drelu_eval, DreluKey};
+    use ringnn_host::mpc::{Comparison, Correlations};
+    let dir = keys("fss-frames");
+    let mut net = cfg(SessionId::random());
+    net.max_frame = 16 << 10;
+    let n = 40;
+    assert!(n * DreluKey::size(64) > 2 * net.max_frame);
+    let (_, dealer) = with_dealer(&dir, &net, None, Comparison::Fss, |mut c0, mut c1| {
+        let (a, b) = (c0.drelu(n, 64).unwrap(), c1.drelu(n, 64).unwrap());
+        for i in 0..n {
+            let x = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let x_hat = x.wrapping_add((a.r[i] + b.r[i]).0);
+            let ge = drelu_eval(PartyId::P0, &a.keys[i], x_hat).wrapping_add(drelu_eval(
+                PartyId::P1,
+                &b.keys[i],
+                x_hat,
+            ));
+            assert_eq!(ge, u64::from((x as i64) >= 0), "key {i}");
+        }
+        c0.finish().unwrap();
+        c1.finish().unwrap();
+    });
+    assert_eq!(dealer.unwrap().requests, 2);
+}
+
 /// Connects to `addr` and writes `bytes` (errors ignored: the listener may close first);
 /// returns the socket so that it stays open.
 fn stranger(addr: &str, bytes: &[u8]) -> std::net::TcpStream {

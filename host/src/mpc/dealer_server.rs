@@ -34,7 +34,9 @@
 //!   key request the byte count (u64) and the keys' bytes; or `1` (u8), a message length
 //!   (u32) and a UTF-8 message, after which the dealer closes.
 //!
-//! The dealer checks, before computing anything, that sizes fit the frame limit and that
+//! A reply longer than a frame travels in several frames; key requests may ask for up to
+//! [`KEY_REQUEST_FRAMES`] frames of bytes. The dealer checks, before computing anything,
+//! that sizes fit these limits and that
 //! counters arrive in order: party 1's one by one, party 0's (key requests only)
 //! increasing, so that no counter, hence no mask, is served to a party twice.
 //!
@@ -250,11 +252,14 @@ fn serve_one(
                 out.push(0);
                 out.extend_from_slice(&count.to_le_bytes());
                 ch.write_all(&out).map_err(io)?;
-                ch.write_all(&body).map_err(io)?;
-                let body_len = body.len();
-                drop(body);
                 ch.flush().map_err(io)?;
-                sent += (out.len() + body_len) as u64;
+                // The body in frames of at most REPLY_FRAME bytes: keys may exceed one
+                // frame (the party reads the bytes across frames).
+                for piece in body.chunks(REPLY_FRAME.min(max_frame)) {
+                    ch.write_all(piece).map_err(io)?;
+                    ch.flush().map_err(io)?;
+                }
+                sent += (out.len() + body.len()) as u64;
                 requests += 1;
             }
             Err(why) => {
@@ -287,6 +292,13 @@ fn reply(
     super::wire::emit_words(&words, &mut body);
     Ok((words.len() as u64, body))
 }
+
+/// The most bytes of a reply in one frame.
+const REPLY_FRAME: usize = 64 << 20;
+
+/// How many frames' worth of key bytes ([`NetConfig::max_frame`] each) one key request may
+/// ask for: the keys of LeNet's max pooling at batch 512 take 1.6 GB.
+pub const KEY_REQUEST_FRAMES: usize = 16;
 
 /// The most encrypted bytes the dealer leaves queued for one party's socket
 /// ([`TlsChannel::limit_send_queue`]).
@@ -543,11 +555,13 @@ fn decode(kind: u8, p: &[u64], limit: usize) -> Result<Request, String> {
             } else {
                 DreluKey::size(m)
             };
+            // Keys travel in several frames: up to KEY_REQUEST_FRAMES frames' worth.
             let n = usize::try_from(p[0])
                 .ok()
                 .filter(|&n| {
-                    n.checked_mul(size)
-                        .is_some_and(|b| b <= limit.saturating_mul(8))
+                    n.checked_mul(size).is_some_and(|b| {
+                        b <= limit.saturating_mul(8).saturating_mul(KEY_REQUEST_FRAMES)
+                    })
                 })
                 .ok_or_else(too_big)?;
             if relu {

@@ -60,16 +60,16 @@ fn requests_round_trip_and_oversized_ones_are_refused() {
     assert!(decode(1, &[1 << 15, 1 << 15, 1], 1 << 20).is_err());
     assert!(decode(2, &[4, 63, 0], 1 << 20).is_err());
     assert!(decode(13, &[1, 0, 0], 1 << 20).is_err());
-    // Keys: width 2..=64, and their bytes within the frame limit.
+    // Keys: width 2..=64, and their bytes within KEY_REQUEST_FRAMES frames.
     assert!(decode(5, &[1, 1, 0], 1 << 20).is_err());
     assert!(decode(5, &[1, 65, 0], 1 << 20).is_err());
     assert!(decode(5, &[u64::MAX, 64, 0], 1 << 20).is_err());
-    let fit = (8 << 20) / DreluKey::size(64) as u64;
+    let fit = (8 << 20) * KEY_REQUEST_FRAMES as u64 / DreluKey::size(64) as u64;
     assert!(decode(5, &[fit, 64, 0], 1 << 20).is_ok());
     assert!(decode(5, &[fit + 1, 64, 0], 1 << 20).is_err());
     assert!(decode(6, &[1, 1, 0], 1 << 20).is_err());
     assert!(decode(6, &[1, 65, 0], 1 << 20).is_err());
-    let fit = (8 << 20) / ReluKey::size(64) as u64;
+    let fit = (8 << 20) * KEY_REQUEST_FRAMES as u64 / ReluKey::size(64) as u64;
     assert!(decode(6, &[fit, 64, 0], 1 << 20).is_ok());
     assert!(decode(6, &[fit + 1, 64, 0], 1 << 20).is_err());
 }
