@@ -462,13 +462,10 @@ pub fn drelu_gen_batch<R: RngCore + CryptoRng>(
     scratch: &mut GateBatch,
     out: [&mut [u8]; 2],
 ) -> Result<(), FssError> {
-    check_width(m)?;
-    check_batch(r_in.len(), DreluKey::size(m), &out)?;
-    scratch.build::<R, 1>(r_in, m, 1, rng, |_, top| {
+    let gate = (KIND_DRELU, 1, DreluKey::size as fn(u32) -> usize);
+    gen_batch(r_in, m, rng, scratch, out, gate, |_, top| {
         ([1u64.wrapping_sub(2 * top), 0], [top])
-    })?;
-    scratch.write::<1>(KIND_DRELU, m, 1, DreluKey::size(m), out);
-    Ok(())
+    })
 }
 
 /// Both parties' keys of [`relu_gen`] for every mask of `r_in` at width `m`, with the
@@ -485,16 +482,31 @@ pub fn relu_gen_batch<R: RngCore + CryptoRng>(
     scratch: &mut GateBatch,
     out: [&mut [u8]; 2],
 ) -> Result<(), FssError> {
-    check_width(m)?;
-    check_batch(r_in.len(), ReluKey::size(m), &out)?;
-    scratch.build::<R, 5>(r_in, m, 2, rng, |r, top| {
+    let gate = (KIND_RELU, 2, ReluKey::size as fn(u32) -> usize);
+    gen_batch(r_in, m, rng, scratch, out, gate, |r, top| {
         let sign = 1u64.wrapping_sub(2 * top);
         (
             [sign, sign.wrapping_mul(r)],
             [top, top.wrapping_mul(r), r, 0, 0],
         )
-    })?;
-    scratch.write::<5>(KIND_RELU, m, 2, ReluKey::size(m), out);
+    })
+}
+
+/// The batch generation of a gate `(kind, w, size)`: `w` DCF words, `size(m)` bytes a key,
+/// and per mask the DCF's `β` and the `K` share words from `each` (see [`GateBatch`]).
+fn gen_batch<R: RngCore + CryptoRng, const K: usize>(
+    r_in: &[u64],
+    m: u32,
+    rng: &mut R,
+    scratch: &mut GateBatch,
+    out: [&mut [u8]; 2],
+    (kind, w, size): (u8, usize, fn(u32) -> usize),
+    each: impl Fn(u64, u64) -> ([u64; 2], [u64; K]),
+) -> Result<(), FssError> {
+    check_width(m)?;
+    check_batch(r_in.len(), size(m), &out)?;
+    scratch.build::<R, K>(r_in, m, w, rng, each)?;
+    scratch.write::<K>(kind, m, w, size(m), out);
     Ok(())
 }
 

@@ -80,6 +80,14 @@ fn throughput() {
     }
 }
 
+type BatchGen = fn(
+    &[u64],
+    u32,
+    &mut rand_chacha::ChaCha20Rng,
+    &mut gate::GateBatch,
+    [&mut [u8]; 2],
+) -> Result<(), super::super::FssError>;
+
 #[test]
 #[ignore = "a measurement: run in release with --ignored --nocapture"]
 fn key_generation_one_by_one_and_in_batches() {
@@ -101,31 +109,22 @@ fn key_generation_one_by_one_and_in_batches() {
             }
             out
         });
-        let batch_s = best_of_3(|| {
-            let mut out = [vec![0u8; count * size], vec![0u8; count * size]];
-            let [a, b] = &mut out;
-            for ((c, a), b) in masks
-                .chunks(1024)
-                .zip(a.chunks_mut(1024 * size))
-                .zip(b.chunks_mut(1024 * size))
-            {
-                gate::drelu_gen_batch(c, m, &mut r, &mut scratch, [a, b]).unwrap();
-            }
-            out
-        });
-        let size = gate::ReluKey::size(m);
-        let relu_s = best_of_3(|| {
-            let mut out = [vec![0u8; count * size], vec![0u8; count * size]];
-            let [a, b] = &mut out;
-            for ((c, a), b) in masks
-                .chunks(1024)
-                .zip(a.chunks_mut(1024 * size))
-                .zip(b.chunks_mut(1024 * size))
-            {
-                gate::relu_gen_batch(c, m, &mut r, &mut scratch, [a, b]).unwrap();
-            }
-            out
-        });
+        let mut in_batches = |size: usize, gen: BatchGen| {
+            best_of_3(|| {
+                let mut out = [vec![0u8; count * size], vec![0u8; count * size]];
+                let [a, b] = &mut out;
+                for ((c, a), b) in masks
+                    .chunks(1024)
+                    .zip(a.chunks_mut(1024 * size))
+                    .zip(b.chunks_mut(1024 * size))
+                {
+                    gen(c, m, &mut r, &mut scratch, [a, b]).unwrap();
+                }
+                out
+            })
+        };
+        let batch_s = in_batches(gate::DreluKey::size(m), gate::drelu_gen_batch);
+        let relu_s = in_batches(gate::ReluKey::size(m), gate::relu_gen_batch);
         println!(
             "m={m}, one thread: DReLU key pairs one by one {}, in batches of 1024 {}; ReLU in batches {}",
             rate(count, one_s),
