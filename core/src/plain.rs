@@ -139,16 +139,7 @@ impl Plain {
     #[inline]
     fn count_beyond_fss_width(&self, x: &[Z64]) {
         let f = self.f();
-        if fss_width(f) < 64 {
-            let n = x
-                .iter()
-                .filter(|v| !within_fss_width(v.to_signed(), f))
-                .count();
-            self.tally(Health {
-                beyond_fss_width: n as u64,
-                ..Health::default()
-            });
-        }
+        self.tally_beyond_fss_width(x.iter().filter(|v| !within_fss_width(v.to_signed(), f)));
     }
 
     /// Counts the differences compared by [`Engine::is_negative_diff`] (or the tree of
@@ -156,17 +147,17 @@ impl Plain {
     /// `[-2^(W-1), 2^(W-1))` ([`Health::beyond_fss_width`]).
     #[inline]
     fn count_diffs_beyond_fss_width(&self, d: impl Iterator<Item = Z64>) {
-        let w = fss_width(self.f());
-        if w < 64 {
-            let lim = 1i64 << (w - 1);
-            let n = d
-                .filter(|v| {
-                    let v = v.to_signed();
-                    v < -lim || v >= lim
-                })
-                .count();
+        let lim = 1i64 << (fss_width(self.f()) - 1).min(63);
+        self.tally_beyond_fss_width(d.filter(|v| !(-lim..lim).contains(&v.to_signed())));
+    }
+
+    /// Adds the values of `beyond` to [`Health::beyond_fss_width`]; nothing is counted at
+    /// the full width 64, where the gates are exact on the whole ring.
+    #[inline]
+    fn tally_beyond_fss_width<T>(&self, beyond: impl Iterator<Item = T>) {
+        if fss_width(self.f()) < 64 {
             self.tally(Health {
-                beyond_fss_width: n as u64,
+                beyond_fss_width: beyond.count() as u64,
                 ..Health::default()
             });
         }

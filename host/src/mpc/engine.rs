@@ -612,7 +612,7 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
     /// (`Plain` counts the differences beyond it); with the adder, [`Engine::is_negative`].
     fn is_negative_diff(&mut self, x: &[Z64], out: &mut [Z64]) -> Result<(), MpcError> {
         match self.comparison {
-            Comparison::A2b => protocols::is_negative(&mut self.link, &mut self.corr, x, out),
+            Comparison::A2b => self.is_negative(x, out),
             Comparison::Fss => {
                 let w = fss_width(self.frac_bits());
                 comparison::is_negative_fss(&mut self.link, &mut self.corr, x, out, w)

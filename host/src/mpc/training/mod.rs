@@ -733,12 +733,6 @@ mod tests {
         step_on_shares_matches_plain("resnet20", 8, Comparison::A2b);
     }
 
-    /// With the FSS comparison, a whole step (ReLU on the dealer's ReLU keys in one round,
-    /// max pooling, the softmax's max-of-lines and reciprocal, their backward passes) is
-    /// within the same bounds of Plain as with the adder. Comparisons are exact under both, so the two runs differ
-    /// only by the truncations' stochastic rounding (the dealer's truncation masks sit at
-    /// other request counters): the probabilities and parameters of one are within twice
-    /// the bounds of the other's.
     /// The largest difference, in ulp, between two equally long vectors.
     fn ulp(a: &[Z64], b: &[Z64]) -> i64 {
         a.iter()
@@ -748,6 +742,12 @@ mod tests {
             .unwrap_or(0)
     }
 
+    /// With the FSS comparison, a whole step (ReLU on the dealer's ReLU keys in one round,
+    /// max pooling, the softmax's max-of-lines and reciprocal, their backward passes) is
+    /// within the same bounds of Plain as with the adder. Comparisons are exact under
+    /// both, so the two runs differ only by the truncations' stochastic rounding (the
+    /// dealer's truncation masks sit at other request counters): the probabilities and
+    /// parameters of one are within twice the bounds of the other's.
     #[test]
     fn a_training_step_with_the_fss_comparison_matches_plain_and_the_adder() {
         for (model, b) in [("mlp", 8), ("lenet", 4)] {
