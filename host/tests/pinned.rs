@@ -191,6 +191,8 @@ fn mpc_with_a_fixed_dealer_seed_is_pinned() {
     // layer's backward pass takes one dealer request instead of two, so every later
     // truncation mask sits at another request counter and the stochastic roundings
     // differ (the products are exact; the whole-step tests bound the difference to
-    // Plain). It was (0x674f_3482, 0.46).
-    check(&a, "model", (0xf28a_65ad, 0.49));
+    // Plain). It was (0x674f_3482, 0.46). Re-pinned again when the masks came from an
+    // AES-128 counter-mode stream instead of ChaCha20 (every mask differs, so do the
+    // stochastic roundings); it was (0xf28a_65ad, 0.49).
+    check(&a, "model", (0xdedb_cec0, 0.49));
 }

@@ -82,8 +82,11 @@ use std::time::{Duration, Instant};
 /// dense and convolution backward passes, and the dealer requests of kinds 9 to 12); 5
 /// asks for the ReLU, spline and max (pooling, arg-max) keys at the reduced width
 /// `fss_width(f)` (two
-/// servers of versions 4 and 5 would ask for keys of different widths for one request).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// servers of versions 4 and 5 would ask for keys of different widths for one request); 6
+/// draws each request's masks from an AES-128 counter-mode stream instead of ChaCha20
+/// (a party and a dealer of versions 5 and 6 would disagree on every mask, and every
+/// result would be wrong).
+pub const PROTOCOL_VERSION: u32 = 6;
 /// The first bytes of a handshake frame.
 pub const MAGIC: [u8; 4] = *b"RGNN";
 /// Length of the handshake frame's payload.

@@ -35,6 +35,7 @@ use crate::mpc::fss::gate::{drelu_gen_batch, relu_gen_batch, GateBatch};
 use crate::mpc::fss::{DreluKey, FssError, ReluKey};
 use crate::mpc::MpcError;
 use crate::mpc::PartyId;
+use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 use ringnn_core::Z64;
@@ -152,7 +153,8 @@ impl Dealer {
             .zip(o1.par_chunks_mut(KEY_CHUNK * size))
             .enumerate()
             .try_for_each_init(GateBatch::default, |scratch, (c, ((r_in, o0), o1))| {
-                let mut rng = stream(&self.key_seed, counter);
+                let mut rng = ChaCha20Rng::from_seed(self.key_seed);
+                rng.set_stream(counter);
                 rng.set_word_pos((c as u128) << 40);
                 gen(r_in, m, &mut rng, scratch, [o0, o1])
             })

@@ -20,7 +20,7 @@
 //!
 //! # PRG seeds
 //! The dealer gives party 0 a 32-byte seed once; party 0 expands all its material from it
-//! (a ChaCha20 stream per request) and receives nothing else (but FSS keys, below). Party 1 gets its own seed,
+//! (an AES-128 counter-mode stream per request, [`stream`]) and receives nothing else (but FSS keys, below). Party 1 gets its own seed,
 //! expands the uniformly random parts (`a`, `b`, `r`, `u`, `v`, ...) from it, and receives
 //! only the *correction*: the one share that must make the correlation hold (`c1 = (a0 +
 //! a1)(b0 + b1) - c0`, etc.). This cuts the offline traffic to a third of a Beaver triple
@@ -33,7 +33,7 @@
 //! keys, so party 0 too receives material for these requests ([`CorrectionFeed::keys`]).
 //!
 //! # Staying in step without the dealer talking back
-//! Request number `k` of a party uses ChaCha20 stream `k` of its seed. Both parties run
+//! Request number `k` of a party uses stream `k` of its seed. Both parties run
 //! the same program and so issue the same sequence of requests (shapes are public
 //! program structure), so they consume matching material. The dealer computes party 1's
 //! corrections in the same order: in one process it is called through
@@ -79,7 +79,9 @@ pub type Seed = [u8; 32];
 pub(crate) const LOW63: u64 = (1 << 63) - 1;
 
 mod request;
+mod stream;
 pub use request::{ConvProduct, Request};
+use stream::MaskStream;
 
 /// Three matrices (or vectors) of shares with `c = a b` once reconstructed.
 #[derive(Clone, Debug)]
@@ -596,7 +598,7 @@ impl SeededCorrelations {
 
     /// The stream for the next request, party 1's correction for it, and this party's
     /// FSS keys (bytes) for it.
-    fn next(&mut self, req: Request) -> Result<(ChaCha20Rng, Vec<u64>, Vec<u8>), MpcError> {
+    fn next(&mut self, req: Request) -> Result<(MaskStream, Vec<u64>, Vec<u8>), MpcError> {
         let k = self.counter;
         self.counter += 1;
         if let Some(r) = self.recording.as_mut() {
@@ -716,7 +718,7 @@ impl SeededCorrelations {
     }
 }
 
-fn triples(rng: &mut ChaCha20Rng, corr: Vec<u64>, p0: bool, sizes: [usize; 3]) -> Triples {
+fn triples(rng: &mut MaskStream, corr: Vec<u64>, p0: bool, sizes: [usize; 3]) -> Triples {
     let a = zs(rng, sizes[0]);
     let b = zs(rng, sizes[1]);
     let c = if p0 {
@@ -879,19 +881,17 @@ impl Correlations for SeededCorrelations {
     }
 }
 
-/// ChaCha20 stream `k` of `seed`: the material of request number `k`.
-fn stream(seed: &Seed, k: u64) -> ChaCha20Rng {
-    let mut rng = ChaCha20Rng::from_seed(*seed);
-    rng.set_stream(k);
-    rng
+/// Stream `k` of `seed`: the material of request number `k`.
+fn stream(seed: &Seed, k: u64) -> MaskStream {
+    MaskStream::new(seed, k)
 }
 
-fn ws(rng: &mut ChaCha20Rng, n: usize) -> Vec<u64> {
-    (0..n).map(|_| rng.next_u64()).collect()
+fn ws(rng: &mut MaskStream, n: usize) -> Vec<u64> {
+    rng.words(n)
 }
 
-fn zs(rng: &mut ChaCha20Rng, n: usize) -> Vec<Z64> {
-    (0..n).map(|_| Z64(rng.next_u64())).collect()
+fn zs(rng: &mut MaskStream, n: usize) -> Vec<Z64> {
+    rng.ring(n)
 }
 
 fn add(a: &[Z64], b: &[Z64]) -> Vec<Z64> {
