@@ -16,6 +16,7 @@
 
 use crate::mpc::job::JobSpec;
 use crate::mpc::local::LocalMpc;
+use crate::mpc::wire::Tag;
 use crate::mpc::{run_in_process, Comparison, LocalConfig, OfflineStats, Traffic};
 use crate::train::run::Trainer;
 use crate::train::{DataKind, EngineKind, TrainConfig};
@@ -26,6 +27,7 @@ use ringnn_core::fixed::{Fixed, FracBits};
 use ringnn_core::softmax::{softmax, softmax_scratch, Softmax};
 use ringnn_core::{engine::generic, Engine, Z64};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// One thing to measure.
@@ -126,6 +128,10 @@ pub struct CostRow {
     pub online_bytes: u64,
     /// Online bytes each party sends per row.
     pub online_bytes_per_row: f64,
+    /// [`CostRow::online_bytes`] by protocol step (the frame's tag: `trunc`, `matmul`,
+    /// `mul`, `masked_input`, ...; `other` for what was sent outside a step), steps that
+    /// sent nothing left out.
+    pub online_bytes_by_step: BTreeMap<&'static str, u64>,
     /// Bytes both parties receive from the dealer for the batch, their seeds left out:
     /// with `a2b` party 1's corrections (party 0 needs its seed only), with `fss` also
     /// both parties' keys.
@@ -460,6 +466,16 @@ fn on_both_parties(
     Ok((t, o, s0.max(s1)))
 }
 
+/// `t`'s bytes sent by protocol step (steps that sent nothing left out).
+fn by_step(t: &Traffic) -> BTreeMap<&'static str, u64> {
+    let named = Tag::ALL.map(|tag| (tag.name(), t.sent_by_tag[tag as usize]));
+    [("other", t.sent_by_tag[0])]
+        .into_iter()
+        .chain(named)
+        .filter(|&(_, b)| b > 0)
+        .collect()
+}
+
 /// A measurement's row.
 fn row(
     func: &Function,
@@ -487,6 +503,7 @@ fn row(
         rounds: t.rounds,
         online_bytes: t.sent,
         online_bytes_per_row: t.sent as f64 / rows as f64,
+        online_bytes_by_step: by_step(&t),
         dealer_bytes: o.bytes,
         dealer_full_bytes: o.full_bytes,
         online_seconds: secs,
@@ -638,6 +655,36 @@ pub fn table(rows: &[CostRow]) -> String {
                 r.rows,
                 r.process_online_seconds.unwrap_or(f64::NAN),
                 r.process_dealer_seconds.unwrap_or(f64::NAN)
+            ));
+        }
+    }
+    let steps: Vec<&CostRow> = rows.iter().filter(|r| r.function == "step").collect();
+    if !steps.is_empty() {
+        s.push_str(
+            "
+where a step's online bytes go (per party, by protocol step)
+",
+        );
+        for r in steps {
+            let mut parts: Vec<(&str, u64)> = r
+                .online_bytes_by_step
+                .iter()
+                .map(|(&k, &b)| (k, b))
+                .collect();
+            parts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let shares: Vec<String> = parts
+                .iter()
+                .map(|(k, b)| {
+                    let pct = 100.0 * *b as f64 / r.online_bytes.max(1) as f64;
+                    format!("{k} {pct:.1}%")
+                })
+                .collect();
+            s.push_str(&format!(
+                "{:<20} {:>3} {}: {}\n",
+                r.approx,
+                r.frac_bits,
+                r.comparison,
+                shares.join(", ")
             ));
         }
     }

@@ -62,7 +62,7 @@ impl MaxPool2d {
     }
 
     /// Scratch for [`MaxPool2d::forward`]: with `N` output elements and `K = kernel^2`,
-    /// `K N` candidates, `3 (K/2) N` for the comparison level and `2 K N` for the selection.
+    /// `K N` candidates, `3 (K/2) N` for the comparison level and `3 K N` for the selection.
     pub fn forward_scratch(&self, input: Image) -> usize {
         let (kk, nn) = (self.kernel * self.kernel, self.output(input).len());
         kk * nn + crate::engine::generic::max_tree_scratch(kk, nn)

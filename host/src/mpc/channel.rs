@@ -110,7 +110,13 @@ pub struct Traffic {
     pub rounds: u64,
     /// Messages written.
     pub messages: u64,
+    /// Bytes written in the frames of each protocol step, by the frame's tag value
+    /// ([`Tag`](super::wire::Tag)); index 0: what was written outside a tagged step.
+    pub sent_by_tag: [u64; TAG_SLOTS],
 }
+
+/// Slots of [`Traffic::sent_by_tag`]: every tag value and 0.
+pub const TAG_SLOTS: usize = 12;
 
 impl Traffic {
     /// The traffic between `earlier` and `self`.
@@ -120,6 +126,7 @@ impl Traffic {
             received: self.received - earlier.received,
             rounds: self.rounds - earlier.rounds,
             messages: self.messages - earlier.messages,
+            sent_by_tag: std::array::from_fn(|i| self.sent_by_tag[i] - earlier.sent_by_tag[i]),
         }
     }
 }
@@ -132,6 +139,8 @@ pub struct Tracked<C> {
     traffic: Traffic,
     wrote: bool,
     transcript: Option<Vec<u8>>,
+    /// The tag of the frame being written (0: none), until the next flush.
+    tag: usize,
 }
 
 impl<C: Channel> Tracked<C> {
@@ -142,6 +151,7 @@ impl<C: Channel> Tracked<C> {
             traffic: Traffic::default(),
             wrote: false,
             transcript: None,
+            tag: 0,
         }
     }
 
@@ -155,6 +165,15 @@ impl<C: Channel> Tracked<C> {
         self.transcript.take().unwrap_or_default()
     }
 
+    /// Counts what is written until the next flush as the frame of step `tag` (unknown
+    /// values count as 0).
+    pub fn frame(&mut self, tag: u32) {
+        self.tag = usize::try_from(tag)
+            .ok()
+            .filter(|&t| t < TAG_SLOTS)
+            .unwrap_or(0);
+    }
+
     /// The traffic so far.
     pub fn traffic(&self) -> Traffic {
         self.traffic
@@ -165,12 +184,14 @@ impl<C: Channel> Channel for Tracked<C> {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.inner.write_all(bytes)?;
         self.traffic.sent += bytes.len() as u64;
+        self.traffic.sent_by_tag[self.tag] += bytes.len() as u64;
         self.wrote = true;
         Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.traffic.messages += 1;
+        self.tag = 0;
         self.inner.flush()
     }
 

@@ -488,6 +488,38 @@ fn max_pooling_and_its_backward_are_exact() {
     assert_eq!(p, m);
 }
 
+case!(MaxTree4, |e, x| {
+    let nn = x[0].len() / 4;
+    let (mut v, mut sel) = (x[0].clone(), vec![Z64::ZERO; 4 * nn]);
+    let mut scratch = vec![Z64::ZERO; generic::max_tree_scratch(4, nn)];
+    e.max_tree(&mut v, 4, Some(&mut sel), &mut scratch)?;
+    v.truncate(nn);
+    Ok(vec![v, sel])
+});
+
+#[test]
+fn a_two_by_two_max_tree_multiplies_five_times_per_window_and_matches_plain() {
+    // Two selects (2 + 1 per window) and, for the one-hot selection, no product at the
+    // first level (every leaf's product is 1) and one per two-leaf subtree at the second
+    // (the other leaf's is the side bit minus it): 5 products of 16 bytes per window,
+    // where multiplying every leaf at every level took 11.
+    let nn = 300;
+    let (mul, _) = measure(&MaxTree4, 4 * nn);
+    let products = 5 * nn as u64;
+    assert_eq!(
+        mul.sent_by_tag[Tag::Mul as usize],
+        16 * products + 3 * HEADER_LEN as u64
+    );
+    let mut rng = ChaCha20Rng::seed_from_u64(151);
+    let mut x = uniform(&mut rng, 4 * nn, -2.0, 2.0);
+    for j in 0..nn / 3 {
+        x[j + 2 * nn] = x[j]; // ties across the first level
+        x[j + nn] = x[j + 3 * nn]; // and within the other pair
+    }
+    let (p, m) = both(&MaxTree4, &[enc(&x)]);
+    assert_eq!(p, m);
+}
+
 struct ExpEval(ExpApprox, bool);
 impl Case for ExpEval {
     fn run<E: Engine<Elem = Z64, Public = Z64>>(

@@ -40,6 +40,40 @@ pub enum Tag {
     ConvBackward = 11,
 }
 
+impl Tag {
+    /// Every tag, in the order of their values.
+    pub const ALL: [Tag; 11] = [
+        Tag::Mul,
+        Tag::Matmul,
+        Tag::Trunc,
+        Tag::And,
+        Tag::BitToArith,
+        Tag::Open,
+        Tag::Hello,
+        Tag::MaskedInput,
+        Tag::Conv,
+        Tag::DenseBackward,
+        Tag::ConvBackward,
+    ];
+
+    /// The step's short name, for tallies (`ringnn cost`'s `online_bytes_by_step`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Tag::Mul => "mul",
+            Tag::Matmul => "matmul",
+            Tag::Trunc => "trunc",
+            Tag::And => "and",
+            Tag::BitToArith => "bit_to_arith",
+            Tag::Open => "open",
+            Tag::Hello => "hello",
+            Tag::MaskedInput => "masked_input",
+            Tag::Conv => "conv",
+            Tag::DenseBackward => "dense_backward",
+            Tag::ConvBackward => "conv_backward",
+        }
+    }
+}
+
 /// A frame header.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Header {

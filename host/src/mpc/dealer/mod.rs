@@ -20,7 +20,7 @@
 //!
 //! # PRG seeds
 //! The dealer gives party 0 a 32-byte seed once; party 0 expands all its material from it
-//! (an AES-128 counter-mode stream per request, [`stream`]) and receives nothing else (but FSS keys, below). Party 1 gets its own seed,
+//! (an AES-128 counter-mode stream per request, `dealer/stream.rs`) and receives nothing else (but FSS keys, below). Party 1 gets its own seed,
 //! expands the uniformly random parts (`a`, `b`, `r`, `u`, `v`, ...) from it, and receives
 //! only the *correction*: the one share that must make the correlation hold (`c1 = (a0 +
 //! a1)(b0 + b1) - c0`, etc.). This cuts the offline traffic to a third of a Beaver triple

@@ -123,7 +123,11 @@ mod tests {
         let s = MaskStream::new(seed, k);
         let mut b: Block = u128::from(j / 2).to_le_bytes().into();
         s.cipher.encrypt_block(&mut b);
-        let h = if j.is_multiple_of(2) { &b[..8] } else { &b[8..] };
+        let h = if j.is_multiple_of(2) {
+            &b[..8]
+        } else {
+            &b[8..]
+        };
         u64::from_le_bytes(h.try_into().unwrap())
     }
 

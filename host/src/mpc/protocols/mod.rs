@@ -76,6 +76,7 @@ impl<C: Channel> Link<C> {
             .emit(),
         );
         emit_words(send, &mut buf);
+        self.chan.frame(tag as u32);
         self.chan.write_all(&buf).map_err(io)?;
         self.chan.flush().map_err(io)?;
         let mut hb = [0u8; HEADER_LEN];
