@@ -94,7 +94,10 @@ fn mlp_on_plain_is_pinned() {
 fn lenet_and_resnet20_on_plain_are_pinned() {
     let mut a = vec!["--model", "lenet", "--batch", "32", "--lr", "0.01"];
     a.extend(SHORT);
-    check(&a, "", (0x43e7_8ec4, 0.6));
+    // Re-pinned when a convolution's input gradient became one rescale after col2im
+    // instead of one per unfolded term (one rounding per sum; a two-party step truncates
+    // the image, not its unfolding): it was (0x43e7_8ec4, 0.6) and (0xcbb1_afd1, 0.125).
+    check(&a, "", (0x6e1e_49d7, 0.77));
     let b = [
         "--model",
         "resnet20",
@@ -107,7 +110,7 @@ fn lenet_and_resnet20_on_plain_are_pinned() {
         "--test-limit",
         "8",
     ];
-    check(&b, "", (0xcbb1_afd1, 0.125));
+    check(&b, "", (0x6fc8_3e57, 0.125));
 }
 
 #[test]
@@ -166,7 +169,8 @@ fn augmented_cifar10_on_plain_is_pinned_when_present() {
         "--test-limit",
         "64",
     ];
-    check(&a, "", (0x59b8_77d4, 0.109375));
+    // Re-pinned with the col2im change above; it was (0x59b8_77d4, 0.109375).
+    check(&a, "", (0xa0b3_ff84, 0.109375));
 }
 
 #[test]

@@ -314,7 +314,8 @@ impl Conv2d {
 
     /// From `g.dy` (NCHW, the output's shape): `g.dw = dY^T cols`, `g.db = sum of dY's rows`
     /// (both overwritten) and, when asked, `g.dx` (overwritten) by `dcols^T = W^T dY^T` and
-    /// col2im. Two matrix products (three with `dx`), one rescale each.
+    /// col2im (at twice the fractional bits, rescaled once after). Two matrix products
+    /// (three with `dx`), one rescale each.
     ///
     /// # Errors
     /// What the engine reports.
@@ -453,7 +454,11 @@ impl Conv2d {
                     cols,
                 )?;
             }
-            e.rescale(cols)?;
+            // col2im at twice the fractional bits, then one rescale of the image: the
+            // unfolded gradient is `patch / stride^2` times larger than `dx` (25 times in
+            // LeNet's second convolution), and a two-party engine's rescale is a
+            // truncation with a message per element. One rounding of each sum, not one per
+            // term.
             let g = self.windows(input.height, input.width);
             g.scatter_add(
                 e,
@@ -467,6 +472,7 @@ impl Conv2d {
                 dx,
                 img,
             )?;
+            e.rescale(dx)?;
         }
         row_sums_in_place(e, dyt, o, rows, db)
     }
@@ -600,7 +606,6 @@ mod tests {
             &mut dcols,
         )
         .unwrap();
-        e.rescale(&mut dcols).unwrap();
         let g = l.windows(input.height, input.width);
         let (c_in, kk) = (l.in_channels, g.offsets());
         let mut dx = vec![Z64::ZERO; input.len()];
@@ -613,6 +618,9 @@ mod tests {
             1,
             &mut dx,
         );
+        // col2im at 2f, one rescale after (since the rescale of the unfolded gradient
+        // before col2im was dropped: one rounding per sum, not per term).
+        e.rescale(&mut dx).unwrap();
         let mut db = vec![Z64::ZERO; o];
         for r in dyt.chunks(o) {
             db.iter_mut().zip(r).for_each(|(a, &v)| *a += v);
