@@ -62,8 +62,8 @@ pub enum Command {
     /// write OUT/table.md and plots.
     Sweep(SweepArgs),
     /// Run the paper's Table 2 (CNNs on CIFAR) or Table 3 (seq2seq) as a sweep, at a
-    /// quick scale (on 2 idle cores: Table 2 about 2 hours, Table 3 about 1) or the
-    /// paper's full scale, with the paper's figures beside the measured ones.
+    /// quick scale (on 2 idle cores: Table 2 about 2 hours, Table 3 about 30 minutes) or
+    /// the paper's full scale, with the paper's figures beside the measured ones.
     Reproduce(ReproduceArgs),
     /// Make TLS keys: with --role, one role's key and a certificate signing request (each
     /// operator runs its own); without, a session CA and every role's key at once (one
