@@ -660,11 +660,7 @@ pub fn table(rows: &[CostRow]) -> String {
     }
     let steps: Vec<&CostRow> = rows.iter().filter(|r| r.function == "step").collect();
     if !steps.is_empty() {
-        s.push_str(
-            "
-where a step's online bytes go (per party, by protocol step)
-",
-        );
+        s.push_str("\nwhere a step's online bytes go (per party, by protocol step)\n");
         for r in steps {
             let mut parts: Vec<(&str, u64)> = r
                 .online_bytes_by_step
@@ -732,6 +728,15 @@ mod tests {
                 (b.rounds, b.online_bytes, b.dealer_bytes),
                 "{func:?}: cost depends on values"
             );
+            // The breakdown by protocol step accounts for every byte, and nothing is
+            // sent outside a tagged step.
+            let steps: u64 = a.online_bytes_by_step.values().sum();
+            assert_eq!(
+                steps, a.online_bytes,
+                "{func:?}: {:?}",
+                a.online_bytes_by_step
+            );
+            assert!(!a.online_bytes_by_step.contains_key("other"), "{func:?}");
             // Rounds do not grow with the batch; bytes grow with it.
             let c = measure_once(&func, f13(), 64, 1, Comparison::A2b).unwrap();
             assert_eq!(c.rounds, a.rounds, "{func:?}");
