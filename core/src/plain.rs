@@ -454,14 +454,13 @@ impl Engine for Plain {
         Some(self)
     }
 
-    /// The generic tree's comparisons and carries, one pass per level; `sel` holds each
-    /// slot's leaf index until the end, then becomes the one-hot bits. Bit for bit the
-    /// generic result (tested), without its selection products.
+    /// The generic tree's comparisons and carries, one pass per level, each level's bits
+    /// written as it goes: bit for bit the generic result (tested), without its selects.
     fn max_tree(
         &mut self,
         v: &mut [Z64],
         kk: usize,
-        mut sel: Option<&mut [Z64]>,
+        mut bits: Option<&mut [Z64]>,
         _scratch: &mut [Z64],
     ) -> Result<(), Infallible> {
         assert!(
@@ -469,32 +468,29 @@ impl Engine for Plain {
             "max_tree: shape mismatch"
         );
         let nn = v.len() / kk;
-        if let Some(s) = sel.as_deref_mut() {
-            assert_eq!(s.len(), kk * nn, "max_tree: selection length");
-            for (i, row) in s.chunks_mut(nn.max(1)).enumerate() {
-                row.fill(Z64(i as u64));
-            }
+        if let Some(b) = bits.as_deref() {
+            assert_eq!(
+                b.len(),
+                generic::max_tree_bits(kk) * nn,
+                "max_tree: bits length"
+            );
         }
         let mut cnt = kk;
+        let mut at = 0;
         while cnt > 1 {
             let h = cnt / 2;
             let w = h * nn;
             let (left, right) = v.split_at_mut(w);
             self.count_diffs_beyond_fss_width(left.iter().zip(&right[..w]).map(|(&l, &r)| l - r));
             // `left < right` as the generic tree decides it: the sign of the ring difference.
-            match sel.as_deref_mut() {
-                Some(s) => {
-                    let (sl, sr) = s.split_at_mut(w);
-                    for (((l, &r), li), &ri) in left
-                        .iter_mut()
-                        .zip(&right[..w])
-                        .zip(sl.iter_mut())
-                        .zip(&sr[..w])
-                    {
-                        if (*l - r).is_negative() {
+            match bits.as_deref_mut() {
+                Some(b) => {
+                    for ((l, &r), b) in left.iter_mut().zip(&right[..w]).zip(&mut b[at..at + w]) {
+                        let right_wins = (*l - r).is_negative();
+                        if right_wins {
                             *l = r;
-                            *li = ri;
                         }
+                        *b = Z64(right_wins as u64);
                     }
                 }
                 None => {
@@ -507,22 +503,9 @@ impl Engine for Plain {
             }
             if cnt % 2 == 1 {
                 v.copy_within(2 * w..2 * w + nn, w);
-                if let Some(s) = sel.as_deref_mut() {
-                    s.copy_within(2 * w..2 * w + nn, w);
-                }
             }
+            at += w;
             cnt = h + cnt % 2;
-        }
-        if let Some(s) = sel {
-            let (win, rest) = s.split_at_mut(nn);
-            for (i, row) in rest.chunks_mut(nn.max(1)).enumerate() {
-                for (b, wv) in row.iter_mut().zip(win.iter()) {
-                    *b = Z64((wv.0 == i as u64 + 1) as u64);
-                }
-            }
-            for b in win.iter_mut() {
-                *b = Z64((b.0 == 0) as u64);
-            }
         }
         Ok(())
     }

@@ -177,7 +177,8 @@ pub fn relu<E: Engine + ?Sized>(
     Ok(())
 }
 
-/// See [`Engine::max_assign`]. Scratch: `2 * a.len()`.
+/// See [`Engine::max_assign`]: [`Engine::max_pair`], its bits in the scratch. Scratch:
+/// `2 * a.len()`.
 pub fn max_assign<E: Engine + ?Sized>(
     e: &mut E,
     a: &mut [E::Elem],
@@ -186,38 +187,53 @@ pub fn max_assign<E: Engine + ?Sized>(
 ) -> Result<(), E::Error> {
     let n = a.len();
     assert_eq!(b.len(), n, "max_assign: length mismatch");
-    let (d, rest) = scratch.split_at_mut(n);
-    let bits = &mut rest[..n];
-    d.copy_from_slice(a);
-    e.sub_assign(d, b)?;
+    let (bits, rest) = scratch.split_at_mut(n);
+    e.max_pair(a, b, bits, rest)
+}
+
+/// See [`Engine::max_pair`]: `bits = [left - right < 0]` by
+/// [`Engine::is_negative_diff`], then one [`Engine::select`]. Scratch: `left.len()`.
+pub fn max_pair<E: Engine + ?Sized>(
+    e: &mut E,
+    left: &mut [E::Elem],
+    right: &[E::Elem],
+    bits: &mut [E::Elem],
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let n = left.len();
+    assert!(
+        right.len() == n && bits.len() == n,
+        "max_pair: length mismatch"
+    );
+    let d = &mut scratch[..n];
+    d.copy_from_slice(left);
+    e.sub_assign(d, right)?;
     e.is_negative_diff(d, bits)?;
-    e.select(bits, b, a, d)?;
-    a.copy_from_slice(d);
+    e.select(bits, right, left, d)?;
+    left.copy_from_slice(d);
     Ok(())
+}
+
+/// Number of comparisons of the halving tree of [`max_tree`] over `kk` candidates, and so
+/// of its bits per position: each one rules out one candidate.
+pub const fn max_tree_bits(kk: usize) -> usize {
+    kk.saturating_sub(1)
 }
 
 /// Scratch of [`max_tree`] for `kk` candidates of `n` positions.
 pub const fn max_tree_scratch(kk: usize, n: usize) -> usize {
-    3 * (kk / 2) * n + 3 * kk * n
+    2 * (kk / 2) * n
 }
 
-/// See [`Engine::max_tree`]: per level, one comparison of the left half of the rows
-/// with the right half (`left < right`: the right one wins) and one selection; the
-/// selection bits are products, over the levels, of each leaf's side bit.
-///
-/// The products take fewer multiplications than leaves: at the first level every
-/// leaf's product so far is 1, so it is its side bit (no multiplication); at a later
-/// level the leaves of one subtree (a slot of the previous level) have products that
-/// sum to 1 (one is 1, the others 0), so after multiplying all but the subtree's first
-/// leaf by their side bits, the first leaf's is its side bit minus the others'. That is
-/// the same ring element as the product (an identity, not an approximation), so every
-/// engine's bits are unchanged; a 2 x 2 window takes 2 multiplications per output
-/// element instead of 8, and one round fewer. Scratch: [`max_tree_scratch`].
+/// See [`Engine::max_tree`]: per level, one [`Engine::max_pair`] of the left half of the
+/// rows with the right half (`left < right`: the right one wins), its bits kept in `bits`
+/// when given (level after level: `h` rows of `n` for a level of `h` comparisons).
+/// Scratch: [`max_tree_scratch`].
 pub fn max_tree<E: Engine + ?Sized>(
     e: &mut E,
     v: &mut [E::Elem],
     kk: usize,
-    mut sel: Option<&mut [E::Elem]>,
+    mut bits: Option<&mut [E::Elem]>,
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
     assert!(
@@ -225,108 +241,83 @@ pub fn max_tree<E: Engine + ?Sized>(
         "max_tree: shape mismatch"
     );
     let nn = v.len() / kk;
-    if let Some(s) = sel.as_deref() {
-        assert_eq!(s.len(), kk * nn, "max_tree: selection length");
+    if let Some(b) = bits.as_deref() {
+        assert_eq!(b.len(), max_tree_bits(kk) * nn, "max_tree: bits length");
     }
-    let (d, rest) = scratch.split_at_mut((kk / 2) * nn);
-    let (bits, rest) = rest.split_at_mut((kk / 2) * nn);
-    let (t, rest) = rest.split_at_mut((kk / 2) * nn);
-    let (fac, rest) = rest.split_at_mut(kk * nn);
-    let (prod, rest) = rest.split_at_mut(kk * nn);
-    let gathered = &mut rest[..kk * nn];
-    let m1 = e.public_int(-1);
-    let one = e.public_int(1);
-    if let Some(s) = sel.as_deref_mut() {
-        s.fill(E::Elem::default());
-        e.add_public(s, one)?;
-    }
+    let (own, rest) = scratch.split_at_mut((kk / 2) * nn);
     let mut cnt = kk;
-    let mut level = 0;
+    let mut at = 0;
     while cnt > 1 {
         let h = cnt / 2;
         let w = h * nn;
         let (left, right) = v.split_at_mut(w);
-        // bits = [left < right]: the right half wins.
-        d[..w].copy_from_slice(left);
-        e.sub_assign(&mut d[..w], &right[..w])?;
-        e.is_negative_diff(&d[..w], &mut bits[..w])?;
-        e.select(&bits[..w], &right[..w], left, &mut t[..w])?;
-        left.copy_from_slice(&t[..w]);
-        if let Some(s) = sel.as_deref_mut() {
-            // Each leaf's bit is multiplied by the bit of the side it is on.
-            for leaf in 0..kk {
-                let slot = tree_slot(leaf, kk, level);
-                let fl = &mut fac[leaf * nn..(leaf + 1) * nn];
-                if slot < h {
-                    fl.copy_from_slice(&bits[slot * nn..(slot + 1) * nn]);
-                    e.mul_public(fl, m1)?;
-                    e.add_public(fl, one)?;
-                } else if slot < 2 * h {
-                    fl.copy_from_slice(&bits[(slot - h) * nn..(slot - h + 1) * nn]);
-                } else {
-                    fl.fill(E::Elem::default());
-                    e.add_public(fl, one)?;
-                }
-            }
-            if level == 0 {
-                s.copy_from_slice(fac);
-            } else {
-                // Multiply every leaf of a merged subtree but its first (gathered in
-                // `prod` and `gathered`; the first leaves' side bits after them).
-                let slot = |leaf: usize| tree_slot(leaf, kk, level);
-                let merged = |leaf: usize| slot(leaf) < 2 * h;
-                let first = |leaf: usize| !(0..leaf).any(|l| slot(l) == slot(leaf));
-                let row = |i: usize| i * nn..(i + 1) * nn;
-                let others = || (0..kk).filter(|&l| merged(l) && !first(l));
-                let m = others().count();
-                let firsts = || (m..).zip((0..kk).filter(|&l| merged(l) && first(l)));
-                for (i, leaf) in others().enumerate() {
-                    prod[row(i)].copy_from_slice(&s[row(leaf)]);
-                    gathered[row(i)].copy_from_slice(&fac[row(leaf)]);
-                }
-                for (j, leaf) in firsts() {
-                    gathered[row(j)].copy_from_slice(&fac[row(leaf)]);
-                }
-                if m > 0 {
-                    e.mul(&prod[..m * nn], &gathered[..m * nn], &mut fac[..m * nn])?;
-                }
-                for (i, leaf) in others().enumerate() {
-                    s[row(leaf)].copy_from_slice(&fac[row(i)]);
-                }
-                // Each merged subtree's first leaf: its side bit minus the others'.
-                for (j, leaf) in firsts() {
-                    let (head, tail) = s.split_at_mut((leaf + 1) * nn);
-                    let mine = &mut head[leaf * nn..];
-                    mine.copy_from_slice(&gathered[row(j)]);
-                    for other in (leaf + 1..kk).filter(|&l| slot(l) == slot(leaf)) {
-                        e.sub_assign(mine, &tail[row(other - leaf - 1)])?;
-                    }
-                }
-            }
-        }
+        let b = match bits.as_deref_mut() {
+            Some(b) => &mut b[at..at + w],
+            None => &mut own[..w],
+        };
+        e.max_pair(left, &right[..w], b, rest)?;
         if cnt % 2 == 1 {
             v.copy_within(2 * w..2 * w + nn, w);
         }
+        at += w;
         cnt = h + cnt % 2;
-        level += 1;
     }
     Ok(())
 }
 
-/// The slot that leaf `leaf` of `kk` occupies after `level` levels of the halving tree
-/// of [`max_tree`] (slot `i < h` keeps its place, slot `h + i` moves to `i`, the odd
-/// last slot to `h`).
-const fn tree_slot(leaf: usize, kk: usize, level: usize) -> usize {
-    let (mut slot, mut cnt, mut l) = (leaf, kk, 0);
-    while l < level {
+/// Scratch of [`route_tree`] for `kk` candidates of `n` positions.
+pub const fn route_tree_scratch(kk: usize, n: usize) -> usize {
+    (kk / 2) * n
+}
+
+/// The backward pass of [`max_tree`]: `out` (`kk` rows of `n`) gets `dy` at the candidate
+/// that won each position and 0 at the others, from the tree's `bits`, level by level
+/// from the top: a slot's value goes to the right candidate it compared as
+/// `g_right = g * bit` and to the left as `g - g_right` (the odd slot carried up gets its
+/// value back). One product per bit, exact (the bits are 0 or 1 at integer scale), so
+/// `out` is `dy` times the one-hot selection on every engine; one round per level.
+/// With `dy` all ones, `out` is the one-hot selection itself. Scratch:
+/// [`route_tree_scratch`].
+///
+/// # Panics
+/// If the lengths do not match `kk` and `dy.len()`.
+pub fn route_tree<E: Engine + ?Sized>(
+    e: &mut E,
+    bits: &[E::Elem],
+    kk: usize,
+    dy: &[E::Elem],
+    out: &mut [E::Elem],
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let nn = dy.len();
+    assert!(
+        kk > 0 && out.len() == kk * nn && bits.len() == max_tree_bits(kk) * nn,
+        "route_tree: shape mismatch"
+    );
+    // The levels' sizes, bottom up (at most 64 levels for any slice length).
+    let mut levels = [(0usize, 0usize); 64];
+    let (mut cnt, mut depth, mut at) = (kk, 0, 0);
+    while cnt > 1 {
         let h = cnt / 2;
-        if slot >= h {
-            slot -= h;
-        }
+        levels[depth] = (cnt, at);
+        at += h * nn;
+        depth += 1;
         cnt = h + cnt % 2;
-        l += 1;
     }
-    slot
+    out[..nn].copy_from_slice(dy);
+    for &(cnt, at) in levels[..depth].iter().rev() {
+        let h = cnt / 2;
+        let w = h * nn;
+        if cnt % 2 == 1 {
+            out.copy_within(w..w + nn, 2 * w);
+        }
+        let g_right = &mut scratch[..w];
+        e.mul(&out[..w], &bits[at..at + w], g_right)?;
+        let (left, right) = out.split_at_mut(w);
+        e.sub_assign(left, g_right)?;
+        right[..w].copy_from_slice(g_right);
+    }
+    Ok(())
 }
 
 /// See [`Engine::clamp`]; the derivative is 1 on `[lo, hi]` (boundaries included).
@@ -716,14 +707,14 @@ pub(crate) fn broadcast<T: Copy>(per_row: &[T], cols: usize, out: &mut [T]) {
 
 /// Scratch of [`argmax_rows`] for `rows` rows of `cols` values.
 pub const fn argmax_rows_scratch(rows: usize, cols: usize) -> usize {
-    2 * cols * rows + max_tree_scratch(cols, rows)
+    2 * cols * rows + max_tree_bits(cols) * rows + rows + max_tree_scratch(cols, rows)
 }
 
 /// `out[r]` = the column of the largest value in row `r` of `v` (`rows x cols`,
-/// row-major), at integer scale: [`Engine::max_tree`] over the columns with its one-hot
-/// selection, then `sum_c c * sel[c]` (local). Nothing is revealed; ties go to the
-/// candidate the tree keeps (the left one at each comparison). Scratch:
-/// [`argmax_rows_scratch`].
+/// row-major), at integer scale: [`Engine::max_tree`] over the columns, its bits routed
+/// into the one-hot selection ([`route_tree`] of ones), then `sum_c c * sel[c]` (local).
+/// Nothing is revealed; ties go to the candidate the tree keeps (the left one at each
+/// comparison). Scratch: [`argmax_rows_scratch`].
 ///
 /// # Panics
 /// If the lengths do not match `rows` and `cols`, or `cols` is 0.
@@ -741,13 +732,19 @@ pub fn argmax_rows<E: Engine + ?Sized>(
     let n = rows * cols;
     let (cand, rest) = scratch.split_at_mut(n);
     let (sel, rest) = rest.split_at_mut(n);
+    let (bits, rest) = rest.split_at_mut(max_tree_bits(cols) * rows);
+    let (ones, rest) = rest.split_at_mut(rows);
     // Candidate-major: the tree compares whole columns.
     for r in 0..rows {
         for c in 0..cols {
             cand[c * rows + r] = v[r * cols + c];
         }
     }
-    e.max_tree(cand, cols, Some(sel), rest)?;
+    e.max_tree(cand, cols, Some(bits), rest)?;
+    ones.fill(E::Elem::default());
+    let one = e.public_int(1);
+    e.add_public(ones, one)?;
+    route_tree(e, bits, cols, ones, sel, rest)?;
     out.fill(E::Elem::default());
     for c in 1..cols {
         let s = &mut sel[c * rows..(c + 1) * rows];

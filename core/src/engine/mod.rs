@@ -554,7 +554,23 @@ pub trait Engine {
         Ok(false)
     }
 
-    /// `a[i] = max(a[i], b[i])`. Scratch: `2 * a.len()`.
+    /// `left[i] = max(left[i], right[i])`, and `bits[i] = [left[i] < right[i]]` (1 where
+    /// `right` wins, 0 or 1 at integer scale; ties go to `left`), comparing the
+    /// differences `left - right` as [`Engine::is_negative_diff`] does. Lengths equal.
+    /// The default compares, then selects ([`generic::max_pair`]); a two-party engine may
+    /// get both from one gate on the difference. Scratch: `left.len()`.
+    fn max_pair(
+        &mut self,
+        left: &mut [Self::Elem],
+        right: &[Self::Elem],
+        bits: &mut [Self::Elem],
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::max_pair(self, left, right, bits, scratch)
+    }
+
+    /// `a[i] = max(a[i], b[i])` ([`Engine::max_pair`], its bits dropped). Scratch:
+    /// `2 * a.len()`.
     fn max_assign(
         &mut self,
         a: &mut [Self::Elem],
@@ -594,17 +610,19 @@ pub trait Engine {
     /// each level, and the odd last candidate carried up, are fixed, so every engine picks
     /// the same winner, ties going to the left). `v` holds `kk` rows of `n` candidates
     /// (row `i`: candidate `i` of every position); on return row 0 holds the maxima and the
-    /// other rows are spent. With `sel` (`kk * n`), also the one-hot selection: `sel[i * n +
-    /// j]` is 1 where candidate `i` won position `j`, else 0. Scratch:
+    /// other rows are spent. With `bits` ([`generic::max_tree_bits`]`(kk) * n`), also the
+    /// tree's comparison bits, level after level (a level of `h` comparisons: `h` rows of
+    /// `n`, bit 1 where the right candidate of the pair won), from which
+    /// [`generic::route_tree`] sends a gradient to each winner. Scratch:
     /// [`generic::max_tree_scratch`].
     fn max_tree(
         &mut self,
         v: &mut [Self::Elem],
         kk: usize,
-        sel: Option<&mut [Self::Elem]>,
+        bits: Option<&mut [Self::Elem]>,
         scratch: &mut [Self::Elem],
     ) -> Result<(), Self::Error> {
-        generic::max_tree(self, v, kk, sel, scratch)
+        generic::max_tree(self, v, kk, bits, scratch)
     }
 
     /// `out[i] = sum_j coeffs[j] * x[i]^j` by Horner's rule (one multiplication and one

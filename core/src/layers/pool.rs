@@ -6,14 +6,13 @@
 //!
 //! # Max pooling and the secret argmax
 //! The maximum is a halving tree over the `k^2` offsets, each level one batched
-//! comparison and select (`ceil(log2 k^2)` rounds), as
-//! [`max_of_lines`](crate::engine::generic::max_of_lines) does. Nothing about which element
-//! won is ever held in plaintext form: forward can write **one-hot selection bits** (engine
-//! elements at integer scale, shares on a two-party engine) into a caller-provided buffer,
-//! built along the tree as products of the comparison bits (one extra multiplication per
-//! level); backward multiplies them by the output gradient (no rescale: bits are
-//! integer-scaled) and folds the result back. Backward does not recompute the tree.
-//! Ties go to the lower offset, so exactly one bit per window is 1.
+//! [`Engine::max_pair`] (`ceil(log2 k^2)` of them). Nothing about which element won is ever
+//! held in plaintext form: forward can write the tree's **comparison bits** (`k^2 - 1` per
+//! window, engine elements at integer scale, shares on a two-party engine) into a
+//! caller-provided buffer; backward routes the output gradient down the tree with them
+//! ([`route_tree`](crate::engine::generic::route_tree): one product per bit, no rescale)
+//! and folds the result back. Backward does not recompute the tree. Ties go to the lower
+//! offset, so exactly one element per window gets the gradient.
 
 use super::windows::{Strided, Windows};
 use super::{column_sums_in_place, divide_by, transpose, Image};
@@ -56,21 +55,22 @@ impl MaxPool2d {
         pooled(input, &windows(input, self.kernel, self.stride))
     }
 
-    /// Length of the selection bits: `kernel^2` times the output length.
+    /// Length of the selection bits: the tree's `kernel^2 - 1` comparisons per output
+    /// element.
     pub fn selection_len(&self, input: Image) -> usize {
-        self.kernel * self.kernel * self.output(input).len()
+        crate::engine::generic::max_tree_bits(self.kernel * self.kernel) * self.output(input).len()
     }
 
     /// Scratch for [`MaxPool2d::forward`]: with `N` output elements and `K = kernel^2`,
-    /// `K N` candidates, `3 (K/2) N` for the comparison level and `3 K N` for the selection.
+    /// `K N` candidates and the tree's [`max_tree_scratch`](crate::engine::generic::max_tree_scratch).
     pub fn forward_scratch(&self, input: Image) -> usize {
         let (kk, nn) = (self.kernel * self.kernel, self.output(input).len());
         kk * nn + crate::engine::generic::max_tree_scratch(kk, nn)
     }
 
-    /// `y = max over each window`, and the one-hot selection bits into `sel` when given
-    /// (layout `[offset][output element]`, [`MaxPool2d::selection_len`] elements), which
-    /// [`MaxPool2d::backward`] needs.
+    /// `y = max over each window`, and the tree's comparison bits into `sel` when given
+    /// (layout `[comparison][output element]`, [`MaxPool2d::selection_len`] elements),
+    /// which [`MaxPool2d::backward`] needs.
     ///
     /// # Errors
     /// What the engine reports.
@@ -97,7 +97,11 @@ impl MaxPool2d {
             "max pool forward: shape mismatch"
         );
         if let Some(s) = sel.as_deref() {
-            assert_eq!(s.len(), kk * nn, "max pool forward: selection length");
+            assert_eq!(
+                s.len(),
+                self.selection_len(input),
+                "max pool forward: selection length"
+            );
         }
         let planes = input.planes();
         let per = (e.batch_hint() / pl.max(1)).max(1);
@@ -106,12 +110,13 @@ impl MaxPool2d {
         }
         // Blocks of `per` planes: at most half the batch, so the block's own selection
         // bits fit in the scratch beside the block's working space.
-        let (local, scratch) = scratch.split_at_mut(kk * per * pl);
+        let bits = crate::engine::generic::max_tree_bits(kk);
+        let (local, scratch) = scratch.split_at_mut(bits * per * pl);
         let hw = input.plane();
         for q0 in (0..planes).step_by(per) {
             let q1 = (q0 + per).min(planes);
             let nb = (q1 - q0) * pl;
-            let ls = &mut local[..kk * nb];
+            let ls = &mut local[..bits * nb];
             Self::forward_planes(
                 e,
                 &g,
@@ -150,11 +155,13 @@ impl MaxPool2d {
 
     /// Scratch for [`MaxPool2d::backward`].
     pub fn backward_scratch(&self, input: Image) -> usize {
-        2 * self.selection_len(input) + input.len()
+        let (kk, nn) = (self.kernel * self.kernel, self.output(input).len());
+        kk * nn + crate::engine::generic::route_tree_scratch(kk, nn) + input.len()
     }
 
-    /// `dx` (overwritten) from the output gradient `dy` and the selection bits of the
-    /// forward pass: one multiplication without rescale, then local additions.
+    /// `dx` (overwritten) from the output gradient `dy` and the comparison bits of the
+    /// forward pass: `dy` routed down the tree (one multiplication per bit, without
+    /// rescale), then local additions.
     ///
     /// # Errors
     /// What the engine reports.
@@ -173,15 +180,11 @@ impl MaxPool2d {
         let g = windows(input, self.kernel, self.stride);
         let (kk, nn, pl) = (g.offsets(), pooled(input, &g).len(), g.positions());
         assert!(
-            sel.len() == kk * nn && dy.len() == nn && dx.len() == input.len(),
+            sel.len() == self.selection_len(input) && dy.len() == nn && dx.len() == input.len(),
             "max pool backward: shape mismatch"
         );
-        let (rep, rest) = scratch.split_at_mut(kk * nn);
-        let (prod, rest) = rest.split_at_mut(kk * nn);
-        for r in rep.chunks_mut(nn) {
-            r.copy_from_slice(dy);
-        }
-        e.mul(sel, rep, prod)?;
+        let (prod, rest) = scratch.split_at_mut(kk * nn);
+        crate::engine::generic::route_tree(e, sel, kk, dy, prod, rest)?;
         g.scatter_add(
             e,
             Strided {
@@ -435,16 +438,20 @@ mod tests {
             )
             .unwrap();
             assert_eq!(y, max_ref(k, s, &x, input));
+            assert!(sel.iter().all(|&b| b == 0.0 || b == 1.0));
+            // The bits routed to the winners: one 1 per window, at an offset holding the
+            // maximum.
+            let onehot = one_hot(k, &sel, n);
             for i in 0..n {
-                let col: Vec<f64> = (0..k * k).map(|j| sel[j * n + i]).collect();
+                let col: Vec<f64> = (0..k * k).map(|j| onehot[j * n + i]).collect();
                 assert_eq!(col.iter().sum::<f64>(), 1.0);
                 assert!(col.iter().all(|&b| b == 0.0 || b == 1.0));
             }
         }
-        // Ties: one bit per window, on the lowest offset.
+        // Ties: the lowest offset wins (no comparison bit set).
         let l = MaxPool2d::new(2, 2);
         let input = Image::new(1, 1, 2, 2);
-        let mut sel = vec![0.0; 4];
+        let mut sel = vec![0.0; 3];
         let mut y = vec![0.0; 1];
         let mut sc = vec![0.0; l.forward_scratch(input)];
         l.forward(
@@ -456,7 +463,26 @@ mod tests {
             &mut sc,
         )
         .unwrap();
-        assert_eq!(sel, [1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(sel, [0.0; 3]);
+        assert_eq!(one_hot(2, &sel, 1), [1.0, 0.0, 0.0, 0.0]);
+    }
+
+    /// The one-hot selection of a `k x k` pooling's comparison bits, `n` windows.
+    fn one_hot(k: usize, bits: &[f64], n: usize) -> Vec<f64> {
+        use crate::engine::generic::{route_tree, route_tree_scratch};
+        let mut out = vec![0.0; k * k * n];
+        let mut sc = vec![0.0; route_tree_scratch(k * k, n)];
+        let ones = vec![1.0; n];
+        route_tree(
+            &mut Float::<f64>::new(),
+            bits,
+            k * k,
+            &ones,
+            &mut out,
+            &mut sc,
+        )
+        .unwrap();
+        out
     }
 
     /// Blocks of planes (a batch larger than `Plain`'s hint) give bit for bit what one

@@ -164,12 +164,12 @@ fn compared_differences_count_beyond_the_signed_range_of_the_fss_width() {
     p.max_assign(&mut x, &b, &mut s).unwrap();
     assert_eq!(health(&p).beyond_fss_width, 2);
     // The same pairs through the pooling tree (2 candidates per position), with and
-    // without the selection: the same differences, counted each time.
+    // without the bits: the same differences, counted each time.
     let mut v: Vec<Z64> = a.iter().chain(&b).copied().collect();
     p.max_tree(&mut v, 2, None, &mut []).unwrap();
     assert_eq!(health(&p).beyond_fss_width, 4);
     let mut v: Vec<Z64> = a.iter().chain(&b).copied().collect();
-    let mut sel = vec![Z64::ZERO; 10];
+    let mut sel = vec![Z64::ZERO; 5];
     p.max_tree(&mut v, 2, Some(&mut sel), &mut []).unwrap();
     assert_eq!(health(&p).beyond_fss_width, 6);
     // The plain comparison itself counts nothing.

@@ -321,7 +321,8 @@ fn fused_plain_max_tree_equals_generic() {
             let mut scratch = vec![Z64::ZERO; generic::max_tree_scratch(kk, n)];
             for with_sel in [false, true] {
                 let (mut v1, mut v2) = (v.clone(), v.clone());
-                let (mut s1, mut s2) = (vec![Z64(9); kk * n], vec![Z64(9); kk * n]);
+                let bits = generic::max_tree_bits(kk) * n;
+                let (mut s1, mut s2) = (vec![Z64(9); bits], vec![Z64(9); bits]);
                 p.max_tree(&mut v1, kk, with_sel.then_some(&mut s1[..]), &mut scratch)
                     .unwrap();
                 generic::max_tree(
@@ -333,7 +334,7 @@ fn fused_plain_max_tree_equals_generic() {
                 )
                 .unwrap();
                 assert_eq!(v1[..n], v2[..n], "maxima kk={kk} n={n}");
-                assert_eq!(s1, s2, "selection kk={kk} n={n} sel={with_sel}");
+                assert_eq!(s1, s2, "bits kk={kk} n={n} sel={with_sel}");
             }
         }
     }

@@ -620,6 +620,27 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         }
     }
 
+    /// With [`Comparison::Fss`], one ReLU key on the difference gives the maximum and the
+    /// bit in one round ([`comparison::max_pair_fss`]); with the adder, the kernel's
+    /// comparison and select.
+    fn max_pair(
+        &mut self,
+        left: &mut [Z64],
+        right: &[Z64],
+        bits: &mut [Z64],
+        scratch: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        match self.comparison {
+            Comparison::A2b => {
+                ringnn_core::engine::generic::max_pair(self, left, right, bits, scratch)
+            }
+            Comparison::Fss => {
+                let w = fss_width(self.frac_bits());
+                comparison::max_pair_fss(&mut self.link, &mut self.corr, left, right, bits, w)
+            }
+        }
+    }
+
     /// With [`Comparison::Fss`], the dealer's ReLU keys in one round
     /// ([`comparison::relu_fss`]); with the adder, the kernel's comparison and select.
     fn relu(&mut self, x: &mut [Z64], scratch: &mut [Z64]) -> Result<(), MpcError> {

@@ -490,25 +490,27 @@ fn max_pooling_and_its_backward_are_exact() {
 
 case!(MaxTree4, |e, x| {
     let nn = x[0].len() / 4;
-    let (mut v, mut sel) = (x[0].clone(), vec![Z64::ZERO; 4 * nn]);
+    let (mut v, mut bits) = (x[0].clone(), vec![Z64::ZERO; 3 * nn]);
     let mut scratch = vec![Z64::ZERO; generic::max_tree_scratch(4, nn)];
-    e.max_tree(&mut v, 4, Some(&mut sel), &mut scratch)?;
+    e.max_tree(&mut v, 4, Some(&mut bits), &mut scratch)?;
     v.truncate(nn);
-    Ok(vec![v, sel])
+    // The backward pass: the first row's values routed to each window's winner.
+    let mut routed = vec![Z64::ZERO; 4 * nn];
+    let mut scratch = vec![Z64::ZERO; generic::route_tree_scratch(4, nn)];
+    generic::route_tree(e, &bits, 4, &x[0][..nn], &mut routed, &mut scratch)?;
+    Ok(vec![v, bits, routed])
 });
 
 #[test]
-fn a_two_by_two_max_tree_multiplies_five_times_per_window_and_matches_plain() {
-    // Two selects (2 + 1 per window) and, for the one-hot selection, no product at the
-    // first level (every leaf's product is 1) and one per two-leaf subtree at the second
-    // (the other leaf's is the side bit minus it): 5 products of 16 bytes per window,
-    // where multiplying every leaf at every level took 11.
+fn a_two_by_two_max_tree_and_its_routing_multiply_three_times_per_window() {
+    // The forward pass: three comparisons and, with the adder, three selects (2 + 1 per
+    // window). The backward pass: one product per comparison bit (2 levels), where the
+    // one-hot selection took 2 products forward and 4 backward.
     let nn = 300;
-    let (mul, _) = measure(&MaxTree4, 4 * nn);
-    let products = 5 * nn as u64;
+    let (t, _) = measure(&MaxTree4, 4 * nn);
     assert_eq!(
-        mul.sent_by_tag[Tag::Mul as usize],
-        16 * products + 3 * HEADER_LEN as u64
+        t.sent_by_tag[Tag::Mul as usize],
+        16 * 6 * nn as u64 + 4 * HEADER_LEN as u64
     );
     let mut rng = ChaCha20Rng::seed_from_u64(151);
     let mut x = uniform(&mut rng, 4 * nn, -2.0, 2.0);
@@ -518,6 +520,20 @@ fn a_two_by_two_max_tree_multiplies_five_times_per_window_and_matches_plain() {
     }
     let (p, m) = both(&MaxTree4, &[enc(&x)]);
     assert_eq!(p, m);
+    // The routed gradient is the first row times the one-hot selection: one winner per
+    // window, holding the maximum, the lowest offset on a tie.
+    let (y, routed) = (&p[0], &p[2]);
+    let x = enc(&x);
+    for j in 0..nn {
+        let won: Vec<usize> = (0..4)
+            .filter(|&i| routed[i * nn + j] != Z64::ZERO)
+            .collect();
+        let first = (0..4).find(|&i| x[i * nn + j] == y[j]).unwrap();
+        if x[j] != Z64::ZERO {
+            assert_eq!(won, [first], "window {j}");
+            assert_eq!(routed[first * nn + j], x[j]);
+        }
+    }
 }
 
 struct ExpEval(ExpApprox, bool);
@@ -1136,10 +1152,19 @@ impl Case for ReluOnly {
 
 /// Online traffic and offline bytes of one party (party 1) for `case` on `n` elements.
 fn measure<C: Case>(case: &C, n: usize) -> (Traffic, OfflineStats) {
+    measure_with(&config(24), case, n)
+}
+
+/// [`measure`] on the engines of `cfg`.
+pub(super) fn measure_with<C: Case>(
+    cfg: &LocalConfig,
+    case: &C,
+    n: usize,
+) -> (Traffic, OfflineStats) {
     let mut rng = ChaCha20Rng::seed_from_u64(23);
     let x: Vec<Z64> = (0..n).map(|_| Z64(rng.next_u64())).collect();
     let shares = share(&x, &mut rng);
-    let [_, r1] = run_in_process(&config(24), |e: &mut LocalMpc| {
+    let [_, r1] = run_in_process(cfg, |e: &mut LocalMpc| {
         let mine = vec![
             shares[e.party().index()].clone(),
             shares[e.party().index()].clone(),

@@ -236,3 +236,61 @@ pub fn relu_fss<C: Channel, R: Correlations + ?Sized>(
     }
     Ok(())
 }
+
+/// `left[i] = max(left[i], right[i])` and `bits[i] = [left[i] < right[i]]` in one round,
+/// from one ReLU key per element on the difference `d = left - right`:
+/// `max(left, right) = right + max(d, 0)` and `[left < right] = 1 - [d ≥ 0]`, both
+/// outputs of the one evaluation of [`relu_fss`]'s gate at the opened `d̂ = d + r_in`.
+/// Where `-2^(width-1) ≤ d < 2^(width-1)` that is `Plain`'s
+/// [`max_pair`](ringnn_core::Engine::max_pair) bit for bit, ties going to `left` (at
+/// `d = 0` the gate's bit `[d ≥ 0]` is 1); beyond, the gate reads the sign of `d` at
+/// `width` bits, as [`is_negative_fss`] does, and `Plain` counts the difference in
+/// [`Health::beyond_fss_width`](ringnn_core::Health::beyond_fss_width). The comparison
+/// and select of the default (a DReLU key, then a Beaver product: 2 rounds, 24 bytes per
+/// element) become one gate: the selection is the gate's output, not a product.
+///
+/// # Security
+/// As [`relu_fss`]: only `d̂`, masked by a fresh uniform `r_in`, is opened; the outputs
+/// stay shared.
+///
+/// # Communication
+/// 1 round; 8 bytes sent per element per party. Offline: [`ReluKey::size`]`(width)`
+/// bytes per element to each party.
+///
+/// [`ReluKey::size`]: super::fss::ReluKey::size
+///
+/// # Errors
+/// A channel or dealer failure (keys that do not parse included).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn max_pair_fss<C: Channel, R: Correlations + ?Sized>(
+    link: &mut Link<C>,
+    corr: &mut R,
+    left: &mut [Z64],
+    right: &[Z64],
+    bits: &mut [Z64],
+    width: u32,
+) -> Result<(), MpcError> {
+    let n = left.len();
+    assert!(
+        right.len() == n && bits.len() == n,
+        "max_pair: length mismatch"
+    );
+    if n == 0 {
+        return Ok(());
+    }
+    let d: Vec<Z64> = left.iter().zip(right).map(|(&l, &r)| l - r).collect();
+    let mat = corr.relu(n, width)?;
+    let d_hat = open_masked(link, "FSS maximum", &d, &mat.r)?;
+    let out = relu_eval_many(link.party, &mat.keys, &d_hat).map_err(|e| MpcError::Dealer {
+        what: "ReLU keys",
+        reason: e.to_string(),
+    })?;
+    let one = Z64(u64::from(link.party == PartyId::P0));
+    for (i, s) in out.into_iter().enumerate() {
+        left[i] = right[i] + Z64(s.y);
+        bits[i] = one - Z64(s.d);
+    }
+    Ok(())
+}

@@ -3,9 +3,9 @@
 //! cost, and both parties' views.
 
 use super::super::tests::{
-    assert_balanced, byte_chi2, config, enc, messages, on_mpc, on_plain, opened_values,
-    payload_words, uniform, views_are_uniform_and_never_repeat_a_mask, Case, Compare, MaxPool,
-    Outputs, ReluMaxClamp, F,
+    assert_balanced, byte_chi2, config, enc, measure_with, messages, on_mpc, on_plain,
+    opened_values, payload_words, uniform, views_are_uniform_and_never_repeat_a_mask, Case,
+    Compare, MaxPool, MaxTree4, Outputs, ReluMaxClamp, F,
 };
 use super::*;
 use crate::mpc::dealer::Request;
@@ -207,7 +207,7 @@ impl Case for MaxOfTwo {
 
 #[test]
 fn fss_max_compares_differences_at_the_reduced_width() {
-    // max(a, b) compares a - b with DReLU keys of width W: Plain's result wherever the
+    // max(a, b) = b + ReLU(a - b) from ReLU keys of width W: Plain's result wherever the
     // difference is in [-2^(W-1), 2^(W-1)), the W-bit reading beyond, and Plain counts
     // exactly the differences beyond.
     let w = fss_width(F);
@@ -252,7 +252,7 @@ fn fss_max_compares_differences_at_the_reduced_width() {
         "random pairs mostly differ beyond the width: {beyond}"
     );
     assert_eq!(plain_beyond(&MaxOfTwo, &inputs), beyond);
-    // The keys asked for: n DReLU keys of width W.
+    // The keys asked for: n ReLU keys of width W (no Beaver triple: no select).
     let n = a.len();
     let reqs = run_in_process(&fss(15), |e: &mut LocalMpc| {
         let mut x = inputs[0].clone();
@@ -262,8 +262,38 @@ fn fss_max_compares_differences_at_the_reduced_width() {
         e.take_requests()
     });
     for r in &reqs {
-        assert!(r.contains(&Request::Drelu { n, m: w }), "{r:?}");
+        assert_eq!(r, &[Request::Relu { n, m: w }], "{r:?}");
     }
+}
+
+#[test]
+fn fss_max_tree_is_one_gate_per_comparison_and_routes_with_one_product_per_bit() {
+    // A 2 x 2 window: 3 ReLU gates on differences (one round per level, 8 bytes each, no
+    // select), then the backward routing's 3 products (one round per level).
+    let nn = 300;
+    let (t, _) = measure_with(&fss(16), &MaxTree4, 4 * nn);
+    let header = crate::mpc::wire::HEADER_LEN as u64;
+    assert_eq!(
+        t.sent_by_tag[Tag::MaskedInput as usize],
+        8 * 3 * nn as u64 + 2 * header
+    );
+    assert_eq!(
+        t.sent_by_tag[Tag::Mul as usize],
+        16 * 3 * nn as u64 + 2 * header
+    );
+    assert_eq!(t.rounds, 4);
+    // Bit for bit Plain's maxima, bits and routed gradient, ties included.
+    let mut rng = ChaCha20Rng::seed_from_u64(152);
+    let mut x = uniform(&mut rng, 4 * nn, -2.0, 2.0);
+    for j in 0..nn / 3 {
+        x[j + 2 * nn] = x[j];
+        x[j + nn] = x[j + 3 * nn];
+    }
+    let inputs = [enc(&x)];
+    assert_eq!(
+        on_plain(&MaxTree4, &inputs),
+        on_mpc(&fss(17), &MaxTree4, &inputs)
+    );
 }
 
 /// ReLU with its derivative bit: what the engine keeps from the forward pass or, where
