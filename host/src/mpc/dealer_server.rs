@@ -261,6 +261,7 @@ fn serve_one(
                 }
                 sent += (out.len() + body.len()) as u64;
                 requests += 1;
+                dealer.recycle(body);
             }
             Err(why) => {
                 out.push(1);
@@ -672,6 +673,8 @@ pub struct DealerFeed<C: Channel = TlsChannel> {
     done: bool,
     /// Requests sent ahead whose replies are still to be read, in order.
     ahead: std::collections::VecDeque<(Request, u64)>,
+    /// Reply buffers parsed and given back ([`CorrectionFeed::recycle`]).
+    buffers: crate::mpc::buffers::Buffers,
 }
 
 impl DealerFeed {
@@ -690,6 +693,8 @@ impl<C: Channel> DealerFeed<C> {
             failed: false,
             done: false,
             ahead: Default::default(),
+            // A request's keys, parsed before the next is read: one or two suffice.
+            buffers: crate::mpc::buffers::Buffers::new(2),
         }
     }
 
@@ -741,7 +746,8 @@ impl<C: Channel> DealerFeed<C> {
                 "dealer announced {got} {what}, expected {count}"
             )));
         }
-        let mut body = vec![0u8; unit * count];
+        // `read_exact` fills it: a buffer given back by an earlier request serves.
+        let mut body = self.buffers.take(unit * count);
         self.ch.read_exact(&mut body)?;
         Ok(Ok(body))
     }
@@ -820,7 +826,12 @@ impl<C: Channel + Send> CorrectionFeed for DealerFeed<C> {
         let body = self.fetch(req, counter)?;
         let mut out = vec![0u64; body.len() / 8];
         super::wire::parse_words(&body, &mut out);
+        self.buffers.give(body);
         Ok(out)
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        self.buffers.give(buf);
     }
 
     fn keys(&mut self, req: Request, counter: u64) -> Result<Vec<u8>, MpcError> {

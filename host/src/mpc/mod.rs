@@ -54,6 +54,7 @@
 //! no revealed logits, no revealed comparison results.
 
 pub mod accept;
+pub mod buffers;
 pub mod channel;
 pub mod comparison;
 pub mod dealer;

@@ -84,6 +84,12 @@ type GenBatchFn =
     fn(&[u64], u32, &mut ChaCha20Rng, &mut GateBatch, [&mut [u8]; 2]) -> Result<(), FssError>;
 
 impl Dealer {
+    /// Takes back the bytes of a reply once sent (keys or a correction), for the buffers
+    /// of later key builds ([`crate::mpc::buffers`]).
+    pub fn recycle(&self, buf: Vec<u8>) {
+        self.buffers.give(buf);
+    }
+
     /// `party`'s FSS keys of request number `counter`, as bytes ([`Request::key_bytes`]
     /// of them): see the [module documentation](self).
     ///
@@ -144,7 +150,8 @@ impl Dealer {
         let mut r1 = stream(&self.seeds[1], counter);
         let (a, b) = (zs(&mut r0, n), zs(&mut r1, n));
         let r_in: Vec<u64> = a.iter().zip(&b).map(|(&x, &y)| (x + y).0).collect();
-        let mut out = [vec![0u8; n * size], vec![0u8; n * size]];
+        // Every byte is written below: buffers given back by earlier replies serve.
+        let mut out = [self.buffers.take(n * size), self.buffers.take(n * size)];
         let [o0, o1] = &mut out;
         // Chunk `c`'s keys draw from word 2^40 c of stream `counter` (a chunk uses far
         // fewer words), so the keys depend on the chunk size, never on the threads.

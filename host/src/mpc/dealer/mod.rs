@@ -273,6 +273,11 @@ pub trait CorrectionFeed: Send {
     /// # Errors
     /// The dealer could not be reached or refused.
     fn correction(&mut self, req: Request, counter: u64) -> Result<Vec<u64>, MpcError>;
+    /// Takes back a buffer of key bytes the party has parsed, for a later request's
+    /// ([`crate::mpc::buffers`]). The default drops it.
+    fn recycle(&mut self, buf: Vec<u8>) {
+        drop(buf);
+    }
     /// This party's FSS keys of request number `counter` ([`Request::key_bytes`] bytes,
     /// the keys' `to_bytes` one after the other), for either party.
     ///
@@ -307,6 +312,8 @@ pub struct Dealer {
     /// yet asked for ([`Dealer::keys`]), and the signal that one is ready.
     kept: std::sync::Mutex<std::collections::HashMap<u64, keys::Pending>>,
     built: std::sync::Condvar,
+    /// Key buffers sent and given back ([`Dealer::recycle`]), for the next builds.
+    buffers: crate::mpc::buffers::Buffers,
 }
 
 impl std::fmt::Debug for Dealer {
@@ -332,6 +339,8 @@ impl Dealer {
             key_seed,
             kept: Default::default(),
             built: Default::default(),
+            // Two parties, each with its own keys and the other's waiting: a few.
+            buffers: crate::mpc::buffers::Buffers::new(6),
         }
     }
 
@@ -520,6 +529,11 @@ impl CorrectionFeed for LocalFeed {
             })?;
         }
         Ok(self.dealer.correction(req, counter))
+    }
+
+    /// Back to the dealer's buffers: in one process they are the same memory.
+    fn recycle(&mut self, buf: Vec<u8>) {
+        self.dealer.recycle(buf);
     }
 
     fn keys(&mut self, req: Request, counter: u64) -> Result<Vec<u8>, MpcError> {
@@ -712,7 +726,11 @@ impl SeededCorrelations {
                 Material::Bits(RandomBits { xor, arith })
             }
             Request::Drelu { n, .. } | Request::Relu { n, .. } => {
-                keys::material(req, zs(&mut rng, n), &key_bytes)?
+                let m = keys::material(req, zs(&mut rng, n), &key_bytes)?;
+                if let Some(feed) = self.feed.as_mut() {
+                    feed.recycle(key_bytes);
+                }
+                m
             }
         })
     }
