@@ -693,8 +693,11 @@ impl<C: Channel> DealerFeed<C> {
             failed: false,
             done: false,
             ahead: Default::default(),
-            // A request's keys, parsed before the next is read: one or two suffice.
-            buffers: crate::mpc::buffers::Buffers::new(2),
+            // A step's key replies are all read (preloaded) before the first is evaluated
+            // and given back: keep as many as a step has, so that the next step's replies
+            // land in the same memory (freeing them would hand gigabytes back to the system
+            // in the online phase and fault them in again in the next offline one).
+            buffers: crate::mpc::buffers::Buffers::new(64),
         }
     }
 

@@ -140,6 +140,9 @@ pub fn is_negative_fss<C: Channel, R: Correlations + ?Sized>(
         what: "DReLU keys",
         reason: e.to_string(),
     })?;
+    if let Some(b) = mat.into_buffer() {
+        corr.recycle(b);
+    }
     let one = Z64(u64::from(party == PartyId::P0));
     for (o, d) in out.iter_mut().zip(ge) {
         *o = one - Z64(d);
@@ -234,6 +237,9 @@ pub fn relu_fss<C: Channel, R: Correlations + ?Sized>(
     for (v, s) in x.iter_mut().zip(eval(&x_hat)?) {
         *v = Z64(s.y);
     }
+    if let Some(b) = mat.into_buffer() {
+        corr.recycle(b);
+    }
     Ok(())
 }
 
@@ -287,6 +293,9 @@ pub fn max_pair_fss<C: Channel, R: Correlations + ?Sized>(
         what: "ReLU keys",
         reason: e.to_string(),
     })?;
+    if let Some(b) = mat.into_buffer() {
+        corr.recycle(b);
+    }
     let one = Z64(u64::from(link.party == PartyId::P0));
     for (i, s) in out.into_iter().enumerate() {
         left[i] = right[i] + Z64(s.y);

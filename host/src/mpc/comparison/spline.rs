@@ -429,5 +429,8 @@ pub fn spline_fss<C: Channel, R: Correlations + ?Sized>(
             }
         }
     }
+    if let Some(b) = mat.into_buffer() {
+        corr.recycle(b);
+    }
     Ok(())
 }

@@ -39,6 +39,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use rayon::prelude::*;
 use ringnn_core::Z64;
+use std::sync::Arc;
 
 /// One party's material of [`Request::Drelu`]: shares of the input masks and the keys.
 #[derive(Clone)]
@@ -47,6 +48,18 @@ pub struct DreluMaterial {
     pub r: Vec<Z64>,
     /// This party's keys of `[x ≥ 0]` for `x̂ = x + r_in` (one per element).
     pub keys: Vec<DreluKey>,
+    /// The dealer's bytes the keys were parsed from: their correction words are ranges
+    /// of it ([`DreluMaterial::into_buffer`]).
+    buf: Option<Arc<Vec<u8>>>,
+}
+
+impl DreluMaterial {
+    /// The dealer's bytes, once the keys that share them are dropped, for a later reply
+    /// ([`crate::mpc::buffers`]); `None` if something still holds them.
+    pub fn into_buffer(self) -> Option<Vec<u8>> {
+        drop(self.keys);
+        self.buf.and_then(|b| Arc::try_unwrap(b).ok())
+    }
 }
 
 impl std::fmt::Debug for DreluMaterial {
@@ -65,6 +78,17 @@ pub struct ReluMaterial {
     pub r: Vec<Z64>,
     /// This party's keys of `ReLU(x)` (output unmasked, kept shared) for `x̂ = x + r_in`.
     pub keys: Vec<ReluKey>,
+    /// The dealer's bytes the keys were parsed from ([`ReluMaterial::into_buffer`]).
+    buf: Option<Arc<Vec<u8>>>,
+}
+
+impl ReluMaterial {
+    /// The dealer's bytes, once the keys that share them are dropped, for a later reply
+    /// ([`crate::mpc::buffers`]); `None` if something still holds them.
+    pub fn into_buffer(self) -> Option<Vec<u8>> {
+        drop(self.keys);
+        self.buf.and_then(|b| Arc::try_unwrap(b).ok())
+    }
 }
 
 impl std::fmt::Debug for ReluMaterial {
@@ -182,13 +206,13 @@ pub(super) enum Pending {
 /// # Errors
 /// A length other than `n` keys, a key that does not parse, or one of another width;
 /// never panics.
-pub(super) fn parse_drelu(bytes: &[u8], n: usize, m: u32) -> Result<Vec<DreluKey>, String> {
+pub(super) fn parse_drelu(bytes: &Arc<Vec<u8>>, n: usize, m: u32) -> Result<Vec<DreluKey>, String> {
     parse_keys(
         bytes,
         n,
         m,
         DreluKey::size(m),
-        DreluKey::from_bytes,
+        DreluKey::from_shared,
         DreluKey::width,
     )
 }
@@ -199,23 +223,27 @@ pub(super) fn parse_drelu(bytes: &[u8], n: usize, m: u32) -> Result<Vec<DreluKey
 /// # Errors
 /// A length other than `n` keys, a key that does not parse, or one of another width;
 /// never panics.
-pub(super) fn parse_relu(bytes: &[u8], n: usize, m: u32) -> Result<Vec<ReluKey>, String> {
+pub(super) fn parse_relu(bytes: &Arc<Vec<u8>>, n: usize, m: u32) -> Result<Vec<ReluKey>, String> {
     parse_keys(
         bytes,
         n,
         m,
         ReluKey::size(m),
-        ReluKey::from_bytes,
+        ReluKey::from_shared,
         ReluKey::width,
     )
 }
 
+/// Parses the key in bytes `start..end` of a shared reply, keeping it there.
+type ParseShared<K> = fn(&Arc<Vec<u8>>, usize, usize) -> Result<K, FssError>;
+
+/// Each key keeps its correction words in `bytes` (no copy).
 fn parse_keys<K>(
-    bytes: &[u8],
+    bytes: &Arc<Vec<u8>>,
     n: usize,
     m: u32,
     size: usize,
-    parse: fn(&[u8]) -> Result<K, FssError>,
+    parse: ParseShared<K>,
     width: fn(&K) -> u32,
 ) -> Result<Vec<K>, String> {
     if Some(bytes.len()) != n.checked_mul(size) {
@@ -224,11 +252,10 @@ fn parse_keys<K>(
             bytes.len()
         ));
     }
-    bytes
-        .chunks_exact(size)
-        .enumerate()
-        .map(|(i, b)| {
-            let k = parse(b).map_err(|e| format!("key {i} from the dealer: {e}"))?;
+    (0..n)
+        .map(|i| {
+            let k = parse(bytes, i * size, (i + 1) * size)
+                .map_err(|e| format!("key {i} from the dealer: {e}"))?;
             if width(&k) != m {
                 return Err(format!(
                     "key {i} from the dealer has width {}, expected {m}",
@@ -244,19 +271,22 @@ fn parse_keys<K>(
 ///
 /// # Errors
 /// Keys that do not parse ([`parse_drelu`], [`parse_relu`]), named as the dealer's.
-pub(super) fn material(req: Request, r: Vec<Z64>, bytes: &[u8]) -> Result<Material, MpcError> {
+pub(super) fn material(req: Request, r: Vec<Z64>, bytes: Vec<u8>) -> Result<Material, MpcError> {
     let fail = |reason| MpcError::Dealer {
         what: req.what(),
         reason,
     };
+    let bytes = Arc::new(bytes);
     match req {
         Request::Drelu { n, m } => Ok(Material::Drelu(DreluMaterial {
             r,
-            keys: parse_drelu(bytes, n, m).map_err(fail)?,
+            keys: parse_drelu(&bytes, n, m).map_err(fail)?,
+            buf: Some(bytes),
         })),
         Request::Relu { n, m } => Ok(Material::Relu(ReluMaterial {
             r,
-            keys: parse_relu(bytes, n, m).map_err(fail)?,
+            keys: parse_relu(&bytes, n, m).map_err(fail)?,
+            buf: Some(bytes),
         })),
         _ => Err(fail(format!("{} carry no FSS keys", req.what()))),
     }
@@ -265,6 +295,40 @@ pub(super) fn material(req: Request, r: Vec<Z64>, bytes: &[u8]) -> Result<Materi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Key bytes as a dealer reply's shared buffer.
+    fn arc(b: &[u8]) -> Arc<Vec<u8>> {
+        Arc::new(b.to_vec())
+    }
+
+    #[test]
+    fn parsed_keys_share_the_reply_and_give_it_back_once_dropped() {
+        let dealer = Dealer::from_seed([5; 32]);
+        let req = Request::Relu { n: 3, m: 20 };
+        let bytes = dealer.keys(req, 2, PartyId::P0).unwrap();
+        let at = bytes.as_ptr();
+        let Material::Relu(mat) = material(req, vec![Z64::ZERO; 3], bytes.clone()).unwrap() else {
+            panic!("ReLU material expected");
+        };
+        // The same keys as parsed one by one (which copies).
+        let size = ReluKey::size(20);
+        for (i, k) in mat.keys.iter().enumerate() {
+            assert!(*k == ReluKey::from_bytes(&bytes[i * size..(i + 1) * size]).unwrap());
+        }
+        let Material::Relu(mat) = material(req, vec![Z64::ZERO; 3], bytes).unwrap() else {
+            panic!("ReLU material expected");
+        };
+        let held = mat.keys[1].clone();
+        let mut twin = mat.clone();
+        twin.keys.clear();
+        // A key or a copy of the material still holds the bytes: not given back.
+        assert!(mat.into_buffer().is_none());
+        drop(held);
+        let back = twin
+            .into_buffer()
+            .expect("the last holder gives the bytes back");
+        assert_eq!(back.as_ptr(), at, "the very buffer the reply came in");
+    }
     use crate::mpc::fss::{drelu_eval, relu_eval};
     use std::sync::Arc;
 
@@ -324,8 +388,8 @@ mod tests {
         });
         assert!(dealer.kept.lock().unwrap().is_empty());
         for (c, (b0, b1)) in got[0].iter().zip(&got[1]).enumerate() {
-            let k0 = parse_drelu(b0, 300, 20).unwrap();
-            let k1 = parse_drelu(b1, 300, 20).unwrap();
+            let k0 = parse_drelu(&arc(b0), 300, 20).unwrap();
+            let k1 = parse_drelu(&arc(b1), 300, 20).unwrap();
             for (i, (a, b)) in k0.iter().zip(&k1).enumerate() {
                 // A mask makes the two evaluations sum to a bit, 0 or 1, for any input.
                 let x_hat = (i as u64) * 0x9e37_79b9;
@@ -359,8 +423,8 @@ mod tests {
         let [k0, k1] = make(1);
         assert_eq!(make(3), [k0.clone(), k1.clone()]);
         let (a, b) = (
-            parse_relu(&k0, n, 20).unwrap(),
-            parse_relu(&k1, n, 20).unwrap(),
+            parse_relu(&arc(&k0), n, 20).unwrap(),
+            parse_relu(&arc(&k1), n, 20).unwrap(),
         );
         let dealer = Dealer::from_seed([8; 32]);
         let (mut r0, mut r1) = (stream(&dealer.seeds[0], 4), stream(&dealer.seeds[1], 4));
@@ -414,14 +478,14 @@ mod tests {
         // A ReLU key is refused where a DReLU key is expected, and the other way round.
         let req = Request::Relu { n: 2, m: 16 };
         let good = dealer.keys(req, 9, PartyId::P0).unwrap();
-        assert_eq!(parse_relu(&good, 2, 16).unwrap().len(), 2);
-        assert!(parse_relu(&good[..good.len() - 1], 2, 16).is_err());
-        assert!(parse_drelu(&good, 2, 16).is_err());
+        assert_eq!(parse_relu(&arc(&good), 2, 16).unwrap().len(), 2);
+        assert!(parse_relu(&arc(&good[..good.len() - 1]), 2, 16).is_err());
+        assert!(parse_drelu(&arc(&good), 2, 16).is_err());
         let mut bad = good.clone();
         bad[ReluKey::size(16) + 1] = 1; // the second key's kind byte: DReLU
-        let e = parse_relu(&bad, 2, 16).unwrap_err();
+        let e = parse_relu(&arc(&bad), 2, 16).unwrap_err();
         assert!(e.contains("key 1"), "{e}");
-        let Err(e) = material(req, vec![Z64::ZERO; 2], &bad) else {
+        let Err(e) = material(req, vec![Z64::ZERO; 2], bad.clone()) else {
             panic!("corrupt keys accepted");
         };
         let e = e.to_string();
@@ -433,22 +497,22 @@ mod tests {
         let dealer = Dealer::from_seed([4; 32]);
         let req = Request::Drelu { n: 3, m: 16 };
         let good = dealer.keys(req, 5, PartyId::P0).unwrap();
-        assert_eq!(parse_drelu(&good, 3, 16).unwrap().len(), 3);
-        assert!(parse_drelu(&good[..good.len() - 1], 3, 16).is_err());
+        assert_eq!(parse_drelu(&arc(&good), 3, 16).unwrap().len(), 3);
+        assert!(parse_drelu(&arc(&good[..good.len() - 1]), 3, 16).is_err());
         let mut long = good.clone();
         long.push(0);
-        assert!(parse_drelu(&long, 3, 16).is_err());
+        assert!(parse_drelu(&arc(&long), 3, 16).is_err());
         // Another width: right total length for two keys of 16 bits, wrong width asked.
-        assert!(parse_drelu(&good, 3, 17).is_err());
+        assert!(parse_drelu(&arc(&good), 3, 17).is_err());
         let mut bad = good.clone();
         bad[DreluKey::size(16) + 1] = 9; // the second key's kind byte
-        let e = parse_drelu(&bad, 3, 16).unwrap_err();
+        let e = parse_drelu(&arc(&bad), 3, 16).unwrap_err();
         assert!(e.contains("key 1"), "{e}");
         // Every single-byte change of a header is refused or parses to a valid key.
         for i in 0..good.len() {
             let mut b = good.clone();
             b[i] ^= 0x80;
-            let _ = parse_drelu(&b, 3, 16);
+            let _ = parse_drelu(&arc(&b), 3, 16);
         }
         assert!(dealer
             .keys(Request::Beaver { n: 1 }, 0, PartyId::P0)

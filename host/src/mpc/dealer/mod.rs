@@ -224,6 +224,11 @@ pub trait Correlations: Send {
     /// # Errors
     /// The dealer could not provide them, or sent keys that do not parse.
     fn relu(&mut self, n: usize, m: u32) -> Result<ReluMaterial, MpcError>;
+    /// Takes back the bytes of FSS keys once evaluated ([`ReluMaterial::into_buffer`]),
+    /// for a later request's reply ([`crate::mpc::buffers`]). The default drops them.
+    fn recycle(&mut self, buf: Vec<u8>) {
+        drop(buf);
+    }
     /// Offline traffic so far.
     fn offline(&self) -> OfflineStats;
     /// The run completed: a remote dealer is told so (see [`CorrectionFeed::finish`]).
@@ -726,11 +731,7 @@ impl SeededCorrelations {
                 Material::Bits(RandomBits { xor, arith })
             }
             Request::Drelu { n, .. } | Request::Relu { n, .. } => {
-                let m = keys::material(req, zs(&mut rng, n), &key_bytes)?;
-                if let Some(feed) = self.feed.as_mut() {
-                    feed.recycle(key_bytes);
-                }
-                m
+                keys::material(req, zs(&mut rng, n), key_bytes)?
             }
         })
     }
@@ -853,6 +854,12 @@ impl Correlations for SeededCorrelations {
         match self.material(req)? {
             Material::Relu(d) => Ok(d),
             _ => Err(wrong_material(req)),
+        }
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        if let Some(feed) = self.feed.as_mut() {
+            feed.recycle(buf);
         }
     }
 

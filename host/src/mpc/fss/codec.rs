@@ -8,8 +8,9 @@
 //! clear and every control-bit byte is at most 3. Each refusal names what is wrong; no
 //! input makes it panic (tested on every truncation and on corrupted bytes).
 
-use super::dcf::{check_shape, DcfKey};
+use super::dcf::{check_shape, Body, DcfKey};
 use super::FssError;
+use std::sync::Arc;
 
 /// The version byte of every key format of this module.
 pub const VERSION: u8 = 1;
@@ -114,6 +115,17 @@ impl DcfKey {
     /// 1..=16, a length other than [`DcfKey::size`]`(n, w)`, a seed with bit 0 set or a
     /// control-bit byte above 3. Never panics.
     pub fn from_bytes(bytes: &[u8]) -> Result<DcfKey, FssError> {
+        let buf = Arc::new(bytes.to_vec());
+        Self::from_shared(&buf, 0, bytes.len())
+    }
+
+    /// [`DcfKey::from_bytes`] of bytes `start..end` of `buf`, the key keeping its
+    /// correction words there (no copy). Panics if the range is outside `buf`.
+    ///
+    /// # Errors
+    /// As [`DcfKey::from_bytes`].
+    pub fn from_shared(buf: &Arc<Vec<u8>>, start: usize, end: usize) -> Result<DcfKey, FssError> {
+        let bytes = &buf[start..end];
         let [version, n, w] = match bytes.first_chunk::<3>() {
             Some(h) => *h,
             None => {
@@ -146,7 +158,7 @@ impl DcfKey {
             n,
             w,
             seed: root,
-            body: body.to_vec(),
+            body: Body::shared(buf, start + 19, end),
         })
     }
 }

@@ -37,6 +37,7 @@ use crate::mpc::PartyId;
 use rand::{CryptoRng, RngCore};
 use rayon::prelude::*;
 use std::fmt;
+use std::sync::Arc;
 
 /// The most output words of one DCF.
 pub const MAX_WORDS: usize = 16;
@@ -52,7 +53,8 @@ pub const LANES: usize = 16;
 ///
 /// The correction words live in one buffer, `body`, in the serialized layout (per level
 /// the seed correction, `w` value corrections and the control-bit byte; then the `w` leaf
-/// words): parsing is one check and one copy, and the walk reads the words in place.
+/// words): parsing is one check and no copy (the keys of one dealer reply share its
+/// bytes, [`Body`]), and the walk reads the words in place.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DcfKey {
     /// Input bits, 1..=64.
@@ -62,8 +64,59 @@ pub struct DcfKey {
     /// This party's root seed (bit 0 clear).
     pub(super) seed: u128,
     /// The correction words, [`DcfKey::size`]` - 19` bytes (checked when made).
-    pub(super) body: Vec<u8>,
+    pub(super) body: Body,
 }
+
+/// A key's correction words: a range of a buffer that the keys parsed from one dealer
+/// reply share, so that parsing `n` keys copies nothing and allocates no `n` buffers.
+#[derive(Clone)]
+pub struct Body {
+    buf: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl Body {
+    /// Bytes `start..end` of `buf` (panics outside it: callers check lengths first).
+    pub(super) fn shared(buf: &Arc<Vec<u8>>, start: usize, end: usize) -> Self {
+        assert!(
+            start <= end && end <= buf.len(),
+            "key body out of its buffer"
+        );
+        Body {
+            buf: Arc::clone(buf),
+            start,
+            end,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(v: Vec<u8>) -> Self {
+        let end = v.len();
+        Body {
+            buf: Arc::new(v),
+            start: 0,
+            end,
+        }
+    }
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+}
+
+impl PartialEq for Body {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Body {}
 
 impl fmt::Debug for DcfKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -92,30 +145,59 @@ impl DcfKey {
     }
 
     /// Level `i`'s seed correction (bit 0 clear).
+    #[cfg(test)]
     #[inline]
     pub(super) fn s_cw(&self, i: usize) -> u128 {
-        let o = i * Self::level_bytes(self.w);
-        u128::from_le_bytes(self.body[o..o + 16].try_into().expect("16 bytes"))
+        Self::s_cw_in(&self.body, self.w, i)
     }
 
     /// Level `i`'s value correction of word `j`.
+    #[cfg(test)]
     #[inline]
     pub(super) fn v_cw(&self, i: usize, j: usize) -> u64 {
-        let o = i * Self::level_bytes(self.w) + 16 + 8 * j;
-        u64::from_le_bytes(self.body[o..o + 8].try_into().expect("8 bytes"))
+        Self::v_cw_in(&self.body, self.w, i, j)
     }
 
     /// Level `i`'s control-bit corrections: bit 0 left, bit 1 right.
+    #[cfg(test)]
     #[inline]
     pub(super) fn t_cw(&self, i: usize) -> u8 {
-        self.body[(i + 1) * Self::level_bytes(self.w) - 1]
+        Self::t_cw_in(&self.body, self.w, i)
     }
 
     /// The leaf correction of word `j`.
+    #[cfg(test)]
     #[inline]
     pub(super) fn leaf(&self, j: usize) -> u64 {
-        let o = self.n as usize * Self::level_bytes(self.w) + 8 * j;
-        u64::from_le_bytes(self.body[o..o + 8].try_into().expect("8 bytes"))
+        Self::leaf_in(&self.body, self.n, self.w, j)
+    }
+
+    /// [`DcfKey::s_cw`] of a key's `body` of `w` words (the walk reads a batch's bodies
+    /// once, then indexes them).
+    #[inline]
+    fn s_cw_in(body: &[u8], w: usize, i: usize) -> u128 {
+        let o = i * Self::level_bytes(w);
+        u128::from_le_bytes(body[o..o + 16].try_into().expect("16 bytes"))
+    }
+
+    /// [`DcfKey::v_cw`] of a key's `body`.
+    #[inline]
+    fn v_cw_in(body: &[u8], w: usize, i: usize, j: usize) -> u64 {
+        let o = i * Self::level_bytes(w) + 16 + 8 * j;
+        u64::from_le_bytes(body[o..o + 8].try_into().expect("8 bytes"))
+    }
+
+    /// [`DcfKey::t_cw`] of a key's `body`.
+    #[inline]
+    fn t_cw_in(body: &[u8], w: usize, i: usize) -> u8 {
+        body[(i + 1) * Self::level_bytes(w) - 1]
+    }
+
+    /// [`DcfKey::leaf`] of a key's `body` with `n` levels.
+    #[inline]
+    fn leaf_in(body: &[u8], n: u32, w: usize, j: usize) -> u64 {
+        let o = n as usize * Self::level_bytes(w) + 8 * j;
+        u64::from_le_bytes(body[o..o + 8].try_into().expect("8 bytes"))
     }
 
     /// Bytes of a serialized key with `n` input bits and `w` output words (saturating, so
@@ -187,7 +269,7 @@ pub fn gen_vec<R: RngCore + CryptoRng>(
         n,
         w,
         seed: roots[0],
-        body,
+        body: body.into(),
     };
     let k1 = DcfKey {
         seed: roots[1],
@@ -441,6 +523,8 @@ pub(super) fn walk_parallel<'a>(
 #[derive(Default)]
 struct Lanes<'a> {
     keys: Vec<&'a DcfKey>,
+    /// The keys' correction words, looked up once per run.
+    bodies: Vec<&'a [u8]>,
     seeds: Vec<u128>,
     bits: Vec<u64>,
     mmo: Mmo,
@@ -457,6 +541,8 @@ impl<'a> Lanes<'a> {
     ) {
         self.keys.clear();
         self.keys.extend(keys);
+        self.bodies.clear();
+        self.bodies.extend(self.keys.iter().map(|k| &*k.body));
         let (n, w) = (self.keys[0].n, self.keys[0].w);
         let neg = party.index() as u64;
         let vb = w.div_ceil(2);
@@ -477,7 +563,7 @@ impl<'a> Lanes<'a> {
                 }
             }
             let res = self.mmo.run();
-            for (l, (k, &x)) in self.keys.iter().zip(xs).enumerate() {
+            for (l, (&k, &x)) in self.bodies.iter().zip(xs).enumerate() {
                 let dir = ((x >> shift) & 1) as usize;
                 let blocks = &res[l * (1 + vb)..(l + 1) * (1 + vb)];
                 let t = self.bits[l];
@@ -486,12 +572,12 @@ impl<'a> Lanes<'a> {
                 let acc = &mut out[l * w..(l + 1) * w];
                 for (j, a) in acc.iter_mut().enumerate() {
                     let v = prg::word(&blocks[1..], dir * w + j - first);
-                    let term = v.wrapping_add(k.v_cw(i, j) & tmask);
+                    let term = v.wrapping_add(DcfKey::v_cw_in(k, w, i, j) & tmask);
                     *a = a.wrapping_add(signed(neg, term));
                 }
                 let (seed, bit) = prg::split(blocks[0]);
-                self.seeds[l] = seed ^ (k.s_cw(i) & mask128(t));
-                self.bits[l] = bit ^ (t & u64::from(k.t_cw(i) >> dir) & 1);
+                self.seeds[l] = seed ^ (DcfKey::s_cw_in(k, w, i) & mask128(t));
+                self.bits[l] = bit ^ (t & u64::from(DcfKey::t_cw_in(k, w, i) >> dir) & 1);
             }
         }
         self.mmo.clear();
@@ -501,11 +587,11 @@ impl<'a> Lanes<'a> {
             }
         }
         let res = self.mmo.run();
-        for (l, k) in self.keys.iter().enumerate() {
+        for (l, &k) in self.bodies.iter().enumerate() {
             let blocks = &res[l * vb..(l + 1) * vb];
             let tmask = self.bits[l].wrapping_neg();
             for (j, a) in out[l * w..(l + 1) * w].iter_mut().enumerate() {
-                let term = prg::word(blocks, j).wrapping_add(k.leaf(j) & tmask);
+                let term = prg::word(blocks, j).wrapping_add(DcfKey::leaf_in(k, n, w, j) & tmask);
                 *a = a.wrapping_add(signed(neg, term));
             }
         }

@@ -48,6 +48,7 @@ use super::FssError;
 use crate::mpc::PartyId;
 use rand::{CryptoRng, RngCore};
 use std::fmt;
+use std::sync::Arc;
 
 /// `x mod 2^m` read as a signed `m`-bit number, as a 64-bit word (sign-extended).
 pub fn sign_extend(x: u64, m: u32) -> u64 {
@@ -310,11 +311,12 @@ const KIND_RELU: u8 = 2;
 /// Parses a gate key's header and its share words; the rest is the DCF key, checked to
 /// have `m - 1` input bits and `w` words.
 fn parse_gate<const K: usize>(
-    bytes: &[u8],
+    (buf, start, end): (&Arc<Vec<u8>>, usize, usize),
     what: &'static str,
     kind: u8,
     w: usize,
 ) -> Result<(u32, [u64; K], DcfKey), FssError> {
+    let bytes = &buf[start..end];
     let [version, got_kind, m] = match bytes.first_chunk::<3>() {
         Some(h) => *h,
         None => {
@@ -342,7 +344,7 @@ fn parse_gate<const K: usize>(
     for v in &mut words {
         *v = r.u64()?;
     }
-    let dcf = DcfKey::from_bytes(r.rest())?;
+    let dcf = DcfKey::from_shared(buf, start + 3 + 8 * K, end)?;
     if dcf.n != m - 1 || dcf.w != w {
         return Err(FssError::InnerShape {
             what,
@@ -538,7 +540,16 @@ impl DreluKey {
     /// # Errors
     /// A short, long or corrupt key (header, width, inner DCF); never panics.
     pub fn from_bytes(bytes: &[u8]) -> Result<DreluKey, FssError> {
-        let (m, [top], dcf) = parse_gate::<1>(bytes, "DReLU key", KIND_DRELU, 1)?;
+        Self::from_shared(&Arc::new(bytes.to_vec()), 0, bytes.len())
+    }
+
+    /// [`DreluKey::from_bytes`] of bytes `start..end` of `buf`, kept there (no copy).
+    /// Panics if the range is outside `buf`.
+    ///
+    /// # Errors
+    /// As [`DreluKey::from_bytes`].
+    pub fn from_shared(buf: &Arc<Vec<u8>>, start: usize, end: usize) -> Result<DreluKey, FssError> {
+        let (m, [top], dcf) = parse_gate::<1>((buf, start, end), "DReLU key", KIND_DRELU, 1)?;
         Ok(DreluKey { m, top, dcf })
     }
 }
@@ -571,7 +582,16 @@ impl ReluKey {
     /// # Errors
     /// A short, long or corrupt key (header, width, inner DCF); never panics.
     pub fn from_bytes(bytes: &[u8]) -> Result<ReluKey, FssError> {
-        let (m, words, dcf) = parse_gate::<5>(bytes, "ReLU key", KIND_RELU, 2)?;
+        Self::from_shared(&Arc::new(bytes.to_vec()), 0, bytes.len())
+    }
+
+    /// [`ReluKey::from_bytes`] of bytes `start..end` of `buf`, kept there (no copy).
+    /// Panics if the range is outside `buf`.
+    ///
+    /// # Errors
+    /// As [`ReluKey::from_bytes`].
+    pub fn from_shared(buf: &Arc<Vec<u8>>, start: usize, end: usize) -> Result<ReluKey, FssError> {
+        let (m, words, dcf) = parse_gate::<5>((buf, start, end), "ReLU key", KIND_RELU, 2)?;
         Ok(ReluKey { m, words, dcf })
     }
 }
