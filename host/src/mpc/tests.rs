@@ -968,7 +968,8 @@ pub(super) fn byte_chi2(a: &[u64], b: &[u64]) -> f64 {
 case!(Everything, |e, x| {
     // Every protocol that sends during training and prediction: products, truncation,
     // comparisons, a matrix product, a max-of-lines softmax (its reciprocal included),
-    // the secure arg-max and a convolution layer (both directions).
+    // the secure arg-max, a convolution layer (both directions) and max pooling (both
+    // directions).
     let n = x[0].len();
     let mut prod = vec![Z64::ZERO; n];
     e.mul(&x[0], &x[0], &mut prod)?;
@@ -1018,7 +1019,20 @@ case!(Everything, |e, x| {
         db: &mut db,
     };
     conv.backward(e, cx, cw, input, g, &mut s)?;
-    Ok(vec![r, logits, p, am, y, dx, dw])
+    // Max pooling of the convolution's output and its backward pass: the tree's
+    // comparisons (with FSS one ReLU gate each) and the gradient routed down its bits.
+    let pool = MaxPool2d::new(2, 2);
+    let mut py = vec![Z64::ZERO; pool.output(out).len()];
+    let mut bits = vec![Z64::ZERO; pool.selection_len(out)];
+    let mut s = vec![
+        Z64::ZERO;
+        pool.forward_scratch(out)
+            .max(pool.backward_scratch(out))
+    ];
+    pool.forward(e, &y, out, &mut py, Some(&mut bits), &mut s)?;
+    let mut pdx = vec![Z64::ZERO; out.len()];
+    pool.backward(e, &bits, &x[0][..py.len()], out, &mut pdx, &mut s)?;
+    Ok(vec![r, logits, p, am, y, dx, dw, py, pdx])
 });
 
 /// A view's messages: each frame's tag and payload words.
