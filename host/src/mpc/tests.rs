@@ -1024,11 +1024,7 @@ case!(Everything, |e, x| {
     let pool = MaxPool2d::new(2, 2);
     let mut py = vec![Z64::ZERO; pool.output(out).len()];
     let mut bits = vec![Z64::ZERO; pool.selection_len(out)];
-    let mut s = vec![
-        Z64::ZERO;
-        pool.forward_scratch(out)
-            .max(pool.backward_scratch(out))
-    ];
+    let mut s = vec![Z64::ZERO; pool.forward_scratch(out).max(pool.backward_scratch(out))];
     pool.forward(e, &y, out, &mut py, Some(&mut bits), &mut s)?;
     let mut pdx = vec![Z64::ZERO; out.len()];
     pool.backward(e, &bits, &x[0][..py.len()], out, &mut pdx, &mut s)?;
