@@ -349,9 +349,14 @@ struct Traffic {
     from_epoch: usize,
     progress: bool,
     step_requests: Option<Vec<super::dealer::Request>>,
+    /// The next step's requests are announced already (during this step), so that the
+    /// dealer builds them while this step runs.
+    announced_next: bool,
     report: TrainServerReport,
     epoch: usize,
     samples: usize,
+    /// Steps of this epoch run so far.
+    step_in_epoch: usize,
     start: Instant,
     last_line: Instant,
 }
@@ -373,7 +378,38 @@ impl Traffic {
     }
 }
 
+/// Whether step `step + 1` (0-based, in epoch `epoch` of `epochs`, of `samples` in
+/// batches of `batch`; step `step` full) is a full batch: see
+/// [`Traffic::next_step_is_full`].
+fn next_step_is_full(
+    step: usize,
+    samples: usize,
+    batch: usize,
+    epoch: usize,
+    epochs: usize,
+) -> bool {
+    let batch = batch.max(1);
+    let full_steps = samples / batch;
+    if step + 1 < full_steps {
+        return true;
+    }
+    step + 1 == full_steps && samples.is_multiple_of(batch) && epoch + 1 < epochs
+}
+
 impl Traffic {
+    /// Whether the step after the one about to run (a full batch) is a full batch too:
+    /// another full batch of this epoch, or, after this epoch's last one when no partial
+    /// batch follows, the first of the next epoch.
+    fn next_step_is_full(&self) -> bool {
+        next_step_is_full(
+            self.step_in_epoch,
+            self.samples,
+            self.batch,
+            self.epoch,
+            self.epochs,
+        )
+    }
+
     /// The observer of `party`'s run of `job` from epoch `from_epoch`, with progress lines
     /// or not.
     fn new(party: PartyId, job: &JobSpec, from_epoch: usize, progress: bool) -> Self {
@@ -384,6 +420,7 @@ impl Traffic {
             from_epoch,
             progress,
             step_requests: None,
+            announced_next: false,
             report: TrainServerReport {
                 party: party.index() as u8,
                 resumed_from: from_epoch,
@@ -392,6 +429,7 @@ impl Traffic {
             },
             epoch: from_epoch,
             samples: job.train_samples,
+            step_in_epoch: 0,
             start: Instant::now(),
             last_line: Instant::now(),
         }
@@ -444,7 +482,7 @@ impl<C: Channel, R: Correlations, L: Learner<Mpc<C, R>>> Observer<Mpc<C, R>, L> 
     type Error = ServerError;
 
     fn start_epoch(&mut self, epoch: usize, samples: usize) {
-        (self.epoch, self.samples) = (epoch, samples);
+        (self.epoch, self.samples, self.step_in_epoch) = (epoch, samples, 0);
         self.start = Instant::now();
     }
 
@@ -458,11 +496,23 @@ impl<C: Channel, R: Correlations, L: Learner<Mpc<C, R>>> Observer<Mpc<C, R>, L> 
         let b = idx.len();
         let full = b == self.batch;
         let phased = full && self.step_requests.is_some();
+        let next_full = full && self.next_step_is_full();
+        self.step_in_epoch += 1;
         match &self.step_requests {
             Some(reqs) if full => {
                 let t0 = Instant::now();
-                e.prefetch(reqs)?;
+                if !self.announced_next {
+                    e.prefetch(reqs)?;
+                }
                 e.preload(reqs)?;
+                // The next step's requests, announced before this step runs: the dealer
+                // builds them (as far as its send queue allows) while this step computes,
+                // instead of after it. Only when a next full step will take them: an
+                // announced request never taken fails the session's end.
+                if next_full {
+                    e.prefetch(reqs)?;
+                }
+                self.announced_next = next_full;
                 self.report.offline_seconds += t0.elapsed().as_secs_f64();
             }
             None if full => e.record_requests(true),
@@ -476,8 +526,13 @@ impl<C: Channel, R: Correlations, L: Learner<Mpc<C, R>>> Observer<Mpc<C, R>, L> 
             self.report.online_samples += b as u64;
         }
         if full && self.step_requests.is_none() {
-            self.step_requests = Some(e.take_requests());
+            let reqs = e.take_requests();
             e.record_requests(false);
+            if next_full {
+                e.prefetch(&reqs)?;
+            }
+            self.announced_next = next_full;
+            self.step_requests = Some(reqs);
         }
         Ok(p)
     }
@@ -673,6 +728,22 @@ fn agree<'h, C: Channel, R: Correlations>(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_next_step_is_full_within_an_epoch_and_across_epochs_without_a_partial_batch() {
+        use super::next_step_is_full as next;
+        // 1000 samples in batches of 128: 7 full steps (0..=6), then 104.
+        assert!((0..6).all(|s| next(s, 1000, 128, 0, 3)));
+        assert!(!next(6, 1000, 128, 0, 3), "a partial batch follows");
+        // 1024: 8 full steps; the last one's next is the next epoch's first, if any.
+        assert!(next(7, 1024, 128, 0, 2));
+        assert!(!next(7, 1024, 128, 1, 2), "the last step of the run");
+        // Fewer samples than a batch: no full step at all.
+        assert!(!next(0, 100, 128, 0, 5));
+        // One full step per epoch.
+        assert!(next(0, 128, 128, 0, 2) && !next(0, 128, 128, 1, 2));
+    }
+
     use super::*;
     use crate::mpc::local::{run_in_process, LocalConfig};
     use crate::mpc::net::SessionId;
