@@ -302,6 +302,29 @@ mod tests {
     }
 
     #[test]
+    fn the_dealer_builds_into_buffers_given_back_and_overwrites_every_byte() {
+        let dealer = Dealer::from_seed([6; 32]);
+        let req = Request::Relu { n: 5, m: 20 };
+        let (a, b) = (
+            dealer.keys(req, 0, PartyId::P0).unwrap(),
+            dealer.keys(req, 0, PartyId::P1).unwrap(),
+        );
+        let at = [a.as_ptr(), b.as_ptr()];
+        dealer.recycle(a);
+        dealer.recycle(b);
+        let (c, d) = (
+            dealer.keys(req, 1, PartyId::P0).unwrap(),
+            dealer.keys(req, 1, PartyId::P1).unwrap(),
+        );
+        assert!(at.contains(&c.as_ptr()) && at.contains(&d.as_ptr()));
+        // The reused memory held request 0's keys: request 1's are exactly a fresh
+        // dealer's, so no stale byte survives.
+        let fresh = Dealer::from_seed([6; 32]);
+        assert_eq!(fresh.keys(req, 1, PartyId::P0).unwrap(), c);
+        assert_eq!(fresh.keys(req, 1, PartyId::P1).unwrap(), d);
+    }
+
+    #[test]
     fn parsed_keys_share_the_reply_and_give_it_back_once_dropped() {
         let dealer = Dealer::from_seed([5; 32]);
         let req = Request::Relu { n: 3, m: 20 };
