@@ -764,6 +764,29 @@ mod tests {
         assert_eq!(p16.unwrap().rounds, 55);
     }
 
+    /// A LeNet training step at batch 2 on both comparisons, pinned: (rounds, online
+    /// bytes per party) as measured on 2026-12-07, after max pooling came to keep its
+    /// tree's bits and, on FSS, to compare with one ReLU gate (at batch 128: a2b 274
+    /// rounds and 149,699,440 bytes, fss 90 and 61,937,424; docs/performance.md).
+    #[test]
+    fn a_lenet_step_is_pinned_on_both_comparisons() {
+        let step = Function::Step {
+            model: "lenet",
+            exp: ExpApprox::Pwl(4),
+        };
+        for (cmp, rounds, bytes) in [
+            (Comparison::A2b, 274, 3_947_248),
+            (Comparison::Fss, 90, 2_551_104),
+        ] {
+            let m = measure(&step, f13(), 2, 1, cmp).unwrap();
+            assert_eq!(
+                (m.rounds, m.online_bytes),
+                (rounds, bytes),
+                "{cmp}: the cost moved; if on purpose, update docs/performance.md too"
+            );
+        }
+    }
+
     /// With the FSS comparison every comparison level costs one round instead of eight:
     /// the pwl4 softmax row of 10 falls from 51 rounds (f = 13; 55 at f = 16) to 23 (27)
     /// with the adder's four comparison levels at one round each; the rest are products,
