@@ -32,18 +32,20 @@ impl Buffers {
     }
 
     /// A buffer of `len` bytes: the smallest kept one that holds `len` without growing, or
-    /// else the largest kept one (grown), or a new one. Its bytes are not cleared (see the
-    /// [module documentation](self)); bytes beyond its last length are zero.
+    /// else a new one (a kept buffer is never grown: growing would copy its old bytes for
+    /// nothing). Its bytes are not cleared (see the [module documentation](self)); bytes
+    /// beyond its last length are zero.
     pub fn take(&self, len: usize) -> Vec<u8> {
         let picked = {
             let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-            let fits = (0..free.len())
+            (0..free.len())
                 .filter(|&i| free[i].capacity() >= len)
-                .min_by_key(|&i| free[i].capacity());
-            let largest = (0..free.len()).max_by_key(|&i| free[i].capacity());
-            fits.or(largest).map(|i| free.swap_remove(i))
+                .min_by_key(|&i| free[i].capacity())
+                .map(|i| free.swap_remove(i))
         };
-        let mut v = picked.unwrap_or_default();
+        let Some(mut v) = picked else {
+            return vec![0; len];
+        };
         if v.len() >= len {
             v.truncate(len);
         } else {
@@ -92,14 +94,19 @@ mod tests {
         let b = pool.take(600);
         assert_eq!((b.len(), b.as_ptr()), (600, at));
         pool.give(b);
-        // Larger than any kept: the largest one, grown; the growth is zero.
+        // Within its capacity again: stale bytes kept, the growth zero.
         let mut c = pool.take(600);
         c.fill(7);
         pool.give(c);
-        let d = pool.take(5000);
-        assert_eq!(d.len(), 5000);
+        let d = pool.take(900);
+        assert_eq!((d.len(), d.as_ptr()), (900, at));
         assert!(d[..600].iter().all(|&x| x == 7) && d[600..].iter().all(|&x| x == 0));
-        assert_eq!(pool.kept(), 0);
+        pool.give(d);
+        // Larger than any kept: a new, zeroed buffer; the kept one stays.
+        let e = pool.take(5000);
+        assert_eq!(e.len(), 5000);
+        assert!(e.iter().all(|&x| x == 0) && e.as_ptr() != at);
+        assert_eq!(pool.kept(), 1);
     }
 
     #[test]
