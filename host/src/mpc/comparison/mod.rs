@@ -140,9 +140,7 @@ pub fn is_negative_fss<C: Channel, R: Correlations + ?Sized>(
         what: "DReLU keys",
         reason: e.to_string(),
     })?;
-    if let Some(b) = mat.into_buffer() {
-        corr.recycle(b);
-    }
+    corr.recycle(mat.into_buffer());
     let one = Z64(u64::from(party == PartyId::P0));
     for (o, d) in out.iter_mut().zip(ge) {
         *o = one - Z64(d);
@@ -237,9 +235,7 @@ pub fn relu_fss<C: Channel, R: Correlations + ?Sized>(
     for (v, s) in x.iter_mut().zip(eval(&x_hat)?) {
         *v = Z64(s.y);
     }
-    if let Some(b) = mat.into_buffer() {
-        corr.recycle(b);
-    }
+    corr.recycle(mat.into_buffer());
     Ok(())
 }
 
@@ -293,9 +289,7 @@ pub fn max_pair_fss<C: Channel, R: Correlations + ?Sized>(
         what: "ReLU keys",
         reason: e.to_string(),
     })?;
-    if let Some(b) = mat.into_buffer() {
-        corr.recycle(b);
-    }
+    corr.recycle(mat.into_buffer());
     let one = Z64(u64::from(link.party == PartyId::P0));
     for (i, s) in out.into_iter().enumerate() {
         left[i] = right[i] + Z64(s.y);

@@ -429,8 +429,6 @@ pub fn spline_fss<C: Channel, R: Correlations + ?Sized>(
             }
         }
     }
-    if let Some(b) = mat.into_buffer() {
-        corr.recycle(b);
-    }
+    corr.recycle(mat.into_buffer());
     Ok(())
 }

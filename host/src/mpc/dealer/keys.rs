@@ -57,8 +57,7 @@ impl DreluMaterial {
     /// The dealer's bytes, once the keys that share them are dropped, for a later reply
     /// ([`crate::mpc::buffers`]); `None` if something still holds them.
     pub fn into_buffer(self) -> Option<Vec<u8>> {
-        drop(self.keys);
-        self.buf.and_then(|b| Arc::try_unwrap(b).ok())
+        reclaim(self.keys, self.buf)
     }
 }
 
@@ -86,8 +85,7 @@ impl ReluMaterial {
     /// The dealer's bytes, once the keys that share them are dropped, for a later reply
     /// ([`crate::mpc::buffers`]); `None` if something still holds them.
     pub fn into_buffer(self) -> Option<Vec<u8>> {
-        drop(self.keys);
-        self.buf.and_then(|b| Arc::try_unwrap(b).ok())
+        reclaim(self.keys, self.buf)
     }
 }
 
@@ -98,6 +96,13 @@ impl std::fmt::Debug for ReluMaterial {
             .field("n", &self.keys.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The buffer `keys` were parsed from, once they are dropped: `None` if nothing was parsed
+/// or something else still holds it.
+fn reclaim<K>(keys: Vec<K>, buf: Option<Arc<Vec<u8>>>) -> Option<Vec<u8>> {
+    drop(keys);
+    buf.and_then(|b| Arc::try_unwrap(b).ok())
 }
 
 /// Keys generated together on one thread, from one position of the dealer's stream.

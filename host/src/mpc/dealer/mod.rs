@@ -224,9 +224,10 @@ pub trait Correlations: Send {
     /// # Errors
     /// The dealer could not provide them, or sent keys that do not parse.
     fn relu(&mut self, n: usize, m: u32) -> Result<ReluMaterial, MpcError>;
-    /// Takes back the bytes of FSS keys once evaluated ([`ReluMaterial::into_buffer`]),
-    /// for a later request's reply ([`crate::mpc::buffers`]). The default drops them.
-    fn recycle(&mut self, buf: Vec<u8>) {
+    /// Takes back the bytes of FSS keys once evaluated ([`ReluMaterial::into_buffer`]; `None`:
+    /// nothing to take), for a later request's reply ([`crate::mpc::buffers`]). The default
+    /// drops them.
+    fn recycle(&mut self, buf: Option<Vec<u8>>) {
         drop(buf);
     }
     /// Offline traffic so far.
@@ -858,8 +859,8 @@ impl Correlations for SeededCorrelations {
         }
     }
 
-    fn recycle(&mut self, buf: Vec<u8>) {
-        if let Some(feed) = self.feed.as_mut() {
+    fn recycle(&mut self, buf: Option<Vec<u8>>) {
+        if let (Some(feed), Some(buf)) = (self.feed.as_mut(), buf) {
             feed.recycle(buf);
         }
     }
