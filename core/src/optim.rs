@@ -2,10 +2,21 @@
 //!
 //! The update, from the batch-summed gradient `g` of a batch of `B` samples:
 //! `v <- momentum * v + (g + B * weight_decay * w) / B`, then `w <- w - lr * v`.
-//! In fixed point the division by `B` is one truncation (a shift when `B` is a power of
-//! two), taken after the decay term is added so that it rounds the sum, and each product
-//! with a public constant is one rescale, so an update costs at most four truncations per
-//! weight; a two-party engine pays no communication beyond them.
+//!
+//! In fixed point the new velocity is *one* rounding: its three terms are products with
+//! public constants taken at `2f + s` fractional bits (`s = ceil(log2 B)`, so that the
+//! constants `2^s momentum`, `2^s weight_decay` and `2^s / B` keep their precision; for a
+//! power-of-two `B` the last is exactly 1 and the gradient's term exact), summed, and
+//! truncated once by `f + s`; then `lr * v` is the second rounding. Two truncations per
+//! weight, so a two-party engine pays two openings of 8 bytes per weight and party, in two
+//! rounds (it paid four, for the decay, the division by `B`, the momentum and the rate,
+//! before 2026-12-07; each rounding on its own also added half an ulp of error).
+//!
+//! # Range
+//! The velocity's terms are products at `2f + s` bits: exact while `|2^s momentum v|`,
+//! `|2^s weight_decay w|` and `|g|` (real) stay below `2^(62 - 2f - s)` (at `f = 13`,
+//! `B = 128`: 2^29; at `f = 24`: 2^7). `Plain` counts products beyond in
+//! [`Health::wrapped`](crate::Health::wrapped).
 
 use crate::Engine;
 
@@ -49,28 +60,40 @@ impl Sgd {
             "sgd: shape mismatch"
         );
         let t = &mut scratch[..n];
-        // t = (g + B wd w) / B: the decay is added before the division by B, so that one
-        // truncation rounds the sum. Rounding `wd w` on its own lost it altogether for
-        // every weight below half an ulp over `wd` (0.125 at f = 13, wd = 5e-4: nearly all
-        // of them), so fixed point trained without the weight decay Float applied.
-        if self.weight_decay != 0.0 {
-            t.copy_from_slice(w);
-            e.scale(t, self.weight_decay * batch as f64)?;
-            e.add_assign(t, g)?;
+        if self.momentum == 0.0 && self.weight_decay == 0.0 {
+            // v = g / B: one rounding already.
+            v.copy_from_slice(g);
+            if batch.is_power_of_two() {
+                e.shift_right(v, batch.trailing_zeros())?;
+            } else {
+                e.scale(v, 1.0 / batch as f64)?;
+            }
         } else {
+            // v = (2^s momentum v + 2^s wd w + (2^s / B) g) / 2^s at 2f + s bits, rounded
+            // once: no term is rounded on its own (a rounded `wd w` vanished below half an
+            // ulp over `wd`, so fixed point trained without the decay Float applied).
+            let s = usize::BITS - (batch - 1).leading_zeros();
+            let two_s = (1u64 << s) as f64;
+            if self.momentum != 0.0 {
+                let c = e.public(self.momentum * two_s);
+                e.mul_public(v, c)?;
+            } else {
+                v.fill(E::Elem::default());
+            }
+            if self.weight_decay != 0.0 {
+                t.copy_from_slice(w);
+                let c = e.public(self.weight_decay * two_s);
+                e.mul_public(t, c)?;
+                e.add_assign(v, t)?;
+            }
             t.copy_from_slice(g);
-        }
-        if batch.is_power_of_two() {
-            e.shift_right(t, batch.trailing_zeros())?;
-        } else {
-            e.scale(t, 1.0 / batch as f64)?;
-        }
-        // v = momentum v + t
-        if self.momentum != 0.0 {
-            e.scale(v, self.momentum)?;
+            let c = e.public(two_s / batch as f64);
+            e.mul_public(t, c)?;
             e.add_assign(v, t)?;
-        } else {
-            v.copy_from_slice(t);
+            let shift = e.frac_bits() + s;
+            if shift > 0 {
+                e.shift_right(v, shift)?;
+            }
         }
         // w -= lr v
         t.copy_from_slice(v);
@@ -251,6 +274,53 @@ mod tests {
             bias / ulp,
             decay / ulp
         );
+    }
+
+    #[test]
+    fn plain_velocity_is_one_rounding_of_the_exact_update() {
+        // From the values Plain holds, the new velocity is the exact update rounded once
+        // (half an ulp), up to the constants' own rounding at 2f + s bits; four separate
+        // roundings, as before 2026-12-07, reached 1.5 ulps.
+        let sgd = Sgd {
+            momentum: 0.9,
+            weight_decay: 5e-4,
+        };
+        for (batch, f) in [(128usize, 13u32), (100, 13), (64, 16)] {
+            let n = 2000;
+            let mut p = Plain::with_frac_bits(f).unwrap();
+            let ulp = p.format().ulp();
+            let val = |i: usize, k: usize| ((i * k) % 1999) as f64 / 1999.0 - 0.5;
+            let enc = |p: &Plain, xs: &[f64]| {
+                let mut out = vec![Z64::ZERO; xs.len()];
+                p.encode_slice(xs, &mut out).unwrap();
+                out
+            };
+            let w0: Vec<f64> = (0..n).map(|i| 2.0 * val(i, 7919)).collect();
+            let v0: Vec<f64> = (0..n).map(|i| 0.3 * val(i, 104_729)).collect();
+            let g0: Vec<f64> = (0..n).map(|i| 40.0 * val(i, 1_299_709)).collect();
+            let (mut wp, mut vp, gp) = (enc(&p, &w0), enc(&p, &v0), enc(&p, &g0));
+            let dec = |p: &Plain, xs: &[Z64]| {
+                let mut out = vec![0.0; xs.len()];
+                p.decode_slice(xs, &mut out);
+                out
+            };
+            let (wd, vd, gd) = (dec(&p, &wp), dec(&p, &vp), dec(&p, &gp));
+            let mut s = vec![Z64::ZERO; n];
+            sgd.step(&mut p, &mut wp, &gp, &mut vp, 0.05, batch, &mut s)
+                .unwrap();
+            let v1 = dec(&p, &vp);
+            // Each constant at 2f + s bits is off by at most half an ulp over 2^s.
+            let two_s = batch.next_power_of_two() as f64;
+            let worst = (0..n)
+                .map(|i| {
+                    let exact = 0.9 * vd[i] + (gd[i] + batch as f64 * 5e-4 * wd[i]) / batch as f64;
+                    let consts = 0.5 * (vd[i].abs() + wd[i].abs() + gd[i].abs()) / two_s;
+                    (v1[i] - exact).abs() / ulp - consts
+                })
+                .fold(0.0f64, f64::max);
+            assert!(worst <= 0.5 + 1e-9, "B={batch} f={f}: {worst} ulp");
+            assert_eq!(p.health().unwrap().wrapped, 0);
+        }
     }
 
     #[test]

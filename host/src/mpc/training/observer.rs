@@ -135,6 +135,8 @@ where
 {
     let tc = &job.config;
     let start_all = Instant::now();
+    // What the session sent before training (its setup) is not the steps' traffic.
+    let before = e.traffic();
     let mut obs = Traffic::new(cfg.party, job, from_epoch, cfg.progress);
     let plan = Plan {
         seed: tc.seed,
@@ -148,7 +150,7 @@ where
     let mut report = obs.report;
     report.train_seconds = start_all.elapsed().as_secs_f64();
     let tr = e.traffic();
-    (report.train_sent, report.train_rounds) = (tr.sent, tr.rounds);
+    (report.train_sent, report.train_rounds) = (tr.sent - before.sent, tr.rounds - before.rounds);
     Ok(report)
 }
 
