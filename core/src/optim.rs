@@ -19,6 +19,7 @@
 //! [`Health::wrapped`](crate::Health::wrapped).
 
 use crate::Engine;
+use core::ops::Range;
 
 /// SGD settings.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -54,13 +55,48 @@ impl Sgd {
         batch: usize,
         scratch: &mut [E::Elem],
     ) -> Result<(), E::Error> {
+        self.step_wide(e, w, g, v, lr, batch, scratch, &[])
+    }
+
+    /// [`Sgd::step`] where the gradient's elements in the ranges `wide` (ascending, not
+    /// overlapping) are products not yet rescaled: at twice the fractional bits, as a
+    /// dense or convolution layer's weight gradient comes out of its matrix product.
+    /// For a power-of-two `batch` such a gradient divided by `B` *is* its term of the
+    /// velocity at `2f + s` bits (`s = log2 B`), so it enters the velocity's one
+    /// truncation without a rounding of its own: on two servers, one truncation per
+    /// weight fewer than rescaling it first. Float engines (no fractional bits) take
+    /// `wide` as ordinary gradients.
+    ///
+    /// # Errors
+    /// What the engine reports.
+    ///
+    /// # Panics
+    /// If the lengths differ, `batch` is 0, or `wide` is not empty, the engine has
+    /// fractional bits and `batch` is not a power of two (rescale those gradients first).
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_wide<E: Engine + ?Sized>(
+        &self,
+        e: &mut E,
+        w: &mut [E::Elem],
+        g: &[E::Elem],
+        v: &mut [E::Elem],
+        lr: f64,
+        batch: usize,
+        scratch: &mut [E::Elem],
+        wide: &[Range<usize>],
+    ) -> Result<(), E::Error> {
         let n = w.len();
         assert!(
             g.len() == n && v.len() == n && batch > 0,
             "sgd: shape mismatch"
         );
+        let wide = if e.frac_bits() == 0 { &[][..] } else { wide };
+        assert!(
+            wide.is_empty() || batch.is_power_of_two(),
+            "sgd: unrescaled gradients need a power-of-two batch"
+        );
         let t = &mut scratch[..n];
-        if self.momentum == 0.0 && self.weight_decay == 0.0 {
+        if self.momentum == 0.0 && self.weight_decay == 0.0 && wide.is_empty() {
             // v = g / B: one rounding already.
             v.copy_from_slice(g);
             if batch.is_power_of_two() {
@@ -86,9 +122,19 @@ impl Sgd {
                 e.mul_public(t, c)?;
                 e.add_assign(v, t)?;
             }
+            // The gradient's term: `(2^s / B) g` at 2f + s bits; a wide gradient is
+            // already there (2^s / B = 1).
             t.copy_from_slice(g);
             let c = e.public(two_s / batch as f64);
-            e.mul_public(t, c)?;
+            let mut at = 0;
+            for r in wide.iter().chain(core::iter::once(&(n..n))) {
+                assert!(
+                    at <= r.start && r.start <= r.end && r.end <= n,
+                    "sgd: wide ranges"
+                );
+                e.mul_public(&mut t[at..r.start], c)?;
+                at = r.end;
+            }
             e.add_assign(v, t)?;
             let shift = e.frac_bits() + s;
             if shift > 0 {
@@ -320,6 +366,69 @@ mod tests {
                 .fold(0.0f64, f64::max);
             assert!(worst <= 0.5 + 1e-9, "B={batch} f={f}: {worst} ulp");
             assert_eq!(p.health().unwrap().wrapped, 0);
+        }
+    }
+
+    #[test]
+    fn a_wide_gradient_is_the_same_update_without_its_rounding() {
+        let sgd = Sgd {
+            momentum: 0.9,
+            weight_decay: 5e-4,
+        };
+        let (n, batch, f) = (600usize, 128usize, 13u32);
+        let mut p = Plain::with_frac_bits(f).unwrap();
+        let ulp = p.format().ulp();
+        let val = |i: usize, k: usize| ((i * k) % 599) as f64 / 599.0 - 0.5;
+        let enc = |p: &Plain, xs: &[f64]| {
+            let mut out = vec![Z64::ZERO; xs.len()];
+            p.encode_slice(xs, &mut out).unwrap();
+            out
+        };
+        let w0 = enc(&p, &(0..n).map(|i| 2.0 * val(i, 7919)).collect::<Vec<_>>());
+        let v0 = enc(
+            &p,
+            &(0..n).map(|i| 0.3 * val(i, 104_729)).collect::<Vec<_>>(),
+        );
+        let g = enc(
+            &p,
+            &(0..n).map(|i| 40.0 * val(i, 1_299_709)).collect::<Vec<_>>(),
+        );
+        let wide = [100..250, 400..600];
+        // A wide gradient with nothing below the ulp: bit for bit the ordinary update.
+        let mut gw = g.clone();
+        for r in &wide {
+            gw[r.clone()].iter_mut().for_each(|x| *x = Z64(x.0 << f));
+        }
+        let (mut wa, mut va, mut wb, mut vb) = (w0.clone(), v0.clone(), w0.clone(), v0.clone());
+        let mut s = vec![Z64::ZERO; n];
+        sgd.step(&mut p, &mut wa, &g, &mut va, 0.05, batch, &mut s)
+            .unwrap();
+        sgd.step_wide(&mut p, &mut wb, &gw, &mut vb, 0.05, batch, &mut s, &wide)
+            .unwrap();
+        assert_eq!((wa, va), (wb.clone(), vb));
+        // With bits below the ulp, the velocity is still one rounding of the exact update.
+        for r in &wide {
+            gw[r.clone()]
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, x)| *x += Z64((i as u64 * 2_654_435_761) % (1 << f)));
+        }
+        let (mut wc, mut vc) = (w0.clone(), v0.clone());
+        sgd.step_wide(&mut p, &mut wc, &gw, &mut vc, 0.05, batch, &mut s, &wide)
+            .unwrap();
+        let two_f = (1u64 << (2 * f)) as f64;
+        for i in 0..n {
+            let inside = wide.iter().any(|r| r.contains(&i));
+            let gi = if inside {
+                gw[i].to_signed() as f64 / two_f
+            } else {
+                p.format().decode(g[i])
+            };
+            let (wi, vi) = (p.format().decode(w0[i]), p.format().decode(v0[i]));
+            let exact = 0.9 * vi + (gi + batch as f64 * 5e-4 * wi) / batch as f64;
+            let consts = 0.5 * (vi.abs() + wi.abs()) / batch as f64;
+            let err = (p.format().decode(vc[i]) - exact).abs() / ulp - consts;
+            assert!(err <= 0.5 + 1e-9, "{i}: {err} ulp");
         }
     }
 

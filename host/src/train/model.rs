@@ -567,16 +567,23 @@ pub fn rescale_weight_grads<E: Engine>(
     nodes: &[Node],
     grads: &mut [E::Elem],
 ) -> Result<(), E::Error> {
+    for r in weight_grad_ranges(nodes) {
+        e.rescale(&mut grads[r])?;
+    }
+    Ok(())
+}
+
+/// Where in the flat parameter vector the weights of dense and convolution layers are
+/// (the gradients [`backward_unscaled`] leaves unscaled), ascending.
+pub fn weight_grad_ranges(nodes: &[Node]) -> Vec<Range<usize>> {
     let mut ranges = Vec::new();
     visit(nodes, &mut |n| match &n.op {
         Op::Dense(d) => ranges.push(n.params.start..n.params.start + d.weights()),
         Op::Conv(c) => ranges.push(n.params.start..n.params.start + c.weights()),
         _ => {}
     });
-    for r in ranges {
-        e.rescale(&mut grads[r])?;
-    }
-    Ok(())
+    ranges.sort_by_key(|r| r.start);
+    ranges
 }
 
 #[allow(clippy::too_many_arguments)]

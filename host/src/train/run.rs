@@ -527,8 +527,8 @@ mod tests {
             .unwrap()
     }
 
-    /// Two steps on a batch split into 2, 3, 5 and 11 parts (of unequal sizes; 11 is one
-    /// sample each, and 40 is clamped to 11) give the whole batch's probabilities,
+    /// Two steps on a batch of 11 or 16 split into 2, 3, 5 and 11 parts (of unequal sizes;
+    /// 11 of 11 is one sample each, and 40 is clamped to the batch) give the whole batch's probabilities,
     /// parameters, velocities and overflow count, bit for bit.
     #[test]
     fn split_steps_equal_whole_steps_bit_for_bit_on_plain() {
@@ -536,39 +536,43 @@ mod tests {
         for model in ["mlp", "lenet"] {
             let net = build(model, Image::new(1, 1, 28, 28), 10).unwrap();
             assert!(net.splits_exactly());
-            let b = 11;
-            let (p0, b0) = net.init(3);
-            let (x, y) = batch(&net, b, 4);
-            let engine = || Plain::new(cfg.frac_bits).with_matmul(gemm::matmul_z64);
-            let mut e = engine();
-            let (params, buffers) = (e.input("p", &p0).unwrap(), e.input("b", &b0).unwrap());
-            let (xs, ys) = (e.input("x", &x).unwrap(), e.input("y", &y).unwrap());
-            let mut whole = Trainer::new(&cfg, &net, 2, params.clone(), buffers.clone()).unwrap();
-            let probs: Vec<Vec<Z64>> = (0..2)
-                .map(|_| whole.step(&mut e, xs.clone(), &ys, b).unwrap())
-                .collect();
-            for parts in [2, 3, 5, 11, 40] {
-                let mut es = engine();
-                let mut t = Trainer::new(&cfg, &net, 2, params.clone(), buffers.clone()).unwrap();
-                for (s, want) in probs.iter().enumerate() {
-                    let got = pool()
-                        .install(|| t.step_split(&mut es, xs.clone(), &ys, b, parts))
-                        .unwrap();
+            // 11: the weight gradients rescaled before the update; 16: unscaled into it.
+            for b in [11usize, 16] {
+                let (p0, b0) = net.init(3);
+                let (x, y) = batch(&net, b, 4);
+                let engine = || Plain::new(cfg.frac_bits).with_matmul(gemm::matmul_z64);
+                let mut e = engine();
+                let (params, buffers) = (e.input("p", &p0).unwrap(), e.input("b", &b0).unwrap());
+                let (xs, ys) = (e.input("x", &x).unwrap(), e.input("y", &y).unwrap());
+                let mut whole =
+                    Trainer::new(&cfg, &net, 2, params.clone(), buffers.clone()).unwrap();
+                let probs: Vec<Vec<Z64>> = (0..2)
+                    .map(|_| whole.step(&mut e, xs.clone(), &ys, b).unwrap())
+                    .collect();
+                for parts in [2, 3, 5, 11, 40] {
+                    let mut es = engine();
+                    let mut t =
+                        Trainer::new(&cfg, &net, 2, params.clone(), buffers.clone()).unwrap();
+                    for (s, want) in probs.iter().enumerate() {
+                        let got = pool()
+                            .install(|| t.step_split(&mut es, xs.clone(), &ys, b, parts))
+                            .unwrap();
+                        assert_eq!(
+                            &got, want,
+                            "{model}, b = {b}, {parts} parts, step {s}: probabilities"
+                        );
+                    }
+                    assert_eq!(t.params, whole.params, "{model}, {parts} parts: parameters");
                     assert_eq!(
-                        &got, want,
-                        "{model}, {parts} parts, step {s}: probabilities"
+                        t.velocity, whole.velocity,
+                        "{model}, {parts} parts: velocity"
+                    );
+                    assert_eq!(
+                        es.overflow_count(),
+                        e.overflow_count(),
+                        "{model}: overflows"
                     );
                 }
-                assert_eq!(t.params, whole.params, "{model}, {parts} parts: parameters");
-                assert_eq!(
-                    t.velocity, whole.velocity,
-                    "{model}, {parts} parts: velocity"
-                );
-                assert_eq!(
-                    es.overflow_count(),
-                    e.overflow_count(),
-                    "{model}: overflows"
-                );
             }
         }
     }

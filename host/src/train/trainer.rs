@@ -12,6 +12,7 @@ use ringnn_core::approx::ExpApprox;
 use ringnn_core::optim::{Schedule, Sgd};
 use ringnn_core::softmax::{self, GradMode, Softmax};
 use ringnn_core::Engine;
+use std::ops::Range;
 
 /// The model state and the working buffers of training, for any engine: one SGD step on a
 /// batch already inside the engine, and evaluation-mode logits. The plaintext loop
@@ -35,6 +36,9 @@ pub(crate) struct Trainer<'n, E: Engine> {
     /// Optimiser steps done.
     pub step: u64,
     grads: Vec<E::Elem>,
+    /// Where the weights of dense and convolution layers are in `params`: their
+    /// gradients reach the update unscaled when the batch is a power of two.
+    wide: Vec<Range<usize>>,
     traces: Vec<Trace<E::Elem>>,
     scratch: Vec<E::Elem>,
     parts: Vec<Part<E::Elem>>,
@@ -93,6 +97,7 @@ impl<'n, E: Engine> Trainer<'n, E> {
             base_lr: cfg.lr,
             velocity: vec![E::Elem::default(); net.n_params],
             grads: vec![E::Elem::default(); net.n_params],
+            wide: model::weight_grad_ranges(&net.nodes),
             params,
             buffers,
             step: 0,
@@ -171,29 +176,50 @@ impl<'n, E: Engine> Trainer<'n, E> {
             },
             scratch,
         )?;
-        model::backward(
-            e,
-            &net.nodes,
-            &self.traces,
-            g,
-            b,
-            &self.params,
-            &mut self.grads,
-            false,
-            &mut self.scratch,
-        )?;
+        if b.is_power_of_two() {
+            // The weight gradients stay products (2f bits) and enter the update's one
+            // truncation ([`Sgd::step_wide`]): no rounding, no truncation of their own.
+            model::backward_unscaled(
+                e,
+                &net.nodes,
+                &self.traces,
+                g,
+                b,
+                &self.params,
+                &mut self.grads,
+                &mut self.scratch,
+            )?;
+        } else {
+            model::backward(
+                e,
+                &net.nodes,
+                &self.traces,
+                g,
+                b,
+                &self.params,
+                &mut self.grads,
+                false,
+                &mut self.scratch,
+            )?;
+        }
         self.update(e, b)?;
         Ok(p)
     }
 
-    /// The SGD update from the batch-summed gradients in `self.grads`.
+    /// The SGD update from the batch-summed gradients in `self.grads`, whose weight
+    /// gradients are unscaled (`self.wide`) when `b` is a power of two.
     fn update(&mut self, e: &mut E, b: usize) -> Result<(), E::Error> {
         let lr = self.sched.rate(self.base_lr, self.step);
         let n = self.net.n_params;
         if self.scratch.len() < n {
             self.scratch.resize(n, E::Elem::default());
         }
-        self.sgd.step(
+        let wide = if b.is_power_of_two() {
+            &self.wide[..]
+        } else {
+            &[]
+        };
+        self.sgd.step_wide(
             e,
             &mut self.params,
             &self.grads,
@@ -201,6 +227,7 @@ impl<'n, E: Engine> Trainer<'n, E> {
             lr,
             b,
             &mut self.scratch[..n],
+            wide,
         )?;
         self.step += 1;
         Ok(())
@@ -262,8 +289,9 @@ where
 {
     /// [`Trainer::step`] with the batch split into up to `parts` contiguous parts that run
     /// on the rayon pool, each on a fork of `e`: forward, softmax cross-entropy and
-    /// backward per part, weight gradients left unscaled and summed in the ring, then one
-    /// rescale and the update. On `Plain` every bit equals [`Trainer::step`]'s for any
+    /// backward per part, weight gradients left unscaled and summed in the ring, then the
+    /// update (which takes them unscaled when `b` is a power of two, else after one
+    /// rescale). On `Plain` every bit equals [`Trainer::step`]'s for any
     /// number of parts (the ring sum is exact and only the rescale rounds); on `Float` the
     /// summation order, and so the last bits, follow the number of parts. A network with
     /// batch statistics is not split.
@@ -363,7 +391,9 @@ where
         for part in rest {
             e.add_assign(&mut self.grads, &part.grads)?;
         }
-        model::rescale_weight_grads(e, &net.nodes, &mut self.grads)?;
+        if !b.is_power_of_two() {
+            model::rescale_weight_grads(e, &net.nodes, &mut self.grads)?;
+        }
         self.update(e, b)?;
         Ok(probs)
     }
