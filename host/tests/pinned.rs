@@ -212,6 +212,8 @@ fn mpc_with_a_fixed_dealer_seed_is_pinned() {
     // stochastic roundings); it was (0xf28a_65ad, 0.49). Re-pinned again when the SGD
     // update came to two truncations instead of four (see mlp above); it was
     // (0xdedb_cec0, 0.49); and when the weight gradients entered it unscaled (no
-    // truncation of their own), (0xdb8b_7f9a, 0.47).
-    check(&a, "model", (0x57c9_a489, 0.48));
+    // truncation of their own), (0xdb8b_7f9a, 0.47); and when the adder came to compare
+    // ReLU's input at the reduced width with its backward bit in the same batch (fewer
+    // AND triples, so every later mask at another stream position), (0x57c9_a489, 0.48).
+    check(&a, "model", (0x626d_c4a8, 0.48));
 }

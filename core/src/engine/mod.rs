@@ -166,10 +166,10 @@ pub struct Health {
     pub recip_out_of_range: u64,
     /// ReLU, max-of-lines and clamp inputs outside the range of the two-party engine's
     /// one-round gates, `|x| < 2^(W-2)` raw for `W = `[`fss_width`]`(f)`, and differences
-    /// compared by [`Engine::is_negative_diff`] outside `[-2^(W-1), 2^(W-1))`: there those
-    /// gates (`--comparison fss`) read the sign of `x mod 2^W` and may differ from this
-    /// result. Not a fault of this run; a run with 0 here computes what those gates
-    /// compute.
+    /// compared by [`Engine::is_negative_diff`] outside `[-2^(W-1), 2^(W-1))`: there the
+    /// two-party comparisons (`fss`'s gates; `a2b`'s ReLU and compared differences) read
+    /// the sign of `x mod 2^W` and may differ from this result. Not a fault of this run;
+    /// a run with 0 here computes what those gates compute.
     pub beyond_fss_width: u64,
 }
 

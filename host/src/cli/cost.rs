@@ -188,21 +188,25 @@ pub fn cost(args: &CostArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 "the dealer's FSS keys on the opened masked input",
             ),
         };
+        let w: Vec<String> = cfg
+            .frac_bits
+            .iter()
+            .map(|f| format!("{} at f = {}", fss_width(f.get()), f.get()))
+            .collect();
         let widths = match cfg.comparison {
-            Comparison::A2b => String::new(),
-            Comparison::Fss => {
-                let w: Vec<String> = cfg
-                    .frac_bits
-                    .iter()
-                    .map(|f| format!("{} at f = {}", fss_width(f.get()), f.get()))
-                    .collect();
-                format!(
-                    " ReLU, spline and max (pooling, arg-max) keys at the reduced width {} \
-                     (exact where `Plain` counts no input beyond it, `beyond_fss_width`); the \
-                     reciprocal's comparisons at 64.",
-                    w.join(", ")
-                )
-            }
+            Comparison::A2b => format!(
+                " ReLU and max (pooling, arg-max) compared over the reduced width {} (exact \
+                 where `Plain` counts no input beyond it, `beyond_fss_width`), the ReLU's \
+                 backward bit in the forward's batch; max-of-lines, clamp and the \
+                 reciprocal at 64.",
+                w.join(", ")
+            ),
+            Comparison::Fss => format!(
+                " ReLU, spline and max (pooling, arg-max) keys at the reduced width {} \
+                 (exact where `Plain` counts no input beyond it, `beyond_fss_width`); the \
+                 reciprocal's comparisons at 64.",
+                w.join(", ")
+            ),
         };
         writeln!(
             out,

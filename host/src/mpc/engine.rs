@@ -54,9 +54,11 @@
 //! | convolution product (forward, weight gradient) | 1 | `8 (image + mk)` per product: the input image, not its unfolding ([`protocols::conv_product`]) |
 //! | `shift_right` / `rescale` | 1 | 8 |
 //! | `is_negative` (`a2b`) | 8 | 45.375 |
+//! | `is_negative_diff` (`a2b`, at the reduced width `W = fss_width(f)`: 54 at f = 13) | 8 | 37.875 at W = 54 |
 //! | `is_negative` (`fss`) | 1 | 8 |
 //! | `select` | 1 | 16 |
-//! | ReLU, ReLU backward, max of two | 9 | 61.375 |
+//! | ReLU (`a2b`, at `W`; in training its backward bit `[-x < 0]` in the same batch, so the backward pass is one select) | 9 | 53.875 at W = 54 (91.75 with the backward bit) |
+//! | max of two (`a2b`, at `W`) | 9 | 53.875 at W = 54 |
 //! | hard tanh (`clamp`) | 10 | 122.75 |
 //! | max pooling `k x k` | `9 ceil(log2 k^2)` (+1 per level with selection bits) | `61.375 (k^2 - 1)` per output (+16 per selection bit per level) |
 //! | max pooling backward | 1 | `16 k^2` per output |
@@ -254,6 +256,38 @@ impl<C: Channel, R: Correlations> Mpc<C, R> {
     /// The number format.
     pub fn format(&self) -> Fixed {
         self.fx
+    }
+
+    /// ReLU on the adder: `[x < 0]` (and, for `grad`, `[-x < 0] = [x > 0]`, the
+    /// derivative `Plain`'s backward pass computes) in one batched comparison at the
+    /// reduced width [`fss_width`]`(f)`, then one select.
+    fn relu_a2b(&mut self, x: &mut [Z64], grad: Option<&mut [Z64]>) -> Result<(), MpcError> {
+        let n = x.len();
+        let w = fss_width(self.frac_bits());
+        let both = grad.is_some();
+        let mut d = Vec::with_capacity(if both { 2 * n } else { n });
+        d.extend_from_slice(x);
+        if both {
+            d.extend(x.iter().map(|&v| -v));
+        }
+        let mut bits = vec![Z64::ZERO; d.len()];
+        protocols::is_negative_width(&mut self.link, &mut self.corr, &d, &mut bits, w)?;
+        let zeros = vec![Z64::ZERO; n];
+        let mut out = vec![Z64::ZERO; n];
+        protocols::select(
+            &mut self.link,
+            &mut self.corr,
+            &bits[..n],
+            &zeros,
+            x,
+            &mut out,
+        )?;
+        x.copy_from_slice(&out);
+        if let Some(g) = grad {
+            assert_eq!(g.len(), n, "relu: gradient length mismatch");
+            g.copy_from_slice(&bits[n..]);
+        }
+        Ok(())
     }
 
     /// The truncation protocol in use.
@@ -608,11 +642,15 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         }
     }
 
-    /// With [`Comparison::Fss`], DReLU keys of the reduced width [`fss_width`]`(f)`
-    /// (`Plain` counts the differences beyond it); with the adder, [`Engine::is_negative`].
+    /// At the reduced width [`fss_width`]`(f)` (`Plain` counts the differences beyond it):
+    /// with [`Comparison::Fss`], DReLU keys of that width; with the adder, its carry chain
+    /// over that many bits ([`protocols::is_negative_width`]).
     fn is_negative_diff(&mut self, x: &[Z64], out: &mut [Z64]) -> Result<(), MpcError> {
         match self.comparison {
-            Comparison::A2b => self.is_negative(x, out),
+            Comparison::A2b => {
+                let w = fss_width(self.frac_bits());
+                protocols::is_negative_width(&mut self.link, &mut self.corr, x, out, w)
+            }
             Comparison::Fss => {
                 let w = fss_width(self.frac_bits());
                 comparison::is_negative_fss(&mut self.link, &mut self.corr, x, out, w)
@@ -642,10 +680,12 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
     }
 
     /// With [`Comparison::Fss`], the dealer's ReLU keys in one round
-    /// ([`comparison::relu_fss`]); with the adder, the kernel's comparison and select.
+    /// ([`comparison::relu_fss`]); with the adder, its comparison at the reduced width
+    /// [`fss_width`]`(f)` (exact where `Plain` counts no input beyond it) and a select.
     fn relu(&mut self, x: &mut [Z64], scratch: &mut [Z64]) -> Result<(), MpcError> {
+        let _ = scratch;
         match self.comparison {
-            Comparison::A2b => ringnn_core::engine::generic::relu(self, x, scratch),
+            Comparison::A2b => self.relu_a2b(x, None),
             Comparison::Fss => {
                 let w = fss_width(self.frac_bits());
                 comparison::relu_fss(&mut self.link, &mut self.corr, x, None, w)
@@ -654,16 +694,18 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
     }
 
     /// With [`Comparison::Fss`], the ReLU keys also give the backward pass's bit
-    /// `[x > 0]` in the same round ([`comparison::relu_fss`]); with the adder, nothing is
-    /// kept (the backward pass compares again, as before).
+    /// `[x > 0]` in the same round ([`comparison::relu_fss`]); with the adder, that bit is
+    /// `[-x < 0]`, compared in the same batch as the forward's `[x < 0]` (the rounds of
+    /// one comparison instead of two; the backward pass then compares nothing).
     fn relu_keeping_grad(
         &mut self,
         x: &mut [Z64],
         grad: &mut [Z64],
         scratch: &mut [Z64],
     ) -> Result<bool, MpcError> {
+        let _ = scratch;
         match self.comparison {
-            Comparison::A2b => self.relu(x, scratch).map(|()| false),
+            Comparison::A2b => self.relu_a2b(x, Some(grad)).map(|()| true),
             Comparison::Fss => {
                 let w = fss_width(self.frac_bits());
                 comparison::relu_fss(&mut self.link, &mut self.corr, x, Some(grad), w)

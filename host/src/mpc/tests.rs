@@ -1202,8 +1202,11 @@ fn communication_per_relu_and_per_multiplication() {
     assert_eq!(relu.rounds, 9);
     assert_eq!(relu.sent, relu.received);
     let per = relu.sent as f64 / n as f64;
-    // 181 AND gates (2 bits each), 1 bit of injection, 16 bytes of select, 9 headers.
-    assert_eq!(relu.sent, (181 * 2 * n / 8 + n / 8 + 16 * n + 9 * 8) as u64);
+    // The comparison at the reduced width W = fss_width(16) = 51: the carry out of 50
+    // bits, 50 + 49 + 23 + 11 + 5 + 3 + 1 = 142 AND gates (2 bits each; 181 at the full
+    // width), 1 bit of injection, 16 bytes of select, 9 headers.
+    assert_eq!(ringnn_core::engine::fss_width(F), 51);
+    assert_eq!(relu.sent, (142 * 2 * n / 8 + n / 8 + 16 * n + 9 * 8) as u64);
     assert!(per <= 64.0, "{per} bytes per ReLU");
     println!(
         "per multiplication: 1 round, {:.3} bytes sent per party, {:.3} offline bytes to party 1",

@@ -8,6 +8,10 @@
 //! - [`Comparison::A2b`]: the arithmetic-to-binary adder over the dealer's AND triples
 //!   ([`protocols::is_negative`](super::protocols::is_negative)): 8 rounds, 45.375 bytes
 //!   per element per party online, about 30.6 bytes per element to party 1 offline.
+//!   ReLU and the compared differences of max pooling and arg-max run its carry chain
+//!   over the reduced width [`fss_width`]`(f)` only
+//!   ([`protocols::is_negative_width`](super::protocols::is_negative_width): 37.875
+//!   bytes at 54 bits), exact where `Plain` counts no input beyond it, as FSS's gates.
 //! - [`Comparison::Fss`]: function secret sharing ([`is_negative_fss`]): the dealer's
 //!   DReLU keys ([`super::fss::gate`]) on the opened masked input: 1 round, 8 bytes per
 //!   element per party online, one key of 1613 bytes per element to *each* party offline

@@ -159,35 +159,33 @@ fn plain_beyond<C: Case>(case: &C, inputs: &[Vec<Z64>]) -> u64 {
 }
 
 #[test]
-fn fss_relu_equals_plain_within_its_width_and_reads_w_bits_beyond() {
-    // The gate's keys have width W = fss_width(F) < 64: on inputs with |x| < 2^(W-2)
-    // (those Plain does not count) it is Plain's ReLU; beyond, it is x times the sign
-    // of x mod 2^W, and Plain counts each such input. The adder stays exact everywhere.
+fn relu_equals_plain_within_its_width_and_reads_w_bits_beyond_on_both_comparisons() {
+    // Both comparisons compare ReLU's input at the width W = fss_width(F) < 64 (the FSS
+    // gate's keys, the adder's carry chain): on inputs with |x| < 2^(W-2) (those Plain
+    // does not count) it is Plain's ReLU; beyond, it is x times the sign of x mod 2^W,
+    // and Plain counts each such input.
     let w = fss_width(F);
     assert!(w < 64, "F = {F} must reduce the width");
     let mut rng = ChaCha20Rng::seed_from_u64(44);
     let a = ring_and_width_edges(&mut rng);
     let inputs = [a.clone()];
     let plain = on_plain(&Relu, &inputs);
-    let with_fss = on_mpc(&fss(11), &Relu, &inputs);
-    assert_eq!(
-        on_mpc(&config(11), &Relu, &inputs),
-        plain,
-        "the adder: whole ring"
-    );
-    let mut beyond = 0;
-    for (i, &x) in a.iter().enumerate() {
-        if within_fss_width(x.to_signed(), F) {
-            assert_eq!(with_fss[0][i], plain[0][i], "{:#x}", x.0);
-        } else {
-            beyond += 1;
-            assert_eq!(with_fss[0][i].0, relu_plain(x.0, w), "{:#x}", x.0);
+    for (name, cfg, again) in [("a2b", config(11), config(12)), ("fss", fss(11), fss(12))] {
+        let got = on_mpc(&cfg, &Relu, &inputs);
+        let mut beyond = 0;
+        for (i, &x) in a.iter().enumerate() {
+            if within_fss_width(x.to_signed(), F) {
+                assert_eq!(got[0][i], plain[0][i], "{name}: {:#x}", x.0);
+            } else {
+                beyond += 1;
+                assert_eq!(got[0][i].0, relu_plain(x.0, w), "{name}: {:#x}", x.0);
+            }
         }
+        assert!(beyond > 2000 - 10, "most random words are beyond: {beyond}");
+        assert_eq!(plain_beyond(&Relu, &inputs), beyond);
+        // Another dealer seed (other masks and keys), the same result.
+        assert_eq!(on_mpc(&again, &Relu, &inputs), got, "{name}");
     }
-    assert!(beyond > 2000 - 10, "most random words are beyond: {beyond}");
-    assert_eq!(plain_beyond(&Relu, &inputs), beyond);
-    // Another dealer seed (other masks and keys), the same result.
-    assert_eq!(on_mpc(&fss(12), &Relu, &inputs), with_fss);
 }
 
 /// The maximum of two, elementwise, with the requests it made.
@@ -206,7 +204,7 @@ impl Case for MaxOfTwo {
 }
 
 #[test]
-fn fss_max_compares_differences_at_the_reduced_width() {
+fn max_compares_differences_at_the_reduced_width_on_both_comparisons() {
     // max(a, b) = b + ReLU(a - b) from ReLU keys of width W: Plain's result wherever the
     // difference is in [-2^(W-1), 2^(W-1)), the W-bit reading beyond, and Plain counts
     // exactly the differences beyond.
@@ -226,32 +224,30 @@ fn fss_max_compares_differences_at_the_reduced_width() {
     b.extend(&small_b);
     let inputs = [a.clone(), b.clone()];
     let plain = on_plain(&MaxOfTwo, &inputs);
-    let with_fss = on_mpc(&fss(15), &MaxOfTwo, &inputs);
-    assert_eq!(
-        on_mpc(&config(15), &MaxOfTwo, &inputs),
-        plain,
-        "the adder: whole ring"
-    );
-    let mut beyond = 0;
-    for i in 0..a.len() {
-        let d = (a[i] - b[i]).to_signed();
-        if (-lim..lim).contains(&d) {
-            assert_eq!(with_fss[0][i], plain[0][i], "a - b = {d}");
-        } else {
-            beyond += 1;
-            let a_wins = drelu_plain((a[i] - b[i]).0, w) == 1;
-            assert_eq!(
-                with_fss[0][i],
-                if a_wins { a[i] } else { b[i] },
-                "a - b = {d}"
-            );
+    // The adder compares the differences at the same width (its carry chain over W bits).
+    for (name, cfg) in [("fss", fss(15)), ("a2b", config(15))] {
+        let got = on_mpc(&cfg, &MaxOfTwo, &inputs);
+        let mut beyond = 0;
+        for i in 0..a.len() {
+            let d = (a[i] - b[i]).to_signed();
+            if (-lim..lim).contains(&d) {
+                assert_eq!(got[0][i], plain[0][i], "{name}: a - b = {d}");
+            } else {
+                beyond += 1;
+                let a_wins = drelu_plain((a[i] - b[i]).0, w) == 1;
+                assert_eq!(
+                    got[0][i],
+                    if a_wins { a[i] } else { b[i] },
+                    "{name}: a - b = {d}"
+                );
+            }
         }
+        assert!(
+            beyond > 900,
+            "random pairs mostly differ beyond the width: {beyond}"
+        );
+        assert_eq!(plain_beyond(&MaxOfTwo, &inputs), beyond);
     }
-    assert!(
-        beyond > 900,
-        "random pairs mostly differ beyond the width: {beyond}"
-    );
-    assert_eq!(plain_beyond(&MaxOfTwo, &inputs), beyond);
     // The keys asked for: n ReLU keys of width W (no Beaver triple: no select).
     let n = a.len();
     let reqs = run_in_process(&fss(15), |e: &mut LocalMpc| {
@@ -320,61 +316,59 @@ impl Case for ReluGrad {
 }
 
 #[test]
-fn fss_relu_keeps_exactly_the_backward_bit() {
+fn relu_keeps_exactly_the_backward_bit_on_both_comparisons() {
     // Within the gates' range the kept bit is the one the backward pass recomputes,
-    // [-x < 0]; beyond it, the sign at W bits of x - 1 (the key's second evaluation).
+    // [-x < 0]; beyond it, on FSS the sign at W bits of x - 1 (the key's second
+    // evaluation), on the adder the sign at W bits of -x (compared in the forward's batch).
     let w = fss_width(F);
     let mut rng = ChaCha20Rng::seed_from_u64(45);
     let a = ring_and_width_edges(&mut rng);
     let inputs = [a.clone()];
     let plain = on_plain(&ReluGrad, &inputs);
-    let with_fss = on_mpc(&fss(13), &ReluGrad, &inputs);
-    assert_eq!(
-        on_mpc(&config(13), &ReluGrad, &inputs),
-        plain,
-        "the adder: whole ring"
-    );
-    for (i, &x) in a.iter().enumerate() {
-        if within_fss_width(x.to_signed(), F) {
-            assert_eq!(with_fss[0][i], plain[0][i], "{:#x}", x.0);
-            assert_eq!(with_fss[1][i], plain[1][i], "{:#x}", x.0);
-            // [x > 0] there ([-x < 0] differs from it only at -2^63, beyond the range).
-            assert_eq!(
-                with_fss[1][i],
-                Z64(u64::from(x.to_signed() > 0)),
-                "{:#x}",
-                x.0
-            );
-        } else {
-            assert_eq!(with_fss[0][i].0, relu_plain(x.0, w), "{:#x}", x.0);
-            assert_eq!(
-                with_fss[1][i].0,
-                drelu_plain(x.0.wrapping_sub(1), w),
-                "{:#x}",
-                x.0
-            );
+    for (name, cfg) in [("fss", fss(13)), ("a2b", config(13))] {
+        let got = on_mpc(&cfg, &ReluGrad, &inputs);
+        for (i, &x) in a.iter().enumerate() {
+            if within_fss_width(x.to_signed(), F) {
+                assert_eq!(got[0][i], plain[0][i], "{name}: {:#x}", x.0);
+                assert_eq!(got[1][i], plain[1][i], "{name}: {:#x}", x.0);
+                // [x > 0] there ([-x < 0] differs from it only at -2^63, beyond the range).
+                assert_eq!(
+                    got[1][i],
+                    Z64(u64::from(x.to_signed() > 0)),
+                    "{name}: {:#x}",
+                    x.0
+                );
+            } else {
+                assert_eq!(got[0][i].0, relu_plain(x.0, w), "{name}: {:#x}", x.0);
+                let bit = if name == "fss" {
+                    drelu_plain(x.0.wrapping_sub(1), w)
+                } else {
+                    1 - drelu_plain(x.0.wrapping_neg(), w)
+                };
+                assert_eq!(got[1][i].0, bit, "{name}: {:#x}", x.0);
+            }
         }
     }
-    // On the adder the backward bit is exact on the whole ring, -2^63 included.
+    // Plain's backward bit is exact on the whole ring, -2^63 included.
     assert_eq!(plain[1][2000 + 5], Z64(1), "-2^63");
-    // The fss engine keeps it in the ReLU's one round; Plain and the adder keep nothing.
+    // Both engines keep it in the ReLU's rounds (FSS: its one round; the adder: its
+    // comparison's 8 and the select's 1, the bit of -x in the same batch); Plain keeps
+    // nothing (its backward pass compares again, locally).
     let n = 100;
     let x = share(&a[..n], &mut rng);
-    let kept = run_in_process(&fss(14), |e: &mut LocalMpc| {
-        let t0 = e.traffic();
-        let mut y = x[e.party().index()].clone();
-        let (mut g, mut s) = (vec![Z64::ZERO; n], vec![Z64::ZERO; 3 * n]);
-        let kept = e.relu_keeping_grad(&mut y, &mut g, &mut s).unwrap();
-        let t1 = e.traffic();
-        (kept, t1.rounds - t0.rounds, t1.sent - t0.sent)
-    });
-    assert_eq!(kept, [(true, 1, 8 * n as u64 + 8); 2]);
-    let [(kept, ..), _] = run_in_process(&config(14), |e: &mut LocalMpc| {
-        let mut y = x[e.party().index()].clone();
-        let (mut g, mut s) = (vec![Z64::ZERO; n], vec![Z64::ZERO; 3 * n]);
-        (e.relu_keeping_grad(&mut y, &mut g, &mut s).unwrap(), ())
-    });
-    assert!(!kept);
+    let kept = |cfg: &LocalConfig| {
+        run_in_process(cfg, |e: &mut LocalMpc| {
+            let t0 = e.traffic();
+            let mut y = x[e.party().index()].clone();
+            let (mut g, mut s) = (vec![Z64::ZERO; n], vec![Z64::ZERO; 3 * n]);
+            let kept = e.relu_keeping_grad(&mut y, &mut g, &mut s).unwrap();
+            let t1 = e.traffic();
+            (kept, t1.rounds - t0.rounds, t1.sent - t0.sent)
+        })
+    };
+    assert_eq!(kept(&fss(14)), [(true, 1, 8 * n as u64 + 8); 2]);
+    let [(a2b_kept, a2b_rounds, _), _] = kept(&config(14));
+    assert_eq!((a2b_kept, a2b_rounds), (true, 9));
     let mut p = ringnn_core::Plain::with_frac_bits(16).unwrap();
     let (mut y, mut g, mut s) = (a.clone(), vec![Z64::ZERO; a.len()], vec![Z64::ZERO; 6000]);
     assert!(!p.relu_keeping_grad(&mut y, &mut g, &mut s).unwrap());
