@@ -201,6 +201,20 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
+    /// `xs` encoded by `p`.
+    fn enc(p: &Plain, xs: &[f64]) -> Vec<Z64> {
+        let mut out = vec![Z64::ZERO; xs.len()];
+        p.encode_slice(xs, &mut out).unwrap();
+        out
+    }
+
+    /// `xs` decoded by `p`.
+    fn dec(p: &Plain, xs: &[Z64]) -> Vec<f64> {
+        let mut out = vec![0.0; xs.len()];
+        p.decode_slice(xs, &mut out);
+        out
+    }
+
     #[test]
     fn float_step_is_the_textbook_update() {
         let sgd = Sgd {
@@ -282,11 +296,6 @@ mod tests {
         let g: Vec<f64> = (0..n)
             .map(|i| ((i * 7919) % n) as f64 / n as f64 * 6.0 - 3.0 + 0.3 * ulp)
             .collect();
-        let enc = |p: &Plain, xs: &[f64]| {
-            let mut out = vec![Z64::ZERO; xs.len()];
-            p.encode_slice(xs, &mut out).unwrap();
-            out
-        };
         let (w0p, gp) = (enc(&p, &w0), enc(&p, &g));
         // Float from the values Plain actually starts from.
         let (mut wf, mut vf) = (vec![0.0; n], vec![0.0; n]);
@@ -336,20 +345,10 @@ mod tests {
             let mut p = Plain::with_frac_bits(f).unwrap();
             let ulp = p.format().ulp();
             let val = |i: usize, k: usize| ((i * k) % 1999) as f64 / 1999.0 - 0.5;
-            let enc = |p: &Plain, xs: &[f64]| {
-                let mut out = vec![Z64::ZERO; xs.len()];
-                p.encode_slice(xs, &mut out).unwrap();
-                out
-            };
             let w0: Vec<f64> = (0..n).map(|i| 2.0 * val(i, 7919)).collect();
             let v0: Vec<f64> = (0..n).map(|i| 0.3 * val(i, 104_729)).collect();
             let g0: Vec<f64> = (0..n).map(|i| 40.0 * val(i, 1_299_709)).collect();
             let (mut wp, mut vp, gp) = (enc(&p, &w0), enc(&p, &v0), enc(&p, &g0));
-            let dec = |p: &Plain, xs: &[Z64]| {
-                let mut out = vec![0.0; xs.len()];
-                p.decode_slice(xs, &mut out);
-                out
-            };
             let (wd, vd, gd) = (dec(&p, &wp), dec(&p, &vp), dec(&p, &gp));
             let mut s = vec![Z64::ZERO; n];
             sgd.step(&mut p, &mut wp, &gp, &mut vp, 0.05, batch, &mut s)
@@ -379,11 +378,6 @@ mod tests {
         let mut p = Plain::with_frac_bits(f).unwrap();
         let ulp = p.format().ulp();
         let val = |i: usize, k: usize| ((i * k) % 599) as f64 / 599.0 - 0.5;
-        let enc = |p: &Plain, xs: &[f64]| {
-            let mut out = vec![Z64::ZERO; xs.len()];
-            p.encode_slice(xs, &mut out).unwrap();
-            out
-        };
         let w0 = enc(&p, &(0..n).map(|i| 2.0 * val(i, 7919)).collect::<Vec<_>>());
         let v0 = enc(
             &p,
