@@ -65,7 +65,7 @@
 //! | max-of-lines, `m` lines | one per non-integer slope + `9 ceil(log2 m)` (pwl4: 20) | at most `8 m + 61.375 (m - 1)` |
 //! | Taylor `e^x`, degree `d` | `2 d` | `24 d` |
 //! | reciprocal | 8 (comparisons) + 2 (candidate shifts, each one batched truncation) + 4 per Newton step + 2 | about `62 * 45.375 + 2 * 63 * 16` |
-//! | SGD update | at most 4 | at most 32 per weight |
+//! | SGD update (`core/src/optim.rs`: the velocity rounded once, then `lr v`; weight gradients enter unscaled for a power-of-two batch) | 2 | 16 per parameter |
 //!
 //! Softmax is the exp approximation, (for Taylor) one comparison and one product to clip
 //! at 0, one comparison per row, one reciprocal per row, one product and one truncation
