@@ -290,6 +290,12 @@ impl<C: Channel, R: Correlations> Mpc<C, R> {
         Ok(())
     }
 
+    /// The session's link and correlations, for tests that call a protocol directly.
+    #[cfg(test)]
+    pub(crate) fn link_and_corr(&mut self) -> (&mut Link<C>, &mut R) {
+        (&mut self.link, &mut self.corr)
+    }
+
     /// The truncation protocol in use.
     pub fn truncation(&self) -> Truncation {
         self.trunc

@@ -382,6 +382,35 @@ case!(Compare, |e, x| {
 });
 
 #[test]
+fn the_adder_reads_the_sign_of_x_mod_2_to_the_width_at_every_width() {
+    // sign_bits_width: bit m - 1 of x mod 2^m (its carry chain over m - 1 bits), for the
+    // narrowest width, odd and even ones, the reduced widths and the whole ring.
+    let mut rng = ChaCha20Rng::seed_from_u64(17);
+    let mut x: Vec<Z64> = (0..700).map(|_| Z64(rng.next_u64())).collect();
+    for m in [2u32, 3, 17, 33, 51, 54, 63, 64] {
+        for v in [0u64, 1, u64::MAX, 1 << (m - 1), (1 << (m - 1)) - 1] {
+            x.push(Z64(v));
+            x.push(Z64(v.wrapping_neg()));
+        }
+    }
+    let shares = share(&x, &mut rng);
+    for m in [2u32, 3, 17, 33, 51, 54, 63, 64] {
+        let [got, _] = run_in_process(&config(3), |e: &mut LocalMpc| {
+            let mine = shares[e.party().index()].clone();
+            let mut out = vec![Z64::ZERO; mine.len()];
+            let (link, corr) = e.link_and_corr();
+            super::protocols::is_negative_width(link, corr, &mine, &mut out, m).unwrap();
+            e.open(&out).unwrap()
+        });
+        for (i, &v) in x.iter().enumerate() {
+            let s = 64 - m;
+            let want = u64::from(((v.0 << s) as i64 >> s) < 0);
+            assert_eq!(got[i], Z64(want), "m = {m}, x = {:#x}", v.0);
+        }
+    }
+}
+
+#[test]
 fn comparison_and_select_are_exact_on_the_whole_ring() {
     let mut rng = ChaCha20Rng::seed_from_u64(10);
     let mut a: Vec<Z64> = (0..1000).map(|_| Z64(rng.next_u64())).collect();
