@@ -534,8 +534,8 @@ pub fn backward<E: Engine>(
 }
 
 /// [`backward`] with the weight gradients of dense and convolution layers left unscaled
-/// (twice the fractional bits). Summed over parts of a batch and passed through
-/// [`rescale_weight_grads`], they are bit for bit the whole batch's gradients, provided
+/// (twice the fractional bits; where: [`weight_grad_ranges`]). Summed over parts of a
+/// batch and then rescaled, they are bit for bit the whole batch's gradients, provided
 /// the network has no batch statistics ([`Net::splits_exactly`]).
 ///
 /// # Errors
@@ -554,22 +554,6 @@ pub fn backward_unscaled<E: Engine>(
     backward_with(
         e, nodes, traces, dy, batch, params, grads, false, scratch, true,
     )?;
-    Ok(())
-}
-
-/// Rescales the weight gradients [`backward_unscaled`] left unscaled (biases and other
-/// parameters are untouched).
-///
-/// # Errors
-/// What the engine reports.
-pub fn rescale_weight_grads<E: Engine>(
-    e: &mut E,
-    nodes: &[Node],
-    grads: &mut [E::Elem],
-) -> Result<(), E::Error> {
-    for r in weight_grad_ranges(nodes) {
-        e.rescale(&mut grads[r])?;
-    }
     Ok(())
 }
 

@@ -176,38 +176,26 @@ impl<'n, E: Engine> Trainer<'n, E> {
             },
             scratch,
         )?;
-        if b.is_power_of_two() {
-            // The weight gradients stay products (2f bits) and enter the update's one
-            // truncation ([`Sgd::step_wide`]): no rounding, no truncation of their own.
-            model::backward_unscaled(
-                e,
-                &net.nodes,
-                &self.traces,
-                g,
-                b,
-                &self.params,
-                &mut self.grads,
-                &mut self.scratch,
-            )?;
-        } else {
-            model::backward(
-                e,
-                &net.nodes,
-                &self.traces,
-                g,
-                b,
-                &self.params,
-                &mut self.grads,
-                false,
-                &mut self.scratch,
-            )?;
-        }
+        // The weight gradients stay products (2f bits); the update takes them so
+        // ([`Trainer::update`]).
+        model::backward_unscaled(
+            e,
+            &net.nodes,
+            &self.traces,
+            g,
+            b,
+            &self.params,
+            &mut self.grads,
+            &mut self.scratch,
+        )?;
         self.update(e, b)?;
         Ok(p)
     }
 
     /// The SGD update from the batch-summed gradients in `self.grads`, whose weight
-    /// gradients are unscaled (`self.wide`) when `b` is a power of two.
+    /// gradients (`self.wide`) are unscaled products: for a power-of-two `b` they enter
+    /// the update so ([`Sgd::step_wide`]: no rounding, no truncation of their own), else
+    /// they are rescaled first.
     fn update(&mut self, e: &mut E, b: usize) -> Result<(), E::Error> {
         let lr = self.sched.rate(self.base_lr, self.step);
         let n = self.net.n_params;
@@ -217,6 +205,9 @@ impl<'n, E: Engine> Trainer<'n, E> {
         let wide = if b.is_power_of_two() {
             &self.wide[..]
         } else {
+            for r in &self.wide {
+                e.rescale(&mut self.grads[r.clone()])?;
+            }
             &[]
         };
         self.sgd.step_wide(
@@ -290,8 +281,7 @@ where
     /// [`Trainer::step`] with the batch split into up to `parts` contiguous parts that run
     /// on the rayon pool, each on a fork of `e`: forward, softmax cross-entropy and
     /// backward per part, weight gradients left unscaled and summed in the ring, then the
-    /// update (which takes them unscaled when `b` is a power of two, else after one
-    /// rescale). On `Plain` every bit equals [`Trainer::step`]'s for any
+    /// update ([`Trainer::update`]). On `Plain` every bit equals [`Trainer::step`]'s for any
     /// number of parts (the ring sum is exact and only the rescale rounds); on `Float` the
     /// summation order, and so the last bits, follow the number of parts. A network with
     /// batch statistics is not split.
@@ -390,9 +380,6 @@ where
         self.grads.copy_from_slice(&first.grads);
         for part in rest {
             e.add_assign(&mut self.grads, &part.grads)?;
-        }
-        if !b.is_power_of_two() {
-            model::rescale_weight_grads(e, &net.nodes, &mut self.grads)?;
         }
         self.update(e, b)?;
         Ok(probs)
