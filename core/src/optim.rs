@@ -6,20 +6,31 @@
 //! In fixed point the new velocity is *one* rounding: its three terms are products with
 //! public constants taken at `2f + s` fractional bits (`s = ceil(log2 B)`, so that the
 //! constants `2^s momentum`, `2^s weight_decay` and `2^s / B` keep their precision; for a
-//! power-of-two `B` the last is exactly 1 and the gradient's term exact), summed, and
-//! truncated once by `f + s`; then `lr * v` is the second rounding. Two truncations per
-//! weight, so a two-party engine pays two openings of 8 bytes per weight and party, in two
-//! rounds (it paid four, for the decay, the division by `B`, the momentum and the rate,
-//! before 2026-12-07; each rounding on its own also added half an ulp of error).
+//! power-of-two `B` the last is exactly 1 and the gradient's term exact), summed into the
+//! unrounded `V`, and truncated once by `f + s`. The step `lr * v` is the second
+//! rounding, of `lr V` by `2f + s` bits: of the same unrounded sum, not of the rounded
+//! velocity, so each weight's change is rounded once, and a two-party engine takes both
+//! from *one* opening of the masked `V` ([`Engine::shift_right_and_scaled`]): 8 bytes per
+//! weight and party in one round (four openings in four rounds until 2026-12-07, then two
+//! in two rounds). Where `3f + s` exceeds [`FUSED_BITS`] (`f >= 18` at
+//! `B = 128`) the product `lr V` would leave the safe range, and `lr * v` is the product
+//! of the rounded velocity, rounded again.
 //!
 //! # Range
 //! The velocity's terms are products at `2f + s` bits: exact while `|2^s momentum v|`,
 //! `|2^s weight_decay w|` and `|g|` (real) stay below `2^(62 - 2f - s)` (at `f = 13`,
-//! `B = 128`: 2^29; at `f = 24`: 2^7). `Plain` counts products beyond in
-//! [`Health::wrapped`](crate::Health::wrapped).
+//! `B = 128`: 2^29; at `f = 24`: 2^7), and the step's product `lr V` at `3f + s` bits
+//! while `|lr v|` stays below `2^(62 - 3f - s)` (2^16 at `f = 13`, `B = 128`).
+//! `Plain` counts products beyond in [`Health::wrapped`](crate::Health::wrapped).
 
 use crate::Engine;
 use core::ops::Range;
+
+/// The most fractional bits `3f + s` of the product `lr V` (`lr` at `f` bits, the
+/// unrounded velocity `V` at `2f + s`) for which the step `lr v` is taken from `V`
+/// directly: then `|lr v| < 2^(62 - 3f - s)`, at least 16 (real), keeps the product in
+/// the safe range; beyond, `lr v` is the product of the rounded velocity.
+pub const FUSED_BITS: u32 = 58;
 
 /// SGD settings.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -136,7 +147,15 @@ impl Sgd {
                 at = r.end;
             }
             e.add_assign(v, t)?;
-            let shift = e.frac_bits() + s;
+            let f = e.frac_bits();
+            let shift = f + s;
+            if shift > 0 && 3 * f + s <= FUSED_BITS {
+                // lr v = (lr_raw V) / 2^(2f + s) from the same unrounded V: one rounding
+                // of the step, and one opening of V on two servers for both.
+                let c = e.public(lr);
+                e.shift_right_and_scaled(v, shift, c, t, f + shift)?;
+                return e.sub_assign(w, t);
+            }
             if shift > 0 {
                 e.shift_right(v, shift)?;
             }
@@ -340,7 +359,7 @@ mod tests {
             momentum: 0.9,
             weight_decay: 5e-4,
         };
-        for (batch, f) in [(128usize, 13u32), (100, 13), (64, 16)] {
+        for (batch, f) in [(128usize, 13u32), (100, 13), (64, 16), (128, 18)] {
             let n = 2000;
             let mut p = Plain::with_frac_bits(f).unwrap();
             let ulp = p.format().ulp();
@@ -353,17 +372,28 @@ mod tests {
             let mut s = vec![Z64::ZERO; n];
             sgd.step(&mut p, &mut wp, &gp, &mut vp, 0.05, batch, &mut s)
                 .unwrap();
-            let v1 = dec(&p, &vp);
+            let (v1, w1) = (dec(&p, &vp), dec(&p, &wp));
             // Each constant at 2f + s bits is off by at most half an ulp over 2^s.
             let two_s = batch.next_power_of_two() as f64;
-            let worst = (0..n)
-                .map(|i| {
-                    let exact = 0.9 * vd[i] + (gd[i] + batch as f64 * 5e-4 * wd[i]) / batch as f64;
-                    let consts = 0.5 * (vd[i].abs() + wd[i].abs() + gd[i].abs()) / two_s;
-                    (v1[i] - exact).abs() / ulp - consts
-                })
-                .fold(0.0f64, f64::max);
-            assert!(worst <= 0.5 + 1e-9, "B={batch} f={f}: {worst} ulp");
+            let lr = p.format().decode(p.public(0.05));
+            // The step lr v is one rounding of lr times the unrounded velocity where
+            // 3f + s <= FUSED_BITS; beyond, it rounds lr times the rounded velocity.
+            let s_bits = batch.next_power_of_two().trailing_zeros();
+            let fused = 3 * f + s_bits <= FUSED_BITS;
+            let (mut worst_v, mut worst_w) = (0.0f64, 0.0f64);
+            for i in 0..n {
+                let exact = 0.9 * vd[i] + (gd[i] + batch as f64 * 5e-4 * wd[i]) / batch as f64;
+                let consts = 0.5 * (vd[i].abs() + wd[i].abs() + gd[i].abs()) / two_s;
+                worst_v = worst_v.max((v1[i] - exact).abs() / ulp - consts);
+                let step_bound = if fused {
+                    lr * consts
+                } else {
+                    lr * (consts + 0.5)
+                };
+                worst_w = worst_w.max(((wd[i] - w1[i]) - lr * exact).abs() / ulp - step_bound);
+            }
+            assert!(worst_v <= 0.5 + 1e-9, "B={batch} f={f}: v {worst_v} ulp");
+            assert!(worst_w <= 0.5 + 1e-9, "B={batch} f={f}: w {worst_w} ulp");
             assert_eq!(p.health().unwrap().wrapped, 0);
         }
     }

@@ -169,8 +169,21 @@ fn mpc_training_on_synthetic_digits_matches_plain() {
         "5",
     ];
     let (m, am, ap) = mpc_and_plain(&common);
-    // 300 test images: one image is 0.33 points; stochastic truncation moves a few.
-    assert!((am - ap).abs() <= 0.03, "mpc {am} plain {ap}");
+    // 300 test images: one image is 0.33 points. Stochastic truncation moves a single
+    // short run by a few points (dealer seeds 1-12: 40.7 to 44.7%, mean 42.9%, where
+    // Plain gives 44.0% on this build and 43.3% before the SGD step came from one
+    // opening), so two more dealer seeds are averaged in.
+    let more: Vec<f64> = ["2", "3"]
+        .iter()
+        .map(|s| {
+            let mut args = vec!["train", "--engine", "mpc", "--json"];
+            args.extend_from_slice(&["--insecure-dealer-seed", s]);
+            args.extend_from_slice(&common);
+            last_json(&ringnn(&args))["test_accuracy"].as_f64().unwrap()
+        })
+        .collect();
+    let mean = (am + more.iter().sum::<f64>()) / 3.0;
+    assert!((mean - ap).abs() <= 0.03, "mpc {am}, {more:?} plain {ap}");
     assert!(am > 0.3, "mpc learned nothing: {am}");
     assert_eq!(m["engine"], "mpc");
     assert!(m["train_loss"].is_null(), "the loss must not be revealed");

@@ -288,6 +288,27 @@ pub trait Engine {
     /// infinity, [`Z64::shr_round`](crate::Z64::shr_round)); a two-party engine rounds
     /// without bias within one ulp of that; float is exact.
     fn shift_right(&mut self, x: &mut [Self::Elem], bits: u32) -> Result<(), Self::Error>;
+    /// Divides `x` by `2^bits` as [`Engine::shift_right`] does and writes
+    /// `(c x) / 2^scaled_bits` of the same (unshifted) `x` into `scaled`, for a public
+    /// `c`: the provided version multiplies and shifts twice; a two-party engine derives
+    /// both from one opening of the masked `x`. The SGD step's new velocity and its
+    /// `lr v` ([`crate::optim`]). `c x` must stay inside the safe range `[-2^62, 2^62)`.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    fn shift_right_and_scaled(
+        &mut self,
+        x: &mut [Self::Elem],
+        bits: u32,
+        c: Self::Public,
+        scaled: &mut [Self::Elem],
+        scaled_bits: u32,
+    ) -> Result<(), Self::Error> {
+        scaled.copy_from_slice(x);
+        self.mul_public(scaled, c)?;
+        self.shift_right(scaled, scaled_bits)?;
+        self.shift_right(x, bits)
+    }
     /// Divides chunk `i` of `x` (`shifts.len()` chunks of `n` elements) by
     /// `2^shifts[i]`, as [`Engine::shift_right`] does. The provided version shifts chunk by
     /// chunk; a two-party engine truncates every chunk in one round.

@@ -301,6 +301,17 @@ impl Correlations for Keeping {
         self.log.lock().unwrap().push(t.r.clone());
         Ok(t)
     }
+    fn trunc_scaled(
+        &mut self,
+        n: usize,
+        bits: u32,
+        scale: u64,
+        scaled_bits: u32,
+    ) -> Result<TruncPairs, MpcError> {
+        let t = self.inner.trunc_scaled(n, bits, scale, scaled_bits)?;
+        self.log.lock().unwrap().push(t.r.clone());
+        Ok(t)
+    }
     fn and_triples(&mut self, _: usize) -> Result<AndTriples, MpcError> {
         Err(not_kept("AND triples"))
     }

@@ -336,6 +336,7 @@ pub fn params_len(kind: u8) -> Result<usize, String> {
         7 | 8 => Ok(8 * CONV_FIELDS.len()),
         9 | 10 => Ok(8 * DENSE_FIELDS.len()),
         11 | 12 => Ok(8 * (CONV_FIELDS.len() + 1)),
+        13 => Ok(32),
         _ => Err(format!("unknown request kind {kind}")),
     }
 }
@@ -538,6 +539,22 @@ fn decode(kind: u8, p: &[u64], limit: usize) -> Result<Request, String> {
                 bits: p[1] as u32,
             }
         }
+        13 => {
+            let n = size(p[0]).filter(|&v| v <= limit / 4).ok_or_else(too_big)?;
+            for (b, what) in [(p[1], "its value"), (p[2], "the scaled value")] {
+                if !(1..=62).contains(&b) {
+                    return Err(format!(
+                        "scaled truncation: {what} shifted by {b} bits (allowed 1 to 62)"
+                    ));
+                }
+            }
+            Request::TruncScaled {
+                n,
+                bits: p[1] as u32,
+                scale: p[3],
+                scaled_bits: p[2] as u32,
+            }
+        }
         3 => Request::And { words: one()? },
         4 => Request::Bits {
             words: size(p[0])
@@ -606,6 +623,15 @@ fn encode(req: Request) -> (u8, Vec<u64>) {
         Request::Beaver { n } => (0, vec![n as u64, 0, 0]),
         Request::Matrix { dims } => (1, vec![dims.m as u64, dims.k as u64, dims.n as u64]),
         Request::Trunc { n, bits } => (2, vec![n as u64, bits as u64, 0]),
+        Request::TruncScaled {
+            n,
+            bits,
+            scale,
+            scaled_bits,
+        } => (
+            13,
+            vec![n as u64, u64::from(bits), u64::from(scaled_bits), scale],
+        ),
         Request::And { words } => (3, vec![words as u64, 0, 0]),
         Request::Bits { words } => (4, vec![words as u64, 0, 0]),
         Request::Drelu { n, m } => (5, vec![n as u64, u64::from(m), 0]),

@@ -30,6 +30,12 @@ fn requests_round_trip_and_oversized_ones_are_refused() {
             dims: MatDims { m: 2, k: 3, n: 4 },
         },
         Request::Trunc { n: 5, bits: 16 },
+        Request::TruncScaled {
+            n: 5,
+            bits: 20,
+            scale: u64::MAX - 81,
+            scaled_bits: 33,
+        },
         Request::And { words: 3 },
         Request::Bits { words: 2 },
         Request::Drelu { n: 9, m: 64 },
@@ -57,6 +63,16 @@ fn requests_round_trip_and_oversized_ones_are_refused() {
         assert_eq!(decode(k, &p, 1 << 20), Ok(r));
     }
     assert!(decode(0, &[u64::MAX, 0, 0], 1 << 20).is_err());
+    // Scaled truncation: each shift in 1..=62, four correction words per pair.
+    for (p, want) in [
+        ([5, 0, 33, 82], "its value shifted by 0 bits"),
+        ([5, 20, 63, 82], "the scaled value shifted by 63 bits"),
+    ] {
+        let e = decode(13, &p, 1 << 20).unwrap_err();
+        assert!(e.contains(want), "{e}");
+    }
+    assert!(decode(13, &[1 << 18, 20, 33, 82], 1 << 20).is_ok());
+    assert!(decode(13, &[(1 << 18) + 1, 20, 33, 82], 1 << 20).is_err());
     assert!(decode(1, &[1 << 15, 1 << 15, 1], 1 << 20).is_err());
     assert!(decode(2, &[4, 63, 0], 1 << 20).is_err());
     assert!(decode(13, &[1, 0, 0], 1 << 20).is_err());
@@ -156,12 +172,12 @@ fn corrupt_convolution_requests_are_refused_naming_the_field() {
     assert!(e.contains("the unfolded image is over"), "{e}");
     let e = with(7, 1 << 16).unwrap_err();
     assert!(e.contains("the output matrix is over"), "{e}");
-    // Kind 9 does not exist, whatever follows.
+    // Kind 14 does not exist, whatever follows.
     let mut b = request_bytes(Request::Beaver { n: 1 }, 0);
-    b[8] = 13;
+    b[8] = 14;
     assert!(parse_request(&b, 0, limit)
         .unwrap_err()
-        .contains("unknown request kind 13"));
+        .contains("unknown request kind 14"));
     // A counter out of order is refused before the fields are read.
     let b = request_bytes(
         Request::Conv {
@@ -183,7 +199,7 @@ fn random_request_bytes_never_panic_and_accepted_shapes_can_be_served() {
         let len = rng.random_range(0..90);
         let mut b: Vec<u8> = (0..len).map(|_| rng.random()).collect();
         if len > 8 {
-            b[8] = rng.random_range(0..14);
+            b[8] = rng.random_range(0..15);
         }
         let _ = parse_request(
             &b,

@@ -612,6 +612,35 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         }
     }
 
+    /// With dealer truncation, both results from one opening
+    /// ([`protocols::truncate_dealer_scaled`]); otherwise the provided two steps.
+    fn shift_right_and_scaled(
+        &mut self,
+        x: &mut [Z64],
+        bits: u32,
+        c: Z64,
+        scaled: &mut [Z64],
+        scaled_bits: u32,
+    ) -> Result<(), MpcError> {
+        assert_eq!(x.len(), scaled.len(), "shift_right_and_scaled: lengths");
+        let both_shift = (1..=62).contains(&bits) && (1..=62).contains(&scaled_bits);
+        if self.trunc != Truncation::Dealer || !both_shift || x.is_empty() {
+            scaled.copy_from_slice(x);
+            self.mul_public(scaled, c)?;
+            self.shift_right(scaled, scaled_bits)?;
+            return self.shift_right(x, bits);
+        }
+        protocols::truncate_dealer_scaled(
+            &mut self.link,
+            &mut self.corr,
+            x,
+            bits,
+            c,
+            scaled,
+            scaled_bits,
+        )
+    }
+
     /// Every chunk in one round (dealer truncation); see
     /// [`protocols::truncate_dealer_many`].
     fn shift_right_chunks(

@@ -80,6 +80,8 @@ mod conv_tests;
 mod reuse_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trunc_tests;
 
 pub use channel::{Channel, MemChannel, Tracked, Traffic};
 pub use comparison::Comparison;

@@ -86,11 +86,11 @@ pub(super) fn on_plain<C: Case>(case: &C, inputs: &[Vec<Z64>]) -> Outputs {
 }
 
 /// Both results: `(plain, mpc)`.
-fn both<C: Case>(case: &C, inputs: &[Vec<Z64>]) -> (Outputs, Outputs) {
+pub(super) fn both<C: Case>(case: &C, inputs: &[Vec<Z64>]) -> (Outputs, Outputs) {
     (on_plain(case, inputs), on_mpc(&config(7), case, inputs))
 }
 
-fn diff(a: Z64, b: Z64) -> i64 {
+pub(super) fn diff(a: Z64, b: Z64) -> i64 {
     (a - b).to_signed()
 }
 
@@ -273,102 +273,6 @@ fn matmul_is_exact() {
         let b: Vec<Z64> = (0..d.k * d.n).map(|_| Z64(rng.next_u64())).collect();
         let (p, m) = both(&Matmul(d), &[a, b]);
         assert_eq!(p, m, "{d:?}");
-    }
-}
-
-struct Shift(u32);
-impl Case for Shift {
-    fn run<E: Engine<Elem = Z64, Public = Z64>>(
-        &self,
-        e: &mut E,
-        x: &[Vec<Z64>],
-    ) -> Result<Outputs, E::Error> {
-        let mut v = x[0].clone();
-        e.shift_right(&mut v, self.0)?;
-        Ok(vec![v])
-    }
-}
-
-/// Values spread over every magnitude of the safe range `[-2^62, 2^62)`, with the ends.
-fn safe_range_values(rng: &mut ChaCha20Rng, n: usize) -> Vec<Z64> {
-    let mut v: Vec<Z64> = (0..n)
-        .map(|_| {
-            let bits = rng.random_range(0..=62u32);
-            let mag = if bits == 0 {
-                0
-            } else {
-                rng.next_u64() >> (64 - bits)
-            };
-            let s = mag as i64;
-            Z64::from_signed(if rng.random::<bool>() { -s } else { s })
-        })
-        .collect();
-    v.extend([
-        Z64::from_signed(-(1 << 62)),
-        Z64::from_signed((1 << 62) - 1),
-        Z64::ZERO,
-        Z64::from_signed(-1),
-        Z64::from_signed(1),
-    ]);
-    v
-}
-
-#[test]
-fn dealer_truncation_is_floor_or_one_more() {
-    let mut rng = ChaCha20Rng::seed_from_u64(6);
-    let x = safe_range_values(&mut rng, 4000);
-    for bits in [1, 2, 8, 16, 31, 40, 58, 61, 62] {
-        let (p, m) = both(&Shift(bits), std::slice::from_ref(&x));
-        for i in 0..x.len() {
-            let d = diff(m[0][i], x[i].shr_arith(bits));
-            assert!(
-                d == 0 || d == 1,
-                "x = {} >> {bits}: off by {d}",
-                x[i].to_signed()
-            );
-        }
-        assert_within(&p[0], &m[0], |_| 1, "shift_right");
-    }
-    // Shifts by 63 or more round every safe-range value to 0, as Plain does.
-    for bits in [63, 64, 100] {
-        let (p, m) = both(&Shift(bits), std::slice::from_ref(&x));
-        assert_eq!(p, m);
-    }
-}
-
-#[test]
-fn dealer_truncation_rounds_stochastically_without_bias() {
-    // x = 4k + 1 truncated by 2 bits: one more than floor with probability 1/4.
-    let n = 40_000;
-    let x = vec![Z64::from_signed(4 * 12345 + 1); n];
-    let m = on_mpc(&config(8), &Shift(2), &[x]);
-    let ups = m[0].iter().filter(|&&v| v.to_signed() == 12346).count();
-    assert_eq!(
-        ups + m[0].iter().filter(|&&v| v.to_signed() == 12345).count(),
-        n
-    );
-    let p = ups as f64 / n as f64;
-    let sigma = (0.25f64 * 0.75 / n as f64).sqrt();
-    assert!((p - 0.25).abs() < 6.0 * sigma, "rounded up {p}");
-}
-
-#[test]
-fn local_truncation_is_floor_or_one_more_for_small_values() {
-    // Fails with probability |x| / 2^64 per element: below 2^-24 here.
-    let mut rng = ChaCha20Rng::seed_from_u64(9);
-    let x: Vec<Z64> = (0..4000)
-        .map(|_| Z64::from_signed(rng.random_range(-(1i64 << 40)..(1i64 << 40))))
-        .collect();
-    let cfg = LocalConfig {
-        truncation: Truncation::Local,
-        ..config(9)
-    };
-    for bits in [1, 16, 32] {
-        let m = on_mpc(&cfg, &Shift(bits), std::slice::from_ref(&x));
-        for i in 0..x.len() {
-            let d = diff(m[0][i], x[i].shr_arith(bits));
-            assert!(d == 0 || d == 1, "local >> {bits}: off by {d}");
-        }
     }
 }
 
@@ -1190,7 +1094,7 @@ impl Case for ReluOnly {
 }
 
 /// Online traffic and offline bytes of one party (party 1) for `case` on `n` elements.
-fn measure<C: Case>(case: &C, n: usize) -> (Traffic, OfflineStats) {
+pub(super) fn measure<C: Case>(case: &C, n: usize) -> (Traffic, OfflineStats) {
     measure_with(&config(24), case, n)
 }
 

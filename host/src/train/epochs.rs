@@ -57,6 +57,11 @@ pub(crate) trait Learner<E: Engine> {
     /// Optimiser steps done.
     fn steps_done(&self) -> u64;
 
+    /// The learning rate of optimiser step `step` (0 for the first), as the schedule
+    /// gives it: public, and what a two-party step's dealer requests carry
+    /// ([`Request::TruncScaled`](crate::mpc::dealer::Request::TruncScaled)).
+    fn rate_at(&self, step: u64) -> f64;
+
     /// The state as raw bits, for a checkpoint.
     fn state_bits(&self, to_bits: &dyn Fn(E::Elem) -> u64) -> State;
 }
@@ -76,6 +81,10 @@ impl<E: Engine> Learner<E> for Trainer<'_, E> {
 
     fn steps_done(&self) -> u64 {
         self.step
+    }
+
+    fn rate_at(&self, step: u64) -> f64 {
+        Trainer::rate_at(self, step)
     }
 
     fn state_bits(&self, to_bits: &dyn Fn(E::Elem) -> u64) -> State {

@@ -763,7 +763,9 @@ mod eval_tests {
         assert!(h.label_at_floor > 0, "{h:?}");
         // The first counter to fire, and when.
         assert!(h.first_fired.is_some() && h.first_fired_step.is_some_and(|s| s >= 1));
-        assert!(bad.diverged, "{bad:?}");
+        // It does not learn (near chance: 12.9% since the SGD step of 2026-12-07 came from one opening, which
+        // took it just above `diverged`'s 12.5%).
+        assert!(bad.test_accuracy < 0.2, "{bad:?}");
         let v = serde_json::to_value(&bad).unwrap();
         assert_eq!(v["label_at_floor"], h.label_at_floor);
         assert_eq!(v["wrapped"], h.wrapped);

@@ -192,12 +192,17 @@ impl<'n, E: Engine> Trainer<'n, E> {
         Ok(p)
     }
 
+    /// The learning rate of optimiser step `step` (0 for the first).
+    pub(crate) fn rate_at(&self, step: u64) -> f64 {
+        self.sched.rate(self.base_lr, step)
+    }
+
     /// The SGD update from the batch-summed gradients in `self.grads`, whose weight
     /// gradients (`self.wide`) are unscaled products: for a power-of-two `b` they enter
     /// the update so ([`Sgd::step_wide`]: no rounding, no truncation of their own), else
     /// they are rescaled first.
     fn update(&mut self, e: &mut E, b: usize) -> Result<(), E::Error> {
-        let lr = self.sched.rate(self.base_lr, self.step);
+        let lr = self.rate_at(self.step);
         let n = self.net.n_params;
         if self.scratch.len() < n {
             self.scratch.resize(n, E::Elem::default());

@@ -110,7 +110,8 @@ pub struct BackwardMasks {
 }
 
 /// Truncation pairs: shares of a uniform `r`, of its top bit, and of
-/// `(r mod 2^63) >> d`.
+/// `(r mod 2^63) >> d`; for [`Request::TruncScaled`] also the same two of the scaled mask
+/// `R = scale r + (scale - 1) 2^62` with the second shift.
 #[derive(Clone, Debug)]
 pub struct TruncPairs {
     /// Shares of `r`, uniform in Z_2^64.
@@ -119,6 +120,19 @@ pub struct TruncPairs {
     pub msb: Vec<Z64>,
     /// Shares of `(r mod 2^63) >> d`.
     pub low: Vec<Z64>,
+    /// Shares of `R >> 63` (scaled pairs; empty otherwise).
+    pub scaled_msb: Vec<Z64>,
+    /// Shares of `(R mod 2^63) >> d'` (scaled pairs; empty otherwise).
+    pub scaled_low: Vec<Z64>,
+}
+
+/// The scaled mask of [`Request::TruncScaled`]: `scale r + (scale - 1) 2^62`, what
+/// `scale c` is masked by when `c = x + 2^62 + r` is opened and `scale x + 2^62` is the
+/// value truncated.
+pub(crate) fn scaled_mask(r: u64, scale: u64) -> u64 {
+    scale
+        .wrapping_mul(r)
+        .wrapping_add(scale.wrapping_sub(1).wrapping_mul(1 << 62))
 }
 
 /// XOR shares of packed AND triples: `w = u & v` bit by bit.
@@ -203,6 +217,18 @@ pub trait Correlations: Send {
     /// # Errors
     /// The dealer could not provide them.
     fn trunc(&mut self, n: usize, bits: u32) -> Result<TruncPairs, MpcError>;
+    /// `n` scaled truncation pairs ([`Request::TruncScaled`]): for `x >> bits` and
+    /// `(scale x) >> scaled_bits` (both 1..=62) from one opening.
+    ///
+    /// # Errors
+    /// The dealer could not provide them.
+    fn trunc_scaled(
+        &mut self,
+        n: usize,
+        bits: u32,
+        scale: u64,
+        scaled_bits: u32,
+    ) -> Result<TruncPairs, MpcError>;
     /// `64 * words` AND triples.
     ///
     /// # Errors
@@ -493,6 +519,26 @@ impl Dealer {
                 }
                 out
             }
+            Request::TruncScaled {
+                n,
+                bits,
+                scale,
+                scaled_bits,
+            } => {
+                let (rr0, m0, l0) = (zs(&mut r0, n), zs(&mut r0, n), zs(&mut r0, n));
+                let (sm0, sl0) = (zs(&mut r0, n), zs(&mut r0, n));
+                let rr1 = zs(&mut r1, n);
+                let mut out = vec![0u64; 4 * n];
+                for i in 0..n {
+                    let r = (rr0[i] + rr1[i]).0;
+                    let big = scaled_mask(r, scale);
+                    out[i] = (Z64(r >> 63) - m0[i]).0;
+                    out[n + i] = (Z64((r & LOW63) >> bits) - l0[i]).0;
+                    out[2 * n + i] = (Z64(big >> 63) - sm0[i]).0;
+                    out[3 * n + i] = (Z64((big & LOW63) >> scaled_bits) - sl0[i]).0;
+                }
+                out
+            }
             Request::And { words } => {
                 let (u0, v0, w0) = (ws(&mut r0, words), ws(&mut r0, words), ws(&mut r0, words));
                 let (u1, v1) = (ws(&mut r1, words), ws(&mut r1, words));
@@ -715,7 +761,30 @@ impl SeededCorrelations {
                         corr[n..].iter().map(|&w| Z64(w)).collect(),
                     )
                 };
-                Material::Trunc(TruncPairs { r, msb, low })
+                Material::Trunc(TruncPairs {
+                    r,
+                    msb,
+                    low,
+                    scaled_msb: Vec::new(),
+                    scaled_low: Vec::new(),
+                })
+            }
+            Request::TruncScaled { n, .. } => {
+                let r = zs(&mut rng, n);
+                let [msb, low, scaled_msb, scaled_low] = if p0 {
+                    std::array::from_fn(|_| zs(&mut rng, n))
+                } else {
+                    std::array::from_fn(|j| {
+                        corr[j * n..(j + 1) * n].iter().map(|&w| Z64(w)).collect()
+                    })
+                };
+                Material::Trunc(TruncPairs {
+                    r,
+                    msb,
+                    low,
+                    scaled_msb,
+                    scaled_low,
+                })
             }
             Request::And { words } => {
                 let u = ws(&mut rng, words);
@@ -819,6 +888,29 @@ impl Correlations for SeededCorrelations {
     fn trunc(&mut self, n: usize, bits: u32) -> Result<TruncPairs, MpcError> {
         assert!((1..=62).contains(&bits), "truncation pairs: bits in 1..=62");
         let req = Request::Trunc { n, bits };
+        match self.material(req)? {
+            Material::Trunc(t) => Ok(t),
+            _ => Err(wrong_material(req)),
+        }
+    }
+
+    fn trunc_scaled(
+        &mut self,
+        n: usize,
+        bits: u32,
+        scale: u64,
+        scaled_bits: u32,
+    ) -> Result<TruncPairs, MpcError> {
+        assert!(
+            (1..=62).contains(&bits) && (1..=62).contains(&scaled_bits),
+            "scaled truncation pairs: bits in 1..=62"
+        );
+        let req = Request::TruncScaled {
+            n,
+            bits,
+            scale,
+            scaled_bits,
+        };
         match self.material(req)? {
             Material::Trunc(t) => Ok(t),
             _ => Err(wrong_material(req)),

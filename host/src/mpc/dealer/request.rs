@@ -64,6 +64,20 @@ pub enum Request {
         /// The shift.
         bits: u32,
     },
+    /// `n` truncation pairs that also truncate a public multiple: for `x >> bits` and
+    /// `(scale x) >> scaled_bits` from one opening of the masked `x`
+    /// ([`crate::mpc::protocols::truncate_dealer_scaled`]). The scale is public (the
+    /// learning rate of an SGD step): the dealer needs it to split the mask's multiple.
+    TruncScaled {
+        /// Number of pairs.
+        n: usize,
+        /// The shift of `x` (1..=62).
+        bits: u32,
+        /// The public multiplier, a raw ring element.
+        scale: u64,
+        /// The shift of `scale x` (1..=62).
+        scaled_bits: u32,
+    },
     /// `words * 64` AND triples on packed words.
     And {
         /// Number of 64-bit words.
@@ -160,6 +174,7 @@ impl Request {
             Request::DenseBackward { .. } => "dense backward masks",
             Request::ConvBackward { .. } => "convolution backward masks",
             Request::Trunc { .. } => "truncation pairs",
+            Request::TruncScaled { .. } => "scaled truncation pairs",
             Request::And { .. } => "AND triples",
             Request::Bits { .. } => "random bits",
             Request::Drelu { .. } => "DReLU keys",
@@ -178,6 +193,7 @@ impl Request {
                 cw + cx
             }
             Request::Trunc { n, .. } => 2 * n,
+            Request::TruncScaled { n, .. } => 4 * n,
             Request::And { words } => words,
             Request::Bits { words } => 64 * words,
             Request::Drelu { .. } | Request::Relu { .. } => 0,
@@ -248,6 +264,7 @@ impl Request {
                 self.backward_sizes().iter().sum()
             }
             Request::Trunc { n, .. } => 3 * n,
+            Request::TruncScaled { n, .. } => 5 * n,
             Request::And { words } => 3 * words,
             Request::Bits { words } => 65 * words,
             // The mask's share; the keys are counted by `key_bytes`.

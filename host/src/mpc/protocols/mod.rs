@@ -283,19 +283,87 @@ pub fn truncate_dealer_many<C: Channel, R: Correlations + ?Sized>(
     let mut at = 0;
     for ((x, bits), t) in parts.iter_mut().zip(&pairs) {
         let Some(t) = t else { continue };
-        let bits = *bits;
         let c = &c_all[at..at + x.len()];
         at += x.len();
-        let unbias = Z64(1 << (62 - bits));
         for i in 0..x.len() {
-            let c_hi = c[i] >> 63;
-            let k = if c_hi == 1 { -t.msb[i] } else { t.msb[i] };
-            let mut v = k * Z64(1 << (63 - bits)) - t.low[i];
-            if p0 {
-                v += Z64(c_hi) * Z64(1 << (63 - bits)) + Z64((c[i] & LOW63) >> bits) - unbias;
-            }
-            x[i] = v;
+            x[i] = unmask_shifted(p0, c[i], t.msb[i], t.low[i], *bits);
         }
+    }
+    Ok(())
+}
+
+/// A share of `y >> bits` for `y = x + 2^62` in `[0, 2^63)`, from the public `c = y + r`
+/// and shares of `r`'s top bit and of `(r mod 2^63) >> bits`: the last step of
+/// [`truncate_dealer`] (see there), with `2^(62 - bits)` taken off for the offset.
+#[inline]
+fn unmask_shifted(p0: bool, c: u64, msb: Z64, low: Z64, bits: u32) -> Z64 {
+    let c_hi = c >> 63;
+    let k = if c_hi == 1 { -msb } else { msb };
+    let mut v = k * Z64(1 << (63 - bits)) - low;
+    if p0 {
+        v += Z64(c_hi) * Z64(1 << (63 - bits)) + Z64((c & LOW63) >> bits) - Z64(1 << (62 - bits));
+    }
+    v
+}
+
+/// [`truncate_dealer`] of `x` by `bits` that also gives `scaled = (scale x) >> scaled_bits`
+/// for a public `scale`, from the same single opening: an SGD step's new velocity and
+/// the weights' change `lr v` ([`ringnn_core::optim`]) in one opening instead of two.
+///
+/// With `c = x + 2^62 + r` opened as in [`truncate_dealer`], `scale c = (scale x + 2^62)
+/// + R` for the dealer's `R = scale r + (scale - 1) 2^62` (mod 2^64): the public `scale c`
+/// is the masked value of `y' = scale x + 2^62`, and the same top-bit argument with
+/// shares of `R >> 63` and `(R mod 2^63) >> scaled_bits` gives `y' >> scaled_bits` when
+/// `y'` is in `[0, 2^63)`, that is `scale x` in the safe range `[-2^62, 2^62)`.
+///
+/// # Precision
+/// `x`'s result as [`truncate_dealer`]'s. The scaled result is `floor(scale x /
+/// 2^scaled_bits)` or one more; the borrow it drops has probability `(y' mod 2^d) / 2^d`
+/// averaged over `R mod 2^d` (`d = scaled_bits`), which is uniform on the multiples of
+/// `2^t` for `scale = 2^t odd`: unbiased up to `2^(t - d)` of an ulp.
+///
+/// # Security
+/// Only `c` is opened, masked by the fresh uniform `r` as in [`truncate_dealer`]; `scale
+/// c` is computed from it, and `R` is never opened.
+///
+/// # Communication
+/// 1 round; 8 bytes sent per element per party. Offline: 32 bytes per element to party 1.
+///
+/// # Errors
+/// A channel or dealer failure.
+///
+/// # Panics
+/// If a shift is 0 or above 62, or the lengths differ.
+pub fn truncate_dealer_scaled<C: Channel, R: Correlations + ?Sized>(
+    link: &mut Link<C>,
+    corr: &mut R,
+    x: &mut [Z64],
+    bits: u32,
+    scale: Z64,
+    scaled: &mut [Z64],
+    scaled_bits: u32,
+) -> Result<(), MpcError> {
+    assert_eq!(x.len(), scaled.len(), "truncate_dealer_scaled: lengths");
+    assert!(
+        (1..=62).contains(&bits) && (1..=62).contains(&scaled_bits),
+        "truncate_dealer_scaled: bits in 1..=62"
+    );
+    if x.is_empty() {
+        return Ok(());
+    }
+    let p0 = link.is_p0();
+    let offset = if p0 { Z64(1 << 62) } else { Z64::ZERO };
+    let t = corr.trunc_scaled(x.len(), bits, scale.0, scaled_bits)?;
+    let send: Vec<u64> = x
+        .iter()
+        .zip(&t.r)
+        .map(|(&v, &r)| (v + offset + r).0)
+        .collect();
+    let c = link.open_add(Tag::Trunc, "truncation", &send)?;
+    for i in 0..x.len() {
+        x[i] = unmask_shifted(p0, c[i], t.msb[i], t.low[i], bits);
+        let cs = scale.0.wrapping_mul(c[i]);
+        scaled[i] = unmask_shifted(p0, cs, t.scaled_msb[i], t.scaled_low[i], scaled_bits);
     }
     Ok(())
 }

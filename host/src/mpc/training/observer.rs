@@ -9,7 +9,7 @@ use crate::mpc::job::JobSpec;
 use crate::mpc::{Channel, Correlations, PartyId};
 use crate::train::checkpoint::Header;
 use crate::train::epochs::{run_epochs, Learner, Observer, Plan, Source};
-use ringnn_core::Z64;
+use ringnn_core::{Engine, Z64};
 use std::time::{Duration, Instant};
 
 /// What a training server sees: counts, rounds and times, never a value. It also runs
@@ -22,7 +22,8 @@ struct Traffic {
     epochs: usize,
     from_epoch: usize,
     progress: bool,
-    step_requests: Option<Vec<Request>>,
+    /// The first full-size step's requests and its learning rate's raw value.
+    step_requests: Option<(Vec<Request>, u64)>,
     /// The next step's requests are announced already (during this step), so that the
     /// dealer builds them while this step runs.
     announced_next: bool,
@@ -33,6 +34,31 @@ struct Traffic {
     step_in_epoch: usize,
     start: Instant,
     last_line: Instant,
+}
+
+/// A full-size step's requests, recorded at the step whose learning rate's raw value was
+/// `recorded`, for a step at the raw rate `now`: the SGD step's scaled truncation
+/// ([`Request::TruncScaled`]) carries its step's rate (public; the dealer needs it to
+/// split the mask's multiple), the one part of a full step's requests that a schedule
+/// changes from step to step. Other requests, and scaled truncations by another
+/// constant, are as recorded.
+fn at_rate(reqs: &[Request], recorded: u64, now: u64) -> Vec<Request> {
+    reqs.iter()
+        .map(|&r| match r {
+            Request::TruncScaled {
+                n,
+                bits,
+                scale,
+                scaled_bits,
+            } if scale == recorded => Request::TruncScaled {
+                n,
+                bits,
+                scale: now,
+                scaled_bits,
+            },
+            other => other,
+        })
+        .collect()
 }
 
 /// Progress lines at most this often: a user sees the run move, never a silent minute.
@@ -174,19 +200,22 @@ impl<C: Channel, R: Correlations, L: Learner<Mpc<C, R>>> Observer<Mpc<C, R>, L> 
         let phased = full && self.step_requests.is_some();
         let next_full = full && self.next_step_is_full();
         self.step_in_epoch += 1;
+        let k = t.steps_done();
+        let (rate, rate_next) = (e.public(t.rate_at(k)).0, e.public(t.rate_at(k + 1)).0);
         match &self.step_requests {
-            Some(reqs) if full => {
+            Some((reqs, recorded)) if full => {
                 let t0 = Instant::now();
+                let now = at_rate(reqs, *recorded, rate);
                 if !self.announced_next {
-                    e.prefetch(reqs)?;
+                    e.prefetch(&now)?;
                 }
-                e.preload(reqs)?;
+                e.preload(&now)?;
                 // The next step's requests, announced before this step runs: the dealer
                 // builds them (as far as its send queue allows) while this step computes,
                 // instead of after it. Only when a next full step will take them: an
                 // announced request never taken fails the session's end.
                 if next_full {
-                    e.prefetch(reqs)?;
+                    e.prefetch(&at_rate(reqs, *recorded, rate_next))?;
                 }
                 self.announced_next = next_full;
                 self.report.offline_seconds += t0.elapsed().as_secs_f64();
@@ -205,10 +234,10 @@ impl<C: Channel, R: Correlations, L: Learner<Mpc<C, R>>> Observer<Mpc<C, R>, L> 
             let reqs = e.take_requests();
             e.record_requests(false);
             if next_full {
-                e.prefetch(&reqs)?;
+                e.prefetch(&at_rate(&reqs, rate, rate_next))?;
             }
             self.announced_next = next_full;
-            self.step_requests = Some(reqs);
+            self.step_requests = Some((reqs, rate));
         }
         Ok(p)
     }

@@ -614,6 +614,10 @@ impl<E: Engine, B: SeqInput<E>> epochs::Learner<E> for Learner<'_, E, B> {
         self.step
     }
 
+    fn rate_at(&self, step: u64) -> f64 {
+        self.sched.rate(self.base_lr, step)
+    }
+
     fn state_bits(&self, to_bits: &dyn Fn(E::Elem) -> u64) -> State {
         State {
             params: self.params.iter().map(|&v| to_bits(v)).collect(),
