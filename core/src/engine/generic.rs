@@ -454,12 +454,22 @@ pub fn polynomial<E: Engine + ?Sized>(
 ///
 /// # Method
 /// With `r` the raw value of `x` and `k` its bit length (`r` in `[2^(k-1), 2^k)`, found
-/// by 62 comparisons `r >= 2^j`, batched in one call), `s = r / 2^k` lies in `[1/2, 1)`.
-/// `y0 = 48/17 - 32/17 s` has relative error at most 1/17 there, and
-/// [`newton_iterations`] steps of `y <- y (2 - s y)` bring it below `2^-(f+2)`. Then
-/// `2^g / x = y * 2^(f + g - k)`, a shift by a secret amount, done as the sum over all
-/// candidate `k` of the one-hot bit of `k` times the publicly shifted `y`. Every shift
-/// is by a public amount, so the method runs unchanged on a two-party engine.
+/// by 62 comparisons `r >= 2^j`, batched in one call, as one-hot bits `o_k`), `s = r /
+/// 2^k` lies in `[1/2, 1)`. `y0 = 48/17 - 32/17 s` has relative error at most 1/17
+/// there, and [`newton_iterations`] steps of `y <- y (2 - s y)` bring it below
+/// `2^-(f+2)`. Then `2^g / x = y * 2^(f + g - k)`.
+///
+/// Both shifts by the secret `k` are products with public combinations of the one-hot
+/// bits, which are local: `s = (r P) >> (62 - f)` with `P = sum_{k >= 1} o_k 2^(62-k)`
+/// (`r P = r 2^(62-k)` lies in `[2^61, 2^62)`; `k = 0`, outside the domain, multiplies
+/// by `2^f`), and the result is `y Q + (y P') >> (61 - f - g) + (y o_62) >> (62 - f - g)`
+/// with `Q = sum_{k <= f+g} o_k 2^(f+g-k)` (exact) and `P' = sum_{f+g < k <= 61} o_k
+/// 2^(61-k)` (`y P' < 2^61`). Where a shift is exact the truncated product has zero low
+/// bits, so every result is the shifted candidate [`Plain`](crate::Plain) computes from
+/// the bit length directly, bit for bit on `Plain`, up to the two-party truncation's
+/// rounding of the rounded shifts: five products and two truncations per input in two
+/// rounds, where a select among the 63 shifted candidates took 126 products and about
+/// 100 truncations in as many rounds.
 ///
 /// # Precision
 /// Relative error about `2^-f` plus the truncations of the shifts (at most one ulp of the
@@ -488,8 +498,9 @@ pub fn reciprocal<E: Engine + ?Sized>(
     let (c, rest) = scratch.split_at_mut(K * n);
     let (bits, rest) = rest.split_at_mut(K * n);
     let (onehot, rest) = rest.split_at_mut(K * n);
-    let (prod, rest) = rest.split_at_mut(K * n);
-    let (s, rest) = rest.split_at_mut(n);
+    let (w, rest) = rest.split_at_mut(3 * n);
+    let (v, rest) = rest.split_at_mut(3 * n);
+    let (prod, rest) = rest.split_at_mut(3 * n);
     let (y, rest) = rest.split_at_mut(n);
     let t = &mut rest[..n];
 
@@ -519,9 +530,18 @@ pub fn reciprocal<E: Engine + ?Sized>(
     }
     onehot[(K - 1) * n..].copy_from_slice(&bits[(K - 2) * n..(K - 1) * n]);
 
-    // s = sum_k o_k * (r shifted from bit length k to [1/2, 1)).
-    shift_candidates(e, x, c, n, f as i64)?;
-    select_sum(e, onehot, c, prod, s, n)?;
+    // s = (r P) >> (62 - f) + o_0 r 2^f: both products in one call.
+    let (f, fg) = (f as usize, (f + g) as usize);
+    one_hot_weights(e, onehot, n, |k| (k >= 1).then(|| 62 - k), &mut w[..n], t)?;
+    one_hot_weights(e, onehot, n, |k| (k == 0).then_some(f), &mut w[n..2 * n], t)?;
+    v[..n].copy_from_slice(x);
+    v[n..2 * n].copy_from_slice(x);
+    e.mul(&v[..2 * n], &w[..2 * n], &mut prod[..2 * n])?;
+    let (sp, s0) = prod.split_at_mut(n);
+    e.shift_right(sp, (62 - f) as u32)?;
+    e.add_assign(sp, &s0[..n])?;
+    let s = &mut v[2 * n..];
+    s.copy_from_slice(sp);
 
     // y0 = 48/17 - 32/17 s, then Newton-Raphson.
     y.copy_from_slice(s);
@@ -529,7 +549,7 @@ pub fn reciprocal<E: Engine + ?Sized>(
     let p = e.public(48.0 / 17.0);
     e.add_public(y, p)?;
     let two = e.public(2.0);
-    for _ in 0..newton_iterations(f) {
+    for _ in 0..newton_iterations(f as u32) {
         e.mul(s, y, t)?;
         e.rescale(t)?;
         e.mul_public(t, m1)?;
@@ -540,54 +560,52 @@ pub fn reciprocal<E: Engine + ?Sized>(
         y.copy_from_slice(yt);
     }
 
-    // out = sum_k o_k * (y shifted by f + g - k).
-    shift_candidates(e, y, c, n, (f + g) as i64)?;
-    select_sum(e, onehot, c, prod, out, n)
-}
-
-/// `c[k] = v * 2^(base - k)` for `k = 0..63`: integer multiplication for non-negative
-/// exponents, truncation otherwise (the truncated candidates, `k > base`, in one
-/// [`Engine::shift_right_chunks`] call).
-fn shift_candidates<E: Engine + ?Sized>(
-    e: &mut E,
-    v: &[E::Elem],
-    c: &mut [E::Elem],
-    n: usize,
-    base: i64,
-) -> Result<(), E::Error> {
-    let mut shifts = [0u32; RECIP_CANDIDATES];
-    let first = (base + 1).clamp(0, RECIP_CANDIDATES as i64) as usize;
-    for k in 0..RECIP_CANDIDATES {
-        let ck = &mut c[k * n..(k + 1) * n];
-        ck.copy_from_slice(v);
-        let sh = base - k as i64;
-        if sh >= 0 {
-            let p = e.public_int(1i64 << sh);
-            e.mul_public(ck, p)?;
-        } else {
-            shifts[k - first] = (-sh) as u32;
-        }
-    }
-    e.shift_right_chunks(
-        &mut c[first * n..RECIP_CANDIDATES * n],
+    // out = y Q + (y P') >> (61 - f - g) + (y o_62) >> (62 - f - g): the three products
+    // in one call, both truncations in one round.
+    one_hot_weights(e, onehot, n, |k| (k <= fg).then(|| fg - k), &mut w[..n], t)?;
+    let low = |k: usize| (k > fg && k <= 61).then(|| 61 - k);
+    one_hot_weights(e, onehot, n, low, &mut w[n..2 * n], t)?;
+    one_hot_weights(
+        e,
+        onehot,
         n,
-        &shifts[..RECIP_CANDIDATES - first],
-    )
+        |k| (k > fg && k == 62).then_some(0),
+        &mut w[2 * n..],
+        t,
+    )?;
+    for part in v.chunks_exact_mut(n) {
+        part.copy_from_slice(y);
+    }
+    e.mul(v, w, prod)?;
+    let (hi, rest) = prod.split_at_mut(n);
+    let shifts = [
+        61usize.saturating_sub(fg) as u32,
+        62usize.saturating_sub(fg) as u32,
+    ];
+    e.shift_right_chunks(rest, n, &shifts)?;
+    out.copy_from_slice(hi);
+    e.add_assign(out, &rest[..n])?;
+    e.add_assign(out, &rest[n..])
 }
 
-/// `out = sum_k onehot[k] * c[k]` (bits are integer-scaled: no rescale).
-fn select_sum<E: Engine + ?Sized>(
+/// `w = sum_k o_k 2^(exp(k))` over the one-hot bits `onehot` (the `k`-th block of `n`),
+/// leaving out the `k` with `exp(k) = None`: local (products with public powers of two).
+/// `t` holds `n` elements.
+fn one_hot_weights<E: Engine + ?Sized>(
     e: &mut E,
     onehot: &[E::Elem],
-    c: &[E::Elem],
-    prod: &mut [E::Elem],
-    out: &mut [E::Elem],
     n: usize,
+    exp: impl Fn(usize) -> Option<usize>,
+    w: &mut [E::Elem],
+    t: &mut [E::Elem],
 ) -> Result<(), E::Error> {
-    e.mul(onehot, c, prod)?;
-    out.copy_from_slice(&prod[..n]);
-    for k in 1..RECIP_CANDIDATES {
-        e.add_assign(out, &prod[k * n..(k + 1) * n])?;
+    e.fill(w, 0.0)?;
+    for k in 0..RECIP_CANDIDATES {
+        let Some(sh) = exp(k) else { continue };
+        t.copy_from_slice(&onehot[k * n..(k + 1) * n]);
+        let p = e.public_int(1i64 << sh);
+        e.mul_public(t, p)?;
+        e.add_assign(w, t)?;
     }
     Ok(())
 }

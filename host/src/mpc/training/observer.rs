@@ -294,4 +294,25 @@ mod tests {
         // One full step per epoch.
         assert!(next(0, 128, 128, 0, 2) && !next(0, 128, 128, 1, 2));
     }
+
+    #[test]
+    fn a_replayed_step_carries_its_own_rate_and_nothing_else_changes() {
+        use super::{at_rate, Request};
+        let scaled = |scale| Request::TruncScaled {
+            n: 7,
+            bits: 20,
+            scale,
+            scaled_bits: 33,
+        };
+        let reqs = [
+            Request::Beaver { n: 3 },
+            scaled(82),
+            Request::Trunc { n: 5, bits: 13 },
+            scaled(5),
+        ];
+        // The recorded rate's requests take the new rate; another scale stays.
+        let want = [reqs[0], scaled(79), reqs[2], scaled(5)];
+        assert_eq!(at_rate(&reqs, 82, 79), want);
+        assert_eq!(at_rate(&reqs, 82, 82), reqs);
+    }
 }
