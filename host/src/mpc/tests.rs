@@ -561,11 +561,17 @@ fn reciprocal_is_within_a_few_ulp_relative() {
     // initial guess and each Newton step add truncations that Newton's iteration damps,
     // so y = 1/s is within a few ulp, and the final shift by a public amount keeps the
     // relative error: |mpc - plain| <= 8 * 2^-f * plain + 2.
+    // Every bit length 1..=62 at its ends too (raw 2^(k-1) and 2^k - 1): the shifts by
+    // the bit length take three branches (k <= f + g exact, f + g < k <= 61 and k = 62
+    // rounded).
     let mut rng = ChaCha20Rng::seed_from_u64(18);
-    let mut x = uniform(&mut rng, 300, 0.01, 1000.0);
-    x.extend([1.0, 0.5, 2.0, 65535.0, 2f64.powi(-(F as i32))]);
+    let mut x = enc(&uniform(&mut rng, 300, 0.01, 1000.0));
+    x.extend(enc(&[1.0, 0.5, 2.0, 65535.0, 2f64.powi(-(F as i32))]));
+    for k in 1..=62u32 {
+        x.extend([1i64 << (k - 1), (1i64 << k) - 1].map(Z64::from_signed));
+    }
     for g in [0, guard_bits(F)] {
-        let (p, m) = both(&Recip(g), &[enc(&x)]);
+        let (p, m) = both(&Recip(g), std::slice::from_ref(&x));
         let tol = |i: usize| (8.0 * p[0][i].to_signed() as f64 / (1u64 << F) as f64) as i64 + 2;
         assert_within(&p[0], &m[0], tol, "reciprocal");
     }
