@@ -467,9 +467,9 @@ pub fn polynomial<E: Engine + ?Sized>(
 /// 2^(61-k)` (`y P' < 2^61`). Where a shift is exact the truncated product has zero low
 /// bits, so every result is the shifted candidate [`Plain`](crate::Plain) computes from
 /// the bit length directly, bit for bit on `Plain`, up to the two-party truncation's
-/// rounding of the rounded shifts: five products and two truncations per input in two
-/// rounds, where a select among the 63 shifted candidates took 126 products and about
-/// 100 truncations in as many rounds.
+/// rounding of the rounded shifts: five products and three truncations per input (a
+/// product round and a truncation round for each shift, as before), where a select among
+/// the 63 shifted candidates took 126 products and about 100 truncations.
 ///
 /// # Precision
 /// Relative error about `2^-f` plus the truncations of the shifts (at most one ulp of the
