@@ -19,13 +19,14 @@
 //!   truncation, 3 AND, 4 bits, 5 DReLU keys, 6 ReLU keys, 7 forward convolution
 //!   triple, 8 weight-gradient convolution triple, 9 dense backward masks with the input
 //!   gradient, 10 without, 11 convolution backward masks with the input gradient, 12
-//!   without), then the kind's u64 parameters:
+//!   without, 13 scaled truncation pairs), then the kind's u64 parameters:
 //!   three for kinds 0 to 6 (`n`; `m, k, n`; `n, bits`; `words`; `words`; `n, m`; `n,
 //!   m`), eight for kinds 7 and 8 (the [`ConvShape`]: batch, channels, height, width,
 //!   kernel, stride, padding, out channels; [`CONV_FIELDS`]), four for kinds 9 and 10
 //!   (`m, k, n, back`: the forward product's shape and how many requests earlier its
 //!   matrix triple was; [`DENSE_FIELDS`]), nine for kinds 11 and 12 (the eight of the
-//!   [`ConvShape`], then `back`); or `0` (u8): the run
+//!   [`ConvShape`], then `back`), four for kind 13 (`n, bits, scaled_bits, scale`); or
+//!   `0` (u8): the run
 //!   completed; or `2` (u8): the run was aborted; or (party 0 only, as its first
 //!   message) `3` (u8): it needs nothing more. [`parse_request_of`] reads one request
 //!   from its bytes and refuses one that is short, long, of an unknown kind or of a shape
@@ -43,9 +44,10 @@
 //! # Communication
 //! Party 0: 33 bytes once (and 1 byte up to release the dealer); with FSS keys, as party
 //! 1 for its key requests. Party 1: 33 bytes, and per request 34 bytes up (74 for a
-//! convolution triple, 42 for dense and 82 for convolution backward masks) and 9 bytes
-//! plus the correction down (one word per Beaver triple, per matrix-triple output, per
-//! 64 AND gates, per random bit; two per truncation pair) or the keys
+//! convolution triple, 42 for dense and 82 for convolution backward masks, 42 for scaled
+//! truncation pairs) and 9 bytes plus the correction down (one word per Beaver triple,
+//! per matrix-triple output, per 64 AND gates, per random bit; two per truncation pair,
+//! four per scaled one) or the keys
 //! ([`Request::key_bytes`]). Requests announced ahead ([`CorrectionFeed::prefetch`]) are
 //! streamed back while the party computes.
 //!

@@ -907,8 +907,8 @@ pub(super) fn byte_chi2(a: &[u64], b: &[u64]) -> f64 {
 case!(Everything, |e, x| {
     // Every protocol that sends during training and prediction: products, truncation,
     // comparisons, a matrix product, a max-of-lines softmax (its reciprocal included),
-    // the secure arg-max, a convolution layer (both directions) and max pooling (both
-    // directions).
+    // the secure arg-max, a convolution layer (both directions), max pooling (both
+    // directions) and an SGD step.
     let n = x[0].len();
     let mut prod = vec![Z64::ZERO; n];
     e.mul(&x[0], &x[0], &mut prod)?;
@@ -967,7 +967,16 @@ case!(Everything, |e, x| {
     pool.forward(e, &y, out, &mut py, Some(&mut bits), &mut s)?;
     let mut pdx = vec![Z64::ZERO; out.len()];
     pool.backward(e, &bits, &x[0][..py.len()], out, &mut pdx, &mut s)?;
-    Ok(vec![r, logits, p, am, y, dx, dw, py, pdx])
+    // An SGD step with momentum and decay: the velocity and the step from one opening
+    // (the scaled truncation).
+    let sgd = Sgd {
+        momentum: 0.9,
+        weight_decay: 5e-4,
+    };
+    let (mut w, mut v) = (x[0][..64].to_vec(), x[0][64..128].to_vec());
+    let mut s = vec![Z64::ZERO; Sgd::scratch(64)];
+    sgd.step(e, &mut w, &x[0][128..192], &mut v, 0.05, 128, &mut s)?;
+    Ok(vec![r, logits, p, am, y, dx, dw, py, pdx, w, v])
 });
 
 /// A view's messages: each frame's tag and payload words.

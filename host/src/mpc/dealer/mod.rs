@@ -14,7 +14,9 @@
 //!   the backward pass opens only `dY - D` and reuses the forward's `X - A` and `W - B`;
 //!   a convolution's likewise (`C_w = D U(A)`, `C_x = B^T D`, [`Request::ConvBackward`]),
 //! - truncation pairs: `r`, its top bit and `(r mod 2^63) >> d` (dealer-assisted
-//!   truncation),
+//!   truncation); scaled ones add the top bit and low bits of `R = c r + (c - 1) 2^62`
+//!   for a public `c`, so that one opening also truncates `c x` (the SGD step,
+//!   [`Request::TruncScaled`]),
 //! - binary AND triples `w = u & v` on packed 64-bit words (the sign-bit circuit),
 //! - random bits shared both ways, XOR and arithmetic (bit injection).
 //!
