@@ -385,7 +385,15 @@ fn train_on_shares<C: Channel, R: Correlations>(
     let mut preds = Vec::with_capacity(job.test_samples);
     let test_idx: Vec<usize> = (0..job.test_samples).collect();
     let px = data.shape.len();
-    for chunk in test_idx.chunks(tc.batch.max(256)) {
+    // With FSS keys the dealer's largest request grows with the chunk (a LeNet chunk of
+    // 256 asked for 2.2 GB of max pooling's keys per party, and a dealer building them
+    // for both parties was killed for memory on a 24 GB machine after a 60-minute run):
+    // no larger than a training step's there.
+    let chunk_len = match e.comparison() {
+        crate::mpc::Comparison::Fss => tc.batch,
+        crate::mpc::Comparison::A2b => tc.batch.max(256),
+    };
+    for chunk in test_idx.chunks(chunk_len) {
         let x = gather(&data.test_x, px, chunk);
         let logits = t.logits(e, x, chunk.len())?;
         // The class the model ranks first: the arg-max of its probabilities.
