@@ -450,6 +450,21 @@ pub fn polynomial<E: Engine + ?Sized>(
     Ok(())
 }
 
+/// See [`Engine::shift_right_and_scaled`]: `scaled = c x`, then both shifts.
+pub fn shift_right_and_scaled<E: Engine + ?Sized>(
+    e: &mut E,
+    x: &mut [E::Elem],
+    bits: u32,
+    c: E::Public,
+    scaled: &mut [E::Elem],
+    scaled_bits: u32,
+) -> Result<(), E::Error> {
+    scaled.copy_from_slice(x);
+    e.mul_public(scaled, c)?;
+    e.shift_right(scaled, scaled_bits)?;
+    e.shift_right(x, bits)
+}
+
 /// See [`Engine::reciprocal`].
 ///
 /// # Method

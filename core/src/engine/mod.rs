@@ -304,10 +304,7 @@ pub trait Engine {
         scaled: &mut [Self::Elem],
         scaled_bits: u32,
     ) -> Result<(), Self::Error> {
-        scaled.copy_from_slice(x);
-        self.mul_public(scaled, c)?;
-        self.shift_right(scaled, scaled_bits)?;
-        self.shift_right(x, bits)
+        generic::shift_right_and_scaled(self, x, bits, c, scaled, scaled_bits)
     }
     /// Divides chunk `i` of `x` (`shifts.len()` chunks of `n` elements) by
     /// `2^shifts[i]`, as [`Engine::shift_right`] does. The provided version shifts chunk by

@@ -625,10 +625,7 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         assert_eq!(x.len(), scaled.len(), "shift_right_and_scaled: lengths");
         let both_shift = (1..=62).contains(&bits) && (1..=62).contains(&scaled_bits);
         if self.trunc != Truncation::Dealer || !both_shift || x.is_empty() {
-            scaled.copy_from_slice(x);
-            self.mul_public(scaled, c)?;
-            self.shift_right(scaled, scaled_bits)?;
-            return self.shift_right(x, bits);
+            return generic::shift_right_and_scaled(self, x, bits, c, scaled, scaled_bits);
         }
         protocols::truncate_dealer_scaled(
             &mut self.link,
