@@ -23,6 +23,7 @@
 //! the two-party engine's one-round gates ([`Health::beyond_fss_width`]). [`Engine::overflow_count`] is the first two together.
 
 use crate::approx::lines::Lines;
+use crate::engine::recip::RecipPieces;
 use crate::engine::{
     fss_width, generic, within_fss_width, Engine, Exact, ExactEngine, Health, MatDims, MatmulFn,
 };
@@ -186,8 +187,13 @@ impl Plain {
         } else {
             (64 - raw.leading_zeros()).min(62) as i64
         };
-        let s = self.shift_by(v, f as i64 - len, o);
-        let mut y = self.mul_counted(s, k.slope, o).shr_round(f) + k.icpt;
+        let s = if len == 0 {
+            Z64::ZERO
+        } else {
+            self.shift_by(v, f as i64 - len, o)
+        };
+        let (mul, add) = k.pieces.piece(k.pieces.index(s.to_signed()));
+        let mut y = (self.mul_counted(s, mul, o) + add).shr_round(k.pieces.shift());
         for _ in 0..k.iters {
             let t = -self.mul_counted(s, y, o).shr_round(f) + k.two;
             y = self.mul_counted(y, t, o).shr_round(f);
@@ -303,12 +309,10 @@ fn halving_max<const M: usize>(mut v: [Z64; M]) -> Z64 {
 /// Elements per block of the fused loops (stack arrays of this size per line).
 const BLOCK: usize = 256;
 
-/// A public real as the generic [`Engine::scale`] applies it: integers multiply without a
-/// rescale (`shift == 0`), others multiply and rescale by `f`.
-/// The public constants of the reciprocal, encoded once per call.
+/// The public constants of the reciprocal, once per call (a piece's coefficients are
+/// computed where an input needs them: a row needs one).
 struct RecipConsts {
-    slope: Z64,
-    icpt: Z64,
+    pieces: RecipPieces,
     two: Z64,
     iters: u32,
 }
@@ -316,14 +320,15 @@ struct RecipConsts {
 impl RecipConsts {
     fn new(p: &Plain) -> Self {
         RecipConsts {
-            slope: p.public(-32.0 / 17.0),
-            icpt: p.public(48.0 / 17.0),
+            pieces: RecipPieces::new(p.f()),
             two: p.public(2.0),
             iters: generic::newton_iterations(p.f()),
         }
     }
 }
 
+/// A public real as the generic [`Engine::scale`] applies it: integers multiply without a
+/// rescale (`shift == 0`), others multiply and rescale by `f`.
 #[derive(Clone, Copy)]
 struct ScaleConst {
     mult: Z64,
@@ -718,6 +723,23 @@ impl Engine for Plain {
         }
         self.count(o);
         self.count_rows(empty, outside);
+        Ok(())
+    }
+
+    fn reciprocal_pieces(
+        &mut self,
+        s: &[Z64],
+        out: &mut [Z64],
+        _scratch: &mut [Z64],
+    ) -> Result<(), Infallible> {
+        assert_eq!(out.len(), s.len(), "reciprocal_pieces: length mismatch");
+        let k = RecipConsts::new(self);
+        let mut o = 0u64;
+        for (r, &v) in out.iter_mut().zip(s) {
+            let (mul, add) = k.pieces.piece(k.pieces.index(v.to_signed()));
+            *r = (self.mul_counted(v, mul, &mut o) + add).shr_round(k.pieces.shift());
+        }
+        self.count(o);
         Ok(())
     }
 

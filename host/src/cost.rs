@@ -710,14 +710,19 @@ mod tests {
         // the reciprocal came to shift by its secret bit length with three products
         // instead of selecting among 63 shifted candidates (it was 93,096 and 74,368; the
         // softmax rows 131,888 and 101,480 for pwl4, 117,312 and 91,680 for taylor2,
-        // 109,600 and 84,000 for secureml, 130,392 and 110,120 for limit8).
+        // 109,600 and 84,000 for secureml, 130,392 and 110,120 for limit8); and again
+        // when its linear guess and Newton steps gave way to 128 pieces, whose 127
+        // comparisons at 15 bits cost the adder one round less and 1,072 bytes more per
+        // row (51, 90,416 and 65,000 for pwl4; 44, 75,840 and 55,200 for taylor2; 40,
+        // 68,128 and 47,520 for secureml; 48, 88,920 and 73,640 for limit8; 21, 49,960
+        // and 34,560 for the reciprocal).
         let cases = [
-            (sm(ExpApprox::Pwl(4), 10, false), 51, 90_416, 65_000),
-            (sm(ExpApprox::Taylor(2), 10, false), 44, 75_840, 55_200),
-            (sm(ExpApprox::SecureMl, 10, false), 40, 68_128, 47_520),
-            (sm(ExpApprox::Limit8, 10, false), 48, 88_920, 73_640),
+            (sm(ExpApprox::Pwl(4), 10, false), 50, 107_560, 89_064),
+            (sm(ExpApprox::Taylor(2), 10, false), 43, 92_984, 79_264),
+            (sm(ExpApprox::SecureMl, 10, false), 39, 85_272, 71_584),
+            (sm(ExpApprox::Limit8, 10, false), 47, 106_064, 97_704),
             (Function::Tanh(TanhApprox::Hard), 10, 3_496, 2_216),
-            (Function::Reciprocal, 21, 49_960, 34_560),
+            (Function::Reciprocal, 20, 67_104, 58_624),
         ];
         for (func, rounds, bytes, dealer) in cases {
             let a = measure_once(&func, f13(), 16, 1, Comparison::A2b).unwrap();
@@ -781,7 +786,9 @@ mod tests {
     /// to take the velocity and `lr v` from one opening (a2b 244 and 2,944,872, fss 84
     /// and 1,747,184 before: one truncation of the parameters and one round fewer), and
     /// after the reciprocal came to shift by its bit length with three products (a2b
-    /// 2,676,528 and fss 1,478,840 bytes before; the rounds unchanged).
+    /// 2,676,528 and fss 1,478,840 bytes before; the rounds unchanged), and after its
+    /// linear guess and Newton steps gave way to 128 pieces (a2b 243 and 2,666,160, fss
+    /// 83 and 1,468,472 before: the two reciprocals of a step, 7 rounds each on FSS).
     #[test]
     fn a_lenet_step_is_pinned_on_both_comparisons() {
         let step = Function::Step {
@@ -789,8 +796,8 @@ mod tests {
             exp: ExpApprox::Pwl(4),
         };
         for (cmp, rounds, bytes) in [
-            (Comparison::A2b, 243, 2_666_160),
-            (Comparison::Fss, 83, 1_468_472),
+            (Comparison::A2b, 241, 2_670_432),
+            (Comparison::Fss, 69, 1_467_944),
         ] {
             let m = measure(&step, f13(), 2, 1, cmp).unwrap();
             assert_eq!(
@@ -802,7 +809,7 @@ mod tests {
     }
 
     /// With the FSS comparison every comparison level costs one round instead of eight:
-    /// the pwl4 softmax row of 10 falls from 51 rounds (f = 13; 55 at f = 16) to 23 (27)
+    /// the pwl4 softmax row of 10 fell from 51 rounds (f = 13; 55 at f = 16) to 23 (27)
     /// with the adder's four comparison levels at one round each; the rest are products,
     /// truncations and the reciprocal's Newton steps. Online bytes fall by about half;
     /// the dealer's bytes grow about 48-fold (a 1613-byte key per comparison and party).
@@ -842,8 +849,9 @@ mod tests {
         // a comparison and a select, 2 rounds) and keeps the derivative bit, so the
         // backward is one select (it was a comparison and a select); max-of-lines is one
         // spline gate; a dense layer's backward pass is one opening; the SGD update is one
-        // opening for two truncations and takes the weight gradients unscaled: the
-        // mlp/pwl4 step takes 69 rounds, whatever the (power-of-two) batch.
+        // opening for two truncations and takes the weight gradients unscaled; the
+        // reciprocal's pieces are one spline gate: the mlp/pwl4 step takes 55 rounds,
+        // whatever the (power-of-two) batch.
         let step = Function::Step {
             model: "mlp",
             exp: ExpApprox::Pwl(4),
@@ -853,15 +861,18 @@ mod tests {
     }
 
     /// Rounds of the pwl4 softmax row of 10 with the FSS comparison, at f = 13 and 16
-    /// (measured 2026-12-06 with the spline gate, which took them from 23 and 27).
-    const ROUNDS_PWL4_FSS: [u64; 2] = [19, 23];
+    /// (measured 2026-12-06 with the spline gate, which took them from 23 and 27; 19 and
+    /// 23 until 2026-12-07, when the reciprocal's pieces, one spline gate, replaced its
+    /// linear guess and Newton steps: none left at f = 13, one at f = 16).
+    const ROUNDS_PWL4_FSS: [u64; 2] = [12, 16];
 
     /// Rounds of an mlp/pwl4 training step with the FSS comparison, f = 13 (measured
     /// 2026-12-06: 97 with ReLU on the dealer's ReLU keys, 77 with the spline gate, 75
     /// with masks reused within a step; 2026-12-07: 73 with the SGD update in two
     /// truncations, 70 with the weight gradients unscaled into it, 69 with
-    /// the velocity and the step from one opening; docs/performance.md).
-    const ROUNDS_MLP_PWL4_STEP_FSS: u64 = 69;
+    /// the velocity and the step from one opening, 55 with the reciprocal's pieces;
+    /// docs/performance.md).
+    const ROUNDS_MLP_PWL4_STEP_FSS: u64 = 55;
 
     #[test]
     fn exact_functions_are_refused_naming_them() {

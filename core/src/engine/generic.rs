@@ -1,6 +1,7 @@
 //! The provided composites of [`Engine`] as free functions, built only from primitives.
 //! Engines that override a composite are tested against these.
 
+use super::recip::{RecipPieces, RECIP_MAX_PIECES};
 use super::{ConvUnfold, Engine, MatDims};
 use crate::approx::lines::Lines;
 
@@ -14,20 +15,25 @@ pub const RECIP_CANDIDATES: usize = 63;
 
 /// Scratch elements [`reciprocal`] needs for `n` inputs.
 pub const fn reciprocal_scratch(n: usize) -> usize {
-    (4 * RECIP_CANDIDATES + 3) * n
+    (3 * RECIP_CANDIDATES + 11) * n + reciprocal_pieces_scratch(n)
 }
 
-/// Newton-Raphson iterations after the linear initial guess on `[1/2, 1)`, whose relative
-/// error is at most 1/17; each iteration squares it, so `i` iterations leave
-/// `17^-(2^i)`, chosen below `2^-(f+2)`.
+/// Newton-Raphson iterations after the pieces of [`RecipPieces`], whose relative error is
+/// at most `2^-17`; each iteration squares it, so `i` iterations leave `2^-(17 * 2^i)`,
+/// chosen below `2^-(f+2)`.
 pub const fn newton_iterations(f: u32) -> u32 {
-    if f <= 14 {
-        2
-    } else if f <= 30 {
-        3
+    if f <= 15 {
+        0
+    } else if f <= 32 {
+        1
     } else {
-        4
+        2
     }
+}
+
+/// Scratch elements [`reciprocal_pieces`] needs for `n` inputs.
+pub const fn reciprocal_pieces_scratch(n: usize) -> usize {
+    2 * (RECIP_MAX_PIECES - 1) * n + 3 * n
 }
 
 /// [`Engine::conv_forward_product`]: unfolds `x` into `cols` and calls
@@ -470,21 +476,22 @@ pub fn shift_right_and_scaled<E: Engine + ?Sized>(
 /// # Method
 /// With `r` the raw value of `x` and `k` its bit length (`r` in `[2^(k-1), 2^k)`, found
 /// by 62 comparisons `r >= 2^j`, batched in one call, as one-hot bits `o_k`), `s = r /
-/// 2^k` lies in `[1/2, 1)`. `y0 = 48/17 - 32/17 s` has relative error at most 1/17
-/// there, and [`newton_iterations`] steps of `y <- y (2 - s y)` bring it below
+/// 2^k` lies in `[1/2, 1)`. [`Engine::reciprocal_pieces`] gives `y ≈ 1 / s` from 128
+/// linear pieces (relative error at most `2^-17`, [`RecipPieces`]), and
+/// [`newton_iterations`] steps of `y <- y (2 - s y)` (none for `f <= 15`) bring it below
 /// `2^-(f+2)`. Then `2^g / x = y * 2^(f + g - k)`.
 ///
 /// Both shifts by the secret `k` are products with public combinations of the one-hot
 /// bits, which are local: `s = (r P) >> (62 - f)` with `P = sum_{k >= 1} o_k 2^(62-k)`
-/// (`r P = r 2^(62-k)` lies in `[2^61, 2^62)`; `k = 0`, outside the domain, multiplies
-/// by `2^f`), and the result is `y Q + (y P') >> (61 - f - g) + (y o_62) >> (62 - f - g)`
-/// with `Q = sum_{k <= f+g} o_k 2^(f+g-k)` (exact) and `P' = sum_{f+g < k <= 61} o_k
+/// (`r P = r 2^(62-k)` lies in `[2^61, 2^62)`; `k = 0`, outside the domain, gives `s =
+/// 0`), and the result is `y Q + (y P') >> (61 - f - g) + (y o_62) >> (62 - f - g)` with
+/// `Q = sum_{k <= f+g} o_k 2^(f+g-k)` (exact) and `P' = sum_{f+g < k <= 61} o_k
 /// 2^(61-k)` (`y P' < 2^61`). Where a shift is exact the truncated product has zero low
 /// bits, so every result is the shifted candidate [`Plain`](crate::Plain) computes from
 /// the bit length directly, bit for bit on `Plain`, up to the two-party truncation's
-/// rounding of the rounded shifts: five products and three truncations per input (a
-/// product round and a truncation round for each shift, as before), where a select among
-/// the 63 shifted candidates took 126 products and about 100 truncations.
+/// rounding of the rounded shifts. Rounds: the comparisons, a product and a truncation
+/// for `s`, the pieces (one round and a truncation on a spline gate), `4` per Newton
+/// step, a product and a truncation for the result.
 ///
 /// # Precision
 /// Relative error about `2^-f` plus the truncations of the shifts (at most one ulp of the
@@ -493,8 +500,9 @@ pub fn shift_right_and_scaled<E: Engine + ?Sized>(
 /// [`Plain`](crate::Plain)).
 ///
 /// # Values outside the domain
-/// For `x <= 0` the bit length is 0 and the result is `2^(f+g) * y(x * 2^f)`: finite and
-/// deterministic, never a panic, but meaningless; callers (softmax) ensure `x > 0`.
+/// For `x <= 0` the bit length is 0, `s = 0` and the result is `2^(f+g) * y(0)`
+/// (`y(0) = mul_0 0 + add_0` rounded: about 4): finite, deterministic and the same on
+/// every engine, never a panic, but meaningless; callers (softmax) ensure `x > 0`.
 ///
 /// # Panics
 /// If `f + g > 62` or the lengths differ.
@@ -514,10 +522,10 @@ pub fn reciprocal<E: Engine + ?Sized>(
     let (bits, rest) = rest.split_at_mut(K * n);
     let (onehot, rest) = rest.split_at_mut(K * n);
     let (w, rest) = rest.split_at_mut(3 * n);
+    let (y, rest) = rest.split_at_mut(n);
+    let (t, rest) = rest.split_at_mut(n);
     let (v, rest) = rest.split_at_mut(3 * n);
     let (prod, rest) = rest.split_at_mut(3 * n);
-    let (y, rest) = rest.split_at_mut(n);
-    let t = &mut rest[..n];
 
     // b_j = [r >= 2^j] = 1 - [r - 2^j < 0], j = 0..62, in one comparison call.
     let cmp = (K - 1) * n;
@@ -545,24 +553,15 @@ pub fn reciprocal<E: Engine + ?Sized>(
     }
     onehot[(K - 1) * n..].copy_from_slice(&bits[(K - 2) * n..(K - 1) * n]);
 
-    // s = (r P) >> (62 - f) + o_0 r 2^f: both products in one call.
+    // s = (r P) >> (62 - f).
     let (f, fg) = (f as usize, (f + g) as usize);
     one_hot_weights(e, onehot, n, |k| (k >= 1).then(|| 62 - k), &mut w[..n], t)?;
-    one_hot_weights(e, onehot, n, |k| (k == 0).then_some(f), &mut w[n..2 * n], t)?;
-    v[..n].copy_from_slice(x);
-    v[n..2 * n].copy_from_slice(x);
-    e.mul(&v[..2 * n], &w[..2 * n], &mut prod[..2 * n])?;
-    let (sp, s0) = prod.split_at_mut(n);
-    e.shift_right(sp, (62 - f) as u32)?;
-    e.add_assign(sp, &s0[..n])?;
     let s = &mut v[2 * n..];
-    s.copy_from_slice(sp);
+    e.mul(x, &w[..n], s)?;
+    e.shift_right(s, (62 - f) as u32)?;
 
-    // y0 = 48/17 - 32/17 s, then Newton-Raphson.
-    y.copy_from_slice(s);
-    e.scale(y, -32.0 / 17.0)?;
-    let p = e.public(48.0 / 17.0);
-    e.add_public(y, p)?;
+    // y = 1 / s from the pieces, then Newton-Raphson.
+    e.reciprocal_pieces(s, y, rest)?;
     let two = e.public(2.0);
     for _ in 0..newton_iterations(f as u32) {
         e.mul(s, y, t)?;
@@ -601,6 +600,63 @@ pub fn reciprocal<E: Engine + ?Sized>(
     out.copy_from_slice(hi);
     e.add_assign(out, &rest[..n])?;
     e.add_assign(out, &rest[n..])
+}
+
+/// See [`Engine::reciprocal_pieces`]: with `b_k = [s < p_k]` for the `N - 1` knots (one
+/// comparison call at [`RecipPieces::width`]), the piece's coefficients are
+/// `mul = mul_(N-1) - sum_k (mul_k - mul_(k-1)) b_k` and `add` likewise (local), and
+/// `y = (s mul + add) >> shift`: one product and one truncation.
+///
+/// # Panics
+/// If the lengths differ or `scratch` is shorter than [`reciprocal_pieces_scratch`].
+pub fn reciprocal_pieces<E: Engine + ?Sized>(
+    e: &mut E,
+    s: &[E::Elem],
+    out: &mut [E::Elem],
+    scratch: &mut [E::Elem],
+) -> Result<(), E::Error> {
+    let n = s.len();
+    assert_eq!(out.len(), n, "reciprocal_pieces: length mismatch");
+    let rp = RecipPieces::new(e.frac_bits());
+    let pieces = rp.count();
+    let (last_mul, last_add) = rp.piece(pieces - 1);
+    if pieces == 1 {
+        out.copy_from_slice(s);
+        e.mul_public(out, e.public_int(last_mul.to_signed()))?;
+        e.add_public(out, e.public_int(last_add.to_signed()))?;
+        return e.shift_right(out, rp.shift());
+    }
+    let knots = (pieces - 1) * n;
+    let (c, rest) = scratch.split_at_mut(knots);
+    let (b, rest) = rest.split_at_mut(knots);
+    let (mul, rest) = rest.split_at_mut(n);
+    let (add, rest) = rest.split_at_mut(n);
+    let t = &mut rest[..n];
+    for (k, ck) in (1..pieces).zip(c.chunks_exact_mut(n)) {
+        ck.copy_from_slice(s);
+        e.add_public(ck, e.public_int(-rp.knot(k)))?;
+    }
+    e.is_negative_within(c, b, rp.width())?;
+    e.fill(mul, 0.0)?;
+    e.add_public(mul, e.public_int(last_mul.to_signed()))?;
+    e.fill(add, 0.0)?;
+    e.add_public(add, e.public_int(last_add.to_signed()))?;
+    let mut before = rp.piece(0);
+    for (k, bk) in (1..pieces).zip(b.chunks_exact(n)) {
+        let after = rp.piece(k);
+        for (acc, d) in [
+            (&mut *mul, after.0 - before.0),
+            (&mut *add, after.1 - before.1),
+        ] {
+            t.copy_from_slice(bk);
+            e.mul_public(t, e.public_int(-d.to_signed()))?;
+            e.add_assign(acc, t)?;
+        }
+        before = after;
+    }
+    e.mul(s, mul, out)?;
+    e.add_assign(out, add)?;
+    e.shift_right(out, rp.shift())
 }
 
 /// `w = sum_k o_k 2^(exp(k))` over the one-hot bits `onehot` (the `k`-th block of `n`),

@@ -32,6 +32,7 @@
 //! the caller and panics. No element value can make a method panic.
 
 pub mod generic;
+pub mod recip;
 
 use crate::approx::lines::Lines;
 use core::fmt;
@@ -329,6 +330,20 @@ pub trait Engine {
     }
     /// `out[i] = 1` (integer scale) if `x[i] < 0`, else `0`. Lengths equal.
     fn is_negative(&mut self, x: &[Self::Elem], out: &mut [Self::Elem]) -> Result<(), Self::Error>;
+    /// [`Engine::is_negative`] of values the caller knows to lie in `[-2^(bits-1),
+    /// 2^(bits-1))`, which a two-party engine may compare at that width (the reciprocal's
+    /// pieces: [`recip::RecipPieces::width`]). Outside that range the result is the sign of
+    /// `x mod 2^bits` there, while `Plain` gives the sign of `x`. The default is
+    /// [`Engine::is_negative`].
+    fn is_negative_within(
+        &mut self,
+        x: &[Self::Elem],
+        out: &mut [Self::Elem],
+        bits: u32,
+    ) -> Result<(), Self::Error> {
+        let _ = bits;
+        self.is_negative(x, out)
+    }
     /// [`Engine::is_negative`] of the differences `a - b` of two values a layer compares
     /// (the maximum of two, max pooling, arg-max). A two-party engine may compare them at
     /// the reduced width [`fss_width`]`(f)`, exact for `-2^(W-1) <= x < 2^(W-1)`; `Plain`
@@ -674,9 +689,22 @@ pub trait Engine {
         generic::normalize_rows(self, v, rows, cols, clip, guard_bits, scratch)
     }
 
+    /// `out[i] = `[`recip::RecipPieces::eval`]`(s[i])`, `2^(2f) / s` from 128 linear pieces
+    /// for the reciprocal's normalised input `s` in `[2^(f-1), 2^f]` raw (and any `s` in
+    /// `[0, 2^(f+1)]`, where the end pieces extend). Scratch:
+    /// [`generic::reciprocal_pieces_scratch`].
+    fn reciprocal_pieces(
+        &mut self,
+        s: &[Self::Elem],
+        out: &mut [Self::Elem],
+        scratch: &mut [Self::Elem],
+    ) -> Result<(), Self::Error> {
+        generic::reciprocal_pieces(self, s, out, scratch)
+    }
+
     /// `out[i] = 2^extra_bits / x[i]` for `x[i] > 0` in the safe range, at the element scale:
-    /// range normalisation to `[1/2, 1)` by comparisons against powers of two, a linear
-    /// initial guess and Newton-Raphson. See [`generic::reciprocal`] for the method, the
+    /// range normalisation to `[1/2, 1)` by comparisons against powers of two, linear
+    /// pieces and (for `f > 15`) Newton-Raphson. See [`generic::reciprocal`] for the method, the
     /// precision and what happens for `x[i] <= 0`. Scratch: [`generic::reciprocal_scratch`].
     fn reciprocal(
         &mut self,

@@ -198,13 +198,13 @@ pub fn cost(args: &CostArgs, out: &mut dyn Write) -> Result<(), CliError> {
                 " ReLU and max (pooling, arg-max) compared over the reduced width {} (exact \
                  where `Plain` counts no input beyond it, `beyond_fss_width`), the ReLU's \
                  backward bit in the forward's batch; max-of-lines, clamp and the \
-                 reciprocal at 64.",
+                 reciprocal's range checks at 64, its pieces at f + 2 bits.",
                 w.join(", ")
             ),
             Comparison::Fss => format!(
                 " ReLU, spline and max (pooling, arg-max) keys at the reduced width {} \
                  (exact where `Plain` counts no input beyond it, `beyond_fss_width`); the \
-                 reciprocal's comparisons at 64.",
+                 reciprocal's range checks at 64, its pieces' spline at f + 2 bits.",
                 w.join(", ")
             ),
         };

@@ -64,17 +64,15 @@
 //! | max pooling backward | 1 | `16 k^2` per output |
 //! | max-of-lines, `m` lines | one per non-integer slope + `9 ceil(log2 m)` (pwl4: 20) | at most `8 m + 61.375 (m - 1)` |
 //! | Taylor `e^x`, degree `d` | `2 d` | `24 d` |
-//! | reciprocal | 8 (comparisons) + 2 (candidate shifts, each one batched truncation) + 4 per Newton step + 2 | about `62 * 45.375 + 2 * 63 * 16` |
+//! | reciprocal (`a2b`) | 8 (range comparisons) + 2 (normalising product and truncation) + 6 (127 comparisons of its pieces at `f + 2` bits, 15 at f = 13) + 2 (the pieces' product and truncation) + 4 per Newton step (none at `f <= 15`) + 2 (shift back) | about `62 * 45.375 + 127 * 9.2 + 3 * 16` |
 //! | SGD update (`core/src/optim.rs`: the velocity rounded once, then `lr v`; weight gradients enter unscaled for a power-of-two batch) | 2 | 16 per parameter |
 //!
 //! Softmax is the exp approximation, (for Taylor) one comparison and one product to clip
 //! at 0, one comparison per row, one reciprocal per row, one product and one truncation
 //! per element; the exact-mode gradient adds a second exp evaluation, its derivative,
 //! three products and truncations per element and one reciprocal per row. The
-//! reciprocal's candidate shifts by up to 49 different amounts go out as one message
-//! ([`Engine::shift_right_chunks`]): softmax with pwl4 measures 55 rounds (129 when each
-//! amount was its own round) and, for 10 columns, about 790 bytes per element per party
-//! (the tests print it).
+//! reciprocal's two shifts back go out as one message ([`Engine::shift_right_chunks`]):
+//! softmax with pwl4 measures 50 rounds on the adder and 12 on FSS (`ringnn cost`).
 //!
 //! # Comparison
 //! [`Comparison::A2b`] (the default) computes `is_negative` with the adder above;
@@ -101,6 +99,7 @@ use super::wire;
 use super::{MpcError, PartyId};
 use crate::gemm::matmul_z64;
 use ringnn_core::approx::Lines;
+use ringnn_core::engine::recip::RecipPieces;
 use ringnn_core::engine::{fss_width, generic, ConvUnfold, Engine, MatDims, MatmulFn};
 use ringnn_core::fixed::{Fixed, FracBits};
 use ringnn_core::Z64;
@@ -168,6 +167,7 @@ struct Held<P> {
 enum SplineOf {
     Lines(Lines),
     Clamp(u64, u64),
+    Reciprocal,
 }
 
 impl<C: Channel, R: Correlations> Mpc<C, R> {
@@ -183,6 +183,7 @@ impl<C: Channel, R: Correlations> Mpc<C, R> {
         let built = match of {
             SplineOf::Lines(lines) => Spline::max_of_lines(&lines, f),
             SplineOf::Clamp(lo, hi) => Spline::clamp(f64::from_bits(lo), f64::from_bits(hi), f),
+            SplineOf::Reciprocal => Ok(Spline::reciprocal(f)),
         };
         let built = match built {
             Ok(s) => Some(s),
@@ -674,6 +675,24 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         }
     }
 
+    /// At the width `bits`: with [`Comparison::Fss`], DReLU keys of that width; with the
+    /// adder, its carry chain over that many bits.
+    fn is_negative_within(
+        &mut self,
+        x: &[Z64],
+        out: &mut [Z64],
+        bits: u32,
+    ) -> Result<(), MpcError> {
+        match self.comparison {
+            Comparison::A2b => {
+                protocols::is_negative_width(&mut self.link, &mut self.corr, x, out, bits)
+            }
+            Comparison::Fss => {
+                comparison::is_negative_fss(&mut self.link, &mut self.corr, x, out, bits)
+            }
+        }
+    }
+
     /// At the reduced width [`fss_width`]`(f)` (`Plain` counts the differences beyond it):
     /// with [`Comparison::Fss`], DReLU keys of that width; with the adder, its carry chain
     /// over that many bits ([`protocols::is_negative_width`]).
@@ -795,6 +814,26 @@ impl<C: Channel, R: Correlations> Engine for Mpc<C, R> {
         comparison::spline_fss(&mut self.link, &mut self.corr, &spline, x, out, grad, w)?;
         x.copy_from_slice(out);
         Ok(())
+    }
+
+    /// With [`Comparison::Fss`], one spline gate of width [`RecipPieces::width`] over the
+    /// 127 knots ([`Spline::reciprocal`]): one round, then one truncation; with the adder,
+    /// the kernel's comparisons at that width and one product.
+    fn reciprocal_pieces(
+        &mut self,
+        s: &[Z64],
+        out: &mut [Z64],
+        scratch: &mut [Z64],
+    ) -> Result<(), MpcError> {
+        if self.comparison == Comparison::A2b {
+            return generic::reciprocal_pieces(self, s, out, scratch);
+        }
+        let spline = self
+            .spline(SplineOf::Reciprocal)?
+            .expect("the reciprocal's spline is always built");
+        let w = RecipPieces::new(self.frac_bits()).width();
+        comparison::spline_fss(&mut self.link, &mut self.corr, &spline, s, out, None, w)?;
+        self.shift_right(out, spline.shift())
     }
 
     fn select(

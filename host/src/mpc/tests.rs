@@ -38,10 +38,15 @@ fn fx() -> Fixed {
 }
 
 pub(super) fn config(seed: u8) -> LocalConfig {
+    config_at(F, seed)
+}
+
+/// [`config`] at `f` fractional bits.
+pub(super) fn config_at(f: u32, seed: u8) -> LocalConfig {
     LocalConfig {
         dealer_seed: Some([seed; 32]),
         truncation: Truncation::Dealer,
-        ..LocalConfig::new(FracBits::new(F).unwrap())
+        ..LocalConfig::new(FracBits::new(f).unwrap())
     }
 }
 
@@ -78,7 +83,12 @@ pub(super) fn on_mpc<C: Case>(cfg: &LocalConfig, case: &C, inputs: &[Vec<Z64>]) 
 }
 
 pub(super) fn on_plain<C: Case>(case: &C, inputs: &[Vec<Z64>]) -> Outputs {
-    let mut p = Plain::with_frac_bits(F).unwrap();
+    on_plain_at(F, case, inputs)
+}
+
+/// [`on_plain`] at `f` fractional bits.
+pub(super) fn on_plain_at<C: Case>(f: u32, case: &C, inputs: &[Vec<Z64>]) -> Outputs {
+    let mut p = Plain::with_frac_bits(f).unwrap();
     match case.run(&mut p, inputs) {
         Ok(o) => o,
         Err(e) => match e {},
@@ -571,9 +581,16 @@ fn reciprocal_is_within_a_few_ulp_relative() {
         x.extend([1i64 << (k - 1), (1i64 << k) - 1].map(Z64::from_signed));
     }
     for g in [0, guard_bits(F)] {
-        let (p, m) = both(&Recip(g), std::slice::from_ref(&x));
-        let tol = |i: usize| (8.0 * p[0][i].to_signed() as f64 / (1u64 << F) as f64) as i64 + 2;
-        assert_within(&p[0], &m[0], tol, "reciprocal");
+        let p = on_plain(&Recip(g), std::slice::from_ref(&x));
+        for comparison in Comparison::ALL {
+            let cfg = LocalConfig {
+                comparison,
+                ..config(7)
+            };
+            let m = on_mpc(&cfg, &Recip(g), std::slice::from_ref(&x));
+            let tol = |i: usize| (8.0 * p[0][i].to_signed() as f64 / (1u64 << F) as f64) as i64 + 2;
+            assert_within(&p[0], &m[0], tol, &format!("reciprocal ({comparison})"));
+        }
     }
 }
 

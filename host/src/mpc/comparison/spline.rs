@@ -26,6 +26,8 @@
 //!   prints the list). Knots cost local work only, never a message or a key.
 //! - [`Spline::clamp`]: `min(max(x, lo), hi)` with the derivative `1` on `[lo, hi]`, the
 //!   kernel's hard tanh and SecureML sigmoid: knots `lo` and `hi + 1`, `shift = 0`.
+//! - [`Spline::reciprocal`]: the reciprocal's 128 linear pieces on its normalised input
+//!   ([`RecipPieces`]), the kernel's data as it is: 127 knots, no near ties to find.
 //!
 //! `bound` keeps every piece's `mul x + add` inside `(-2^62, 2^62)`, the range of the
 //! two-party truncation and of the comparisons below; within it `Plain`'s products do not
@@ -74,6 +76,7 @@ use crate::mpc::protocols::Link;
 use crate::mpc::{MpcError, PartyId};
 use ringnn_core::approx::Lines;
 use ringnn_core::engine::generic;
+use ringnn_core::engine::recip::RecipPieces;
 use ringnn_core::engine::{fss_width, within_fss_width};
 use ringnn_core::{Engine, FracBits, Plain, Z64};
 use std::fmt;
@@ -320,6 +323,36 @@ impl Spline {
             shift: 0,
             bound,
         })
+    }
+
+    /// The spline of [`Engine::reciprocal_pieces`] on `Plain`: the `N` lines of
+    /// [`RecipPieces`] with their knots, slope output `0`. Its gate compares at
+    /// [`RecipPieces::width`] (`f + 2` bits), which holds every difference of a knot and
+    /// an input in `[0, 2^(f+1)]`, the inputs the reciprocal gives it.
+    pub fn reciprocal(f: FracBits) -> Spline {
+        let rp = RecipPieces::new(f.get());
+        let pieces: Vec<Piece> = (0..rp.count())
+            .map(|i| {
+                let (mul, add) = rp.piece(i);
+                Piece {
+                    mul: mul.0,
+                    add: add.0,
+                    slope: 0,
+                }
+            })
+            .collect();
+        let max_mul = pieces.iter().map(|p| Z64(p.mul).to_signed().unsigned_abs());
+        let max_add = pieces.iter().map(|p| Z64(p.add).to_signed().unsigned_abs());
+        let bound = bound_for(
+            u128::from(max_mul.max().unwrap_or(0)),
+            u128::from(max_add.max().unwrap_or(0)),
+        );
+        Spline {
+            knots: (1..rp.count()).map(|k| rp.knot(k)).collect(),
+            pieces,
+            shift: rp.shift(),
+            bound,
+        }
     }
 }
 

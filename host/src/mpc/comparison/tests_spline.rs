@@ -2,7 +2,9 @@
 //! max-of-lines set of the kernel and every precision; on two parties it is one round
 //! (plus the truncation) within the truncation's ulp of `Plain`, with `Plain`'s slope.
 
-use super::super::tests::{config, enc, on_mpc, on_plain, uniform, Case, Outputs, F};
+use super::super::tests::{
+    config, config_at, enc, on_mpc, on_plain, on_plain_at, uniform, Case, Outputs, F,
+};
 use super::*;
 use crate::mpc::dealer::Request;
 use crate::mpc::fss::ReluKey;
@@ -11,6 +13,7 @@ use crate::mpc::{run_in_process, share, LocalConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use ringnn_core::approx::{lines, ExpApprox, Lines};
+use ringnn_core::engine::recip::RecipPieces;
 use ringnn_core::engine::{fss_width, generic};
 use ringnn_core::{Engine, FracBits, Plain, Z64};
 
@@ -217,5 +220,96 @@ fn an_fss_max_of_lines_costs_one_gate_and_one_truncation_whatever_its_parts() {
             // correction words).
             assert!(*dealer >= n as u64 * key, "{name} party {party}");
         }
+    }
+}
+
+/// The reciprocal's pieces through the engine.
+struct RecipPiecesCase;
+impl Case for RecipPiecesCase {
+    fn run<E: Engine<Elem = Z64, Public = Z64>>(
+        &self,
+        e: &mut E,
+        x: &[Vec<Z64>],
+    ) -> Result<Outputs, E::Error> {
+        let n = x[0].len();
+        let mut scratch = vec![Z64::ZERO; generic::reciprocal_pieces_scratch(n)];
+        let mut y = vec![Z64::ZERO; n];
+        e.reciprocal_pieces(&x[0], &mut y, &mut scratch)?;
+        Ok(vec![y])
+    }
+}
+
+#[test]
+fn the_reciprocal_spline_is_the_kernels_pieces() {
+    for f in [1, 2, 5, 8, 9, 13, 20, 30] {
+        let s = Spline::reciprocal(FracBits::new(f).unwrap());
+        let rp = RecipPieces::new(f);
+        assert_eq!(s.knots().len(), rp.count() - 1, "f = {f}");
+        assert!(s.bound() >= 1 << (f + 1), "f = {f}");
+        let top = 1i64 << (f + 1);
+        let step = (top / 5000).max(1);
+        for x in (0..=top)
+            .step_by(step as usize)
+            .chain(s.knots().iter().copied())
+        {
+            let x = Z64::from_signed(x);
+            assert_eq!(s.eval(x).0, rp.eval(x), "f = {f} x = {}", x.to_signed());
+        }
+    }
+}
+
+#[test]
+fn the_reciprocal_pieces_are_plain_up_to_the_truncation_on_both_comparisons() {
+    // Inputs over [0, 2^(f+1)], the range the reciprocal gives them ([2^(f-1), 2^f] in
+    // its domain, 0 outside it), every knot and its neighbours, and the ends.
+    for f in [4, F, 18] {
+        let mut rng = ChaCha20Rng::seed_from_u64(94);
+        let top = 1i64 << (f + 1);
+        let mut raw: Vec<i64> = (0..400).map(|_| rng.random_range(0..=top)).collect();
+        let rp = RecipPieces::new(f);
+        for k in 1..rp.count() {
+            raw.extend([rp.knot(k) - 1, rp.knot(k), rp.knot(k) + 1]);
+        }
+        raw.extend([0, 1, 1 << (f - 1), (1 << f) - 1, 1 << f, top - 1, top]);
+        let inputs = [raw.iter().map(|&r| Z64::from_signed(r)).collect::<Vec<_>>()];
+        let cfg = |seed: u8, comparison| LocalConfig {
+            comparison,
+            ..config_at(f, seed)
+        };
+        let plain = on_plain_at(f, &RecipPiecesCase, &inputs);
+        for c in Comparison::ALL {
+            let mpc = on_mpc(&cfg(22, c), &RecipPiecesCase, &inputs);
+            for (i, (&p, &m)) in plain[0].iter().zip(&mpc[0]).enumerate() {
+                let d = (m - p).to_signed().abs();
+                assert!(d <= 1, "f = {f} {c}: s = {} is {d} ulps from Plain", raw[i]);
+            }
+        }
+    }
+}
+
+#[test]
+fn fss_reciprocal_pieces_cost_one_gate_of_width_f_plus_2_and_one_truncation() {
+    let n = 500;
+    let mut rng = ChaCha20Rng::seed_from_u64(95);
+    let x: Vec<Z64> = (0..n)
+        .map(|_| Z64::from_signed(rng.random_range(1i64 << (F - 1)..=1i64 << F)))
+        .collect();
+    let shares = share(&x, &mut rng);
+    let counts = run_in_process(&fss(23), |e: &mut LocalMpc| {
+        let t0 = e.traffic();
+        let mut out = vec![Z64::ZERO; n];
+        let mut s = vec![Z64::ZERO; generic::reciprocal_pieces_scratch(n)];
+        e.record_requests(true);
+        e.reciprocal_pieces(&shares[e.party().index()], &mut out, &mut s)
+            .unwrap();
+        let reqs = e.take_requests();
+        let t1 = e.traffic();
+        (t1.rounds - t0.rounds, t1.sent - t0.sent, reqs)
+    });
+    for (party, (rounds, sent, reqs)) in counts.iter().enumerate() {
+        assert_eq!(*rounds, 2, "party {party}");
+        assert_eq!(*sent, 2 * (8 * n as u64 + 8), "party {party}");
+        assert_eq!(reqs[0], Request::Relu { n, m: F + 2 });
+        assert_eq!(reqs.len(), 2, "the keys and the truncation pairs");
     }
 }

@@ -608,21 +608,26 @@ mod tests {
         let mut pe = Plain::with_frac_bits(13).unwrap();
         let mut tp = Trainer::new(&tc, &net, 1, p0.clone(), b0.clone()).unwrap();
         let probs_plain = tp.step(&mut pe, x.clone(), &y, b).unwrap();
-        // Sensitivity: Plain again with every input moved by one ulp at random.
-        let mut prng = ChaCha20Rng::seed_from_u64(11);
-        let xj: Vec<Z64> = x
-            .iter()
-            .map(|&v| v + Z64(rand::Rng::random_range(&mut prng, 0..3u64).wrapping_sub(1)))
-            .collect();
-        let mut tq = Trainer::new(&tc, &net, 1, p0.clone(), b0.clone()).unwrap();
-        tq.step(&mut pe, xj, &y, b).unwrap();
-        let sens = tq
-            .params
-            .iter()
-            .zip(&tp.params)
-            .map(|(&u, &v)| (u - v).to_signed().abs())
-            .max()
-            .unwrap();
+        // Sensitivity: Plain again with every input moved by one ulp at random, the most
+        // over three such moves (one move alone varies by 2x on ResNet-20).
+        let mut sens = 0;
+        for seed in 11..14 {
+            let mut prng = ChaCha20Rng::seed_from_u64(seed);
+            let xj: Vec<Z64> = x
+                .iter()
+                .map(|&v| v + Z64(rand::Rng::random_range(&mut prng, 0..3u64).wrapping_sub(1)))
+                .collect();
+            let mut tq = Trainer::new(&tc, &net, 1, p0.clone(), b0.clone()).unwrap();
+            tq.step(&mut pe, xj, &y, b).unwrap();
+            let moved = tq
+                .params
+                .iter()
+                .zip(&tp.params)
+                .map(|(&u, &v)| (u - v).to_signed().abs())
+                .max()
+                .unwrap();
+            sens = sens.max(moved);
+        }
         eprintln!("{model}: inputs moved by 1 ulp move Plain's parameters by up to {sens} ulp");
         // Two parties: the same step on shares.
         let mut rng = ChaCha20Rng::seed_from_u64(1);
@@ -635,7 +640,8 @@ mod tests {
         );
         // A fixed dealer seed keeps the test deterministic. Over dealer seeds 1 to 8:
         // LeNet within 1 ulp (probabilities) and 2-6 ulp (parameters), ResNet-20 within
-        // 3-8 and 144-320 ulp. With OS randomness ResNet-20 once exceeded 525.
+        // 3-8 and 144-502 ulp (with the reciprocal's pieces; 144-320 with its Newton
+        // steps). With OS randomness ResNet-20 once exceeded 525.
         let mut lc = LocalConfig::new(tc.frac_bits);
         lc.dealer_seed = Some([1; 32]);
         lc.comparison = comparison;
@@ -655,7 +661,7 @@ mod tests {
         // Every truncation may differ by one ulp (stochastic vs nearest rounding). How far
         // that carries depends on the network's conditioning, measured above by moving
         // Plain's inputs by one ulp: LeNet carries it to a few ulp, ResNet-20 at batch 8
-        // (batch statistics, the inverse square root) to about 175. The two-party step
+        // (batch statistics, the inverse square root) to about 280. The two-party step
         // must stay within three times that (at least 16 ulp = 0.002); a wrong protocol
         // is off by far more.
         let tol = (3 * sens).max(16);
