@@ -141,7 +141,7 @@ fn reciprocal(c: &mut Criterion) {
     g.throughput(Throughput::Elements(n as u64));
     g.bench_function("newton", |b| {
         b.iter(|| {
-            p.reciprocal(black_box(&x), &mut out, 13, &mut scratch)
+            p.reciprocal(black_box(&x), &mut out, None, 13, &mut scratch)
                 .unwrap()
         })
     });

@@ -146,20 +146,34 @@ impl<T: Real> Engine for Float<T> {
         Some(self)
     }
 
-    /// Exactly `2^extra_bits / x` (infinite for 0, as IEEE division gives): the reference
-    /// the fixed-point method of [`crate::engine::generic::reciprocal`] approximates, which
-    /// needs fractional bits and so has no meaning here.
+    /// Exactly `2^extra_bits / x` for `x > 0`, and `0` for `x <= 0` (with `empty` set
+    /// there): the reference the fixed-point method of
+    /// [`crate::engine::generic::reciprocal`] approximates, which needs fractional bits and
+    /// so has no meaning here.
     fn reciprocal(
         &mut self,
         x: &[T],
         out: &mut [T],
+        empty: Option<&mut [T]>,
         extra_bits: u32,
         _scratch: &mut [T],
     ) -> Result<(), Infallible> {
         assert_eq!(x.len(), out.len(), "reciprocal: length mismatch");
         let num = crate::fixed::pow2(extra_bits.min(1000) as i32);
+        let zero = T::default();
         for (o, &v) in out.iter_mut().zip(x) {
-            *o = T::from_f64(num / v.to_f64());
+            *o = if v > zero {
+                T::from_f64(num / v.to_f64())
+            } else {
+                zero
+            };
+        }
+        if let Some(z) = empty {
+            assert_eq!(z.len(), x.len(), "reciprocal: length mismatch");
+            let one = T::from_f64(1.0);
+            for (z, &v) in z.iter_mut().zip(x) {
+                *z = if v > zero { zero } else { one };
+            }
         }
         Ok(())
     }

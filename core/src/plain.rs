@@ -177,21 +177,23 @@ impl Plain {
         p
     }
 
-    /// [`generic::reciprocal`] for one element, with the bit length found directly.
+    /// [`generic::reciprocal`] for one element, with the bit length found directly: `0`
+    /// for an empty input (`v - 1 < 0`, the generic code's `o_0`).
     #[inline]
     fn recip_one(&self, v: Z64, extra_bits: u32, k: &RecipConsts, o: &mut u64) -> Z64 {
+        if recip_empty(v) {
+            return Z64::ZERO;
+        }
         let f = self.f();
         let raw = v.to_signed();
-        let len = if raw <= 0 {
-            0
+        // The generic code's bit length: 62 for every raw value of 2^61 or more, -2^63
+        // included (all its comparisons `v - 2^j >= 0` hold there).
+        let len = if raw < 0 {
+            62
         } else {
             (64 - raw.leading_zeros()).min(62) as i64
         };
-        let s = if len == 0 {
-            Z64::ZERO
-        } else {
-            self.shift_by(v, f as i64 - len, o)
-        };
+        let s = self.shift_by(v, f as i64 - len, o);
         let (mul, add) = k.pieces.piece(k.pieces.index(s.to_signed()));
         let mut y = (self.mul_counted(s, mul, o) + add).shr_round(k.pieces.shift());
         for _ in 0..k.iters {
@@ -698,7 +700,7 @@ impl Engine for Plain {
         }
         let f = self.f();
         let g = guard_bits;
-        let unit = self.public(1.0);
+        let uniform = self.public(1.0 / cols as f64);
         let k = RecipConsts::new(self);
         let (mut o, mut empty, mut outside) = (0u64, 0u64, 0u64);
         for row in v.chunks_mut(cols) {
@@ -709,11 +711,11 @@ impl Engine for Plain {
                     }
                 });
             }
-            let mut sum = row.iter().fold(Z64::ZERO, |a, &v| a + v);
-            if !sum.wrapping_neg_is_negative() {
-                row.iter_mut().for_each(|v| *v += unit);
-                sum += self.mul_counted(unit, Z64::from_signed(cols as i64), &mut o);
+            let sum = row.iter().fold(Z64::ZERO, |a, &v| a + v);
+            if recip_empty(sum) {
+                row.fill(uniform);
                 empty += 1;
+                continue;
             }
             outside += !in_recip_domain(sum) as u64;
             let r = self.recip_one(sum, g, &k, &mut o);
@@ -747,6 +749,7 @@ impl Engine for Plain {
         &mut self,
         x: &[Z64],
         out: &mut [Z64],
+        empty: Option<&mut [Z64]>,
         extra_bits: u32,
         _scratch: &mut [Z64],
     ) -> Result<(), Infallible> {
@@ -762,7 +765,20 @@ impl Engine for Plain {
             *r = self.recip_one(v, extra_bits, &k, &mut o);
         }
         self.count(o);
-        let outside = x.iter().filter(|&&v| !in_recip_domain(v)).count();
+        // With `empty`, inputs <= 0 are expected (their flag says so); without, they are
+        // outside the domain like those at or above 2^62.
+        let outside = match empty {
+            Some(z) => {
+                assert_eq!(z.len(), x.len(), "reciprocal: length mismatch");
+                for (z, &v) in z.iter_mut().zip(x) {
+                    *z = Z64(recip_empty(v) as u64);
+                }
+                x.iter()
+                    .filter(|&&v| !recip_empty(v) && !in_recip_domain(v))
+                    .count()
+            }
+            None => x.iter().filter(|&&v| !in_recip_domain(v)).count(),
+        };
         self.count_rows(0, outside as u64);
         Ok(())
     }
@@ -773,6 +789,13 @@ impl Engine for Plain {
 #[inline]
 fn in_recip_domain(v: Z64) -> bool {
     (1..1i64 << 62).contains(&v.to_signed())
+}
+
+/// Whether the reciprocal treats `v` as empty: `v - 1 < 0` (every `v <= 0` but `-2^63`),
+/// the generic code's first comparison.
+#[inline]
+fn recip_empty(v: Z64) -> bool {
+    (v - Z64(1)).is_negative()
 }
 
 impl ExactEngine for Plain {

@@ -325,12 +325,9 @@ fn softmax_rows_with_derivative<E: Engine + ?Sized>(
         e.sub_assign(deriv, prod)?;
     }
     row_sums(e, out, cols, sum, tmp)?;
-    // An empty row (sum <= 0) becomes uniform; `zero` remembers which rows were.
-    generic::empty_rows(e, sum, z, tmp)?;
-    zero.copy_from_slice(z);
-    generic::fill_empty_rows(e, out, cols, sum, z, wide)?;
-    // p = (E * 2^g / S) >> (f + g).
-    e.reciprocal(sum, recip, g, rest)?;
+    // p = (E * 2^g / S) >> (f + g), and the same for E'; both 0 on an empty row (S <= 0),
+    // which then becomes uniform; `zero` remembers which rows were (at the element scale).
+    e.reciprocal(sum, recip, Some(&mut *z), g, rest)?;
     broadcast(recip, cols, wide);
     let (prod, _) = rest.split_at_mut(n);
     e.mul(out, wide, prod)?;
@@ -339,6 +336,10 @@ fn softmax_rows_with_derivative<E: Engine + ?Sized>(
     e.mul(deriv, wide, prod)?;
     e.shift_right(prod, f + g)?;
     deriv.copy_from_slice(prod);
+    generic::fill_empty_rows(e, out, cols, z, wide)?;
+    zero.copy_from_slice(z);
+    let unit = e.public(1.0);
+    e.mul_public(zero, unit)?;
     Ok(())
 }
 
@@ -480,30 +481,16 @@ fn exact_grad_rows<E: Engine + ?Sized>(
     e.mul(y, dv, t)?;
     e.rescale(t)?;
     row_sums(e, t, cols, dl, ratio)?;
-    // ratio = E'_l / E_l, and 0 where E_l = 0 (the label's E clipped, or a line rounded to
-    // exactly 0): the reciprocal's domain is E > 0, and 1/0 is infinite on Float (0 * inf
-    // is NaN) and meaningless on Plain, where E'_l need not be 0 either (a tie between the
-    // zero line and a line that rounds to 0 picks the sloped one). So with
-    // nz = [E_l > 0] = [-E_l < 0]: E_l += 1 - nz, E'_l *= nz.
-    let (nz, rest) = rest.split_at_mut(rows);
-    let (prod, rest) = rest.split_at_mut(rows);
-    prod.copy_from_slice(el);
-    e.scale(prod, -1.0)?;
-    e.is_negative(prod, nz)?;
-    prod.copy_from_slice(nz);
-    let m1 = e.public_int(-1);
-    let one = e.public_int(1);
-    e.mul_public(prod, m1)?;
-    e.add_public(prod, one)?;
-    let unit = e.public(1.0);
-    e.mul_public(prod, unit)?;
-    e.add_assign(el, prod)?;
-    e.mul(dl, nz, prod)?;
-    dl.copy_from_slice(prod);
+    // ratio = E'_l / E_l, and 0 where E_l <= 0 (the label's E clipped, or a line rounded
+    // to exactly 0): there 1/0 is infinite on Float (0 * inf is NaN) and meaningless on
+    // Plain, where E'_l need not be 0 either (a tie between the zero line and a line that
+    // rounds to 0 picks the sloped one); the reciprocal gives 0 there.
     // ratio = (E'_l * (2^gr / E_l)) >> (f + gr): with gr guard bits the reciprocal keeps its
     // precision for E_l above 1 (see [`ratio_guard_bits`]).
+    let (nz, rest) = rest.split_at_mut(rows);
+    let (prod, rest) = rest.split_at_mut(rows);
     let gr = ratio_guard_bits(f);
-    e.reciprocal(el, ratio, gr, rest)?;
+    e.reciprocal(el, ratio, Some(nz), gr, rest)?;
     e.mul(dl, ratio, prod)?;
     e.shift_right(prod, f + gr)?;
     ratio.copy_from_slice(prod);

@@ -702,7 +702,7 @@ fn sigmoid_exp<E: Engine + ?Sized>(
     }
     let one = e.public(1.0);
     e.add_public(ex, one)?;
-    e.reciprocal(ex, out, 0, rest)?;
+    e.reciprocal(ex, out, None, 0, rest)?;
     if let Some(g) = grad {
         a.derivative(e, neg, g, rest)?;
         if !a.nonnegative() {

@@ -483,10 +483,9 @@ pub fn shift_right_and_scaled<E: Engine + ?Sized>(
 ///
 /// Both shifts by the secret `k` are products with public combinations of the one-hot
 /// bits, which are local: `s = (r P) >> (62 - f)` with `P = sum_{k >= 1} o_k 2^(62-k)`
-/// (`r P = r 2^(62-k)` lies in `[2^61, 2^62)`; `k = 0`, outside the domain, gives `s =
-/// 0`), and the result is `y Q + (y P') >> (61 - f - g) + (y o_62) >> (62 - f - g)` with
-/// `Q = sum_{k <= f+g} o_k 2^(f+g-k)` (exact) and `P' = sum_{f+g < k <= 61} o_k
-/// 2^(61-k)` (`y P' < 2^61`). Where a shift is exact the truncated product has zero low
+/// (`r P = r 2^(62-k)` lies in `[2^61, 2^62)`), and the result is `y Q + (y P') >> (61 -
+/// f - g) + (y o_62) >> (62 - f - g)` with `Q = sum_{1 <= k <= f+g} o_k 2^(f+g-k)` (exact) and `P' = sum_{f+g < k <= 61} o_k
+/// 2^(61-k)` (`y P' < 2^61`); `k = 0` enters no weight. Where a shift is exact the truncated product has zero low
 /// bits, so every result is the shifted candidate [`Plain`](crate::Plain) computes from
 /// the bit length directly, bit for bit on `Plain`, up to the two-party truncation's
 /// rounding of the rounded shifts. Rounds: the comparisons, a product and a truncation
@@ -500,9 +499,9 @@ pub fn shift_right_and_scaled<E: Engine + ?Sized>(
 /// [`Plain`](crate::Plain)).
 ///
 /// # Values outside the domain
-/// For `x <= 0` the bit length is 0, `s = 0` and the result is `2^(f+g) * y(0)`
-/// (`y(0) = mul_0 0 + add_0` rounded: about 4): finite, deterministic and the same on
-/// every engine, never a panic, but meaningless; callers (softmax) ensure `x > 0`.
+/// For `x <= 0` the bit length is 0 and the one-hot bit `o_0 = [x <= 0]` enters no
+/// weight: `s = 0` and the result is `0`, on every engine; `o_0` is what `empty` receives.
+/// For `x >= 2^62` (raw) the result is meaningless (`Plain` counts such inputs).
 ///
 /// # Panics
 /// If `f + g > 62` or the lengths differ.
@@ -510,6 +509,7 @@ pub fn reciprocal<E: Engine + ?Sized>(
     e: &mut E,
     x: &[E::Elem],
     out: &mut [E::Elem],
+    empty: Option<&mut [E::Elem]>,
     g: u32,
     scratch: &mut [E::Elem],
 ) -> Result<(), E::Error> {
@@ -552,6 +552,9 @@ pub fn reciprocal<E: Engine + ?Sized>(
         e.sub_assign(ok, &cur[..n])?;
     }
     onehot[(K - 1) * n..].copy_from_slice(&bits[(K - 2) * n..(K - 1) * n]);
+    if let Some(z) = empty {
+        z.copy_from_slice(&onehot[..n]);
+    }
 
     // s = (r P) >> (62 - f).
     let (f, fg) = (f as usize, (f + g) as usize);
@@ -576,7 +579,8 @@ pub fn reciprocal<E: Engine + ?Sized>(
 
     // out = y Q + (y P') >> (61 - f - g) + (y o_62) >> (62 - f - g): the three products
     // in one call, both truncations in one round.
-    one_hot_weights(e, onehot, n, |k| (k <= fg).then(|| fg - k), &mut w[..n], t)?;
+    let exact = |k: usize| (k >= 1 && k <= fg).then(|| fg - k);
+    one_hot_weights(e, onehot, n, exact, &mut w[..n], t)?;
     let low = |k: usize| (k > fg && k <= 61).then(|| 61 - k);
     one_hot_weights(e, onehot, n, low, &mut w[n..2 * n], t)?;
     one_hot_weights(
@@ -687,9 +691,11 @@ pub const fn normalize_rows_scratch(rows: usize, cols: usize) -> usize {
 }
 
 /// See [`Engine::normalize_rows`]: the mask `[v < 0]` and one product clip (when `clip`);
-/// row sums by local additions; `z = [sum <= 0]` by one comparison, added to every value of
-/// its row (and `z * cols` to its sum); one [`reciprocal`] per row with `guard_bits` guard
-/// bits; one product and one truncation by `f + guard_bits` per value.
+/// row sums by local additions; one [`Engine::reciprocal`] per row with `guard_bits` guard
+/// bits, which also gives `z = [sum <= 0]` (0 where `z` is 1); one product and one
+/// truncation by `f + guard_bits` per value; then `z` times `1 / cols` (a public
+/// constant, local) added to every value of its row: an empty row becomes uniform with
+/// no comparison of its own.
 ///
 /// # Panics
 /// If `v` is not `rows * cols` long or `scratch` is shorter than
@@ -719,54 +725,30 @@ pub fn normalize_rows<E: Engine + ?Sized>(
         e.sub_assign(v, prod)?;
     }
     row_sums(e, v, cols, sum, tmp)?;
-    empty_rows(e, sum, z, tmp)?;
-    fill_empty_rows(e, v, cols, sum, z, wide)?;
-    // v = (v * 2^g / sum) >> (f + g).
-    e.reciprocal(sum, recip, guard_bits, rest)?;
+    // v = (v * 2^g / sum) >> (f + g), 0 on an empty row.
+    e.reciprocal(sum, recip, Some(&mut *z), guard_bits, rest)?;
     broadcast(recip, cols, wide);
     e.mul(v, wide, prod)?;
     e.shift_right(prod, f + guard_bits)?;
     v.copy_from_slice(prod);
-    Ok(())
+    fill_empty_rows(e, v, cols, z, wide)
 }
 
-/// `z[i]` = 1 at the element scale where `sum[i] <= 0` (a row with no mass), else 0:
-/// `1 - [-sum < 0]`. `tmp` holds `rows` elements.
-pub(crate) fn empty_rows<E: Engine + ?Sized>(
-    e: &mut E,
-    sum: &[E::Elem],
-    z: &mut [E::Elem],
-    tmp: &mut [E::Elem],
-) -> Result<(), E::Error> {
-    tmp.copy_from_slice(sum);
-    e.scale(tmp, -1.0)?;
-    e.is_negative(tmp, z)?;
-    let m1 = e.public_int(-1);
-    let one = e.public_int(1);
-    e.mul_public(z, m1)?;
-    e.add_public(z, one)?;
-    let unit = e.public(1.0);
-    e.mul_public(z, unit)?;
-    e.note_empty_rows(z);
-    Ok(())
-}
-
-/// An empty row (`z` from [`empty_rows`]) becomes all ones, so that it normalises to
-/// `1 / cols`: `v += z` in every column, `sum += z * cols` (`z` is scaled by `cols` on the
-/// way). `wide` holds `rows * cols` elements.
+/// An empty row (`z` = 1 from [`Engine::reciprocal`], whose result is 0 there) becomes
+/// uniform: `v += z / cols` (the public `1 / cols`, rounded, times the 0/1 bit: local).
+/// Tells the engine which rows were empty. `wide` holds `rows * cols` elements.
 pub(crate) fn fill_empty_rows<E: Engine + ?Sized>(
     e: &mut E,
     v: &mut [E::Elem],
     cols: usize,
-    sum: &mut [E::Elem],
-    z: &mut [E::Elem],
+    z: &[E::Elem],
     wide: &mut [E::Elem],
 ) -> Result<(), E::Error> {
+    e.note_empty_rows(z);
     broadcast(z, cols, wide);
-    e.add_assign(v, wide)?;
-    let c = e.public_int(cols as i64);
-    e.mul_public(z, c)?;
-    e.add_assign(sum, z)
+    let share = e.public(1.0 / cols as f64);
+    e.mul_public(wide, share)?;
+    e.add_assign(v, wide)
 }
 
 /// `out[i] = sum_j v[i][j]`, one column at a time (local additions). `col` holds a column.

@@ -249,7 +249,7 @@ pub trait Engine {
     fn overflow_count(&self) -> u64 {
         self.health().map_or(0, |h| h.wrapped + h.saturated)
     }
-    /// Called by the generic composites with the 0/1 flags (at the element scale) of the
+    /// Called by the generic composites with the 0/1 flags (at integer scale) of the
     /// rows that had no mass (`sum <= 0`) and were made uniform; an engine that can read
     /// values counts them in [`Health::empty_rows`]. The default ignores them.
     fn note_empty_rows(&self, flags: &[Self::Elem]) {
@@ -671,10 +671,9 @@ pub trait Engine {
     }
 
     /// Softmax's division, in place, of `rows` rows of `cols` values `v` (row-major) of an
-    /// approximated
-    /// e^x: clip at 0 when `clip`, add 1 to every value of a row whose sum is not positive
-    /// (the uniform row softmax defines there), then `v * (2^g / row sum) >> (f + g)` with
-    /// `g = guard_bits`. [`crate::softmax::softmax`] calls it once per piece of
+    /// approximated e^x: clip at 0 when `clip`, then `v * (2^g / row sum) >> (f + g)` with
+    /// `g = guard_bits`, and every value of a row whose sum is not positive `1 / cols`
+    /// rounded (the uniform row softmax defines there). [`crate::softmax::softmax`] calls it once per piece of
     /// [`Engine::batch_hint`] elements; a plaintext engine fuses it row by row. Scratch:
     /// [`generic::normalize_rows_scratch`].
     fn normalize_rows(
@@ -702,18 +701,22 @@ pub trait Engine {
         generic::reciprocal_pieces(self, s, out, scratch)
     }
 
-    /// `out[i] = 2^extra_bits / x[i]` for `x[i] > 0` in the safe range, at the element scale:
-    /// range normalisation to `[1/2, 1)` by comparisons against powers of two, linear
-    /// pieces and (for `f > 15`) Newton-Raphson. See [`generic::reciprocal`] for the method, the
-    /// precision and what happens for `x[i] <= 0`. Scratch: [`generic::reciprocal_scratch`].
+    /// `out[i] = 2^extra_bits / x[i]` for `x[i] > 0` in the safe range, at the element scale,
+    /// and `0` for `x[i] <= 0`: range normalisation to `[1/2, 1)` by comparisons against
+    /// powers of two, linear pieces and (for `f > 15`) Newton-Raphson. With `empty`, also
+    /// `empty[i] = [x[i] <= 0]` (0 or 1 at integer scale), read off the first of those
+    /// comparisons (an engine that counts inputs outside the domain then counts only those
+    /// at or above `2^62`: the caller expects `x <= 0`). See [`generic::reciprocal`] for the
+    /// method and the precision. Scratch: [`generic::reciprocal_scratch`].
     fn reciprocal(
         &mut self,
         x: &[Self::Elem],
         out: &mut [Self::Elem],
+        empty: Option<&mut [Self::Elem]>,
         extra_bits: u32,
         scratch: &mut [Self::Elem],
     ) -> Result<(), Self::Error> {
-        generic::reciprocal(self, x, out, extra_bits, scratch)
+        generic::reciprocal(self, x, out, empty, extra_bits, scratch)
     }
 }
 

@@ -90,8 +90,16 @@ fn reciprocal_inputs_outside_its_domain_are_counted() {
         p.public(3.0),
     ];
     let mut out = vec![Z64::ZERO; x.len()];
-    p.reciprocal(&x, &mut out, 4, &mut []).unwrap();
+    p.reciprocal(&x, &mut out, None, 4, &mut []).unwrap();
     assert_eq!(health(&p).recip_out_of_range, 3);
+    // A caller that asks for the empty flags expects inputs <= 0: only 2^62 counts.
+    p.reset_health();
+    let mut z = vec![Z64::ZERO; x.len()];
+    p.reciprocal(&x, &mut out, Some(&mut z), 4, &mut [])
+        .unwrap();
+    assert_eq!(health(&p).recip_out_of_range, 1);
+    assert_eq!(z[..3], [Z64(1), Z64(1), Z64::ZERO]);
+    assert_eq!(out[..2], [Z64::ZERO, Z64::ZERO]);
 }
 
 #[test]

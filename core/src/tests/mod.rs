@@ -357,7 +357,7 @@ fn fused_reciprocal_equals_generic_and_is_accurate() {
                 .iter()
                 .map(|u| (u.abs() * (1u64 << 61) as f64) as i64),
         );
-        raw.extend([0, -1, -5, -(1 << 40), -(1 << 61)]);
+        raw.extend([0, -1, -5, -(1 << 40), -(1 << 61), i64::MIN, i64::MAX]);
         // Bit length 62, the top of the domain.
         raw.extend([(1 << 62) - 1, 3 << 60]);
         let x: Vec<Z64> = raw.iter().map(|&r| Z64::from_signed(r)).collect();
@@ -365,11 +365,20 @@ fn fused_reciprocal_equals_generic_and_is_accurate() {
         for extra in [0, g] {
             let (mut o1, mut o2) = (vec![Z64::ZERO; n], vec![Z64::ZERO; n]);
             let mut s = vec![Z64::ZERO; generic::reciprocal_scratch(n)];
-            p.reciprocal(&x, &mut o1, extra, &mut s).unwrap();
-            generic::reciprocal(&mut p, &x, &mut o2, extra, &mut s).unwrap();
+            let (mut z1, mut z2) = (vec![Z64::ZERO; n], vec![Z64::ZERO; n]);
+            p.reciprocal(&x, &mut o1, Some(&mut z1), extra, &mut s)
+                .unwrap();
+            generic::reciprocal(&mut p, &x, &mut o2, Some(&mut z2), extra, &mut s).unwrap();
             assert_eq!(o1, o2, "f={f} g={extra}");
+            assert_eq!(z1, z2, "f={f} g={extra}: the empty flags");
             for (i, &r) in raw.iter().enumerate() {
-                if r <= 0 {
+                // Empty (every x <= 0 but -2^63): flagged, and the result is 0.
+                let empty = r <= 0 && r != i64::MIN;
+                assert_eq!(z1[i], Z64(empty as u64), "f={f} x={r}");
+                if empty {
+                    assert_eq!(o1[i], Z64::ZERO, "f={f} x={r}");
+                }
+                if r <= 0 || r >= 1 << 62 {
                     continue;
                 }
                 let v = fx.decode(Z64::from_signed(r));
@@ -419,8 +428,8 @@ proptest! {
         }
         let g = softmax::guard_bits(f);
         let mut s = vec![Z64::ZERO; generic::reciprocal_scratch(n)];
-        p.reciprocal(&x, &mut out, g, &mut s).unwrap();
-        generic::reciprocal(&mut p, &x, &mut out, g, &mut s).unwrap();
+        p.reciprocal(&x, &mut out, None, g, &mut s).unwrap();
+        generic::reciprocal(&mut p, &x, &mut out, None, g, &mut s).unwrap();
     }
 
     #[test]

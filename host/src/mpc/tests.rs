@@ -560,8 +560,9 @@ impl Case for Recip {
         let n = x[0].len();
         let mut out = vec![Z64::ZERO; n];
         let mut s = vec![Z64::ZERO; ringnn_core::engine::generic::reciprocal_scratch(n)];
-        e.reciprocal(&x[0], &mut out, self.0, &mut s)?;
-        Ok(vec![out])
+        let mut z = vec![Z64::ZERO; n];
+        e.reciprocal(&x[0], &mut out, Some(&mut z), self.0, &mut s)?;
+        Ok(vec![out, z])
     }
 }
 
@@ -580,6 +581,8 @@ fn reciprocal_is_within_a_few_ulp_relative() {
     for k in 1..=62u32 {
         x.extend([1i64 << (k - 1), (1i64 << k) - 1].map(Z64::from_signed));
     }
+    // Empty inputs: flagged, and 0 on both engines.
+    x.extend([0, -1, -(1 << 40)].map(Z64::from_signed));
     for g in [0, guard_bits(F)] {
         let p = on_plain(&Recip(g), std::slice::from_ref(&x));
         for comparison in Comparison::ALL {
@@ -590,6 +593,8 @@ fn reciprocal_is_within_a_few_ulp_relative() {
             let m = on_mpc(&cfg, &Recip(g), std::slice::from_ref(&x));
             let tol = |i: usize| (8.0 * p[0][i].to_signed() as f64 / (1u64 << F) as f64) as i64 + 2;
             assert_within(&p[0], &m[0], tol, &format!("reciprocal ({comparison})"));
+            assert_eq!(p[1], m[1], "the empty flags ({comparison})");
+            assert_eq!(m[0][m[0].len() - 3..], [Z64::ZERO; 3]);
         }
     }
 }
