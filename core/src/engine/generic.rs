@@ -484,9 +484,10 @@ pub fn shift_right_and_scaled<E: Engine + ?Sized>(
 /// Both shifts by the secret `k` are products with public combinations of the one-hot
 /// bits, which are local: `s = (r P) >> (62 - f)` with `P = sum_{k >= 1} o_k 2^(62-k)`
 /// (`r P = r 2^(62-k)` lies in `[2^61, 2^62)`), and the result is `y Q + (y P') >> (61 -
-/// f - g) + (y o_62) >> (62 - f - g)` with `Q = sum_{1 <= k <= f+g} o_k 2^(f+g-k)` (exact) and `P' = sum_{f+g < k <= 61} o_k
-/// 2^(61-k)` (`y P' < 2^61`); `k = 0` enters no weight. Where a shift is exact the truncated product has zero low
-/// bits, so every result is the shifted candidate [`Plain`](crate::Plain) computes from
+/// f - g) + (y o_62) >> (62 - f - g)` with `Q = sum_{1 <= k <= f+g} o_k 2^(f+g-k)`
+/// (exact) and `P' = sum_{f+g < k <= 61} o_k 2^(61-k)` (`y P' < 2^61`); `k = 0` enters
+/// no weight. Where a shift is exact the truncated product has zero low bits, so every
+/// result is the shifted candidate [`Plain`](crate::Plain) computes from
 /// the bit length directly, bit for bit on `Plain`, up to the two-party truncation's
 /// rounding of the rounded shifts. Rounds: the comparisons, a product and a truncation
 /// for `s`, the pieces (one round and a truncation on a spline gate), `4` per Newton
