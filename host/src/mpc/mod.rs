@@ -79,9 +79,12 @@ mod conv_tests;
 #[cfg(test)]
 mod reuse_tests;
 #[cfg(test)]
+#[macro_use]
 mod tests;
 #[cfg(test)]
 mod trunc_tests;
+#[cfg(test)]
+mod view_tests;
 
 pub use channel::{Channel, MemChannel, Tracked, Traffic};
 pub use comparison::Comparison;
