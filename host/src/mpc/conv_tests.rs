@@ -451,8 +451,8 @@ fn every_opened_value_is_its_secret_under_its_own_mask() {
         (Tag::Trunc, dx_raw),
     ];
     let (m0, m1) = (
-        super::tests::messages(&views[0]),
-        super::tests::messages(&views[1]),
+        super::view_tests::messages(&views[0]),
+        super::view_tests::messages(&views[1]),
     );
     assert_eq!(m0.len(), expected.len(), "one message per opening");
     assert_eq!(masks.len(), expected.len(), "one request per message");

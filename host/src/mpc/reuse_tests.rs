@@ -239,8 +239,8 @@ fn check_views(
         .map(|(a, b)| reconstruct(a, b))
         .collect();
     let (m0, m1) = (
-        super::tests::messages(&recorded[0]),
-        super::tests::messages(&recorded[1]),
+        super::view_tests::messages(&recorded[0]),
+        super::view_tests::messages(&recorded[1]),
     );
     let per: usize = views.iter().map(|v| v.expected.len()).sum();
     assert_eq!(m0.len(), per, "messages");

@@ -815,11 +815,6 @@ fn convolution_is_within_one_ulp() {
     assert_within(&p[0], &m[0], |_| 1, "conv");
 }
 
-pub(super) use super::view_tests::{
-    assert_balanced, byte_chi2, messages, opened_values, payload_words,
-    views_are_uniform_and_never_repeat_a_mask,
-};
-
 struct ReluOnly;
 impl Case for ReluOnly {
     fn run<E: Engine<Elem = Z64, Public = Z64>>(

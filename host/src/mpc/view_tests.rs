@@ -1,8 +1,8 @@
 //! Both parties' views: what each receives in every protocol of training and prediction
 //! looks uniform whatever the inputs (bit balance, byte histograms), and no mask ever
-//! serves two secrets (every opened value recorded with a fixed dealer seed). Moved out
-//! of [`super::tests`], whose shared helpers (`Case`, `config`, `run_in_process`) these
-//! use; the helpers here are shared in turn with the FSS and convolution tests.
+//! serves two secrets (every opened value recorded with a fixed dealer seed). These use
+//! [`super::tests`]' shared helpers (`Case`, `config`); the FSS, convolution and reuse
+//! tests use the view helpers here.
 
 use super::local::LocalMpc;
 use super::tests::*;

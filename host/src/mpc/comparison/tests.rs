@@ -3,9 +3,12 @@
 //! cost, and both parties' views.
 
 use super::super::tests::{
-    assert_balanced, byte_chi2, config, enc, measure_with, messages, on_mpc, on_plain,
-    opened_values, payload_words, uniform, views_are_uniform_and_never_repeat_a_mask, Case,
-    Compare, MaxPool, MaxTree4, Outputs, ReluMaxClamp, F,
+    config, enc, measure_with, on_mpc, on_plain, uniform, Case, Compare, MaxPool, MaxTree4,
+    Outputs, ReluMaxClamp, F,
+};
+use super::super::view_tests::{
+    assert_balanced, byte_chi2, messages, opened_values, payload_words,
+    views_are_uniform_and_never_repeat_a_mask,
 };
 use super::*;
 use crate::mpc::dealer::Request;
