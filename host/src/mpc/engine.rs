@@ -72,7 +72,7 @@
 //! per element; the exact-mode gradient adds a second exp evaluation, its derivative,
 //! three products and truncations per element and one reciprocal per row. The
 //! reciprocal's two shifts back go out as one message ([`Engine::shift_right_chunks`]):
-//! softmax with pwl4 measures 50 rounds on the adder and 12 on FSS (`ringnn cost`).
+//! softmax with pwl4 measures 42 rounds on the adder and 11 on FSS (`ringnn cost`).
 //!
 //! # Comparison
 //! [`Comparison::A2b`] (the default) computes `is_negative` with the adder above;
