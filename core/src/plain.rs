@@ -194,13 +194,19 @@ impl Plain {
             (64 - raw.leading_zeros()).min(62) as i64
         };
         let s = self.shift_by(v, f as i64 - len, o);
-        let (mul, add) = k.pieces.piece(k.pieces.index(s.to_signed()));
-        let mut y = (self.mul_counted(s, mul, o) + add).shr_round(k.pieces.shift());
+        let mut y = self.piece_one(s, &k.pieces, o);
         for _ in 0..k.iters {
             let t = -self.mul_counted(s, y, o).shr_round(f) + k.two;
             y = self.mul_counted(y, t, o).shr_round(f);
         }
         self.shift_by(y, (f + extra_bits) as i64 - len, o)
+    }
+
+    /// [`RecipPieces::eval`] of `s`, counting a wrapped product.
+    #[inline]
+    fn piece_one(&self, s: Z64, pieces: &RecipPieces, o: &mut u64) -> Z64 {
+        let (mul, add) = pieces.piece(pieces.index(s.to_signed()));
+        (self.mul_counted(s, mul, o) + add).shr_round(pieces.shift())
     }
 
     fn scale_const(&self, c: f64) -> ScaleConst {
@@ -735,11 +741,10 @@ impl Engine for Plain {
         _scratch: &mut [Z64],
     ) -> Result<(), Infallible> {
         assert_eq!(out.len(), s.len(), "reciprocal_pieces: length mismatch");
-        let k = RecipConsts::new(self);
+        let pieces = RecipPieces::new(self.f());
         let mut o = 0u64;
         for (r, &v) in out.iter_mut().zip(s) {
-            let (mul, add) = k.pieces.piece(k.pieces.index(v.to_signed()));
-            *r = (self.mul_counted(v, mul, &mut o) + add).shr_round(k.pieces.shift());
+            *r = self.piece_one(v, &pieces, &mut o);
         }
         self.count(o);
         Ok(())
@@ -767,18 +772,17 @@ impl Engine for Plain {
         self.count(o);
         // With `empty`, inputs <= 0 are expected (their flag says so); without, they are
         // outside the domain like those at or above 2^62.
-        let outside = match empty {
-            Some(z) => {
-                assert_eq!(z.len(), x.len(), "reciprocal: length mismatch");
-                for (z, &v) in z.iter_mut().zip(x) {
-                    *z = Z64(recip_empty(v) as u64);
-                }
-                x.iter()
-                    .filter(|&&v| !recip_empty(v) && !in_recip_domain(v))
-                    .count()
+        let flagged = empty.is_some();
+        if let Some(z) = empty {
+            assert_eq!(z.len(), x.len(), "reciprocal: length mismatch");
+            for (z, &v) in z.iter_mut().zip(x) {
+                *z = Z64(recip_empty(v) as u64);
             }
-            None => x.iter().filter(|&&v| !in_recip_domain(v)).count(),
-        };
+        }
+        let outside = x
+            .iter()
+            .filter(|&&v| !(in_recip_domain(v) || flagged && recip_empty(v)))
+            .count();
         self.count_rows(0, outside as u64);
         Ok(())
     }

@@ -487,10 +487,11 @@ fn exact_grad_rows<E: Engine + ?Sized>(
     // rounds to 0 picks the sloped one); the reciprocal gives 0 there.
     // ratio = (E'_l * (2^gr / E_l)) >> (f + gr): with gr guard bits the reciprocal keeps its
     // precision for E_l above 1 (see [`ratio_guard_bits`]).
-    let (nz, rest) = rest.split_at_mut(rows);
+    // The empty flags are not needed here; asking for them says `E_l <= 0` is expected.
+    let (empty, rest) = rest.split_at_mut(rows);
     let (prod, rest) = rest.split_at_mut(rows);
     let gr = ratio_guard_bits(f);
-    e.reciprocal(el, ratio, Some(nz), gr, rest)?;
+    e.reciprocal(el, ratio, Some(empty), gr, rest)?;
     e.mul(dl, ratio, prod)?;
     e.shift_right(prod, f + gr)?;
     ratio.copy_from_slice(prod);
