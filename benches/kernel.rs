@@ -139,7 +139,7 @@ fn reciprocal(c: &mut Criterion) {
     let mut scratch = vec![Z64::ZERO; 0];
     let mut g = c.benchmark_group("reciprocal_plain_f13");
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function("newton", |b| {
+    g.bench_function("pieces", |b| {
         b.iter(|| {
             p.reciprocal(black_box(&x), &mut out, None, 13, &mut scratch)
                 .unwrap()

@@ -23,7 +23,7 @@
 //! the two-party engine's one-round gates ([`Health::beyond_fss_width`]). [`Engine::overflow_count`] is the first two together.
 
 use crate::approx::lines::Lines;
-use crate::engine::recip::RecipPieces;
+use crate::engine::recip::{RecipPieces, RECIP_MAX_PIECES};
 use crate::engine::{
     fss_width, generic, within_fss_width, Engine, Exact, ExactEngine, Health, MatDims, MatmulFn,
 };
@@ -180,7 +180,7 @@ impl Plain {
     /// [`generic::reciprocal`] for one element, with the bit length found directly: `0`
     /// for an empty input (`v - 1 < 0`, the generic code's `o_0`).
     #[inline]
-    fn recip_one(&self, v: Z64, extra_bits: u32, k: &RecipConsts, o: &mut u64) -> Z64 {
+    fn recip_one(&self, v: Z64, extra_bits: u32, k: &mut RecipConsts, o: &mut u64) -> Z64 {
         if recip_empty(v) {
             return Z64::ZERO;
         }
@@ -194,7 +194,7 @@ impl Plain {
             (64 - raw.leading_zeros()).min(62) as i64
         };
         let s = self.shift_by(v, f as i64 - len, o);
-        let mut y = self.piece_one(s, &k.pieces, o);
+        let mut y = self.piece_one(s, k, o);
         for _ in 0..k.iters {
             let t = -self.mul_counted(s, y, o).shr_round(f) + k.two;
             y = self.mul_counted(y, t, o).shr_round(f);
@@ -204,9 +204,9 @@ impl Plain {
 
     /// [`RecipPieces::eval`] of `s`, counting a wrapped product.
     #[inline]
-    fn piece_one(&self, s: Z64, pieces: &RecipPieces, o: &mut u64) -> Z64 {
-        let (mul, add) = pieces.piece(pieces.index(s.to_signed()));
-        (self.mul_counted(s, mul, o) + add).shr_round(pieces.shift())
+    fn piece_one(&self, s: Z64, k: &mut RecipConsts, o: &mut u64) -> Z64 {
+        let (mul, add) = k.piece(s);
+        (self.mul_counted(s, mul, o) + add).shr_round(k.pieces.shift())
     }
 
     fn scale_const(&self, c: f64) -> ScaleConst {
@@ -317,10 +317,13 @@ fn halving_max<const M: usize>(mut v: [Z64; M]) -> Z64 {
 /// Elements per block of the fused loops (stack arrays of this size per line).
 const BLOCK: usize = 256;
 
-/// The public constants of the reciprocal, once per call (a piece's coefficients are
-/// computed where an input needs them: a row needs one).
+/// The public constants of the reciprocal, once per call; a piece's coefficients (an
+/// `f64` division and square root) are computed the first time an input needs them and
+/// kept for the rest of the call.
 struct RecipConsts {
     pieces: RecipPieces,
+    table: [(Z64, Z64); RECIP_MAX_PIECES],
+    known: u128,
     two: Z64,
     iters: u32,
 }
@@ -329,9 +332,22 @@ impl RecipConsts {
     fn new(p: &Plain) -> Self {
         RecipConsts {
             pieces: RecipPieces::new(p.f()),
+            table: [(Z64::ZERO, Z64::ZERO); RECIP_MAX_PIECES],
+            known: 0,
             two: p.public(2.0),
             iters: generic::newton_iterations(p.f()),
         }
+    }
+
+    /// `(mul, add)` of the piece that serves the raw `s`.
+    #[inline]
+    fn piece(&mut self, s: Z64) -> (Z64, Z64) {
+        let i = self.pieces.index(s.to_signed());
+        if self.known >> i & 1 == 0 {
+            self.table[i] = self.pieces.piece(i);
+            self.known |= 1 << i;
+        }
+        self.table[i]
     }
 }
 
@@ -707,7 +723,7 @@ impl Engine for Plain {
         let f = self.f();
         let g = guard_bits;
         let uniform = self.public(1.0 / cols as f64);
-        let k = RecipConsts::new(self);
+        let mut k = RecipConsts::new(self);
         let (mut o, mut empty, mut outside) = (0u64, 0u64, 0u64);
         for row in v.chunks_mut(cols) {
             if clip {
@@ -724,7 +740,7 @@ impl Engine for Plain {
                 continue;
             }
             outside += !in_recip_domain(sum) as u64;
-            let r = self.recip_one(sum, g, &k, &mut o);
+            let r = self.recip_one(sum, g, &mut k, &mut o);
             for v in row.iter_mut() {
                 *v = self.mul_counted(*v, r, &mut o).shr_round(f + g);
             }
@@ -741,10 +757,10 @@ impl Engine for Plain {
         _scratch: &mut [Z64],
     ) -> Result<(), Infallible> {
         assert_eq!(out.len(), s.len(), "reciprocal_pieces: length mismatch");
-        let pieces = RecipPieces::new(self.f());
+        let mut k = RecipConsts::new(self);
         let mut o = 0u64;
         for (r, &v) in out.iter_mut().zip(s) {
-            *r = self.piece_one(v, &pieces, &mut o);
+            *r = self.piece_one(v, &mut k, &mut o);
         }
         self.count(o);
         Ok(())
@@ -764,10 +780,10 @@ impl Engine for Plain {
             "reciprocal: f + extra_bits must be at most 62"
         );
         assert_eq!(out.len(), x.len(), "reciprocal: length mismatch");
-        let k = RecipConsts::new(self);
+        let mut k = RecipConsts::new(self);
         let mut o = 0u64;
         for (r, &v) in out.iter_mut().zip(x) {
-            *r = self.recip_one(v, extra_bits, &k, &mut o);
+            *r = self.recip_one(v, extra_bits, &mut k, &mut o);
         }
         self.count(o);
         // With `empty`, inputs <= 0 are expected (their flag says so); without, they are
